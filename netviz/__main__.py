@@ -1,0 +1,5 @@
+"""`python -m netviz`."""
+
+from netviz.cli import app
+
+app(prog_name="netviz")
