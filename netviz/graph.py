@@ -1,0 +1,250 @@
+"""The stitched graph: machines, nodes (processes or machines), flows between them, ingress points,
+and per-machine counts of what could not be drawn (outside peers, unresolved addresses).
+
+`netviz.stitch` builds a FlowGraph; the renderers read it; `to_json_dict()` is the public
+`netviz.graph/1` format documented in docs/graph.md. Everything here is plain data, sorted, so the
+same snapshots always give the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+GRAPH_SCHEMA = "netviz.graph/1"
+
+GROUP_BY_CHOICES = ("process", "pid", "host")
+
+# Kinds of node.
+KIND_PROCESS = "process"
+KIND_HOST = "host"
+KIND_OUTSIDE = "outside"
+
+# The comm shown for sockets that no visible process holds (non-root capture, kernel sockets).
+UNATTRIBUTED = "(unattributed)"
+
+# A node key: (machine index, rank, identity). rank 0 = a process or a machine, 1 = sockets without a
+# visible owner, 2 = the outside world seen from that machine. identity is the comm (group-by
+# process), the pid (group-by pid) or 0 (group-by host): always of one type for one group_by, so keys
+# sort without mixed-type comparisons.
+NodeKey = tuple[int, int, Union[str, int]]
+
+RANK_OWNED = 0
+RANK_UNATTRIBUTED = 1
+RANK_OUTSIDE = 2
+
+
+def node_key(group_by: str, machine: int, pid: Optional[int], comm: str) -> NodeKey:
+    """The node a socket end belongs to, for one granularity.
+
+    `pid` is None for a socket no visible process holds; under group-by host every socket of a
+    machine belongs to the machine node.
+    """
+    if group_by == "host":
+        return (machine, RANK_OWNED, 0)
+    if pid is None:
+        return (machine, RANK_UNATTRIBUTED, "" if group_by == "process" else 0)
+    if group_by == "pid":
+        return (machine, RANK_OWNED, pid)
+    return (machine, RANK_OWNED, comm)
+
+
+def outside_key(group_by: str, machine: int) -> NodeKey:
+    """The single node standing for every peer outside the group, as seen from one machine."""
+    return (machine, RANK_OUTSIDE, "" if group_by == "process" else 0)
+
+
+@dataclass(frozen=True, order=True)
+class Listening:
+    """A listening TCP/SCTP socket or a bound, unconnected UDP socket."""
+
+    proto: str  # tcp, udp, udplite, sctp (the address tells the family)
+    address: str
+    port: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"proto": self.proto, "address": self.address, "port": self.port}
+
+
+@dataclass(frozen=True, order=True)
+class Ingress:
+    """A socket that sees traffic outside any flow: raw, raw6, packet, icmp, icmp6."""
+
+    kind: str
+    protocol: Optional[int] = None  # raw: IP protocol; packet: ethertype
+    interface: Optional[str] = None  # packet: bound interface, "*" for all
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "protocol": self.protocol, "interface": self.interface}
+
+    def describe(self) -> str:
+        parts = [self.kind]
+        if self.interface is not None:
+            parts.append(self.interface)
+        if self.protocol is not None:
+            parts.append(f"proto {self.protocol}")
+        return " ".join(parts)
+
+
+@dataclass
+class HostEntry:
+    """One machine of the group, with what could not be drawn from it."""
+
+    name: str
+    hostname: str
+    machine_id: Optional[str]
+    addresses: tuple[str, ...]
+    captured_at: float
+    stale: bool
+    complete: bool
+    legacy: bool
+    outside_inbound: int = 0
+    outside_outbound: int = 0
+    unresolved: int = 0
+
+    @property
+    def outside(self) -> int:
+        return self.outside_inbound + self.outside_outbound
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "hostname": self.hostname,
+            "machine_id": self.machine_id,
+            "addresses": list(self.addresses),
+            "captured_at": self.captured_at,
+            "stale": self.stale,
+            "complete": self.complete,
+            "legacy": self.legacy,
+            "outside": {"inbound": self.outside_inbound, "outbound": self.outside_outbound},
+            "unresolved": self.unresolved,
+        }
+
+
+@dataclass
+class Node:
+    """A process (group-by pid), a command on one machine (group-by process), a machine
+    (group-by host), or the outside world as seen from one machine."""
+
+    id: str
+    host: str
+    kind: str
+    comm: str
+    pids: tuple[int, ...] = ()
+    users: tuple[str, ...] = ()
+    contexts: tuple[str, ...] = ()
+    cmdline: str = ""
+    listening: tuple[Listening, ...] = ()
+    ingress: tuple[Ingress, ...] = ()
+    sockets: int = 0
+
+    @property
+    def is_root(self) -> bool:
+        return "root" in self.users
+
+    @property
+    def is_unconfined(self) -> bool:
+        return any(_is_unconfined(context) for context in self.contexts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": self.host,
+            "kind": self.kind,
+            "comm": self.comm,
+            "pids": list(self.pids),
+            "users": list(self.users),
+            "contexts": list(self.contexts),
+            "cmdline": self.cmdline,
+            "listening": [item.to_json() for item in self.listening],
+            "ingress": [item.to_json() for item in self.ingress],
+            "sockets": self.sockets,
+        }
+
+
+def _is_unconfined(context: str) -> bool:
+    # AppArmor writes "unconfined"; SELinux "unconfined_u:unconfined_r:unconfined_t:s0".
+    return context == "unconfined" or "unconfined_t" in context
+
+
+@dataclass
+class Flow:
+    """Connections between two nodes on one service, collapsed into one edge with a count."""
+
+    id: str
+    client: str
+    server: str
+    proto: str
+    server_port: int
+    server_address: str
+    count: int
+    directed: bool = True
+    inferred: bool = False
+    via: Optional[str] = None
+    client_pids: tuple[int, ...] = ()
+    server_pids: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "client": self.client,
+            "server": self.server,
+            "proto": self.proto,
+            "server_port": self.server_port,
+            "server_address": self.server_address,
+            "count": self.count,
+            "directed": self.directed,
+            "inferred": self.inferred,
+            "via": self.via,
+            "client_pids": list(self.client_pids),
+            "server_pids": list(self.server_pids),
+        }
+
+
+@dataclass
+class FlowGraph:
+    """The stitched group: hosts in name order, nodes and flows in a stable order with ids n1.., f1.."""
+
+    group_by: str
+    hosts: list[HostEntry] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
+    flows: list[Flow] = field(default_factory=list)
+
+    @property
+    def outside(self) -> int:
+        return sum(host.outside for host in self.hosts)
+
+    @property
+    def unresolved(self) -> int:
+        return sum(host.unresolved for host in self.hosts)
+
+    def node(self, node_id: str) -> Node:
+        """The node with that id (KeyError when absent)."""
+        for candidate in self.nodes:
+            if candidate.id == node_id:
+                return candidate
+        raise KeyError(node_id)
+
+    def nodes_by_id(self) -> dict[str, Node]:
+        return {node.id: node for node in self.nodes}
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "hosts": len(self.hosts),
+            "nodes": len(self.nodes),
+            "flows": len(self.flows),
+            "connections": sum(flow.count for flow in self.flows),
+            "outside": self.outside,
+            "unresolved": self.unresolved,
+        }
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The `netviz.graph/1` document (docs/graph.md)."""
+        return {
+            "schema": GRAPH_SCHEMA,
+            "group_by": self.group_by,
+            "hosts": [host.to_json() for host in self.hosts],
+            "nodes": [node.to_json() for node in self.nodes],
+            "flows": [flow.to_json() for flow in self.flows],
+            "summary": self.summary(),
+        }

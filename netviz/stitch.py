@@ -1,0 +1,749 @@
+"""Join the snapshots of a group into process-to-process flows (pure: no I/O, no printing).
+
+The rules, each with its own tests (tests/test_stitch_*.py):
+
+* A flow is drawn only when both of its ends are sockets of machines in the group. Connections
+  whose far end is outside are counted per machine (inbound when the local port listens, else
+  outbound); connections whose far end should be in the group but cannot be told apart are
+  counted as unresolved. Nothing is ever guessed.
+* Address ownership comes from the snapshots' own addresses, per machine and namespace.
+  Loopback addresses resolve only inside the same namespace of the same machine; link-local
+  addresses and addresses owned by more than one machine (docker0's 172.17.0.1) only inside the
+  same machine. `::ffff:a.b.c.d` is `a.b.c.d`.
+* Connected sockets (TCP, connected UDP, SCTP associations over all their addresses) are matched
+  by a hash join on the reversed four-tuple: linear in the number of sockets. An address that no
+  machine of the group claims (legacy snapshots carry no addresses) still joins when exactly one
+  socket of the group has the reversed tuple: both ends saw the same four numbers.
+* What is left is tried, in order, against conntrack translations of any machine (NAT: the flow
+  records the translating machine in `via`), then against listening sockets: a connected UDP
+  socket reaches the bound socket that accepts its destination (exact address first, then the
+  wildcard); a TCP/SCTP socket whose peer machine is in the group but whose peer socket is not in
+  the snapshot is attached to the listener that accepts it and marked inferred.
+* Direction comes only from listening sockets (LISTEN; for UDP an unconnected bound socket) in the
+  namespace of each end. When neither or both ends listen the flow is undirected, except after a
+  NAT translation whose conntrack entry names the initiator.
+* A socket held by several processes (pre-fork servers, inherited descriptors) belongs to the
+  holder with the lowest pid; every holder is listed in the flow's `client_pids`/`server_pids`.
+  When an accepted socket has no visible holder but the listener that accepted it has one, the
+  flow goes to the listener's holder and is marked inferred.
+* raw, raw6, packet, icmp and icmp6 sockets are ingress points of the process holding them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Collection, Iterable, Sequence
+from typing import Optional
+
+from netviz.graph import (
+    GROUP_BY_CHOICES,
+    KIND_HOST,
+    KIND_OUTSIDE,
+    KIND_PROCESS,
+    RANK_OUTSIDE,
+    RANK_UNATTRIBUTED,
+    UNATTRIBUTED,
+    Flow,
+    FlowGraph,
+    HostEntry,
+    Ingress,
+    Listening,
+    Node,
+    NodeKey,
+    node_key,
+    outside_key,
+)
+from netviz.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+CONNECTION_KINDS = frozenset({"tcp", "udp", "udplite", "sctp"})
+DATAGRAM_KINDS = frozenset({"udp", "udplite"})
+INGRESS_PROTOS = frozenset({"raw", "raw6", "packet", "icmp", "icmp6"})
+WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+_SCOPE_GLOBAL = 0
+_SCOPE_LOOPBACK = 1
+_SCOPE_LINK = 2
+
+
+def normalize_address(text: str) -> str:
+    """Canonical form for joining: an IPv4-mapped IPv6 address is its IPv4 address."""
+    if text.startswith("::ffff:") and "." in text:
+        return text[7:]
+    return text
+
+
+_scope_cache: dict[str, int] = {}
+
+
+def _scope(address: str) -> int:
+    """Loopback, link-local or anything else (cached: a fleet has few distinct addresses)."""
+    scope = _scope_cache.get(address)
+    if scope is None:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            scope = _SCOPE_GLOBAL
+        else:
+            if parsed.is_loopback:
+                scope = _SCOPE_LOOPBACK
+            elif parsed.is_link_local:
+                scope = _SCOPE_LINK
+            else:
+                scope = _SCOPE_GLOBAL
+        if len(_scope_cache) < 1_000_000:
+            _scope_cache[address] = scope
+    return scope
+
+
+def _address_sort_key(address: str) -> tuple[int, int, str]:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return (9, 0, address)
+    return (parsed.version, int(parsed), address)
+
+
+class _End:
+    """One socket of one machine, reduced to what the join needs.
+
+    `locals_`/`remotes` hold every address of the end (one for TCP/UDP, all of an SCTP
+    association), normalised. `listener` ends are LISTEN sockets or bound unconnected UDP sockets.
+    """
+
+    __slots__ = (
+        "machine",
+        "netns",
+        "kind",
+        "inode",
+        "local_port",
+        "remote_port",
+        "locals_",
+        "remotes",
+        "owner",
+        "listener",
+        "peer",
+        "ambiguous",
+    )
+
+    def __init__(
+        self,
+        machine: int,
+        netns: int,
+        kind: str,
+        inode: int,
+        local_port: int,
+        remote_port: int,
+        locals_: tuple[str, ...],
+        remotes: tuple[str, ...],
+        owner: Optional[int],
+        listener: bool,
+    ) -> None:
+        self.machine = machine
+        self.netns = netns
+        self.kind = kind
+        self.inode = inode
+        self.local_port = local_port
+        self.remote_port = remote_port
+        self.locals_ = locals_
+        self.remotes = remotes
+        self.owner = owner
+        self.listener = listener
+        self.peer: Optional[_End] = None
+        self.ambiguous = False
+
+
+def _addresses(primary: Optional[str], every: tuple[str, ...]) -> tuple[str, ...]:
+    if not every:
+        return (normalize_address(primary),) if primary is not None else ()
+    result = [normalize_address(primary)] if primary is not None else []
+    for address in every:
+        address = normalize_address(address)
+        if address not in result:
+            result.append(address)
+    return tuple(result)
+
+
+class _Machine:
+    """Per-machine lookups: who holds which socket inode, what each process is called."""
+
+    def __init__(self, index: int, snapshot: Snapshot) -> None:
+        self.index = index
+        self.snapshot = snapshot
+        self.owner: dict[int, int] = {}  # socket inode -> lowest holder pid
+        self.shared: dict[int, list[int]] = {}  # socket inode -> every holder, when more than one
+        self.process = {process.pid: process for process in snapshot.processes}
+        for process in sorted(snapshot.processes, key=lambda item: item.pid):
+            for inode in process.sockets:
+                first = self.owner.get(inode)
+                if first is None:
+                    self.owner[inode] = process.pid
+                else:
+                    self.shared.setdefault(inode, [first]).append(process.pid)
+        self.outside_inbound = 0
+        self.outside_outbound = 0
+        self.unresolved = 0
+
+    def holders(self, inode: int, owner: Optional[int]) -> Iterable[int]:
+        shared = self.shared.get(inode)
+        if shared is not None:
+            return shared
+        return () if owner is None else (owner,)
+
+    def comm(self, pid: Optional[int]) -> str:
+        if pid is None:
+            return UNATTRIBUTED
+        return self.process[pid].comm
+
+
+def stitch(
+    snapshots: Sequence[Snapshot],
+    *,
+    group_by: str = "process",
+    show_external: bool = False,
+    stale: Collection[str] = (),
+) -> FlowGraph:
+    """Join the snapshots of one group into a FlowGraph.
+
+    `snapshots` must have distinct names (netviz.group.load_group makes them so). `stale` names
+    machines whose snapshot comes from an earlier run (shown as such, stitched as usual).
+    """
+    if group_by not in GROUP_BY_CHOICES:
+        raise ValueError(f"group_by must be one of {', '.join(GROUP_BY_CHOICES)}, not {group_by!r}")
+    names = [snapshot.name for snapshot in snapshots]
+    if len(set(names)) != len(names):
+        raise ValueError("two snapshots share a name; load them with netviz.group.load_group")
+    stitcher = _Stitcher(sorted(snapshots, key=lambda item: item.name), group_by, show_external)
+    stitcher.run()
+    return stitcher.build(frozenset(stale))
+
+
+class _Stitcher:
+    def __init__(self, snapshots: list[Snapshot], group_by: str, show_external: bool) -> None:
+        self.group_by = group_by
+        self.show_external = show_external
+        self.machines = [_Machine(index, snapshot) for index, snapshot in enumerate(snapshots)]
+        # address -> machines owning it; (machine, address) -> namespaces owning it there
+        self.address_machines: dict[str, set[int]] = {}
+        self.address_namespaces: dict[tuple[int, str], set[int]] = {}
+        # (kind, local, local port, remote, remote port) -> connected ends
+        self.connections: dict[tuple[str, str, int, str, int], list[_End]] = {}
+        # (machine, netns, kind, port) -> listening ends
+        self.listeners: dict[tuple[int, int, str, int], list[_End]] = {}
+        # conntrack original tuple (kind, src, sport, dst, dport) -> [(machine, netns, reply tuple)]
+        self.translations: dict[tuple[str, str, int, str, int], list[tuple[int, int, tuple[str, int, str, int]]]] = {}
+        self.ends: list[_End] = []
+        self.ingress: dict[tuple[int, Optional[int]], set[Ingress]] = {}
+        # flow key -> [count, server addresses, client pids, server pids]
+        self.links: dict[tuple, list] = {}
+        for machine in self.machines:
+            self._index(machine)
+
+    # ----------------------------------------------------------------- indexing
+
+    def _index(self, machine: _Machine) -> None:
+        index = machine.index
+        owner_of = machine.owner
+        connections = self.connections
+        listeners = self.listeners
+        for namespace in machine.snapshot.namespaces:
+            netns = namespace.inode
+            for address in namespace.addresses:
+                text = normalize_address(address.address)
+                self.address_machines.setdefault(text, set()).add(index)
+                self.address_namespaces.setdefault((index, text), set()).add(netns)
+            for entry in namespace.conntrack or ():
+                self._index_translation(index, netns, entry)
+            for socket in namespace.sockets:
+                proto = socket.proto
+                if proto in INGRESS_PROTOS:
+                    self._add_ingress(machine, socket)
+                    continue
+                kind = proto[:-1] if proto.endswith("6") else proto
+                local_port = socket.local_port
+                if kind not in CONNECTION_KINDS or not local_port:
+                    continue
+                remote = socket.remote
+                remote_port = socket.remote_port
+                unconnected = not remote_port or remote is None or remote in WILDCARDS
+                if socket.state == "LISTEN" or (unconnected and kind in DATAGRAM_KINDS):
+                    end = _End(
+                        index, netns, kind, socket.inode, local_port, 0,
+                        _addresses(socket.local, socket.local_all), (),
+                        owner_of.get(socket.inode), True,
+                    )
+                    key = (index, netns, kind, local_port)
+                    bucket = listeners.get(key)
+                    if bucket is None:
+                        listeners[key] = [end]
+                    else:
+                        bucket.append(end)
+                    continue
+                if unconnected:
+                    continue  # bound but neither listening nor connected: no flow
+                locals_ = _addresses(socket.local, socket.local_all)
+                remotes = _addresses(remote, socket.remote_all)
+                end = _End(
+                    index, netns, kind, socket.inode, local_port, remote_port,
+                    locals_, remotes, owner_of.get(socket.inode), False,
+                )
+                self.ends.append(end)
+                for local in locals_:
+                    for far in remotes:
+                        key = (kind, local, local_port, far, remote_port)
+                        bucket = connections.get(key)
+                        if bucket is None:
+                            connections[key] = [end]
+                        else:
+                            bucket.append(end)
+
+    def _index_translation(self, machine: int, netns: int, entry) -> None:
+        original, reply = entry.original, entry.reply
+        if original.sport is None or original.dport is None or reply.sport is None or reply.dport is None:
+            return
+        kind = entry.proto[:-1] if entry.proto.endswith("6") else entry.proto
+        src, dst = normalize_address(original.src), normalize_address(original.dst)
+        reply_src, reply_dst = normalize_address(reply.src), normalize_address(reply.dst)
+        if (reply_src, reply.sport, reply_dst, reply.dport) == (dst, original.dport, src, original.sport):
+            return  # tracked but not translated: the plain join already covers it
+        key = (kind, src, original.sport, dst, original.dport)
+        self.translations.setdefault(key, []).append((machine, netns, (reply_src, reply.sport, reply_dst, reply.dport)))
+
+    def _add_ingress(self, machine: _Machine, socket) -> None:
+        protocol = socket.protocol
+        if protocol is None and socket.proto in ("raw", "raw6"):
+            protocol = socket.local_port  # the format keeps a raw socket's IP protocol there
+        item = Ingress(kind=socket.proto, protocol=protocol, interface=socket.interface)
+        key = (machine.index, machine.owner.get(socket.inode))
+        self.ingress.setdefault(key, set()).add(item)
+
+    # ----------------------------------------------------------------- address resolution
+
+    def _shared_address(self, address: str) -> bool:
+        """True when the address means something only inside one machine."""
+        if _scope(address) != _SCOPE_GLOBAL:
+            return True
+        owners = self.address_machines.get(address)
+        return owners is not None and len(owners) > 1
+
+    def _reachable(self, machine: int, netns: int, address: str, target: _End) -> bool:
+        """Can a socket in (machine, netns) reach `address` on the socket `target`?"""
+        scope = _scope(address)
+        if scope == _SCOPE_LOOPBACK:
+            return target.machine == machine and target.netns == netns
+        if scope == _SCOPE_LINK:
+            return target.machine == machine
+        owners = self.address_machines.get(address)
+        if owners is None:
+            return True  # no machine claims it: the exact tuple is the only evidence, see _exact
+        if len(owners) > 1:
+            return target.machine == machine and machine in owners
+        return target.machine in owners
+
+    def _locations(self, machine: int, netns: int, address: str) -> Optional[list[tuple[int, int]]]:
+        """The namespaces where `address`, seen from (machine, netns), lives; None when ambiguous."""
+        scope = _scope(address)
+        if scope == _SCOPE_LOOPBACK:
+            return [(machine, netns)]
+        if scope == _SCOPE_LINK:
+            return [(machine, ns) for ns in sorted(self.address_namespaces.get((machine, address), ()))]
+        owners = self.address_machines.get(address)
+        if not owners:
+            return []
+        if len(owners) > 1:
+            if machine not in owners:
+                return None
+            owner = machine
+        else:
+            (owner,) = owners
+        return [(owner, ns) for ns in sorted(self.address_namespaces[(owner, address)])]
+
+    def _listeners_for(self, machine: int, netns: int, address: str, port: int, kind: str) -> Optional[list[_End]]:
+        """The listening socket that accepts `address`:`port` seen from (machine, netns).
+
+        The kernel prefers a socket bound to the exact address over a wildcard one. Several
+        sockets in one namespace (SO_REUSEPORT workers) are one service: the lowest owner pid
+        wins. Candidates in several namespaces are ambiguous: None.
+        """
+        locations = self._locations(machine, netns, address)
+        if locations is None:
+            return None
+        exact: list[_End] = []
+        wildcard: list[_End] = []
+        ipv6 = ":" in address
+        for owner_machine, ns in locations:
+            for listener in self.listeners.get((owner_machine, ns, kind, port), ()):
+                if address in listener.locals_:
+                    exact.append(listener)
+                elif "::" in listener.locals_ or ("0.0.0.0" in listener.locals_ and not ipv6):
+                    wildcard.append(listener)
+        found = exact or wildcard
+        if not found:
+            return []
+        if len({(end.machine, end.netns) for end in found}) > 1:
+            return None
+        return [min(found, key=lambda end: (end.owner is None, end.owner or 0, end.inode))]
+
+    def _listens(self, end: _End) -> bool:
+        """Does a listening socket in the end's namespace accept the end's local address and port?"""
+        if end.listener:
+            return True
+        bucket = self.listeners.get((end.machine, end.netns, end.kind, end.local_port))
+        if not bucket:
+            return False
+        for listener in bucket:
+            for local in end.locals_:
+                if local in listener.locals_ or "::" in listener.locals_ or (
+                    "0.0.0.0" in listener.locals_ and ":" not in local
+                ):
+                    return True
+        return False
+
+    # ----------------------------------------------------------------- joining
+
+    def run(self) -> None:
+        joined = self._join_exact()
+        translated = self._join_translated()
+        by_listener = self._join_listeners()
+        self._count_leftovers()
+        log.debug(
+            "stitch: %d connected sockets, %d exact pairs, %d through NAT, %d to listeners",
+            len(self.ends), joined, translated, by_listener,
+        )
+
+    def _join_exact(self) -> int:
+        pairs = 0
+        connections = self.connections
+        for end in self.ends:
+            if end.peer is not None:
+                continue
+            found: list[_End] = []
+            for far in end.remotes:
+                for local in end.locals_:
+                    for candidate in connections.get((end.kind, far, end.remote_port, local, end.local_port), ()):
+                        if (
+                            candidate is not end
+                            and candidate.peer is None
+                            and candidate not in found
+                            and self._reachable(end.machine, end.netns, far, candidate)
+                            and self._reachable(candidate.machine, candidate.netns, local, end)
+                        ):
+                            found.append(candidate)
+            if len(found) == 1:
+                self._pair(end, found[0], server_address=None, inferred=False, via=None, initiator=False)
+                pairs += 1
+            elif found:
+                end.ambiguous = True
+        return pairs
+
+    def _join_translated(self) -> int:
+        if not self.translations:
+            return 0
+        pairs = 0
+        for end in self.ends:
+            if end.peer is not None:
+                continue
+            found: dict[int, tuple[_End, int, str]] = {}
+            for local in end.locals_:
+                for far in end.remotes:
+                    entries = self.translations.get((end.kind, local, end.local_port, far, end.remote_port))
+                    for nat_machine, nat_netns, reply in entries or ():
+                        if self._shared_address(far) and nat_machine != end.machine:
+                            continue  # a loopback/docker0 destination is translated on its own machine
+                        for target in self._translated_targets(end, nat_machine, nat_netns, reply):
+                            found.setdefault(id(target), (target, nat_machine, reply[0]))
+            if len(found) == 1:
+                ((target, nat_machine, address),) = found.values()
+                via = self.machines[nat_machine].snapshot.name
+                self._pair(end, target, server_address=address, inferred=False, via=via, initiator=True)
+                pairs += 1
+            elif found:
+                end.ambiguous = True
+        return pairs
+
+    def _translated_targets(self, end: _End, machine: int, netns: int, reply: tuple[str, int, str, int]) -> list[_End]:
+        """The server side of a translated connection, resolved from the translating namespace."""
+        server, server_port, client, client_port = reply
+        targets = [
+            candidate
+            for candidate in self.connections.get((end.kind, server, server_port, client, client_port), ())
+            if candidate is not end and candidate.peer is None and self._reachable(machine, netns, server, candidate)
+        ]
+        if not targets and end.kind in DATAGRAM_KINDS:
+            targets = self._listeners_for(machine, netns, server, server_port, end.kind) or []
+        return targets
+
+    def _join_listeners(self) -> int:
+        pairs = 0
+        for end in self.ends:
+            if end.peer is not None or self._listens(end):
+                continue  # a server-side socket whose client is missing: no listener to attach to
+            found: list[tuple[_End, str]] = []
+            for far in end.remotes:
+                listeners = self._listeners_for(end.machine, end.netns, far, end.remote_port, end.kind)
+                if listeners is None:
+                    end.ambiguous = True
+                    continue
+                for listener in listeners:
+                    if all(listener is not other for other, _ in found):
+                        found.append((listener, far))
+            if len(found) == 1 and not end.ambiguous:
+                listener, far = found[0]
+                inferred = end.kind not in DATAGRAM_KINDS
+                self._pair(end, listener, server_address=far, inferred=inferred, via=None, initiator=True)
+                pairs += 1
+            elif found:
+                end.ambiguous = True
+        return pairs
+
+    def _count_leftovers(self) -> None:
+        for end in self.ends:
+            if end.peer is not None:
+                continue
+            machine = self.machines[end.machine]
+            in_group = end.ambiguous or any(
+                _scope(far) != _SCOPE_GLOBAL or far in self.address_machines for far in end.remotes
+            )
+            if in_group:
+                machine.unresolved += 1
+                continue
+            inbound = self._listens(end)
+            if inbound:
+                machine.outside_inbound += 1
+            else:
+                machine.outside_outbound += 1
+            if self.show_external:
+                self._add_outside(machine, end, inbound)
+
+    # ----------------------------------------------------------------- flows
+
+    def _pair(
+        self,
+        end: _End,
+        other: _End,
+        *,
+        server_address: Optional[str],
+        inferred: bool,
+        via: Optional[str],
+        initiator: bool,
+    ) -> None:
+        """Record the connection between `end` and `other` (a peer socket or a listener).
+
+        `initiator` says `end` is known to have opened the connection (NAT, or a socket attached to
+        a listener); otherwise direction comes from the listeners alone.
+        """
+        end.peer = other
+        if not other.listener:
+            other.peer = end
+        end_listens = self._listens(end)
+        other_listens = self._listens(other)
+        if other_listens and not end_listens:
+            client, server, directed = end, other, True
+        elif end_listens and not other_listens:
+            client, server, directed = other, end, True
+        elif initiator:
+            client, server, directed = end, other, True
+        else:
+            client, server, directed = end, other, False
+        self._add_link(client, server, server_address, directed, inferred, via)
+
+    def _server_owner(self, server: _End) -> tuple[Optional[int], bool]:
+        """The owner of a server-side socket; an accepted socket nobody visibly holds falls back to the
+        holder of the listener that accepted it (inferred)."""
+        if server.owner is not None or server.listener:
+            return server.owner, False
+        for local in server.locals_:
+            listeners = self._listeners_for(server.machine, server.netns, local, server.local_port, server.kind)
+            if listeners and listeners[0].owner is not None:
+                return listeners[0].owner, True
+        return None, False
+
+    def _add_link(
+        self, client: _End, server: _End, server_address: Optional[str], directed: bool, inferred: bool, via: Optional[str]
+    ) -> None:
+        group_by = self.group_by
+        client_machine = self.machines[client.machine]
+        server_machine = self.machines[server.machine]
+        server_owner, fallback = self._server_owner(server) if directed else (server.owner, False)
+        inferred = inferred or fallback
+        client_key = node_key(group_by, client.machine, client.owner, client_machine.comm(client.owner))
+        server_key = node_key(group_by, server.machine, server_owner, server_machine.comm(server_owner))
+        client_pids = client_machine.holders(client.inode, client.owner)
+        server_pids = (server_owner,) if fallback else server_machine.holders(server.inode, server_owner)
+        server_port = server.local_port
+        if server_address is None:
+            server_address = server.locals_[0]
+        if not directed and (server_key, server_port) > (client_key, client.local_port):
+            # an undirected edge: put its two ends in a stable order
+            client_key, server_key = server_key, client_key
+            client_pids, server_pids = server_pids, client_pids
+            server_port, server_address = client.local_port, client.locals_[0]
+        self._accumulate(
+            (client_key, server_key, server.kind, server_port, directed, inferred, via),
+            server_address, client_pids, server_pids,
+        )
+
+    def _add_outside(self, machine: _Machine, end: _End, inbound: bool) -> None:
+        inside = node_key(self.group_by, end.machine, end.owner, machine.comm(end.owner))
+        outside = outside_key(self.group_by, end.machine)
+        pids = machine.holders(end.inode, end.owner)
+        if inbound:
+            key = (outside, inside, end.kind, end.local_port, True, False, None)
+            self._accumulate(key, end.locals_[0], (), pids)
+        else:
+            # the far side's listeners are not in the group: no direction can be proven
+            key = (inside, outside, end.kind, end.remote_port, False, False, None)
+            self._accumulate(key, end.remotes[0], pids, ())
+
+    def _accumulate(self, key: tuple, server_address: str, client_pids: Iterable[int], server_pids: Iterable[int]) -> None:
+        link = self.links.get(key)
+        if link is None:
+            self.links[key] = [1, server_address, set(client_pids), set(server_pids)]
+            return
+        link[0] += 1
+        if server_address < link[1]:
+            link[1] = server_address
+        link[2].update(client_pids)
+        link[3].update(server_pids)
+
+    # ----------------------------------------------------------------- graph
+
+    def build(self, stale: frozenset[str]) -> FlowGraph:
+        group_by = self.group_by
+        wanted: set[NodeKey] = set()
+        for client_key, server_key, *_ in self.links:
+            wanted.add(client_key)
+            wanted.add(server_key)
+        listening: dict[NodeKey, set[Listening]] = {}
+        for bucket in self.listeners.values():
+            for listener in bucket:
+                machine = self.machines[listener.machine]
+                key = node_key(group_by, listener.machine, listener.owner, machine.comm(listener.owner))
+                items = listening.setdefault(key, set())
+                for address in listener.locals_:
+                    items.add(Listening(listener.kind, address, listener.local_port))
+        ingress: dict[NodeKey, set[Ingress]] = {}
+        for (machine_index, pid), items in self.ingress.items():
+            machine = self.machines[machine_index]
+            key = node_key(group_by, machine_index, pid, machine.comm(pid))
+            ingress.setdefault(key, set()).update(items)
+        wanted.update(listening)
+        wanted.update(ingress)
+        if group_by == "host":
+            wanted.update(node_key("host", machine.index, None, "") for machine in self.machines)
+
+        members = self._members(wanted)
+        ordered = sorted(wanted)
+        ids = {key: f"n{number}" for number, key in enumerate(ordered, start=1)}
+        nodes = [
+            self._node(key, ids[key], members.get(key, []), listening.get(key, set()), ingress.get(key, set()))
+            for key in ordered
+        ]
+
+        rank_of = {key: rank for rank, key in enumerate(ordered)}
+
+        def flow_order(item: tuple[tuple, list]) -> tuple:
+            (client_key, server_key, kind, port, directed, inferred, via), _ = item
+            return (rank_of[client_key], rank_of[server_key], kind, port, not directed, inferred, via or "")
+
+        flows = []
+        for number, (key, link) in enumerate(sorted(self.links.items(), key=flow_order), start=1):
+            client_key, server_key, kind, port, directed, inferred, via = key
+            count, address, client_pids, server_pids = link
+            flows.append(
+                Flow(
+                    id=f"f{number}", client=ids[client_key], server=ids[server_key], proto=kind,
+                    server_port=port, server_address=address, count=count, directed=directed,
+                    inferred=inferred, via=via, client_pids=tuple(sorted(client_pids)),
+                    server_pids=tuple(sorted(server_pids)),
+                )
+            )
+        hosts = [self._host(machine, stale) for machine in self.machines]
+        return FlowGraph(group_by=group_by, hosts=hosts, nodes=nodes, flows=flows)
+
+    def _members(self, wanted: set[NodeKey]) -> dict[NodeKey, list]:
+        """The processes behind each wanted node (only processes holding at least one socket)."""
+        members: dict[NodeKey, list] = {}
+        for machine in self.machines:
+            for process in machine.snapshot.processes:
+                if not process.sockets:
+                    continue
+                key = node_key(self.group_by, machine.index, process.pid, process.comm)
+                if key in wanted:
+                    members.setdefault(key, []).append(process)
+        return members
+
+    def _node(self, key: NodeKey, node_id: str, processes: list, listening: set[Listening], ingress: set[Ingress]) -> Node:
+        machine_index, rank, _ = key
+        machine = self.machines[machine_index]
+        host = machine.snapshot.name
+        if rank == RANK_OUTSIDE:
+            return Node(id=node_id, host=host, kind=KIND_OUTSIDE, comm="outside")
+        if rank == RANK_UNATTRIBUTED:
+            held = set(machine.owner)
+            count = sum(1 for ns in machine.snapshot.namespaces for s in ns.sockets if s.inode not in held)
+            return Node(
+                id=node_id, host=host, kind=KIND_PROCESS, comm=UNATTRIBUTED,
+                listening=tuple(sorted(listening)), ingress=tuple(sorted(ingress)), sockets=count,
+            )
+        processes = sorted(processes, key=lambda process: process.pid)
+        inodes: set[int] = set()
+        for process in processes:
+            inodes.update(process.sockets)
+        if self.group_by == "host":
+            return Node(
+                id=node_id, host=host, kind=KIND_HOST, comm=host,
+                listening=tuple(sorted(listening)), ingress=tuple(sorted(ingress)),
+                sockets=sum(len(ns.sockets) for ns in machine.snapshot.namespaces),
+            )
+        first = processes[0] if processes else None
+        return Node(
+            id=node_id,
+            host=host,
+            kind=KIND_PROCESS,
+            comm=first.comm if first else str(key[2]),
+            pids=tuple(process.pid for process in processes),
+            users=tuple(sorted({process.user if process.user is not None else str(process.uid) for process in processes})),
+            contexts=tuple(sorted({process.context for process in processes if process.context is not None})),
+            cmdline=(" ".join(first.cmdline) if first and first.cmdline else (first.comm if first else "")),
+            listening=tuple(sorted(listening)),
+            ingress=tuple(sorted(ingress)),
+            sockets=len(inodes),
+        )
+
+    def _host(self, machine: _Machine, stale: frozenset[str]) -> HostEntry:
+        snapshot = machine.snapshot
+        main = _main_namespace(snapshot)
+        addresses: set[str] = set()
+        for namespace in snapshot.namespaces:
+            if namespace.inode != main:
+                continue
+            for address in namespace.addresses:
+                text = normalize_address(address.address)
+                if _scope(text) == _SCOPE_GLOBAL:
+                    addresses.add(text)
+        return HostEntry(
+            name=snapshot.name,
+            hostname=snapshot.host.hostname,
+            machine_id=snapshot.host.machine_id,
+            addresses=tuple(sorted(addresses, key=_address_sort_key)),
+            captured_at=snapshot.host.captured_at,
+            stale=snapshot.name in stale,
+            complete=snapshot.coverage.complete,
+            legacy=snapshot.legacy,
+            outside_inbound=machine.outside_inbound,
+            outside_outbound=machine.outside_outbound,
+            unresolved=machine.unresolved,
+        )
+
+
+def _main_namespace(snapshot: Snapshot) -> Optional[int]:
+    """The machine's own network namespace: pid 1's, else the one with the most processes."""
+    for process in snapshot.processes:
+        if process.pid == 1 and process.netns is not None:
+            return process.netns
+    if not snapshot.namespaces:
+        return None
+    return min(snapshot.namespaces, key=lambda namespace: (-namespace.pids, namespace.inode)).inode
