@@ -1,0 +1,603 @@
+// netviz interactive map: draws the embedded netviz.graph/1 document with Cytoscape.js.
+// Every name comes from untrusted machines, so text reaches the DOM through textContent only
+// and Cytoscape draws labels on a canvas. Positions were computed by netviz (no browser layout).
+(function () {
+  'use strict';
+
+  var payload = JSON.parse(document.getElementById('netviz-data').textContent);
+  var graph = payload.graph || {};
+  var layout = payload.layout || { nodes: {}, machines: {} };
+  var hosts = graph.hosts || [];
+  var docNodes = graph.nodes || [];
+  var docFlows = graph.flows || [];
+  // Past this size, trade some polish (edges hidden while panning, 1:1 pixels) for fluidity.
+  var BIG = docNodes.length + docFlows.length > 2000;
+  var MAX_LIST = 60;
+
+  // ---- the model: machines, nodes, flows and their indexes ------------------------------
+
+  var machines = new Map(); // name -> machine record
+  var machineList = [];
+  function machineFor(name) {
+    var machine = machines.get(name);
+    if (!machine) {
+      machine = { name: name, index: machineList.length, host: null, nodes: [], flows: 0, hasIngress: false };
+      machines.set(name, machine);
+      machineList.push(machine);
+    }
+    return machine;
+  }
+  hosts.forEach(function (host) { machineFor(String(host.name)).host = host; });
+
+  var nodeById = new Map();
+  docNodes.forEach(function (node) {
+    nodeById.set(String(node.id), node);
+    var machine = machineFor(String(node.host));
+    machine.nodes.push(node);
+    if ((node.ingress || []).length) machine.hasIngress = true;
+  });
+  var flowById = new Map();
+  var flowsOf = new Map(); // node id -> {out: [], in: []}
+  function flowSlot(id) {
+    var slot = flowsOf.get(id);
+    if (!slot) { slot = { out: [], in: [] }; flowsOf.set(id, slot); }
+    return slot;
+  }
+  var usableFlows = docFlows.filter(function (flow) {
+    return nodeById.has(String(flow.client)) && nodeById.has(String(flow.server));
+  });
+  usableFlows.forEach(function (flow) {
+    flowById.set(String(flow.id), flow);
+    flowSlot(String(flow.client)).out.push(flow);
+    flowSlot(String(flow.server)).in.push(flow);
+  });
+  // A document already grouped by machine has no process level to show.
+  var hasProcessLevel = docNodes.some(function (node) { return node.kind !== 'host'; });
+
+  function machineId(machine) { return 'machine:' + machine.index; }
+  function machineNodeId(machine) { return 'machine-node:' + machine.index; }
+
+  function list(value) { return Array.isArray(value) ? value : []; }
+  function endpoint(address, port) {
+    if (port === null || port === undefined) return String(address || '*');
+    var text = String(address || '*');
+    return (text.indexOf(':') >= 0 ? '[' + text + ']' : text) + ':' + port;
+  }
+  function nodeName(node) {
+    if (!node) return '?';
+    if (node.kind === 'host') return String(node.host);
+    if (node.kind === 'outside') return 'outside';
+    return String(node.comm === null || node.comm === undefined ? '?' : node.comm);
+  }
+  function shorten(text, limit) {
+    return text.length > limit ? text.slice(0, limit - 1) + '\u2026' : text;
+  }
+  function flowLabel(proto, port, count, via) {
+    var text = String(proto || '');
+    if (port !== null && port !== undefined) text += ' ' + port;
+    if (count > 1) text += ' \u00d7' + count;
+    if (via && via.length) text += ' via ' + via.join(',');
+    return text;
+  }
+  function machineLabel(machine) {
+    var text = shorten(machine.name, 48);
+    var host = machine.host;
+    if (host && host.stale) text += ' (stale)';
+    if (host && host.complete === false) text += ' (partial)';
+    return text;
+  }
+  function machineOutsideLabel(machine) {
+    var outside = (machine.host && machine.host.outside) || {};
+    var inbound = outside.inbound || 0, outbound = outside.outbound || 0;
+    if (!inbound && !outbound) return machineLabel(machine);
+    return machineLabel(machine) + '  \u2014 outside: ' + inbound + ' in, ' + outbound + ' out';
+  }
+
+  // ---- the two views, as Cytoscape element lists -------------------------------------
+
+  function position(id) {
+    var xy = layout.nodes[id];
+    return xy ? { x: xy[0], y: xy[1] } : { x: 0, y: 0 };
+  }
+
+  function processViewElements() {
+    var elements = [];
+    // A document grouped by machine has host nodes standing on their own: no boxes then.
+    if (hasProcessLevel) machineList.forEach(function (machine) {
+      var box = layout.machines[machine.name];
+      var element = {
+        group: 'nodes',
+        data: { id: machineId(machine), label: machineLabel(machine), labelOutside: machineOutsideLabel(machine), machine: machine.name },
+        classes: 'machine' + (machine.host && machine.host.stale ? ' stale' : ''),
+      };
+      // An empty machine still gets a box where the layout put it.
+      if (!machine.nodes.length && box) element.position = { x: box[0], y: box[1] };
+      elements.push(element);
+    });
+    docNodes.forEach(function (node) {
+      var id = String(node.id);
+      var machine = machines.get(String(node.host));
+      var listening = list(node.listening);
+      var label = shorten(nodeName(node), 24);
+      if (node.kind === 'process' && listening.length) {
+        var ports = listening.slice(0, 3).map(function (l) { return ':' + l.port; }).join(' ');
+        label += '\n' + ports + (listening.length > 3 ? ' \u2026' : '');
+      }
+      var classes = [node.kind || 'process'];
+      if (listening.length) classes.push('listening');
+      if (list(node.ingress).length) classes.push('ingress');
+      var element = { group: 'nodes', data: { id: id, label: label, kind: node.kind }, position: position(id), classes: classes.join(' ') };
+      if (node.kind !== 'host') element.data.parent = machineId(machine);
+      elements.push(element);
+      list(node.ingress).slice(0, 4).forEach(function (ingress, k) {
+        var at = position(id);
+        var markId = 'ingress:' + id + ':' + k;
+        var markData = { id: markId, label: String(ingress.interface || ingress.kind || 'ingress'), of: id };
+        if (node.kind !== 'host') markData.parent = machineId(machine);
+        elements.push({ group: 'nodes', data: markData, position: { x: at.x - 44 + k * 14, y: at.y - 22 }, classes: 'ingress-mark' });
+        elements.push({ group: 'edges', data: { id: 'ingress-edge:' + id + ':' + k, source: markId, target: id }, classes: 'ingress-mark' });
+      });
+    });
+    usableFlows.forEach(function (flow) {
+      var classes = [];
+      if (flow.directed === false) classes.push('undirected');
+      if (flow.inferred) classes.push('inferred');
+      if (flow.via) classes.push('nat');
+      if (String(flow.client) === String(flow.server)) classes.push('loop');
+      var count = flow.count || 1;
+      elements.push({
+        group: 'edges',
+        data: {
+          id: String(flow.id), source: String(flow.client), target: String(flow.server), flow: String(flow.id),
+          label: flowLabel(flow.proto, flow.server_port, count, flow.via ? [String(flow.via)] : null), weight: count,
+        },
+        classes: classes.join(' '),
+      });
+    });
+    return elements;
+  }
+
+  // Machine view: one node per machine; flows between two machines on one service fold into one edge.
+  var aggregated = new Map(); // aggregated edge id -> list of flows
+  function machineViewElements() {
+    var elements = [];
+    machineList.forEach(function (machine) {
+      var box = layout.machines[machine.name] || [0, 0];
+      var processes = machine.nodes.filter(function (node) { return node.kind === 'process'; }).length;
+      elements.push({
+        group: 'nodes',
+        data: {
+          id: machineNodeId(machine), label: machineLabel(machine), labelOutside: machineOutsideLabel(machine),
+          machine: machine.name, size: Math.min(90, 24 + 5 * Math.sqrt(processes)),
+        },
+        position: { x: box[0], y: box[1] },
+        classes: 'machine-node' + (machine.hasIngress ? ' has-ingress' : '') + (machine.host && machine.host.stale ? ' stale' : ''),
+      });
+    });
+    // Outside nodes keep their own identity: they are not processes of the machine.
+    docNodes.forEach(function (node) {
+      if (node.kind !== 'outside') return;
+      elements.push({ group: 'nodes', data: { id: String(node.id), label: 'outside', kind: 'outside' }, position: position(String(node.id)), classes: 'outside' });
+    });
+    function endOf(node) {
+      if (node.kind === 'outside') return String(node.id);
+      return machineNodeId(machines.get(String(node.host)));
+    }
+    var byKey = new Map();
+    usableFlows.forEach(function (flow) {
+      var source = endOf(nodeById.get(String(flow.client)));
+      var target = endOf(nodeById.get(String(flow.server)));
+      var key = [source, target, flow.proto, flow.server_port, flow.directed !== false].join('|');
+      var edge = byKey.get(key);
+      if (!edge) {
+        edge = { source: source, target: target, proto: flow.proto, port: flow.server_port, directed: flow.directed !== false, count: 0, via: new Set(), flows: [] };
+        byKey.set(key, edge);
+      }
+      edge.count += flow.count || 1;
+      if (flow.via) edge.via.add(String(flow.via));
+      edge.flows.push(flow);
+    });
+    var index = 0;
+    byKey.forEach(function (edge) {
+      var id = 'machine-flow:' + index++;
+      aggregated.set(id, edge.flows);
+      var via = Array.from(edge.via).sort();
+      var classes = [];
+      if (!edge.directed) classes.push('undirected');
+      if (via.length) classes.push('nat');
+      if (edge.source === edge.target) classes.push('loop');
+      elements.push({
+        group: 'edges',
+        data: { id: id, source: edge.source, target: edge.target, label: flowLabel(edge.proto, edge.port, edge.count, via), weight: edge.count },
+        classes: classes.join(' '),
+      });
+    });
+    return elements;
+  }
+
+  // ---- drawing -------------------------------------------------------------------------
+
+  var style = [
+    { selector: 'node', style: {
+      'width': 16, 'height': 16, 'shape': 'ellipse', 'background-color': '#4a78c2', 'label': 'data(label)',
+      'font-size': 10, 'color': '#1d2430', 'text-valign': 'bottom', 'text-halign': 'center', 'text-margin-y': 3,
+      'text-wrap': 'wrap', 'text-max-width': 112, 'min-zoomed-font-size': 7 } },
+    { selector: 'node.listening', style: { 'shape': 'round-rectangle', 'background-color': '#23895a' } },
+    { selector: 'node.ingress', style: { 'border-width': 2, 'border-color': '#e07b00' } },
+    { selector: 'node.outside', style: { 'shape': 'diamond', 'background-color': '#8a8f98', 'width': 20, 'height': 20 } },
+    { selector: 'node.host', style: { 'shape': 'round-rectangle', 'width': 40, 'height': 28, 'background-color': '#5b7fb8', 'font-size': 12 } },
+    { selector: 'node.machine', style: {
+      'shape': 'round-rectangle', 'background-color': '#e9eef6', 'background-opacity': 0.85, 'border-width': 1,
+      'border-color': '#93a3bb', 'text-valign': 'top', 'text-halign': 'center', 'text-margin-y': -4,
+      'font-size': 15, 'font-weight': 'bold', 'color': '#2b3648', 'padding': 14, 'min-zoomed-font-size': 5,
+      'text-wrap': 'none' } },
+    { selector: 'node.machine.with-outside, node.machine-node.with-outside', style: { 'label': 'data(labelOutside)' } },
+    { selector: 'node.machine-node', style: {
+      'shape': 'round-rectangle', 'width': 'data(size)', 'height': 'data(size)', 'background-color': '#5b7fb8',
+      'font-size': 14, 'font-weight': 'bold', 'min-zoomed-font-size': 5, 'text-wrap': 'none' } },
+    { selector: 'node.machine-node.has-ingress.show-ingress', style: { 'border-width': 3, 'border-color': '#e07b00' } },
+    { selector: 'node.stale', style: { 'border-style': 'dashed', 'border-width': 2 } },
+    { selector: 'node.ingress-mark', style: {
+      'shape': 'triangle', 'width': 11, 'height': 11, 'background-color': '#e07b00', 'font-size': 8,
+      'text-valign': 'top', 'text-margin-y': -2, 'color': '#a35400' } },
+    { selector: 'edge', style: {
+      'width': 'mapData(weight, 1, 40, 1.2, 5)', 'line-color': '#98a6ba', 'target-arrow-color': '#98a6ba',
+      'target-arrow-shape': 'triangle', 'arrow-scale': 0.9, 'curve-style': BIG ? 'straight' : 'bezier',
+      'label': 'data(label)', 'font-size': 9, 'min-zoomed-font-size': 8, 'text-rotation': 'autorotate',
+      'color': '#384252', 'text-background-color': '#ffffff', 'text-background-opacity': 0.85, 'text-background-padding': 1 } },
+    { selector: 'edge.loop', style: { 'curve-style': 'bezier', 'loop-direction': '-45deg', 'loop-sweep': '-60deg' } },
+    { selector: 'edge.undirected', style: { 'target-arrow-shape': 'none' } },
+    { selector: 'edge.inferred', style: { 'line-style': 'dashed' } },
+    { selector: 'edge.nat', style: { 'line-color': '#8e44ad', 'target-arrow-color': '#8e44ad', 'color': '#6c2f87' } },
+    { selector: 'edge.ingress-mark', style: {
+      'line-color': '#e07b00', 'line-style': 'dotted', 'target-arrow-shape': 'none', 'label': '', 'width': 1, 'curve-style': 'straight' } },
+    { selector: '.faded', style: { 'opacity': 0.13 } },
+    { selector: 'node.machine.faded', style: { 'opacity': 0.35 } },
+    { selector: 'node.highlight', style: { 'border-width': 3, 'border-color': '#ff7a00', 'z-index': 20 } },
+    { selector: 'edge.highlight', style: { 'line-color': '#ff6a00', 'target-arrow-color': '#ff6a00', 'width': 3, 'z-index': 20, 'min-zoomed-font-size': 4 } },
+    { selector: '.match', style: { 'border-width': 4, 'border-color': '#d81b60', 'line-color': '#d81b60', 'target-arrow-color': '#d81b60', 'z-index': 30 } },
+    { selector: '.focus', style: { 'border-width': 4, 'border-color': '#d32f2f', 'line-color': '#d32f2f', 'target-arrow-color': '#d32f2f', 'z-index': 40 } },
+    { selector: '.hidden', style: { 'display': 'none' } },
+  ];
+
+  var state = { groupBy: hasProcessLevel ? 'process' : 'machine', showExternal: true, showIngress: true, query: '' };
+  var views = {}; // groupBy -> removed Cytoscape collection, kept to restore quickly
+
+  var cy = cytoscape({
+    container: document.getElementById('graph'),
+    elements: processViewElements(),
+    style: style,
+    layout: { name: 'preset', fit: true, padding: 30 },
+    minZoom: 0.01,
+    maxZoom: 5,
+    boxSelectionEnabled: false,
+    selectionType: 'single',
+    motionBlur: false,
+    textureOnViewport: BIG,
+    hideEdgesOnViewport: BIG,
+    pixelRatio: BIG ? 1 : 'auto',
+  });
+
+  // ---- the details panel (textContent only) ------------------------------------------
+
+  var detailsTitle = document.getElementById('details-title');
+  var detailsBody = document.getElementById('details-body');
+  function el(tag, text, className) {
+    var element = document.createElement(tag);
+    if (text !== undefined && text !== null) element.textContent = String(text);
+    if (className) element.className = className;
+    return element;
+  }
+  function showDetails(title, rows, lists) {
+    detailsTitle.textContent = title;
+    detailsBody.replaceChildren();
+    var dl = el('dl');
+    rows.forEach(function (row) {
+      var value = row[1];
+      if (value === undefined || value === null || value === '' || (Array.isArray(value) && !value.length)) return;
+      dl.appendChild(el('dt', row[0]));
+      dl.appendChild(el('dd', Array.isArray(value) ? value.join(', ') : value));
+    });
+    detailsBody.appendChild(dl);
+    (lists || []).forEach(function (section) {
+      if (!section.items.length) return;
+      detailsBody.appendChild(el('h3', section.title + ' (' + section.items.length + ')'));
+      var ul = el('ul');
+      section.items.slice(0, MAX_LIST).forEach(function (item) { ul.appendChild(el('li', item)); });
+      if (section.items.length > MAX_LIST) ul.appendChild(el('li', '\u2026 ' + (section.items.length - MAX_LIST) + ' more', 'more'));
+      detailsBody.appendChild(ul);
+    });
+  }
+  function clearDetails() {
+    detailsTitle.textContent = 'Details';
+    detailsBody.replaceChildren(el('p', 'Click a machine, a process or a flow.', 'hint'));
+  }
+  function describeFlow(flow, from) {
+    var client = nodeById.get(String(flow.client)), server = nodeById.get(String(flow.server));
+    var peer = from === 'client' ? server : client;
+    var arrow = flow.directed === false ? ' \u2014 ' : (from === 'client' ? ' \u2192 ' : ' \u2190 ');
+    var text = arrow + nodeName(peer) + '@' + (peer ? peer.host : '?') + '  ' + flowLabel(flow.proto, flow.server_port, flow.count || 1, flow.via ? [String(flow.via)] : null);
+    if (flow.inferred) text += ' (inferred)';
+    return text.trim();
+  }
+  function hostRows(machine) {
+    var host = machine.host || {};
+    var outside = host.outside || {};
+    return [
+      ['hostname', host.hostname], ['machine id', host.machine_id], ['addresses', list(host.addresses)],
+      ['captured', typeof host.captured_at === 'number' ? new Date(host.captured_at * 1000).toISOString() : null],
+      ['stale', host.stale ? 'yes' : null], ['complete', host.complete === false ? 'no (partial capture)' : (host.complete ? 'yes' : null)],
+      ['format', host.legacy ? 'original capture.py' : null],
+      ['outside in', outside.inbound], ['outside out', outside.outbound], ['unresolved', host.unresolved],
+      ['processes', machine.nodes.filter(function (n) { return n.kind === 'process'; }).length],
+    ];
+  }
+  function showNodeDetails(node) {
+    var machine = machines.get(String(node.host));
+    var flows = flowsOf.get(String(node.id)) || { out: [], in: [] };
+    var rows = [
+      ['machine', node.host], ['kind', node.kind], ['comm', node.kind === 'process' ? node.comm : null],
+      ['pids', list(node.pids)], ['users', list(node.users)], ['context', list(node.contexts)], ['cmdline', node.cmdline],
+      ['listening', list(node.listening).map(function (l) { return l.proto + ' ' + endpoint(l.address, l.port); })],
+      ['ingress', list(node.ingress).map(function (i) { return i.kind + ' on ' + i.interface + (i.protocol !== undefined ? ' (protocol ' + i.protocol + ')' : ''); })],
+      ['sockets', node.sockets], ['addresses', machine && machine.host ? list(machine.host.addresses) : []],
+    ];
+    showDetails(nodeName(node) + ' @ ' + node.host, rows, [
+      { title: 'Flows out', items: flows.out.map(function (f) { return describeFlow(f, 'client'); }) },
+      { title: 'Flows in', items: flows.in.map(function (f) { return describeFlow(f, 'server'); }) },
+    ]);
+  }
+  function showMachineDetails(machine) {
+    var items = machine.nodes.map(function (node) {
+      return nodeName(node) + ' ' + list(node.pids).join(',') + (list(node.listening).length ? ' listening ' + list(node.listening).map(function (l) { return l.port; }).join(',') : '');
+    });
+    showDetails(machine.name, hostRows(machine), [{ title: 'Processes', items: items }]);
+  }
+  function showFlowDetails(flows, title) {
+    if (flows.length === 1) {
+      var flow = flows[0];
+      var client = nodeById.get(String(flow.client)), server = nodeById.get(String(flow.server));
+      showDetails(title, [
+        ['client', nodeName(client) + ' @ ' + (client && client.host)], ['server', nodeName(server) + ' @ ' + (server && server.host)],
+        ['transport', flow.proto], ['server port', flow.server_port], ['server address', flow.server_address],
+        ['connections', flow.count], ['directed', flow.directed === false ? 'no (neither end listens)' : 'yes'],
+        ['inferred', flow.inferred ? 'yes (peer socket not captured)' : null], ['NAT via', flow.via],
+      ]);
+      return;
+    }
+    showDetails(title, [['flows', flows.length]], [{ title: 'Flows', items: flows.map(function (f) { return describeFlow(f, 'client') + '  from ' + nodeName(nodeById.get(String(f.client))) + '@' + nodeById.get(String(f.client)).host; }) }]);
+  }
+
+  // ---- focus: highlight a selection or the search matches, fade the rest ---------------
+
+  function focusOn(keep, className) {
+    cy.batch(function () {
+      cy.elements('.faded').removeClass('faded');
+      cy.elements('.highlight').removeClass('highlight');
+      cy.elements('.focus').removeClass('focus');
+      cy.elements('.match').removeClass('match');
+      if (keep) {
+        cy.elements().difference(keep).addClass('faded');
+        keep.addClass(className);
+      }
+    });
+  }
+  function withEnds(edges) {
+    var keep = edges.union(edges.connectedNodes());
+    return keep.union(keep.parents());
+  }
+  function viaMachines(flowIds) {
+    var keep = cy.collection();
+    flowIds.forEach(function (id) {
+      var flow = flowById.get(id);
+      var machine = flow && flow.via ? machines.get(String(flow.via)) : null;
+      if (machine) keep = keep.union(cy.getElementById(state.groupBy === 'process' ? machineId(machine) : machineNodeId(machine)));
+    });
+    return keep;
+  }
+  function selectElement(target) {
+    var keep;
+    if (target.isEdge()) {
+      var flows = aggregatedFlows(target);
+      if (!flows.length) return;
+      keep = withEnds(target).union(viaMachines(flows.map(function (f) { return String(f.id); })));
+      showFlowDetails(flows, target.data('label'));
+    } else if (target.hasClass('ingress-mark')) {
+      return selectElement(cy.getElementById(target.data('of')));
+    } else if (target.hasClass('machine') || target.hasClass('machine-node')) {
+      var machine = machines.get(target.data('machine'));
+      var inside = target.union(target.children());
+      keep = inside.union(withEnds(inside.connectedEdges()));
+      showMachineDetails(machine);
+    } else {
+      keep = target.union(withEnds(target.connectedEdges()));
+      keep = keep.union(viaMachines(target.connectedEdges().map(function (e) { return e.data('flow'); }).filter(Boolean)));
+      var node = nodeById.get(target.id());
+      if (node.kind === 'host' && machines.has(String(node.host))) showMachineDetails(machines.get(String(node.host)));
+      else showNodeDetails(node);
+    }
+    focusOn(keep, 'highlight');
+    target.addClass('focus');
+    window.netviz.selected = target.id();
+  }
+  function aggregatedFlows(edge) {
+    if (aggregated.has(edge.id())) return aggregated.get(edge.id());
+    var flow = flowById.get(edge.id());
+    return flow ? [flow] : [];
+  }
+
+  cy.on('tap', function (event) {
+    if (event.target === cy) {
+      window.netviz.selected = null;
+      clearDetails();
+      runSearch(state.query);
+    } else {
+      selectElement(event.target);
+    }
+  });
+
+  // ---- search by machine, process, address or port -------------------------------------
+
+  var machineText = new Map(), nodeText = new Map(), nodeNumbers = new Map();
+  machineList.forEach(function (machine) {
+    var host = machine.host || {};
+    machineText.set(machine.name, [machine.name, host.hostname || ''].concat(list(host.addresses)).join('\n').toLowerCase());
+  });
+  docNodes.forEach(function (node) {
+    var id = String(node.id);
+    var listening = list(node.listening);
+    nodeText.set(id, [nodeName(node), node.cmdline || ''].concat(list(node.users), list(node.contexts),
+      listening.map(function (l) { return String(l.address); })).join('\n').toLowerCase());
+    nodeNumbers.set(id, list(node.pids).concat(listening.map(function (l) { return l.port; })).map(Number));
+  });
+  function searchModel(query) {
+    var q = query.trim().toLowerCase();
+    var result = { machines: [], nodes: [], flows: [] };
+    if (!q) return result;
+    var numeric = /^\d+$/.test(q) ? Number(q) : null;
+    machineList.forEach(function (machine) {
+      if (numeric === null && machineText.get(machine.name).indexOf(q) >= 0) result.machines.push(machine.name);
+    });
+    docNodes.forEach(function (node) {
+      var id = String(node.id);
+      var hit = numeric === null ? nodeText.get(id).indexOf(q) >= 0 : nodeNumbers.get(id).indexOf(numeric) >= 0;
+      if (hit) result.nodes.push(id);
+    });
+    usableFlows.forEach(function (flow) {
+      var hit = numeric === null
+        ? String(flow.server_address || '').toLowerCase().indexOf(q) >= 0
+        : flow.server_port === numeric;
+      if (hit) result.flows.push(String(flow.id));
+    });
+    return result;
+  }
+  var searchCount = document.getElementById('search-count');
+  function runSearch(query) {
+    state.query = query;
+    var result = searchModel(query);
+    window.netviz.lastSearch = { query: query, machines: result.machines, nodes: result.nodes, flows: result.flows };
+    if (!query.trim()) {
+      searchCount.textContent = '';
+      focusOn(null);
+      return cy.collection();
+    }
+    var matched = cy.collection();
+    var machineHit = new Set(result.machines);
+    var nodeHit = new Set(result.nodes);
+    var flowHit = new Set(result.flows);
+    if (state.groupBy === 'process' || !hasProcessLevel) {
+      result.machines.forEach(function (name) {
+        var machine = machines.get(name);
+        if (hasProcessLevel) matched = matched.union(cy.getElementById(machineId(machine)));
+        else machine.nodes.forEach(function (node) { matched = matched.union(cy.getElementById(String(node.id))); });
+      });
+      result.nodes.forEach(function (id) { matched = matched.union(cy.getElementById(id)); });
+      result.flows.forEach(function (id) { matched = matched.union(cy.getElementById(id)); });
+    } else {
+      machineList.forEach(function (machine) {
+        var hit = machineHit.has(machine.name) || machine.nodes.some(function (n) { return n.kind !== 'outside' && nodeHit.has(String(n.id)); });
+        if (hit) matched = matched.union(cy.getElementById(machineNodeId(machine)));
+      });
+      aggregated.forEach(function (flows, id) {
+        if (flows.some(function (f) { return flowHit.has(String(f.id)); })) matched = matched.union(cy.getElementById(id));
+      });
+    }
+    matched = matched.filter(function (element) { return !element.hasClass('hidden'); });
+    var parts = [];
+    if (result.machines.length) parts.push(result.machines.length + (result.machines.length === 1 ? ' machine' : ' machines'));
+    if (result.nodes.length) parts.push(result.nodes.length + (result.nodes.length === 1 ? ' process' : ' processes'));
+    if (result.flows.length) parts.push(result.flows.length + (result.flows.length === 1 ? ' flow' : ' flows'));
+    searchCount.textContent = parts.length ? parts.join(', ') : 'no match';
+    focusOn(matched.union(matched.edges().connectedNodes()).union(matched.parents()), 'match');
+    // Only the matches themselves keep the strong mark; their ends and boxes are just not faded.
+    cy.batch(function () { cy.elements('.match').difference(matched).removeClass('match'); });
+    return matched;
+  }
+  var searchBox = document.getElementById('search');
+  var searchTimer = null;
+  searchBox.addEventListener('input', function () {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(function () { runSearch(searchBox.value); }, BIG ? 200 : 60);
+  });
+  searchBox.addEventListener('keydown', function (event) {
+    if (event.key !== 'Enter') return;
+    clearTimeout(searchTimer);
+    var matched = runSearch(searchBox.value);
+    if (matched.length) cy.fit(matched.union(matched.parents()), 60);
+  });
+
+  // ---- group-by and filters ------------------------------------------------------------
+
+  function applyFilters() {
+    cy.batch(function () {
+      var outside = cy.nodes('.outside');
+      if (state.showExternal) outside.removeClass('hidden'); else outside.addClass('hidden');
+      var boxes = cy.nodes('.machine, .machine-node');
+      if (state.showExternal) boxes.addClass('with-outside'); else boxes.removeClass('with-outside');
+      var marks = cy.elements('.ingress-mark');
+      if (state.showIngress) marks.removeClass('hidden'); else marks.addClass('hidden');
+      var ingressMachines = cy.nodes('.has-ingress');
+      if (state.showIngress) ingressMachines.addClass('show-ingress'); else ingressMachines.removeClass('show-ingress');
+    });
+  }
+  var groupButtons = { process: document.getElementById('group-process'), machine: document.getElementById('group-machine') };
+  function setGroupBy(mode) {
+    if (mode === state.groupBy || (mode === 'process' && !hasProcessLevel)) return;
+    cy.batch(function () {
+      views[state.groupBy] = cy.elements().remove();
+      if (views[mode]) views[mode].restore();
+      else cy.add(mode === 'machine' ? machineViewElements() : processViewElements());
+    });
+    state.groupBy = mode;
+    window.netviz.groupBy = mode;
+    updateButtons();
+    applyFilters();
+    clearDetails();
+    runSearch(state.query);
+    cy.fit(undefined, 30);
+  }
+  function updateButtons() {
+    Object.keys(groupButtons).forEach(function (mode) {
+      groupButtons[mode].setAttribute('aria-pressed', String(state.groupBy === mode));
+    });
+    groupButtons.process.disabled = !hasProcessLevel;
+  }
+  groupButtons.process.addEventListener('click', function () { setGroupBy('process'); });
+  groupButtons.machine.addEventListener('click', function () { setGroupBy('machine'); });
+  document.getElementById('show-external').addEventListener('change', function (event) {
+    state.showExternal = event.target.checked;
+    applyFilters();
+    runSearch(state.query);
+  });
+  document.getElementById('show-ingress').addEventListener('change', function (event) {
+    state.showIngress = event.target.checked;
+    applyFilters();
+  });
+  document.getElementById('fit').addEventListener('click', function () { cy.fit(undefined, 30); });
+
+  var summary = graph.summary || {};
+  document.getElementById('summary').textContent =
+    (summary.hosts !== undefined ? summary.hosts : hosts.length) + ' machines \u00b7 ' +
+    docNodes.length + ' nodes \u00b7 ' + usableFlows.length + ' flows' +
+    (summary.outside ? ' \u00b7 ' + summary.outside + ' outside' : '') +
+    (summary.unresolved ? ' \u00b7 ' + summary.unresolved + ' unresolved' : '');
+
+  // ---- what tests and benchmarks read ------------------------------------------------
+
+  window.netviz = {
+    cy: cy, graph: graph, groupBy: state.groupBy, selected: null, lastSearch: null,
+    skippedFlows: docFlows.length - usableFlows.length,
+    setGroupBy: setGroupBy, search: runSearch,
+  };
+  updateButtons();
+  applyFilters();
+  var built = performance.now();
+  cy.one('render', function () {
+    // The frame after the first render is when the user sees the map.
+    requestAnimationFrame(function () {
+      window.netvizTimings = { built: built, drawn: performance.now() };
+      window.netvizReady = true;
+    });
+  });
+  cy.forceRender();
+})();

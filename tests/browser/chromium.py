@@ -1,0 +1,105 @@
+"""Drive Debian's headless Chromium through Playwright (its own browser download is never used).
+
+`missing_reason()` says why a browser test cannot run here (no chromium, no playwright), so tests
+skip with that reason; `open_page()` loads a file:// page in a fresh profile and records every
+request the page makes, console errors and Content-Security-Policy violations.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+CHROMIUM = os.environ.get("NETVIZ_CHROMIUM", "/usr/bin/chromium")
+
+# No sandbox because the tests run as root; the rest keeps Chromium from phoning home, so any
+# request the page log shows came from the page itself.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+# Recorded before any page script runs: CSP violations show up here rather than passing silently.
+_RECORD_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI);
+});
+"""
+
+
+def missing_reason() -> Optional[str]:
+    """Why the browser tests cannot run on this machine, or None when they can."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        return f"headless Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed (pip install playwright; no browser download needed)"
+    return None
+
+
+@dataclass
+class PageLog:
+    """What a page did besides drawing: requests it made, console errors, uncaught exceptions."""
+
+    requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def browser(width: int = 1400, height: int = 900) -> Iterator[Any]:
+    """A headless Chromium context with a new empty profile, closed and removed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="netviz-chromium-")
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_FLAGS,
+                viewport={"width": width, "height": height},
+            )
+            try:
+                yield context
+            finally:
+                context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextmanager
+def open_page(html_path: Path, width: int = 1400, height: int = 900, timeout_s: float = 30.0) -> Iterator[tuple[Any, PageLog]]:
+    """Open `html_path` from disk and wait for the map's `window.netvizReady`; yields (page, log)."""
+    with browser(width, height) as context:
+        page = context.pages[0] if context.pages else context.new_page()
+        log = PageLog()
+        page.on("request", lambda request: log.requests.append(request.url))
+        page.on("console", lambda message: log.console_errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: log.page_errors.append(str(error)))
+        page.add_init_script(_RECORD_VIOLATIONS)
+        page.goto(Path(html_path).resolve().as_uri())
+        page.wait_for_function("window.netvizReady === true", timeout=timeout_s * 1000)
+        yield page, log
+
+
+def screenshot_html(html_path: Path, png_path: Path, width: int = 1600, height: int = 1000) -> None:
+    """Save a PNG of the page as first drawn (used for docs/img/lab-map.png)."""
+    with open_page(html_path, width, height) as (page, _log):
+        page.wait_for_timeout(300)
+        png_path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(png_path))
