@@ -413,29 +413,48 @@ class _Stitcher:
             len(self.ends), joined, translated, by_listener,
         )
 
+    def _exact_candidates(self, end: _End) -> list[_End]:
+        """Unpaired sockets whose four-tuple is `end`'s reversed and that each end can reach."""
+        found: list[_End] = []
+        for far in end.remotes:
+            for local in end.locals_:
+                for candidate in self.connections.get((end.kind, far, end.remote_port, local, end.local_port), ()):
+                    if (
+                        candidate is not end
+                        and candidate.peer is None
+                        and candidate not in found
+                        and self._reachable(end.machine, end.netns, far, candidate)
+                        and self._reachable(candidate.machine, candidate.netns, local, end)
+                    ):
+                        found.append(candidate)
+        return found
+
+    def _crowded(self, end: _End) -> bool:
+        """Does another socket share this end's own four-tuple (cloned labs, unclaimed addresses)?"""
+        for local in end.locals_:
+            for far in end.remotes:
+                if len(self.connections[(end.kind, local, end.local_port, far, end.remote_port)]) > 1:
+                    return True
+        return False
+
     def _join_exact(self) -> int:
         pairs = 0
-        connections = self.connections
         for end in self.ends:
-            if end.peer is not None:
+            if end.peer is not None or end.ambiguous:
                 continue
-            found: list[_End] = []
-            for far in end.remotes:
-                for local in end.locals_:
-                    for candidate in connections.get((end.kind, far, end.remote_port, local, end.local_port), ()):
-                        if (
-                            candidate is not end
-                            and candidate.peer is None
-                            and candidate not in found
-                            and self._reachable(end.machine, end.netns, far, candidate)
-                            and self._reachable(candidate.machine, candidate.netns, local, end)
-                        ):
-                            found.append(candidate)
+            found = self._exact_candidates(end)
             if len(found) == 1:
-                self._pair(end, found[0], server_address=None, inferred=False, via=None, initiator=False)
+                other = found[0]
+                # the match must hold both ways; only checked when a tuple is shared, so it stays cheap
+                if (self._crowded(end) or self._crowded(other)) and self._exact_candidates(other) != [end]:
+                    end.ambiguous = other.ambiguous = True
+                    continue
+                self._pair(end, other, server_address=None, inferred=False, via=None, initiator=False)
                 pairs += 1
             elif found:
                 end.ambiguous = True
+                for other in found:
+                    other.ambiguous = True
         return pairs
 
     def _join_translated(self) -> int:
@@ -443,7 +462,7 @@ class _Stitcher:
             return 0
         pairs = 0
         for end in self.ends:
-            if end.peer is not None:
+            if end.peer is not None or end.ambiguous:
                 continue
             found: dict[int, tuple[_End, int, str]] = {}
             for local in end.locals_:
@@ -478,7 +497,7 @@ class _Stitcher:
     def _join_listeners(self) -> int:
         pairs = 0
         for end in self.ends:
-            if end.peer is not None or self._listens(end):
+            if end.peer is not None or end.ambiguous or self._listens(end):
                 continue  # a server-side socket whose client is missing: no listener to attach to
             found: list[tuple[_End, str]] = []
             for far in end.remotes:
@@ -575,7 +594,7 @@ class _Stitcher:
         server_port = server.local_port
         if server_address is None:
             server_address = server.locals_[0]
-        if not directed and (server_key, server_port) > (client_key, client.local_port):
+        if not directed and (client_key, client.local_port) > (server_key, server_port):
             # an undirected edge: put its two ends in a stable order
             client_key, server_key = server_key, client_key
             client_pids, server_pids = server_pids, client_pids

@@ -1,0 +1,553 @@
+"""The stitching rules of issue 3, one section per rule, expected flows written by hand.
+
+Each machine is a few lines of tests/snapbuilder.py; `edges(graph)` lists flows as
+(client "host/comm", server "host/comm", proto, server port, count[, markers]).
+"""
+
+from __future__ import annotations
+
+import pytest
+from snapbuilder import Machine, edges, host
+
+from netviz.stitch import normalize_address, stitch
+
+
+def web_and_db() -> tuple[Machine, Machine]:
+    web = Machine("web", "10.0.0.1")
+    db = Machine("db", "10.0.0.2")
+    web.process(100, "app", user="www-data")
+    db.process(200, "postgres", user="postgres")
+    db.listen(200, "tcp", "0.0.0.0:5432")
+    return web, db
+
+
+# ---------------------------------------------------------------- rule 1: both ends in the group
+
+
+def test_flow_between_two_machines_of_the_group():
+    web, db = web_and_db()
+    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:5432")
+    db.connect(200, "tcp", "10.0.0.2:5432", "10.0.0.1:40000")
+    assert edges(stitch([web.build(), db.build()])) == {("web/app", "db/postgres", "tcp", 5432, 1)}
+
+
+def test_peer_outside_the_group_is_counted_not_drawn():
+    web, db = web_and_db()
+    web.listen(100, "tcp", "0.0.0.0:443")
+    web.connect(100, "tcp", "10.0.0.1:443", "203.0.113.9:51000")  # an internet client
+    web.connect(100, "tcp", "10.0.0.1:40001", "198.51.100.7:443")  # an API the app calls
+    web.connect(100, "tcp", "10.0.0.1:40002", "198.51.100.7:443")
+    db.connect(200, "tcp", "10.0.0.2:22", "192.0.2.1:60000")  # the orchestrator's ssh session, no listener seen
+    graph = stitch([web.build(), db.build()])
+    assert edges(graph) == set()
+    assert (host(graph, "web").outside_inbound, host(graph, "web").outside_outbound) == (1, 2)
+    assert (host(graph, "db").outside_inbound, host(graph, "db").outside_outbound) == (0, 1)
+    assert graph.to_json_dict()["summary"]["outside"] == 4
+    assert graph.unresolved == 0
+
+
+def test_show_external_draws_one_outside_node_per_machine():
+    web, db = web_and_db()
+    web.listen(100, "tcp", "0.0.0.0:443")
+    web.connect(100, "tcp", "10.0.0.1:443", "203.0.113.9:51000")
+    web.connect(100, "tcp", "10.0.0.1:443", "203.0.113.10:51000")
+    web.connect(100, "tcp", "10.0.0.1:40001", "198.51.100.7:443")
+    db.connect(200, "tcp", "10.0.0.2:5432", "203.0.113.9:50000")
+    graph = stitch([web.build(), db.build()], show_external=True)
+    outside = [node for node in graph.nodes if node.kind == "outside"]
+    assert sorted(node.host for node in outside) == ["db", "web"]
+    assert edges(graph) == {
+        ("web/outside", "web/app", "tcp", 443, 2),
+        ("web/app", "web/outside", "tcp", 443, 1, "undirected"),
+        ("db/outside", "db/postgres", "tcp", 5432, 1),
+    }
+    assert edges(stitch([web.build(), db.build()])) == set()
+
+
+# ---------------------------------------------------------------- rule 2: scoped addresses
+
+
+def test_loopback_stays_inside_each_machine_even_with_identical_tuples():
+    machines = []
+    for name, address in (("a", "10.0.0.1"), ("b", "10.0.0.2")):
+        machine = Machine(name, address)
+        machine.process(1, f"client-{name}")
+        machine.process(2, f"redis-{name}")
+        machine.listen(2, "tcp", "127.0.0.1:6379")
+        machine.connect(1, "tcp", "127.0.0.1:45000", "127.0.0.1:6379")
+        machine.connect(2, "tcp", "127.0.0.1:6379", "127.0.0.1:45000")
+        machines.append(machine.build())
+    assert edges(stitch(machines)) == {
+        ("a/client-a", "a/redis-a", "tcp", 6379, 1),
+        ("b/client-b", "b/redis-b", "tcp", 6379, 1),
+    }
+
+
+def test_loopback_stays_inside_its_network_namespace():
+    box = Machine("box", "10.0.0.1")
+    box.namespace(7001, "172.17.0.2")
+    box.process(1, "host-client")
+    box.process(2, "host-server")
+    box.process(3, "ctr-client", netns=7001)
+    box.process(4, "ctr-server", netns=7001)
+    for client, server, netns in ((1, 2, None), (3, 4, 7001)):
+        extra = {} if netns is None else {"netns": netns}
+        box.listen(server, "tcp", "127.0.0.1:8080", **extra)
+        box.connect(client, "tcp", "127.0.0.1:50000", "127.0.0.1:8080", **extra)
+        box.connect(server, "tcp", "127.0.0.1:8080", "127.0.0.1:50000", **extra)
+    assert edges(stitch([box.build()])) == {
+        ("box/host-client", "box/host-server", "tcp", 8080, 1),
+        ("box/ctr-client", "box/ctr-server", "tcp", 8080, 1),
+    }
+
+
+def test_docker0_address_on_every_host_resolves_inside_the_same_machine():
+    machines = []
+    for name, address in (("a", "10.0.0.1"), ("b", "10.0.0.2")):
+        machine = Machine(name, address, "172.17.0.1")
+        machine.namespace(7001, "172.17.0.2")
+        machine.process(1, f"registry-{name}")
+        machine.process(2, f"job-{name}", netns=7001)
+        machine.listen(1, "tcp", "0.0.0.0:5000")
+        # the same tuple on both machines: each container talks to its own host's docker0
+        machine.connect(2, "tcp", "172.17.0.2:41000", "172.17.0.1:5000", netns=7001)
+        machine.connect(1, "tcp", "172.17.0.1:5000", "172.17.0.2:41000")
+        machines.append(machine.build())
+    graph = stitch(machines)
+    assert edges(graph) == {
+        ("a/job-a", "a/registry-a", "tcp", 5000, 1),
+        ("b/job-b", "b/registry-b", "tcp", 5000, 1),
+    }
+    assert graph.unresolved == 0
+
+
+def test_address_owned_by_two_machines_is_unresolved_from_a_third():
+    machines = []
+    for name, address in (("a", "10.0.0.1"), ("b", "10.0.0.2")):
+        machine = Machine(name, address)
+        machine.namespace(7001, "172.17.0.2")
+        machine.process(2, f"api-{name}", netns=7001)
+        machine.listen(2, "tcp", "0.0.0.0:80", netns=7001)
+        machine.connect(2, "tcp", "172.17.0.2:80", "10.0.0.3:50000", netns=7001)
+        machines.append(machine)
+    caller = Machine("c", "10.0.0.3")
+    caller.process(3, "curl")
+    caller.connect(3, "tcp", "10.0.0.3:50000", "172.17.0.2:80")
+    graph = stitch([machine.build() for machine in machines] + [caller.build()])
+    assert edges(graph) == set()  # never guessed
+    assert host(graph, "c").unresolved == 1
+    assert host(graph, "a").unresolved == 1 and host(graph, "b").unresolved == 1
+    assert graph.outside == 0
+
+
+def test_link_local_resolves_only_inside_the_same_machine():
+    a = Machine("a", "10.0.0.1", "fe80::1")
+    b = Machine("b", "10.0.0.2", "fe80::2")
+    a.process(1, "ll-client")
+    b.process(2, "ll-server")
+    b.listen(2, "tcp6", "[::]:9000")
+    a.connect(1, "tcp6", "[fe80::1]:40000", "[fe80::2]:9000")
+    b.connect(2, "tcp6", "[fe80::2]:9000", "[fe80::1]:40000")
+    graph = stitch([a.build(), b.build()])
+    assert edges(graph) == set()
+    assert host(graph, "a").unresolved == 1 and host(graph, "b").unresolved == 1
+
+    same = Machine("s", "10.0.0.9", "fe80::9")
+    same.namespace(7001, "fe80::10")
+    same.process(1, "ll-client")
+    same.process(2, "ll-server", netns=7001)
+    same.listen(2, "tcp6", "[::]:9000", netns=7001)
+    same.connect(1, "tcp6", "[fe80::9]:40000", "[fe80::10]:9000")
+    same.connect(2, "tcp6", "[fe80::10]:9000", "[fe80::9]:40000", netns=7001)
+    assert edges(stitch([same.build()])) == {("s/ll-client", "s/ll-server", "tcp", 9000, 1)}
+
+
+# ---------------------------------------------------------------- rule 3: IPv4-mapped IPv6
+
+
+def test_ipv4_mapped_listener_accepts_an_ipv4_client():
+    web, db = web_and_db()
+    db.listen(200, "tcp6", "[::]:8443")
+    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:8443")
+    db.connect(200, "tcp6", "[::ffff:10.0.0.2]:8443", "[::ffff:10.0.0.1]:40000")
+    graph = stitch([web.build(), db.build()])
+    assert edges(graph) == {("web/app", "db/postgres", "tcp", 8443, 1)}
+    assert graph.flows[0].server_address == "10.0.0.2"
+
+
+def test_normalize_address():
+    assert normalize_address("::ffff:10.0.0.1") == "10.0.0.1"
+    assert normalize_address("::ffff:a00:1") == "::ffff:a00:1"  # not dotted: not produced by inet_ntop
+    assert normalize_address("fd00::1") == "fd00::1"
+
+
+# ---------------------------------------------------------------- rule 4: exact join, inferred peer
+
+
+def test_parallel_connections_join_each_with_its_own_peer():
+    web, db = web_and_db()
+    db.process(201, "pgbouncer")
+    db.listen(201, "tcp", "0.0.0.0:6432")
+    for port in range(40000, 40005):
+        web.connect(100, "tcp", f"10.0.0.1:{port}", "10.0.0.2:5432")
+        db.connect(200, "tcp", "10.0.0.2:5432", f"10.0.0.1:{port}")
+    web.connect(100, "tcp", "10.0.0.1:41000", "10.0.0.2:6432")
+    db.connect(201, "tcp", "10.0.0.2:6432", "10.0.0.1:41000")
+    assert edges(stitch([web.build(), db.build()])) == {
+        ("web/app", "db/postgres", "tcp", 5432, 5),
+        ("web/app", "db/pgbouncer", "tcp", 6432, 1),
+    }
+
+
+def test_missing_peer_socket_attaches_to_the_listener_and_is_marked_inferred():
+    web, db = web_and_db()
+    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:5432")  # db's accepted socket was not captured
+    graph = stitch([web.build(), db.build()])
+    assert edges(graph) == {("web/app", "db/postgres", "tcp", 5432, 1, "inferred")}
+
+
+def test_missing_peer_without_a_listener_is_unresolved():
+    web, db = web_and_db()
+    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:6000")
+    graph = stitch([web.build(), db.build()])
+    assert edges(graph) == set()
+    assert host(graph, "web").unresolved == 1
+
+
+def test_server_side_socket_whose_client_is_missing_is_not_attached_anywhere():
+    web, db = web_and_db()
+    web.listen(100, "tcp", "0.0.0.0:8080")
+    db.connect(200, "tcp", "10.0.0.2:5432", "10.0.0.1:8080")  # db's accepted socket; the client on web is gone
+    graph = stitch([web.build(), db.build()])
+    assert edges(graph) == set()
+    assert host(graph, "db").unresolved == 1
+
+
+def test_unattributed_accepted_socket_goes_to_the_listeners_holder_inferred():
+    web, db = web_and_db()
+    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:5432")
+    db.connect(None, "tcp", "10.0.0.2:5432", "10.0.0.1:40000")  # no visible holder (non-root capture)
+    graph = stitch([web.build(), db.build()])
+    assert edges(graph) == {("web/app", "db/postgres", "tcp", 5432, 1, "inferred")}
+
+
+def test_unattributed_sockets_without_a_listener_holder_show_as_unattributed():
+    web, db = web_and_db()
+    db.listen(None, "tcp", "0.0.0.0:2049")  # kernel nfsd: no process
+    web.connect(100, "tcp", "10.0.0.1:800", "10.0.0.2:2049")
+    db.connect(None, "tcp", "10.0.0.2:2049", "10.0.0.1:800")
+    assert edges(stitch([web.build(), db.build()])) == {("web/app", "db/(unattributed)", "tcp", 2049, 1)}
+
+
+# ---------------------------------------------------------------- rule 5: direction
+
+
+def test_direction_comes_from_the_listener_not_from_port_numbers():
+    a = Machine("a", "10.0.0.1")
+    b = Machine("b", "10.0.0.2")
+    a.process(1, "oddclient")
+    b.process(2, "highserver")
+    b.listen(2, "tcp", "0.0.0.0:50000")
+    a.connect(1, "tcp", "10.0.0.1:80", "10.0.0.2:50000")  # the client happens to use port 80
+    b.connect(2, "tcp", "10.0.0.2:50000", "10.0.0.1:80")
+    assert edges(stitch([a.build(), b.build()])) == {("a/oddclient", "b/highserver", "tcp", 50000, 1)}
+
+
+def test_neither_end_listening_gives_an_undirected_marked_flow():
+    a = Machine("a", "10.0.0.1")
+    b = Machine("b", "10.0.0.2")
+    a.process(1, "peer-a")
+    b.process(2, "peer-b")
+    a.connect(1, "tcp", "10.0.0.1:80", "10.0.0.2:50000")
+    b.connect(2, "tcp", "10.0.0.2:50000", "10.0.0.1:80")
+    graph = stitch([a.build(), b.build()])
+    assert edges(graph) == {("a/peer-a", "b/peer-b", "tcp", 50000, 1, "undirected")}
+    # stable: the same whichever order the snapshots come in
+    assert edges(stitch([b.build(), a.build()])) == edges(graph)
+
+
+# ---------------------------------------------------------------- rule 6: UDP
+
+
+def test_connected_udp_reaches_the_bound_wildcard_socket():
+    web = Machine("web", "10.0.0.1")
+    dns = Machine("dns", "10.0.0.53")
+    web.process(1, "resolver")
+    dns.process(2, "unbound")
+    dns.listen(2, "udp", "0.0.0.0:53")
+    web.connect(1, "udp", "10.0.0.1:33000", "10.0.0.53:53")
+    web.connect(1, "udp", "10.0.0.1:33001", "10.0.0.53:53")
+    graph = stitch([web.build(), dns.build()])
+    assert edges(graph) == {("web/resolver", "dns/unbound", "udp", 53, 2)}
+    assert graph.flows[0].server_address == "10.0.0.53"
+
+
+def test_connected_udp_prefers_the_exact_bound_address_over_the_wildcard():
+    web = Machine("web", "10.0.0.1")
+    ntp = Machine("ntp", "10.0.0.2", "10.0.0.3")
+    web.process(1, "chronyd")
+    ntp.process(2, "ntpd-any")
+    ntp.process(3, "ntpd-three")
+    ntp.listen(2, "udp", "0.0.0.0:123")
+    ntp.listen(3, "udp", "10.0.0.3:123")
+    web.connect(1, "udp", "10.0.0.1:40000", "10.0.0.3:123")
+    web.connect(1, "udp", "10.0.0.1:40001", "10.0.0.2:123")
+    assert edges(stitch([web.build(), ntp.build()])) == {
+        ("web/chronyd", "ntp/ntpd-three", "udp", 123, 1),
+        ("web/chronyd", "ntp/ntpd-any", "udp", 123, 1),
+    }
+
+
+def test_udp6_connected_to_udp6_bound():
+    a = Machine("a", "fd00::1")
+    b = Machine("b", "fd00::2")
+    a.process(1, "client")
+    b.process(2, "server")
+    b.listen(2, "udp6", "[::]:5353")
+    a.connect(1, "udp6", "[fd00::1]:40000", "[fd00::2]:5353")
+    assert edges(stitch([a.build(), b.build()])) == {("a/client", "b/server", "udp", 5353, 1)}
+
+
+def test_udp_to_a_port_nobody_binds_is_unresolved():
+    a = Machine("a", "10.0.0.1")
+    b = Machine("b", "10.0.0.2")
+    a.process(1, "client")
+    a.connect(1, "udp", "10.0.0.1:40000", "10.0.0.2:9999")
+    graph = stitch([a.build(), b.build()])
+    assert edges(graph) == set() and host(graph, "a").unresolved == 1
+
+
+# ---------------------------------------------------------------- rule 7: SCTP
+
+
+def test_sctp_association_matches_over_all_addresses():
+    a = Machine("a", "10.0.0.1", "10.1.0.1")
+    b = Machine("b", "10.0.0.2", "10.1.0.2")
+    a.process(1, "diameter-client")
+    b.process(2, "diameter-server")
+    b.listen(2, "sctp", "10.0.0.2:3868", local_all=["10.0.0.2", "10.1.0.2"])
+    # primary paths differ: a sees b's second address, b sees a's first
+    a.connect(1, "sctp", "10.1.0.1:50000", "10.1.0.2:3868", local_all=["10.0.0.1", "10.1.0.1"],
+              remote_all=["10.1.0.2", "10.0.0.2"])
+    b.connect(2, "sctp", "10.0.0.2:3868", "10.0.0.1:50000", local_all=["10.0.0.2", "10.1.0.2"],
+              remote_all=["10.0.0.1", "10.1.0.1"])
+    assert edges(stitch([a.build(), b.build()])) == {("a/diameter-client", "b/diameter-server", "sctp", 3868, 1)}
+
+
+# ---------------------------------------------------------------- rule 8: NAT through conntrack
+
+
+def docker_host() -> Machine:
+    """A Docker host publishing container port 80 as 10.0.0.2:8080 (DNAT), docker-proxy listening."""
+    nat = Machine("dockerhost", "10.0.0.2", "172.17.0.1")
+    nat.namespace(7001, "172.17.0.2")
+    nat.process(50, "docker-proxy")
+    nat.process(60, "nginx", netns=7001)
+    nat.listen(50, "tcp", "0.0.0.0:8080")
+    nat.listen(60, "tcp", "0.0.0.0:80", netns=7001)
+    return nat
+
+
+def test_nat_flow_goes_to_the_translated_server_via_the_nat_machine():
+    client = Machine("client", "10.0.0.1")
+    client.process(1, "curl")
+    client.connect(1, "tcp", "10.0.0.1:40000", "10.0.0.2:8080")
+    nat = docker_host()
+    nat.connect(60, "tcp", "172.17.0.2:80", "10.0.0.1:40000", netns=7001)
+    nat.conntrack("tcp", ("10.0.0.1:40000", "10.0.0.2:8080"), ("172.17.0.2:80", "10.0.0.1:40000"))
+    graph = stitch([client.build(), nat.build()])
+    # not the phantom client -> docker-proxy that the listener on 8080 would suggest
+    assert edges(graph) == {("client/curl", "dockerhost/nginx", "tcp", 80, 1, "via=dockerhost")}
+    assert graph.unresolved == 0 and graph.outside == 0
+
+
+def test_nat_on_a_gateway_machine_with_masquerade():
+    client = Machine("client", "10.0.0.1")
+    gateway = Machine("gw", "10.0.0.254", "192.168.1.254")
+    server = Machine("server", "192.168.1.10")
+    client.process(1, "psql")
+    server.process(2, "postgres")
+    server.listen(2, "tcp", "0.0.0.0:5432")
+    client.connect(1, "tcp", "10.0.0.1:40000", "10.0.0.254:15432")
+    server.connect(2, "tcp", "192.168.1.10:5432", "192.168.1.254:61000")
+    gateway.conntrack("tcp", ("10.0.0.1:40000", "10.0.0.254:15432"), ("192.168.1.10:5432", "192.168.1.254:61000"))
+    graph = stitch([client.build(), gateway.build(), server.build()])
+    assert edges(graph) == {("client/psql", "server/postgres", "tcp", 5432, 1, "via=gw")}
+    assert graph.unresolved == 0
+
+
+def test_nat_for_udp_reaches_the_bound_socket_behind_it():
+    client = Machine("client", "10.0.0.1")
+    client.process(1, "dig")
+    client.connect(1, "udp", "10.0.0.1:40000", "10.0.0.2:5353")
+    nat = docker_host()
+    nat.process(61, "coredns", netns=7001)
+    nat.listen(61, "udp", "0.0.0.0:53", netns=7001)
+    nat.conntrack("udp", ("10.0.0.1:40000", "10.0.0.2:5353"), ("172.17.0.2:53", "10.0.0.1:40000"))
+    assert edges(stitch([client.build(), nat.build()])) == {
+        ("client/dig", "dockerhost/coredns", "udp", 53, 1, "via=dockerhost")
+    }
+
+
+def test_untranslated_conntrack_entries_change_nothing():
+    web, db = web_and_db()
+    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:5432")
+    db.connect(200, "tcp", "10.0.0.2:5432", "10.0.0.1:40000")
+    db.conntrack("tcp", ("10.0.0.1:40000", "10.0.0.2:5432"), ("10.0.0.2:5432", "10.0.0.1:40000"))
+    assert edges(stitch([web.build(), db.build()])) == {("web/app", "db/postgres", "tcp", 5432, 1)}
+
+
+# ---------------------------------------------------------------- rule 9: ingress
+
+
+def test_raw_packet_and_icmp_sockets_are_ingress_on_the_holder_not_flows():
+    box = Machine("box", "10.0.0.1")
+    box.process(1, "dhclient")
+    box.process(2, "tcpdump")
+    box.process(3, "ping")
+    box.socket(1, "packet", None, local_port=0, protocol=0x0800, interface="eth0", packet_type="raw")
+    box.socket(2, "packet", None, local_port=0, protocol=0x0003, interface="*", packet_type="raw")
+    box.socket(3, "icmp", "0.0.0.0:0", None, state="CLOSE")
+    box.socket(3, "raw6", "[::]:58", None, state="CLOSE")
+    graph = stitch([box.build()])
+    assert graph.flows == []
+    ingress = {node.comm: [(item.kind, item.protocol, item.interface) for item in node.ingress] for node in graph.nodes}
+    assert ingress == {
+        "dhclient": [("packet", 0x0800, "eth0")],
+        "tcpdump": [("packet", 3, "*")],
+        "ping": [("icmp", None, None), ("raw6", 58, None)],
+    }
+
+
+# ---------------------------------------------------------------- rule 10: shared sockets
+
+
+def test_socket_held_by_several_processes_goes_to_the_lowest_pid_once():
+    web, db = web_and_db()
+    db.process(300, "pgworker")
+    db.process(301, "pgworker")
+    db.process(299, "pgmaster")
+    db.listen([301, 300, 299], "tcp", "0.0.0.0:6000")
+    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:6000")
+    db.connect([301, 300], "tcp", "10.0.0.2:6000", "10.0.0.1:40000")  # inherited by a forked worker
+    graph = stitch([web.build(), db.build()], group_by="pid")
+    assert len(graph.flows) == 1
+    flow = graph.flows[0]
+    server = graph.node(flow.server)
+    assert (server.comm, server.pids, flow.count) == ("pgworker", (300,), 1)
+    assert flow.server_pids == (300, 301)
+    listeners = {node.pids: [item.port for item in node.listening] for node in graph.nodes if node.listening}
+    assert listeners == {(299,): [6000], (200,): [5432]}
+
+
+# ---------------------------------------------------------------- rule 11: same machine
+
+
+def test_same_machine_flows_stay_inside_the_machine():
+    box = Machine("box", "10.0.0.1")
+    box.process(1, "app")
+    box.process(2, "memcached")
+    box.listen(2, "tcp6", "[::]:11211")  # dual stack: accepts ::1 and 10.0.0.1
+    box.connect(1, "tcp", "10.0.0.1:40000", "10.0.0.1:11211")
+    box.connect(2, "tcp", "10.0.0.1:11211", "10.0.0.1:40000")
+    box.connect(1, "tcp6", "[::1]:40001", "[::1]:11211")
+    box.connect(2, "tcp6", "[::1]:11211", "[::1]:40001")
+    graph = stitch([box.build()])
+    assert edges(graph) == {("box/app", "box/memcached", "tcp", 11211, 2)}
+
+
+# ---------------------------------------------------------------- rule 12: granularity
+
+
+def pool() -> tuple[Machine, Machine]:
+    web, db = web_and_db()
+    web.process(101, "app", user="www-data")
+    db.process(201, "postgres", user="postgres")
+    for pid, port in ((100, 40000), (100, 40001), (101, 40002)):
+        web.connect(pid, "tcp", f"10.0.0.1:{port}", "10.0.0.2:5432")
+    for pid, port in ((200, 40000), (201, 40001), (201, 40002)):
+        db.connect(pid, "tcp", "10.0.0.2:5432", f"10.0.0.1:{port}")
+    return web, db
+
+
+def test_group_by_process_collapses_parallel_connections_with_a_count():
+    web, db = pool()
+    graph = stitch([web.build(), db.build()], group_by="process")
+    assert edges(graph) == {("web/app", "db/postgres", "tcp", 5432, 3)}
+    assert graph.node(graph.flows[0].client).pids == (100, 101)
+    assert graph.flows[0].client_pids == (100, 101) and graph.flows[0].server_pids == (200, 201)
+
+
+def test_group_by_pid_gives_one_node_per_process():
+    web, db = pool()
+    graph = stitch([web.build(), db.build()], group_by="pid")
+    pairs = {
+        (graph.node(flow.client).pids, graph.node(flow.server).pids, flow.count) for flow in graph.flows
+    }
+    assert pairs == {((100,), (200,), 1), ((100,), (201,), 1), ((101,), (201,), 1)}
+
+
+def test_group_by_host_gives_machines_only():
+    web, db = pool()
+    graph = stitch([web.build(), db.build()], group_by="host")
+    assert [(node.kind, node.comm) for node in graph.nodes] == [("host", "db"), ("host", "web")]
+    assert edges(graph) == {("web/web", "db/db", "tcp", 5432, 3)}
+
+
+def test_unknown_group_by_is_refused():
+    with pytest.raises(ValueError):
+        stitch([], group_by="user")
+
+
+# ---------------------------------------------------------------- rule 13: machines told apart
+
+
+def test_two_machines_sharing_hostname_and_machine_id_stay_two():
+    one = Machine("clone", "10.0.0.1", machine_id="same")
+    two = Machine("clone", "10.0.0.2", machine_id="same")
+    for machine, address, peer in ((one, "10.0.0.1", "10.0.0.2"), (two, "10.0.0.2", "10.0.0.1")):
+        machine.process(1, "agent")
+        machine.listen(1, "tcp", "0.0.0.0:7000")
+    one.connect(1, "tcp", "10.0.0.1:40000", "10.0.0.2:7000")
+    two.connect(1, "tcp", "10.0.0.2:7000", "10.0.0.1:40000")
+    graph = stitch([one.build("clone-1"), two.build("clone-2")])
+    assert [entry.name for entry in graph.hosts] == ["clone-1", "clone-2"]
+    assert [entry.hostname for entry in graph.hosts] == ["clone", "clone"]
+    assert edges(graph) == {("clone-1/agent", "clone-2/agent", "tcp", 7000, 1)}
+
+
+def test_duplicate_names_are_refused_by_stitch():
+    with pytest.raises(ValueError):
+        stitch([Machine("a").build(), Machine("a").build()])
+
+
+# ---------------------------------------------------------------- rule 14: legacy snapshots
+
+
+def test_legacy_snapshots_join_by_tuple_and_stay_undirected_without_listeners():
+    a = Machine("old-a", "10.0.0.1", legacy=True)
+    b = Machine("old-b", "10.0.0.2", legacy=True)
+    a.process(1, "client")
+    b.process(2, "server")
+    a.connect(1, "tcp", "10.0.0.1:40000", "10.0.0.2:5432")
+    b.connect(2, "tcp", "10.0.0.2:5432", "10.0.0.1:40000")
+    a.connect(1, "tcp", "10.0.0.1:40001", "203.0.113.1:443")
+    graph = stitch([a.build(), b.build()])
+    assert edges(graph) == {("old-a/client", "old-b/server", "tcp", 5432, 1, "undirected")}
+    assert [entry.legacy for entry in graph.hosts] == [True, True]
+    assert host(graph, "old-a").outside_outbound == 1
+
+
+def test_unclaimed_address_with_two_candidate_peers_is_unresolved():
+    a = Machine("a", legacy=True)
+    b = Machine("b", legacy=True)
+    c = Machine("c", legacy=True)
+    a.process(1, "client")
+    b.process(2, "server")
+    c.process(3, "server")
+    a.connect(1, "tcp", "10.0.0.1:40000", "10.0.0.2:5432")
+    b.connect(2, "tcp", "10.0.0.2:5432", "10.0.0.1:40000")
+    c.connect(3, "tcp", "10.0.0.2:5432", "10.0.0.1:40000")  # a cloned lab with the same addresses
+    graph = stitch([a.build(), b.build(), c.build()])
+    assert edges(graph) == set()
+    assert host(graph, "a").unresolved == 1
