@@ -1,0 +1,51 @@
+"""Renderers: a FlowGraph in, bytes out. No terminal output here: notices go to a callback."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Callable, Optional
+
+from netviz.errors import RenderError
+from netviz.graph import FlowGraph
+
+FORMATS = ("dot", "svg", "png", "json", "table", "html")
+
+
+def render(
+    graph: FlowGraph,
+    fmt: str,
+    *,
+    timeout: float = 120.0,
+    on_notice: Optional[Callable[[str], None]] = None,
+) -> bytes:
+    """Render `graph` as `fmt` (one of FORMATS) and return the bytes to write.
+
+    `timeout` bounds the Graphviz layout for svg/png; `on_notice` receives one-line notices
+    (e.g. a change of layout engine on a large graph).
+    """
+    if fmt == "dot":
+        from netviz.render.dot import render_dot
+
+        return render_dot(graph).encode("utf-8")
+    if fmt in ("svg", "png"):
+        from netviz.render.dot import render_dot
+        from netviz.render.image import render_image
+
+        return render_image(render_dot(graph), fmt, node_count=len(graph.nodes), timeout=timeout, on_notice=on_notice)
+    if fmt == "json":
+        from netviz.render.json import render_json
+
+        return render_json(graph).encode("utf-8")
+    if fmt == "table":
+        from netviz.render.table import render_table_text
+
+        return render_table_text(graph).encode("utf-8")
+    if fmt == "html":
+        if importlib.util.find_spec("netviz.render.html") is None:
+            raise RenderError("the HTML map is not available in this build; use --format svg or json")
+        from netviz.render import html
+
+        if hasattr(html, "render_html_graph"):
+            return html.render_html_graph(graph).encode("utf-8")
+        return html.render_html(graph.to_json_dict()).encode("utf-8")
+    raise RenderError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

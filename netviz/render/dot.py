@@ -1,0 +1,168 @@
+"""Graphviz DOT for a FlowGraph: one cluster per machine, one node per process (or machine),
+edges from client to server.
+
+Every name comes from untrusted machines (any user can call a process `"]; evil -> x [`), so DOT
+structure never contains them: node and cluster ids are generated, and every label is an HTML-like
+label whose text is HTML-escaped after control characters are made visible. In HTML-like labels
+Graphviz expands no backslash sequences (\\N, \\G, ...), so backslashes need no treatment.
+"""
+
+from __future__ import annotations
+
+import html
+
+from netviz.graph import KIND_HOST, KIND_OUTSIDE, UNATTRIBUTED, Flow, FlowGraph, HostEntry, Node
+from netviz.textsafe import for_terminal
+
+MAX_PIDS_SHOWN = 6
+MAX_LISTENING_SHOWN = 4
+ROOT_COLOR = "red"
+UNCONFINED_COLOR = "red"
+INGRESS_COLOR = "darkorange3"
+
+
+def label_text(text: str, limit: int = 120) -> str:
+    """Text made safe for an HTML-like label: controls shown as \\xHH, markup escaped."""
+    return html.escape(for_terminal(text, limit=limit), quote=True)
+
+
+def _font(text: str, color: str) -> str:
+    return f'<FONT COLOR="{color}">{text}</FONT>'
+
+
+def _pids(pids: tuple[int, ...]) -> str:
+    shown = ", ".join(str(pid) for pid in pids[:MAX_PIDS_SHOWN])
+    if len(pids) > MAX_PIDS_SHOWN:
+        shown += f" … (+{len(pids) - MAX_PIDS_SHOWN})"
+    return ("pid " if len(pids) == 1 else "pids ") + shown
+
+
+def _listening(node: Node) -> str:
+    items = [
+        f"{item.proto} {'[' + item.address + ']' if ':' in item.address else item.address}:{item.port}"
+        for item in node.listening[:MAX_LISTENING_SHOWN]
+    ]
+    if len(node.listening) > MAX_LISTENING_SHOWN:
+        items.append(f"+{len(node.listening) - MAX_LISTENING_SHOWN}")
+    return "listens " + ", ".join(label_text(item) for item in items)
+
+
+def node_label(node: Node) -> str:
+    """The HTML-like label of a node, lines joined with <BR/>."""
+    if node.kind == KIND_OUTSIDE:
+        return "<<I>outside the group</I>>"
+    lines = [f"<B>{label_text(node.comm)}</B>"]
+    if node.kind == KIND_HOST:
+        lines[0] = f"<B>{label_text(node.host)}</B>"
+    if node.pids:
+        lines.append(_pids(node.pids))
+    users = []
+    for user in node.users:
+        text = "user " + label_text(user)
+        users.append(_font(text, ROOT_COLOR) if user in ("root", "0") else text)
+    lines.extend(users)
+    for context in node.contexts:
+        text = label_text(context)
+        lines.append(_font(text, UNCONFINED_COLOR) if _unconfined(context) else text)
+    if node.listening:
+        lines.append(_listening(node))
+    for item in node.ingress:
+        lines.append(_font("ingress " + label_text(item.describe()), INGRESS_COLOR))
+    return "<" + "<BR/>".join(lines) + ">"
+
+
+def _unconfined(context: str) -> bool:
+    return context == "unconfined" or "unconfined_t" in context
+
+
+def cluster_label(host: HostEntry) -> str:
+    lines = [f"<B>{label_text(host.name)}</B>"]
+    if host.hostname != host.name:
+        lines.append("hostname " + label_text(host.hostname))
+    if host.addresses:
+        shown = list(host.addresses[:4]) + ([f"+{len(host.addresses) - 4}"] if len(host.addresses) > 4 else [])
+        lines.append(label_text("  ".join(shown)))
+    notes = []
+    if host.outside:
+        notes.append(f"outside: {host.outside_inbound} in, {host.outside_outbound} out")
+    if host.unresolved:
+        notes.append(f"unresolved: {host.unresolved}")
+    if host.stale:
+        notes.append("stale snapshot")
+    if not host.complete:
+        notes.append("partial capture")
+    if host.legacy:
+        notes.append("legacy snapshot: no direction")
+    if notes:
+        lines.append(label_text("; ".join(notes)))
+    return "<" + "<BR/>".join(lines) + ">"
+
+
+def edge_label(flow: Flow) -> str:
+    text = f"{flow.proto}/{flow.server_port}"
+    if flow.count > 1:
+        text += f" ×{flow.count}"
+    if flow.inferred:
+        text += " inferred"
+    if flow.via:
+        text += f" via {for_terminal(flow.via, limit=60)}"
+    if not flow.directed:
+        text += " (no listener)"
+    return "<" + html.escape(text, quote=True) + ">"
+
+
+def _node_attributes(node: Node) -> str:
+    attributes = [f"label={node_label(node)}"]
+    if node.kind == KIND_OUTSIDE:
+        attributes.append('shape=ellipse, style="dashed"')
+    elif node.kind == KIND_HOST:
+        attributes.append("shape=box3d")
+    elif node.comm == UNATTRIBUTED and not node.pids:
+        attributes.append('style="rounded,dashed", color=gray40')
+    if node.ingress:
+        attributes.append(f"peripheries=2, color={INGRESS_COLOR}")
+    elif node.is_root:
+        attributes.append(f"color={ROOT_COLOR}")
+    return ", ".join(attributes)
+
+
+def _edge_attributes(flow: Flow) -> str:
+    attributes = [f"label={edge_label(flow)}"]
+    styles = []
+    if not flow.directed:
+        attributes.append("dir=none")
+        styles.append("dashed")
+    if flow.inferred:
+        styles.append("dotted")
+    if styles:
+        attributes.append(f'style="{",".join(styles)}"')
+    if flow.count > 1:
+        attributes.append(f"penwidth={min(1 + flow.count.bit_length() * 0.5, 6):.1f}")
+    return ", ".join(attributes)
+
+
+def render_dot(graph: FlowGraph) -> str:
+    """The whole graph as DOT text (deterministic: hosts, nodes and flows come sorted)."""
+    out = [
+        "digraph netviz {",
+        '  graph [rankdir=LR, charset="UTF-8", fontname="Helvetica", fontsize=11, newrank=true];',
+        '  node [shape=box, style="rounded", fontname="Helvetica", fontsize=10];',
+        '  edge [fontname="Helvetica", fontsize=9];',
+    ]
+    by_host: dict[str, list[Node]] = {host.name: [] for host in graph.hosts}
+    for node in graph.nodes:
+        by_host.setdefault(node.host, []).append(node)
+    for number, host in enumerate(graph.hosts, start=1):
+        out.append(f"  subgraph cluster_{number} {{")
+        out.append(f"    label={cluster_label(host)};")
+        out.append('    style="rounded"; color=gray50;')
+        nodes = by_host.get(host.name, [])
+        if not nodes:
+            out.append(f'    empty_{number} [label="no flows", shape=plaintext];')
+        for node in nodes:
+            out.append(f"    {node.id} [{_node_attributes(node)}];")
+        out.append("  }")
+    for flow in graph.flows:
+        out.append(f"  {flow.client} -> {flow.server} [{_edge_attributes(flow)}];")
+    out.append("}")
+    return "\n".join(out) + "\n"

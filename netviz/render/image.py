@@ -1,0 +1,74 @@
+"""SVG and PNG through Graphviz, with a time limit and a layout engine that scales.
+
+Measured on this project's hardware: `dot` lays out 500 nodes in 0.5 s, 2,000 in 15.6 s and 5,000
+in more than 7 minutes; `sfdp` lays out 5,000 in 13 s. Past DOT_NODE_LIMIT nodes the force-directed
+`sfdp` is used instead (clusters are then not boxed), and the caller is told.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Callable, Optional
+
+from netviz.errors import RenderError
+
+IMAGE_FORMATS = ("svg", "png")
+DOT_NODE_LIMIT = 1000
+DEFAULT_TIMEOUT = 120.0
+GRAPHVIZ_PACKAGE = "graphviz"
+
+
+def layout_engine(node_count: int) -> str:
+    """`dot` for graphs it lays out in seconds, `sfdp` above DOT_NODE_LIMIT nodes."""
+    return "dot" if node_count <= DOT_NODE_LIMIT else "sfdp"
+
+
+def render_image(
+    dot_source: str,
+    fmt: str,
+    *,
+    node_count: int,
+    timeout: float = DEFAULT_TIMEOUT,
+    on_notice: Optional[Callable[[str], None]] = None,
+    engine: Optional[str] = None,
+) -> bytes:
+    """Run Graphviz on `dot_source` and return the SVG or PNG bytes.
+
+    Raises RenderError when Graphviz is missing, fails, or exceeds `timeout` seconds (the
+    process is killed).
+    """
+    if fmt not in IMAGE_FORMATS:
+        raise RenderError(f"unknown image format {fmt!r}; use one of {', '.join(IMAGE_FORMATS)}")
+    engine = engine or layout_engine(node_count)
+    if engine != "dot" and on_notice is not None:
+        on_notice(
+            f"{node_count} nodes: laying out with Graphviz {engine} instead of dot "
+            f"(dot needs minutes past {DOT_NODE_LIMIT} nodes); --group-by host gives a smaller map"
+        )
+    executable = shutil.which(engine)
+    if executable is None:
+        raise RenderError(
+            f"Graphviz `{engine}` was not found: install the Debian package {GRAPHVIZ_PACKAGE} "
+            f"(apt-get install {GRAPHVIZ_PACKAGE}), or write --format dot or json"
+        )
+    command = [executable, f"-T{fmt}"]
+    if engine == "sfdp":
+        command.append("-Goverlap=prism")
+    try:
+        result = subprocess.run(
+            command, input=dot_source.encode("utf-8"), capture_output=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise RenderError(
+            f"Graphviz {engine} did not finish within {timeout:.0f} s for {node_count} nodes; "
+            "try --group-by host, or --format json/dot"
+        ) from None
+    except OSError as error:
+        raise RenderError(f"Graphviz {engine} could not run: {error}") from None
+    if result.returncode != 0:
+        detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RenderError(
+            f"Graphviz {engine} failed (exit {result.returncode})" + (f": {detail[0]}" if detail else "")
+        )
+    return result.stdout
