@@ -3,8 +3,9 @@ edges from client to server.
 
 Every name comes from untrusted machines (any user can call a process `"]; evil -> x [`), so DOT
 structure never contains them: node and cluster ids are generated, and every label is an HTML-like
-label whose text is HTML-escaped after control characters are made visible. In HTML-like labels
-Graphviz expands no backslash sequences (\\N, \\G, ...), so backslashes need no treatment.
+label whose text is HTML-escaped after control characters are made visible. Graphviz still
+expands \\N, \\G, \\E, \\T, \\H, \\L inside HTML-like labels (even when the backslash is written
+as an entity), and turns a doubled backslash into one: so every backslash is doubled.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ INGRESS_COLOR = "darkorange3"
 
 
 def label_text(text: str, limit: int = 120) -> str:
-    """Text made safe for an HTML-like label: controls shown as \\xHH, markup escaped."""
-    return html.escape(for_terminal(text, limit=limit), quote=True)
+    """Text made safe for an HTML-like label: controls shown as \\xHH, markup escaped,
+    backslashes doubled so that Graphviz shows them instead of expanding \\G and friends."""
+    return html.escape(for_terminal(text, limit=limit), quote=True).replace("\\", "\\\\")
 
 
 def _font(text: str, color: str) -> str:
@@ -105,10 +107,10 @@ def edge_label(flow: Flow) -> str:
     if flow.inferred:
         text += " inferred"
     if flow.via:
-        text += f" via {for_terminal(flow.via, limit=60)}"
+        text += f" via {flow.via}"
     if not flow.directed:
         text += " (no listener)"
-    return "<" + html.escape(text, quote=True) + ">"
+    return "<" + label_text(text) + ">"
 
 
 def _node_attributes(node: Node) -> str:
