@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Callable, Optional
 
 from netviz.errors import RenderError
@@ -49,3 +50,11 @@ def render(
             return html.render_html_graph(graph).encode("utf-8")
         return html.render_html(graph.to_json_dict()).encode("utf-8")
     raise RenderError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def format_from_suffix(path: Path) -> Optional[str]:
+    """The format an output file's extension asks for (`map.svg` -> svg), None if unknown."""
+    suffix = path.suffix.lower().lstrip(".")
+    aliases = {"gv": "dot", "htm": "html", "txt": "table"}
+    suffix = aliases.get(suffix, suffix)
+    return suffix if suffix in FORMATS else None

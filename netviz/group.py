@@ -1,0 +1,124 @@
+"""Load the snapshots of one group from files and directories, each machine under a unique name.
+
+Machines are told apart by name, never merged: two snapshots that share a hostname (cloned VMs,
+images that all call themselves `localhost`) stay two machines, named after their files. The
+exact same snapshot given twice (the same file, or two files with identical bytes) is kept once,
+with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from netviz.errors import SnapshotError
+from netviz.snapshot import Snapshot
+
+SnapshotLoader = Callable[[Path], Snapshot]
+
+
+@dataclass(frozen=True)
+class LoadedGroup:
+    """The snapshots of a group (names unique, in the order given) and what to tell the user."""
+
+    snapshots: tuple[Snapshot, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def snapshot_files(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; directories expand to their `*.json` files, sorted (not recursive)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(child for child in path.glob("*.json") if child.is_file())
+            if not found:
+                raise SnapshotError(f"{path}: directory holds no *.json snapshot")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SnapshotError(f"{path}: no such snapshot file or directory")
+    return files
+
+
+def _default_loader(path: Path) -> Snapshot:
+    from netviz.snapshot import load_snapshot  # the loader validates untrusted JSON
+
+    return load_snapshot(path)
+
+
+def load_group(paths: Sequence[Path], *, loader: Optional[SnapshotLoader] = None) -> LoadedGroup:
+    """Load every snapshot under `paths` and give each machine a unique name.
+
+    Raises SnapshotError when a path is missing or a file is not a valid snapshot.
+    """
+    load = loader or _default_loader
+    warnings: list[str] = []
+    seen_files: set[Path] = set()
+    seen_digests: dict[str, Path] = {}
+    loaded: list[tuple[Path, Snapshot]] = []
+    for path in snapshot_files(paths):
+        resolved = path.resolve()
+        if resolved in seen_files:
+            warnings.append(f"{path}: given twice; loaded once")
+            continue
+        seen_files.add(resolved)
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as error:
+            raise SnapshotError(f"{path}: cannot read: {error.strerror or error}") from None
+        if digest in seen_digests:
+            warnings.append(f"{path}: the same snapshot as {seen_digests[digest]}; loaded once")
+            continue
+        seen_digests[digest] = path
+        snapshot = load(path)
+        warnings.extend(f"{path}: {warning}" for warning in snapshot.warnings)
+        loaded.append((path, snapshot))
+    names = unique_names([(path, snapshot.name) for path, snapshot in loaded], warnings)
+    snapshots = tuple(
+        snapshot if snapshot.name == name else dataclasses.replace(snapshot, name=name)
+        for (path, snapshot), name in zip(loaded, names)
+    )
+    return LoadedGroup(snapshots=snapshots, warnings=tuple(warnings))
+
+
+def unique_names(entries: Sequence[tuple[Path, str]], warnings: list[str]) -> list[str]:
+    """Keep each snapshot's own name when it is unique; snapshots sharing one are named after their
+    files (stem, then parent/stem, then a numeric suffix), with a warning."""
+    by_name: dict[str, list[int]] = {}
+    for index, (_, name) in enumerate(entries):
+        by_name.setdefault(name, []).append(index)
+    names = [name for _, name in entries]
+    for name, indexes in by_name.items():
+        if len(indexes) < 2:
+            continue
+        stems = [entries[index][0].stem for index in indexes]
+        if len(set(stems)) < len(stems):
+            stems = [f"{entries[index][0].parent.name}/{entries[index][0].stem}" for index in indexes]
+        for index, stem in zip(indexes, stems):
+            names[index] = stem
+        files = ", ".join(str(entries[index][0]) for index in indexes)
+        warnings.append(
+            f"{len(indexes)} snapshots call themselves {name!r} ({files}): kept apart, named after their files"
+        )
+    # a file-based name may still meet another snapshot's own name: number the later ones
+    taken: set[str] = set()
+    for index, name in enumerate(names):
+        candidate, number = name, 2
+        while candidate in taken:
+            candidate = f"{name}-{number}"
+            number += 1
+        names[index] = candidate
+        taken.add(candidate)
+    return names
+
+
+def resolve_inputs(paths: Sequence[Path]) -> LoadedGroup:
+    """What `netviz stitch` stitches: the snapshots under `paths`."""
+    if not paths:
+        raise SnapshotError("no snapshots given: name snapshot files or directories of *.json")
+    return load_group(paths)
