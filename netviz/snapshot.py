@@ -6,10 +6,36 @@ a bad document raises SnapshotError with a one-line message naming the file and 
 
 from __future__ import annotations
 
+import json
+import math
+import re
+import socket as _socket
 from dataclasses import dataclass, field
-from typing import Optional
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+from netviz.errors import SnapshotError
+from netviz.framing import FrameError, decode_framed
 
 SCHEMA = "netviz.snapshot/1"
+
+# Bounds on untrusted input: far above any real machine, low enough to fail fast on garbage.
+MAX_FILE_BYTES = 1 << 30
+MAX_PROCESSES = 1_000_000
+MAX_NAMESPACES = 100_000
+MAX_SOCKETS = 5_000_000  # over all namespaces
+MAX_ADDRESSES = 100_000  # per namespace
+MAX_CONNTRACK = 1_000_000  # per namespace
+MAX_ARGS = 100_000  # command-line arguments of one process
+MAX_TEXT = 4096  # names, states, contexts, hostnames
+MAX_ARG_TEXT = 1 << 20  # one command-line argument (escaped)
+MAX_NOTES = 1000
+MAX_UNKEYED_STATES = 64
+
+PROTOS = frozenset({"tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", "raw6",
+                    "icmp", "icmp6", "packet", "sctp"})
+_STATE = re.compile(r"[A-Z][A-Z0-9_]{0,31}\Z")
+_HEX = re.compile(r"(?:[0-9a-f]{2})*\Z")
 
 
 @dataclass(frozen=True)
@@ -36,6 +62,7 @@ class Socket:
     packet_type: Optional[str] = None
     local_all: tuple[str, ...] = ()
     remote_all: tuple[str, ...] = ()
+    sctp_state: Optional[str] = None  # SCTP associations: the SCTP state name
 
 
 @dataclass(frozen=True)
@@ -78,6 +105,8 @@ class Process:
     netns: Optional[int]
     sockets: tuple[int, ...]
     fd_denied: bool = False
+    comm_hex: Optional[str] = None  # exact bytes of comm when they are not valid UTF-8
+    cmdline_hex: Optional[tuple[str, ...]] = None  # same, per argument
 
 
 @dataclass(frozen=True)
@@ -121,3 +150,573 @@ class Snapshot:
     processes: tuple[Process, ...]
     legacy: bool = False
     warnings: tuple[str, ...] = field(default=())
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of untrusted documents
+# ---------------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _show(value: Any) -> str:
+    """A short, single-line rendering of an offending value for messages."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Field:
+    """One place in the document, for error messages: `namespaces[0].sockets[3].local`."""
+
+    def __init__(self, source: str, path: str, value: Any) -> None:
+        self.source = source
+        self.path = path
+        self.value = value
+
+    def fail(self, what: str) -> SnapshotError:
+        return SnapshotError(f"{self.source}: {self.path or '(top level)'}: {what}")
+
+    def key(self, name: str, required: bool = True) -> "_Field":
+        if not isinstance(self.value, dict):
+            raise self.fail(f"expected an object, got {type(self.value).__name__}")
+        if name not in self.value:
+            if required:
+                raise self.fail(f"missing key {name!r}")
+            return _Field(self.source, self._join(name), _MISSING)
+        return _Field(self.source, self._join(name), self.value[name])
+
+    def _join(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    @property
+    def missing(self) -> bool:
+        return self.value is _MISSING
+
+    def items(self, limit: int) -> list["_Field"]:
+        if not isinstance(self.value, list):
+            raise self.fail(f"expected a list, got {type(self.value).__name__}")
+        if len(self.value) > limit:
+            raise self.fail(f"too many entries ({len(self.value)} > {limit})")
+        return [_Field(self.source, f"{self.path}[{i}]", v) for i, v in enumerate(self.value)]
+
+    def integer(self, low: int = 0, high: int = (1 << 64) - 1, nullable: bool = False) -> Optional[int]:
+        value = self.value
+        if value is None and nullable:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(f"expected an integer, got {_show(value)}")
+        if not low <= value <= high:
+            raise self.fail(f"{value} is out of range [{low}, {high}]")
+        return value
+
+    def number(self) -> float:
+        value = self.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(f"expected a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise self.fail(f"expected a finite number, got {_show(value)}")
+        return float(value)
+
+    def boolean(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.fail(f"expected true or false, got {_show(self.value)}")
+        return self.value
+
+    def text(self, limit: int = MAX_TEXT, nullable: bool = False, pattern: Optional[re.Pattern[str]] = None) -> Optional[str]:
+        value = self.value
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(f"expected a string, got {_show(value)}")
+        if len(value) > limit:
+            raise self.fail(f"string longer than {limit} characters")
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(f"unexpected value {_show(value)}")
+        return value
+
+    def address(self, nullable: bool = False) -> Optional[str]:
+        value = self.text(64, nullable=nullable)
+        if value is None:
+            return None
+        canonical = canonical_address(value)
+        if canonical is None:
+            raise self.fail(f"not an IP address: {_show(value)}")
+        return canonical
+
+    def optional(self, name: str, read: Callable[["_Field"], T], default: T) -> T:
+        child = self.key(name, required=False)
+        return default if child.missing else read(child)
+
+
+_MISSING = object()
+_UID = (-1, (1 << 32) - 1)  # -1: unknown
+
+
+def canonical_address(text: str) -> Optional[str]:
+    """The canonical text of an IPv4 or IPv6 address (as inet_ntop writes it), else None."""
+    for family in (_socket.AF_INET, _socket.AF_INET6):
+        try:
+            return _socket.inet_ntop(family, _socket.inet_pton(family, text))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _host(node: _Field) -> HostInfo:
+    return HostInfo(
+        hostname=node.key("hostname").text(),
+        machine_id=node.key("machine_id").text(nullable=True),
+        boot_id=node.key("boot_id").text(nullable=True),
+        kernel=node.key("kernel").text(),
+        captured_at=node.key("captured_at").number(),
+        python=node.key("python").text(),
+    )
+
+
+def _coverage(node: _Field) -> Coverage:
+    counts = {name: node.key(name).integer(high=(1 << 62))
+              for name in ("processes_seen", "processes_vanished", "processes_denied",
+                           "namespaces_denied", "unattributed_sockets")}
+    notes = tuple(item.text() for item in node.key("notes").items(MAX_NOTES))
+    return Coverage(euid=node.key("euid").integer(*_UID), complete=node.key("complete").boolean(),
+                    notes=notes, **counts)
+
+
+def _address(node: _Field) -> Address:
+    family = node.key("family").integer(4, 6)
+    if family not in (4, 6):
+        raise node.key("family").fail("expected 4 or 6")
+    address = node.key("address").address()
+    if (":" in address) != (family == 6):
+        raise node.key("address").fail(f"not an IPv{family} address: {_show(address)}")
+    return Address(interface=node.key("interface").text(), family=family, address=address,
+                   prefix=node.key("prefix").integer(0, 32 if family == 4 else 128))
+
+
+def _socket_record(node: _Field, netns: int) -> Socket:
+    proto = node.key("proto").text()
+    if proto not in PROTOS:
+        raise node.key("proto").fail(f"unknown protocol {_show(proto)}")
+    addresses = lambda child: tuple(item.address() for item in child.items(MAX_ADDRESSES))  # noqa: E731
+    return Socket(
+        proto=proto,
+        inode=node.key("inode").integer(1),
+        local=node.key("local").address(nullable=True),
+        local_port=node.key("local_port").integer(0, 65535, nullable=True),
+        remote=node.key("remote").address(nullable=True),
+        remote_port=node.key("remote_port").integer(0, 65535, nullable=True),
+        state=node.key("state").text(pattern=_STATE),
+        uid=node.key("uid").integer(*_UID),
+        netns=netns,
+        protocol=node.optional("protocol", lambda f: f.integer(0, 65535), None),
+        interface=node.optional("interface", lambda f: f.text(), None),
+        packet_type=node.optional("packet_type", lambda f: f.text(), None),
+        local_all=node.optional("local_all", addresses, ()),
+        remote_all=node.optional("remote_all", addresses, ()),
+        sctp_state=node.optional("sctp_state", lambda f: f.text(pattern=_STATE), None),
+    )
+
+
+def _conntrack_tuple(node: _Field) -> ConntrackTuple:
+    return ConntrackTuple(
+        src=node.key("src").address(), dst=node.key("dst").address(),
+        sport=node.key("sport").integer(0, 65535, nullable=True),
+        dport=node.key("dport").integer(0, 65535, nullable=True),
+    )
+
+
+def _conntrack(node: _Field, netns: int) -> ConntrackEntry:
+    return ConntrackEntry(
+        proto=node.key("proto").text(64), state=node.key("state").text(64, nullable=True),
+        original=_conntrack_tuple(node.key("original")), reply=_conntrack_tuple(node.key("reply")),
+        netns=netns,
+    )
+
+
+def _unkeyed(node: _Field) -> dict[str, dict[str, int]]:
+    if not isinstance(node.value, dict) or len(node.value) > len(PROTOS):
+        raise node.fail("expected an object of per-protocol counts")
+    out: dict[str, dict[str, int]] = {}
+    for proto, counts in node.value.items():
+        child = node.key(proto)
+        if proto not in PROTOS:
+            raise child.fail("unknown protocol")
+        if not isinstance(counts, dict) or len(counts) > MAX_UNKEYED_STATES:
+            raise child.fail("expected an object of per-state counts")
+        out[proto] = {}
+        for state in counts:
+            _Field(node.source, child.path, state).text(pattern=_STATE)
+            out[proto][state] = child.key(state).integer(high=1 << 62)
+    return out
+
+
+def _namespace(node: _Field, budget: list[int]) -> Namespace:
+    inode = node.key("inode").integer(0)
+    sockets_node = node.key("sockets").items(budget[0])
+    budget[0] -= len(sockets_node)
+    conntrack_node = node.key("conntrack")
+    conntrack = None
+    if conntrack_node.value is not None:
+        conntrack = tuple(_conntrack(item, inode) for item in conntrack_node.items(MAX_CONNTRACK))
+    return Namespace(
+        inode=inode,
+        pids=node.key("pids").integer(high=MAX_PROCESSES),
+        addresses=tuple(_address(item) for item in node.key("addresses").items(MAX_ADDRESSES)),
+        sockets=tuple(_socket_record(item, inode) for item in sockets_node),
+        unkeyed=_unkeyed(node.key("unkeyed")),
+        conntrack=conntrack,
+    )
+
+
+def _hex_text(node: _Field) -> str:
+    return node.text(2 * MAX_ARG_TEXT, pattern=_HEX)
+
+
+def _process(node: _Field) -> Process:
+    cmdline = tuple(item.text(MAX_ARG_TEXT) for item in node.key("cmdline").items(MAX_ARGS))
+    sockets = tuple(item.integer(1) for item in node.key("sockets").items(MAX_SOCKETS))
+    if len(set(sockets)) != len(sockets):
+        raise node.key("sockets").fail("repeated socket inode")
+    cmdline_hex = node.optional(
+        "cmdline_hex", lambda f: tuple(_hex_text(item) for item in f.items(MAX_ARGS)), None)
+    if cmdline_hex is not None and len(cmdline_hex) != len(cmdline):
+        raise node.key("cmdline_hex").fail("needs one entry per cmdline argument")
+    return Process(
+        pid=node.key("pid").integer(1, (1 << 31) - 1),
+        ppid=node.key("ppid").integer(0, (1 << 31) - 1),
+        comm=node.key("comm").text(),
+        cmdline=cmdline,
+        uid=node.key("uid").integer(*_UID),
+        euid=node.key("euid").integer(*_UID),
+        user=node.key("user").text(nullable=True),
+        context=node.key("context").text(nullable=True),
+        netns=node.key("netns").integer(0, nullable=True),
+        sockets=tuple(sorted(sockets)),
+        fd_denied=node.optional("fd_denied", _Field.boolean, False),
+        comm_hex=node.optional("comm_hex", _hex_text, None),
+        cmdline_hex=cmdline_hex,
+    )
+
+
+def _default_name(hostname: str, source: str) -> str:
+    return hostname or Path(source).stem or source
+
+
+def parse_snapshot(doc: object, source: str, name: Optional[str] = None) -> Snapshot:
+    """Validate an untrusted `netviz.snapshot/1` document into a Snapshot.
+
+    `source` names where the document came from (for messages); `name` is how the group will
+    know the machine (default: its hostname). Any problem raises SnapshotError with one line:
+    "<source>: <field path>: <what is wrong>".
+    """
+    top = _Field(source, "", doc)
+    schema = top.key("schema").text(64)
+    if schema != SCHEMA:
+        raise top.key("schema").fail(f"unsupported schema {_show(schema)} (this netviz reads {SCHEMA})")
+    top.key("payload_version").text(64)
+    host = _host(top.key("host"))
+    coverage = _coverage(top.key("coverage"))
+    budget = [MAX_SOCKETS]
+    namespaces = tuple(_namespace(item, budget) for item in top.key("namespaces").items(MAX_NAMESPACES))
+    processes = tuple(_process(item) for item in top.key("processes").items(MAX_PROCESSES))
+
+    seen_ns: set[int] = set()
+    seen_sockets: set[int] = set()
+    namespace_nodes = top.key("namespaces").items(MAX_NAMESPACES)
+    for where, namespace in zip(namespace_nodes, namespaces):
+        if namespace.inode in seen_ns:
+            raise where.key("inode").fail(f"namespace {namespace.inode} appears twice")
+        seen_ns.add(namespace.inode)
+        for position, sock in enumerate(namespace.sockets):
+            # One-to-many SCTP sockets list each association under the socket's one inode.
+            if sock.proto != "sctp":
+                if sock.inode in seen_sockets:
+                    raise where.key("sockets").items(MAX_SOCKETS)[position].key("inode").fail(
+                        f"socket inode {sock.inode} appears twice")
+                seen_sockets.add(sock.inode)
+    seen_pids: set[int] = set()
+    for index, process in enumerate(processes):
+        if process.pid in seen_pids:
+            raise top.key("processes").items(MAX_PROCESSES)[index].key("pid").fail(
+                f"duplicate pid {process.pid}")
+        seen_pids.add(process.pid)
+
+    return Snapshot(name=name or _default_name(host.hostname, source), source=source, host=host,
+                    coverage=coverage, namespaces=namespaces, processes=processes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshots of the original capture.py
+# ---------------------------------------------------------------------------------------------
+
+LEGACY_WARNING = (
+    "snapshot from the original capture.py: it has no host identity, machine addresses, "
+    "namespaces, conntrack, command lines or parent pids, and no socket states (LISTEN is "
+    "inferred from an all-zero remote address), so flows into this machine through a "
+    "non-loopback address cannot be matched reliably")
+
+_LEGACY_INET = {"tcp", "tcp6", "udp", "udp6"}
+
+
+def _legacy_ipv6(address: str) -> str:
+    """Undo the original's IPv6 decoding bug.
+
+    It packed the 128-bit number as two native 64-bit halves, which on a little-endian machine
+    swaps the two 32-bit words inside each half (fd77::12 came out as ::fd77:0:0:12:0:0).
+    Swapping them back restores the address (captures from little-endian machines: x86, arm64).
+    """
+    raw = _socket.inet_pton(_socket.AF_INET6, address)
+    fixed = raw[4:8] + raw[0:4] + raw[12:16] + raw[8:12]
+    return _socket.inet_ntop(_socket.AF_INET6, fixed)
+
+
+def _legacy_endpoint(node: _Field, proto: str) -> tuple[str, int]:
+    items = node.items(2)
+    if len(items) != 2:
+        raise node.fail("expected [address, port]")
+    address = items[0].address()
+    if proto.endswith("6"):
+        if ":" not in address:
+            raise items[0].fail("expected an IPv6 address")
+        address = _legacy_ipv6(address)
+    elif ":" in address:
+        raise items[0].fail("expected an IPv4 address")
+    return address, int(items[1].integer(0, 65535))
+
+
+def _legacy_socket(node: _Field, inode: int) -> Optional[Socket]:
+    kind = node.key("type").text(32)
+    if kind in _LEGACY_INET:
+        local, local_port = _legacy_endpoint(node.key("local"), kind)
+        remote, remote_port = _legacy_endpoint(node.key("remote"), kind)
+        unconnected = remote_port == 0 and remote in ("0.0.0.0", "::")
+        if kind.startswith("tcp"):
+            state = "LISTEN" if unconnected else "ESTABLISHED"
+        else:
+            state = "CLOSE" if unconnected else "ESTABLISHED"
+        return Socket(proto=kind, inode=inode, local=local, local_port=local_port, remote=remote,
+                      remote_port=remote_port, state=state, uid=-1, netns=0)
+    if kind in ("raw", "raw6"):
+        protocol = node.key("local").integer(0, 65535)
+        return Socket(proto=kind, inode=inode, local=None, local_port=protocol, remote=None,
+                      remote_port=None, state="CLOSE", uid=-1, netns=0, protocol=protocol)
+    if kind == "packet":
+        return Socket(proto="packet", inode=inode, local=None, local_port=None, remote=None,
+                      remote_port=None, state="CLOSE", uid=-1, netns=0)
+    if kind == "sctp":
+        local = node.key("local").items(2)
+        if len(local) != 2:
+            raise node.key("local").fail("expected [[addresses], port]")
+        addresses = tuple(item.address() for item in local[0].items(MAX_ADDRESSES))
+        remote = node.key("remote").items(1)
+        if len(remote) != 1:
+            raise node.key("remote").fail("expected [port]")
+        return Socket(proto="sctp", inode=inode, local=addresses[0] if addresses else None,
+                      local_port=local[1].integer(0, 65535), remote=None,
+                      remote_port=remote[0].integer(0, 65535), state="ESTABLISHED", uid=-1,
+                      netns=0, local_all=addresses)
+    if kind == "unix":
+        return None
+    raise node.key("type").fail(f"unknown socket type {_show(kind)}")
+
+
+def _legacy_key(node: _Field, key: str, what: str) -> int:
+    if not key.isdigit() or len(key) > 20:
+        raise node.fail(f"{what} key {_show(key)} is not a number")
+    return int(key)
+
+
+def parse_legacy(doc: object, source: str, name: Optional[str] = None) -> Snapshot:
+    """Validate a snapshot written by the original capture.py into a Snapshot (legacy=True).
+
+    That format is `{"processes": {pid: {"cmd", "uid", "pid", "selinux", "inodes": [{"ino",
+    "extra"}]}}, "net": {inode: {"type", "local", "remote"}}}`. Everything it lacks is left
+    unknown (uid -1, ppid 0, one namespace with inode 0) and said in the snapshot's warning.
+    """
+    top = _Field(source, "", doc)
+    net = top.key("net")
+    if not isinstance(net.value, dict):
+        raise net.fail("expected an object keyed by socket inode")
+    if len(net.value) > MAX_SOCKETS:
+        raise net.fail("too many sockets")
+    sockets: list[Socket] = []
+    for key in net.value:
+        inode = _legacy_key(net, key, "socket")
+        if inode == 0:
+            continue  # the original could list one inode-0 row; it is not a socket key
+        sock = _legacy_socket(net.key(key), inode)
+        if sock is not None:
+            sockets.append(sock)
+    known = {sock.inode for sock in sockets}
+
+    procs = top.key("processes")
+    if not isinstance(procs.value, dict):
+        raise procs.fail("expected an object keyed by pid")
+    if len(procs.value) > MAX_PROCESSES:
+        raise procs.fail("too many processes")
+    processes: list[Process] = []
+    attributed: set[int] = set()
+    for key in procs.value:
+        pid = _legacy_key(procs, key, "process")
+        node = procs.key(key)
+        if not node.key("pid", required=False).missing and node.key("pid").integer() != pid:
+            raise node.key("pid").fail(f"does not match its key {pid}")
+        inodes: set[int] = set()
+        for item in node.key("inodes").items(MAX_SOCKETS):
+            if item.key("extra").text(32) != "socket":
+                continue
+            ino = item.key("ino")
+            value = ino.value
+            if isinstance(value, str) and value.isdigit() and len(value) <= 20:
+                value = int(value)
+            number = _Field(source, ino.path, value).integer()
+            if number in known:
+                inodes.add(number)
+        attributed |= inodes
+        context = node.key("selinux").text(nullable=True)
+        uid = node.key("uid").integer(*_UID)
+        processes.append(Process(
+            pid=pid, ppid=0, comm=node.key("cmd").text(), cmdline=(), uid=uid, euid=uid,
+            user=None, context=None if context in (None, "none") else context, netns=0,
+            sockets=tuple(sorted(inodes))))
+    processes.sort(key=lambda p: p.pid)
+    sockets.sort(key=lambda s: s.inode)
+
+    label = name or Path(source).stem or source
+    host = HostInfo(hostname=label, machine_id=None, boot_id=None, kernel="", captured_at=0.0,
+                    python="")
+    coverage = Coverage(euid=-1, complete=False, processes_seen=len(processes),
+                        processes_vanished=0, processes_denied=0, namespaces_denied=0,
+                        unattributed_sockets=len(known - attributed),
+                        notes=("converted from the original capture.py format",))
+    namespace = Namespace(inode=0, pids=len(processes), addresses=(), sockets=tuple(sockets),
+                          unkeyed={}, conntrack=None)
+    return Snapshot(name=label, source=source, host=host, coverage=coverage,
+                    namespaces=(namespace,), processes=tuple(processes), legacy=True,
+                    warnings=(f"{source}: {LEGACY_WARNING}",))
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {_show(key)}")
+        out[key] = value
+    return out
+
+
+def loads_document(text: str, source: str) -> Any:
+    """Parse JSON text strictly: no NaN/Infinity, no duplicate keys, bounded nesting."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        raise SnapshotError(f"{source}: (top level): JSON nested too deeply") from None
+    except ValueError as error:
+        message = str(error).splitlines()[0] if str(error) else "invalid JSON"
+        raise SnapshotError(f"{source}: (top level): invalid JSON: {message}") from None
+
+
+def parse_any(doc: object, source: str, name: Optional[str] = None) -> Snapshot:
+    """A `netviz.snapshot/1` document, or the original capture.py format (detected)."""
+    if isinstance(doc, dict) and "schema" not in doc and "processes" in doc and "net" in doc:
+        return parse_legacy(doc, source, name)
+    if isinstance(doc, dict) and "schema" not in doc:
+        raise SnapshotError(f"{source}: (top level): not a netviz snapshot (no 'schema' key)")
+    return parse_snapshot(doc, source, name)
+
+
+def load_snapshot(path: Path, name: Optional[str] = None) -> Snapshot:
+    """Read and validate a snapshot file: netviz.snapshot/1 JSON (plain or in the transport
+    framing) or the original capture.py JSON. Problems raise SnapshotError naming the file."""
+    source = str(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise SnapshotError(f"{source}: cannot read: {error.strerror or error}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SnapshotError(f"{source}: (top level): file larger than {MAX_FILE_BYTES} bytes")
+    if not data.lstrip()[:1] == b"{" and b"NETVIZ-SNAPSHOT-BEGIN" in data:
+        try:
+            text = decode_framed(data)
+        except FrameError as error:
+            raise SnapshotError(f"{source}: (frame): {error}") from None
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise SnapshotError(f"{source}: (top level): not UTF-8 text (byte {error.start})") from None
+    return parse_any(loads_document(text, source), source, name)
+
+
+def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
+    """The `netviz.snapshot/1` document of a Snapshot (parse_snapshot of it gives it back)."""
+
+    def sock(s: Socket) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "proto": s.proto, "inode": s.inode, "local": s.local, "local_port": s.local_port,
+            "remote": s.remote, "remote_port": s.remote_port, "state": s.state, "uid": s.uid}
+        for key in ("protocol", "interface", "packet_type", "sctp_state"):
+            if getattr(s, key) is not None:
+                out[key] = getattr(s, key)
+        if s.proto == "sctp":
+            out["local_all"] = list(s.local_all)
+            out["remote_all"] = list(s.remote_all)
+        return out
+
+    def ct(t: ConntrackTuple) -> dict[str, Any]:
+        return {"src": t.src, "dst": t.dst, "sport": t.sport, "dport": t.dport}
+
+    def process(p: Process) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "pid": p.pid, "ppid": p.ppid, "comm": p.comm, "cmdline": list(p.cmdline), "uid": p.uid,
+            "euid": p.euid, "user": p.user, "context": p.context, "netns": p.netns,
+            "sockets": list(p.sockets)}
+        if p.fd_denied:
+            out["fd_denied"] = True
+        if p.comm_hex is not None:
+            out["comm_hex"] = p.comm_hex
+        if p.cmdline_hex is not None:
+            out["cmdline_hex"] = list(p.cmdline_hex)
+        return out
+
+    host = snapshot.host
+    cov = snapshot.coverage
+    return {
+        "schema": SCHEMA,
+        "payload_version": "legacy" if snapshot.legacy else "loaded",
+        "host": {"hostname": host.hostname, "machine_id": host.machine_id, "boot_id": host.boot_id,
+                 "kernel": host.kernel, "captured_at": host.captured_at, "python": host.python},
+        "coverage": {"euid": cov.euid, "complete": cov.complete,
+                     "processes_seen": cov.processes_seen,
+                     "processes_vanished": cov.processes_vanished,
+                     "processes_denied": cov.processes_denied,
+                     "namespaces_denied": cov.namespaces_denied,
+                     "unattributed_sockets": cov.unattributed_sockets, "notes": list(cov.notes)},
+        "namespaces": [
+            {"inode": ns.inode, "pids": ns.pids,
+             "addresses": [{"interface": a.interface, "family": a.family, "address": a.address,
+                            "prefix": a.prefix} for a in ns.addresses],
+             "sockets": [sock(s) for s in ns.sockets],
+             "unkeyed": {proto: dict(counts) for proto, counts in ns.unkeyed.items()},
+             "conntrack": None if ns.conntrack is None else [
+                 {"proto": e.proto, "state": e.state, "original": ct(e.original), "reply": ct(e.reply)}
+                 for e in ns.conntrack]}
+            for ns in snapshot.namespaces],
+        "processes": [process(p) for p in snapshot.processes],
+    }
+
+
+def dump_snapshot(doc: "Snapshot | dict[str, Any]") -> str:
+    """JSON text of a snapshot document (or of a Snapshot, through snapshot_to_document)."""
+    if isinstance(doc, Snapshot):
+        doc = snapshot_to_document(doc)
+    return json.dumps(doc, ensure_ascii=True, separators=(",", ":"), allow_nan=False)

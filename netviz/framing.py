@@ -1,0 +1,112 @@
+"""Read the payload's transport framing out of a command's raw output.
+
+Over SSH, whatever a login shell prints (banners, motd, warnings) lands on stdout before the
+snapshot. The payload therefore wraps it (docs/snapshot.md, "Transport framing"):
+
+    NETVIZ-SNAPSHOT-BEGIN 1 <length> <sha256 hex>
+    <base64 of the zlib-compressed JSON, 76 characters a line>
+    NETVIZ-SNAPSHOT-END
+
+`decode_framed` finds the last BEGIN line, checks that the frame is whole (length, digest) and
+returns the JSON text. Every failure is a FrameError with a `kind` the transport reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import zlib
+
+from netviz.errors import NetvizError
+
+BEGIN = b"NETVIZ-SNAPSHOT-BEGIN"
+END = b"NETVIZ-SNAPSHOT-END"
+VERSION = 1
+
+# A snapshot of a very large machine is tens of MiB of JSON; refuse to inflate past this.
+MAX_JSON_BYTES = 1 << 30
+
+_HEADER = re.compile(rb"NETVIZ-SNAPSHOT-BEGIN (\d+) (\d+) ([0-9a-f]{64})\r?$")
+
+
+class FrameError(NetvizError):
+    """The framed snapshot is missing, cut off or damaged.
+
+    `kind` is one of: "no frame", "truncated", "corrupt", "unsupported", "too large".
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+def _last_begin(data: bytes) -> int:
+    """Offset of the last BEGIN marker that starts a line, or -1."""
+    position = len(data)
+    while True:
+        position = data.rfind(BEGIN, 0, position)
+        if position <= 0:
+            return position
+        if data[position - 1:position] == b"\n":
+            return position
+
+
+def decode_framed(data: bytes) -> str:
+    """Return the JSON text of the last complete frame in `data` (noise around it is ignored).
+
+    Raises FrameError("no frame") when there is no BEGIN line, ("truncated") when the frame
+    is cut off, ("corrupt") when its bytes do not match the header, ("unsupported") for an
+    unknown frame version and ("too large") when it inflates past MAX_JSON_BYTES.
+    """
+    start = _last_begin(data)
+    if start < 0:
+        raise FrameError("no frame", "the output holds no NETVIZ-SNAPSHOT-BEGIN line")
+    header_end = data.find(b"\n", start)
+    if header_end < 0:
+        raise FrameError("truncated", "the output ends inside the BEGIN line")
+    header = _HEADER.match(data[start:header_end])
+    if header is None:
+        raise FrameError("corrupt", "malformed BEGIN line")
+    version, length, digest = int(header.group(1)), int(header.group(2)), header.group(3).decode()
+    if version != VERSION:
+        raise FrameError("unsupported", f"frame version {version} (this netviz reads {VERSION})")
+
+    end = data.find(b"\n" + END, header_end)
+    body = data[header_end + 1:] if end < 0 else data[header_end + 1:end + 1]
+    try:
+        compressed = base64.b64decode(b"".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        if end < 0:
+            raise FrameError("truncated", "the output stops before NETVIZ-SNAPSHOT-END") from None
+        raise FrameError("corrupt", "the frame body is not base64") from None
+    if end < 0 or len(compressed) < length:
+        raise FrameError("truncated", f"got {len(compressed)} of {length} bytes "
+                                      "before NETVIZ-SNAPSHOT-END")
+    if len(compressed) != length:
+        raise FrameError("corrupt", f"frame holds {len(compressed)} bytes, header says {length}")
+    if hashlib.sha256(compressed).hexdigest() != digest:
+        raise FrameError("corrupt", "SHA-256 of the frame does not match its header")
+
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(compressed, MAX_JSON_BYTES)
+    except zlib.error as error:
+        raise FrameError("corrupt", f"zlib: {error}") from None
+    if inflater.unconsumed_tail:
+        raise FrameError("too large", f"the snapshot inflates past {MAX_JSON_BYTES} bytes")
+    if not inflater.eof:
+        raise FrameError("corrupt", "the compressed stream is incomplete")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FrameError("corrupt", "the snapshot is not UTF-8 text") from None
+
+
+def encode_framed(json_text: str) -> bytes:
+    """Frame JSON text exactly as the payload does (for tests and for re-sending snapshots)."""
+    compressed = zlib.compress(json_text.encode("utf-8"), 6)
+    digest = hashlib.sha256(compressed).hexdigest()
+    return (BEGIN + f" {VERSION} {len(compressed)} {digest}\n".encode()
+            + base64.encodebytes(compressed) + END + b"\n")

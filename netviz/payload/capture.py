@@ -1,0 +1,1205 @@
+"""netviz capture payload: one snapshot of this Linux machine's processes, sockets and addresses.
+
+This file is the only netviz code that runs on target machines. It is sent over SSH and run as
+`python3 - [--framed] < capture.py`, so it must:
+
+* use the Python standard library only, with Python 3.6 syntax and APIs (RHEL 8, Ubuntu 18.04);
+* be read-only: it opens files for reading, lists directories, reads symbolic links and talks
+  to the kernel over a netlink socket; it never writes, creates or removes anything;
+* never crash on what a real machine does: processes exit mid-scan, permissions are missing,
+  kernel modules (sctp, nf_conntrack) are absent, LSMs are absent. Those become counts and notes
+  in the `coverage` section of the snapshot.
+
+The output format is documented in docs/snapshot.md (`netviz.snapshot/1`). The parse_* functions
+are pure (text in, records out) so that they can be tested on golden /proc text.
+"""
+
+import argparse
+import base64
+import errno
+import functools
+import hashlib
+import json
+import operator
+import os
+import socket
+import struct
+import sys
+import time
+import zlib
+
+SCHEMA = "netviz.snapshot/1"
+PAYLOAD_VERSION = "1.0.0"
+
+FRAME_BEGIN = "NETVIZ-SNAPSHOT-BEGIN"
+FRAME_END = "NETVIZ-SNAPSHOT-END"
+FRAME_VERSION = 1
+
+# Kernel socket states (include/net/tcp_states.h), spelled as the kernel does. UDP, raw and
+# ping sockets reuse them: CLOSE is "unconnected", ESTABLISHED is "connected".
+STATES = {
+    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING",
+    12: "SYN_RECV",  # TCP_NEW_SYN_RECV: a request socket, shown as SYN_RECV like ss does
+}
+
+# SCTP association states (include/net/sctp/constants.h) and the TCP-style name they map to.
+SCTP_ASSOC_STATES = {
+    0: ("CLOSED", "CLOSE"), 1: ("COOKIE_WAIT", "SYN_SENT"), 2: ("COOKIE_ECHOED", "SYN_SENT"),
+    3: ("ESTABLISHED", "ESTABLISHED"), 4: ("SHUTDOWN_PENDING", "FIN_WAIT1"),
+    5: ("SHUTDOWN_SENT", "FIN_WAIT1"), 6: ("SHUTDOWN_RECEIVED", "CLOSE_WAIT"),
+    7: ("SHUTDOWN_ACK_SENT", "LAST_ACK"),
+}
+
+# The /proc/PID/net files in the "inet table" format, and the protocol name each one gets.
+INET_TABLES = (
+    ("tcp", "tcp"), ("tcp6", "tcp6"), ("udp", "udp"), ("udp6", "udp6"),
+    ("udplite", "udplite"), ("udplite6", "udplite6"), ("raw", "raw"), ("raw6", "raw6"),
+    ("icmp", "icmp"), ("icmp6", "icmp6"),
+)
+RAW_PROTOS = ("raw", "raw6")
+
+# Upper bounds that keep one pathological machine from producing an unloadable snapshot.
+MAX_CONNTRACK_ENTRIES = 262144
+MAX_NOTES = 50
+
+# A socket record is a plain tuple (cheap: a busy machine holds hundreds of thousands):
+# (proto, inode, local, local_port, remote, remote_port, state, uid, extra)
+# `extra` is None or a dict of the optional fields (protocol, interface, packet_type, ...).
+_INODE = operator.itemgetter(1)
+SOCKET_FIELDS = ("proto", "inode", "local", "local_port", "remote", "remote_port", "state", "uid")
+
+
+def socket_to_dict(record):
+    """The snapshot form of a socket record (a dict with the documented keys)."""
+    out = dict(zip(SOCKET_FIELDS, record))
+    if record[8]:
+        out.update(record[8])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Address decoding
+# ---------------------------------------------------------------------------------------------
+
+_V4_CACHE = {}
+_V6_CACHE = {}
+_WORD = struct.Struct("=I")
+_WORDS6 = struct.Struct("=IIII")
+
+
+def decode_ipv4_hex(text):
+    """Decode an address from a /proc/net table: 8 hex digits of a 32-bit word in host order."""
+    value = _V4_CACHE.get(text)
+    if value is None:
+        value = socket.inet_ntop(socket.AF_INET, _WORD.pack(int(text, 16)))
+        if len(_V4_CACHE) < 65536:
+            _V4_CACHE[text] = value
+    return value
+
+
+def decode_ipv6_hex(text):
+    """Decode an IPv6 address from a /proc/net table.
+
+    The kernel prints the 16 bytes as four 32-bit words, each in host byte order, so on a
+    little-endian machine every group of 4 bytes appears reversed. Decoding word by word in
+    native order gives the exact address (fd77::12, ::ffff:10.77.0.12).
+    """
+    value = _V6_CACHE.get(text)
+    if value is None:
+        words = (int(text[0:8], 16), int(text[8:16], 16), int(text[16:24], 16), int(text[24:32], 16))
+        value = socket.inet_ntop(socket.AF_INET6, _WORDS6.pack(*words))
+        if len(_V6_CACHE) < 65536:
+            _V6_CACHE[text] = value
+    return value
+
+
+def decode_ipv6_bytes_hex(text):
+    """Decode 32 hex digits written in network byte order (if_inet6, %pi6)."""
+    return socket.inet_ntop(socket.AF_INET6, bytes.fromhex(text))
+
+
+def canonical_address(text):
+    """Canonical text of an IPv4 or IPv6 address (compresses `%pI6` full forms); None if invalid."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return socket.inet_ntop(family, socket.inet_pton(family, text))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _lines(text):
+    """Accept the text of a file or any iterable of its lines."""
+    if isinstance(text, str):
+        return text.splitlines()
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Socket tables
+# ---------------------------------------------------------------------------------------------
+
+def parse_inet_table(text, proto):
+    """Parse /proc/net/{tcp,tcp6,udp,udp6,udplite,udplite6,raw,raw6,icmp,icmp6}.
+
+    Returns (records, unkeyed): socket records for rows with a non-zero inode, and the rows with
+    inode 0 (TIME_WAIT, not yet accepted) counted per state: {"TIME_WAIT": 12}. Malformed rows
+    are skipped. For raw sockets the "port" is the IP protocol number, also given as `protocol`.
+    """
+    decode = decode_ipv6_hex if proto.endswith("6") else decode_ipv4_hex
+    is_raw = proto in RAW_PROTOS
+    states = STATES
+    records = []
+    unkeyed = {}
+    for line in _lines(text):
+        fields = line.split()
+        if len(fields) < 10 or not fields[0].endswith(":"):
+            continue  # the header, or a cut-off row
+        try:
+            local_hex, local_port = fields[1].split(":")
+            remote_hex, remote_port = fields[2].split(":")
+            state_number = int(fields[3], 16)
+            uid = int(fields[7])
+            inode = int(fields[9])
+            state = states.get(state_number) or "UNKNOWN_%d" % state_number
+            if inode == 0:
+                unkeyed[state] = unkeyed.get(state, 0) + 1
+                continue
+            local_port = int(local_port, 16)
+            extra = {"protocol": local_port} if is_raw else None
+            records.append((proto, inode, decode(local_hex), local_port, decode(remote_hex),
+                            int(remote_port, 16), state, uid, extra))
+        except (ValueError, OSError):
+            continue
+    return records, unkeyed
+
+
+def parse_packet(text, interfaces=None):
+    """Parse /proc/net/packet (AF_PACKET sockets: raw captures, DHCP clients, LLDP).
+
+    `interfaces` maps ifindex to interface name; ifindex 0 means "all interfaces" (`*`).
+    """
+    interfaces = interfaces or {}
+    records = []
+    unkeyed = {}
+    for line in _lines(text):
+        fields = line.split()
+        if len(fields) < 9 or fields[0] == "sk":
+            continue
+        try:
+            sock_type = int(fields[2])
+            ethertype = int(fields[3], 16)
+            ifindex = int(fields[4])
+            uid = int(fields[7])
+            inode = int(fields[8])
+        except ValueError:
+            continue
+        if inode == 0:
+            unkeyed["CLOSE"] = unkeyed.get("CLOSE", 0) + 1
+            continue
+        if ifindex == 0:
+            interface = "*"
+        else:
+            interface = interfaces.get(ifindex) or "if%d" % ifindex
+        extra = {
+            "protocol": ethertype,
+            "interface": interface,
+            "packet_type": {2: "dgram", 3: "raw"}.get(sock_type, "type%d" % sock_type),
+        }
+        records.append(("packet", inode, None, None, None, None, "CLOSE", uid, extra))
+    return records, unkeyed
+
+
+def _sctp_addresses(tokens):
+    """SCTP address lists: '*' marks the primary path; IPv6 is printed in full (%pI6)."""
+    addresses = []
+    primary = None
+    for token in tokens:
+        is_primary = token.startswith("*")
+        address = canonical_address(token.lstrip("*"))
+        if address is None:
+            continue
+        if is_primary and primary is None:
+            primary = address
+        if address not in addresses:
+            addresses.append(address)
+    return (primary or (addresses[0] if addresses else None)), addresses
+
+
+def parse_sctp_eps(text):
+    """Parse /proc/net/sctp/eps: SCTP endpoints (one per bound socket).
+
+    Columns: ENDPT SOCK STY SST HBKT LPORT UID INODE LADDRS...
+    """
+    records = []
+    for line in _lines(text):
+        fields = line.split()
+        if len(fields) < 8 or fields[0] == "ENDPT":
+            continue
+        try:
+            sock_state = int(fields[3])
+            local_port = int(fields[5])
+            uid = int(fields[6])
+            inode = int(fields[7])
+        except ValueError:
+            continue
+        if inode == 0:
+            continue
+        local, local_all = _sctp_addresses(fields[8:])
+        state = STATES.get(sock_state) or "UNKNOWN_%d" % sock_state
+        extra = {"local_all": local_all, "remote_all": []}
+        records.append(("sctp", inode, local, local_port, None, None, state, uid, extra))
+    return records
+
+
+def parse_sctp_assocs(text):
+    """Parse /proc/net/sctp/assocs: SCTP associations (multi-homed connections).
+
+    Columns: ASSOC SOCK STY SST ST HBKT ASSOC-ID TX_QUEUE RX_QUEUE UID INODE LPORT RPORT
+    LADDRS <-> RADDRS, then a tab and timer/counter columns. One-to-many sockets share their
+    inode between all their associations (and their endpoint).
+    """
+    records = []
+    for line in _lines(text):
+        if "<->" not in line:
+            continue
+        left, right = line.split("<->", 1)
+        fields = left.split()
+        if len(fields) < 13:
+            continue
+        try:
+            assoc_state = int(fields[4])
+            uid = int(fields[9])
+            inode = int(fields[10])
+            local_port = int(fields[11])
+            remote_port = int(fields[12])
+        except ValueError:
+            continue
+        if inode == 0:
+            continue
+        local, local_all = _sctp_addresses(fields[13:])
+        remote, remote_all = _sctp_addresses(right.split("\t", 1)[0].split())
+        sctp_name, state = SCTP_ASSOC_STATES.get(assoc_state, ("UNKNOWN", "UNKNOWN_%d" % assoc_state))
+        extra = {"local_all": local_all, "remote_all": remote_all, "sctp_state": sctp_name}
+        records.append(("sctp", inode, local, local_port, remote, remote_port, state, uid, extra))
+    return records
+
+
+def merge_sctp(endpoints, associations):
+    """Associations, plus the endpoints not already described by an association.
+
+    A connected one-to-one socket appears in both files under one inode; its association says
+    more. A listening socket keeps its endpoint record even when it also has associations
+    (one-to-many style), so that the stitcher knows it listens.
+    """
+    with_assoc = set(record[1] for record in associations)
+    kept = [r for r in endpoints if r[1] not in with_assoc or r[6] == "LISTEN"]
+    return kept + list(associations)
+
+
+# ---------------------------------------------------------------------------------------------
+# Addresses and interfaces
+# ---------------------------------------------------------------------------------------------
+
+def parse_if_inet6(text):
+    """Parse /proc/net/if_inet6: [(ifindex, interface, address, prefix)] (exact, with names)."""
+    out = []
+    for line in _lines(text):
+        fields = line.split()
+        if len(fields) < 6 or len(fields[0]) != 32:
+            continue
+        try:
+            out.append((int(fields[1], 16), fields[5], decode_ipv6_bytes_hex(fields[0]),
+                        int(fields[2], 16)))
+        except (ValueError, OSError):
+            continue
+    return out
+
+
+def parse_fib_trie(text):
+    """Parse /proc/net/fib_trie into (table, address, prefix, scope, type) route entries.
+
+    Leaves are `|-- ADDRESS` lines; the lines under a leaf (`/32 host LOCAL`) are its routes.
+    Table headers are unindented lines ending with ':' (`Main:`, `Local:`, `Id 100:`).
+    """
+    entries = []
+    table = None
+    leaf = None
+    for line in _lines(text):
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            table = line.strip().rstrip(":")
+            leaf = None
+            continue
+        stripped = line.strip()
+        if stripped.startswith("|--"):
+            leaf = stripped[3:].strip()
+        elif stripped.startswith("+--"):
+            leaf = None
+        elif stripped.startswith("/") and leaf is not None:
+            parts = stripped.split()
+            if len(parts) < 3:
+                continue
+            try:
+                prefix = int(parts[0][1:])
+            except ValueError:
+                continue
+            entries.append((table, leaf, prefix, parts[1], parts[2]))
+    return entries
+
+
+def parse_route(text):
+    """Parse /proc/net/route (main IPv4 table): [(interface, destination, prefix, gateway)]."""
+    routes = []
+    for line in _lines(text):
+        fields = line.split()
+        if len(fields) < 8 or fields[0] == "Iface":
+            continue
+        try:
+            destination = decode_ipv4_hex(fields[1])
+            gateway = decode_ipv4_hex(fields[2])
+            mask = _WORD.pack(int(fields[7], 16))
+        except (ValueError, OSError):
+            continue
+        prefix = bin(int.from_bytes(mask, "big")).count("1")
+        routes.append((fields[0], destination, prefix, gateway))
+    return routes
+
+
+def _ipv4_int(address):
+    return int.from_bytes(socket.inet_aton(address), "big")
+
+
+def _in_prefix(address, network, prefix):
+    if prefix == 0:
+        return True
+    shift = 32 - prefix
+    return (_ipv4_int(address) >> shift) == (_ipv4_int(network) >> shift)
+
+
+def ipv4_addresses(fib_trie_text, route_text):
+    """The IPv4 addresses of a namespace: [(interface, address, prefix)].
+
+    /proc/net/fib_trie lists every local address (`/32 host LOCAL`) but not its interface;
+    the prefix is that of the link route covering it (`/24 link UNICAST`, or `/8 host LOCAL`
+    for 127.0.0.0/8), and the interface is the one /proc/net/route gives for that link route.
+    Loopback addresses belong to `lo`. An address with no link route (a /32, or
+    `noprefixroute`) gets prefix 32 and interface "" (unknown).
+    """
+    entries = parse_fib_trie(fib_trie_text)
+    routes = parse_route(route_text)
+    local = sorted(set(e[1] for e in entries if e[4] == "LOCAL" and e[2] == 32))
+    out = []
+    for address in local:
+        try:
+            covering = [e[2] for e in entries if e[2] < 32 and
+                        ((e[3] == "link" and e[4] == "UNICAST") or (e[3] == "host" and e[4] == "LOCAL"))
+                        and _in_prefix(address, e[1], e[2])]
+        except OSError:
+            continue
+        prefix = max(covering) if covering else 32
+        interface = ""
+        for name, destination, route_prefix, gateway in routes:
+            if gateway == "0.0.0.0" and route_prefix == prefix and prefix < 32 and \
+                    _in_prefix(address, destination, prefix):
+                interface = name
+                break
+        if not interface and address.startswith("127."):
+            interface = "lo"
+        out.append((interface, address, prefix))
+    return out
+
+
+def parse_interface_indexes(*texts):
+    """ifindex -> name from /proc/net/{igmp,dev_mcast,igmp6} (for packet sockets).
+
+    igmp lists `IDX<TAB>NAME :` lines; dev_mcast and igmp6 start with `IDX NAME`.
+    """
+    names = {}
+    for text in texts:
+        for line in _lines(text or ""):
+            if not line or line[0].isspace():
+                continue
+            fields = line.replace(":", " ").split()
+            if len(fields) >= 2 and fields[0].isdigit():
+                names.setdefault(int(fields[0]), fields[1])
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Connection tracking (NAT)
+# ---------------------------------------------------------------------------------------------
+
+def parse_nf_conntrack(text, limit=MAX_CONNTRACK_ENTRIES):
+    """Parse /proc/net/nf_conntrack (or the older ip_conntrack) into entries.
+
+    A line is `[l3name l3num] l4name l4num timeout [STATE] src= dst= [sport= dport=] [flags]
+    src= dst= [sport= dport=] ...`: the first src/dst group is the original direction, the
+    second the reply. Returns (entries, truncated).
+    """
+    entries = []
+    truncated = False
+    for line in _lines(text):
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        if fields[0] in ("ipv4", "ipv6"):
+            fields = fields[2:]
+        proto = fields[0]
+        state = None
+        tuples = []
+        for field in fields[3:]:
+            if "=" not in field:
+                if not tuples and not field.startswith("["):
+                    state = field
+                continue
+            key, _, value = field.partition("=")
+            if key == "src":
+                tuples.append({"src": None, "dst": None, "sport": None, "dport": None})
+            if not tuples or len(tuples) > 2:
+                continue
+            current = tuples[-1]
+            if key in ("src", "dst"):
+                current[key] = canonical_address(value)
+            elif key in ("sport", "dport") and current[key] is None:
+                try:
+                    current[key] = int(value)
+                except ValueError:
+                    pass
+        if len(tuples) < 2 or any(t["src"] is None or t["dst"] is None for t in tuples[:2]):
+            continue
+        if len(entries) >= limit:
+            truncated = True
+            break
+        entries.append({"proto": proto, "state": state, "original": tuples[0], "reply": tuples[1]})
+    return entries, truncated
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+
+def parse_status(text):
+    """Parse /proc/PID/status: {"ppid": int, "uid": real uid, "euid": effective uid}."""
+    out = {"ppid": 0, "uid": -1, "euid": -1}
+    for line in _lines(text):
+        if line.startswith("PPid:"):
+            out["ppid"] = int(line.split()[1])
+        elif line.startswith("Uid:"):
+            fields = line.split()
+            out["uid"] = int(fields[1])
+            out["euid"] = int(fields[2])
+            break  # Uid comes after PPid
+    return out
+
+
+def parse_passwd(text):
+    """uid -> user name from an /etc/passwd text (first entry wins, like getpwuid)."""
+    users = {}
+    for line in _lines(text):
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[2].isdigit():
+            users.setdefault(int(fields[2]), fields[0])
+    return users
+
+
+def decode_text(raw):
+    """Bytes from /proc as text: (text, hex or None).
+
+    Invalid UTF-8 is written as \\xHH (readable) and the exact bytes are kept as hex.
+    """
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), raw.hex()
+
+
+def parse_cmdline(raw):
+    """Split /proc/PID/cmdline (NUL-separated, NUL-terminated) into arguments."""
+    if not raw:
+        return []
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    return raw.split(b"\0")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading /proc
+# ---------------------------------------------------------------------------------------------
+
+_GONE = (errno.ENOENT, errno.ESRCH)
+_DENIED = (errno.EACCES, errno.EPERM)
+
+
+def _read_bytes(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _read_text_or_none(path):
+    try:
+        return _read_bytes(path).decode("utf-8", "backslashreplace").strip()
+    except OSError:
+        return None
+
+
+def _open_text(path):
+    return open(path, "r", encoding="utf-8", errors="backslashreplace")
+
+
+_O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_socket_inodes(fd_dir):
+    """Socket inodes among the open fds listed in `fd_dir` (a /proc/PID/fd directory).
+
+    The directory is opened once and each link is read relative to it (readlinkat), which
+    spares the kernel a full path walk per fd; mapping readlink over the names keeps the
+    per-fd Python work small (a busy server holds tens of thousands of fds). Raises OSError
+    when the directory itself cannot be read; an fd closed during the walk is skipped.
+    """
+    dir_fd = os.open(fd_dir, _O_DIR)
+    try:
+        names = os.listdir(dir_fd)
+        try:
+            targets = list(map(functools.partial(os.readlink, dir_fd=dir_fd), names))
+        except OSError:
+            targets = []
+            for name in names:
+                try:
+                    targets.append(os.readlink(name, dir_fd=dir_fd))
+                except OSError:
+                    continue  # closed since the directory was listed
+    finally:
+        os.close(dir_fd)
+    sockets = [target for target in targets if target.startswith("socket:[")]
+    try:
+        return [int(target[8:-1]) for target in sockets]
+    except ValueError:
+        return [int(t[8:-1]) for t in sockets if t.endswith("]") and t[8:-1].isdigit()]
+
+
+class Coverage(object):
+    """What the capture could and could not see."""
+
+    def __init__(self):
+        self.processes_seen = 0
+        self.processes_vanished = 0
+        self.processes_denied = 0
+        self.namespaces_denied = 0
+        self.unattributed_sockets = 0
+        self.notes = []
+        self._dropped_notes = 0
+
+    def note(self, message):
+        if len(self.notes) < MAX_NOTES:
+            if message not in self.notes:
+                self.notes.append(message)
+        else:
+            self._dropped_notes += 1
+
+    def to_dict(self, euid):
+        notes = list(self.notes)
+        if self._dropped_notes:
+            notes.append("%d more notes not shown" % self._dropped_notes)
+        return {
+            "euid": euid,
+            "complete": euid == 0 and self.processes_denied == 0 and self.namespaces_denied == 0,
+            "processes_seen": self.processes_seen,
+            "processes_vanished": self.processes_vanished,
+            "processes_denied": self.processes_denied,
+            "namespaces_denied": self.namespaces_denied,
+            "unattributed_sockets": self.unattributed_sockets,
+            "notes": notes,
+        }
+
+
+def read_process(proc_root, pid, users, coverage):
+    """Read one process: (process dict, [socket inodes among its fds]); None if it vanished."""
+    base = os.path.join(proc_root, str(pid))
+    try:
+        status = parse_status(_read_bytes(base + "/status").decode("utf-8", "backslashreplace"))
+        comm_raw = _read_bytes(base + "/comm")
+        cmdline_raw = _read_bytes(base + "/cmdline")
+    except OSError as error:
+        if error.errno in _GONE:
+            coverage.processes_vanished += 1
+        else:
+            coverage.processes_denied += 1
+            coverage.note("pid %d: cannot read status: %s" % (pid, os.strerror(error.errno or 0)))
+        return None
+    except (ValueError, IndexError):
+        coverage.note("pid %d: unreadable status" % pid)
+        return None
+
+    if comm_raw.endswith(b"\n"):
+        comm_raw = comm_raw[:-1]
+    comm, comm_hex = decode_text(comm_raw)
+    args = []
+    args_hex = []
+    clean = True
+    for arg in parse_cmdline(cmdline_raw):
+        text, hexed = decode_text(arg)
+        args.append(text)
+        args_hex.append(hexed if hexed is not None else arg.hex())
+        clean = clean and hexed is None
+
+    process = {
+        "pid": pid,
+        "ppid": status["ppid"],
+        "comm": comm,
+        "cmdline": args,
+        "uid": status["uid"],
+        "euid": status["euid"],
+        "user": users.get(status["uid"]),
+        "context": read_context(base),
+        "netns": None,
+        "sockets": [],
+    }
+    if comm_hex is not None:
+        process["comm_hex"] = comm_hex
+    if not clean:
+        process["cmdline_hex"] = args_hex
+
+    denied = False
+    try:
+        process["netns"] = os.stat(base + "/ns/net").st_ino
+    except OSError as error:
+        # ENOENT on a zombie (no namespaces left) is not an access problem.
+        denied = error.errno in _DENIED
+    inodes = []
+    try:
+        inodes = read_socket_inodes(base + "/fd")
+    except OSError as error:
+        if error.errno in _DENIED:
+            denied = True
+            process["fd_denied"] = True
+    if denied:
+        coverage.processes_denied += 1
+    return process, inodes
+
+
+def read_context(base):
+    """The LSM context (/proc/PID/attr/current), or None when the machine has no LSM.
+
+    EINVAL (no LSM provides it), ENOENT and EOPNOTSUPP all mean "no context"; the original
+    capture.py died on EINVAL.
+    """
+    try:
+        raw = _read_bytes(base + "/attr/current")
+    except OSError:
+        return None
+    raw = raw.rstrip(b"\n\0")
+    if not raw:
+        return None
+    return decode_text(raw)[0]
+
+
+def list_pids(proc_root):
+    """The numeric entries of the proc root (thread group leaders)."""
+    pids = []
+    for name in os.listdir(proc_root):
+        if name.isdigit():
+            pids.append(int(name))
+    pids.sort()
+    return pids
+
+
+# ---------------------------------------------------------------------------------------------
+# Netlink sock_diag (the payload's own network namespace only)
+# ---------------------------------------------------------------------------------------------
+
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300
+NLMSG_ERROR = 0x2
+NLMSG_DONE = 0x3
+
+_NLMSGHDR = struct.Struct("=IHHII")
+# inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed inet_diag_sockid (48).
+_INET_DIAG_REQ = struct.Struct("=BBBBI48x")
+# One reply message: nlmsghdr (length, type, flags, seq, pid) followed by inet_diag_msg
+# (family, state, timer, retrans, sockid{sport, dport, src[16], dst[16], if, cookie[2]},
+# expires, rqueue, wqueue, uid, inode). Ports are big-endian: swapped below.
+_INET_DIAG_REPLY = struct.Struct("=IH10xBB2xHH16s16s24xII")
+_RECV_SIZE = 1 << 16
+
+
+def netlink_inet_sockets(family, protocol, proto):
+    """Dump the inet sockets of one family and protocol with NETLINK_SOCK_DIAG.
+
+    Returns the same (records, unkeyed) as parse_inet_table on the matching /proc/net file,
+    several times faster. Raises OSError when the kernel lacks the diag module for the
+    protocol (the caller then reads the /proc/net text instead).
+    """
+    length4 = 4 if family == socket.AF_INET else 16
+    little_endian = sys.byteorder == "little"
+    records = []
+    unkeyed = {}
+    states = STATES
+    names = {}
+    ntop = socket.inet_ntop
+    unpack = _INET_DIAG_REPLY.unpack_from
+    append = records.append
+    request = _INET_DIAG_REQ.pack(family, protocol, 0, 0, 0xFFFFFFFF)
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(request), SOCK_DIAG_BY_FAMILY,
+                            NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+    try:
+        sock.settimeout(10.0)
+        sock.sendto(header + request, (0, 0))
+        # Receive at most _RECV_SIZE bytes into a larger buffer, so that unpacking a full
+        # reply struct at any message offset stays inside the buffer.
+        buffer = bytearray(_RECV_SIZE + _INET_DIAG_REPLY.size)
+        done = False
+        while not done:
+            size = sock.recv_into(buffer, _RECV_SIZE)
+            if size == 0:
+                break
+            offset = 0
+            while offset + 16 <= size:
+                (length, kind, _family, state_number, sport, dport, src, dst,
+                 uid, inode) = unpack(buffer, offset)
+                if kind == SOCK_DIAG_BY_FAMILY:
+                    state = states.get(state_number) or "UNKNOWN_%d" % state_number
+                    if inode == 0:
+                        unkeyed[state] = unkeyed.get(state, 0) + 1
+                    else:
+                        local = names.get(src)
+                        if local is None:
+                            local = names[src] = ntop(family, src[:length4])
+                        remote = names.get(dst)
+                        if remote is None:
+                            remote = names[dst] = ntop(family, dst[:length4])
+                        if little_endian:
+                            sport = ((sport & 0xFF) << 8) | (sport >> 8)
+                            dport = ((dport & 0xFF) << 8) | (dport >> 8)
+                        append((proto, inode, local, sport, remote, dport, state, uid, None))
+                elif kind == NLMSG_DONE:
+                    done = True
+                    break
+                elif kind == NLMSG_ERROR:
+                    code = struct.unpack_from("=i", buffer, offset + 16)[0]
+                    raise OSError(-code, os.strerror(-code) if code else "netlink error")
+                if length < 16:
+                    raise OSError(errno.EPROTO, "bad netlink message length")
+                offset += (length + 3) & ~3
+    finally:
+        sock.close()
+    return records, unkeyed
+
+
+# Tables read through netlink in the payload's own namespace: /proc file -> (family, protocol).
+NETLINK_TABLES = {
+    "tcp": (socket.AF_INET, socket.IPPROTO_TCP),
+    "tcp6": (socket.AF_INET6, socket.IPPROTO_TCP),
+    "udp": (socket.AF_INET, socket.IPPROTO_UDP),
+    "udp6": (socket.AF_INET6, socket.IPPROTO_UDP),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Namespaces
+# ---------------------------------------------------------------------------------------------
+
+def _netns_key(path):
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+def read_namespace(net_dir, coverage, use_netlink=False):
+    """Read every table of one network namespace from `net_dir` (a /proc/PID/net directory).
+
+    Returns {"addresses", "sockets" (records), "unkeyed", "conntrack"}. Raises OSError when
+    the directory cannot be read at all (the caller tries another process of the namespace).
+    """
+    sockets = []
+    unkeyed = {}
+    os.listdir(net_dir)  # fails early when the process vanished or access is denied
+
+    for filename, proto in INET_TABLES:
+        records = None
+        counts = None
+        if use_netlink and filename in NETLINK_TABLES:
+            family, protocol = NETLINK_TABLES[filename]
+            try:
+                records, counts = netlink_inet_sockets(family, protocol, proto)
+            except OSError:
+                records = None  # no diag module for this protocol: read the text
+        if records is None:
+            try:
+                with _open_text(os.path.join(net_dir, filename)) as handle:
+                    records, counts = parse_inet_table(handle, proto)
+            except OSError as error:
+                if error.errno not in _GONE:
+                    coverage.note("cannot read %s: %s" % (filename, os.strerror(error.errno or 0)))
+                continue
+        sockets.extend(records)
+        if counts:
+            unkeyed[proto] = counts
+
+    # Interface names for packet sockets bound to one interface.
+    if6 = []
+    try:
+        with _open_text(os.path.join(net_dir, "if_inet6")) as handle:
+            if6 = parse_if_inet6(handle)
+    except OSError:
+        pass
+    try:
+        with _open_text(os.path.join(net_dir, "packet")) as handle:
+            packet_text = handle.read()
+        interfaces = dict((entry[0], entry[1]) for entry in if6)
+        if any(len(line.split()) > 4 and line.split()[4] not in ("0", "Iface")
+               for line in packet_text.splitlines()):
+            extra_texts = []
+            for name in ("igmp", "dev_mcast", "igmp6"):
+                try:
+                    with _open_text(os.path.join(net_dir, name)) as handle:
+                        extra_texts.append(handle.read())
+                except OSError:
+                    pass
+            for index, name in parse_interface_indexes(*extra_texts).items():
+                interfaces.setdefault(index, name)
+        records, counts = parse_packet(packet_text, interfaces)
+        sockets.extend(records)
+        if counts:
+            unkeyed["packet"] = counts
+    except OSError:
+        pass
+
+    # SCTP: present only when the sctp module is loaded.
+    try:
+        with _open_text(os.path.join(net_dir, "sctp", "eps")) as handle:
+            endpoints = parse_sctp_eps(handle)
+        try:
+            with _open_text(os.path.join(net_dir, "sctp", "assocs")) as handle:
+                associations = parse_sctp_assocs(handle)
+        except OSError:
+            associations = []
+        sockets.extend(merge_sctp(endpoints, associations))
+    except OSError:
+        pass
+
+    addresses = []
+    try:
+        with _open_text(os.path.join(net_dir, "fib_trie")) as handle:
+            fib_text = handle.read()
+        try:
+            with _open_text(os.path.join(net_dir, "route")) as handle:
+                route_text = handle.read()
+        except OSError:
+            route_text = ""
+        for interface, address, prefix in ipv4_addresses(fib_text, route_text):
+            addresses.append({"interface": interface, "family": 4, "address": address,
+                              "prefix": prefix})
+    except OSError:
+        coverage.note("no fib_trie: IPv4 addresses unknown")
+    for _index, interface, address, prefix in if6:
+        addresses.append({"interface": interface, "family": 6, "address": address,
+                          "prefix": prefix})
+    addresses.sort(key=lambda a: (a["family"], a["interface"], a["address"]))
+
+    conntrack = None
+    for name in ("nf_conntrack", "ip_conntrack"):
+        try:
+            with _open_text(os.path.join(net_dir, name)) as handle:
+                conntrack, truncated = parse_nf_conntrack(handle)
+            if truncated:
+                coverage.note("conntrack table cut at %d entries" % MAX_CONNTRACK_ENTRIES)
+            break
+        except OSError:
+            continue
+
+    return {"addresses": addresses, "sockets": sockets, "unkeyed": unkeyed, "conntrack": conntrack}
+
+
+def _dedupe_sockets(records):
+    """Drop repeated rows of one socket (reading a kernel table is not atomic).
+
+    SCTP is exempt: a one-to-many socket has one record per association under one inode.
+    """
+    if len(set(map(_INODE, records))) == len(records):
+        return records  # the usual case, checked at C speed
+    seen = set()
+    out = []
+    for record in records:
+        if record[0] != "sctp":
+            if record[1] in seen:
+                continue
+            seen.add(record[1])
+        out.append(record)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole capture
+# ---------------------------------------------------------------------------------------------
+
+def _own_pid_in(proc_root):
+    """Our pid when `proc_root` is a live view of our own pid namespace, else None."""
+    try:
+        if os.readlink(os.path.join(proc_root, "self")) == str(os.getpid()):
+            return os.getpid()
+    except OSError:
+        pass
+    return None
+
+
+def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False):
+    """Capture this machine: the snapshot document (a dict, see docs/snapshot.md).
+
+    `proc_root` is where procfs is mounted (a fake tree in tests); `etc_root` holds passwd and
+    machine-id. Netlink is used only for the namespace the payload itself lives in, when
+    `proc_root` is the live /proc. With `compact`, each namespace's sockets are a SocketList of
+    tuples (for write_json, which streams them); otherwise they are plain dicts and the
+    document can go straight to json.dumps.
+    """
+    started = time.time()
+    coverage = Coverage()
+    proc_root = proc_root.rstrip("/") or "/"
+
+    users = {}
+    try:
+        with _open_text(os.path.join(etc_root, "passwd")) as handle:
+            users = parse_passwd(handle)
+    except OSError:
+        coverage.note("cannot read passwd: user names unknown")
+
+    host = {
+        "hostname": _read_text_or_none(os.path.join(proc_root, "sys/kernel/hostname")) or "",
+        "machine_id": _read_text_or_none(os.path.join(etc_root, "machine-id")) or None,
+        "boot_id": _read_text_or_none(os.path.join(proc_root, "sys/kernel/random/boot_id")),
+        "kernel": _read_text_or_none(os.path.join(proc_root, "sys/kernel/osrelease")) or "",
+        "captured_at": round(started, 3),
+        "python": "%d.%d.%d" % tuple(sys.version_info[:3]),
+    }
+
+    own_pid = _own_pid_in(proc_root)
+    own_netns = None
+    if own_pid is not None and use_netlink:
+        try:
+            own_netns = _netns_key("/proc/self/ns/net")
+        except OSError:
+            own_netns = None
+
+    processes = []
+    held = {}  # pid -> socket inodes among its fds
+    namespace_pids = {}  # netns inode -> pids living in it (in scan order)
+    namespace_keys = {}
+    for pid in list_pids(proc_root):
+        if pid == own_pid:
+            continue  # the payload itself
+        result = read_process(proc_root, pid, users, coverage)
+        if result is None:
+            continue
+        process, inodes = result
+        coverage.processes_seen += 1
+        processes.append(process)
+        held[pid] = inodes
+        netns = process["netns"]
+        if netns is not None:
+            namespace_pids.setdefault(netns, []).append(pid)
+
+    namespaces = []
+    known = set()
+    for netns in sorted(namespace_pids):
+        pids = namespace_pids[netns]
+        table = None
+        for pid in pids:
+            base = os.path.join(proc_root, str(pid))
+            try:
+                key = _netns_key(base + "/ns/net")
+                if key[1] != netns:
+                    continue  # the process moved to another namespace meanwhile
+                table = read_namespace(base + "/net", coverage, use_netlink=(key == own_netns))
+                # A pid that exited mid-read may have been reused by a process elsewhere.
+                if _netns_key(base + "/ns/net")[1] != netns:
+                    table = None
+                    continue
+                break
+            except OSError as error:
+                if error.errno in _DENIED:
+                    break
+                continue
+        if table is None:
+            coverage.namespaces_denied += 1
+            coverage.note("namespace %d: /proc/PID/net unreadable" % netns)
+            continue
+        table["sockets"] = _dedupe_sockets(table["sockets"])
+        known.update(map(_INODE, table["sockets"]))
+        namespaces.append((netns, len(pids), table))
+
+    attributed = set()
+    for process in processes:
+        inodes = held.pop(process["pid"])
+        mine = sorted(set(inode for inode in inodes if inode in known))
+        process["sockets"] = mine
+        attributed.update(mine)
+    coverage.unattributed_sockets = len(known - attributed)
+
+    return {
+        "schema": SCHEMA,
+        "payload_version": PAYLOAD_VERSION,
+        "host": host,
+        "coverage": coverage.to_dict(os.geteuid()),
+        "namespaces": [
+            {
+                "inode": netns,
+                "pids": count,
+                "addresses": table["addresses"],
+                "sockets": (SocketList(table["sockets"]) if compact
+                            else [socket_to_dict(record) for record in table["sockets"]]),
+                "unkeyed": table["unkeyed"],
+                "conntrack": table["conntrack"],
+            }
+            for netns, count, table in namespaces
+        ],
+        "processes": processes,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------------
+
+class SocketList(list):
+    """Socket records (tuples) of a namespace, turned into JSON objects only when written.
+
+    One dict per socket would cost about 600 bytes each; tuples keep the peak memory of a
+    capture of 100,000 sockets far under 64 MiB.
+    """
+
+
+# Most records (TCP/UDP) carry no optional field; their text comes from the kernel's own
+# vocabulary (protocol and state names, inet_ntop addresses, integers), which needs no JSON
+# escaping, so they are formatted directly. Records with optional fields go through json.
+_PLAIN_SOCKET = ('{"proto":"%s","inode":%d,"local":"%s","local_port":%d,"remote":"%s",'
+                 '"remote_port":%d,"state":"%s","uid":%d}')
+_CHUNK = 4096
+
+
+def _socket_json(records, dumps):
+    plain = _PLAIN_SOCKET
+    return ",".join([plain % record[:8] if record[8] is None else dumps(socket_to_dict(record))
+                     for record in records])
+
+
+def write_json(document, write):
+    """Write a snapshot document as compact ASCII JSON through `write(str)`, in pieces.
+
+    The namespaces' sockets (SocketList or lists of dicts) and the processes are written in
+    chunks, so that the whole text never has to be held in memory.
+    """
+    dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+
+    def write_list(items, encode_chunk):
+        write("[")
+        for start in range(0, len(items), _CHUNK):
+            if start:
+                write(",")
+            write(encode_chunk(items[start:start + _CHUNK]))
+        write("]")
+
+    def dict_chunk(items):
+        return dumps(items)[1:-1]
+
+    def socket_chunk(items):
+        if isinstance(items, SocketList) or (items and isinstance(items[0], tuple)):
+            return _socket_json(items, dumps)
+        return dumps(items)[1:-1]
+
+    write("{")
+    for index, (key, value) in enumerate(document.items()):
+        write("," if index else "")
+        write(dumps(key) + ":")
+        if key == "namespaces":
+            write("[")
+            for number, namespace in enumerate(value):
+                write("," if number else "")
+                write("{")
+                for position, (name, item) in enumerate(namespace.items()):
+                    write("," if position else "")
+                    write(dumps(name) + ":")
+                    if name == "sockets":
+                        write_list(item, socket_chunk)
+                    else:
+                        write(dumps(item))
+                write("}")
+            write("]")
+        elif key == "processes":
+            write_list(value, dict_chunk)
+        else:
+            write(dumps(value))
+    write("}")
+
+
+def dumps_document(document):
+    """The snapshot as one JSON string (for callers that want it in memory)."""
+    parts = []
+    write_json(document, parts.append)
+    return "".join(parts)
+
+
+def write_plain(document, stream):
+    """Write the snapshot as JSON followed by a newline to a binary stream."""
+    write_json(document, lambda text: stream.write(text.encode("ascii")))
+    stream.write(b"\n")
+
+
+def write_framed(document, stream):
+    """Write the snapshot in the transport framing (docs/snapshot.md, "Transport framing").
+
+    BEGIN line with the length and SHA-256 of the zlib-compressed JSON, the compressed bytes in
+    base64 lines of 76 characters, then the END line. The framing lets the reader find the
+    snapshot after whatever a login shell prints, and tell a cut-off transfer from a whole one.
+    """
+    compressor = zlib.compressobj(6)
+    parts = []
+
+    def write(text):
+        parts.append(compressor.compress(text.encode("ascii")))
+
+    write_json(document, write)
+    parts.append(compressor.flush())
+    data = b"".join(parts)
+    del parts[:]
+    header = "%s %d %d %s\n" % (FRAME_BEGIN, FRAME_VERSION, len(data), hashlib.sha256(data).hexdigest())
+    stream.write(header.encode("ascii"))
+    stream.write(base64.encodebytes(data))
+    stream.write(("%s\n" % FRAME_END).encode("ascii"))
+
+
+def main(argv=None):
+    """Command line entry: capture and write the snapshot to stdout. Returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="capture.py", description="Capture a netviz snapshot of this machine (JSON on stdout).")
+    parser.add_argument("--framed", action="store_true",
+                        help="write the zlib+base64 transport framing instead of plain JSON")
+    parser.add_argument("--proc-root", default="/proc", help="where procfs is mounted")
+    parser.add_argument("--etc-root", default="/etc", help="where passwd and machine-id live")
+    parser.add_argument("--no-netlink", action="store_true",
+                        help="read sockets from /proc/net text only (no sock_diag)")
+    options = parser.parse_args(argv)
+    try:
+        document = collect(options.proc_root, options.etc_root,
+                           use_netlink=not options.no_netlink, compact=True)
+    except OSError as error:
+        sys.stderr.write("capture: cannot read %s: %s\n" % (options.proc_root, error))
+        return 1
+    stream = sys.stdout.buffer
+    try:
+        if options.framed:
+            write_framed(document, stream)
+        else:
+            write_plain(document, stream)
+        stream.flush()
+    except BrokenPipeError:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
