@@ -69,6 +69,12 @@
     if (node.kind === 'outside') return 'outside';
     return String(node.comm === null || node.comm === undefined ? '?' : node.comm);
   }
+  function describeIngress(ingress) {
+    var text = String(ingress.kind || 'ingress');
+    if (ingress.interface !== null && ingress.interface !== undefined) text += ' on ' + ingress.interface;
+    if (ingress.protocol !== null && ingress.protocol !== undefined) text += ' protocol ' + ingress.protocol;
+    return text;
+  }
   function shorten(text, limit) {
     return text.length > limit ? text.slice(0, limit - 1) + '\u2026' : text;
   }
@@ -132,7 +138,7 @@
       list(node.ingress).slice(0, 4).forEach(function (ingress, k) {
         var at = position(id);
         var markId = 'ingress:' + id + ':' + k;
-        var markData = { id: markId, label: String(ingress.interface || ingress.kind || 'ingress'), of: id };
+        var markData = { id: markId, label: shorten(String(ingress.interface || ingress.kind || 'ingress'), 12), of: id };
         if (node.kind !== 'host') markData.parent = machineId(machine);
         elements.push({ group: 'nodes', data: markData, position: { x: at.x - 44 + k * 14, y: at.y - 22 }, classes: 'ingress-mark' });
         elements.push({ group: 'edges', data: { id: 'ingress-edge:' + id + ':' + k, source: markId, target: id }, classes: 'ingress-mark' });
@@ -339,7 +345,7 @@
       ['machine', node.host], ['kind', node.kind], ['comm', node.kind === 'process' ? node.comm : null],
       ['pids', list(node.pids)], ['users', list(node.users)], ['context', list(node.contexts)], ['cmdline', node.cmdline],
       ['listening', list(node.listening).map(function (l) { return l.proto + ' ' + endpoint(l.address, l.port); })],
-      ['ingress', list(node.ingress).map(function (i) { return i.kind + ' on ' + i.interface + (i.protocol !== undefined ? ' (protocol ' + i.protocol + ')' : ''); })],
+      ['ingress', list(node.ingress).map(describeIngress)],
       ['sockets', node.sockets], ['addresses', machine && machine.host ? list(machine.host.addresses) : []],
     ];
     showDetails(nodeName(node) + ' @ ' + node.host, rows, [
@@ -360,6 +366,7 @@
       showDetails(title, [
         ['client', nodeName(client) + ' @ ' + (client && client.host)], ['server', nodeName(server) + ' @ ' + (server && server.host)],
         ['transport', flow.proto], ['server port', flow.server_port], ['server address', flow.server_address],
+        ['client pids', list(flow.client_pids)], ['server pids', list(flow.server_pids)],
         ['connections', flow.count], ['directed', flow.directed === false ? 'no (neither end listens)' : 'yes'],
         ['inferred', flow.inferred ? 'yes (peer socket not captured)' : null], ['NAT via', flow.via],
       ]);

@@ -1,0 +1,261 @@
+"""The HTML map in a real headless Chromium: what it draws, clicks, search, group-by, filters,
+no network, no script from names; and a screenshot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from netviz.render.html import render_html
+from tests.browser.chromium import PageLog, missing_reason, open_page
+from tests.browser.graphs import HOSTILE_COMMS, GraphBuilder, lab_like_graph
+
+_MISSING = missing_reason()
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")]
+
+HOSTILE_TITLE = "lab </title><script>window.__pwned=9</script>"
+
+# What the page drew, read from Cytoscape's own model.
+DRAWN = """() => {
+  const cy = window.netviz.cy;
+  const boxes = cy.nodes('.machine');
+  const nodes = cy.nodes().filter(n => !n.hasClass('machine') && !n.hasClass('ingress-mark'));
+  const edges = cy.edges().filter(e => !e.hasClass('ingress-mark'));
+  return {
+    machines: boxes.map(n => n.data('machine')),
+    nodes: nodes.map(n => ({id: n.id(), machine: n.parent().length ? n.parent().data('machine') : null,
+                            visible: n.visible()})),
+    edges: edges.map(e => ({id: e.id(), source: e.source().id(), target: e.target().id(), label: e.data('label'),
+                            arrow: e.style('target-arrow-shape')})),
+    ingress: cy.nodes('.ingress-mark').map(n => ({of: n.data('of'), visible: n.visible()})),
+  };
+}"""
+
+
+@pytest.fixture
+def lab_doc() -> dict[str, Any]:
+    return lab_like_graph(hostile=True)
+
+
+@pytest.fixture
+def lab_page(tmp_path: Path, lab_doc: dict[str, Any]) -> Iterator[tuple[Any, PageLog, Path]]:
+    html_path = tmp_path / "map.html"
+    html_path.write_text(render_html(lab_doc, title=HOSTILE_TITLE), encoding="utf-8")
+    with open_page(html_path) as (page, log):
+        yield page, log, html_path
+        # Whatever the test did, the page never reached out and never ran a name as script.
+        assert log.requests == [html_path.resolve().as_uri()]
+        assert log.page_errors == [] and log.console_errors == []
+        assert page.evaluate("window.__cspViolations") == []
+        assert page.evaluate("typeof window.__pwned") == "undefined"
+
+
+def next_frame(page: Any) -> None:
+    """Wait until the page has drawn a frame (Cytoscape applies style changes by frame)."""
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
+def node_id(doc: dict[str, Any], comm: str, host: str | None = None) -> str:
+    return next(n["id"] for n in doc["nodes"] if n["comm"] == comm and (host is None or n["host"] == host))
+
+
+def click_node(page: Any, element_id: str) -> None:
+    """Click where the element is drawn, as a person would."""
+    x, y = page.evaluate(
+        """(id) => {
+          const cy = window.netviz.cy;
+          const element = cy.getElementById(id);
+          const box = cy.container().getBoundingClientRect();
+          const at = element.isEdge() ? element.renderedMidpoint() : element.renderedPosition();
+          return [box.left + at.x, box.top + at.y];
+        }""",
+        element_id,
+    )
+    page.mouse.click(x, y)
+
+
+def search(page: Any, text: str) -> dict[str, Any]:
+    page.fill("#search", text)
+    page.press("#search", "Enter")
+    page.wait_for_function("(q) => window.netviz.lastSearch && window.netviz.lastSearch.query === q", arg=text)
+    return page.evaluate(
+        "() => ({marked: window.netviz.cy.elements('.match').map(e => e.id()).sort(),"
+        " count: document.getElementById('search-count').textContent, model: window.netviz.lastSearch})"
+    )
+
+
+def test_draws_every_machine_node_and_flow_of_the_document(lab_page: Any, lab_doc: dict[str, Any]) -> None:
+    page, _, _ = lab_page
+    drawn = page.evaluate(DRAWN)
+    assert sorted(drawn["machines"]) == sorted(h["name"] for h in lab_doc["hosts"])
+    assert {n["id"]: n["machine"] for n in drawn["nodes"]} == {n["id"]: n["host"] for n in lab_doc["nodes"]}
+    assert all(n["visible"] for n in drawn["nodes"])
+    edges = {e["id"]: e for e in drawn["edges"]}
+    assert {(e["id"], e["source"], e["target"]) for e in drawn["edges"]} == {
+        (f["id"], f["client"], f["server"]) for f in lab_doc["flows"]
+    }
+    # Labels carry transport, port and count; NAT names the translating machine.
+    nat = next(f for f in lab_doc["flows"] if f["via"])
+    assert edges[nat["id"]]["label"] == "tcp 8000 \u00d712 via gw1"
+    undirected = next(f for f in lab_doc["flows"] if not f["directed"])
+    assert edges[undirected["id"]]["arrow"] == "none"
+    assert edges[nat["id"]]["arrow"] == "triangle"
+    # Ingress is marked on the sniffer; outside counts are on web1's box.
+    assert drawn["ingress"] == [{"of": node_id(lab_doc, "tcpdump"), "visible": True}]
+    web1_label = page.evaluate("() => window.netviz.cy.nodes('.machine').filter(n => n.data('machine') === 'web1').style('label')")
+    assert web1_label == "web1  \u2014 outside: 3 in, 1 out"
+    assert page.title() == HOSTILE_TITLE
+
+
+def test_click_highlights_flows_and_shows_details(lab_page: Any, lab_doc: dict[str, Any]) -> None:
+    page, _, _ = lab_page
+    api = node_id(lab_doc, "gunicorn")
+    click_node(page, api)
+    page.wait_for_function("(id) => window.netviz.selected === id", arg=api)
+    assert page.text_content("#details-title") == "gunicorn @ app1"
+    details = page.text_content("#details-body")
+    for expected in ("2001, 2002, 2003", "system_u:system_r:httpd_t:s0", "tcp 0.0.0.0:8000",
+                     "10.0.0.12, fd00::12", "gunicorn app:wsgi --bind 0.0.0.0:8000", "Flows out (3)", "Flows in (1)"):
+        assert expected in details
+    own_flows = {f["id"] for f in lab_doc["flows"] if api in (f["client"], f["server"])}
+    highlighted = page.evaluate("() => window.netviz.cy.edges('.highlight').map(e => e.id())")
+    assert set(highlighted) == own_flows
+    faded = set(page.evaluate("() => window.netviz.cy.elements('.faded').map(e => e.id())"))
+    assert node_id(lab_doc, "chronyd", "web1") in faded
+    assert api not in faded and node_id(lab_doc, "postgres") not in faded
+    # The NAT flow's translating machine stays in view.
+    assert "gw1" not in page.evaluate("() => window.netviz.cy.nodes('.machine.faded').map(n => n.data('machine'))")
+
+    # A click on empty canvas clears the selection.
+    page.mouse.click(*page.evaluate("() => { const b = window.netviz.cy.container().getBoundingClientRect(); return [b.left + 3, b.bottom - 3]; }"))
+    page.wait_for_function("() => window.netviz.selected === null")
+    assert page.evaluate("() => window.netviz.cy.elements('.faded').length") == 0
+
+
+def test_hostile_names_show_as_text(lab_page: Any, lab_doc: dict[str, Any]) -> None:
+    page, _, _ = lab_page
+    evil = node_id(lab_doc, HOSTILE_COMMS[1])
+    click_node(page, evil)
+    page.wait_for_function("(id) => window.netviz.selected === id", arg=evil)
+    assert page.text_content("#details-title") == HOSTILE_COMMS[1] + " @ <b>evil</b>host"
+    assert HOSTILE_COMMS[1] in page.text_content("#details-body")
+    assert page.evaluate("() => document.querySelectorAll('#details img, #details script, #details b').length") == 0
+    found = search(page, "onerror")
+    assert found["marked"] == [node_id(lab_doc, HOSTILE_COMMS[0])]
+
+
+def test_search_by_process_port_address_and_machine(lab_page: Any, lab_doc: dict[str, Any]) -> None:
+    page, _, _ = lab_page
+    postgres = node_id(lab_doc, "postgres")
+    found = search(page, "postgres")
+    assert found["marked"] == [postgres] and found["count"] == "1 process"
+
+    port_flows = sorted(f["id"] for f in lab_doc["flows"] if f["server_port"] == 5432)
+    found = search(page, "5432")
+    assert found["marked"] == sorted([postgres] + port_flows)
+    assert found["count"] == "1 process, 2 flows"
+
+    found = search(page, "fd00::12")
+    assert found["model"]["machines"] == ["app1"]
+    assert found["marked"] == ["machine:" + str([h["name"] for h in lab_doc["hosts"]].index("app1"))]
+
+    found = search(page, "redis")
+    assert found["marked"] == [node_id(lab_doc, "redis-server")]
+    faded = set(page.evaluate("() => window.netviz.cy.elements('.faded').map(e => e.id())"))
+    assert postgres in faded
+
+    found = search(page, "no-such-thing")
+    assert found["marked"] == [] and found["count"] == "no match"
+    found = search(page, "")
+    assert found["marked"] == [] and page.evaluate("() => window.netviz.cy.elements('.faded').length") == 0
+
+
+def test_group_by_machine_and_back(lab_page: Any, lab_doc: dict[str, Any]) -> None:
+    page, _, _ = lab_page
+    page.click("#group-machine")
+    page.wait_for_function("() => window.netviz.groupBy === 'machine'")
+    drawn = page.evaluate(
+        """() => {
+          const cy = window.netviz.cy;
+          return {
+            machines: cy.nodes('.machine-node').map(n => n.data('machine')),
+            others: cy.nodes().not('.machine-node').map(n => n.id()),
+            edges: cy.edges().map(e => [e.source().data('machine') || e.source().id(),
+                                        e.target().data('machine') || e.target().id(), e.data('label')]),
+          };
+        }"""
+    )
+    assert sorted(drawn["machines"]) == sorted(h["name"] for h in lab_doc["hosts"])
+    outside = [n["id"] for n in lab_doc["nodes"] if n["kind"] == "outside"]
+    assert drawn["others"] == outside
+    by_id = {n["id"]: n for n in lab_doc["nodes"]}
+
+    def end(node_key: str) -> str:
+        node = by_id[node_key]
+        return node["id"] if node["kind"] == "outside" else node["host"]
+
+    expected = {(end(f["client"]), end(f["server"]), f["proto"], f["server_port"]) for f in lab_doc["flows"]}
+    assert len(drawn["edges"]) == len(expected)
+    assert ["app1", "gw1", "tcp 8000 \u00d712 via gw1"] in [[s, t, label] for s, t, label in drawn["edges"]] or \
+        ["web1", "app1", "tcp 8000 \u00d712 via gw1"] in drawn["edges"]
+    found = search(page, "postgres")
+    assert found["marked"] == ["machine-node:" + str([h["name"] for h in lab_doc["hosts"]].index("db1"))]
+
+    page.click("#group-process")
+    page.wait_for_function("() => window.netviz.groupBy === 'process'")
+    drawn = page.evaluate(DRAWN)
+    assert {n["id"] for n in drawn["nodes"]} == {n["id"] for n in lab_doc["nodes"]}
+    assert {e["id"] for e in drawn["edges"]} == {f["id"] for f in lab_doc["flows"]}
+
+
+def test_hide_external_and_ingress(lab_page: Any, lab_doc: dict[str, Any]) -> None:
+    page, _, _ = lab_page
+    outside = next(n["id"] for n in lab_doc["nodes"] if n["kind"] == "outside")
+    page.uncheck("#show-external")
+    page.uncheck("#show-ingress")
+    next_frame(page)
+    drawn = page.evaluate(DRAWN)
+    visible = {n["id"]: n["visible"] for n in drawn["nodes"]}
+    assert visible.pop(outside) is False and all(visible.values())
+    assert drawn["ingress"][0]["visible"] is False, page.evaluate(
+        "() => [document.getElementById('show-ingress').checked,"
+        " window.netviz.cy.elements('.ingress-mark').map(e => e.classes().join(' '))]")
+    web1_label = page.evaluate("() => window.netviz.cy.nodes('.machine').filter(n => n.data('machine') === 'web1').style('label')")
+    assert web1_label == "web1"
+    page.check("#show-external")
+    page.check("#show-ingress")
+    next_frame(page)
+    drawn = page.evaluate(DRAWN)
+    assert all(n["visible"] for n in drawn["nodes"]) and drawn["ingress"][0]["visible"] is True
+
+
+def test_machine_level_document(tmp_path: Path) -> None:
+    g = GraphBuilder(group_by="host")
+    a = g.process(g.host("a", ["10.0.0.1"]), "a", [], kind="host")
+    b = g.process(g.host("b", ["10.0.0.2"]), "b", [], kind="host")
+    flow = g.flow(a, b, "tcp", 22, "10.0.0.2", count=2)
+    html_path = tmp_path / "hosts.html"
+    html_path.write_text(render_html(g.build()), encoding="utf-8")
+    with open_page(html_path) as (page, log):
+        drawn = page.evaluate(DRAWN)
+        assert {n["id"] for n in drawn["nodes"]} == {a, b} and drawn["machines"] == []
+        assert [(e["id"], e["source"], e["target"]) for e in drawn["edges"]] == [(flow, a, b)]
+        assert page.is_disabled("#group-process")
+        assert search(page, "10.0.0.2")["marked"] == sorted([b, flow])
+        assert log.page_errors == []
+
+
+def test_screenshot(lab_page: Any, tmp_path: Path) -> None:
+    page, _, _ = lab_page
+    png = tmp_path / "map.png"
+    page.screenshot(path=str(png))
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    # CI can keep it as an artifact.
+    keep = os.environ.get("NETVIZ_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        (Path(keep) / "lab-like-map.png").write_bytes(data)
