@@ -95,7 +95,11 @@ def _write_output(data: bytes, output: Optional[Path]) -> None:
 def stitch(
     paths: Annotated[
         Optional[list[Path]],
-        typer.Argument(metavar="SNAPSHOT_OR_DIR", help="Snapshot files, or directories of *.json snapshots."),
+        typer.Argument(
+            metavar="SNAPSHOT_OR_DIR",
+            help="Snapshot files, directories of *.json snapshots, or cached runs (a run id or run directory); "
+            "none: the latest cached run.",
+        ),
     ] = None,
     fmt: Annotated[
         Optional[OutputFormat],
@@ -113,9 +117,13 @@ def stitch(
         str,
         typer.Option("--log", metavar="LEVEL", help="Log level on stderr: debug, info, warning, error."),
     ] = "warning",
+    cache_dir: Annotated[
+        Optional[Path],
+        typer.Option("--cache", metavar="DIR", help="Snapshot cache (default: $XDG_CACHE_HOME/netviz or ~/.cache/netviz)."),
+    ] = None,
 ) -> None:
     """Stitch snapshots into process-to-process flows and draw them (DOT on stdout by default)."""
-    from netviz.group import resolve_inputs
+    from netviz.cache import load_stitch_group
     from netviz.render import format_from_suffix, render
     from netviz.render.table import table_footer, table_rows
     from netviz.stitch import stitch as stitch_group
@@ -126,10 +134,11 @@ def stitch(
         raise typer.BadParameter(str(error), param_hint="--log") from None
     chosen = (fmt.value if fmt else None) or (format_from_suffix(output) if output is not None else None) or "dot"
     try:
-        group = resolve_inputs(paths or [])
+        # No argument: the latest cached run; a run id or run directory: that run (stale included).
+        group, stale = load_stitch_group(paths or [], cache_dir)
         for message in group.warnings:
             console.warning(message)
-        graph = stitch_group(group.snapshots, group_by=group_by.value, show_external=show_external)
+        graph = stitch_group(group.snapshots, group_by=group_by.value, show_external=show_external, stale=stale)
         if chosen == "table" and output is None:
             headers, rows = table_rows(graph)
             console.print_table(headers, rows, footer=table_footer(graph))
@@ -138,3 +147,148 @@ def stitch(
         console.info(table_footer(graph))
     except NetvizError as error:
         _fail(error)
+
+
+# ------------------------------------------------------------------------------------------
+# collect and run: the agentless fan-out over SSH (netviz.pipeline)
+
+_InventoryOption = Annotated[
+    Optional[Path],
+    typer.Option("--inventory", "-i", metavar="FILE", help="Inventory YAML (see inventory.example.yaml). "
+                 "Without it: this machine alone, no SSH."),
+]
+_LimitOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--limit", "-l", metavar="NAMES", help="Only these hosts or groups (comma-separated, repeatable)."),
+]
+_ParallelOption = Annotated[
+    int, typer.Option("--parallel", "-p", min=1, max=1024, help="Machines collected at the same time.")
+]
+_CacheOption = Annotated[
+    Optional[Path],
+    typer.Option("--cache", metavar="DIR", help="Snapshot cache (default: $XDG_CACHE_HOME/netviz or ~/.cache/netviz)."),
+]
+_AcceptOption = Annotated[
+    bool,
+    typer.Option("--accept-new-host-keys", help="Trust and record host keys seen for the first time "
+                 "(changed keys are always refused)."),
+]
+_SshConfigOption = Annotated[
+    Optional[Path], typer.Option("--ssh-config", metavar="FILE", help="ssh_config to honour (default: ~/.ssh/config).")
+]
+
+
+def _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config):
+    from netviz.pipeline import CollectRequest
+
+    return CollectRequest(
+        inventory=inventory,
+        limit=tuple(limit or ()),
+        parallel=parallel,
+        cache_dir=cache_dir,
+        accept_new_host_keys=accept_new_host_keys,
+        ssh_config=ssh_config,
+        ask_sudo_password=lambda: console.ask_secret("sudo password for the machines with `sudo: password`: "),
+    )
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends a run like Ctrl-C does: machines cancelled, exit code 130."""
+    import signal
+
+    def interrupt(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@app.command()
+def collect(
+    inventory: _InventoryOption = None,
+    limit: _LimitOption = None,
+    parallel: _ParallelOption = 32,
+    cache_dir: _CacheOption = None,
+    accept_new_host_keys: _AcceptOption = False,
+    ssh_config: _SshConfigOption = None,
+) -> None:
+    """Collect snapshots from every machine of the inventory into the cache (no stitching).
+
+    Exit codes: 0 all machines ok, 3 some failed, 4 none gave a snapshot, 130 interrupted.
+    """
+    from netviz.errors import EXIT_NOTHING, Interrupted
+    from netviz.pipeline import collect_group
+
+    _stop_on_sigterm()
+    try:
+        outcome = collect_group(
+            _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config),
+            console.CollectProgress(),
+        )
+    except KeyboardInterrupt:
+        _fail(Interrupted("interrupted"))
+    except NetvizError as error:
+        _fail(error)
+    console.collect_summary(outcome.results, title=f"run {outcome.run.run_id}")
+    console.info(f"snapshots in {outcome.run.path}")
+    if not any(host.snapshot for host in outcome.run.hosts):
+        raise typer.Exit(EXIT_NOTHING)
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def run(
+    inventory: _InventoryOption = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Write the map here (default: DOT on stdout).")
+    ] = None,
+    fmt: Annotated[
+        Optional[OutputFormat],
+        typer.Option("--format", "-f", help="Output format (default: from --output's extension, else dot)."),
+    ] = None,
+    limit: _LimitOption = None,
+    parallel: _ParallelOption = 32,
+    cache_dir: _CacheOption = None,
+    accept_new_host_keys: _AcceptOption = False,
+    ssh_config: _SshConfigOption = None,
+    group_by: Annotated[
+        GroupBy,
+        typer.Option("--group-by", help="One node per command on a machine (process), per pid, or per machine (host)."),
+    ] = GroupBy.process,
+    show_external: Annotated[
+        bool, typer.Option("--show-external", help="Draw connections to peers outside the group, one node per machine.")
+    ] = False,
+) -> None:
+    """Collect from every machine in parallel, stitch and render, in one go.
+
+    Without --inventory, maps this machine alone (no SSH). Exit codes: 0 all machines ok,
+    3 some failed (the map was still written), 4 no machine gave a snapshot, 130 interrupted.
+    """
+    from netviz.errors import Interrupted
+    from netviz.pipeline import collect_group, stitch_run
+    from netviz.render import format_from_suffix
+    from netviz.render.table import table_footer, table_rows
+
+    chosen = (fmt.value if fmt else None) or (format_from_suffix(output) if output is not None else None) or "dot"
+    _stop_on_sigterm()
+    try:
+        collected = collect_group(
+            _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config),
+            console.CollectProgress(),
+        )
+        console.collect_summary(collected.results, title=f"run {collected.run.run_id}")
+        outcome = stitch_run(
+            collected, chosen, group_by=group_by.value, show_external=show_external, on_notice=console.warning
+        )
+        for message in outcome.warnings:
+            console.warning(message)
+        if chosen == "table" and output is None:
+            headers, rows = table_rows(outcome.graph)
+            console.print_table(headers, rows, footer=table_footer(outcome.graph))
+        else:
+            _write_output(outcome.data, output)
+            console.info(table_footer(outcome.graph))
+    except KeyboardInterrupt:
+        _fail(Interrupted("interrupted"))
+    except NetvizError as error:
+        _fail(error)
+    raise typer.Exit(outcome.exit_code)

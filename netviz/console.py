@@ -57,3 +57,107 @@ def setup_logging(level: str) -> None:
     logger = logging.getLogger("netviz")
     logger.handlers[:] = [handler]
     logger.setLevel(numeric)
+
+
+# ------------------------------------------------------------------------------------------
+# collection: live progress while machines answer, and a summary table at the end
+
+
+class CollectProgress:
+    """A rich progress bar on stderr while machines answer (a Reporter for netviz.pipeline).
+
+    On a terminal it shows one bar with ok/failed counts and the machines still running; when
+    stderr is not a terminal it prints nothing until the summary.
+    """
+
+    def __init__(self, enabled: Optional[bool] = None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.enabled = is_terminal() if enabled is None else enabled
+        self._progress = Progress(
+            TextColumn("[bold]collecting[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[running]}", style="dim"),
+            console=err_console,
+            transient=True,
+            disable=not self.enabled,
+        )
+        self._task = None
+        self._running: dict[str, None] = {}
+        self._ok = 0
+        self._failed = 0
+
+    def _fields(self) -> dict[str, str]:
+        running = list(self._running)
+        shown = ", ".join(for_terminal(name, limit=40) for name in running[:3])
+        if len(running) > 3:
+            shown += f" +{len(running) - 3}"
+        counts = f"[green]{self._ok} ok[/] [red]{self._failed} failed[/]" if self._failed else f"[green]{self._ok} ok[/]"
+        return {"running": escape(shown), "counts": counts}
+
+    def begin(self, total: int) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task("collect", total=total, **self._fields())
+
+    def started(self, name: str) -> None:
+        self._running[name] = None
+        if self._task is not None:
+            self._progress.update(self._task, **self._fields())
+
+    def finished(self, result) -> None:  # result: netviz.collect.HostResult
+        self._running.pop(result.name, None)
+        if result.ok:
+            self._ok += 1
+        else:
+            self._failed += 1
+        if self._task is not None:
+            self._progress.update(self._task, advance=1, **self._fields())
+
+    def end(self) -> None:
+        self._progress.stop()
+
+
+def collect_summary(results, title: Optional[str] = None) -> None:
+    """The end-of-run table on stderr: host, status, category, seconds, sockets (and the message)."""
+    table = Table(
+        Column("host", overflow="fold"),
+        Column("status"),
+        Column("category"),
+        Column("seconds", justify="right"),
+        Column("sockets", justify="right"),
+        Column("message", overflow="fold"),
+        box=box.SIMPLE_HEAD,
+        title=escape(for_terminal(title, limit=200)) if title else None,
+    )
+    for result in results:
+        status = Text("ok", style="green") if result.ok else Text("failed", style="bold red")
+        sockets = result.sockets
+        table.add_row(
+            Text(for_terminal(result.name, limit=200)),
+            status,
+            Text(result.kind or ""),
+            f"{result.seconds:.1f}",
+            "" if sockets is None else str(sockets),
+            Text(for_terminal(result.message, limit=300)),
+        )
+    err_console.print(table)
+    failed = sum(1 for result in results if not result.ok)
+    if failed:
+        err_console.print(f"[bold red]{failed}[/] of {len(results)} machines failed")
+    else:
+        err_console.print(f"[green]all {len(results)} machines ok[/]")
+
+
+def ask_secret(prompt: str) -> Optional[str]:
+    """Ask for a secret on the terminal without echo; None when there is no terminal to ask on."""
+    import getpass
+
+    if not sys.stdin.isatty():
+        return None
+    try:
+        return getpass.getpass(prompt, stream=sys.stderr)
+    except (EOFError, KeyboardInterrupt):
+        return None

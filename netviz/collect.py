@@ -1,0 +1,237 @@
+"""Fan out over the machines of a run: one result per machine, never an exception across threads.
+
+Each machine gets one fabric Connection on a bounded ThreadPoolExecutor (not fabric's
+ThreadingGroup: it starts a thread per host without a cap and joins without a timeout). A
+watchdog in the calling thread gives every machine a hard deadline derived from its timeouts;
+past it the machine's sockets are closed, which unblocks any paramiko call waiting without a
+timeout of its own, and the machine is reported as `timeout`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib.resources
+import json
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
+
+from netviz.errors import Interrupted, NetvizError
+from netviz.inventory import HostSpec
+from netviz.transport import (
+    BAD_OUTPUT,
+    KILL_GRACE,
+    PAYLOAD_ERROR,
+    TIMEOUT,
+    Attempt,
+    HostFailure,
+    Timings,
+    TransportOptions,
+    fetch_framed,
+)
+
+if TYPE_CHECKING:
+    from netviz.snapshot import Snapshot
+
+DEFAULT_PARALLEL = 32
+OK = "ok"
+FAILED = "failed"
+
+
+@dataclass
+class HostResult:
+    """What one machine gave: a validated snapshot (status ok) or a failure kind and message."""
+
+    name: str
+    status: str  # OK or FAILED
+    kind: Optional[str] = None  # one of transport.FAILURE_KINDS when failed
+    message: str = ""
+    timings: Timings = field(default_factory=Timings)
+    seconds: float = 0.0  # wall time for this machine, start to result
+    snapshot_json: Optional[str] = None
+    snapshot: Optional["Snapshot"] = None
+    finished_at: float = 0.0  # Unix time
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def sockets(self) -> Optional[int]:
+        """How many sockets the snapshot lists (None without a snapshot)."""
+        if self.snapshot is None:
+            return None
+        return sum(len(namespace.sockets) for namespace in self.snapshot.namespaces)
+
+
+def payload_source() -> bytes:
+    """The capture payload's source: the only code that runs on the machines."""
+    return importlib.resources.files("netviz.payload").joinpath("capture.py").read_bytes()
+
+
+def validate_output(name: str, stdout: bytes) -> tuple[str, "Snapshot"]:
+    """Decode the frame and validate the snapshot; any problem is a bad_output HostFailure."""
+    from netviz.framing import FrameError, decode_framed
+    from netviz.snapshot import parse_snapshot
+
+    try:
+        text = decode_framed(stdout)
+    except FrameError as error:
+        shown = "no output at all" if not stdout.strip() else str(error)
+        raise HostFailure(BAD_OUTPUT, f"no usable snapshot in the output ({shown})") from None
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise HostFailure(BAD_OUTPUT, f"the snapshot is not JSON: {error}") from None
+    try:
+        snapshot = parse_snapshot(document, source=name, name=name)
+    except NetvizError as error:
+        raise HostFailure(BAD_OUTPUT, f"the snapshot does not follow the format: {error}") from None
+    return text, snapshot
+
+
+def host_deadline(spec: HostSpec) -> float:
+    """Seconds after which a machine is given up, whatever it is doing.
+
+    Each connection phase (DNS, TCP, banner + key exchange, authentication, channel) has its own
+    connect_timeout, for the machine and each jump host; the command has its own timeout plus
+    the remote kill grace; a little slack on top.
+    """
+    hops = 1 + len(spec.jump)
+    return spec.connect_timeout * 4 * hops + spec.command_timeout + KILL_GRACE + 10
+
+
+def collect_one(spec: HostSpec, payload: bytes, options: TransportOptions, attempt: Attempt) -> HostResult:
+    """Collect one machine. Returns a result for every outcome; raises nothing."""
+    started = time.monotonic()
+    timings = Timings()
+    try:
+        stdout = fetch_framed(spec, payload, options, attempt, timings)
+        text, snapshot = validate_output(spec.name, stdout)
+        result = HostResult(spec.name, OK, timings=timings, snapshot_json=text, snapshot=snapshot)
+    except HostFailure as failure:
+        result = HostResult(spec.name, FAILED, failure.kind, failure.message, timings=timings)
+    except Exception as error:  # a bug of ours must not take the other machines down
+        result = HostResult(spec.name, FAILED, PAYLOAD_ERROR, f"internal error: {type(error).__name__}: {error}")
+    finally:
+        attempt.cancel()  # closes whatever is still open
+    result.seconds = time.monotonic() - started
+    result.finished_at = time.time()
+    return result
+
+
+Callback = Callable[[HostResult], None]
+
+
+def collect(
+    hosts: Sequence[HostSpec],
+    options: TransportOptions,
+    *,
+    parallel: int = DEFAULT_PARALLEL,
+    payload: Optional[bytes] = None,
+    on_start: Optional[Callable[[HostSpec], None]] = None,
+    on_result: Optional[Callback] = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[HostResult]:
+    """Collect every host with at most `parallel` at a time; results in the order of `hosts`.
+
+    `on_start` and `on_result` are called from the calling thread (safe for a progress display).
+    Ctrl-C cancels every machine and raises Interrupted.
+    """
+    if parallel < 1:
+        raise NetvizError("--parallel must be at least 1")
+    payload = payload if payload is not None else payload_source()
+    results: dict[str, HostResult] = {}
+    attempts = {spec.name: Attempt() for spec in hosts}
+    started: dict[str, float] = {}
+    started_lock = threading.Lock()
+    pending_starts: list[HostSpec] = []
+
+    def work(spec: HostSpec) -> HostResult:
+        with started_lock:
+            started[spec.name] = clock()
+            pending_starts.append(spec)
+        return collect_one(spec, payload, options, attempts[spec.name])
+
+    executor = concurrent.futures.ThreadPoolExecutor(
+        max_workers=max(1, min(parallel, len(hosts))), thread_name_prefix="netviz-collect"
+    )
+    futures = {executor.submit(work, spec): spec for spec in hosts}
+    by_name = {spec.name: spec for spec in hosts}
+    waiting = set(futures)
+
+    def report_starts() -> None:
+        with started_lock:
+            batch, pending_starts[:] = list(pending_starts), []
+        if on_start is not None:
+            for spec in batch:
+                on_start(spec)
+
+    def finish(result: HostResult) -> None:
+        if result.name in results:
+            return  # already given up by the watchdog
+        results[result.name] = result
+        if on_result is not None:
+            on_result(result)
+
+    try:
+        while waiting:
+            done, waiting = concurrent.futures.wait(waiting, timeout=0.2, return_when=concurrent.futures.FIRST_COMPLETED)
+            report_starts()
+            for future in done:
+                finish(future.result())
+            now = clock()
+            with started_lock:
+                running = dict(started)
+            for future in list(waiting):
+                spec = futures[future]
+                began = running.get(spec.name)
+                if began is None or spec.name in results:
+                    continue
+                limit = host_deadline(spec)
+                if now - began > limit:
+                    attempts[spec.name].cancel()
+                    waiting.discard(future)
+                    finish(
+                        HostResult(
+                            spec.name, FAILED, TIMEOUT, f"gave up after {limit:g} s without an answer",
+                            seconds=now - began, finished_at=time.time(),
+                        )
+                    )
+    except KeyboardInterrupt:
+        for attempt in attempts.values():
+            attempt.cancel()
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise Interrupted("interrupted: no snapshot was cached for this run") from None
+    executor.shutdown(wait=False)
+    return [results[spec.name] for spec in hosts if spec.name in results] + [
+        HostResult(name, FAILED, TIMEOUT, "not collected") for name in by_name if name not in results
+    ]
+
+
+def collect_local(name: str, timeout: float = 60.0, payload: Optional[bytes] = None) -> HostResult:
+    """This machine without SSH: the same payload, run by this Python in a child process."""
+    payload = payload if payload is not None else payload_source()
+    started = time.monotonic()
+    timings = Timings()
+    try:
+        process = subprocess.run(
+            [sys.executable, "-", "--framed"], input=payload, capture_output=True, timeout=timeout, check=False
+        )
+        timings.command = time.monotonic() - started
+        if process.returncode != 0:
+            lines = [line for line in process.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+            last = lines[-1].strip() if lines else "no error message"
+            raise HostFailure(PAYLOAD_ERROR, f"payload failed (exit status {process.returncode}): {last[:500]}")
+        text, snapshot = validate_output(name, process.stdout)
+        result = HostResult(name, OK, timings=timings, snapshot_json=text, snapshot=snapshot)
+    except subprocess.TimeoutExpired:
+        result = HostResult(name, FAILED, TIMEOUT, f"payload did not finish within {timeout:g} s", timings=timings)
+    except HostFailure as failure:
+        result = HostResult(name, FAILED, failure.kind, failure.message, timings=timings)
+    result.seconds = time.monotonic() - started
+    result.finished_at = time.time()
+    return result

@@ -1,0 +1,195 @@
+"""The `run` and `collect` jobs: inventory -> collect -> cache -> snapshots -> stitch -> render.
+
+Without an inventory the group is this machine alone: the payload runs here as a child process,
+no SSH involved. Nothing here prints: progress goes to the callbacks of a Reporter, and the
+caller (cli.py) writes the rendered bytes and exits with `exit_code`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Protocol, Sequence
+
+from netviz.cache import Run, RunWriter, default_cache_dir, run_inputs
+from netviz.collect import DEFAULT_PARALLEL, HostResult, collect, collect_local
+from netviz.errors import EXIT_OK, EXIT_PARTIAL, InventoryError, NothingCollected
+from netviz.inventory import SUDO_PASSWORD, HostSpec, load_inventory, load_ssh_config
+from netviz.transport import SUDO_PASSWORD_ENV, KnownHosts, TransportOptions
+
+LOCAL_COMMAND_TIMEOUT = 120.0
+
+
+class Reporter(Protocol):
+    """Receives progress; console.py provides the terminal one."""
+
+    def begin(self, total: int) -> None: ...
+
+    def started(self, name: str) -> None: ...
+
+    def finished(self, result: HostResult) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class QuietReporter:
+    """A Reporter that shows nothing (library use, tests)."""
+
+    def begin(self, total: int) -> None:
+        pass
+
+    def started(self, name: str) -> None:
+        pass
+
+    def finished(self, result: HostResult) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+@dataclass
+class CollectRequest:
+    """What `netviz collect` and `netviz run` were asked to do."""
+
+    inventory: Optional[Path] = None  # None: this machine alone, without SSH
+    limit: Sequence[str] = ()
+    parallel: int = DEFAULT_PARALLEL
+    cache_dir: Optional[Path] = None
+    accept_new_host_keys: bool = False
+    ssh_config: Optional[Path] = None
+    # Asked once per run, only if a host has `sudo: password` and NETVIZ_SUDO_PASSWORD is unset.
+    ask_sudo_password: Optional[Callable[[], Optional[str]]] = None
+
+
+@dataclass
+class CollectOutcome:
+    """One collected run: a result per machine and the cached run they were written to."""
+
+    results: list[HostResult]
+    run: Run
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if all(result.ok for result in self.results) else EXIT_PARTIAL
+
+
+def select_hosts(request: CollectRequest) -> list[HostSpec]:
+    """The inventory's hosts named by --limit (all without it)."""
+    assert request.inventory is not None
+    ssh_config = load_ssh_config(request.ssh_config)
+    inventory = load_inventory(request.inventory, ssh_config)
+    hosts = inventory.select(request.limit)
+    if not hosts:
+        raise InventoryError(f"{request.inventory}: --limit selects no host")
+    return hosts
+
+
+def sudo_password(hosts: Sequence[HostSpec], ask: Optional[Callable[[], Optional[str]]]) -> Optional[str]:
+    """The sudo password, only if some host asks for one: the environment first, else one prompt."""
+    if not any(host.sudo == SUDO_PASSWORD for host in hosts):
+        return None
+    password = os.environ.get(SUDO_PASSWORD_ENV)
+    if password is None and ask is not None:
+        password = ask()
+    if password is not None and ("\n" in password or "\r" in password or "\0" in password):
+        raise InventoryError(f"the sudo password (from {SUDO_PASSWORD_ENV} or the prompt) cannot contain a newline")
+    return password
+
+
+def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) -> CollectOutcome:
+    """Collect every selected machine (or this machine alone) and write the run to the cache."""
+    reporter = reporter or QuietReporter()
+    started_at = time.time()
+    cache_root = Path(request.cache_dir).expanduser() if request.cache_dir else default_cache_dir()
+    if request.inventory is None:
+        if request.limit:
+            raise InventoryError("--limit needs --inventory")
+        name = socket.gethostname() or "localhost"
+        reporter.begin(1)
+        reporter.started(name)
+        results = [collect_local(name, timeout=LOCAL_COMMAND_TIMEOUT)]
+        reporter.finished(results[0])
+        reporter.end()
+    else:
+        hosts = select_hosts(request)
+        options = TransportOptions(
+            known_hosts=KnownHosts(),
+            accept_new_host_keys=request.accept_new_host_keys,
+            sudo_password=sudo_password(hosts, request.ask_sudo_password),
+        )
+        reporter.begin(len(hosts))
+        try:
+            results = collect(
+                hosts,
+                options,
+                parallel=request.parallel,
+                on_start=lambda spec: reporter.started(spec.name),
+                on_result=reporter.finished,
+            )
+        finally:
+            reporter.end()
+    writer = RunWriter(cache_root, now=started_at)
+    for result in results:
+        writer.add(
+            result.name,
+            status=result.status,
+            category=result.kind,
+            message=result.message,
+            timings=result.timings.as_dict(),
+            seconds=result.seconds,
+            snapshot_json=result.snapshot_json,
+            collected_at=result.finished_at if result.ok else None,
+        )
+    run = writer.finish()
+    return CollectOutcome(results=results, run=run)
+
+
+@dataclass
+class RunOutcome:
+    """A rendered run: the bytes to write, in `fmt`, and the exit code to leave with."""
+
+    collected: CollectOutcome
+    data: bytes
+    fmt: str
+    graph: object
+    warnings: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        return self.collected.exit_code
+
+
+def stitch_run(
+    collected: CollectOutcome,
+    fmt: str,
+    *,
+    group_by: str = "process",
+    show_external: bool = False,
+    on_notice: Optional[Callable[[str], None]] = None,
+) -> RunOutcome:
+    """Stitch a collected run (fresh snapshots, plus stale ones of failed machines) and render it.
+
+    Raises NothingCollected (exit 4) when no machine has any snapshot, fresh or stale.
+    """
+    from netviz.render import render
+    from netviz.snapshot import load_snapshot
+    from netviz.stitch import stitch
+
+    fresh = {result.name: result.snapshot for result in collected.results if result.snapshot is not None}
+    inputs = run_inputs(collected.run)
+    snapshots = []
+    for path in inputs.files:
+        name = inputs.names[path]
+        snapshot = fresh.get(name)
+        snapshots.append(snapshot if snapshot is not None else load_snapshot(path, name=name))
+    if not snapshots:
+        failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results)
+        raise NothingCollected(f"no machine gave a usable snapshot: {failed}")
+    graph = stitch(snapshots, group_by=group_by, show_external=show_external, stale=inputs.stale)
+    data = render(graph, fmt, on_notice=on_notice)
+    return RunOutcome(collected, data, fmt, graph, list(inputs.warnings))

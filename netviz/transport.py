@@ -1,0 +1,610 @@
+"""One machine over SSH: verify its host key, send the payload, read the framed snapshot back.
+
+Every way this can go wrong ends as a HostFailure(kind, message); the kinds are listed in
+FAILURE_KINDS. Nothing here prints; collect.py runs one `fetch_snapshot` per machine on a pool.
+
+Why so much is done by hand around fabric's Connection:
+- Fabric 3 installs paramiko's AutoAddPolicy on every client, so unknown and even changed host
+  keys would be accepted. We load known_hosts ourselves and install a rejecting policy before
+  `open()`, also on every jump host (fabric's own ProxyJump support builds hop connections with
+  AutoAddPolicy, so hops are opened here instead).
+- `getaddrinfo` has no timeout: it runs in a daemon thread that we stop waiting for.
+- Output is read with poll() until EOF *before* asking for the exit status (paramiko stalls
+  once ~2 MiB sit unread), and paramiko calls that wait without a timeout are bounded by the
+  per-machine deadline in collect.py, which calls `Attempt.cancel()`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import os
+import select
+import shlex
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import fabric
+import paramiko
+
+from netviz.inventory import SUDO_NO, SUDO_NOPASSWD, SUDO_PASSWORD, HostSpec
+
+# Failure kinds, in the order a connection meets them.
+DNS = "dns"
+REFUSED = "refused"
+UNREACHABLE = "unreachable"
+AUTH = "auth"
+HOST_KEY = "host_key"
+SUDO = "sudo"
+NO_PYTHON = "no_python"
+TIMEOUT = "timeout"
+PAYLOAD_ERROR = "payload_error"
+BAD_OUTPUT = "bad_output"
+FAILURE_KINDS = (DNS, REFUSED, UNREACHABLE, AUTH, HOST_KEY, SUDO, NO_PYTHON, TIMEOUT, PAYLOAD_ERROR, BAD_OUTPUT)
+
+PYTHON_CANDIDATES = ("python3", "/usr/libexec/platform-python", "python")
+KILL_GRACE = 5  # `timeout -k`: seconds between SIGTERM and SIGKILL on the machine
+MAX_STDOUT = 512 * 1024 * 1024  # a snapshot of a huge machine is tens of MB; more is not a snapshot
+MAX_STDERR = 256 * 1024
+FAIL_MARKER = "NETVIZ-FAIL"  # written on stderr by the remote wrapper for sudo / no_python
+SUDO_PASSWORD_ENV = "NETVIZ_SUDO_PASSWORD"
+
+
+class HostFailure(Exception):
+    """A machine could not give its snapshot: `kind` is one of FAILURE_KINDS."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+@dataclass
+class Timings:
+    """Seconds spent per phase on one machine (0 for phases not reached)."""
+
+    dns: float = 0.0
+    connect: float = 0.0  # TCP + SSH handshake + authentication, jump hosts included
+    command: float = 0.0  # payload sent until all output read
+
+    def as_dict(self) -> dict[str, float]:
+        return {"dns": round(self.dns, 3), "connect": round(self.connect, 3), "command": round(self.command, 3)}
+
+
+# --------------------------------------------------------------------------------------------
+# known_hosts
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """The OpenSSH SHA256 fingerprint of a key, as `ssh-keygen -lf` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+class KnownHosts:
+    """Host keys from known_hosts files, shared by every connection of a run (thread-safe).
+
+    paramiko's loader cannot read `@cert-authority` or `@revoked` lines: they are filtered out
+    here first. Revoked keys are remembered and always refused. New keys accepted with
+    `--accept-new-host-keys` are appended to the user's known_hosts file.
+    """
+
+    def __init__(self) -> None:
+        self._keys = paramiko.HostKeys()
+        self._revoked: set[bytes] = set()
+        self._lock = threading.Lock()
+        self._loaded: set[str] = set()
+
+    def load(self, path: Union[str, os.PathLike]) -> None:
+        """Add the keys of one file; a missing file adds nothing."""
+        path = str(Path(path).expanduser())
+        with self._lock:
+            if path in self._loaded:
+                return
+            self._loaded.add(path)
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    lines = handle.readlines()
+            except OSError:
+                return
+            for line in lines:
+                self._add_line(line)
+
+    def _add_line(self, line: str) -> None:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            return
+        if text.startswith("@"):
+            marker, _, rest = text.partition(" ")
+            if marker == "@revoked":
+                fields = rest.split()
+                if len(fields) >= 3:
+                    try:
+                        self._revoked.add(base64.b64decode(fields[2]))
+                    except ValueError:
+                        pass
+            return  # @cert-authority: host certificates are not used by netviz
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(text)
+        except (paramiko.SSHException, ValueError, TypeError, IndexError):
+            return  # OpenSSH skips lines it cannot read; so do we
+        if entry is None or entry.key is None:
+            return
+        for name in entry.hostnames:
+            self._keys.add(name, entry.key.get_name(), entry.key)
+
+    def is_revoked(self, key: paramiko.PKey) -> bool:
+        return key.asbytes() in self._revoked
+
+    def lookup(self, name: str) -> dict[str, paramiko.PKey]:
+        """Known keys for `name` (`host` or `[host]:port`), by key type; revoked keys left out."""
+        with self._lock:
+            found = self._keys.lookup(name)
+            if not found:
+                return {}
+            return {kind: key for kind, key in found.items() if key.asbytes() not in self._revoked}
+
+    def record(self, path: str, name: str, key: paramiko.PKey) -> None:
+        """Remember a newly accepted key in memory and append it to `path` (created 0600)."""
+        line = f"{name} {key.get_name()} {key.get_base64()}\n"
+        with self._lock:
+            self._keys.add(name, key.get_name(), key)
+            target = Path(path).expanduser()
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            descriptor = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+                handle.write(line)
+
+
+class _VerifyingPolicy(paramiko.RejectPolicy):
+    """Called by paramiko only for keys known_hosts does not list (changed keys never get here)."""
+
+    def __init__(self, store: KnownHosts, record_to: str, accept_new: bool):
+        self.store = store
+        self.record_to = record_to
+        self.accept_new = accept_new
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if self.store.is_revoked(key):
+            raise HostFailure(HOST_KEY, f"host key {key.get_name()} {fingerprint(key)} of {hostname} is revoked")
+        if not self.accept_new:
+            raise HostFailure(
+                HOST_KEY,
+                f"unknown host key for {hostname}: {key.get_name()} {fingerprint(key)}; "
+                "verify it, then add it to known_hosts or rerun with --accept-new-host-keys",
+            )
+        self.store.record(self.record_to, hostname, key)
+
+
+# --------------------------------------------------------------------------------------------
+# the remote command
+
+
+def remote_command(spec: HostSpec, with_password: bool) -> str:
+    """The one shell command sent to the machine. Every inventory value in it is shlex-quoted.
+
+    It picks the first Python 3 that exists, wraps it in `timeout -k` (so a hung payload dies on
+    the machine too), optionally under sudo, and reports a missing interpreter or a sudo refusal
+    on stderr with FAIL_MARKER so that those get their own failure kinds.
+    """
+    seconds = max(1, math.ceil(spec.command_timeout))
+    candidates = (spec.python,) if spec.python else PYTHON_CANDIDATES
+    tried = ", ".join(candidates)
+    lines = ["py="]
+    if with_password:
+        lines.insert(0, "IFS= read -r pw")  # first stdin line; the payload source follows it
+    lines += [
+        f"for c in {' '.join(shlex.quote(c) for c in candidates)}; do",
+        '  p=$(command -v "$c" 2>/dev/null) || continue',
+        # The bare `python` fallback may be Python 2: check it before trusting it.
+        '  if [ "$c" = python ] && ! "$p" -c "import sys; sys.exit(sys.version_info < (3, 6))" 2>/dev/null;'
+        " then continue; fi",
+        '  py=$p; break',
+        "done",
+        f'if [ -z "$py" ]; then echo {shlex.quote(f"{FAIL_MARKER} {NO_PYTHON} no Python 3.6+ found (tried {tried})")} >&2;'
+        " exit 127; fi",
+        f"if command -v timeout >/dev/null 2>&1; then set -- timeout -k {KILL_GRACE} {seconds} \"$py\";"
+        ' else set -- "$py"; fi',
+    ]
+    if spec.sudo == SUDO_NO:
+        lines.append('exec "$@" - --framed')
+    else:
+        lines += [
+            "if ! command -v sudo >/dev/null 2>&1; then"
+            f" echo '{FAIL_MARKER} {SUDO} sudo is not installed' >&2; exit 126; fi",
+            'if msg=$(sudo -n true 2>&1); then exec sudo -n -- "$@" - --framed; fi',
+        ]
+        if with_password:
+            # Validate the password alone first (a wrong one must not make sudo eat payload lines
+            # as further attempts), then feed it once more ahead of the payload; -k makes sure
+            # sudo reads it instead of using cached credentials.
+            lines += [
+                "if ! msg=$(printf '%s\\n' \"$pw\" | sudo -S -p '' -v 2>&1); then"
+                f" echo '{FAIL_MARKER} {SUDO}' \"${{msg:-sudo refused the password}}\" >&2; exit 126; fi",
+                "{ printf '%s\\n' \"$pw\"; exec cat; } | sudo -k -S -p '' -- \"$@\" - --framed",
+            ]
+        else:
+            lines.append(f"echo '{FAIL_MARKER} {SUDO}' \"$msg\" >&2; exit 126")
+    return "exec sh -c " + shlex.quote("\n".join(lines))
+
+
+# --------------------------------------------------------------------------------------------
+# connecting
+
+
+class Attempt:
+    """The live resources of one machine's attempt, so another thread can cut it short."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closers: list[Callable[[], None]] = []
+        self.cancelled = False
+
+    def track(self, closer: Callable[[], None]) -> None:
+        with self._lock:
+            if self.cancelled:
+                closer()
+                raise HostFailure(TIMEOUT, "cancelled")
+            self._closers.append(closer)
+
+    def cancel(self) -> None:
+        """Close every socket and connection of the attempt: blocked paramiko calls then return."""
+        with self._lock:
+            self.cancelled = True
+            closers, self._closers = self._closers, []
+        for closer in reversed(closers):
+            try:
+                closer()
+            except Exception:  # closing is best effort; the thread is being abandoned anyway
+                pass
+
+
+def resolve(host: str, port: int, timeout: float) -> list[tuple]:
+    """getaddrinfo with a deadline: the lookup runs in a daemon thread we stop waiting for."""
+    try:
+        # Literal addresses need no lookup (and no thread).
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass
+    box: dict[str, object] = {}
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            box["result"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as error:
+            box["error"] = error
+        done.set()
+
+    threading.Thread(target=lookup, name=f"netviz-dns-{host}", daemon=True).start()
+    if not done.wait(timeout):
+        raise HostFailure(DNS, f"no DNS answer for {host!r} within {timeout:g} s")
+    if "error" in box:
+        error = box["error"]
+        reason = getattr(error, "strerror", None) or str(error)
+        raise HostFailure(DNS, f"cannot resolve {host!r}: {reason}")
+    return box["result"]  # type: ignore[return-value]
+
+
+def open_tcp(addresses: list[tuple], timeout: float, label: str) -> socket.socket:
+    """Connect to the first address that answers within the shared deadline."""
+    deadline = time.monotonic() + timeout
+    refused: Optional[str] = None
+    failure: Optional[str] = None
+    for family, kind, proto, _, address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(remaining)
+        try:
+            sock.connect(address)
+        except ConnectionRefusedError:
+            sock.close()
+            refused = f"connection refused by {_show(address)}"
+            continue
+        except socket.timeout:
+            sock.close()
+            failure = f"no answer from {_show(address)} within {timeout:g} s"
+            continue
+        except OSError as error:
+            sock.close()
+            failure = f"cannot reach {_show(address)}: {error.strerror or error}"
+            continue
+        sock.settimeout(None)
+        return sock
+    if refused:
+        raise HostFailure(REFUSED, f"{label}: {refused}")
+    raise HostFailure(UNREACHABLE, f"{label}: {failure or f'no answer within {timeout:g} s'}")
+
+
+def _show(address: tuple) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class TransportOptions:
+    """What every machine of a run shares."""
+
+    known_hosts: KnownHosts = field(default_factory=KnownHosts)
+    accept_new_host_keys: bool = False
+    sudo_password: Optional[str] = None  # only for hosts with `sudo: password`
+
+
+_FABRIC_CONFIG_LOCK = threading.Lock()
+
+
+def _fabric_config() -> fabric.Config:
+    # lazy: ignore ~/.fabric.yaml and friends (one could turn on agent forwarding); an empty
+    # SSHConfig: ssh_config was already applied by the inventory, and must not be applied twice.
+    with _FABRIC_CONFIG_LOCK:
+        return fabric.Config(lazy=True, ssh_config=paramiko.SSHConfig())
+
+
+def _connection(spec: HostSpec, sock: object, options: TransportOptions) -> fabric.Connection:
+    """A fabric Connection with host keys checked strictly (set up before open())."""
+    identities = [path for path in spec.identity_files if os.path.isfile(path)]
+    connect_kwargs = {
+        "sock": sock,
+        "timeout": spec.connect_timeout,
+        "banner_timeout": spec.connect_timeout,
+        "auth_timeout": spec.connect_timeout,
+        "channel_timeout": spec.connect_timeout,
+        "allow_agent": not spec.identities_only,
+        "look_for_keys": not spec.identity_files and not spec.identities_only,
+    }
+    if identities:
+        connect_kwargs["key_filename"] = identities
+    connection = fabric.Connection(
+        host=spec.address,
+        user=spec.user,
+        port=spec.port,
+        config=_fabric_config(),
+        gateway=False,
+        forward_agent=False,
+        connect_kwargs=connect_kwargs,
+    )
+    client = connection.client
+    client.set_missing_host_key_policy(
+        _VerifyingPolicy(options.known_hosts, spec.known_hosts, options.accept_new_host_keys)
+    )
+    options.known_hosts.load(spec.known_hosts)
+    options.known_hosts.load(GLOBAL_KNOWN_HOSTS)
+    name = spec.known_hosts_key
+    for kind, key in options.known_hosts.lookup(name).items():
+        client.get_host_keys().add(name, kind, key)
+    return connection
+
+
+GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+
+
+def _open(spec: HostSpec, sock: object, options: TransportOptions, attempt: Attempt, label: str) -> fabric.Connection:
+    connection = _connection(spec, sock, options)
+    attempt.track(connection.close)
+    try:
+        connection.open()
+    except HostFailure as failure:
+        raise HostFailure(failure.kind, f"{label}{failure.message}") from None
+    except paramiko.BadHostKeyException as error:
+        raise HostFailure(
+            HOST_KEY,
+            f"{label}host key of {spec.known_hosts_key} has CHANGED: known_hosts has {fingerprint(error.expected_key)}, "
+            f"the machine offers {error.key.get_name()} {fingerprint(error.key)}; refusing (possible "
+            "man-in-the-middle). If the change is expected, remove the old entry from known_hosts",
+        ) from None
+    except paramiko.PasswordRequiredException as error:
+        raise HostFailure(AUTH, f"{label}key is passphrase-protected ({error}); load it into ssh-agent") from None
+    except paramiko.AuthenticationException as error:
+        tried = ", ".join(spec.identity_files) or "ssh-agent and default keys"
+        raise HostFailure(AUTH, f"{label}authentication failed as {spec.user!r} ({error}; tried {tried})") from None
+    except paramiko.ssh_exception.ProxyCommandFailure as error:
+        raise HostFailure(UNREACHABLE, f"{label}ProxyCommand failed: {error}") from None
+    except paramiko.SSHException as error:
+        text = str(error) or type(error).__name__
+        if attempt.cancelled:
+            raise HostFailure(TIMEOUT, "cancelled") from None
+        if "banner" in text.lower():
+            raise HostFailure(UNREACHABLE, f"{label}no SSH banner from {spec.address}:{spec.port} ({text})") from None
+        if "authentication" in text.lower():
+            raise HostFailure(AUTH, f"{label}{text}") from None
+        raise HostFailure(UNREACHABLE, f"{label}SSH handshake with {spec.address}:{spec.port} failed: {text}") from None
+    except (EOFError, OSError) as error:
+        if attempt.cancelled:
+            raise HostFailure(TIMEOUT, "cancelled") from None
+        raise HostFailure(
+            UNREACHABLE, f"{label}connection to {spec.address}:{spec.port} lost during handshake: {error or 'EOF'}"
+        ) from None
+    return connection
+
+
+def connect(spec: HostSpec, options: TransportOptions, attempt: Attempt, timings: Timings) -> fabric.Connection:
+    """An open, authenticated Connection to `spec`, through its jump hosts if any."""
+    hops = _flatten_hops(spec)
+    first = hops[0] if hops else spec
+    started = time.monotonic()
+    if first.proxy_command:
+        sock: object = paramiko.ProxyCommand(first.proxy_command)
+        attempt.track(sock.close)  # type: ignore[attr-defined]
+    else:
+        addresses = resolve(first.address, first.port, first.connect_timeout)
+        timings.dns = time.monotonic() - started
+        sock = open_tcp(addresses, first.connect_timeout, f"{first.address}:{first.port}")
+        attempt.track(sock.close)  # type: ignore[attr-defined]
+    connect_started = time.monotonic()
+    previous: Optional[fabric.Connection] = None
+    for hop in hops:
+        label = f"jump host {hop.name}: "
+        if previous is not None:
+            sock = _tunnel(previous, hop, label, attempt)
+        previous = _open(hop, sock, options, attempt, label)
+    if previous is not None:
+        sock = _tunnel(previous, spec, "", attempt)
+    connection = _open(spec, sock, options, attempt, "")
+    timings.connect = time.monotonic() - connect_started
+    return connection
+
+
+def _flatten_hops(spec: HostSpec) -> list[HostSpec]:
+    hops: list[HostSpec] = []
+    for hop in spec.jump:
+        hops.extend(_flatten_hops(hop))
+        hops.append(hop)
+    return hops
+
+
+def _tunnel(through: fabric.Connection, target: HostSpec, label: str, attempt: Attempt) -> paramiko.Channel:
+    """A direct-tcpip channel from a jump host to the next machine (ProxyJump)."""
+    try:
+        channel = through.transport.open_channel(
+            "direct-tcpip", dest_addr=(target.address, target.port), src_addr=("", 0), timeout=target.connect_timeout
+        )
+    except paramiko.ChannelException as error:
+        reason = (error.text or "").lower()
+        where = f"{label}jump host cannot reach {target.address}:{target.port}: {error.text}"
+        if "refused" in reason:
+            raise HostFailure(REFUSED, where) from None
+        if "resolve" in reason or "name" in reason:
+            raise HostFailure(DNS, where) from None
+        raise HostFailure(UNREACHABLE, where) from None
+    except (paramiko.SSHException, EOFError, OSError) as error:
+        raise HostFailure(
+            UNREACHABLE, f"{label}jump host gave no route to {target.address}:{target.port}: {error or 'timed out'}"
+        ) from None
+    attempt.track(channel.close)
+    return channel
+
+
+# --------------------------------------------------------------------------------------------
+# running the payload
+
+
+@dataclass
+class CommandOutput:
+    stdout: bytes
+    stderr: bytes
+    exit_status: int
+
+
+def run_command(
+    connection: fabric.Connection, command: str, stdin: bytes, timeout: float, attempt: Attempt
+) -> CommandOutput:
+    """Run `command`, feed `stdin`, read stdout and stderr to EOF within `timeout` seconds."""
+    try:
+        channel = connection.create_session()
+    except (paramiko.SSHException, EOFError, OSError) as error:
+        raise HostFailure(UNREACHABLE, f"the machine refused a session: {error or 'channel closed'}") from None
+    attempt.track(channel.close)
+    deadline = time.monotonic() + timeout
+    try:
+        channel.exec_command(command)
+        try:
+            channel.sendall(stdin)
+            channel.shutdown_write()
+        except OSError:
+            pass  # the remote side stopped early (no python, sudo refused): its stderr says why
+        stdout, stderr = _read_until_eof(channel, deadline, timeout)
+        # Output is drained; the exit status follows EOF closely (a deadline still applies).
+        if not channel.status_event.wait(max(0.1, deadline - time.monotonic())):
+            raise HostFailure(TIMEOUT, f"no exit status within {timeout:g} s")
+        return CommandOutput(stdout, stderr, channel.recv_exit_status())
+    except HostFailure:
+        raise
+    except (paramiko.SSHException, EOFError, OSError) as error:
+        if attempt.cancelled:
+            raise HostFailure(TIMEOUT, "cancelled") from None
+        raise HostFailure(PAYLOAD_ERROR, f"connection lost while running the payload: {error or 'EOF'}") from None
+    finally:
+        channel.close()
+
+
+def _read_until_eof(channel: paramiko.Channel, deadline: float, timeout: float) -> tuple[bytes, bytes]:
+    stdout = bytearray()
+    stderr = bytearray()
+    poller = select.poll()  # poll, not select: no FD_SETSIZE limit with hundreds of machines
+    poller.register(channel.fileno(), select.POLLIN)
+    while True:
+        while channel.recv_ready():
+            stdout += channel.recv(1 << 20)
+            if len(stdout) > MAX_STDOUT:
+                raise HostFailure(BAD_OUTPUT, f"more than {MAX_STDOUT >> 20} MiB of output: not a snapshot")
+        while channel.recv_stderr_ready():
+            stderr += channel.recv_stderr(1 << 16)
+            if len(stderr) > MAX_STDERR:
+                del stderr[: len(stderr) - MAX_STDERR]  # keep the tail: the error is at the end
+        if channel.eof_received and not channel.recv_ready() and not channel.recv_stderr_ready():
+            return bytes(stdout), bytes(stderr)
+        if channel.closed:
+            return bytes(stdout), bytes(stderr)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise HostFailure(TIMEOUT, f"payload gave no complete answer within {timeout:g} s")
+        poller.poll(min(remaining, 1.0) * 1000)
+
+
+def interpret(output: CommandOutput, spec: HostSpec, secret: Optional[str]) -> bytes:
+    """Turn exit status and stderr into a HostFailure, or return stdout for frame decoding."""
+    stderr = output.stderr.decode("utf-8", errors="replace")
+    if secret:
+        stderr = stderr.replace(secret, "********")
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(FAIL_MARKER + " "):
+            _, kind, *rest = line.split(" ", 2)
+            message = rest[0] if rest else kind
+            if kind == SUDO:
+                message = f"sudo refused: {message}" if message != kind else "sudo refused"
+            raise HostFailure(kind if kind in FAILURE_KINDS else PAYLOAD_ERROR, message)
+    status = output.exit_status
+    if status in (124, 137):
+        raise HostFailure(
+            TIMEOUT, f"payload did not finish within {math.ceil(spec.command_timeout)} s (stopped on the machine)"
+        )
+    if status != 0:
+        last = lines[-1] if lines else "no error message"
+        how = f"exit status {status}" if status >= 0 else "killed by a signal"
+        raise HostFailure(PAYLOAD_ERROR, f"payload failed ({how}): {last[:500]}")
+    return output.stdout
+
+
+def fetch_framed(
+    spec: HostSpec, payload: bytes, options: TransportOptions, attempt: Attempt, timings: Timings
+) -> bytes:
+    """Connect to `spec`, run the payload there, and return its raw stdout (a frame plus noise)."""
+    password = options.sudo_password if spec.sudo == SUDO_PASSWORD else None
+    if spec.sudo == SUDO_PASSWORD and password is None:
+        raise HostFailure(SUDO, f"sudo needs a password: set {SUDO_PASSWORD_ENV} or answer the prompt")
+    connection = connect(spec, options, attempt, timings)
+    try:
+        command = remote_command(spec, with_password=password is not None)
+        stdin = (password + "\n").encode("utf-8") + payload if password is not None else payload
+        # Our side waits for the remote `timeout -k` to act, plus slack for the network.
+        wait = spec.command_timeout + KILL_GRACE + 5
+        started = time.monotonic()
+        output = run_command(connection, command, stdin, wait, attempt)
+        timings.command = time.monotonic() - started
+        return interpret(output, spec, password)
+    finally:
+        connection.close()
+
+
+__all__ = [
+    "FAILURE_KINDS",
+    "HostFailure",
+    "KnownHosts",
+    "TransportOptions",
+    "Attempt",
+    "Timings",
+    "fetch_framed",
+    "remote_command",
+    "resolve",
+    "fingerprint",
+    "SUDO_NO",
+    "SUDO_NOPASSWD",
+]
