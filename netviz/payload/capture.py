@@ -14,7 +14,13 @@ The output format is documented in docs/snapshot.md (`netviz.snapshot/1`). The p
 are pure (text in, records out) so that they can be tested on golden /proc text.
 """
 
-import argparse
+import sys
+
+if __name__ == "__main__":
+    # Run on a target: leave no .pyc behind, even for the standard modules imported below.
+    sys.dont_write_bytecode = True
+
+import argparse  # noqa: E402 (after the line above on purpose)
 import base64
 import errno
 import functools
@@ -24,7 +30,6 @@ import operator
 import os
 import socket
 import struct
-import sys
 import time
 import zlib
 
