@@ -43,6 +43,7 @@ PATTERN = (
     + ["tcp-postgres"]
 )
 FIXED_SOCKETS = 12  # listeners, the packet socket, the ssh session
+SINGLE_SOCKET = frozenset({"udp-dns", "outside-https", "partial-postgres"})
 
 
 def machine_name(index: int) -> str:
@@ -223,6 +224,14 @@ def _document(machine: _Machine) -> dict[str, Any]:
     }
 
 
+def connection_slots(sockets_per_machine: int) -> int:
+    """How many connections each machine opens so that it ends up with about that many sockets
+    (most connections put one socket on each side; udp-dns, outside-https and partial-postgres
+    only one on the client)."""
+    per_cycle = sum(1 if kind in SINGLE_SOCKET else 2 for kind in PATTERN)
+    return max(0, round((sockets_per_machine - FIXED_SOCKETS) * len(PATTERN) / per_cycle))
+
+
 def make_fleet(machines: int, sockets_per_machine: int, seed: int) -> list[dict[str, Any]]:
     """Snapshot documents for `machines` machines of about `sockets_per_machine` sockets each."""
     if machines < 1:
@@ -231,7 +240,7 @@ def make_fleet(machines: int, sockets_per_machine: int, seed: int) -> list[dict[
     fleet = [_Machine(index, random.Random(rng.random())) for index in range(machines)]
     for machine in fleet:
         _fixed_sockets(machine)
-    slots = max(0, (sockets_per_machine - FIXED_SOCKETS) // 2)
+    slots = connection_slots(sockets_per_machine)
     for machine in fleet:
         for slot in range(slots):
             kind = PATTERN[slot % len(PATTERN)]

@@ -31,6 +31,7 @@ The rules, each with its own tests (tests/test_stitch_*.py):
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 from collections.abc import Collection, Iterable, Sequence
@@ -106,6 +107,18 @@ def _address_sort_key(address: str) -> tuple[int, int, str]:
     return (parsed.version, int(parsed), address)
 
 
+# Locality of an address: where a socket using it can find its peer.
+_LOCAL_GLOBAL = 0  # anywhere in the group (owned by one machine, or by none)
+_LOCAL_MACHINE = 1  # link-local, or owned by several machines: the same machine only
+_LOCAL_NETNS = 2  # loopback: the same namespace of the same machine only
+
+# proto -> joinable kind (the family lives in the address)
+_KIND = {
+    "tcp": "tcp", "tcp6": "tcp", "udp": "udp", "udp6": "udp", "udplite": "udplite", "udplite6": "udplite",
+    "sctp": "sctp", "sctp6": "sctp",
+}
+
+
 class _End:
     """One socket of one machine, reduced to what the join needs.
 
@@ -114,32 +127,13 @@ class _End:
     """
 
     __slots__ = (
-        "machine",
-        "netns",
-        "kind",
-        "inode",
-        "local_port",
-        "remote_port",
-        "locals_",
-        "remotes",
-        "owner",
-        "listener",
-        "peer",
-        "ambiguous",
+        "machine", "netns", "kind", "inode", "local_port", "remote_port", "locals_", "remotes", "owner",
+        "listener", "matched", "ambiguous", "crowded", "zone",
     )
 
     def __init__(
-        self,
-        machine: int,
-        netns: int,
-        kind: str,
-        inode: int,
-        local_port: int,
-        remote_port: int,
-        locals_: tuple[str, ...],
-        remotes: tuple[str, ...],
-        owner: Optional[int],
-        listener: bool,
+        self, machine: int, netns: int, kind: str, inode: int, local_port: int, remote_port: int,
+        locals_: tuple[str, ...], remotes: tuple[str, ...], owner: Optional[int], listener: bool,
     ) -> None:
         self.machine = machine
         self.netns = netns
@@ -151,13 +145,19 @@ class _End:
         self.remotes = remotes
         self.owner = owner
         self.listener = listener
-        self.peer: Optional[_End] = None
+        self.matched = False
         self.ambiguous = False
+        self.crowded = False  # another socket has the same four-tuple in the same zone
+        self.zone: object = None  # zone of the first (local, remote) pair
 
 
 def _addresses(primary: Optional[str], every: tuple[str, ...]) -> tuple[str, ...]:
     if not every:
-        return (normalize_address(primary),) if primary is not None else ()
+        if primary is None:
+            return ()
+        if primary.startswith("::ffff:") and "." in primary:
+            primary = primary[7:]
+        return (primary,)
     result = [normalize_address(primary)] if primary is not None else []
     for address in every:
         address = normalize_address(address)
@@ -169,9 +169,10 @@ def _addresses(primary: Optional[str], every: tuple[str, ...]) -> tuple[str, ...
 class _Machine:
     """Per-machine lookups: who holds which socket inode, what each process is called."""
 
-    def __init__(self, index: int, snapshot: Snapshot) -> None:
+    def __init__(self, index: int, snapshot: Snapshot, group_by: str) -> None:
         self.index = index
         self.snapshot = snapshot
+        self.group_by = group_by
         self.owner: dict[int, int] = {}  # socket inode -> lowest holder pid
         self.shared: dict[int, list[int]] = {}  # socket inode -> every holder, when more than one
         self.process = {process.pid: process for process in snapshot.processes}
@@ -182,6 +183,7 @@ class _Machine:
                     self.owner[inode] = process.pid
                 else:
                     self.shared.setdefault(inode, [first]).append(process.pid)
+        self._keys: dict[Optional[int], NodeKey] = {}
         self.outside_inbound = 0
         self.outside_outbound = 0
         self.unresolved = 0
@@ -196,6 +198,13 @@ class _Machine:
         if pid is None:
             return UNATTRIBUTED
         return self.process[pid].comm
+
+    def key(self, pid: Optional[int]) -> NodeKey:
+        """The node of a socket owned by `pid` (None: no visible owner), memoised."""
+        key = self._keys.get(pid)
+        if key is None:
+            key = self._keys[pid] = node_key(self.group_by, self.index, pid, self.comm(pid))
+        return key
 
 
 def stitch(
@@ -215,55 +224,102 @@ def stitch(
     names = [snapshot.name for snapshot in snapshots]
     if len(set(names)) != len(names):
         raise ValueError("two snapshots share a name; load them with netviz.group.load_group")
-    stitcher = _Stitcher(sorted(snapshots, key=lambda item: item.name), group_by, show_external)
-    stitcher.run()
-    return stitcher.build(frozenset(stale))
+    # A large group allocates millions of small objects and no garbage: the cyclic collector
+    # would rescan all of them again and again (measured: 40% of the time). Pause it meanwhile.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        stitcher = _Stitcher(sorted(snapshots, key=lambda item: item.name), group_by, show_external)
+        stitcher.run()
+        return stitcher.build(frozenset(stale))
+    finally:
+        if collecting:
+            gc.enable()
 
 
 class _Stitcher:
     def __init__(self, snapshots: list[Snapshot], group_by: str, show_external: bool) -> None:
         self.group_by = group_by
         self.show_external = show_external
-        self.machines = [_Machine(index, snapshot) for index, snapshot in enumerate(snapshots)]
+        self.machines = [_Machine(index, snapshot, group_by) for index, snapshot in enumerate(snapshots)]
         # address -> machines owning it; (machine, address) -> namespaces owning it there
         self.address_machines: dict[str, set[int]] = {}
         self.address_namespaces: dict[tuple[int, str], set[int]] = {}
-        # (kind, local, local port, remote, remote port) -> connected ends
-        self.connections: dict[tuple[str, str, int, str, int], list[_End]] = {}
+        self.locality: dict[str, int] = {}
+        # (kind, local, local port, remote, remote port, zone) -> connected ends. The zone keeps
+        # loopback and machine-local tuples (identical on every machine) in separate buckets, so
+        # a thousand machines with the same 127.0.0.1 tuple cost no more than one.
+        self.connections: dict[tuple, list[_End]] = {}
         # (machine, netns, kind, port) -> listening ends
         self.listeners: dict[tuple[int, int, str, int], list[_End]] = {}
-        # conntrack original tuple (kind, src, sport, dst, dport) -> [(machine, netns, reply tuple)]
-        self.translations: dict[tuple[str, str, int, str, int], list[tuple[int, int, tuple[str, int, str, int]]]] = {}
+        # conntrack original tuple (kind, src, sport, dst, dport, zone) -> [(machine, netns, reply)]
+        self.translations: dict[tuple, list[tuple[int, int, tuple[str, int, str, int]]]] = {}
         self.ends: list[_End] = []
         self.ingress: dict[tuple[int, Optional[int]], set[Ingress]] = {}
-        # flow key -> [count, server addresses, client pids, server pids]
+        # flow key -> [count, server address, client pids, server pids]
         self.links: dict[tuple, list] = {}
         for machine in self.machines:
-            self._index(machine)
+            self._index_addresses(machine)
+        for machine in self.machines:
+            self._index_sockets(machine)
 
     # ----------------------------------------------------------------- indexing
 
-    def _index(self, machine: _Machine) -> None:
-        index = machine.index
-        owner_of = machine.owner
-        connections = self.connections
-        listeners = self.listeners
+    def _index_addresses(self, machine: _Machine) -> None:
         for namespace in machine.snapshot.namespaces:
-            netns = namespace.inode
             for address in namespace.addresses:
                 text = normalize_address(address.address)
-                self.address_machines.setdefault(text, set()).add(index)
-                self.address_namespaces.setdefault((index, text), set()).add(netns)
+                self.address_machines.setdefault(text, set()).add(machine.index)
+                self.address_namespaces.setdefault((machine.index, text), set()).add(namespace.inode)
+
+    def _locality(self, address: str) -> int:
+        locality = self.locality.get(address)
+        if locality is None:
+            scope = _scope(address)
+            if scope == _SCOPE_LOOPBACK:
+                locality = _LOCAL_NETNS
+            elif scope == _SCOPE_LINK or len(self.address_machines.get(address, ())) > 1:
+                locality = _LOCAL_MACHINE
+            else:
+                locality = _LOCAL_GLOBAL
+            self.locality[address] = locality
+        return locality
+
+    def _zone(self, machine: int, netns: int, local: str, remote: str) -> object:
+        """Where the peer of a (local, remote) socket must live: None (anywhere), the machine,
+        or (machine, namespace); the peer computes the same zone from the same two addresses."""
+        locality = self.locality
+        first = locality.get(local)
+        if first is None:
+            first = self._locality(local)
+        second = locality.get(remote)
+        if second is None:
+            second = self._locality(remote)
+        if first < second:
+            first = second
+        if first == _LOCAL_GLOBAL:
+            return None
+        return machine if first == _LOCAL_MACHINE else (machine, netns)
+
+    def _index_sockets(self, machine: _Machine) -> None:
+        index = machine.index
+        owner_of = machine.owner.get
+        connections = self.connections
+        listeners = self.listeners
+        add_end = self.ends.append
+        zone = self._zone
+        for namespace in machine.snapshot.namespaces:
+            netns = namespace.inode
             for entry in namespace.conntrack or ():
                 self._index_translation(index, netns, entry)
             for socket in namespace.sockets:
-                proto = socket.proto
-                if proto in INGRESS_PROTOS:
-                    self._add_ingress(machine, socket)
+                kind = _KIND.get(socket.proto)
+                if kind is None:
+                    if socket.proto in INGRESS_PROTOS:
+                        self._add_ingress(machine, socket)
                     continue
-                kind = proto[:-1] if proto.endswith("6") else proto
                 local_port = socket.local_port
-                if kind not in CONNECTION_KINDS or not local_port:
+                if not local_port:
                     continue
                 remote = socket.remote
                 remote_port = socket.remote_port
@@ -271,8 +327,7 @@ class _Stitcher:
                 if socket.state == "LISTEN" or (unconnected and kind in DATAGRAM_KINDS):
                     end = _End(
                         index, netns, kind, socket.inode, local_port, 0,
-                        _addresses(socket.local, socket.local_all), (),
-                        owner_of.get(socket.inode), True,
+                        _addresses(socket.local, socket.local_all), (), owner_of(socket.inode), True,
                     )
                     key = (index, netns, kind, local_port)
                     bucket = listeners.get(key)
@@ -287,28 +342,39 @@ class _Stitcher:
                 remotes = _addresses(remote, socket.remote_all)
                 end = _End(
                     index, netns, kind, socket.inode, local_port, remote_port,
-                    locals_, remotes, owner_of.get(socket.inode), False,
+                    locals_, remotes, owner_of(socket.inode), False,
                 )
-                self.ends.append(end)
+                add_end(end)
+                first = True
                 for local in locals_:
                     for far in remotes:
-                        key = (kind, local, local_port, far, remote_port)
+                        end_zone = zone(index, netns, local, far)
+                        if first:
+                            end.zone = end_zone
+                            first = False
+                        key = (kind, local, local_port, far, remote_port, end_zone)
                         bucket = connections.get(key)
                         if bucket is None:
                             connections[key] = [end]
                         else:
                             bucket.append(end)
+                            for other in bucket:
+                                other.crowded = True
 
     def _index_translation(self, machine: int, netns: int, entry) -> None:
         original, reply = entry.original, entry.reply
         if original.sport is None or original.dport is None or reply.sport is None or reply.dport is None:
             return
-        kind = entry.proto[:-1] if entry.proto.endswith("6") else entry.proto
+        kind = _KIND.get(entry.proto)
+        if kind is None:
+            return
         src, dst = normalize_address(original.src), normalize_address(original.dst)
         reply_src, reply_dst = normalize_address(reply.src), normalize_address(reply.dst)
         if (reply_src, reply.sport, reply_dst, reply.dport) == (dst, original.dport, src, original.sport):
             return  # tracked but not translated: the plain join already covers it
-        key = (kind, src, original.sport, dst, original.dport)
+        # a machine-local client or destination can only have been translated on its own machine
+        zone = machine if self._zone(machine, netns, src, dst) is not None else None
+        key = (kind, src, original.sport, dst, original.dport, zone)
         self.translations.setdefault(key, []).append((machine, netns, (reply_src, reply.sport, reply_dst, reply.dport)))
 
     def _add_ingress(self, machine: _Machine, socket) -> None:
@@ -321,25 +387,17 @@ class _Stitcher:
 
     # ----------------------------------------------------------------- address resolution
 
-    def _shared_address(self, address: str) -> bool:
-        """True when the address means something only inside one machine."""
-        if _scope(address) != _SCOPE_GLOBAL:
-            return True
-        owners = self.address_machines.get(address)
-        return owners is not None and len(owners) > 1
-
     def _reachable(self, machine: int, netns: int, address: str, target: _End) -> bool:
         """Can a socket in (machine, netns) reach `address` on the socket `target`?"""
-        scope = _scope(address)
-        if scope == _SCOPE_LOOPBACK:
+        locality = self._locality(address)
+        if locality == _LOCAL_NETNS:
             return target.machine == machine and target.netns == netns
-        if scope == _SCOPE_LINK:
-            return target.machine == machine
         owners = self.address_machines.get(address)
+        if locality == _LOCAL_MACHINE:
+            # link-local: any namespace of the machine; shared (docker0): only where it is owned
+            return target.machine == machine and (owners is None or machine in owners)
         if owners is None:
-            return True  # no machine claims it: the exact tuple is the only evidence, see _exact
-        if len(owners) > 1:
-            return target.machine == machine and machine in owners
+            return True  # no machine claims it: the exact tuple is the only evidence, see _join_exact
         return target.machine in owners
 
     def _locations(self, machine: int, netns: int, address: str) -> Optional[list[tuple[int, int]]]:
@@ -416,12 +474,15 @@ class _Stitcher:
     def _exact_candidates(self, end: _End) -> list[_End]:
         """Unpaired sockets whose four-tuple is `end`'s reversed and that each end can reach."""
         found: list[_End] = []
+        connections = self.connections
+        single = len(end.locals_) == 1 and len(end.remotes) == 1
         for far in end.remotes:
             for local in end.locals_:
-                for candidate in self.connections.get((end.kind, far, end.remote_port, local, end.local_port), ()):
+                zone = end.zone if single else self._zone(end.machine, end.netns, local, far)
+                for candidate in connections.get((end.kind, far, end.remote_port, local, end.local_port, zone), ()):
                     if (
                         candidate is not end
-                        and candidate.peer is None
+                        and not candidate.matched
                         and candidate not in found
                         and self._reachable(end.machine, end.netns, far, candidate)
                         and self._reachable(candidate.machine, candidate.netns, local, end)
@@ -429,24 +490,16 @@ class _Stitcher:
                         found.append(candidate)
         return found
 
-    def _crowded(self, end: _End) -> bool:
-        """Does another socket share this end's own four-tuple (cloned labs, unclaimed addresses)?"""
-        for local in end.locals_:
-            for far in end.remotes:
-                if len(self.connections[(end.kind, local, end.local_port, far, end.remote_port)]) > 1:
-                    return True
-        return False
-
     def _join_exact(self) -> int:
         pairs = 0
         for end in self.ends:
-            if end.peer is not None or end.ambiguous:
+            if end.matched or end.ambiguous:
                 continue
             found = self._exact_candidates(end)
             if len(found) == 1:
                 other = found[0]
                 # the match must hold both ways; only checked when a tuple is shared, so it stays cheap
-                if (self._crowded(end) or self._crowded(other)) and self._exact_candidates(other) != [end]:
+                if (end.crowded or other.crowded) and self._exact_candidates(other) != [end]:
                     end.ambiguous = other.ambiguous = True
                     continue
                 self._pair(end, other, server_address=None, inferred=False, via=None, initiator=False)
@@ -462,15 +515,14 @@ class _Stitcher:
             return 0
         pairs = 0
         for end in self.ends:
-            if end.peer is not None or end.ambiguous:
+            if end.matched or end.ambiguous:
                 continue
             found: dict[int, tuple[_End, int, str]] = {}
             for local in end.locals_:
                 for far in end.remotes:
-                    entries = self.translations.get((end.kind, local, end.local_port, far, end.remote_port))
+                    zone = end.machine if self._zone(end.machine, end.netns, local, far) is not None else None
+                    entries = self.translations.get((end.kind, local, end.local_port, far, end.remote_port, zone))
                     for nat_machine, nat_netns, reply in entries or ():
-                        if self._shared_address(far) and nat_machine != end.machine:
-                            continue  # a loopback/docker0 destination is translated on its own machine
                         for target in self._translated_targets(end, nat_machine, nat_netns, reply):
                             found.setdefault(id(target), (target, nat_machine, reply[0]))
             if len(found) == 1:
@@ -485,10 +537,21 @@ class _Stitcher:
     def _translated_targets(self, end: _End, machine: int, netns: int, reply: tuple[str, int, str, int]) -> list[_End]:
         """The server side of a translated connection, resolved from the translating namespace."""
         server, server_port, client, client_port = reply
+        # the server socket's own zone, computed from the translating machine's point of view
+        zone = self._zone(machine, netns, server, client)
+        candidates: list[_End] = []
+        if isinstance(zone, tuple) or zone is None:
+            keys = [(end.kind, server, server_port, client, client_port, zone)]
+        else:
+            keys = [(end.kind, server, server_port, client, client_port, zone)]
+        for key in keys:
+            candidates.extend(self.connections.get(key, ()))
+        if zone is not None and not isinstance(zone, tuple):
+            pass
         targets = [
             candidate
-            for candidate in self.connections.get((end.kind, server, server_port, client, client_port), ())
-            if candidate is not end and candidate.peer is None and self._reachable(machine, netns, server, candidate)
+            for candidate in candidates
+            if candidate is not end and not candidate.matched and self._reachable(machine, netns, server, candidate)
         ]
         if not targets and end.kind in DATAGRAM_KINDS:
             targets = self._listeners_for(machine, netns, server, server_port, end.kind) or []
@@ -497,7 +560,7 @@ class _Stitcher:
     def _join_listeners(self) -> int:
         pairs = 0
         for end in self.ends:
-            if end.peer is not None or end.ambiguous or self._listens(end):
+            if end.matched or end.ambiguous or self._listens(end):
                 continue  # a server-side socket whose client is missing: no listener to attach to
             found: list[tuple[_End, str]] = []
             for far in end.remotes:
@@ -519,7 +582,7 @@ class _Stitcher:
 
     def _count_leftovers(self) -> None:
         for end in self.ends:
-            if end.peer is not None:
+            if end.matched:
                 continue
             machine = self.machines[end.machine]
             in_group = end.ambiguous or any(
@@ -553,9 +616,9 @@ class _Stitcher:
         `initiator` says `end` is known to have opened the connection (NAT, or a socket attached to
         a listener); otherwise direction comes from the listeners alone.
         """
-        end.peer = other
+        end.matched = True
         if not other.listener:
-            other.peer = end
+            other.matched = True
         end_listens = self._listens(end)
         other_listens = self._listens(other)
         if other_listens and not end_listens:
@@ -582,13 +645,15 @@ class _Stitcher:
     def _add_link(
         self, client: _End, server: _End, server_address: Optional[str], directed: bool, inferred: bool, via: Optional[str]
     ) -> None:
-        group_by = self.group_by
         client_machine = self.machines[client.machine]
         server_machine = self.machines[server.machine]
-        server_owner, fallback = self._server_owner(server) if directed else (server.owner, False)
-        inferred = inferred or fallback
-        client_key = node_key(group_by, client.machine, client.owner, client_machine.comm(client.owner))
-        server_key = node_key(group_by, server.machine, server_owner, server_machine.comm(server_owner))
+        server_owner = server.owner
+        fallback = False
+        if directed and server_owner is None:
+            server_owner, fallback = self._server_owner(server)
+            inferred = inferred or fallback
+        client_key = client_machine.key(client.owner)
+        server_key = server_machine.key(server_owner)
         client_pids = client_machine.holders(client.inode, client.owner)
         server_pids = (server_owner,) if fallback else server_machine.holders(server.inode, server_owner)
         server_port = server.local_port
@@ -605,7 +670,7 @@ class _Stitcher:
         )
 
     def _add_outside(self, machine: _Machine, end: _End, inbound: bool) -> None:
-        inside = node_key(self.group_by, end.machine, end.owner, machine.comm(end.owner))
+        inside = machine.key(end.owner)
         outside = outside_key(self.group_by, end.machine)
         pids = machine.holders(end.inode, end.owner)
         if inbound:
