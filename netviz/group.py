@@ -76,7 +76,9 @@ def load_group(paths: Sequence[Path], *, loader: Optional[SnapshotLoader] = None
             continue
         seen_digests[digest] = path
         snapshot = load(path)
-        warnings.extend(f"{path}: {warning}" for warning in snapshot.warnings)
+        warnings.extend(
+            warning if warning.startswith(str(path)) else f"{path}: {warning}" for warning in snapshot.warnings
+        )
         loaded.append((path, snapshot))
     names = unique_names([(path, snapshot.name) for path, snapshot in loaded], warnings)
     snapshots = tuple(
