@@ -1,0 +1,115 @@
+"""`netviz stitch` through typer's CliRunner, on real snapshot files; DOT piped into the real dot."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from benchmarks.synth import write_fleet
+from netviz.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def fleet(tmp_path) -> Path:
+    directory = tmp_path / "fleet"
+    write_fleet(directory, 3, 80, seed=4)
+    return directory
+
+
+def invoke(*arguments: str):
+    runner = CliRunner()
+    return runner.invoke(app, ["stitch", *arguments], env={"COLUMNS": "200"}, catch_exceptions=False)
+
+
+def test_default_is_dot_on_stdout(fleet):
+    result = invoke(str(fleet))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("digraph netviz {")
+    assert result.stdout.count("subgraph cluster_") == 3
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed (apt-get install graphviz)")
+def test_stitch_piped_into_dot_like_the_original(fleet, tmp_path):
+    """`netviz stitch --log debug a.json b.json > g.dot` then `dot -Tsvg < g.dot > g.svg`."""
+    files = sorted(str(path) for path in fleet.glob("*.json"))
+    stitched = subprocess.run(
+        [sys.executable, "-m", "netviz", "stitch", "--log", "debug", *files],
+        cwd=REPO, capture_output=True, timeout=120,
+    )
+    assert stitched.returncode == 0, stitched.stderr.decode()
+    assert b"exact pairs" in stitched.stderr  # the debug log went to stderr, not into the DOT
+    svg = subprocess.run(["dot", "-Tsvg"], input=stitched.stdout, capture_output=True, timeout=120)
+    assert svg.returncode == 0 and b"<svg" in svg.stdout
+
+
+def test_json_output_file_and_group_by(fleet, tmp_path):
+    output = tmp_path / "graph.json"
+    result = invoke(str(fleet), "--format", "json", "--output", str(output), "--group-by", "host")
+    assert result.exit_code == 0, result.output
+    document = json.loads(output.read_text())
+    assert document["schema"] == "netviz.graph/1" and document["group_by"] == "host"
+    assert [node["kind"] for node in document["nodes"]] == ["host"] * 3
+    assert result.stdout == ""
+
+
+def test_format_follows_the_output_extension(fleet, tmp_path):
+    output = tmp_path / "map.json"
+    assert invoke(str(fleet), "-o", str(output)).exit_code == 0
+    assert json.loads(output.read_text())["schema"] == "netviz.graph/1"
+
+
+def test_show_external_adds_outside_nodes(fleet):
+    without = json.loads(invoke(str(fleet), "--format", "json").stdout)
+    with_external = json.loads(invoke(str(fleet), "--format", "json", "--show-external").stdout)
+    assert not [node for node in without["nodes"] if node["kind"] == "outside"]
+    assert len([node for node in with_external["nodes"] if node["kind"] == "outside"]) == 3
+    assert without["summary"]["outside"] == with_external["summary"]["outside"] > 0
+
+
+def test_table_in_the_terminal(fleet):
+    result = invoke(str(fleet), "--format", "table")
+    assert result.exit_code == 0, result.output
+    assert "client" in result.stdout and "m0000: app" in result.stdout and "tcp/5432" in result.stdout
+
+
+def test_warnings_go_to_stderr_and_output_stays_clean(fleet, tmp_path):
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(fleet / "m0000.json", again / "copy.json")
+    result = invoke(str(fleet), str(again), "--format", "json")
+    assert result.exit_code == 0
+    assert "the same snapshot" in result.stderr
+    assert len(json.loads(result.stdout)["hosts"]) == 3
+
+
+def test_bad_input_exits_1_with_one_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    result = invoke(str(bad))
+    assert result.exit_code == 1
+    assert "bad.json" in result.stderr and "Traceback" not in result.stderr
+    assert invoke(str(tmp_path / "missing.json")).exit_code == 1
+    assert invoke().exit_code == 1
+
+
+def test_unknown_format_and_log_level_are_usage_errors(fleet):
+    assert invoke(str(fleet), "--format", "gif").exit_code == 2
+    assert invoke(str(fleet), "--log", "chatty").exit_code == 2
+
+
+def test_missing_graphviz_for_svg_names_the_package(fleet, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["stitch", str(fleet), "--format", "svg", "-o", str(tmp_path / "g.svg")],
+        env={"PATH": str(tmp_path), "COLUMNS": "200"},
+    )
+    assert result.exit_code == 1
+    assert "graphviz" in result.stderr and not (tmp_path / "g.svg").exists()
