@@ -128,7 +128,6 @@ def collect_summary(results, title: Optional[str] = None) -> None:
         Column("category"),
         Column("seconds", justify="right"),
         Column("sockets", justify="right"),
-        Column("message", overflow="fold"),
         box=box.SIMPLE_HEAD,
         title=escape(for_terminal(title, limit=200)) if title else None,
     )
@@ -141,9 +140,15 @@ def collect_summary(results, title: Optional[str] = None) -> None:
             Text(result.kind or ""),
             f"{result.seconds:.1f}",
             "" if sockets is None else str(sockets),
-            Text(for_terminal(result.message, limit=300)),
         )
     err_console.print(table)
+    # Messages are long (fingerprints, paths): one line each under the table reads better than a column.
+    for result in results:
+        if not result.ok:
+            line = Text(for_terminal(result.name, limit=200), style="bold")
+            line.append(f" ({result.kind}): ", style="red")
+            line.append(for_terminal(result.message, limit=1000))
+            err_console.print(line)
     failed = sum(1 for result in results if not result.ok)
     if failed:
         err_console.print(f"[bold red]{failed}[/] of {len(results)} machines failed")

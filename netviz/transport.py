@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import math
 import os
 import select
@@ -53,6 +54,10 @@ MAX_STDOUT = 512 * 1024 * 1024  # a snapshot of a huge machine is tens of MB; mo
 MAX_STDERR = 256 * 1024
 FAIL_MARKER = "NETVIZ-FAIL"  # written on stderr by the remote wrapper for sudo / no_python
 SUDO_PASSWORD_ENV = "NETVIZ_SUDO_PASSWORD"
+
+# paramiko logs socket errors of connections we close on purpose (cancel, timeouts); every
+# failure already reaches the user as a HostFailure, so keep its log off the terminal.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class HostFailure(Exception):
@@ -319,8 +324,8 @@ def open_tcp(addresses: list[tuple], timeout: float, label: str) -> socket.socke
         sock.settimeout(None)
         return sock
     if refused:
-        raise HostFailure(REFUSED, f"{label}: {refused}")
-    raise HostFailure(UNREACHABLE, f"{label}: {failure or f'no answer within {timeout:g} s'}")
+        raise HostFailure(REFUSED, refused)
+    raise HostFailure(UNREACHABLE, failure or f"no answer from {label} within {timeout:g} s")
 
 
 def _show(address: tuple) -> str:
@@ -403,7 +408,8 @@ def _open(spec: HostSpec, sock: object, options: TransportOptions, attempt: Atte
         raise HostFailure(AUTH, f"{label}key is passphrase-protected ({error}); load it into ssh-agent") from None
     except paramiko.AuthenticationException as error:
         tried = ", ".join(spec.identity_files) or "ssh-agent and default keys"
-        raise HostFailure(AUTH, f"{label}authentication failed as {spec.user!r} ({error}; tried {tried})") from None
+        reason = str(error).rstrip(".") or "refused"
+        raise HostFailure(AUTH, f"{label}authentication as {spec.user!r} failed ({reason}; tried {tried})") from None
     except paramiko.ssh_exception.ProxyCommandFailure as error:
         raise HostFailure(UNREACHABLE, f"{label}ProxyCommand failed: {error}") from None
     except paramiko.SSHException as error:
@@ -466,8 +472,9 @@ def _tunnel(through: fabric.Connection, target: HostSpec, label: str, attempt: A
             "direct-tcpip", dest_addr=(target.address, target.port), src_addr=("", 0), timeout=target.connect_timeout
         )
     except paramiko.ChannelException as error:
+        # paramiko keeps only the generic reason ("Connect failed"); the server's words go to its log.
         reason = (error.text or "").lower()
-        where = f"{label}jump host cannot reach {target.address}:{target.port}: {error.text}"
+        where = f"{label}the jump host could not connect to {target.address}:{target.port} ({error.text})"
         if "refused" in reason:
             raise HostFailure(REFUSED, where) from None
         if "resolve" in reason or "name" in reason:
@@ -554,10 +561,11 @@ def interpret(output: CommandOutput, spec: HostSpec, secret: Optional[str]) -> b
     if secret:
         stderr = stderr.replace(secret, "********")
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in lines:
+    for index, line in enumerate(lines):
         if line.startswith(FAIL_MARKER + " "):
             _, kind, *rest = line.split(" ", 2)
-            message = rest[0] if rest else kind
+            # sudo's own words may span lines ("Sorry, try again." / "1 incorrect password attempt").
+            message = "; ".join(rest + lines[index + 1 : index + 4]) or kind
             if kind == SUDO:
                 message = f"sudo refused: {message}" if message != kind else "sudo refused"
             raise HostFailure(kind if kind in FAILURE_KINDS else PAYLOAD_ERROR, message)
