@@ -36,6 +36,11 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
+
+
 def write_fleet(directory: Path, machines: int, sockets: int, seed: int) -> None:
     subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "synth.py"), str(directory),
@@ -49,6 +54,7 @@ def measure(directory: Path, repeats: int) -> tuple[float, float, object, int]:
     started = time.perf_counter()
     group = load_group([directory])
     load_seconds = time.perf_counter() - started
+    print(f"  loaded {len(group.snapshots)} snapshots: RSS now {current_rss_bytes() / 1024**2:,.0f} MiB")
     sockets = sum(len(ns.sockets) for snapshot in group.snapshots for ns in snapshot.namespaces)
     best = float("inf")
     graph = None

@@ -15,9 +15,9 @@ workers, dual-stack tcp6), postgres (5432 on IPv4 and IPv6), redis on loopback, 
 dhclient (a packet socket). Its `app` workers open the connections, cycling through:
 cross-machine TCP to postgres or nginx, loopback to redis, connected UDP to another machine's
 unbound, NAT to another machine's container, IPv6 to postgres, an outside HTTPS peer, and a
-connection whose server-side socket is missing (a partial capture). Targets go round-robin, so
-every machine accepts as many connections as it opens: each machine ends up close to
-`sockets_per_machine` sockets.
+connection whose server-side socket is missing (a partial capture). Targets go round-robin over
+the next PEERS machines, so every machine accepts as many connections as it opens: each machine
+ends up close to `sockets_per_machine` sockets.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ PATTERN = (
     + ["loopback-redis"] * 2 + ["udp-dns"] + ["nat-api"] * 2 + ["outside-https"] + ["partial-postgres"]
     + ["tcp-postgres"]
 )
+PEERS = 24  # how many other machines each machine connects to
 FIXED_SOCKETS = 12  # listeners, the packet socket, the ssh session
 SINGLE_SOCKET = frozenset({"udp-dns", "outside-https", "partial-postgres"})
 
@@ -249,8 +250,11 @@ def make_fleet(machines: int, sockets_per_machine: int, seed: int) -> list[dict[
                 if kind != "loopback-redis" and kind != "outside-https":
                     kind = "loopback-redis"
             else:
-                # round-robin over the other machines: everyone accepts as much as it opens
-                target = fleet[(machine.index + 1 + slot % (machines - 1)) % machines]
+                # round-robin over a bounded set of peers (a service talks to a few others, not to
+                # the whole fleet): everyone accepts as much as it opens, and the graph grows
+                # linearly with the fleet
+                peers = min(machines - 1, PEERS)
+                target = fleet[(machine.index + 1 + slot % peers) % machines]
             _connect(kind, machine, target)
     return [_document(machine) for machine in fleet]
 
