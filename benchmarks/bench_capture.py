@@ -100,9 +100,27 @@ def timed(command: list[str]) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss
 
 
-def best_of(command: list[str], runs: int) -> tuple[float, int]:
-    results = [timed(command) for _ in range(runs)]
-    return min(r[0] for r in results), max(r[1] for r in results)
+def interleaved_best(commands: list[list[str]], runs: int) -> list[tuple[float, int]]:
+    """Best wall time and peak RSS of each command over `runs` rounds, run in turn each round
+    so that a burst of unrelated load on the machine hits every command alike."""
+    results: list[list[tuple[float, int]]] = [[] for _ in commands]
+    for _ in range(runs):
+        for index, command in enumerate(commands):
+            results[index].append(timed(command))
+    return [(min(r[0] for r in rows), max(r[1] for r in rows)) for rows in results]
+
+
+def count_namespaces() -> int:
+    """Distinct network namespaces of the visible processes: the payload reads each one's
+    /proc/PID/net tables, and the kernel walks every TCP socket of the machine for each."""
+    inodes = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                inodes.add(os.stat(f"/proc/{name}/ns/net").st_ino)
+            except OSError:
+                pass
+    return len(inodes)
 
 
 def count_tcp_sockets() -> int:
@@ -126,9 +144,10 @@ def main() -> int:
           f"{2 * options.pairs * options.connections} sockets ...", flush=True)
     load = start_load(options.pairs, options.connections)
     try:
-        print(f"TCP sockets on the machine: {count_tcp_sockets()}")
-        payload_time, payload_rss = best_of([sys.executable, str(PAYLOAD)], options.runs)
-        ss_time, _ = best_of([ss, "-tanp"], options.runs)
+        print(f"TCP sockets on the machine: {count_tcp_sockets()}; network namespaces: "
+              f"{count_namespaces()}; load average: {os.getloadavg()[0]:.2f}")
+        (payload_time, payload_rss), (ss_time, _) = interleaved_best(
+            [[sys.executable, str(PAYLOAD)], [ss, "-tanp"]], options.runs)
     finally:
         stop_load(load)
 

@@ -642,14 +642,10 @@ def read_process(proc_root, pid, users, coverage):
     if comm_raw.endswith(b"\n"):
         comm_raw = comm_raw[:-1]
     comm, comm_hex = decode_text(comm_raw)
-    args = []
-    args_hex = []
-    clean = True
-    for arg in parse_cmdline(cmdline_raw):
-        text, hexed = decode_text(arg)
-        args.append(text)
-        args_hex.append(hexed if hexed is not None else arg.hex())
-        clean = clean and hexed is None
+    raw_args = parse_cmdline(cmdline_raw)
+    decoded = [decode_text(arg) for arg in raw_args]
+    args = [text for text, _ in decoded]
+    clean = all(hexed is None for _, hexed in decoded)
 
     process = {
         "pid": pid,
@@ -666,7 +662,7 @@ def read_process(proc_root, pid, users, coverage):
     if comm_hex is not None:
         process["comm_hex"] = comm_hex
     if not clean:
-        process["cmdline_hex"] = args_hex
+        process["cmdline_hex"] = [arg.hex() for arg in raw_args]
 
     denied = False
     try:
@@ -846,7 +842,8 @@ def read_namespace(net_dir, coverage, use_netlink=False):
         if counts:
             unkeyed[proto] = counts
 
-    # Interface names for packet sockets bound to one interface.
+    # Packet sockets bound to one interface name it by index: map indexes to names from
+    # if_inet6 first, and from igmp/dev_mcast/igmp6 only when some index is still unknown.
     if6 = []
     try:
         with _open_text(os.path.join(net_dir, "if_inet6")) as handle:
@@ -857,18 +854,19 @@ def read_namespace(net_dir, coverage, use_netlink=False):
         with _open_text(os.path.join(net_dir, "packet")) as handle:
             packet_text = handle.read()
         interfaces = dict((entry[0], entry[1]) for entry in if6)
-        if any(len(line.split()) > 4 and line.split()[4] not in ("0", "Iface")
-               for line in packet_text.splitlines()):
-            extra_texts = []
+        records, counts = parse_packet(packet_text, interfaces)
+        if any(record[8]["interface"].startswith("if") and
+               record[8]["interface"][2:].isdigit() for record in records):
+            texts = []
             for name in ("igmp", "dev_mcast", "igmp6"):
                 try:
                     with _open_text(os.path.join(net_dir, name)) as handle:
-                        extra_texts.append(handle.read())
+                        texts.append(handle.read())
                 except OSError:
                     pass
-            for index, name in parse_interface_indexes(*extra_texts).items():
+            for index, name in parse_interface_indexes(*texts).items():
                 interfaces.setdefault(index, name)
-        records, counts = parse_packet(packet_text, interfaces)
+            records, counts = parse_packet(packet_text, interfaces)
         sockets.extend(records)
         if counts:
             unkeyed["packet"] = counts
