@@ -293,7 +293,50 @@ def _address(node: _Field) -> Address:
                    prefix=node.key("prefix").integer(0, 32 if family == 4 else 128))
 
 
+_PLAIN_SOCKET_KEYS = frozenset({"proto", "inode", "local", "local_port", "remote", "remote_port",
+                                "state", "uid"})
+_canonical_cache: dict[str, Optional[str]] = {}
+
+
+def _cached_address(value: object) -> Optional[str]:
+    """canonical_address for the few distinct addresses of a snapshot, memoised."""
+    if type(value) is not str or len(value) > 64:
+        return None
+    canonical = _canonical_cache.get(value, _MISSING)
+    if canonical is _MISSING:
+        canonical = canonical_address(value)
+        if len(_canonical_cache) < 100_000:
+            _canonical_cache[value] = canonical
+    return canonical  # type: ignore[return-value]
+
+
+def _port_ok(value: object) -> bool:
+    return type(value) is int and 0 <= value <= 65535
+
+
+def _plain_socket(value: object, netns: int) -> Optional[Socket]:
+    """Fast path for the common TCP/UDP record (tens of thousands per machine).
+
+    Returns None when anything is unusual; the full, field-by-field path then either accepts
+    the record or names exactly what is wrong with it.
+    """
+    if type(value) is not dict or value.keys() != _PLAIN_SOCKET_KEYS:
+        return None
+    proto, inode, state, uid = value["proto"], value["inode"], value["state"], value["uid"]
+    local = _cached_address(value["local"])
+    remote = _cached_address(value["remote"])
+    if (proto not in PROTOS or proto == "sctp" or type(inode) is not int or not 1 <= inode < (1 << 64)
+            or local is None or remote is None or not _port_ok(value["local_port"])
+            or not _port_ok(value["remote_port"]) or type(state) is not str or not _STATE.match(state)
+            or type(uid) is not int or not _UID[0] <= uid <= _UID[1]):
+        return None
+    return Socket(proto, inode, local, value["local_port"], remote, value["remote_port"], state, uid, netns)
+
+
 def _socket_record(node: _Field, netns: int) -> Socket:
+    fast = _plain_socket(node.value, netns)
+    if fast is not None:
+        return fast
     proto = node.key("proto").text()
     if proto not in PROTOS:
         raise node.key("proto").fail(f"unknown protocol {_show(proto)}")
