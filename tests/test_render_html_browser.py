@@ -26,7 +26,7 @@ DRAWN = """() => {
   const edges = cy.edges().filter(e => !e.hasClass('ingress-mark'));
   return {
     machines: boxes.map(n => n.data('machine')),
-    nodes: nodes.map(n => ({id: n.id(), machine: n.parent().length ? n.parent().data('machine') : null,
+    nodes: nodes.map(n => ({id: n.id(), machine: boxes.length ? n.data('machine') : null,
                             visible: n.visible()})),
     edges: edges.map(e => ({id: e.id(), source: e.source().id(), target: e.target().id(), label: e.data('label'),
                             arrow: e.style('target-arrow-shape')})),

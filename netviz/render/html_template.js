@@ -4,7 +4,9 @@
 (function () {
   'use strict';
 
+  var timings = { start: performance.now() };
   var payload = JSON.parse(document.getElementById('netviz-data').textContent);
+  timings.parsed = performance.now();
   var graph = payload.graph || {};
   var layout = payload.layout || { nodes: {}, machines: {} };
   var hosts = graph.hosts || [];
@@ -110,15 +112,18 @@
     var elements = [];
     // A document grouped by machine has host nodes standing on their own: no boxes then.
     if (hasProcessLevel) machineList.forEach(function (machine) {
-      var box = layout.machines[machine.name];
-      var element = {
+      // The box is a plain node drawn under the processes, sized by the layout. Cytoscape's
+      // compound nodes would do the same, but their style updates cost quadratic time at scale.
+      var box = layout.machines[machine.name] || [0, 0, 100, 100];
+      elements.push({
         group: 'nodes',
-        data: { id: machineId(machine), label: machineLabel(machine), labelOutside: machineOutsideLabel(machine), machine: machine.name },
+        data: {
+          id: machineId(machine), label: machineLabel(machine), labelOutside: machineOutsideLabel(machine),
+          machine: machine.name, w: box[2], h: box[3],
+        },
+        position: { x: box[0], y: box[1] },
         classes: 'machine' + (machine.host && machine.host.stale ? ' stale' : ''),
-      };
-      // An empty machine still gets a box where the layout put it.
-      if (!machine.nodes.length && box) element.position = { x: box[0], y: box[1] };
-      elements.push(element);
+      });
     });
     docNodes.forEach(function (node) {
       var id = String(node.id);
@@ -133,13 +138,13 @@
       if (listening.length) classes.push('listening');
       if (list(node.ingress).length) classes.push('ingress');
       var element = { group: 'nodes', data: { id: id, label: label, kind: node.kind }, position: position(id), classes: classes.join(' ') };
-      if (node.kind !== 'host') element.data.parent = machineId(machine);
+      element.data.machine = machine.name;
       elements.push(element);
       list(node.ingress).slice(0, 4).forEach(function (ingress, k) {
         var at = position(id);
         var markId = 'ingress:' + id + ':' + k;
         var markData = { id: markId, label: shorten(String(ingress.interface || ingress.kind || 'ingress'), 12), of: id };
-        if (node.kind !== 'host') markData.parent = machineId(machine);
+        markData.machine = machine.name;
         elements.push({ group: 'nodes', data: markData, position: { x: at.x - 44 + k * 14, y: at.y - 22 }, classes: 'ingress-mark' });
         elements.push({ group: 'edges', data: { id: 'ingress-edge:' + id + ':' + k, source: markId, target: id }, classes: 'ingress-mark' });
       });
@@ -225,7 +230,7 @@
 
   var style = [
     { selector: 'node', style: {
-      'width': 16, 'height': 16, 'shape': 'ellipse', 'background-color': '#4a78c2', 'label': 'data(label)',
+      'z-index-compare': 'manual', 'z-index': 10, 'width': 16, 'height': 16, 'shape': 'ellipse', 'background-color': '#4a78c2', 'label': 'data(label)',
       'font-size': 10, 'color': '#1d2430', 'text-valign': 'bottom', 'text-halign': 'center', 'text-margin-y': 3,
       'text-wrap': 'wrap', 'text-max-width': 112, 'min-zoomed-font-size': 7 } },
     { selector: 'node.listening', style: { 'shape': 'round-rectangle', 'background-color': '#23895a' } },
@@ -233,9 +238,9 @@
     { selector: 'node.outside', style: { 'shape': 'diamond', 'background-color': '#8a8f98', 'width': 20, 'height': 20 } },
     { selector: 'node.host', style: { 'shape': 'round-rectangle', 'width': 40, 'height': 28, 'background-color': '#5b7fb8', 'font-size': 12 } },
     { selector: 'node.machine', style: {
-      'shape': 'round-rectangle', 'background-color': '#e9eef6', 'background-opacity': 0.85, 'border-width': 1,
+      'z-index': 0, 'width': 'data(w)', 'height': 'data(h)', 'shape': 'round-rectangle', 'background-color': '#e9eef6', 'background-opacity': 0.85, 'border-width': 1,
       'border-color': '#93a3bb', 'text-valign': 'top', 'text-halign': 'center', 'text-margin-y': -4,
-      'font-size': 15, 'font-weight': 'bold', 'color': '#2b3648', 'padding': 14, 'min-zoomed-font-size': 5,
+      'font-size': 15, 'font-weight': 'bold', 'color': '#2b3648', 'min-zoomed-font-size': 5,
       'text-wrap': 'none' } },
     { selector: 'node.machine.with-outside, node.machine-node.with-outside', style: { 'label': 'data(labelOutside)' } },
     { selector: 'node.machine-node', style: {
@@ -247,7 +252,7 @@
       'shape': 'triangle', 'width': 11, 'height': 11, 'background-color': '#e07b00', 'font-size': 8,
       'text-valign': 'top', 'text-margin-y': -2, 'color': '#a35400' } },
     { selector: 'edge', style: {
-      'width': 'mapData(weight, 1, 40, 1.2, 5)', 'line-color': '#98a6ba', 'target-arrow-color': '#98a6ba',
+      'z-index-compare': 'manual', 'z-index': 5, 'width': 'mapData(weight, 1, 40, 1.2, 5)', 'line-color': '#98a6ba', 'target-arrow-color': '#98a6ba',
       'target-arrow-shape': 'triangle', 'arrow-scale': 0.9, 'curve-style': BIG ? 'straight' : 'bezier',
       'label': 'data(label)', 'font-size': 9, 'min-zoomed-font-size': 8, 'text-rotation': 'autorotate',
       'color': '#384252', 'text-background-color': '#ffffff', 'text-background-opacity': 0.85, 'text-background-padding': 1 } },
@@ -269,9 +274,13 @@
   var state = { groupBy: hasProcessLevel ? 'process' : 'machine', showExternal: true, showIngress: true, query: '' };
   var views = {}; // groupBy -> removed Cytoscape collection, kept to restore quickly
 
+  var initialElements = processViewElements();
+  timings.elements = performance.now();
+  // Nodes first, edges after: Cytoscape re-dirties each element's connected edges for every style
+  // property it applies, so styling nodes before any edge exists keeps start-up linear.
   var cy = cytoscape({
     container: document.getElementById('graph'),
-    elements: processViewElements(),
+    elements: initialElements.filter(function (element) { return element.group === 'nodes'; }),
     style: style,
     layout: { name: 'preset', fit: true, padding: 30 },
     minZoom: 0.01,
@@ -283,6 +292,7 @@
     hideEdgesOnViewport: BIG,
     pixelRatio: BIG ? 1 : 'auto',
   });
+  cy.batch(function () { cy.add(initialElements.filter(function (element) { return element.group === 'edges'; })); });
 
   // ---- the details panel (textContent only) ------------------------------------------
 
@@ -377,21 +387,36 @@
 
   // ---- focus: highlight a selection or the search matches, fade the rest ---------------
 
+  // Fading means restyling every element; at scale that costs a second per click, so big maps
+  // only mark what is in focus (drawn on top, in colour) and leave the rest as it is.
+  var marked = null, faded = null;
   function focusOn(keep, className) {
     cy.batch(function () {
-      cy.elements('.faded').removeClass('faded');
-      cy.elements('.highlight').removeClass('highlight');
-      cy.elements('.focus').removeClass('focus');
-      cy.elements('.match').removeClass('match');
+      if (marked) marked.removeClass('highlight focus match');
+      if (faded) faded.removeClass('faded');
+      marked = keep || null;
+      faded = null;
       if (keep) {
-        cy.elements().difference(keep).addClass('faded');
+        if (!BIG) { faded = cy.elements().difference(keep); faded.addClass('faded'); }
         keep.addClass(className);
       }
     });
   }
+  // The machine boxes (process view) of the given nodes.
+  function boxesOf(nodes) {
+    var names = new Set();
+    nodes.forEach(function (node) { if (node.isNode() && node.data('machine') !== undefined) names.add(node.data('machine')); });
+    var boxes = cy.collection();
+    if (state.groupBy !== 'process' || !hasProcessLevel) return boxes;
+    names.forEach(function (name) { boxes = boxes.union(cy.getElementById(machineId(machines.get(name)))); });
+    return boxes;
+  }
+  function membersOf(machine) {
+    return cy.collection(machine.nodes.map(function (node) { return cy.getElementById(String(node.id)); }));
+  }
   function withEnds(edges) {
     var keep = edges.union(edges.connectedNodes());
-    return keep.union(keep.parents());
+    return keep.union(boxesOf(keep));
   }
   function viaMachines(flowIds) {
     var keep = cy.collection();
@@ -413,7 +438,7 @@
       return selectElement(cy.getElementById(target.data('of')));
     } else if (target.hasClass('machine') || target.hasClass('machine-node')) {
       var machine = machines.get(target.data('machine'));
-      var inside = target.union(target.children());
+      var inside = target.hasClass('machine') ? target.union(membersOf(machine)) : target;
       keep = inside.union(withEnds(inside.connectedEdges()));
       showMachineDetails(machine);
     } else {
@@ -515,9 +540,10 @@
     if (result.nodes.length) parts.push(result.nodes.length + (result.nodes.length === 1 ? ' process' : ' processes'));
     if (result.flows.length) parts.push(result.flows.length + (result.flows.length === 1 ? ' flow' : ' flows'));
     searchCount.textContent = parts.length ? parts.join(', ') : 'no match';
-    focusOn(matched.union(matched.edges().connectedNodes()).union(matched.parents()), 'match');
+    var ends = matched.union(matched.edges().connectedNodes());
+    focusOn(ends.union(boxesOf(ends)), 'match');
     // Only the matches themselves keep the strong mark; their ends and boxes are just not faded.
-    cy.batch(function () { cy.elements('.match').difference(matched).removeClass('match'); });
+    cy.batch(function () { marked.difference(matched).removeClass('match'); });
     return matched;
   }
   var searchBox = document.getElementById('search');
@@ -530,7 +556,7 @@
     if (event.key !== 'Enter') return;
     clearTimeout(searchTimer);
     var matched = runSearch(searchBox.value);
-    if (matched.length) cy.fit(matched.union(matched.parents()), 60);
+    if (matched.length) cy.fit(matched.union(boxesOf(matched)), 60);
   });
 
   // ---- group-by and filters ------------------------------------------------------------
@@ -550,6 +576,7 @@
   var groupButtons = { process: document.getElementById('group-process'), machine: document.getElementById('group-machine') };
   function setGroupBy(mode) {
     if (mode === state.groupBy || (mode === 'process' && !hasProcessLevel)) return;
+    focusOn(null);
     cy.batch(function () {
       views[state.groupBy] = cy.elements().remove();
       if (views[mode]) views[mode].restore();
@@ -598,11 +625,13 @@
   };
   updateButtons();
   applyFilters();
-  var built = performance.now();
+  timings.built = performance.now();
   cy.one('render', function () {
+    timings.rendered = performance.now();
     // The frame after the first render is when the user sees the map.
     requestAnimationFrame(function () {
-      window.netvizTimings = { built: built, drawn: performance.now() };
+      timings.drawn = performance.now();
+      window.netvizTimings = timings;
       window.netvizReady = true;
     });
   });
