@@ -36,7 +36,7 @@ CONNTRACK_A = "ipv4     2 tcp      6 431999 ESTABLISHED src=10.77.0.13 dst=10.77
               "src=172.17.0.2 dst=10.77.0.13 sport=80 dport=1 [ASSURED] mark=0 use=2\n"
 
 
-def write(path: Path, content, mode="w"):
+def write(path: Path, content):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb" if isinstance(content, bytes) else "w") as handle:
         handle.write(content)
@@ -142,7 +142,7 @@ def test_fake_tree_snapshot(fake_root):
     assert {s.netns for ns in snapshot.namespaces for s in ns.sockets} == {ns_a, ns_b}
 
 
-def test_streamed_output_equals_plain_json(fake_root, capsysbinary):
+def test_streamed_output_equals_plain_json(fake_root):
     proc, etc, _, _ = fake_root
     compact = capture.collect(str(proc), str(etc), compact=True)
     text = capture.dumps_document(compact)

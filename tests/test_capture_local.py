@@ -3,7 +3,7 @@
 import json
 import os
 import stat
-import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +17,7 @@ from netviz.snapshot import load_snapshot
 def test_capture_to_file_is_atomic_private_and_loadable(tmp_path):
     target = tmp_path / "snap.json"
     target.write_text("previous snapshot")
-    capture_to(target, proc_root=__import__("pathlib").Path("/proc"))
+    capture_to(target, proc_root=Path("/proc"))
     snapshot = load_snapshot(target)
     assert snapshot.host.hostname == open("/proc/sys/kernel/hostname").read().strip()
     assert snapshot.coverage.processes_seen > 0
