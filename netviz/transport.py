@@ -136,7 +136,7 @@ class KnownHosts:
             return  # @cert-authority: host certificates are not used by netviz
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(text)
-        except (paramiko.SSHException, ValueError, TypeError, IndexError):
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError, TypeError, IndexError):
             return  # OpenSSH skips lines it cannot read; so do we
         if entry is None or entry.key is None:
             return
