@@ -246,10 +246,12 @@ class _Stitcher:
         self.address_machines: dict[str, set[int]] = {}
         self.address_namespaces: dict[tuple[int, str], set[int]] = {}
         self.locality: dict[str, int] = {}
-        # (kind, local, local port, remote, remote port, zone) -> connected ends. The zone keeps
-        # loopback and machine-local tuples (identical on every machine) in separate buckets, so
-        # a thousand machines with the same 127.0.0.1 tuple cost no more than one.
-        self.connections: dict[tuple, list[_End]] = {}
+        self.singletons: dict[str, tuple[str]] = {}
+        # (kind, local, local port, remote, remote port, zone) -> connected end, or a list of them
+        # when several share the key (see _bucket). The zone keeps loopback and machine-local
+        # tuples (identical on every machine) in separate buckets, so that a thousand machines
+        # with the same 127.0.0.1 tuple cost no more than one.
+        self.connections: dict[tuple, object] = {}
         # (machine, netns, kind, port) -> listening ends
         self.listeners: dict[tuple[int, int, str, int], list[_End]] = {}
         # conntrack original tuple (kind, src, sport, dst, dport, zone) -> [(machine, netns, reply)]
@@ -308,6 +310,7 @@ class _Stitcher:
         listeners = self.listeners
         add_end = self.ends.append
         zone = self._zone
+        singletons = self.singletons
         for namespace in machine.snapshot.namespaces:
             netns = namespace.inode
             for entry in namespace.conntrack or ():
@@ -338,8 +341,24 @@ class _Stitcher:
                     continue
                 if unconnected:
                     continue  # bound but neither listening nor connected: no flow
-                locals_ = _addresses(socket.local, socket.local_all)
-                remotes = _addresses(remote, socket.remote_all)
+                if socket.local_all or socket.remote_all:
+                    locals_ = _addresses(socket.local, socket.local_all)
+                    remotes = _addresses(remote, socket.remote_all)
+                else:  # TCP/UDP: one address each side, the common case kept inline for speed
+                    local = socket.local
+                    if local is None:
+                        continue
+                    if local.startswith("::ffff:") and "." in local:
+                        local = local[7:]
+                    if remote.startswith("::ffff:") and "." in remote:
+                        remote = remote[7:]
+                    # one shared 1-tuple per distinct address: a million sockets, a few thousand addresses
+                    locals_ = singletons.get(local)
+                    if locals_ is None:
+                        locals_ = singletons[local] = (local,)
+                    remotes = singletons.get(remote)
+                    if remotes is None:
+                        remotes = singletons[remote] = (remote,)
                 end = _End(
                     index, netns, kind, socket.inode, local_port, remote_port,
                     locals_, remotes, owner_of(socket.inode), False,
@@ -355,8 +374,10 @@ class _Stitcher:
                         key = (kind, local, local_port, far, remote_port, end_zone)
                         bucket = connections.get(key)
                         if bucket is None:
-                            connections[key] = [end]
+                            connections[key] = end  # a lone end is stored bare: most tuples are unique
                         else:
+                            if bucket.__class__ is not list:
+                                bucket = connections[key] = [bucket]
                             bucket.append(end)
                             for other in bucket:
                                 other.crowded = True
@@ -389,7 +410,9 @@ class _Stitcher:
 
     def _reachable(self, machine: int, netns: int, address: str, target: _End) -> bool:
         """Can a socket in (machine, netns) reach `address` on the socket `target`?"""
-        locality = self._locality(address)
+        locality = self.locality.get(address)
+        if locality is None:
+            locality = self._locality(address)
         if locality == _LOCAL_NETNS:
             return target.machine == machine and target.netns == netns
         owners = self.address_machines.get(address)
@@ -471,6 +494,13 @@ class _Stitcher:
             len(self.ends), joined, translated, by_listener,
         )
 
+    def _bucket(self, key: tuple) -> Sequence[_End]:
+        """The connected ends stored under a join key."""
+        bucket = self.connections.get(key)
+        if bucket is None:
+            return ()
+        return bucket if bucket.__class__ is list else (bucket,)
+
     def _exact_candidates(self, end: _End) -> list[_End]:
         """Unpaired sockets whose four-tuple is `end`'s reversed and that each end can reach."""
         found: list[_End] = []
@@ -479,7 +509,7 @@ class _Stitcher:
         for far in end.remotes:
             for local in end.locals_:
                 zone = end.zone if single else self._zone(end.machine, end.netns, local, far)
-                for candidate in connections.get((end.kind, far, end.remote_port, local, end.local_port, zone), ()):
+                for candidate in self._bucket((end.kind, far, end.remote_port, local, end.local_port, zone)):
                     if (
                         candidate is not end
                         and not candidate.matched
@@ -539,18 +569,9 @@ class _Stitcher:
         server, server_port, client, client_port = reply
         # the server socket's own zone, computed from the translating machine's point of view
         zone = self._zone(machine, netns, server, client)
-        candidates: list[_End] = []
-        if isinstance(zone, tuple) or zone is None:
-            keys = [(end.kind, server, server_port, client, client_port, zone)]
-        else:
-            keys = [(end.kind, server, server_port, client, client_port, zone)]
-        for key in keys:
-            candidates.extend(self.connections.get(key, ()))
-        if zone is not None and not isinstance(zone, tuple):
-            pass
         targets = [
             candidate
-            for candidate in candidates
+            for candidate in self._bucket((end.kind, server, server_port, client, client_port, zone))
             if candidate is not end and not candidate.matched and self._reachable(machine, netns, server, candidate)
         ]
         if not targets and end.kind in DATAGRAM_KINDS:
@@ -652,10 +673,18 @@ class _Stitcher:
         if directed and server_owner is None:
             server_owner, fallback = self._server_owner(server)
             inferred = inferred or fallback
-        client_key = client_machine.key(client.owner)
-        server_key = server_machine.key(server_owner)
-        client_pids = client_machine.holders(client.inode, client.owner)
-        server_pids = (server_owner,) if fallback else server_machine.holders(server.inode, server_owner)
+        client_key = client_machine._keys.get(client.owner) or client_machine.key(client.owner)
+        server_key = server_machine._keys.get(server_owner) or server_machine.key(server_owner)
+        if client_machine.shared:
+            client_pids = client_machine.holders(client.inode, client.owner)
+        else:
+            client_pids = () if client.owner is None else (client.owner,)
+        if fallback:
+            server_pids: Iterable[int] = (server_owner,)
+        elif server_machine.shared:
+            server_pids = server_machine.holders(server.inode, server_owner)
+        else:
+            server_pids = () if server_owner is None else (server_owner,)
         server_port = server.local_port
         if server_address is None:
             server_address = server.locals_[0]
