@@ -1,0 +1,33 @@
+"""The flow table: one row per flow, untrusted names made harmless for a terminal."""
+
+from __future__ import annotations
+
+from snapbuilder import Machine
+
+from netviz.render import render
+from netviz.render.table import table_rows
+from netviz.stitch import stitch
+
+
+def graph_with(name: str):
+    a = Machine("a", "10.0.0.1")
+    b = Machine("b", "10.0.0.2")
+    a.process(1, name)
+    b.process(2, "server")
+    b.listen(2, "udp", "0.0.0.0:53")
+    a.connect(1, "udp", "10.0.0.1:40000", "10.0.0.2:53")
+    a.connect(1, "udp", "10.0.0.1:40001", "10.0.0.2:53")
+    return stitch([a.build(), b.build()])
+
+
+def test_rows_list_client_server_service_count():
+    headers, rows = table_rows(graph_with("dig"))
+    assert headers == ("client", "server", "service", "count", "notes")
+    assert rows == [("a: dig[1]", "b: server[2]", "udp/53", "2", "")]
+
+
+def test_escape_sequences_in_names_are_shown_not_run():
+    text = render(graph_with("evil\x1b]0;pwned\x07\u202e"), "table").decode()
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "evil\\x1b]0;pwned\\x07\\u202e" in text
+    assert "1 outside" not in text and "0 unresolved" in text
