@@ -96,12 +96,12 @@ def validate_output(name: str, stdout: bytes) -> tuple[str, "Snapshot"]:
 def host_deadline(spec: HostSpec) -> float:
     """Seconds after which a machine is given up, whatever it is doing.
 
-    Each connection phase (DNS, TCP, banner + key exchange, authentication, channel) has its own
-    connect_timeout, for the machine and each jump host; the command has its own timeout plus
-    the remote kill grace; a little slack on top.
+    Each connection phase has its own limit, for the machine and each jump host: DNS, TCP,
+    banner + key exchange (twice connect_timeout), authentication, opening the channel; the
+    command has its own timeout plus the remote kill grace; a little slack on top.
     """
     hops = 1 + len(spec.jump)
-    return spec.connect_timeout * 4 * hops + spec.command_timeout + KILL_GRACE + 10
+    return spec.connect_timeout * 6 * hops + spec.command_timeout + KILL_GRACE + 10
 
 
 def collect_one(spec: HostSpec, payload: bytes, options: TransportOptions, attempt: Attempt) -> HostResult:

@@ -357,7 +357,10 @@ def _connection(spec: HostSpec, sock: object, options: TransportOptions) -> fabr
     identities = [path for path in spec.identity_files if os.path.isfile(path)]
     connect_kwargs = {
         "sock": sock,
-        "timeout": spec.connect_timeout,
+        # paramiko's `timeout` bounds banner + key exchange and, when it runs out first, is
+        # silently ignored (the failure shows up later as "No existing session"): keep it
+        # above the banner timeout so a mute server is reported as such.
+        "timeout": spec.connect_timeout * 2,
         "banner_timeout": spec.connect_timeout,
         "auth_timeout": spec.connect_timeout,
         "channel_timeout": spec.connect_timeout,
@@ -418,6 +421,10 @@ def _open(spec: HostSpec, sock: object, options: TransportOptions, attempt: Atte
             raise HostFailure(TIMEOUT, "cancelled") from None
         if "banner" in text.lower():
             raise HostFailure(UNREACHABLE, f"{label}no SSH banner from {spec.address}:{spec.port} ({text})") from None
+        if "no existing session" in text.lower():
+            raise HostFailure(
+                UNREACHABLE, f"{label}SSH key exchange with {spec.address}:{spec.port} did not finish in time"
+            ) from None
         if "authentication" in text.lower():
             raise HostFailure(AUTH, f"{label}{text}") from None
         raise HostFailure(UNREACHABLE, f"{label}SSH handshake with {spec.address}:{spec.port} failed: {text}") from None
