@@ -325,7 +325,7 @@ def _plain_socket(value: object, netns: int) -> Optional[Socket]:
     proto, inode, state, uid = value["proto"], value["inode"], value["state"], value["uid"]
     local = _cached_address(value["local"])
     remote = _cached_address(value["remote"])
-    if (proto not in PROTOS or proto == "sctp" or type(inode) is not int or not 1 <= inode < (1 << 64)
+    if (type(proto) is not str or proto not in PROTOS or proto == "sctp" or type(inode) is not int or not 1 <= inode < (1 << 64)
             or local is None or remote is None or not _port_ok(value["local_port"])
             or not _port_ok(value["remote_port"]) or type(state) is not str or not _STATE.match(state)
             or type(uid) is not int or not _UID[0] <= uid <= _UID[1]):

@@ -273,3 +273,27 @@ def test_passwd_first_entry_wins():
 
 def test_parsers_accept_iterables_of_lines():
     assert capture.parse_inet_table(iter(UDP.splitlines(True)), "udp") == capture.parse_inet_table(UDP, "udp")
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+# Lines that look like /proc text (hex, colons, spaces, table words) and plain noise.
+proc_like = st.lists(st.one_of(
+    st.text(alphabet="0123456789ABCDEFabcdef: |-+/*<->\t\n=.", max_size=120),
+    st.sampled_from(TCP6.splitlines() + SCTP_ASSOCS.splitlines() + FIB_TRIE.splitlines()
+                    + CONNTRACK.splitlines() + PACKET.splitlines()),
+    st.text(max_size=60)), max_size=12).map("\n".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(proc_like)
+def test_parsers_never_raise_on_damaged_text(text):
+    for proto in ("tcp", "tcp6", "raw", "icmp6"):
+        capture.parse_inet_table(text, proto)
+    capture.parse_packet(text)
+    capture.merge_sctp(capture.parse_sctp_eps(text), capture.parse_sctp_assocs(text))
+    capture.parse_if_inet6(text)
+    capture.ipv4_addresses(text, text)
+    capture.parse_interface_indexes(text)
+    capture.parse_nf_conntrack(text)
+    capture.parse_passwd(text)

@@ -204,3 +204,52 @@ def test_legacy_errors_name_the_field():
     bad["processes"]["1234"]["pid"] = 99
     with pytest.raises(SnapshotError, match=r"processes\.1234\.pid: does not match its key 1234"):
         parse_legacy(bad, "old")
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8)
+
+
+def _paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, prefix + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, prefix + (index,))
+
+
+ALL_PATHS = [p for p in _paths(valid_doc()) if p]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(ALL_PATHS), json_values)
+def test_any_damaged_document_is_accepted_or_a_snapshot_error(path, value):
+    doc = broken(path, value)
+    try:
+        parse_snapshot(doc, "fuzz")
+    except SnapshotError as error:
+        assert str(error).startswith("fuzz: ") and "\n" not in str(error)
+
+
+LEGACY = json.loads((FIXTURES / "legacy_capture.json").read_text())
+LEGACY_PATHS = [p for p in _paths(LEGACY) if p]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(LEGACY_PATHS), json_values)
+def test_any_damaged_original_document_is_accepted_or_a_snapshot_error(path, value):
+    doc = copy.deepcopy(LEGACY)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    try:
+        parse_legacy(doc, "old")
+    except SnapshotError as error:
+        assert str(error).startswith("old: ") and "\n" not in str(error)

@@ -97,7 +97,12 @@ def decode_ipv4_hex(text):
     """Decode an address from a /proc/net table: 8 hex digits of a 32-bit word in host order."""
     value = _V4_CACHE.get(text)
     if value is None:
-        value = socket.inet_ntop(socket.AF_INET, _WORD.pack(int(text, 16)))
+        if len(text) != 8:
+            raise ValueError("not an IPv4 table address: %r" % text)
+        try:
+            value = socket.inet_ntop(socket.AF_INET, _WORD.pack(int(text, 16)))
+        except struct.error:
+            raise ValueError("not an IPv4 table address: %r" % text)
         if len(_V4_CACHE) < 65536:
             _V4_CACHE[text] = value
     return value
@@ -112,8 +117,13 @@ def decode_ipv6_hex(text):
     """
     value = _V6_CACHE.get(text)
     if value is None:
+        if len(text) != 32:
+            raise ValueError("not an IPv6 table address: %r" % text)
         words = (int(text[0:8], 16), int(text[8:16], 16), int(text[16:24], 16), int(text[24:32], 16))
-        value = socket.inet_ntop(socket.AF_INET6, _WORDS6.pack(*words))
+        try:
+            value = socket.inet_ntop(socket.AF_INET6, _WORDS6.pack(*words))
+        except struct.error:
+            raise ValueError("not an IPv6 table address: %r" % text)
         if len(_V6_CACHE) < 65536:
             _V6_CACHE[text] = value
     return value
@@ -366,7 +376,7 @@ def parse_route(text):
             destination = decode_ipv4_hex(fields[1])
             gateway = decode_ipv4_hex(fields[2])
             mask = _WORD.pack(int(fields[7], 16))
-        except (ValueError, OSError):
+        except (ValueError, OSError, struct.error):
             continue
         prefix = bin(int.from_bytes(mask, "big")).count("1")
         routes.append((fields[0], destination, prefix, gateway))
