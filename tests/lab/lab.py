@@ -214,13 +214,15 @@ def truncating_python(keep_bytes: int) -> str:
 
 
 def session_killing_python(keep_bytes: int, delay_seconds: float) -> str:
-    """python3 during which the machine's sshd dies: after ``keep_bytes`` bytes of real output
-    and ``delay_seconds``, every sshd process of this SSH session (all but the listener, pid 1)
-    is killed, so the connection drops while the command is still running."""
+    """python3 during which the machine's sshd dies: the real interpreter runs (its output cut
+    after ``keep_bytes`` bytes) and ``delay_seconds`` later every sshd process of this SSH
+    session (all but the listener, pid 1) is killed, so the connection drops while the command
+    runs; then the command's own process group goes too. The machine accepts new sessions."""
     return (
         "#!/bin/sh\n"
         "# sshd dies while the payload runs: partial output, then the session's sshd processes are killed.\n"
-        f"{{real}} \"$@\" | head -c {keep_bytes}\n"
+        "exec 3<&0\n"
+        f"{{real}} \"$@\" <&3 3<&- | head -c {keep_bytes} &\n"
         f"sleep {delay_seconds}\n"
         "pid=$$\n"
         "victims=\n"
@@ -230,7 +232,7 @@ def session_killing_python(keep_bytes: int, delay_seconds: float) -> str:
         "  pid=$ppid\n"
         "done\n"
         "kill -9 $victims\n"
-        "sleep 5\n"
+        "kill -9 0\n"
     )
 
 
@@ -493,7 +495,9 @@ class Machine:
         """Start the machine's pid 1 (sshd) again after ``kill_sshd``; programs started earlier
         are gone for good."""
         self.kill_sshd()
+        (self.dir / "booted").unlink(missing_ok=True)
         self.lab._boot(self)
+        self.lab._wait_ready([self])
 
 
 # --------------------------------------------------------------------------- the lab
@@ -1056,8 +1060,10 @@ def _overlaps(routes: str, network: ipaddress.IPv4Network) -> bool:
 
 def _remove_network(state: dict[str, Any]) -> None:
     for netns in state.get("netns", []):
-        for pid in _run(["ip", "netns", "pids", netns], check=False).stdout.split():
-            _kill(int(pid))
+        inside = [int(pid) for pid in _run(["ip", "netns", "pids", netns], check=False).stdout.split()]
+        for pid in inside:
+            _kill(pid)
+        _wait_gone(inside, timeout=10)
         _run(["ip", "netns", "del", netns], check=False)
     for link in state.get("links", []):
         if _link_exists(link):
@@ -1081,8 +1087,10 @@ def cleanup_stale(prefix: Optional[str] = None, *, force: bool = False) -> list[
                 continue
             if not force and _alive(state.get("owner_pid", -1), state.get("owner_start")):
                 continue
-            for pid, start in state.get("pids", []):
+            recorded = [(pid, start) for pid, start in state.get("pids", []) if _alive(pid, start)]
+            for pid, start in recorded:
                 _kill(pid, start)
+            _wait_gone([pid for pid, _ in recorded], timeout=10)
             _remove_network(state)
             record.unlink(missing_ok=True)
             removed.append(f"lab {state.get('prefix')} (owner pid {state.get('owner_pid')})")
