@@ -1,27 +1,24 @@
 """End to end on the lab: `netviz run` / `collect` / `stitch` against real OpenSSH machines.
 
-One lab for the module: the standard scenario (web, db, cache holding real connections) plus
-one machine per fault. Every fault must get its category within its timeout while the scenario
+The session's `lab` fixture (tests/lab/fixtures.py; it skips, saying why, without root or a
+tool): the standard scenario (web, db, cache holding real connections) plus one machine per
+fault. Every fault must get its category within its timeout while the scenario
 still renders exactly its flows.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
 from netviz.cli import app
-from tests.lab.lab import SUDO_PASSWORD, SUDO_PASSWORD_USER, Lab, cleanup_stale, missing_requirements
-from tests.lab.scenario import add_fault_hosts, build_scenario, graph_flow_keys
-
-pytestmark = pytest.mark.skipif(bool(missing_requirements()), reason="; ".join(missing_requirements()) or "lab ok")
+from tests.lab.lab import SUDO_PASSWORD, Lab
+from tests.lab.scenario import graph_flow_keys
 
 CONNECT_TIMEOUT = 3
 COMMAND_TIMEOUT = 10  # above the lab's slow machine (4 s), far below the hanging one
@@ -37,19 +34,6 @@ KIND = {
     "bad output": "bad_output",
     "disconnected": "payload_error",
 }
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    cleanup_stale("nvcol")
-    lab = Lab(tmp_path_factory.mktemp("lab-collect"), prefix="nvcol")
-    try:
-        lab.start()
-        lab.faults = add_fault_hosts(lab)  # type: ignore[attr-defined]
-        lab.scenario = build_scenario(lab)  # type: ignore[attr-defined]
-        yield lab
-    finally:
-        lab.stop()
 
 
 def invoke(*args: str, env: dict | None = None):
