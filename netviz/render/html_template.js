@@ -276,13 +276,44 @@
 
   var initialElements = processViewElements();
   timings.elements = performance.now();
+
+  // Fit the map from the positions we already have: Cytoscape's own fit measures every element
+  // and its label first, which at thousands of elements costs a noticeable part of start-up.
+  function fitView(elements, width, height) {
+    var left = Infinity, top = Infinity, right = -Infinity, bottom = -Infinity;
+    elements.forEach(function (element) {
+      if (!element.position) return;
+      var halfW = (element.data.w || 60) / 2 + 10, halfH = (element.data.h || 30) / 2 + 30;
+      left = Math.min(left, element.position.x - halfW); right = Math.max(right, element.position.x + halfW);
+      top = Math.min(top, element.position.y - halfH); bottom = Math.max(bottom, element.position.y + halfH);
+    });
+    return viewOf(left, top, right, bottom, width, height);
+  }
+  function viewOf(left, top, right, bottom, width, height) {
+    if (!isFinite(left)) return { zoom: 1, pan: { x: width / 2, y: height / 2 } };
+    var padding = 20;
+    var zoom = Math.min((width - 2 * padding) / Math.max(1, right - left), (height - 2 * padding) / Math.max(1, bottom - top));
+    zoom = Math.max(0.01, Math.min(2, zoom));
+    return { zoom: zoom, pan: { x: width / 2 - zoom * (left + right) / 2, y: height / 2 - zoom * (top + bottom) / 2 } };
+  }
+  // The same for the nodes now drawn (after a group-by switch, or the Fit button).
+  function fitAll() {
+    var nodes = cy.nodes().filter(function (node) { return !node.hasClass('hidden'); });
+    var elements = nodes.map(function (node) { return { position: node.position(), data: node.data() }; });
+    var view = fitView(elements, cy.width(), cy.height());
+    cy.viewport({ zoom: view.zoom, pan: view.pan });
+  }
+  var graphBox = document.getElementById('graph');
+  var startView = fitView(initialElements, graphBox.clientWidth, graphBox.clientHeight);
   // Nodes first, edges after: Cytoscape re-dirties each element's connected edges for every style
   // property it applies, so styling nodes before any edge exists keeps start-up linear.
   var cy = cytoscape({
     container: document.getElementById('graph'),
     elements: initialElements.filter(function (element) { return element.group === 'nodes'; }),
     style: style,
-    layout: { name: 'preset', fit: true, padding: 30 },
+    layout: { name: 'preset', fit: false },
+    zoom: startView.zoom,
+    pan: startView.pan,
     minZoom: 0.01,
     maxZoom: 5,
     boxSelectionEnabled: false,
@@ -577,18 +608,26 @@
   function setGroupBy(mode) {
     if (mode === state.groupBy || (mode === 'process' && !hasProcessLevel)) return;
     focusOn(null);
-    cy.batch(function () {
-      views[state.groupBy] = cy.elements().remove();
-      if (views[mode]) views[mode].restore();
-      else cy.add(mode === 'machine' ? machineViewElements() : processViewElements());
-    });
+    // Edges out first and in last, for the same reason as at start-up (see the cytoscape() call).
+    var current = cy.elements();
+    cy.batch(function () { current.edges().remove(); current.nodes().remove(); });
+    views[state.groupBy] = current;
+    var next = views[mode];
+    if (next) {
+      cy.batch(function () { next.nodes().restore(); });
+      cy.batch(function () { next.edges().restore(); });
+    } else {
+      var elements = mode === 'machine' ? machineViewElements() : processViewElements();
+      cy.batch(function () { cy.add(elements.filter(function (element) { return element.group === 'nodes'; })); });
+      cy.batch(function () { cy.add(elements.filter(function (element) { return element.group === 'edges'; })); });
+    }
     state.groupBy = mode;
     window.netviz.groupBy = mode;
     updateButtons();
     applyFilters();
     clearDetails();
     runSearch(state.query);
-    cy.fit(undefined, 30);
+    fitAll();
   }
   function updateButtons() {
     Object.keys(groupButtons).forEach(function (mode) {
@@ -607,7 +646,7 @@
     state.showIngress = event.target.checked;
     applyFilters();
   });
-  document.getElementById('fit').addEventListener('click', function () { cy.fit(undefined, 30); });
+  document.getElementById('fit').addEventListener('click', fitAll);
 
   var summary = graph.summary || {};
   document.getElementById('summary').textContent =
