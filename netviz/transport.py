@@ -33,7 +33,7 @@ from typing import Callable, Optional, Union
 import fabric
 import paramiko
 
-from netviz.inventory import SUDO_NO, SUDO_NOPASSWD, SUDO_PASSWORD, HostSpec
+from netviz.inventory import GLOBAL_KNOWN_HOSTS, SUDO_NO, SUDO_NOPASSWD, SUDO_PASSWORD, HostSpec
 
 # Failure kinds, in the order a connection meets them.
 DNS = "dns"
@@ -196,46 +196,47 @@ def remote_command(spec: HostSpec, with_password: bool) -> str:
     It picks the first Python 3 that exists, wraps it in `timeout -k` (so a hung payload dies on
     the machine too), optionally under sudo, and reports a missing interpreter or a sudo refusal
     on stderr with FAIL_MARKER so that those get their own failure kinds.
+
+    The script is handed to `sh -c` by the user's login shell, whatever that is: it is kept on
+    one line and free of `!`, which csh-family shells would mangle even inside single quotes.
     """
     seconds = max(1, math.ceil(spec.command_timeout))
     candidates = (spec.python,) if spec.python else PYTHON_CANDIDATES
-    tried = ", ".join(candidates)
-    lines = ["py="]
+    no_python = shlex.quote(f"{FAIL_MARKER} {NO_PYTHON} no Python 3.6+ found (tried {', '.join(candidates)})")
+    statements = []
     if with_password:
-        lines.insert(0, "IFS= read -r pw")  # first stdin line; the payload source follows it
-    lines += [
-        f"for c in {' '.join(shlex.quote(c) for c in candidates)}; do",
-        '  p=$(command -v "$c" 2>/dev/null) || continue',
+        statements.append("IFS= read -r pw")  # the first stdin line; the payload source follows it
+    statements += [
+        "py=",
+        f"for c in {' '.join(shlex.quote(c) for c in candidates)}; do"
+        ' p=$(command -v "$c" 2>/dev/null) || continue;'
         # The bare `python` fallback may be Python 2: check it before trusting it.
-        '  if [ "$c" = python ] && ! "$p" -c "import sys; sys.exit(sys.version_info < (3, 6))" 2>/dev/null;'
-        " then continue; fi",
-        '  py=$p; break',
-        "done",
-        f'if [ -z "$py" ]; then echo {shlex.quote(f"{FAIL_MARKER} {NO_PYTHON} no Python 3.6+ found (tried {tried})")} >&2;'
-        " exit 127; fi",
+        ' if [ "$c" = python ]; then'
+        ' "$p" -c "import sys; sys.exit(sys.version_info < (3, 6))" 2>/dev/null || continue; fi;'
+        " py=$p; break; done",
+        f'[ -n "$py" ] || {{ echo {no_python} >&2; exit 127; }}',
         f"if command -v timeout >/dev/null 2>&1; then set -- timeout -k {KILL_GRACE} {seconds} \"$py\";"
         ' else set -- "$py"; fi',
     ]
     if spec.sudo == SUDO_NO:
-        lines.append('exec "$@" - --framed')
+        statements.append('exec "$@" - --framed')
     else:
-        lines += [
-            "if ! command -v sudo >/dev/null 2>&1; then"
-            f" echo '{FAIL_MARKER} {SUDO} sudo is not installed' >&2; exit 126; fi",
+        statements += [
+            f"command -v sudo >/dev/null 2>&1 || {{ echo '{FAIL_MARKER} {SUDO} sudo is not installed' >&2; exit 126; }}",
             'if msg=$(sudo -n true 2>&1); then exec sudo -n -- "$@" - --framed; fi',
         ]
         if with_password:
             # Validate the password alone first (a wrong one must not make sudo eat payload lines
             # as further attempts), then feed it once more ahead of the payload; -k makes sure
             # sudo reads it instead of using cached credentials.
-            lines += [
-                "if ! msg=$(printf '%s\\n' \"$pw\" | sudo -S -p '' -v 2>&1); then"
-                f" echo '{FAIL_MARKER} {SUDO}' \"${{msg:-sudo refused the password}}\" >&2; exit 126; fi",
+            statements += [
+                "msg=$(printf '%s\\n' \"$pw\" | sudo -S -p '' -v 2>&1) ||"
+                f" {{ echo '{FAIL_MARKER} {SUDO}' \"${{msg:-sudo refused the password}}\" >&2; exit 126; }}",
                 "{ printf '%s\\n' \"$pw\"; exec cat; } | sudo -k -S -p '' -- \"$@\" - --framed",
             ]
         else:
-            lines.append(f"echo '{FAIL_MARKER} {SUDO}' \"$msg\" >&2; exit 126")
-    return "exec sh -c " + shlex.quote("\n".join(lines))
+            statements.append(f"echo '{FAIL_MARKER} {SUDO}' \"$msg\" >&2; exit 126")
+    return "exec sh -c " + shlex.quote("; ".join(statements))
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,12 +302,14 @@ def open_tcp(addresses: list[tuple], timeout: float, label: str) -> socket.socke
     deadline = time.monotonic() + timeout
     refused: Optional[str] = None
     failure: Optional[str] = None
-    for family, kind, proto, _, address in addresses:
+    for index, (family, kind, proto, _, address) in enumerate(addresses):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         sock = socket.socket(family, kind, proto)
-        sock.settimeout(remaining)
+        # Share the time among the addresses left, so a blackholed IPv6 address does not use
+        # it all before the IPv4 one is tried.
+        sock.settimeout(remaining / (len(addresses) - index))
         try:
             sock.connect(address)
         except ConnectionRefusedError:
@@ -315,7 +318,7 @@ def open_tcp(addresses: list[tuple], timeout: float, label: str) -> socket.socke
             continue
         except socket.timeout:
             sock.close()
-            failure = f"no answer from {_show(address)} within {timeout:g} s"
+            failure = f"no answer from {_show(address)} in time (connect_timeout {timeout:g} s)"
             continue
         except OSError as error:
             sock.close()
@@ -388,9 +391,6 @@ def _connection(spec: HostSpec, sock: object, options: TransportOptions) -> fabr
     for kind, key in options.known_hosts.lookup(name).items():
         client.get_host_keys().add(name, kind, key)
     return connection
-
-
-GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 
 
 def _open(spec: HostSpec, sock: object, options: TransportOptions, attempt: Attempt, label: str) -> fabric.Connection:

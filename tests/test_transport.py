@@ -344,3 +344,12 @@ def test_framed_output_of_the_real_payload_decodes():
                              timeout=120)
     text, snapshot = validate_output("me", b"login banner\n" + process.stdout)
     assert snapshot.name == "me" and '"netviz.snapshot/1"' in text
+
+
+@pytest.mark.parametrize("sudo", [SUDO_NOPASSWD, SUDO_PASSWORD, "no"])
+def test_remote_command_survives_any_login_shell(sudo):
+    """sshd hands the command to the user's shell: one line, no `!` (csh history expansion)."""
+    for with_password in (False, True):
+        command = remote_command(HostSpec(name="h", address="h", sudo=sudo), with_password=with_password)
+        assert "\n" not in command and "!" not in command
+        assert command.startswith("exec sh -c ")
