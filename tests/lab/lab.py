@@ -642,7 +642,8 @@ class Lab:
         if reasons:
             raise LabError("; ".join(reasons))
         self._started = True
-        atexit.register(self.stop)
+        self._owner_pid = os.getpid()
+        atexit.register(self._stop_at_exit)
         try:
             self.root_dir.mkdir(parents=True, exist_ok=True)
             self.root_dir.chmod(0o755)
@@ -1014,13 +1015,18 @@ class Lab:
 
     # ---- teardown
 
+    def _stop_at_exit(self) -> None:
+        # A forked child of the test process inherits this handler: only the owner tears down.
+        if os.getpid() == self._owner_pid:
+            self.stop()
+
     def stop(self) -> None:
         """Kill everything the lab started, delete its namespaces and links. Idempotent."""
         if self._stopped or not self._started:
             return
         self._stopped = True
         with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
+            atexit.unregister(self._stop_at_exit)
         victims: list[int] = []
         for machine in self.machines.values():
             victims += machine.pids()
