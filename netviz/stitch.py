@@ -309,10 +309,11 @@ class _Stitcher:
         connections = self.connections
         listeners = self.listeners
         add_end = self.ends.append
-        zone = self._zone
         singletons = self.singletons
+        locality = self.locality
         for namespace in machine.snapshot.namespaces:
             netns = namespace.inode
+            netns_zone = (index, netns)
             for entry in namespace.conntrack or ():
                 self._index_translation(index, netns, entry)
             for socket in namespace.sockets:
@@ -341,46 +342,68 @@ class _Stitcher:
                     continue
                 if unconnected:
                     continue  # bound but neither listening nor connected: no flow
-                if socket.local_all or socket.remote_all:
-                    locals_ = _addresses(socket.local, socket.local_all)
-                    remotes = _addresses(remote, socket.remote_all)
-                else:  # TCP/UDP: one address each side, the common case kept inline for speed
-                    local = socket.local
-                    if local is None:
-                        continue
-                    if local.startswith("::ffff:") and "." in local:
-                        local = local[7:]
-                    if remote.startswith("::ffff:") and "." in remote:
-                        remote = remote[7:]
-                    # one shared 1-tuple per distinct address: a million sockets, a few thousand addresses
-                    locals_ = singletons.get(local)
-                    if locals_ is None:
-                        locals_ = singletons[local] = (local,)
-                    remotes = singletons.get(remote)
-                    if remotes is None:
-                        remotes = singletons[remote] = (remote,)
-                end = _End(
-                    index, netns, kind, socket.inode, local_port, remote_port,
-                    locals_, remotes, owner_of(socket.inode), False,
-                )
+                if socket.local_all or socket.remote_all:  # SCTP: every address of the association
+                    self._index_multihomed(
+                        _End(
+                            index, netns, kind, socket.inode, local_port, remote_port,
+                            _addresses(socket.local, socket.local_all), _addresses(remote, socket.remote_all),
+                            owner_of(socket.inode), False,
+                        )
+                    )
+                    continue
+                # TCP/UDP: one address each side; this loop runs a million times, so it is inlined
+                local = socket.local
+                if local is None:
+                    continue
+                if local.startswith("::ffff:") and "." in local:
+                    local = local[7:]
+                if remote.startswith("::ffff:") and "." in remote:
+                    remote = remote[7:]
+                # one shared 1-tuple per distinct address: a million sockets, a few thousand addresses
+                locals_ = singletons.get(local)
+                if locals_ is None:
+                    locals_ = singletons[local] = (local,)
+                    self._locality(local)
+                remotes = singletons.get(remote)
+                if remotes is None:
+                    remotes = singletons[remote] = (remote,)
+                    self._locality(remote)
+                end = _End(index, netns, kind, socket.inode, local_port, remote_port, locals_, remotes, owner_of(socket.inode), False)
                 add_end(end)
-                first = True
-                for local in locals_:
-                    for far in remotes:
-                        end_zone = zone(index, netns, local, far)
-                        if first:
-                            end.zone = end_zone
-                            first = False
-                        key = (kind, local, local_port, far, remote_port, end_zone)
-                        bucket = connections.get(key)
-                        if bucket is None:
-                            connections[key] = end  # a lone end is stored bare: most tuples are unique
-                        else:
-                            if bucket.__class__ is not list:
-                                bucket = connections[key] = [bucket]
-                            bucket.append(end)
-                            for other in bucket:
-                                other.crowded = True
+                reach = locality[local]
+                if locality[remote] > reach:
+                    reach = locality[remote]
+                end_zone = end.zone = None if reach == _LOCAL_GLOBAL else (index if reach == _LOCAL_MACHINE else netns_zone)
+                key = (kind, local, local_port, remote, remote_port, end_zone)
+                bucket = connections.get(key)
+                if bucket is None:
+                    connections[key] = end  # a lone end is stored bare: most tuples are unique
+                else:
+                    self._share_key(key, bucket, end)
+
+    def _share_key(self, key: tuple, bucket: object, end: _End) -> None:
+        """A second socket with the same join key: keep a list and mark them all crowded."""
+        if bucket.__class__ is not list:
+            bucket = self.connections[key] = [bucket]
+        bucket.append(end)
+        for other in bucket:
+            other.crowded = True
+
+    def _index_multihomed(self, end: _End) -> None:
+        self.ends.append(end)
+        first = True
+        for local in end.locals_:
+            for far in end.remotes:
+                zone = self._zone(end.machine, end.netns, local, far)
+                if first:
+                    end.zone = zone
+                    first = False
+                key = (end.kind, local, end.local_port, far, end.remote_port, zone)
+                bucket = self.connections.get(key)
+                if bucket is None:
+                    self.connections[key] = end
+                else:
+                    self._share_key(key, bucket, end)
 
     def _index_translation(self, machine: int, netns: int, entry) -> None:
         original, reply = entry.original, entry.reply
@@ -486,12 +509,14 @@ class _Stitcher:
 
     def run(self) -> None:
         joined = self._join_exact()
+        # the later phases only look at what the exact join left (a few percent of the sockets)
+        self.ends = [end for end in self.ends if not end.matched]
         translated = self._join_translated()
         by_listener = self._join_listeners()
         self._count_leftovers()
         log.debug(
-            "stitch: %d connected sockets, %d exact pairs, %d through NAT, %d to listeners",
-            len(self.ends), joined, translated, by_listener,
+            "stitch: %d exact pairs, %d through NAT, %d to listeners, %d left unmatched",
+            joined, translated, by_listener, sum(1 for end in self.ends if not end.matched),
         )
 
     def _bucket(self, key: tuple) -> Sequence[_End]:
@@ -504,8 +529,22 @@ class _Stitcher:
     def _exact_candidates(self, end: _End) -> list[_End]:
         """Unpaired sockets whose four-tuple is `end`'s reversed and that each end can reach."""
         found: list[_End] = []
-        connections = self.connections
         single = len(end.locals_) == 1 and len(end.remotes) == 1
+        if single and not end.crowded:
+            # the common case: one address each side, a key nobody else has
+            local, far = end.locals_[0], end.remotes[0]
+            bucket = self.connections.get((end.kind, far, end.remote_port, local, end.local_port, end.zone))
+            if bucket is None:
+                return found
+            if bucket.__class__ is not list:
+                if (
+                    bucket is not end
+                    and not bucket.matched
+                    and self._reachable(end.machine, end.netns, far, bucket)
+                    and self._reachable(bucket.machine, bucket.netns, local, end)
+                ):
+                    found.append(bucket)
+                return found
         for far in end.remotes:
             for local in end.locals_:
                 zone = end.zone if single else self._zone(end.machine, end.netns, local, far)
