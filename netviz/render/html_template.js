@@ -131,8 +131,9 @@
       var listening = list(node.listening);
       var label = shorten(nodeName(node), 24);
       if (node.kind === 'process' && listening.length) {
-        var ports = listening.slice(0, 3).map(function (l) { return ':' + l.port; }).join(' ');
-        label += '\n' + ports + (listening.length > 3 ? ' \u2026' : '');
+        // One port per line entry, even when it listens on IPv4 and IPv6 alike.
+        var ports = Array.from(new Set(listening.map(function (l) { return l.port; })));
+        label += '\n' + ports.slice(0, 3).map(function (port) { return ':' + port; }).join(' ') + (ports.length > 3 ? ' \u2026' : '');
       }
       var classes = [node.kind || 'process'];
       if (listening.length) classes.push('listening');
