@@ -581,10 +581,13 @@ def interpret(output: CommandOutput, spec: HostSpec, secret: Optional[str]) -> b
         raise HostFailure(
             TIMEOUT, f"payload did not finish within {math.ceil(spec.command_timeout)} s (stopped on the machine)"
         )
+    if status < 0:
+        # paramiko's -1: the channel closed without an exit status (killed, or the link dropped).
+        said = f"; last error line: {lines[-1][:300]}" if lines else ""
+        raise HostFailure(PAYLOAD_ERROR, f"the session ended without an exit status (payload killed or connection cut){said}")
     if status != 0:
         last = lines[-1] if lines else "no error message"
-        how = f"exit status {status}" if status >= 0 else "killed by a signal"
-        raise HostFailure(PAYLOAD_ERROR, f"payload failed ({how}): {last[:500]}")
+        raise HostFailure(PAYLOAD_ERROR, f"payload failed (exit status {status}): {last[:500]}")
     return output.stdout
 
 

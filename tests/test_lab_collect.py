@@ -197,3 +197,18 @@ def test_failed_machine_keeps_its_last_snapshot_as_stale_and_stitch_uses_it(lab,
     assert graph_flow_keys(graph) == lab.scenario.flow_keys()
     assert [h["name"] for h in graph["hosts"] if h.get("stale")] == ["db"]
     assert "last good snapshot" in stitched.stderr
+
+
+def test_large_snapshot_streams_through_without_stalling(lab, lab_many_sockets, tmp_path):
+    """100,000 sockets make a framed snapshot of several MiB: far past the ~2 MiB at which
+    paramiko stalls when the exit status is awaited before the output is read."""
+    name = lab_many_sockets.machine.name
+    inv = inventory(lab, tmp_path / "hosts.yaml", hosts=[name], command_timeout=120)
+    cache = tmp_path / "cache"
+    result = invoke("collect", "-i", str(inv), "--cache", str(cache))
+    assert result.exit_code == 0, result.output
+    snapshot_file = cache / "latest" / f"{name}.json"
+    assert snapshot_file.stat().st_size > 4 * 1024 * 1024
+    snapshot = json.loads(snapshot_file.read_text())
+    sockets = sum(len(namespace["sockets"]) for namespace in snapshot["namespaces"])
+    assert sockets >= lab_many_sockets.sockets

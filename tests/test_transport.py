@@ -204,7 +204,7 @@ def test_sudo_modes_run_the_payload_and_keep_the_password_off_its_stdin():
          "Sorry, try again.; sudo: 1 incorrect password attempt"),
         (127, b"motd noise\nNETVIZ-FAIL no_python no Python 3.6+ found\n", NO_PYTHON, "no Python 3.6+ found"),
         (1, b"Traceback...\nOSError: boom s3cret\n", PAYLOAD_ERROR, "exit status 1): OSError: boom ********"),
-        (-1, b"", PAYLOAD_ERROR, "killed by a signal"),
+        (-1, b"", PAYLOAD_ERROR, "ended without an exit status"),
     ],
 )
 def test_interpret_exit_status_and_stderr(status, stderr, kind, words):
