@@ -297,3 +297,16 @@ def test_parsers_never_raise_on_damaged_text(text):
     capture.parse_interface_indexes(text)
     capture.parse_nf_conntrack(text)
     capture.parse_passwd(text)
+
+
+def test_sockstat_says_when_tcp_tables_are_empty():
+    stats = capture.parse_sockstat("sockets: used 17\nTCP: inuse 0 orphan 0 tw 0 alloc 1 mem 0\n"
+                                   "UDP: inuse 2 mem 1\n")
+    stats.update(capture.parse_sockstat("TCP6: inuse 3\nUDP6: inuse 0\n"))
+    assert stats["TCP"] == {"inuse": 0, "orphan": 0, "tw": 0, "alloc": 1, "mem": 0}
+    assert capture.tcp_table_is_empty(stats, "tcp") is True
+    assert capture.tcp_table_is_empty(stats, "tcp6") is False
+    assert capture.tcp_table_is_empty(stats, "udp") is False  # only the costly TCP walks are skipped
+    stats["TCP"]["tw"] = 5  # TIME_WAIT rows may be in either table
+    assert capture.tcp_table_is_empty(stats, "tcp") is False
+    assert capture.tcp_table_is_empty({}, "tcp") is False  # no counters: read the table

@@ -831,7 +831,18 @@ def read_namespace(net_dir, coverage, use_netlink=False):
     unkeyed = {}
     os.listdir(net_dir)  # fails early when the process vanished or access is denied
 
+    # Building a namespace's tcp/tcp6 text walks every TCP socket of the machine; the
+    # namespace's own counters say when there is nothing to find (a PrivateNetwork service).
+    stats = {}
+    for name in ("sockstat", "sockstat6"):
+        try:
+            with _open_text(os.path.join(net_dir, name)) as handle:
+                stats.update(parse_sockstat(handle))
+        except OSError:
+            pass
     for filename, proto in INET_TABLES:
+        if tcp_table_is_empty(stats, proto):
+            continue
         records = None
         counts = None
         if use_netlink and filename in NETLINK_TABLES:
@@ -927,6 +938,37 @@ def read_namespace(net_dir, coverage, use_netlink=False):
             continue
 
     return {"addresses": addresses, "sockets": sockets, "unkeyed": unkeyed, "conntrack": conntrack}
+
+
+def parse_sockstat(text):
+    """Parse /proc/net/sockstat or sockstat6: {"TCP": {"inuse": 4, "tw": 0, ...}, "TCP6": {...}}."""
+    out = {}
+    for line in _lines(text):
+        label, _, rest = line.partition(":")
+        fields = rest.split()
+        counters = {}
+        for index in range(0, len(fields) - 1, 2):
+            try:
+                counters[fields[index]] = int(fields[index + 1])
+            except ValueError:
+                pass
+        if label.strip():
+            out[label.strip()] = counters
+    return out
+
+
+def tcp_table_is_empty(stats, proto):
+    """True when the sockstat counters show that the tcp or tcp6 table has no row at all.
+
+    `inuse` counts the hashed sockets of one family (listening, connecting, connected) and
+    `tw` the TIME_WAIT rows of both families. Missing counters mean "unknown": read the table.
+    """
+    label = {"tcp": "TCP", "tcp6": "TCP6"}.get(proto)
+    if label is None:
+        return False
+    in_use = stats.get(label, {}).get("inuse")
+    time_wait = stats.get("TCP", {}).get("tw")
+    return in_use == 0 and time_wait == 0
 
 
 def _dedupe_sockets(records):
