@@ -438,10 +438,14 @@
   function boxesOf(nodes) {
     var names = new Set();
     nodes.forEach(function (node) { if (node.isNode() && node.data('machine') !== undefined) names.add(node.data('machine')); });
-    var boxes = cy.collection();
-    if (state.groupBy !== 'process' || !hasProcessLevel) return boxes;
-    names.forEach(function (name) { boxes = boxes.union(cy.getElementById(machineId(machines.get(name)))); });
-    return boxes;
+    if (state.groupBy !== 'process' || !hasProcessLevel) return cy.collection();
+    return elementsById(Array.from(names, function (name) { return machineId(machines.get(name)); }));
+  }
+  // One collection from many ids at once (a union per id would cost quadratic time).
+  function elementsById(ids) {
+    var found = [];
+    ids.forEach(function (id) { var element = cy.getElementById(id); if (element.length) found.push(element[0]); });
+    return cy.collection(found);
   }
   function membersOf(machine) {
     return cy.collection(machine.nodes.map(function (node) { return cy.getElementById(String(node.id)); }));
@@ -451,13 +455,13 @@
     return keep.union(boxesOf(keep));
   }
   function viaMachines(flowIds) {
-    var keep = cy.collection();
+    var ids = [];
     flowIds.forEach(function (id) {
       var flow = flowById.get(id);
       var machine = flow && flow.via ? machines.get(String(flow.via)) : null;
-      if (machine) keep = keep.union(cy.getElementById(state.groupBy === 'process' ? machineId(machine) : machineNodeId(machine)));
+      if (machine) ids.push(state.groupBy === 'process' ? machineId(machine) : machineNodeId(machine));
     });
-    return keep;
+    return elementsById(ids);
   }
   function selectElement(target) {
     var keep;
@@ -545,27 +549,27 @@
       focusOn(null);
       return cy.collection();
     }
-    var matched = cy.collection();
+    var ids = [];
     var machineHit = new Set(result.machines);
     var nodeHit = new Set(result.nodes);
     var flowHit = new Set(result.flows);
     if (state.groupBy === 'process' || !hasProcessLevel) {
       result.machines.forEach(function (name) {
         var machine = machines.get(name);
-        if (hasProcessLevel) matched = matched.union(cy.getElementById(machineId(machine)));
-        else machine.nodes.forEach(function (node) { matched = matched.union(cy.getElementById(String(node.id))); });
+        if (hasProcessLevel) ids.push(machineId(machine));
+        else machine.nodes.forEach(function (node) { ids.push(String(node.id)); });
       });
-      result.nodes.forEach(function (id) { matched = matched.union(cy.getElementById(id)); });
-      result.flows.forEach(function (id) { matched = matched.union(cy.getElementById(id)); });
+      ids = ids.concat(result.nodes, result.flows);
     } else {
       machineList.forEach(function (machine) {
         var hit = machineHit.has(machine.name) || machine.nodes.some(function (n) { return n.kind !== 'outside' && nodeHit.has(String(n.id)); });
-        if (hit) matched = matched.union(cy.getElementById(machineNodeId(machine)));
+        if (hit) ids.push(machineNodeId(machine));
       });
       aggregated.forEach(function (flows, id) {
-        if (flows.some(function (f) { return flowHit.has(String(f.id)); })) matched = matched.union(cy.getElementById(id));
+        if (flows.some(function (f) { return flowHit.has(String(f.id)); })) ids.push(id);
       });
     }
+    var matched = elementsById(ids);
     matched = matched.filter(function (element) { return !element.hasClass('hidden'); });
     var parts = [];
     if (result.machines.length) parts.push(result.machines.length + (result.machines.length === 1 ? ' machine' : ' machines'));
