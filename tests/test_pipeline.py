@@ -68,6 +68,8 @@ def test_output_format_follows_extension_unless_forced(tmp_path):
     cache = str(tmp_path / "cache")
     dot = invoke("run", "--cache", cache)
     assert dot.exit_code == EXIT_OK and dot.stdout.startswith("digraph")  # no --output: DOT on stdout
+    table = invoke("run", "--cache", cache, "--format", "table")
+    assert table.exit_code == EXIT_OK and socket.gethostname() in table.stdout
     forced = tmp_path / "map.svg"
     result = invoke("run", "--cache", cache, "--format", "json", "--output", str(forced))
     assert result.exit_code == EXIT_OK
