@@ -367,3 +367,22 @@ def test_own_namespace_addresses_match_ip():
     (namespace,) = [ns for ns in doc["namespaces"] if ns["inode"] == own_netns()]
     ours = {(a["interface"], a["family"], a["address"], a["prefix"]) for a in namespace["addresses"]}
     assert ours == ip_addresses(None)
+
+
+def test_odd_process_names_survive_exactly():
+    """A real process renames itself with bytes that are not UTF-8, a newline, quotes and ')'."""
+    name = b'o\xff"q")\nx y'
+    code = ("import sys\nopen('/proc/self/comm', 'wb').write(%r)\nprint('ready', flush=True)\nsys.stdin.read()" % name)
+    process = subprocess.Popen([sys.executable, "-c", code, "arg\xe9", "two words"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE)
+    try:
+        assert process.stdout.readline() == b"ready\n"
+        doc = run_payload()
+    finally:
+        process.stdin.close()
+        process.wait(timeout=10)
+    (mine,) = [p for p in doc["processes"] if p["pid"] == process.pid]
+    assert bytes.fromhex(mine["comm_hex"]) == name
+    assert mine["comm"] == 'o\\xff"q")\nx y'
+    assert mine["cmdline"][-2:] == ["arg\xe9", "two words"] and "cmdline_hex" not in mine
+    parse_snapshot(doc, "odd names")
