@@ -334,7 +334,8 @@ def test_stop_leaves_no_namespace_link_or_process(tmp_path):
     lab.add_machine("one")
     lab.add_machine("two", python=False)
     lab.start()
-    pids = lab.machines["one"].pids() + lab.machines["two"].pids()
+    # pid 1 of each machine (pids() could also catch sshd's short-lived child from the readiness probe)
+    pids = [machine.init_pid for machine in lab.machines.values()]
     pids.append(lab.machines["one"].run(["sleep", "300"]))
     pids.append(lab.run_outside(["sleep", "300"]))
     netns = [machine.netns for machine in lab.machines.values()]
