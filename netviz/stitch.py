@@ -368,6 +368,8 @@ class _Stitcher:
                 if remotes is None:
                     remotes = singletons[remote] = (remote,)
                     self._locality(remote)
+                # join keys built from the shared strings compare by identity and reuse cached hashes
+                local, remote = locals_[0], remotes[0]
                 end = _End(index, netns, kind, socket.inode, local_port, remote_port, locals_, remotes, owner_of(socket.inode), False)
                 add_end(end)
                 reach = locality[local]
