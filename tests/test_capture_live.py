@@ -386,3 +386,16 @@ def test_odd_process_names_survive_exactly():
     assert mine["comm"] == 'o\\xff"q")\nx y'
     assert mine["cmdline"][-2:] == ["arg\xe9", "two words"] and "cmdline_hex" not in mine
     parse_snapshot(doc, "odd names")
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_own_namespace_is_captured_even_when_no_other_process_is_visible(load):
+    """In a fresh pid namespace the payload is alone: its network namespace is still read."""
+    doc = run_payload(prefix=("unshare", "--mount", "--pid", "--fork", "--mount-proc"))
+    assert doc["processes"] == []
+    (namespace,) = doc["namespaces"]
+    assert namespace["inode"] == own_netns() and namespace["pids"] == 0
+    ports = {s["local_port"] for s in namespace["sockets"] if s["state"] == "LISTEN"}
+    assert load["tcp"][2] in ports
+    assert doc["coverage"]["unattributed_sockets"] == len(namespace["sockets"])

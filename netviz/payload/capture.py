@@ -1034,7 +1034,7 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False)
 
     own_pid = _own_pid_in(proc_root)
     own_netns = None
-    if own_pid is not None and use_netlink:
+    if own_pid is not None:
         try:
             own_netns = _netns_key("/proc/self/ns/net")
         except OSError:
@@ -1043,7 +1043,6 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False)
     processes = []
     held = {}  # pid -> socket inodes among its fds
     namespace_pids = {}  # netns inode -> pids living in it (in scan order)
-    namespace_keys = {}
     for pid in list_pids(proc_root):
         if pid == own_pid:
             continue  # the payload itself
@@ -1058,18 +1057,25 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False)
         if netns is not None:
             namespace_pids.setdefault(netns, []).append(pid)
 
+    # The payload's own namespace is always captured, through its own pid as a last resort:
+    # without root under `hidepid`, no other process of it may be visible.
+    readers = dict((netns, list(pids)) for netns, pids in namespace_pids.items())
+    if own_netns is not None:
+        readers.setdefault(own_netns[1], []).append(own_pid)
+
     namespaces = []
     known = set()
-    for netns in sorted(namespace_pids):
-        pids = namespace_pids[netns]
+    for netns in sorted(readers):
+        pids = namespace_pids.get(netns, [])
         table = None
-        for pid in pids:
+        for pid in readers[netns]:
             base = os.path.join(proc_root, str(pid))
             try:
                 key = _netns_key(base + "/ns/net")
                 if key[1] != netns:
                     continue  # the process moved to another namespace meanwhile
-                table = read_namespace(base + "/net", coverage, use_netlink=(key == own_netns))
+                table = read_namespace(base + "/net", coverage,
+                                       use_netlink=use_netlink and key == own_netns)
                 # A pid that exited mid-read may have been reused by a process elsewhere.
                 if _netns_key(base + "/ns/net")[1] != netns:
                     table = None
