@@ -144,7 +144,7 @@ class Node:
 
     @property
     def is_unconfined(self) -> bool:
-        return any(_is_unconfined(context) for context in self.contexts)
+        return any(is_unconfined(context) for context in self.contexts)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -162,8 +162,9 @@ class Node:
         }
 
 
-def _is_unconfined(context: str) -> bool:
-    # AppArmor writes "unconfined"; SELinux "unconfined_u:unconfined_r:unconfined_t:s0".
+def is_unconfined(context: str) -> bool:
+    """Is this security context unconfined? AppArmor writes "unconfined", SELinux
+    "unconfined_u:unconfined_r:unconfined_t:s0"."""
     return context == "unconfined" or "unconfined_t" in context
 
 

@@ -59,7 +59,6 @@ from netviz.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
-CONNECTION_KINDS = frozenset({"tcp", "udp", "udplite", "sctp"})
 DATAGRAM_KINDS = frozenset({"udp", "udplite"})
 INGRESS_PROTOS = frozenset({"raw", "raw6", "packet", "icmp", "icmp6"})
 WILDCARDS = frozenset({"0.0.0.0", "::"})

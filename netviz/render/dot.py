@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 
-from netviz.graph import KIND_HOST, KIND_OUTSIDE, UNATTRIBUTED, Flow, FlowGraph, HostEntry, Node
+from netviz.graph import KIND_HOST, KIND_OUTSIDE, UNATTRIBUTED, Flow, FlowGraph, HostEntry, Node, is_unconfined
 from netviz.textsafe import for_terminal
 
 MAX_PIDS_SHOWN = 6
@@ -65,16 +65,12 @@ def node_label(node: Node) -> str:
     lines.extend(users)
     for context in node.contexts:
         text = label_text(context)
-        lines.append(_font(text, UNCONFINED_COLOR) if _unconfined(context) else text)
+        lines.append(_font(text, UNCONFINED_COLOR) if is_unconfined(context) else text)
     if node.listening:
         lines.append(_listening(node))
     for item in node.ingress:
         lines.append(_font("ingress " + label_text(item.describe()), INGRESS_COLOR))
     return "<" + "<BR/>".join(lines) + ">"
-
-
-def _unconfined(context: str) -> bool:
-    return context == "unconfined" or "unconfined_t" in context
 
 
 def cluster_label(host: HostEntry) -> str:
