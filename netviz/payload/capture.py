@@ -1090,6 +1090,7 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False)
             coverage.note("namespace %d: /proc/PID/net unreadable" % netns)
             continue
         table["sockets"] = _dedupe_sockets(table["sockets"])
+        table["sockets"].sort(key=_INODE)  # stable output: two captures diff cleanly
         known.update(map(_INODE, table["sockets"]))
         namespaces.append((netns, len(pids), table))
 
