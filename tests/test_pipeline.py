@@ -67,12 +67,14 @@ def test_stitch_without_arguments_reads_the_latest_cached_run(local_run):
 def test_output_format_follows_extension_unless_forced(tmp_path):
     cache = str(tmp_path / "cache")
     dot = invoke("run", "--cache", cache)
-    assert dot.exit_code == EXIT_OK and dot.stdout.startswith("digraph")  # no --output: DOT on stdout
+    assert dot.exit_code == EXIT_OK, dot.output
+    assert dot.stdout.startswith("digraph"), dot.stdout[:500]  # no --output: DOT on stdout
     table = invoke("run", "--cache", cache, "--format", "table")
-    assert table.exit_code == EXIT_OK and socket.gethostname() in table.stdout
+    assert table.exit_code == EXIT_OK, table.output
+    assert socket.gethostname() in table.stdout, table.stdout[:2000]
     forced = tmp_path / "map.svg"
     result = invoke("run", "--cache", cache, "--format", "json", "--output", str(forced))
-    assert result.exit_code == EXIT_OK
+    assert result.exit_code == EXIT_OK, result.output
     assert json.loads(forced.read_text())["schema"] == "netviz.graph/1"
 
 
