@@ -581,6 +581,8 @@ class Lab:
         known_host_key: str = "match",
         groups: Sequence[str] = (),
         inventory: Optional[dict[str, Any]] = None,
+        user: Optional[str] = None,
+        sudo: Optional[bool] = None,
         description: str = "",
     ) -> Machine:
         """Declare a machine (started by ``start()``, or now if the lab runs).
@@ -593,7 +595,8 @@ class Lab:
         - ``authorize_client=False``: the lab's client key is not authorized (auth fails).
         - ``known_host_key``: ``match``; ``changed`` (known_hosts holds another key for it);
           ``absent`` (it is not in known_hosts at all).
-        - ``inventory``: per-host keys for ``write_inventory`` (``user``, ``sudo``, ...).
+        - ``inventory``: per-host keys for ``write_inventory``; ``user`` and ``sudo`` are
+          shortcuts for the two most used (users: root, labuser, labsudo, labadmin).
         """
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name):
             raise ValueError(f"machine name {name!r}: lowercase letters, digits and '-', starting with a letter")
@@ -611,6 +614,10 @@ class Lab:
             known_host_key=known_host_key, groups=tuple(groups), inventory=dict(inventory or {}),
             description=description,
         )
+        if user is not None:
+            machine.inventory["user"] = user
+        if sudo is not None:
+            machine.inventory["sudo"] = sudo
         self.machines[name] = machine
         if self._started:
             self._assign_addresses(machine)
@@ -977,8 +984,8 @@ class Lab:
         groups: Optional[dict[str, Sequence[str]]] = None,
         **defaults: Any,
     ) -> Path:
-        """Write a netviz inventory (YAML) for ``hosts`` (default: every machine with an sshd
-        plus every phantom host, in the order they were added). ``defaults`` override the
+        """Write a netviz inventory (YAML) for ``hosts`` (default: every machine, then every
+        phantom host, each in the order they were added). ``defaults`` override the
         lab's defaults (user root, port 22, the lab key and known_hosts, sudo false,
         connect_timeout 5, command_timeout 30). Groups are those given to add_machine /
         add_phantom (restricted to ``hosts``), plus ``groups``."""

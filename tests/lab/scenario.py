@@ -367,9 +367,9 @@ def add_fault_hosts(lab: Lab) -> list[FaultHost]:
     machine("hang", "timeout", "python3 reads its input and never answers", FAULT_GROUP,
             python_wrapper=hanging_python())
     machine("nosudo", "sudo", f"logs in as {UNPRIVILEGED_USER}, who has no sudoers entry", FAULT_GROUP,
-            inventory={"user": UNPRIVILEGED_USER, "sudo": True})
+            user=UNPRIVILEGED_USER, sudo=True)
     machine("sudopass", "sudo", f"logs in as {SUDO_PASSWORD_USER}, whose sudo needs a password", FAULT_GROUP,
-            inventory={"user": SUDO_PASSWORD_USER, "sudo": True})
+            user=SUDO_PASSWORD_USER, sudo=True)
 
     machine("slow", "ok", f"python3 starts after {SLOW_SECONDS} s (a slow machine; no sch_netem here)",
             HARDENING_GROUP, python_wrapper=slow_python(SLOW_SECONDS))
@@ -381,7 +381,7 @@ def add_fault_hosts(lab: Lab) -> list[FaultHost]:
             HARDENING_GROUP, python_wrapper=session_killing_python(TRUNCATE_BYTES, DIES_AFTER_SECONDS))
 
     machine("sudoer", "ok", f"logs in as {SUDO_NOPASSWD_USER}, who may sudo without a password", CONTROL_GROUP,
-            inventory={"user": SUDO_NOPASSWD_USER, "sudo": True})
+            user=SUDO_NOPASSWD_USER, sudo=True)
     machine("altport", "ok", "sshd on port 2222 ([address]:2222 in known_hosts)", CONTROL_GROUP, port=2222)
     return hosts
 
