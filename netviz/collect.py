@@ -160,7 +160,6 @@ def collect(
         max_workers=max(1, min(parallel, len(hosts))), thread_name_prefix="netviz-collect"
     )
     futures = {executor.submit(work, spec): spec for spec in hosts}
-    by_name = {spec.name: spec for spec in hosts}
     waiting = set(futures)
 
     def report_starts() -> None:
@@ -206,10 +205,9 @@ def collect(
             attempt.cancel()
         executor.shutdown(wait=False, cancel_futures=True)
         raise Interrupted("interrupted: no snapshot was cached for this run") from None
+    # Workers given up by the watchdog finish on their own (their sockets are closed): no waiting.
     executor.shutdown(wait=False)
-    return [results[spec.name] for spec in hosts if spec.name in results] + [
-        HostResult(name, FAILED, TIMEOUT, "not collected") for name in by_name if name not in results
-    ]
+    return [results[spec.name] for spec in hosts]
 
 
 def collect_local(name: str, timeout: float = 60.0, payload: Optional[bytes] = None) -> HostResult:
