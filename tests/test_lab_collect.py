@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -149,20 +150,22 @@ def test_revoked_key_is_refused_even_with_accept_new(lab, tmp_path):
     assert entry["category"] == "host_key" and "revoked" in entry["message"]
 
 
-def test_ssh_config_alias_and_proxyjump(lab, tmp_path):
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing (the ProxyCommand host uses it)")
+def test_ssh_config_alias_proxyjump_and_proxycommand(lab, tmp_path):
     web, db, cache_machine = lab.machines["web"], lab.machines["db"], lab.machines["cache"]
     ssh_config = tmp_path / "ssh_config"
     ssh_config.write_text(
         f"Host webalias\n  HostName {web.ipv4}\n  User root\n  IdentityFile {lab.client_key}\n"
         f"Host cachejump\n  HostName {cache_machine.ipv4}\n  ProxyJump root@{db.ipv4}\n"
         f"  IdentityFile {lab.client_key}\n"
+        f"Host dbproxied\n  HostName {db.ipv4}\n  ProxyCommand socat - TCP:%h:%p\n"
     )
     inv = tmp_path / "hosts.yaml"
     inv.write_text(yaml.safe_dump({
         # The hop has no ssh_config entry: like OpenSSH, it uses the default key (defaults here).
         "defaults": {"known_hosts": str(lab.known_hosts), "connect_timeout": CONNECT_TIMEOUT, "user": "root",
                      "identity_file": str(lab.client_key)},
-        "hosts": {"webalias": None, "cachejump": None},
+        "hosts": {"webalias": None, "cachejump": None, "dbproxied": None},
     }))
     cache = tmp_path / "cache"
     log_size = cache_machine.sshd_log.stat().st_size
@@ -170,7 +173,7 @@ def test_ssh_config_alias_and_proxyjump(lab, tmp_path):
     assert result.exit_code == 0, result.output
     hostnames = {entry["host"]: json.loads((cache / "latest" / entry["snapshot"]).read_text())["host"]["hostname"]
                  for entry in manifest(cache)["hosts"]}
-    assert hostnames == {"webalias": "web", "cachejump": "cache"}
+    assert hostnames == {"webalias": "web", "cachejump": "cache", "dbproxied": "db"}
     # cache's sshd saw the login come from db: the jump was taken.
     with open(cache_machine.sshd_log) as log:
         log.seek(log_size)
