@@ -53,6 +53,9 @@ def manifest(cache: Path) -> dict:
 
 def test_run_renders_exact_flows_while_every_fault_gets_its_category(lab, tmp_path):
     inv = inventory(lab, tmp_path / "hosts.yaml")
+    document = yaml.safe_load(inv.read_text())
+    document["hosts"]["ghost"] = {"address": "ghost.invalid"}  # a name no resolver knows
+    inv.write_text(yaml.safe_dump(document, sort_keys=False))
     cache = tmp_path / "cache"
     output = tmp_path / "map.json"
     started = time.monotonic()
@@ -72,7 +75,8 @@ def test_run_renders_exact_flows_while_every_fault_gets_its_category(lab, tmp_pa
     connect_phase = CONNECT_TIMEOUT * 4 + 1
     for name in ("closed", "wrongkey", "changedkey", "unknownkey", "nopython", "nosudo", "sudopass"):
         assert hosts[name]["seconds"] < 3, hosts[name]
-    for name in ("blackhole", "unreachable"):
+    assert hosts["ghost"]["category"] == "dns"
+    for name in ("blackhole", "unreachable", "ghost"):
         assert hosts[name]["seconds"] < connect_phase, hosts[name]
     assert COMMAND_TIMEOUT <= hosts["hang"]["seconds"] < COMMAND_TIMEOUT + 7, hosts["hang"]
     assert elapsed < COMMAND_TIMEOUT + 25
