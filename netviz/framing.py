@@ -28,7 +28,9 @@ VERSION = 1
 # A snapshot of a very large machine is tens of MiB of JSON; refuse to inflate past this.
 MAX_JSON_BYTES = 1 << 30
 
-_HEADER = re.compile(rb"NETVIZ-SNAPSHOT-BEGIN (\d+) (\d+) ([0-9a-f]{64})\r?$")
+# Digits are bounded: int() refuses numbers past 4,300 digits with a ValueError, and no real
+# version or length needs more than a few.
+_HEADER = re.compile(rb"NETVIZ-SNAPSHOT-BEGIN (\d{1,9}) (\d{1,19}) ([0-9a-f]{64})\r?$")
 
 
 class FrameError(NetvizError):
