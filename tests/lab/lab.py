@@ -53,7 +53,7 @@ CLEAN_ENV = {
 # The system interpreter every machine runs its programs with (never a virtualenv's).
 SYSTEM_PYTHON = "/usr/bin/python3"
 
-REQUIRED_TOOLS = ("ip", "unshare", "nsenter", "sshd", "ssh-keygen", "ssh", "ss", "sudo", "setsid", "mount")
+REQUIRED_TOOLS = ("ip", "unshare", "nsenter", "sshd", "ssh-keygen", "ssh", "ss", "sudo", "setsid", "mount", "openssl")
 
 # Users that exist only inside the lab machines (bind-mounted /etc/passwd, shadow, group and
 # sudoers). Every one of them logs in with the lab's client key.
@@ -807,7 +807,7 @@ class Lab:
         passwd = Path("/etc/passwd").read_text()
         group = Path("/etc/group").read_text()
         shadow = Path("/etc/shadow").read_text() if Path("/etc/shadow").exists() else ""
-        password_hash = _run(["openssl", "passwd", "-6", SUDO_PASSWORD], check=False).stdout.strip() or "*"
+        password_hash = _run(["openssl", "passwd", "-6", SUDO_PASSWORD]).stdout.strip()
         for user, uid in LAB_USERS.items():
             passwd += f"{user}:x:{uid}:{uid}:netviz lab user:/home/{user}:/bin/bash\n"
             group += f"{user}:x:{uid}:\n"
