@@ -111,10 +111,12 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
             raise InventoryError("--limit needs --inventory")
         name = socket.gethostname() or "localhost"
         reporter.begin(1)
-        reporter.started(name)
-        results = [collect_local(name, timeout=LOCAL_COMMAND_TIMEOUT)]
-        reporter.finished(results[0])
-        reporter.end()
+        try:
+            reporter.started(name)
+            results = [collect_local(name, timeout=LOCAL_COMMAND_TIMEOUT)]
+            reporter.finished(results[0])
+        finally:
+            reporter.end()
     else:
         hosts = select_hosts(request)
         options = TransportOptions(
