@@ -36,6 +36,7 @@ PROTOS = frozenset({"tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", 
                     "icmp", "icmp6", "packet", "sctp"})
 _STATE = re.compile(r"[A-Z][A-Z0-9_]{0,31}\Z")
 _HEX = re.compile(r"(?:[0-9a-f]{2})*\Z")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,10 @@ class _Field:
         return _Field(self.source, self._join(name), self.value[name])
 
     def _join(self, name: str) -> str:
+        # Keys of open-ended objects (`unkeyed`, legacy pids) come from the document itself:
+        # anything but a plain word is quoted, so the message stays one printable line.
+        if not _PLAIN_KEY.match(name):
+            return f"{self.path}[{_show(name)}]"
         return f"{self.path}.{name}" if self.path else name
 
     @property
