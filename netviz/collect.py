@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import importlib.resources
-import json
 import subprocess
 import sys
 import threading
@@ -75,7 +74,7 @@ def payload_source() -> bytes:
 def validate_output(name: str, stdout: bytes) -> tuple[str, "Snapshot"]:
     """Decode the frame and validate the snapshot; any problem is a bad_output HostFailure."""
     from netviz.framing import FrameError, decode_framed
-    from netviz.snapshot import parse_snapshot
+    from netviz.snapshot import loads_document, parse_snapshot
 
     try:
         text = decode_framed(stdout)
@@ -83,8 +82,10 @@ def validate_output(name: str, stdout: bytes) -> tuple[str, "Snapshot"]:
         shown = "no output at all" if not stdout.strip() else str(error)
         raise HostFailure(BAD_OUTPUT, f"no usable snapshot in the output ({shown})") from None
     try:
-        document = json.loads(text)
-    except ValueError as error:
+        # The same strict reading as a cached file (no NaN, no duplicate keys, nesting turned
+        # into an error rather than a RecursionError): what is accepted here loads again later.
+        document = loads_document(text, name)
+    except NetvizError as error:
         raise HostFailure(BAD_OUTPUT, f"the snapshot is not JSON: {error}") from None
     try:
         snapshot = parse_snapshot(document, source=name, name=name)
