@@ -551,3 +551,21 @@ def test_unclaimed_address_with_two_candidate_peers_is_unresolved():
     graph = stitch([a.build(), b.build(), c.build()])
     assert edges(graph) == set()
     assert host(graph, "a").unresolved == 1
+
+
+def test_container_egress_masquerade_joins_through_the_docker_hosts_conntrack():
+    host = Machine("dockerhost", "10.0.0.2", "172.17.0.1")
+    host.namespace(7001, "172.17.0.2")
+    host.process(60, "worker", netns=7001)
+    host.connect(60, "tcp", "172.17.0.2:40000", "10.0.0.3:5432", netns=7001)
+    host.conntrack("tcp", ("172.17.0.2:40000", "10.0.0.3:5432"), ("10.0.0.3:5432", "10.0.0.2:61000"))
+    other = Machine("otherdocker", "10.0.0.4", "172.17.0.1")
+    other.namespace(7001, "172.17.0.2")  # the same container address on another Docker host
+    other.process(70, "idle", netns=7001)
+    db = Machine("db", "10.0.0.3")
+    db.process(2, "postgres")
+    db.listen(2, "tcp", "0.0.0.0:5432")
+    db.connect(2, "tcp", "10.0.0.3:5432", "10.0.0.2:61000")  # the server sees the docker host's address
+    graph = stitch([host.build(), other.build(), db.build()])
+    assert edges(graph) == {("dockerhost/worker", "db/postgres", "tcp", 5432, 1, "via=dockerhost")}
+    assert graph.unresolved == 0 and graph.outside == 0
