@@ -7,9 +7,11 @@ Three graphs:
      the target of issue 6, HTML written in under 5 s and first drawn in under 5 s;
   2. the same number of machines from the real pipeline: benchmarks/synth.py snapshots stitched by
      netviz.stitch with one node per pid (its machines hold a fixed set of processes, so the node
-     count is what it is; printed);
+     count is what it is, with about four times the flows of graph 1); printed, not held to the
+     targets;
   3. `--big-machines` machines with the same processes: still usable? Times a highlight (a tap on
-     the busiest node), a search, a zoom step and a pan step, each until the next frame is drawn.
+     the busiest node), a search, a zoom step and a pan step, each until the next frame is drawn
+     (target: under 1 s each), and prints how long switching to the machine view takes.
 
 "Written" is render_html plus writing the file. "Drawn" is measured by the browser: from
 navigation start to the page's `window.netvizReady` flag, which it sets in the frame after
@@ -31,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from netviz.render.html import render_html  # noqa: E402
-from tests.browser.chromium import missing_reason, open_page  # noqa: E402
+from tests.browser.chromium import browser_cpu_seconds, missing_reason, open_page  # noqa: E402
 from tests.browser.graphs import synthetic_graph  # noqa: E402
 
 TARGET_WRITE_SECONDS = 5.0
@@ -69,7 +71,7 @@ INTERACTIONS = {
         await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
         return performance.now() - start;
     }""",
-    "group by machine": """async () => {
+    "group by machine (printed, no target)": """async () => {
         const start = performance.now();
         window.netviz.setGroupBy('machine');
         await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
@@ -96,9 +98,11 @@ def write(doc: dict[str, Any], path: Path) -> float:
     return time.perf_counter() - started
 
 
-def draw(path: Path, interactions: bool) -> tuple[float, dict[str, float]]:
-    """(seconds from navigation start to netvizReady, {interaction: seconds}) in a fresh browser."""
+def draw(path: Path, interactions: bool) -> tuple[float, float, dict[str, float]]:
+    """(seconds from navigation start to netvizReady, CPU seconds of the whole browser by then,
+    {interaction: seconds}), in a fresh browser."""
     with open_page(path, timeout_s=120) as (page, log):
+        cpu_s = browser_cpu_seconds(log.profile)
         drawn_ms = page.evaluate("window.netvizTimings.drawn")
         drawn_nodes = page.evaluate("window.netviz.cy.nodes().length")
         if log.page_errors:
@@ -110,7 +114,7 @@ def draw(path: Path, interactions: bool) -> tuple[float, dict[str, float]]:
                 timings[name] = page.evaluate(script) / 1000
         if drawn_nodes == 0:
             raise RuntimeError("the page drew no nodes")
-    return drawn_ms / 1000, timings
+    return drawn_ms / 1000, cpu_s, timings
 
 
 def describe(doc: dict[str, Any]) -> str:
@@ -133,29 +137,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_html: cannot run: {reason}", file=sys.stderr)
         return 2
 
+    # (label, graph, time interactions?, held to the targets?)
     cases = [
-        ("target", synthetic_graph(args.machines, args.processes), False),
-        ("pipeline", real_pipeline_graph(args.machines), False),
-        ("big", synthetic_graph(args.big_machines, args.processes), True),
+        ("target", synthetic_graph(args.machines, args.processes), False, True),
+        ("pipeline", real_pipeline_graph(args.machines), False, False),
+        ("big", synthetic_graph(args.big_machines, args.processes), True, True),
     ]
     failed = False
     with tempfile.TemporaryDirectory(prefix="netviz-bench-html-") as scratch:
-        for label, doc, interact in cases:
+        for label, doc, interact, gated in cases:
             path = Path(scratch) / f"{label}.html"
             write_s = min(write(doc, path) for _ in range(args.repeats))
             runs = [draw(path, interact) for _ in range(args.repeats)]
             draws = sorted(run[0] for run in runs)
             draw_s = draws[0]
+            cpu_s = min(run[1] for run in runs)
             # Each interaction's best over the runs: other load on the machine only ever adds time.
-            timings = {name: min(run[1][name] for run in runs) for name in runs[0][1]}
+            timings = {name: min(run[2][name] for run in runs) for name in runs[0][2]}
             size_mib = path.stat().st_size / 1024**2
             print(f"{label:9s} {describe(doc)}: {size_mib:.1f} MiB")
             print(f"{'':9s} HTML written {write_s:.2f} s (target {TARGET_WRITE_SECONDS:.0f} s, "
                   f"ratio {write_s / TARGET_WRITE_SECONDS:.2f}); first drawn {draw_s:.2f} s "
                   f"(target {TARGET_DRAW_SECONDS:.0f} s, ratio {draw_s / TARGET_DRAW_SECONDS:.2f}; "
-                  f"all runs: {', '.join(f'{d:.2f}' for d in draws)})")
-            failed |= write_s > TARGET_WRITE_SECONDS or draw_s > TARGET_DRAW_SECONDS
+                  f"all runs: {', '.join(f'{d:.2f}' for d in draws)}); browser CPU by then {cpu_s:.2f} s"
+                  f"{'' if gated else ' [printed, no target]'}")
+            if gated:
+                failed |= write_s > TARGET_WRITE_SECONDS or draw_s > TARGET_DRAW_SECONDS
             for name, seconds in timings.items():
+                if "no target" in name:
+                    print(f"{'':9s} {name}: {seconds * 1000:.0f} ms")
+                    continue
                 print(f"{'':9s} {name}: {seconds * 1000:.0f} ms (target {TARGET_INTERACTION_SECONDS * 1000:.0f} ms)")
                 failed |= seconds > TARGET_INTERACTION_SECONDS
             if args.keep:

@@ -54,6 +54,7 @@ def missing_reason() -> Optional[str]:
 class PageLog:
     """What a page did besides drawing: requests it made, console errors, uncaught exceptions."""
 
+    profile: str = ""
     requests: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
@@ -74,6 +75,7 @@ def browser(width: int = 1400, height: int = 900) -> Iterator[Any]:
                 args=CHROMIUM_FLAGS,
                 viewport={"width": width, "height": height},
             )
+            context.netviz_profile = profile
             try:
                 yield context
             finally:
@@ -87,7 +89,7 @@ def open_page(html_path: Path, width: int = 1400, height: int = 900, timeout_s: 
     """Open `html_path` from disk and wait for the map's `window.netvizReady`; yields (page, log)."""
     with browser(width, height) as context:
         page = context.pages[0] if context.pages else context.new_page()
-        log = PageLog()
+        log = PageLog(profile=context.netviz_profile)
         page.on("request", lambda request: log.requests.append(request.url))
         page.on("console", lambda message: log.console_errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: log.page_errors.append(str(error)))
@@ -103,3 +105,40 @@ def screenshot_html(html_path: Path, png_path: Path, width: int = 1600, height: 
         page.wait_for_timeout(300)
         png_path.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(png_path))
+
+
+def browser_cpu_seconds(profile: str) -> float:
+    """CPU seconds used so far by the Chromium started with `profile`, all its processes together.
+
+    On a busy machine wall-clock times swing with other programs' load; CPU time does not, so
+    benchmarks print both.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    usage: dict[int, float] = {}
+    roots: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat_file:
+                stat = stat_file.read().decode("utf-8", "replace")
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline_file:
+                cmdline = cmdline_file.read().decode("utf-8", "replace")
+        except OSError:
+            continue  # exited while we looked
+        fields = stat[stat.rindex(")") + 2:].split()
+        pid = int(entry)
+        parents[pid] = int(fields[1])
+        usage[pid] = (int(fields[11]) + int(fields[12])) / ticks
+        if f"--user-data-dir={profile}" in cmdline and "--type=" not in cmdline:
+            roots.append(pid)
+    tree = set(roots)
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(usage[pid] for pid in tree)
