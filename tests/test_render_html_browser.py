@@ -259,3 +259,29 @@ def test_screenshot(lab_page: Any, tmp_path: Path) -> None:
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         (Path(keep) / "lab-like-map.png").write_bytes(data)
+
+
+def test_stitched_fleet_through_render_html_graph(tmp_path: Path) -> None:
+    """The real path: synthetic snapshots, the stitcher's FlowGraph, render_html_graph, a browser."""
+    from benchmarks.synth import make_fleet
+    from netviz.render.html import render_html_graph
+    from netviz.snapshot import parse_snapshot
+    from netviz.stitch import stitch
+
+    snapshots = [parse_snapshot(doc, source=f"synthetic {index}") for index, doc in enumerate(make_fleet(4, 60, seed=2))]
+    graph = stitch(snapshots, group_by="process", show_external=True)
+    doc = graph.to_json_dict()
+    assert any(flow["via"] for flow in doc["flows"]) and any(node["ingress"] for node in doc["nodes"])
+    html_path = tmp_path / "fleet.html"
+    html_path.write_text(render_html_graph(graph), encoding="utf-8")
+    with open_page(html_path) as (page, log):
+        drawn = page.evaluate(DRAWN)
+        assert sorted(drawn["machines"]) == sorted(host["name"] for host in doc["hosts"])
+        assert {n["id"]: n["machine"] for n in drawn["nodes"]} == {n["id"]: n["host"] for n in doc["nodes"]}
+        assert {(e["id"], e["source"], e["target"]) for e in drawn["edges"]} == {
+            (f["id"], f["client"], f["server"]) for f in doc["flows"]
+        }
+        assert page.evaluate("window.netviz.skippedFlows") == 0
+        nat = next(f for f in doc["flows"] if f["via"])
+        assert f"via {nat['via']}" in next(e["label"] for e in drawn["edges"] if e["id"] == nat["id"])
+        assert log.requests == [html_path.resolve().as_uri()] and log.page_errors == []
