@@ -14,7 +14,7 @@ import typer
 
 from netviz import __version__
 from netviz import console
-from netviz.errors import NetvizError, RenderError
+from netviz.errors import EXIT_PARTIAL, NetvizError, RenderError
 
 app = typer.Typer(
     name="netviz",
@@ -142,11 +142,13 @@ def stitch(
         if chosen == "table" and output is None:
             headers, rows = table_rows(graph)
             console.print_table(headers, rows, footer=table_footer(graph))
-            return
-        _write_output(render(graph, chosen, on_notice=console.warning), output)
-        console.info(table_footer(graph))
+        else:
+            _write_output(render(graph, chosen, on_notice=console.warning), output)
+            console.info(table_footer(graph))
     except NetvizError as error:
         _fail(error)
+    if group.skipped:  # drawn without the snapshots that could not be loaded (each warned above)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 # ------------------------------------------------------------------------------------------

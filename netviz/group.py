@@ -27,6 +27,7 @@ class LoadedGroup:
 
     snapshots: tuple[Snapshot, ...]
     warnings: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # files refused as snapshots (each said in `warnings`)
 
 
 def snapshot_files(paths: Sequence[Path]) -> list[Path]:
@@ -51,16 +52,29 @@ def _default_loader(path: Path) -> Snapshot:
     return load_snapshot(path)
 
 
+def _digest(path: Path) -> str:
+    """SHA-256 of a file read in chunks: an oversized file must not be read into memory here
+    (the loader refuses it by its size without reading it whole)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def load_group(paths: Sequence[Path], *, loader: Optional[SnapshotLoader] = None) -> LoadedGroup:
     """Load every snapshot under `paths` and give each machine a unique name.
 
-    Raises SnapshotError when a path is missing or a file is not a valid snapshot.
+    A file that cannot be read or is not a valid snapshot is skipped with a warning: a snapshot
+    is untrusted (its machine may be compromised) and one bad file must not hide the others.
+    Raises SnapshotError when a path is missing or no file gave a snapshot.
     """
     load = loader or _default_loader
     warnings: list[str] = []
     seen_files: set[Path] = set()
     seen_digests: dict[str, Path] = {}
     loaded: list[tuple[Path, Snapshot]] = []
+    refused: list[tuple[Path, str]] = []  # (file, why it is not a snapshot)
     for path in snapshot_files(paths):
         resolved = path.resolve()
         if resolved in seen_files:
@@ -68,24 +82,37 @@ def load_group(paths: Sequence[Path], *, loader: Optional[SnapshotLoader] = None
             continue
         seen_files.add(resolved)
         try:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest = _digest(path)
         except OSError as error:
-            raise SnapshotError(f"{path}: cannot read: {error.strerror or error}") from None
+            refused.append((path, f"{path}: cannot read: {error.strerror or error}"))
+            warnings.append(f"{refused[-1][1]} (skipped)")
+            continue
         if digest in seen_digests:
             warnings.append(f"{path}: the same snapshot as {seen_digests[digest]}; loaded once")
             continue
         seen_digests[digest] = path
-        snapshot = load(path)
+        try:
+            snapshot = load(path)
+        except SnapshotError as error:
+            refused.append((path, str(error)))
+            warnings.append(f"{error} (skipped)")
+            continue
         warnings.extend(
             warning if warning.startswith(str(path)) else f"{path}: {warning}" for warning in snapshot.warnings
         )
         loaded.append((path, snapshot))
+    if refused and not loaded:  # nothing to draw: the input itself is wrong
+        if len(refused) == 1:
+            raise SnapshotError(refused[0][1])
+        shown = "; ".join(why for _, why in refused[:3]) + (f"; and {len(refused) - 3} more" if len(refused) > 3 else "")
+        raise SnapshotError(f"no usable snapshot: {shown}")
     names = unique_names([(path, snapshot.name) for path, snapshot in loaded], warnings)
     snapshots = tuple(
         snapshot if snapshot.name == name else dataclasses.replace(snapshot, name=name)
         for (path, snapshot), name in zip(loaded, names)
     )
-    return LoadedGroup(snapshots=snapshots, warnings=tuple(warnings))
+    return LoadedGroup(snapshots=snapshots, warnings=tuple(warnings),
+                       skipped=tuple(str(path) for path, _ in refused))
 
 
 def unique_names(entries: Sequence[tuple[Path, str]], warnings: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Callable, Optional, Protocol, Sequence
 
 from netviz.cache import Run, RunWriter, default_cache_dir, run_inputs
 from netviz.collect import DEFAULT_PARALLEL, HostResult, collect, collect_local
-from netviz.errors import EXIT_OK, EXIT_PARTIAL, InventoryError, NothingCollected
+from netviz.errors import EXIT_OK, EXIT_PARTIAL, InventoryError, NothingCollected, SnapshotError
 from netviz.inventory import SUDO_PASSWORD, HostSpec, load_inventory, load_ssh_config
 from netviz.transport import SUDO_PASSWORD_ENV, KnownHosts, TransportOptions
 
@@ -185,13 +185,20 @@ def stitch_run(
     fresh = {result.name: result.snapshot for result in collected.results if result.snapshot is not None}
     inputs = run_inputs(collected.run)
     snapshots = []
+    warnings = list(inputs.warnings)
     for path in inputs.files:
         name = inputs.names[path]
         snapshot = fresh.get(name)
-        snapshots.append(snapshot if snapshot is not None else load_snapshot(path, name=name))
+        if snapshot is None:
+            try:
+                snapshot = load_snapshot(path, name=name)
+            except SnapshotError as error:  # one damaged cached snapshot must not hide the others
+                warnings.append(f"{error} (skipped)")
+                continue
+        snapshots.append(snapshot)
     if not snapshots:
         failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results)
         raise NothingCollected(f"no machine gave a usable snapshot: {failed}")
     graph = stitch(snapshots, group_by=group_by, show_external=show_external, stale=inputs.stale)
     data = render(graph, fmt, on_notice=on_notice)
-    return RunOutcome(collected, data, fmt, graph, list(inputs.warnings))
+    return RunOutcome(collected, data, fmt, graph, warnings)
