@@ -12,13 +12,16 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence
 
 from netviz.cache import Run, RunWriter, default_cache_dir, run_inputs
 from netviz.collect import DEFAULT_PARALLEL, HostResult, collect, collect_local
 from netviz.errors import EXIT_OK, EXIT_PARTIAL, InventoryError, NothingCollected, SnapshotError
 from netviz.inventory import SUDO_PASSWORD, HostSpec, load_inventory, load_ssh_config
 from netviz.transport import SUDO_PASSWORD_ENV, KnownHosts, TransportOptions
+
+if TYPE_CHECKING:
+    from netviz.graph import FlowGraph
 
 LOCAL_COMMAND_TIMEOUT = 120.0
 
@@ -158,7 +161,7 @@ class RunOutcome:
     collected: CollectOutcome
     data: bytes
     fmt: str
-    graph: object
+    graph: "FlowGraph"
     warnings: list[str]
 
     @property
