@@ -254,9 +254,11 @@
       'text-valign': 'top', 'text-margin-y': -2, 'color': '#a35400' } },
     { selector: 'edge', style: {
       'z-index-compare': 'manual', 'z-index': 5, 'width': 'mapData(weight, 1, 40, 1.2, 5)', 'line-color': '#98a6ba', 'target-arrow-color': '#98a6ba',
-      'target-arrow-shape': 'triangle', 'arrow-scale': 0.9, 'curve-style': BIG ? 'straight' : 'bezier',
-      'label': 'data(label)', 'font-size': 9, 'min-zoomed-font-size': 8, 'text-rotation': 'autorotate',
-      'color': '#384252', 'text-background-color': '#ffffff', 'text-background-opacity': 0.85, 'text-background-padding': 1 } },
+      'target-arrow-shape': 'triangle', 'curve-style': BIG ? 'straight' : 'bezier',
+      'label': 'data(label)', 'font-size': 9, 'min-zoomed-font-size': 8, 'color': '#384252' } },
+    // Every style property costs start-up time per edge, so big maps go without these niceties.
+    BIG ? { selector: 'edge.highlight', style: { 'text-rotation': 'autorotate' } } : { selector: 'edge', style: {
+      'text-rotation': 'autorotate', 'text-background-color': '#ffffff', 'text-background-opacity': 0.85, 'text-background-padding': 1 } },
     { selector: 'edge.loop', style: { 'curve-style': 'bezier', 'loop-direction': '-45deg', 'loop-sweep': '-60deg' } },
     { selector: 'edge.undirected', style: { 'target-arrow-shape': 'none' } },
     { selector: 'edge.inferred', style: { 'line-style': 'dashed' } },
