@@ -55,6 +55,23 @@ MAX_STDERR = 256 * 1024
 FAIL_MARKER = "NETVIZ-FAIL"  # written on stderr by the remote wrapper for sudo / no_python
 SUDO_PASSWORD_ENV = "NETVIZ_SUDO_PASSWORD"
 
+# Without a pty, sshd neither signals nor kills a command whose client went away (an interrupted
+# or crashed netviz, a dropped link), and OpenSSH refuses the "signal" channel request for root
+# logins: a hung payload would live on until its `timeout`. So the payload command is started by
+# a guard, with the payload's own privileges (under sudo too): the guard starts a watcher, then
+# execs the command (keeping its pid, $$). Once a second the watcher checks that the session's
+# sshd ($1) still exists and sends SIGTERM to the command (`timeout` passes it on) when it is
+# gone; it leaves as soon as it is no longer the command's child, so a pid reused after the
+# command ended is never signalled. No `$!` and no `!`: see remote_command.
+REMOTE_WATCH = (
+    'w=$1; p=$2; while sleep 1; do read -r _ _ _ q _ < /proc/$$/stat || exit 0; '
+    '[ "$q" = "$p" ] || exit 0; [ -d "/proc/$w" ] || exec kill -TERM "$p"; done'
+)
+REMOTE_GUARD = (
+    f'w=$1; shift; sh -c {shlex.quote(REMOTE_WATCH)} netviz-watch "$w" "$$" </dev/null >/dev/null 2>&1 & '
+    'exec "$@"'
+)
+
 # paramiko logs socket errors of connections we close on purpose (cancel, timeouts); every
 # failure already reaches the user as a HostFailure, so keep its log off the terminal.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -217,6 +234,8 @@ def remote_command(spec: HostSpec, with_password: bool) -> str:
         f'[ -n "$py" ] || {{ echo {no_python} >&2; exit 127; }}',
         f"if command -v timeout >/dev/null 2>&1; then set -- timeout -k {KILL_GRACE} {seconds} \"$py\";"
         ' else set -- "$py"; fi',
+        # Guarded only when the session process is visible (Linux /proc): see REMOTE_GUARD.
+        f'if [ -d "/proc/$PPID" ]; then set -- sh -c {shlex.quote(REMOTE_GUARD)} netviz-guard "$PPID" "$@"; fi',
     ]
     if spec.sudo == SUDO_NO:
         statements.append('exec "$@" - --framed')
