@@ -26,7 +26,7 @@ MAX_NAMESPACES = 100_000
 MAX_SOCKETS = 5_000_000  # over all namespaces
 MAX_ADDRESSES = 100_000  # per namespace
 MAX_CONNTRACK = 1_000_000  # per namespace
-MAX_ARGS = 100_000  # command-line arguments of one process
+MAX_ARGS = 2_000_000  # command-line arguments of one process (ARG_MAX allows ~1M)
 MAX_TEXT = 4096  # names, states, contexts, hostnames
 MAX_ARG_TEXT = 1 << 20  # one command-line argument (escaped)
 MAX_NOTES = 1000
@@ -568,8 +568,13 @@ def _legacy_socket(node: _Field, inode: int) -> Optional[Socket]:
     raise node.key("type").fail(f"unknown socket type {_show(kind)}")
 
 
+def _is_decimal(text: object) -> bool:
+    """ASCII digits only (str.isdigit also accepts '²', which int() refuses)."""
+    return isinstance(text, str) and 0 < len(text) <= 20 and not text.strip("0123456789")
+
+
 def _legacy_key(node: _Field, key: str, what: str) -> int:
-    if not key.isdigit() or len(key) > 20:
+    if not _is_decimal(key):
         raise node.fail(f"{what} key {_show(key)} is not a number")
     return int(key)
 
@@ -615,7 +620,7 @@ def parse_legacy(doc: object, source: str, name: Optional[str] = None) -> Snapsh
                 continue
             ino = item.key("ino")
             value = ino.value
-            if isinstance(value, str) and value.isdigit() and len(value) <= 20:
+            if _is_decimal(value):
                 value = int(value)
             number = _Field(source, ino.path, value).integer()
             if number in known:

@@ -145,10 +145,37 @@ def canonical_address(text):
 
 
 def _lines(text):
-    """Accept the text of a file or any iterable of its lines."""
+    """Accept the text of a file or any iterable of its lines.
+
+    Text is split at "\n" only, as reading the file line by line does (str.splitlines would
+    also split at characters such as \x85 that a damaged table may hold).
+    """
     if isinstance(text, str):
-        return text.splitlines()
+        return text.split("\n")
     return text
+
+
+_UINT32 = (1 << 32) - 1
+_UINT64 = (1 << 64) - 1
+
+
+def _bounded(value, high, low=0):
+    """`value` when low <= value <= high; else ValueError (a damaged row is skipped whole)."""
+    if not low <= value <= high:
+        raise ValueError("%d out of range" % value)
+    return value
+
+
+def _decimal(text):
+    """int() of ASCII decimal digits only (str.isdigit also accepts '²')."""
+    if not text or text.strip("0123456789"):
+        raise ValueError("not a decimal number: %r" % text)
+    return int(text)
+
+
+MAX_NAME = 255  # interface names, states, protocol names from kernel text
+MAX_HOST_TEXT = 255
+MAX_CONTEXT = 4000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +190,7 @@ def parse_inet_table(text, proto):
     are skipped. For raw sockets the "port" is the IP protocol number, also given as `protocol`.
     """
     decode = decode_ipv6_hex if proto.endswith("6") else decode_ipv4_hex
+    address_length = 32 if proto.endswith("6") else 8
     is_raw = proto in RAW_PROTOS
     states = STATES
     records = []
@@ -174,17 +202,20 @@ def parse_inet_table(text, proto):
         try:
             local_hex, local_port = fields[1].split(":")
             remote_hex, remote_port = fields[2].split(":")
-            state_number = int(fields[3], 16)
-            uid = int(fields[7])
-            inode = int(fields[9])
+            local_port = _bounded(int(local_port, 16), 65535)
+            remote_port = _bounded(int(remote_port, 16), 65535)
+            state_number = _bounded(int(fields[3], 16), 255)
+            uid = _bounded(_decimal(fields[7]), _UINT32)
+            inode = _bounded(_decimal(fields[9]), _UINT64)
+            if len(local_hex) != address_length or len(remote_hex) != address_length:
+                continue  # a damaged row: every field is checked before it is even counted
             state = states.get(state_number) or "UNKNOWN_%d" % state_number
             if inode == 0:
                 unkeyed[state] = unkeyed.get(state, 0) + 1
                 continue
-            local_port = int(local_port, 16)
             extra = {"protocol": local_port} if is_raw else None
             records.append((proto, inode, decode(local_hex), local_port, decode(remote_hex),
-                            int(remote_port, 16), state, uid, extra))
+                            remote_port, state, uid, extra))
         except (ValueError, OSError):
             continue
     return records, unkeyed
@@ -203,11 +234,11 @@ def parse_packet(text, interfaces=None):
         if len(fields) < 9 or fields[0] == "sk":
             continue
         try:
-            sock_type = int(fields[2])
-            ethertype = int(fields[3], 16)
-            ifindex = int(fields[4])
-            uid = int(fields[7])
-            inode = int(fields[8])
+            sock_type = _bounded(_decimal(fields[2]), 255)
+            ethertype = _bounded(int(fields[3], 16), 65535)
+            ifindex = _bounded(_decimal(fields[4]), _UINT32)
+            uid = _bounded(_decimal(fields[7]), _UINT32)
+            inode = _bounded(_decimal(fields[8]), _UINT64)
         except ValueError:
             continue
         if inode == 0:
@@ -253,10 +284,10 @@ def parse_sctp_eps(text):
         if len(fields) < 8 or fields[0] == "ENDPT":
             continue
         try:
-            sock_state = int(fields[3])
-            local_port = int(fields[5])
-            uid = int(fields[6])
-            inode = int(fields[7])
+            sock_state = _bounded(_decimal(fields[3]), 255)
+            local_port = _bounded(_decimal(fields[5]), 65535)
+            uid = _bounded(_decimal(fields[6]), _UINT32)
+            inode = _bounded(_decimal(fields[7]), _UINT64)
         except ValueError:
             continue
         if inode == 0:
@@ -284,11 +315,11 @@ def parse_sctp_assocs(text):
         if len(fields) < 13:
             continue
         try:
-            assoc_state = int(fields[4])
-            uid = int(fields[9])
-            inode = int(fields[10])
-            local_port = int(fields[11])
-            remote_port = int(fields[12])
+            assoc_state = _bounded(_decimal(fields[4]), 255)
+            uid = _bounded(_decimal(fields[9]), _UINT32)
+            inode = _bounded(_decimal(fields[10]), _UINT64)
+            local_port = _bounded(_decimal(fields[11]), 65535)
+            remote_port = _bounded(_decimal(fields[12]), 65535)
         except ValueError:
             continue
         if inode == 0:
@@ -322,11 +353,11 @@ def parse_if_inet6(text):
     out = []
     for line in _lines(text):
         fields = line.split()
-        if len(fields) < 6 or len(fields[0]) != 32:
+        if len(fields) < 6 or len(fields[0]) != 32 or len(fields[5]) > MAX_NAME:
             continue
         try:
-            out.append((int(fields[1], 16), fields[5], decode_ipv6_bytes_hex(fields[0]),
-                        int(fields[2], 16)))
+            out.append((_bounded(int(fields[1], 16), _UINT32), fields[5],
+                        decode_ipv6_bytes_hex(fields[0]), _bounded(int(fields[2], 16), 128)))
         except (ValueError, OSError):
             continue
     return out
@@ -358,7 +389,7 @@ def parse_fib_trie(text):
             if len(parts) < 3:
                 continue
             try:
-                prefix = int(parts[0][1:])
+                prefix = _bounded(_decimal(parts[0][1:]), 32)
             except ValueError:
                 continue
             entries.append((table, leaf, prefix, parts[1], parts[2]))
@@ -370,7 +401,7 @@ def parse_route(text):
     routes = []
     for line in _lines(text):
         fields = line.split()
-        if len(fields) < 8 or fields[0] == "Iface":
+        if len(fields) < 8 or fields[0] == "Iface" or len(fields[0]) > MAX_NAME:
             continue
         try:
             destination = decode_ipv4_hex(fields[1])
@@ -438,8 +469,11 @@ def parse_interface_indexes(*texts):
             if not line or line[0].isspace():
                 continue
             fields = line.replace(":", " ").split()
-            if len(fields) >= 2 and fields[0].isdigit():
-                names.setdefault(int(fields[0]), fields[1])
+            if len(fields) >= 2 and len(fields[1]) <= MAX_NAME:
+                try:
+                    names.setdefault(_bounded(_decimal(fields[0]), _UINT32), fields[1])
+                except ValueError:
+                    continue
     return names
 
 
@@ -463,11 +497,13 @@ def parse_nf_conntrack(text, limit=MAX_CONNTRACK_ENTRIES):
         if fields[0] in ("ipv4", "ipv6"):
             fields = fields[2:]
         proto = fields[0]
+        if len(proto) > 64:
+            continue
         state = None
         tuples = []
         for field in fields[3:]:
             if "=" not in field:
-                if not tuples and not field.startswith("["):
+                if not tuples and not field.startswith("[") and len(field) <= 64:
                     state = field
                 continue
             key, _, value = field.partition("=")
@@ -480,7 +516,7 @@ def parse_nf_conntrack(text, limit=MAX_CONNTRACK_ENTRIES):
                 current[key] = canonical_address(value)
             elif key in ("sport", "dport") and current[key] is None:
                 try:
-                    current[key] = int(value)
+                    current[key] = _bounded(_decimal(value), 65535)
                 except ValueError:
                     pass
         if len(tuples) < 2 or any(t["src"] is None or t["dst"] is None for t in tuples[:2]):
@@ -501,11 +537,11 @@ def parse_status(text):
     out = {"ppid": 0, "uid": -1, "euid": -1}
     for line in _lines(text):
         if line.startswith("PPid:"):
-            out["ppid"] = int(line.split()[1])
+            out["ppid"] = _bounded(_decimal(line.split()[1]), (1 << 31) - 1)
         elif line.startswith("Uid:"):
             fields = line.split()
-            out["uid"] = int(fields[1])
-            out["euid"] = int(fields[2])
+            out["uid"] = _bounded(_decimal(fields[1]), _UINT32)
+            out["euid"] = _bounded(_decimal(fields[2]), _UINT32)
             break  # Uid comes after PPid
     return out
 
@@ -515,8 +551,11 @@ def parse_passwd(text):
     users = {}
     for line in _lines(text):
         fields = line.split(":")
-        if len(fields) >= 3 and fields[2].isdigit():
-            users.setdefault(int(fields[2]), fields[0])
+        if len(fields) >= 3 and len(fields[0]) <= MAX_NAME:
+            try:
+                users.setdefault(_decimal(fields[2]), fields[0])
+            except ValueError:
+                continue
     return users
 
 
@@ -554,10 +593,13 @@ def _read_bytes(path):
 
 
 def _read_text_or_none(path):
+    """The stripped text of a small identity file (cut to MAX_HOST_TEXT), or None."""
     try:
-        return _read_bytes(path).decode("utf-8", "backslashreplace").strip()
+        with open(path, "rb") as handle:
+            raw = handle.read(4 * MAX_HOST_TEXT)
     except OSError:
         return None
+    return raw.decode("utf-8", "backslashreplace").strip()[:MAX_HOST_TEXT]
 
 
 def _open_text(path):
@@ -593,7 +635,13 @@ def read_socket_inodes(fd_dir):
     try:
         return [int(target[8:-1]) for target in sockets]
     except ValueError:
-        return [int(t[8:-1]) for t in sockets if t.endswith("]") and t[8:-1].isdigit()]
+        out = []
+        for target in sockets:
+            try:
+                out.append(_decimal(target[8:-1]))
+            except ValueError:
+                continue
+        return out
 
 
 class Coverage(object):
@@ -705,15 +753,17 @@ def read_context(base):
     raw = raw.rstrip(b"\n\0")
     if not raw:
         return None
-    return decode_text(raw)[0]
+    return decode_text(raw)[0][:MAX_CONTEXT]
 
 
 def list_pids(proc_root):
     """The numeric entries of the proc root (thread group leaders)."""
     pids = []
     for name in os.listdir(proc_root):
-        if name.isdigit():
-            pids.append(int(name))
+        try:
+            pids.append(_decimal(name))
+        except ValueError:
+            continue  # self, net, sys, ...
     pids.sort()
     return pids
 
