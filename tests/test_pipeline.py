@@ -143,3 +143,20 @@ def test_sudo_password_only_when_asked_env_first_prompt_once(monkeypatch):
     monkeypatch.setenv("NETVIZ_SUDO_PASSWORD", "two\nlines")
     with pytest.raises(InventoryError, match="newline"):
         sudo_password(needs, ask)
+
+
+def test_summary_table_escapes_what_machines_said():
+    from netviz import console
+    from netviz.collect import HostResult
+
+    results = [
+        HostResult("web1", "ok", seconds=0.42),
+        HostResult("db1", "failed", "payload_error", "payload failed: \x1b[2J\x1b]0;owned\x07 [red]x[/red]", seconds=1.5),
+    ]
+    with console.err_console.capture() as captured:
+        console.collect_summary(results, title="run X")
+    text = captured.get()
+    assert "\x1b[2J" not in text and "\x07" not in text  # terminal control from a machine is neutralised
+    assert "[red]x[/red]" in text  # and rich markup is shown, not interpreted
+    assert "db1 (payload_error)" in text and "1 of 2 machines failed" in text
+    assert "web1" in text and "0.4" in text
