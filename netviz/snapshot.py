@@ -37,6 +37,7 @@ PROTOS = frozenset({"tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", 
 _STATE = re.compile(r"[A-Z][A-Z0-9_]{0,31}\Z")
 _HEX = re.compile(r"(?:[0-9a-f]{2})*\Z")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,9 @@ class _Field:
             raise self.fail(f"expected a string, got {_show(value)}")
         if len(value) > limit:
             raise self.fail(f"string longer than {limit} characters")
+        if not value.isascii() and _SURROGATE.search(value):
+            # JSON can spell a lone surrogate (\ud800); it is not text and cannot be written out.
+            raise self.fail("not valid Unicode text (lone surrogate)")
         if pattern is not None and not pattern.match(value):
             raise self.fail(f"unexpected value {_show(value)}")
         return value
