@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 
-# C0 and C1 controls, DEL, and the Unicode format characters used for bidi spoofing.
+# C0 and C1 controls, DEL, line/paragraph separators, and the format characters used for bidi spoofing.
 _BIDI = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069",
          "\u200e", "\u200f", "\u061c"}
 
@@ -28,7 +28,7 @@ def for_terminal(text: str, limit: int = 200) -> str:
     out = []
     for char in text:
         category = unicodedata.category(char)
-        if category in ("Cc", "Cs") or char in _BIDI:
+        if category in ("Cc", "Cs", "Zl", "Zp") or char in _BIDI:  # Zl/Zp: U+2028/9 break lines
             out.append(_escape_char(char))
         else:
             out.append(char)
