@@ -219,3 +219,17 @@ def test_large_snapshot_streams_through_without_stalling(lab, lab_many_sockets, 
     snapshot = json.loads(snapshot_file.read_text())
     sockets = sum(len(namespace["sockets"]) for namespace in snapshot["namespaces"])
     assert sockets >= lab_many_sockets.sockets
+
+
+def test_ipv6_addresses_and_a_non_default_port(lab, tmp_path):
+    web, altport = lab.machines["web"], lab.machines["altport"]
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text(yaml.safe_dump({
+        "defaults": {"known_hosts": str(lab.known_hosts), "identity_file": str(lab.client_key), "user": "root",
+                     "connect_timeout": CONNECT_TIMEOUT},
+        "hosts": {"web6": {"address": web.ipv6}, "alt6": {"address": altport.ipv6, "port": altport.port}},
+    }))
+    cache = tmp_path / "cache"
+    result = invoke("collect", "-i", str(inv), "--cache", str(cache))
+    assert result.exit_code == 0, result.output
+    assert {entry["host"]: entry["status"] for entry in manifest(cache)["hosts"]} == {"web6": "ok", "alt6": "ok"}
