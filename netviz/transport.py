@@ -200,7 +200,12 @@ class _VerifyingPolicy(paramiko.RejectPolicy):
                 f"unknown host key for {hostname}: {key.get_name()} {fingerprint(key)}; "
                 "verify it, then add it to known_hosts or rerun with --accept-new-host-keys",
             )
-        self.store.record(self.record_to, hostname, key)
+        try:
+            self.store.record(self.record_to, hostname, key)
+        except OSError as error:
+            raise HostFailure(
+                HOST_KEY, f"cannot record the new key of {hostname} in {self.record_to}: {error.strerror or error}"
+            ) from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -353,3 +353,29 @@ def test_remote_command_survives_any_login_shell(sudo):
         command = remote_command(HostSpec(name="h", address="h", sudo=sudo), with_password=with_password)
         assert "\n" not in command and "!" not in command
         assert command.startswith("exec sh -c ")
+
+
+def test_sudo_password_host_without_a_password_fails_before_connecting():
+    from netviz.transport import fetch_framed
+
+    spec = HostSpec(name="h", address="192.0.2.1", sudo=SUDO_PASSWORD)
+    with pytest.raises(HostFailure) as raised:
+        fetch_framed(spec, b"", TransportOptions(sudo_password=None), Attempt(), Timings())
+    assert raised.value.kind == SUDO and "NETVIZ_SUDO_PASSWORD" in raised.value.message
+
+
+@needs_keygen
+def test_accepting_a_key_into_an_unwritable_known_hosts_is_a_host_key_failure(tmp_path):
+    from netviz.transport import _VerifyingPolicy
+
+    key = pkey(*keygen(tmp_path, "k"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    policy = _VerifyingPolicy(KnownHosts(), str(blocker / "known_hosts"), accept_new=True)  # parent is a file
+    with pytest.raises(HostFailure) as raised:
+        policy.missing_host_key(None, "10.0.0.1", key)
+    assert raised.value.kind == HOST_KEY and "cannot record" in raised.value.message
+    refusing = _VerifyingPolicy(KnownHosts(), str(tmp_path / "kh"), accept_new=False)
+    with pytest.raises(HostFailure) as raised:
+        refusing.missing_host_key(None, "10.0.0.1", key)
+    assert fingerprint(key) in raised.value.message and not (tmp_path / "kh").exists()
