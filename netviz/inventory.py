@@ -53,6 +53,7 @@ TOP_KEYS = ("defaults", "hosts", "groups")
 
 # Host names become cache file names and progress labels: keep them to a safe, readable set.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,252}$")
+_ADDRESS_RE = re.compile(r"^[A-Za-z0-9_.:%-]{1,253}$")
 _HOP_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]]+\]|[^:@\s]+)(?::(?P<port>\d+))?$")
 
 
@@ -147,6 +148,8 @@ def load_inventory(path: os.PathLike | str, ssh_config: Optional[paramiko.SSHCon
         raise InventoryError(f"{source}: not UTF-8 text") from None
     try:
         document = yaml.safe_load(text)
+    except RecursionError:  # nesting deeper than the parser's recursion allows
+        raise InventoryError(f"{source}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -193,7 +196,8 @@ def _reject_unknown(mapping: Mapping[str, Any], allowed: Iterable[str], where: s
         if key not in allowed:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise InventoryError(f"{where}: unknown key '{key}'{suggestion}; known keys: {', '.join(allowed)}")
+            # repr: the key comes from the file and may hold a newline or a terminal escape
+            raise InventoryError(f"{where}: unknown key {str(key)!r}{suggestion}; known keys: {', '.join(allowed)}")
 
 
 def _groups(raw: Any, source: str, host_names: set[str]) -> dict[str, tuple[str, ...]]:
@@ -214,7 +218,7 @@ def _groups(raw: Any, source: str, host_names: set[str]) -> dict[str, tuple[str,
     for name, members in groups.items():
         for member in members:
             if member not in host_names and member not in groups:
-                raise InventoryError(f"{source}: group '{name}': no host or group named '{member}'")
+                raise InventoryError(f"{source}: group '{name}': no host or group named {member!r}")
     return groups
 
 
@@ -283,7 +287,7 @@ class _Resolver:
             or DEFAULT_COMMAND_TIMEOUT,
             jump=self._hops(jump_value, where),
             proxy_command=None if jump_value else _proxy_command(config.get("proxycommand")),
-            python=_text(self._setting(entry, "python"), where, "python"),
+            python=_python(self._setting(entry, "python"), where),
         )
 
     def _lookup(self, target: str, where: str) -> dict:
@@ -312,6 +316,7 @@ class _Resolver:
         if not match:
             raise InventoryError(f"{where}: key 'jump': cannot read hop {text!r} (expected [user@]host[:port])")
         host = match["host"].strip("[]")
+        _check_address(host, where, "jump")
         config = self._lookup(host, where + f" (jump {text})")
         identities = _identity_files(self.defaults.get("identity_file"), where)
         identities += tuple(str(Path(p).expanduser()) for p in config.get("identityfile", []))
@@ -332,9 +337,11 @@ class _Resolver:
         )
 
 
-def _check_address(address: Any, where: str) -> None:
-    if not isinstance(address, str) or not address.strip() or address.startswith("-") or re.search(r"[\s/@]", address):
-        raise InventoryError(f"{where}: key 'address': expected a host name or IP address, got {address!r}")
+def _check_address(address: Any, where: str, key: str = "address") -> None:
+    # Only what host names and IP addresses are made of (OpenSSH refuses shell characters in
+    # host names too: a ProxyCommand may expand %h inside a shell).
+    if not isinstance(address, str) or address.startswith("-") or not _ADDRESS_RE.match(address):
+        raise InventoryError(f"{where}: key '{key}': expected a host name or IP address, got {address!r}")
     if address.count(":") == 1:
         raise InventoryError(f"{where}: key 'address': {address!r} looks like host:port; put the port in 'port'")
 
@@ -347,6 +354,15 @@ def _text(value: Any, where: str, key: str) -> Optional[str]:
     if not isinstance(value, str) or not value.strip():
         raise InventoryError(f"{where}: key '{key}': expected text, got {value!r}")
     return value
+
+
+def _python(value: Any, where: str) -> Optional[str]:
+    """An interpreter path: any characters are quoted in the remote command, but the command
+    must stay one line without `!` (csh-family login shells mangle both even inside quotes)."""
+    path = _text(value, where, "python")
+    if path is not None and (path.isprintable() is False or "!" in path):
+        raise InventoryError(f"{where}: key 'python': control characters and '!' cannot be sent, got {path!r}")
+    return path
 
 
 def _port(value: Any, where: str) -> Optional[int]:
