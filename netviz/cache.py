@@ -2,13 +2,21 @@
 
 Writes are atomic (a temporary file in the same directory, then os.replace), files are 0600 and
 directories 0700: snapshots list every command line of a machine. The manifest is written last,
-so a run directory without one is an interrupted run and is ignored. A machine that fails in a
-run keeps its last good snapshot: it is carried into the new run directory and marked stale,
-with the time it was captured, so `netviz stitch` on the run still sees the whole group.
+so a run directory without one (a collector that crashed or was killed) is ignored. A run stopped
+by SIGINT/SIGTERM writes its manifest marked `interrupted`, naming the machines that finished;
+`latest` never points at it. A machine that fails in a run keeps its last good snapshot: it is
+carried into the new run directory and marked stale, with the time it was captured, so `netviz
+stitch` on the run still sees the whole group.
+
+Several collectors may share a cache at once: each writes its own run directory, and `.lock`
+(flock) serialises what they share: moving `latest` (never back to a run that started earlier),
+pruning, and linking a previous run's snapshot.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -18,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from netviz.errors import CacheError
 
@@ -26,6 +34,9 @@ MANIFEST = "manifest.json"
 LATEST = "latest"
 MANIFEST_SCHEMA = "netviz.run/1"
 KEEP_RUNS = 30  # older runs are pruned; stale snapshots are carried forward, so nothing is lost
+LOCK = ".lock"
+ABANDONED_AFTER = 24 * 3600  # a run directory without a manifest this old belongs to a dead collector
+INTERRUPTED = "interrupted"  # status and category of a machine a stopped run did not finish
 _RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 
 
@@ -89,6 +100,7 @@ class Run:
     started_at: float
     finished_at: float
     hosts: tuple[CachedHost, ...]
+    interrupted: bool = False  # stopped by SIGINT/SIGTERM: only some machines finished
 
     def snapshot_files(self) -> list[tuple[CachedHost, Path]]:
         """Every host that has a snapshot (fresh or stale), with its file."""
@@ -107,7 +119,21 @@ class Run:
 
 
 def _make_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Missing parents too are created 0700 (pathlib would give them the umask's mode).
+    if not path.parent.is_dir():
+        _make_dir(path.parent)
+    path.mkdir(mode=0o700, exist_ok=True)
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Hold the cache's lock (shared by every collector using `root`) for the block."""
+    descriptor = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -127,7 +153,11 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _point_latest(root: Path, run_id: str) -> None:
+def _point_latest(root: Path, run_id: str, started_at: float) -> None:
+    """Point `latest` at a run, unless it points at a run that started later (call locked)."""
+    current = latest_run(root, missing_ok=True)
+    if current is not None and (current.started_at, current.run_id) > (started_at, run_id):
+        return  # a concurrent collector started after this one: its snapshots are newer
     temporary = root / f".{LATEST}.{secrets.token_hex(4)}"
     os.symlink(run_id, temporary)
     os.replace(temporary, root / LATEST)
@@ -153,6 +183,11 @@ class RunWriter:
             raise CacheError(f"cannot create cache directory {self.path}: {error.strerror or error}") from None
         self._previous = latest_run(self.root, missing_ok=True)
         self._hosts: list[CachedHost] = []
+
+    @property
+    def recorded(self) -> set[str]:
+        """Names of the machines added so far."""
+        return {entry.host for entry in self._hosts}
 
     def add(
         self,
@@ -186,35 +221,50 @@ class RunWriter:
         if previous is None or not previous.snapshot:
             return CachedHost(host, status, category, message, timings, seconds, None, False, None, None)
         source = self._previous.path / previous.snapshot
-        if not source.is_file():
-            return CachedHost(host, status, category, message, timings, seconds, None, False, None, None)
         temporary = self.path / f".{target.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            os.link(source, temporary)  # same bytes, no copy
-        except OSError:
-            shutil.copyfile(source, temporary)
-            os.chmod(temporary, 0o600)
+        with _locked(self.root):  # a concurrent collector may be pruning the previous run
+            if not source.is_file():
+                return CachedHost(host, status, category, message, timings, seconds, None, False, None, None)
+            try:
+                os.link(source, temporary)  # same bytes, no copy
+            except OSError:
+                descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "wb") as handle, open(source, "rb") as original:
+                    shutil.copyfileobj(original, handle)
         os.replace(temporary, target)
         return CachedHost(host, status, category, message, timings, seconds, target.name, True,
                           previous.captured_run, previous.collected_at)
 
-    def finish(self, *, now: Optional[float] = None, keep: int = KEEP_RUNS) -> Run:
-        """Write the manifest, point `latest` at this run, prune old runs; return the run."""
+    def finish(
+        self, *, now: Optional[float] = None, keep: int = KEEP_RUNS, interrupted: bool = False,
+        order: Sequence[str] = (),
+    ) -> Run:
+        """Write the manifest, point `latest` at this run, prune old runs; return the run.
+
+        Machines are listed in `order` (the inventory's; others after, as added). An
+        interrupted run gets its manifest (what finished, what did not) but `latest` stays
+        where it was: `netviz stitch RUN` still reads it, with a warning.
+        """
         finished = now if now is not None else time.time()
+        rank = {name: index for index, name in enumerate(order)}
+        self._hosts.sort(key=lambda entry: rank.get(entry.host, len(rank)))
         document = {
             "schema": MANIFEST_SCHEMA,
             "run": self.run_id,
             "started_at": self.started_at,
             "finished_at": finished,
+            "interrupted": interrupted,
             "hosts": [entry.as_dict() for entry in self._hosts],
         }
         try:
             atomic_write(self.path / MANIFEST, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
-            _point_latest(self.root, self.run_id)
+            with _locked(self.root):
+                if not interrupted:
+                    _point_latest(self.root, self.run_id, self.started_at)
+                prune(self.root, keep=keep)
         except OSError as error:
             raise CacheError(f"cannot write the manifest of {self.path}: {error.strerror or error}") from None
-        prune(self.root, keep=keep)
-        return Run(self.run_id, self.path, self.started_at, finished, tuple(self._hosts))
+        return Run(self.run_id, self.path, self.started_at, finished, tuple(self._hosts), interrupted)
 
 
 # ------------------------------------------------------------------------------------------
@@ -253,7 +303,7 @@ def read_run(path: Path) -> Run:
                 )
             )
         return Run(str(document["run"]), path, float(document["started_at"]), float(document["finished_at"]),
-                   tuple(hosts))
+                   tuple(hosts), document.get("interrupted") is True)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CacheError(f"{manifest}: malformed manifest: {error}") from None
 
@@ -266,7 +316,8 @@ def list_runs(root: Path) -> list[Path]:
 
 
 def latest_run(root: Path, *, missing_ok: bool = False) -> Optional[Run]:
-    """The run `latest` points to (else the newest complete run)."""
+    """The run `latest` points to (else the newest run with a manifest, preferring runs that
+    were not interrupted)."""
     root = Path(root).expanduser()
     pointer = root / LATEST
     candidate: Optional[Path] = None
@@ -276,7 +327,8 @@ def latest_run(root: Path, *, missing_ok: bool = False) -> Optional[Run]:
             candidate = resolved
     if candidate is None:
         runs = list_runs(root)
-        candidate = runs[-1] if runs else None
+        whole = [path for path in runs if not _manifest_says_interrupted(path)]
+        candidate = (whole or runs or [None])[-1]
     if candidate is None:
         if missing_ok:
             return None
@@ -289,6 +341,13 @@ def latest_run(root: Path, *, missing_ok: bool = False) -> Optional[Run]:
         raise
 
 
+def _manifest_says_interrupted(path: Path) -> bool:
+    try:
+        return read_run(path).interrupted
+    except CacheError:
+        return False
+
+
 def find_run(root: Path, name: str) -> Optional[Run]:
     """A run by its id (or `latest`) in the cache, None if there is no such run."""
     if name == LATEST:
@@ -299,8 +358,9 @@ def find_run(root: Path, name: str) -> Optional[Run]:
     return read_run(path) if (path / MANIFEST).is_file() else None
 
 
-def prune(root: Path, *, keep: int = KEEP_RUNS) -> list[Path]:
-    """Delete all but the newest `keep` runs (and leftovers of interrupted ones); return them."""
+def prune(root: Path, *, keep: int = KEEP_RUNS, now: Optional[float] = None) -> list[Path]:
+    """Delete all but the newest `keep` runs, and run directories without a manifest left by a
+    collector that died (untouched for ABANDONED_AFTER seconds); return them."""
     runs = list_runs(root)
     removed = []
     latest = latest_run(root, missing_ok=True)
@@ -309,6 +369,14 @@ def prune(root: Path, *, keep: int = KEEP_RUNS) -> list[Path]:
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
+    limit = (now if now is not None else time.time()) - ABANDONED_AFTER
+    for path in root.iterdir():
+        if not _RUN_ID.match(path.name) or (path / MANIFEST).exists():
+            continue
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink() and path.stat().st_mtime < limit:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
     return removed
 
 
@@ -352,6 +420,10 @@ def run_inputs(run: Run, *, now: Optional[float] = None) -> StitchInputs:
             when = f"{describe_age(age)} old" if age is not None else "of unknown age"
             warnings.append(f"{host.host}: {host.category or 'failed'} in run {run.run_id}; using its last good "
                             f"snapshot ({when}, run {host.captured_run})")
+    if run.interrupted:
+        done = sum(1 for host in run.hosts if host.status != INTERRUPTED)
+        warnings.append(f"run {run.run_id} was interrupted: {done} of {len(run.hosts)} machines finished; "
+                        "the others are drawn from their last good snapshot, if any")
     missing = [host.host for host in run.hosts if not host.snapshot]
     if missing:
         warnings.append(f"no snapshot at all for: {', '.join(missing)}")

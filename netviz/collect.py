@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from netviz.snapshot import Snapshot
 
 DEFAULT_PARALLEL = 32
+INTERRUPT_GRACE = 3.0  # seconds the workers get to return once their connections are closed
 OK = "ok"
 FAILED = "failed"
 
@@ -202,10 +203,21 @@ def collect(
                         )
                     )
     except KeyboardInterrupt:
+        # Close every connection (blocked paramiko calls return; each machine's remote guard ends
+        # its payload once the session is gone), drop the machines not started yet, and give the
+        # workers a moment to return, so that no thread outlives the call.
         for attempt in attempts.values():
             attempt.cancel()
         executor.shutdown(wait=False, cancel_futures=True)
-        raise Interrupted("interrupted: no snapshot was cached for this run") from None
+        concurrent.futures.wait(list(futures), timeout=INTERRUPT_GRACE)
+        for future, spec in futures.items():
+            # Finished just before the signal, not reported yet: a complete result all the same.
+            if spec.name not in results and future.done() and not future.cancelled() and future.exception() is None:
+                result = future.result()
+                if result.status == OK:
+                    results[spec.name] = result
+        finished = [results[spec.name] for spec in hosts if spec.name in results]
+        raise Interrupted(f"interrupted: {len(finished)} of {len(hosts)} machines had finished", finished) from None
     # Workers given up by the watchdog finish on their own (their sockets are closed): no waiting.
     executor.shutdown(wait=False)
     return [results[spec.name] for spec in hosts]

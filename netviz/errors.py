@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 # Exit codes, documented in README.md and docs/cli.md.
 EXIT_OK = 0
 EXIT_ERROR = 1  # bad input, missing tool, nothing could be done
@@ -40,6 +42,14 @@ class NothingCollected(NetvizError):
 
 
 class Interrupted(NetvizError):
-    """The run was stopped by SIGINT or SIGTERM."""
+    """The run was stopped by SIGINT or SIGTERM.
+
+    `finished` holds the results (netviz.collect.HostResult) of the machines that had finished
+    before the signal, so that they can still be cached.
+    """
 
     exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str = "interrupted", finished: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.finished = list(finished)

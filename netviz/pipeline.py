@@ -14,9 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence
 
-from netviz.cache import Run, RunWriter, default_cache_dir, run_inputs
+from netviz.cache import INTERRUPTED, Run, RunWriter, default_cache_dir, run_inputs
 from netviz.collect import DEFAULT_PARALLEL, HostResult, collect, collect_local
-from netviz.errors import EXIT_OK, EXIT_PARTIAL, InventoryError, NothingCollected, SnapshotError
+from netviz.errors import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    CacheError,
+    Interrupted,
+    InventoryError,
+    NothingCollected,
+    SnapshotError,
+)
 from netviz.inventory import SUDO_PASSWORD, HostSpec, load_inventory, load_ssh_config
 from netviz.transport import SUDO_PASSWORD_ENV, KnownHosts, TransportOptions
 
@@ -104,8 +112,27 @@ def sudo_password(hosts: Sequence[HostSpec], ask: Optional[Callable[[], Optional
     return password
 
 
+def _record(writer: RunWriter, result: HostResult) -> None:
+    """Write one machine's result into the run (its snapshot, atomically, at once)."""
+    writer.add(
+        result.name,
+        status=result.status,
+        category=result.kind,
+        message=result.message,
+        timings=result.timings.as_dict(),
+        seconds=result.seconds,
+        snapshot_json=result.snapshot_json,
+        collected_at=result.finished_at if result.ok else None,
+    )
+
+
 def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) -> CollectOutcome:
-    """Collect every selected machine (or this machine alone) and write the run to the cache."""
+    """Collect every selected machine (or this machine alone) and write the run to the cache.
+
+    Each snapshot is written as soon as its machine answers. On SIGINT/SIGTERM (KeyboardInterrupt
+    in the main thread) every connection is closed, the run's manifest is written marked
+    interrupted, naming the machines that finished, and Interrupted is raised.
+    """
     reporter = reporter or QuietReporter()
     started_at = time.time()
     cache_root = Path(request.cache_dir).expanduser() if request.cache_dir else default_cache_dir()
@@ -120,38 +147,60 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
             reporter.finished(results[0])
         finally:
             reporter.end()
-    else:
-        hosts = select_hosts(request)
-        options = TransportOptions(
-            known_hosts=KnownHosts(),
-            accept_new_host_keys=request.accept_new_host_keys,
-            sudo_password=sudo_password(hosts, request.ask_sudo_password),
-        )
-        reporter.begin(len(hosts))
-        try:
-            results = collect(
-                hosts,
-                options,
-                parallel=request.parallel,
-                on_start=lambda spec: reporter.started(spec.name),
-                on_result=reporter.finished,
-            )
-        finally:
-            reporter.end()
+        writer = RunWriter(cache_root, now=started_at)
+        for result in results:
+            _record(writer, result)
+        return CollectOutcome(results=results, run=writer.finish())
+
+    hosts = select_hosts(request)
+    options = TransportOptions(
+        known_hosts=KnownHosts(),
+        accept_new_host_keys=request.accept_new_host_keys,
+        sudo_password=sudo_password(hosts, request.ask_sudo_password),
+    )
     writer = RunWriter(cache_root, now=started_at)
-    for result in results:
-        writer.add(
-            result.name,
-            status=result.status,
-            category=result.kind,
-            message=result.message,
-            timings=result.timings.as_dict(),
-            seconds=result.seconds,
-            snapshot_json=result.snapshot_json,
-            collected_at=result.finished_at if result.ok else None,
+    write_errors: list[CacheError] = []
+
+    def finished(result: HostResult) -> None:
+        reporter.finished(result)
+        if not write_errors:
+            try:
+                _record(writer, result)
+            except CacheError as error:  # raised once the collection is over, not across the pool
+                write_errors.append(error)
+
+    reporter.begin(len(hosts))
+    try:
+        results = collect(
+            hosts,
+            options,
+            parallel=request.parallel,
+            on_start=lambda spec: reporter.started(spec.name),
+            on_result=finished,
         )
-    run = writer.finish()
-    return CollectOutcome(results=results, run=run)
+    except Interrupted as interruption:
+        raise _finish_interrupted(writer, hosts, interruption) from None
+    finally:
+        reporter.end()
+    if write_errors:
+        raise write_errors[0]
+    return CollectOutcome(results=results, run=writer.finish(order=[spec.name for spec in hosts]))
+
+
+def _finish_interrupted(writer: RunWriter, hosts: Sequence[HostSpec], interruption: Interrupted) -> Interrupted:
+    """Record what finished (some results may not be written yet) and what did not, write the
+    manifest marked interrupted, and return the error to raise."""
+    for result in interruption.finished:
+        if result.name not in writer.recorded:
+            _record(writer, result)
+    for spec in hosts:
+        if spec.name not in writer.recorded:
+            writer.add(spec.name, status=INTERRUPTED, category=INTERRUPTED,
+                       message="interrupted before it finished", timings={}, seconds=0.0, snapshot_json=None)
+    run = writer.finish(interrupted=True, order=[spec.name for spec in hosts])
+    done = len(interruption.finished)
+    return Interrupted(f"interrupted: {done} of {len(hosts)} machines had finished; run {run.run_id} "
+                       f"({run.path}) records what finished", interruption.finished)
 
 
 @dataclass
