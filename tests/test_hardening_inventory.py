@@ -11,6 +11,7 @@ YAML-ish text.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -275,3 +276,47 @@ def test_parse_inventory_on_arbitrary_documents() -> None:
             assert len(str(error).splitlines()) == 1, repr(str(error))
 
     check()
+
+
+# --------------------------------------------------------------------------------------------
+# On the lab: a real OpenSSH machine, whose login shell gets the command
+
+
+def _markers(machine) -> list[str]:
+    """Marker files anywhere on the machine's own file systems (its /, /root, /tmp, /home, /run)."""
+    found = machine.exec(["find", "/", "/root", "/tmp", "/home", "/run", "-xdev", "-name", "nv-m*"], timeout=60)
+    return sorted(set(found.stdout.split()))
+
+
+def test_lab_machine_runs_a_hostile_interpreter_path_without_a_shell_reading_it(lab_factory, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from netviz.cli import app
+
+    lab = lab_factory(1)
+    machine = lab.machines["m00"]
+    # Relative markers land in the login directory; the find below looks everywhere local.
+    directory = "/tmp/it's a \"d\" $(touch nv-m1) `touch nv-m2` ; touch nv-m3 & x"
+    python = f"{directory}/py$(touch nv-m4)3"
+    machine.exec(["mkdir", "-p", directory], check=True)
+    machine.exec(["ln", "-s", "/usr/bin/python3", python], check=True)
+    base = yaml.safe_load(lab.write_inventory(tmp_path / "lab.yaml", hosts=["m00"]).read_text())
+    entry = base["hosts"]["m00"]
+    base["hosts"] = {
+        "m00": {**entry, "python": python},
+        "m00-missing": {**entry, "python": "$(touch nv-m5)`touch nv-m6`;touch nv-m7;python3"},
+    }
+    hosts_file = tmp_path / "hosts.yaml"
+    hosts_file.write_text(yaml.safe_dump(base))
+    result = CliRunner().invoke(app, ["collect", "--inventory", str(hosts_file), "--cache", str(tmp_path / "cache")],
+                                env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert result.exit_code == 3, result.output  # one ok, one without python: partial
+    manifest = json.loads(next((tmp_path / "cache").glob("*/manifest.json")).read_text())
+    status = {host["host"]: (host["status"], host["category"]) for host in manifest["hosts"]}
+    assert status == {"m00": ("ok", None), "m00-missing": ("failed", "no_python")}, manifest
+    found = _markers(machine)
+    assert found == [], found
+    # the search does see a marker a shell would have made in the login directory
+    machine.exec(["sh", "-c", "cd ~root && touch nv-m0"], check=True)
+    assert _markers(machine) == ["/root/nv-m0"]
+    assert not list(Path.home().glob("nv-m*")) and not list(tmp_path.glob("nv-m*"))
