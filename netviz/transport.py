@@ -77,6 +77,34 @@ REMOTE_GUARD = (
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
+class _ChannelOpenFailures(logging.Handler):
+    """The reason a jump host gives for not reaching the next machine ("Connection refused",
+    "No route to host") reaches paramiko's log only; ChannelException keeps just "Connect
+    failed". Keep the last reason per transport thread so _tunnel can name it."""
+
+    MARK = "open FAILED: "
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self._reasons: dict[Optional[int], str] = {}
+        self._reasons_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.MARK in message:
+            reason = message.split(self.MARK, 1)[1].rsplit(": ", 1)[0]
+            with self._reasons_lock:
+                self._reasons[record.thread] = reason
+
+    def pop(self, thread: Optional[int]) -> Optional[str]:
+        with self._reasons_lock:
+            return self._reasons.pop(thread, None)
+
+
+_CHANNEL_OPEN_FAILURES = _ChannelOpenFailures()
+logging.getLogger("paramiko.transport").addHandler(_CHANNEL_OPEN_FAILURES)
+
+
 class HostFailure(Exception):
     """A machine could not give its snapshot: `kind` is one of FAILURE_KINDS."""
 
@@ -503,17 +531,22 @@ def _tunnel(through: fabric.Connection, target: HostSpec, label: str, attempt: A
             "direct-tcpip", dest_addr=(target.address, target.port), src_addr=("", 0), timeout=target.connect_timeout
         )
     except paramiko.ChannelException as error:
-        # paramiko keeps only the generic reason ("Connect failed"); the server's words go to its log.
-        reason = (error.text or "").lower()
-        where = f"{label}the jump host could not connect to {target.address}:{target.port} ({error.text})"
+        said = _CHANNEL_OPEN_FAILURES.pop(through.transport.ident) or error.text or "refused"
+        reason = said.lower()
+        where = f"{label}the jump host could not connect to {target.address}:{target.port}: {said}"
         if "refused" in reason:
             raise HostFailure(REFUSED, where) from None
         if "resolve" in reason or "name" in reason:
             raise HostFailure(DNS, where) from None
         raise HostFailure(UNREACHABLE, where) from None
     except (paramiko.SSHException, EOFError, OSError) as error:
+        if "timeout" in str(error).lower():
+            raise HostFailure(
+                UNREACHABLE,
+                f"{label}the jump host did not reach {target.address}:{target.port} within {target.connect_timeout:g} s",
+            ) from None
         raise HostFailure(
-            UNREACHABLE, f"{label}jump host gave no route to {target.address}:{target.port}: {error or 'timed out'}"
+            UNREACHABLE, f"{label}the jump host gave no route to {target.address}:{target.port}: {error or 'EOF'}"
         ) from None
     attempt.track(channel.close)
     return channel

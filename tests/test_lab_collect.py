@@ -233,3 +233,26 @@ def test_ipv6_addresses_and_a_non_default_port(lab, tmp_path):
     result = invoke("collect", "-i", str(inv), "--cache", str(cache))
     assert result.exit_code == 0, result.output
     assert {entry["host"]: entry["status"] for entry in manifest(cache)["hosts"]} == {"web6": "ok", "alt6": "ok"}
+
+
+def test_failures_behind_a_jump_host_keep_their_category(lab, tmp_path):
+    db = lab.machines["db"]
+    inv = inventory(lab, tmp_path / "hosts.yaml", hosts=["web"])
+    document = yaml.safe_load(inv.read_text())
+    hop = f"root@{db.ipv4}"
+    document["hosts"] = {
+        "closed-via-db": {"address": lab.machines["closed"].ipv4, "jump": hop},
+        "hole-via-db": {"address": lab.phantoms["blackhole"].ipv4, "jump": hop},
+        "web-via-db": {"address": lab.machines["web"].ipv4, "jump": hop},
+    }
+    document.pop("groups", None)
+    inv.write_text(yaml.safe_dump(document))
+    cache = tmp_path / "cache"
+    result = invoke("collect", "-i", str(inv), "--cache", str(cache))
+    assert result.exit_code == 3, result.output
+    hosts = {entry["host"]: entry for entry in manifest(cache)["hosts"]}
+    assert {name: entry["category"] for name, entry in hosts.items()} == {
+        "closed-via-db": "refused", "hole-via-db": "unreachable", "web-via-db": None,
+    }
+    assert "Connection refused" in hosts["closed-via-db"]["message"]
+    assert hosts["hole-via-db"]["seconds"] < CONNECT_TIMEOUT * 3
