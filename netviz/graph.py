@@ -8,6 +8,7 @@ same snapshots always give the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -137,6 +138,10 @@ class Node:
     listening: tuple[Listening, ...] = ()
     ingress: tuple[Ingress, ...] = ()
     sockets: int = 0
+    # In an aggregated view (netviz.aggregate): the commands of the nodes this one stands for,
+    # busiest first; empty in a stitched graph. Only static formats aggregate, so the JSON
+    # document never carries it.
+    folded: tuple[str, ...] = ()
 
     @property
     def is_root(self) -> bool:
@@ -210,6 +215,9 @@ class FlowGraph:
     hosts: list[HostEntry] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
     flows: list[Flow] = field(default_factory=list)
+    # What this view leaves out compared with the stitched group (filters, aggregation), one
+    # sentence each; shown in the DOT label and the table footer, written as `notes` in JSON.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def outside(self) -> int:
@@ -241,7 +249,7 @@ class FlowGraph:
 
     def to_json_dict(self) -> dict[str, Any]:
         """The `netviz.graph/1` document (docs/graph.md)."""
-        return {
+        document: dict[str, Any] = {
             "schema": GRAPH_SCHEMA,
             "group_by": self.group_by,
             "hosts": [host.to_json() for host in self.hosts],
@@ -249,3 +257,32 @@ class FlowGraph:
             "flows": [flow.to_json() for flow in self.flows],
             "summary": self.summary(),
         }
+        if self.notes:  # only in filtered views: unfiltered documents keep their exact bytes
+            document["notes"] = list(self.notes)
+        return document
+
+    def connections_by_node(self) -> dict[str, int]:
+        """Connections touching each node id (a loopback flow between two processes counts for both)."""
+        totals = {node.id: 0 for node in self.nodes}
+        for flow in self.flows:
+            totals[flow.client] = totals.get(flow.client, 0) + flow.count
+            if flow.server != flow.client:
+                totals[flow.server] = totals.get(flow.server, 0) + flow.count
+        return totals
+
+
+def renumbered(graph: FlowGraph, hosts: list[HostEntry], nodes: list[Node], flows: list[Flow],
+               notes: list[str]) -> FlowGraph:
+    """A new graph of a subset (or a folding) of `graph`, its ids made dense again (n1.., f1..) in
+    the given order, so that a view follows the same contract as a stitched graph."""
+    new_ids = {node.id: f"n{number}" for number, node in enumerate(nodes, start=1)}
+    return FlowGraph(
+        group_by=graph.group_by,
+        hosts=hosts,
+        nodes=[dataclasses.replace(node, id=new_ids[node.id]) for node in nodes],
+        flows=[
+            dataclasses.replace(flow, id=f"f{number}", client=new_ids[flow.client], server=new_ids[flow.server])
+            for number, flow in enumerate(flows, start=1)
+        ],
+        notes=notes,
+    )

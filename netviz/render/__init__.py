@@ -18,21 +18,32 @@ def render(
     *,
     timeout: float = 120.0,
     on_notice: Optional[Callable[[str], None]] = None,
+    detail: str = "auto",
 ) -> bytes:
     """Render `graph` as `fmt` (one of FORMATS) and return the bytes to write.
 
     `timeout` bounds the Graphviz layout for svg/png; `on_notice` receives one-line notices
-    (e.g. a change of layout engine on a large graph).
+    (e.g. what an aggregated view folded, a change of layout engine on a large graph).
+    `detail` (`auto`, `full`, `aggregate`) applies to dot, svg and png only: past a size they
+    fold each machine's quieter processes (netviz.aggregate); json, table and html always hold
+    every node and flow.
     """
-    if fmt == "dot":
+    if fmt in ("dot", "svg", "png"):
+        from netviz.aggregate import drawn_edges, static_view
         from netviz.render.dot import render_dot
 
-        return render_dot(graph).encode("utf-8")
-    if fmt in ("svg", "png"):
-        from netviz.render.dot import render_dot
+        view = static_view(graph, detail)
+        if view.notice and on_notice is not None:
+            on_notice(view.notice)
+        source = render_dot(view.graph, bundle_edges=view.aggregated)
+        if fmt == "dot":
+            return source.encode("utf-8")
         from netviz.render.image import render_image
 
-        return render_image(render_dot(graph), fmt, node_count=len(graph.nodes), timeout=timeout, on_notice=on_notice)
+        return render_image(
+            source, fmt, node_count=len(view.graph.nodes), edge_count=drawn_edges(view.graph) if view.aggregated else len(view.graph.flows),
+            timeout=timeout, on_notice=on_notice,
+        )
     if fmt == "json":
         from netviz.render.json import render_json
 

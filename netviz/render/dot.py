@@ -17,6 +17,8 @@ from netviz.textsafe import for_terminal
 
 MAX_PIDS_SHOWN = 6
 MAX_LISTENING_SHOWN = 4
+MAX_FOLDED_SHOWN = 4
+MAX_SERVICES_SHOWN = 3
 ROOT_COLOR = "red"
 UNCONFINED_COLOR = "red"
 INGRESS_COLOR = "darkorange3"
@@ -59,6 +61,8 @@ def node_label(node: Node) -> str:
     lines = [f"<B>{label_text(node.comm)}</B>"]
     if node.kind == KIND_HOST:
         lines[0] = f"<B>{label_text(node.host)}</B>"
+    if node.folded:
+        return "<" + "<BR/>".join(lines + _folded(node)) + ">"
     if node.pids:
         lines.append(_pids(node.pids))
     users = []
@@ -74,6 +78,19 @@ def node_label(node: Node) -> str:
     for item in node.ingress:
         lines.append(_font("ingress " + label_text(item.describe()), INGRESS_COLOR))
     return "<" + "<BR/>".join(lines) + ">"
+
+
+def _folded(node: Node) -> list[str]:
+    """The lines of a machine node that stands for several processes in an aggregated view."""
+    names = ", ".join(label_text(name, limit=40) for name in node.folded[:MAX_FOLDED_SHOWN])
+    if len(node.folded) > MAX_FOLDED_SHOWN:
+        names += f", +{len(node.folded) - MAX_FOLDED_SHOWN}"
+    lines = [f"<I>{len(node.folded)} folded: {names}</I>"]
+    if node.listening:
+        lines.append(_listening(node))
+    for item in node.ingress[:2]:
+        lines.append(_font("ingress " + label_text(item.describe()), INGRESS_COLOR))
+    return lines
 
 
 def cluster_label(host: HostEntry) -> str:
@@ -142,8 +159,41 @@ def _edge_attributes(flow: Flow) -> str:
     return ", ".join(attributes)
 
 
-def render_dot(graph: FlowGraph) -> str:
-    """The whole graph as DOT text (deterministic: hosts, nodes and flows come sorted)."""
+def _bundled_edges(graph: FlowGraph) -> list[str]:
+    """One edge per ordered pair of nodes, labelled with its busiest services (aggregated views:
+    the edges, more than the nodes, are what makes a large layout slow and unreadable)."""
+    pairs: dict[tuple[str, str], list[Flow]] = {}
+    for flow in graph.flows:
+        pairs.setdefault((flow.client, flow.server), []).append(flow)
+    out = []
+    for (client, server), flows in pairs.items():
+        services: dict[str, int] = {}
+        for flow in flows:
+            name = f"{flow.proto}/{flow.server_port}"
+            services[name] = services.get(name, 0) + flow.count
+        ranked = sorted(services.items(), key=lambda item: (-item[1], item[0]))
+        text = ", ".join(f"{name} ×{count}" if count > 1 else name for name, count in ranked[:MAX_SERVICES_SHOWN])
+        if len(ranked) > MAX_SERVICES_SHOWN:
+            text += f", +{len(ranked) - MAX_SERVICES_SHOWN}"
+        total = sum(flow.count for flow in flows)
+        attributes = [f"label=<{label_text(text)}>"]
+        if not any(flow.directed for flow in flows):
+            attributes.append('dir=none, style="dashed"')
+        if total > 1:
+            attributes.append(f"penwidth={min(1 + total.bit_length() * 0.5, 6):.1f}")
+        out.append(f"  {client} -> {server} [{', '.join(attributes)}];")
+    return out
+
+
+def graph_label(graph: FlowGraph) -> str:
+    """The label under the whole drawing: what this view leaves out (filters, aggregation)."""
+    return "<" + "<BR/>".join(label_text(note, limit=400) for note in graph.notes) + ">"
+
+
+def render_dot(graph: FlowGraph, *, bundle_edges: bool = False) -> str:
+    """The whole graph as DOT text (deterministic: hosts, nodes and flows come sorted).
+
+    `bundle_edges` draws parallel flows between two nodes as one edge (aggregated views)."""
     out = [
         "digraph netviz {",
         '  graph [rankdir=LR, charset="UTF-8", fontname="Helvetica", fontsize=11, newrank=true];',
@@ -163,7 +213,12 @@ def render_dot(graph: FlowGraph) -> str:
         for node in nodes:
             out.append(f"    {node.id} [{_node_attributes(node)}];")
         out.append("  }")
-    for flow in graph.flows:
-        out.append(f"  {flow.client} -> {flow.server} [{_edge_attributes(flow)}];")
+    if bundle_edges:
+        out.extend(_bundled_edges(graph))
+    else:
+        for flow in graph.flows:
+            out.append(f"  {flow.client} -> {flow.server} [{_edge_attributes(flow)}];")
+    if graph.notes:  # set last: clusters declared before do not inherit it
+        out.append(f'  graph [label={graph_label(graph)}, labelloc="t", labeljust="l"];')
     out.append("}")
     return "\n".join(out) + "\n"

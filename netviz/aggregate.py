@@ -1,0 +1,167 @@
+"""Aggregation for the static formats: machines plus their busiest processes, so that a large
+group still lays out in seconds and reads as a map rather than a hairball.
+
+Graphviz `dot` lays out 500 nodes in 0.5 s but 2,000 in 15.6 s and 5,000 in more than 7 minutes;
+the edges count as much as the nodes (benchmarks/bench_render.py prints the figures). Past
+FULL_NODE_LIMIT nodes or FULL_EDGE_LIMIT flows, DOT, SVG and PNG keep on each machine its
+busiest nodes (by connections) and fold the others into one node per machine; the number kept
+per machine is the largest that fits NODE_BUDGET nodes and EDGE_BUDGET drawn edges (parallel
+flows between two nodes are drawn as one edge in an aggregated view), down to one node per
+machine. JSON and HTML always keep the full detail.
+
+Pure: no I/O, nothing printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netviz.graph import KIND_HOST, KIND_OUTSIDE, Flow, FlowGraph, Node, renumbered
+
+DETAIL_CHOICES = ("auto", "full", "aggregate")
+
+# Measured with benchmarks/bench_render.py (see its docstring for the figures behind them).
+FULL_NODE_LIMIT = 500
+FULL_EDGE_LIMIT = 1000
+NODE_BUDGET = 600
+EDGE_BUDGET = 3000
+MOST_KEPT_PER_MACHINE = 8
+
+
+@dataclass(frozen=True)
+class StaticView:
+    """The graph a static format draws, and what was folded to get it (None: full detail)."""
+
+    graph: FlowGraph
+    notice: str | None = None
+    kept_per_machine: int | None = None  # None: full detail
+
+    @property
+    def aggregated(self) -> bool:
+        return self.kept_per_machine is not None
+
+
+def drawn_edges(graph: FlowGraph) -> int:
+    """Edges an aggregated DOT draws: one per ordered pair of nodes."""
+    return len({(flow.client, flow.server) for flow in graph.flows})
+
+
+def needs_aggregation(graph: FlowGraph) -> bool:
+    """Is the full graph too large for a static layout done in seconds?"""
+    return len(graph.nodes) > FULL_NODE_LIMIT or len(graph.flows) > FULL_EDGE_LIMIT
+
+
+def fold(graph: FlowGraph, kept_per_machine: int) -> FlowGraph:
+    """Keep on each machine its `kept_per_machine` busiest nodes (connections touching them; ties
+    by node order) and fold the other nodes of the machine into one machine node. Outside nodes
+    stay. Flows are re-attached to the nodes that stand for their ends and merged when they
+    become the same flow; the counts add up, so no connection disappears."""
+    busy = graph.connections_by_node()
+    by_host: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        if node.kind != KIND_OUTSIDE:
+            by_host.setdefault(node.host, []).append(node)
+    order = {node.id: index for index, node in enumerate(graph.nodes)}
+    stands_for: dict[str, str] = {node.id: node.id for node in graph.nodes}
+    folded_nodes: dict[str, Node] = {}
+    for host, nodes in by_host.items():
+        ranked = sorted(nodes, key=lambda node: (-busy.get(node.id, 0), order[node.id]))
+        rest = ranked[kept_per_machine:]
+        if len(rest) < 2:  # folding a single node would only lose its detail
+            continue
+        machine = _machine_node(f"{host}\0folded", host, rest)
+        folded_nodes[machine.id] = machine
+        for node in rest:
+            stands_for[node.id] = machine.id
+    nodes = _ordered_nodes(graph, stands_for, folded_nodes)
+    flows = _merged_flows(graph, stands_for, {node.id: index for index, node in enumerate(nodes)})
+    notes = list(graph.notes) + [_note(graph, nodes, kept_per_machine)]
+    return renumbered(graph, list(graph.hosts), nodes, flows, notes)
+
+
+def _machine_node(node_id: str, host: str, members: list[Node]) -> Node:
+    """One node standing for `members` (busiest first), all on machine `host`."""
+    names: list[str] = []
+    for member in members:
+        names.extend(member.folded or (member.comm,))
+    return Node(
+        id=node_id,
+        host=host,
+        kind=KIND_HOST,
+        comm=host,
+        users=tuple(sorted({user for member in members for user in member.users})),
+        listening=tuple(sorted({item for member in members for item in member.listening})),
+        ingress=tuple(sorted({item for member in members for item in member.ingress})),
+        sockets=sum(member.sockets for member in members),
+        folded=tuple(names),
+    )
+
+
+def _ordered_nodes(graph: FlowGraph, stands_for: dict[str, str], folded: dict[str, Node]) -> list[Node]:
+    """Kept nodes in their order, each machine's folded node where its first member was."""
+    nodes: list[Node] = []
+    placed: set[str] = set()
+    for node in graph.nodes:
+        target = stands_for[node.id]
+        if target in placed:
+            continue
+        placed.add(target)
+        nodes.append(folded.get(target, node))
+    return nodes
+
+
+def _merged_flows(graph: FlowGraph, stands_for: dict[str, str], rank: dict[str, int]) -> list[Flow]:
+    merged: dict[tuple, Flow] = {}
+    for flow in graph.flows:
+        client, server = stands_for[flow.client], stands_for[flow.server]
+        key = (client, server, flow.proto, flow.server_port, flow.directed, flow.inferred, flow.via)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = Flow(
+                id=flow.id, client=client, server=server, proto=flow.proto, server_port=flow.server_port,
+                server_address=flow.server_address, count=flow.count, directed=flow.directed,
+                inferred=flow.inferred, via=flow.via, client_pids=flow.client_pids, server_pids=flow.server_pids,
+            )
+            continue
+        seen.count += flow.count
+        seen.server_address = min(seen.server_address, flow.server_address)
+        seen.client_pids = tuple(sorted(set(seen.client_pids) | set(flow.client_pids)))
+        seen.server_pids = tuple(sorted(set(seen.server_pids) | set(flow.server_pids)))
+    return sorted(
+        merged.values(),
+        key=lambda flow: (rank[flow.client], rank[flow.server], flow.proto, flow.server_port,
+                          not flow.directed, flow.inferred, flow.via or ""),
+    )
+
+
+def _note(graph: FlowGraph, nodes: list[Node], kept: int) -> str:
+    folded = sum(len(node.folded) for node in nodes)
+    machines = sum(1 for node in nodes if node.folded)
+    if folded:
+        what = f"the {kept} busiest per machine kept" if kept else "one node per machine"
+        done = f"{folded} of {len(graph.nodes)} nodes folded into {machines} machine nodes ({what}); "
+    else:
+        done = ""
+    return (
+        f"aggregated for a static layout: {done}parallel flows between two nodes drawn as one edge; "
+        "--detail full draws everything"
+    )
+
+
+def aggregate(graph: FlowGraph) -> StaticView:
+    """The most detailed folding that fits the budgets (down to one node per machine)."""
+    for kept in range(MOST_KEPT_PER_MACHINE, -1, -1):
+        view = fold(graph, kept)
+        if (len(view.nodes) <= NODE_BUDGET and drawn_edges(view) <= EDGE_BUDGET) or kept == 0:
+            return StaticView(view, view.notes[-1], kept)
+    raise AssertionError("unreachable")
+
+
+def static_view(graph: FlowGraph, detail: str = "auto") -> StaticView:
+    """What DOT, SVG and PNG draw for `detail`: `full` (everything), `aggregate` (always fold),
+    or `auto` (fold past FULL_NODE_LIMIT nodes or FULL_EDGE_LIMIT flows)."""
+    if detail not in DETAIL_CHOICES:
+        raise ValueError(f"unknown detail {detail!r}; use one of {', '.join(DETAIL_CHOICES)}")
+    if detail == "full" or (detail == "auto" and not needs_aggregation(graph)):
+        return StaticView(graph)
+    return aggregate(graph)
