@@ -176,6 +176,10 @@ def _decimal(text):
 MAX_NAME = 255  # interface names, states, protocol names from kernel text
 MAX_HOST_TEXT = 255
 MAX_CONTEXT = 4000
+# Any local user shapes its command line: a process that joins its arguments (setproctitle) shows
+# megabytes as one argument, and many such processes would push the snapshot past the reader's
+# bounds. Command lines are cut to this many bytes, with `cmdline_truncated` set.
+MAX_CMDLINE_BYTES = 16384
 
 
 # ---------------------------------------------------------------------------------------------
@@ -700,6 +704,9 @@ def read_process(proc_root, pid, users, coverage):
     if comm_raw.endswith(b"\n"):
         comm_raw = comm_raw[:-1]
     comm, comm_hex = decode_text(comm_raw)
+    truncated = len(cmdline_raw) > MAX_CMDLINE_BYTES
+    if truncated:
+        cmdline_raw = cmdline_raw[:MAX_CMDLINE_BYTES]
     raw_args = parse_cmdline(cmdline_raw)
     decoded = [decode_text(arg) for arg in raw_args]
     args = [text for text, _ in decoded]
@@ -721,6 +728,8 @@ def read_process(proc_root, pid, users, coverage):
         process["comm_hex"] = comm_hex
     if not clean:
         process["cmdline_hex"] = [arg.hex() for arg in raw_args]
+    if truncated:
+        process["cmdline_truncated"] = True
 
     denied = False
     try:
