@@ -285,3 +285,46 @@ def test_decode_framed_refuses_a_zip_bomb_without_inflating_it(monkeypatch: pyte
 def test_frame_error_is_a_netviz_error() -> None:
     assert issubclass(FrameError, NetvizError)
     assert issubclass(SnapshotError, NetvizError)
+
+
+# --------------------------------------------------------------------------------------------
+# A real process shaping its own command line
+
+MERGE_ARGS = '''\
+import sys, time
+fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end
+with open("/proc/self/mem", "r+b") as mem:  # what setproctitle does: one argument of them all
+    mem.seek(start)
+    data = mem.read(end - start)
+    mem.seek(start)
+    mem.write(data[:-1].replace(b"\\0", b"\\xff") + data[-1:])
+print("ready", flush=True)
+time.sleep(120)
+'''
+
+
+def test_a_process_with_a_huge_command_line_does_not_spoil_the_snapshot(tmp_path) -> None:
+    """Any local user can show a megabyte-long, non-UTF-8 command line (arguments joined over
+    their NULs, as setproctitle does). The payload cuts it, so the machine's snapshot still loads."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "merge_args.py"
+    script.write_text(MERGE_ARGS)
+    argument = "\udcff" * 120_000  # raw 0xff bytes (surrogateescape), each argument under MAX_ARG_STRLEN
+    process = subprocess.Popen([sys.executable, str(script)] + [argument] * 10,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert process.stdout.readline() == b"ready\n"
+        assert len(Path(f"/proc/{process.pid}/cmdline").read_bytes()) > 1_000_000
+        document = json.loads(capture.dumps_document(capture.collect()))
+        snapshot = parse_snapshot(document, "live")
+    finally:
+        process.kill()
+        process.wait()
+    raw = next(p for p in document["processes"] if p["pid"] == process.pid)
+    assert raw["cmdline_truncated"] is True
+    assert sum(len(bytes.fromhex(h)) for h in raw["cmdline_hex"]) <= capture.MAX_CMDLINE_BYTES
+    loaded = next(p for p in snapshot.processes if p.pid == process.pid)
+    assert loaded.cmdline[0].startswith(sys.executable + "\\xff") and len(loaded.cmdline) == 1
