@@ -659,10 +659,11 @@
 
   var summary = graph.summary || {};
   document.getElementById('summary').textContent =
-    (summary.hosts !== undefined ? summary.hosts : hosts.length) + ' machines \u00b7 ' +
+    (summary.hosts !== undefined ? summary.hosts : machineList.length) + ' machines \u00b7 ' +
     docNodes.length + ' nodes \u00b7 ' + usableFlows.length + ' flows' +
     (summary.outside ? ' \u00b7 ' + summary.outside + ' outside' : '') +
-    (summary.unresolved ? ' \u00b7 ' + summary.unresolved + ' unresolved' : '');
+    (summary.unresolved ? ' \u00b7 ' + summary.unresolved + ' unresolved' : '') +
+    (docFlows.length > usableFlows.length ? ' \u00b7 ' + (docFlows.length - usableFlows.length) + ' flows to unknown nodes not drawn' : '');
 
   // ---- what tests and benchmarks read ------------------------------------------------
 
