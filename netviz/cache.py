@@ -35,6 +35,7 @@ LATEST = "latest"
 MANIFEST_SCHEMA = "netviz.run/1"
 KEEP_RUNS = 30  # older runs are pruned; stale snapshots are carried forward, so nothing is lost
 LOCK = ".lock"
+DISCARDED = ".discarded-"  # prefix of a run directory being deleted
 ABANDONED_AFTER = 24 * 3600  # a run directory without a manifest this old belongs to a dead collector
 INTERRUPTED = "interrupted"  # status and category of a machine a stopped run did not finish
 _RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -367,17 +368,31 @@ def prune(root: Path, *, keep: int = KEEP_RUNS, now: Optional[float] = None) -> 
     for path in runs[: max(0, len(runs) - keep)]:
         if latest is not None and path == latest.path:
             continue
-        shutil.rmtree(path, ignore_errors=True)
+        _discard(root, path)
         removed.append(path)
     limit = (now if now is not None else time.time()) - ABANDONED_AFTER
     for path in root.iterdir():
+        if path.name.startswith(DISCARDED):
+            shutil.rmtree(path, ignore_errors=True)  # a deletion cut short by a crash
+            continue
         if not _RUN_ID.match(path.name) or (path / MANIFEST).exists():
             continue
         with contextlib.suppress(OSError):
             if path.is_dir() and not path.is_symlink() and path.stat().st_mtime < limit:
-                shutil.rmtree(path, ignore_errors=True)
+                _discard(root, path)
                 removed.append(path)
     return removed
+
+
+def _discard(root: Path, path: Path) -> None:
+    """Delete a run directory. It is renamed out of sight first: a crash in the middle of the
+    deletion must not leave a run whose manifest names snapshots that are gone."""
+    hidden = root / f"{DISCARDED}{path.name}"
+    try:
+        os.rename(path, hidden)
+    except OSError:
+        return
+    shutil.rmtree(hidden, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------
