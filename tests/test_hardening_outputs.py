@@ -235,3 +235,14 @@ def test_dot_with_every_nasty_name() -> None:
 def test_dot_with_random_hostile_names(names: list[str]) -> None:
     graph = _graph(names)
     _dot_reads(render(graph, "dot").decode("utf-8"), graph)
+
+
+@needs_dot
+def test_svg_of_every_nasty_name_is_well_formed_xml_without_script() -> None:
+    import xml.etree.ElementTree as ElementTree
+
+    svg = render(_graph(NASTY), "svg")
+    root = ElementTree.fromstring(svg)
+    tags = {element.tag.rsplit("}", 1)[-1] for element in root.iter()}
+    assert "script" not in tags and "foreignObject" not in tags
+    assert not any(name.lower().startswith("on") for element in root.iter() for name in element.attrib)
