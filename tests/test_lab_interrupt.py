@@ -156,3 +156,41 @@ def test_interrupted_collection_leaves_no_thread_and_returns_what_finished(lab, 
     wait_until(lambda: netviz_threads() == [], 3, "paramiko threads to end")
     assert "1 of 2 machines had finished" in str(raised.value)
     wait_until(lambda: not running(hang, "sleep infinity"), 5, "the hanging payload to end on the machine")
+
+
+def test_collector_killed_mid_run_leaves_a_usable_cache_and_no_remote_process(lab, tmp_path):
+    """SIGKILL (no handler runs): the run directory has no manifest, so the cache ignores it;
+    `latest` and `netviz stitch` still give the previous complete run; the machine's guard ends
+    the payload the killed collector left hanging."""
+    hang = lab.machines["hang"]
+    baseline = set(hang.pids())
+    cache = tmp_path / "cache"
+    complete = subprocess.run([sys.executable, "-m", "netviz", "collect", "-i", str(lab.scenario_inventory),
+                               "--cache", str(cache)], cwd=REPO, capture_output=True, timeout=120)
+    assert complete.returncode == EXIT_OK, complete.stderr.decode()
+    previous = os.readlink(cache / "latest")
+    inventory = lab.inventory_for([*SCENARIO, "hang"], path=tmp_path / "hosts.yaml", command_timeout=60)
+    process = subprocess.Popen([sys.executable, "-m", "netviz", "collect", "-i", str(inventory), "--cache", str(cache)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def killed_run() -> Path | None:
+            runs = [path for path in cache.glob("2*") if path.name != previous]
+            return runs[0] if runs and all((runs[0] / f"{n}.json").exists() for n in SCENARIO) else None
+
+        wait_until(lambda: killed_run() and running(hang, "sleep infinity"), 20, "the collection underway")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+        process.wait()
+    run = killed_run()
+    assert not (run / MANIFEST).exists()
+    assert os.readlink(cache / "latest") == previous
+    stitched = subprocess.run([sys.executable, "-m", "netviz", "stitch", "--cache", str(cache), "--format", "json"],
+                              cwd=REPO, capture_output=True, timeout=60)
+    assert stitched.returncode == EXIT_OK, stitched.stderr.decode()
+    assert graph_flow_keys(json.loads(stitched.stdout)) == lab.scenario.flow_keys()
+    # Its snapshots that were written are whole (atomic writes).
+    for name in SCENARIO:
+        assert load_snapshot(run / f"{name}.json", name=name).host.hostname == name
+    wait_until(lambda: set(hang.pids()) <= baseline, 5, f"hang back to its own processes ({command_lines(hang)})")
