@@ -233,7 +233,7 @@
     // Cytoscape's defaults (ellipse, black text, centred, grey #999 edges) are left unsaid on
     // purpose: each property set here costs start-up time for every element it applies to.
     { selector: 'node', style: {
-      'z-index-compare': 'manual', 'z-index': 10, 'width': 16, 'height': 16, 'background-color': '#4a78c2', 'label': 'data(label)',
+      'width': 16, 'height': 16, 'background-color': '#4a78c2', 'label': 'data(label)',
       'font-size': 10, 'text-valign': 'bottom', 'text-margin-y': 3,
       'text-wrap': 'wrap', 'text-max-width': 112, 'min-zoomed-font-size': 7 } },
     { selector: 'node.listening', style: { 'shape': 'round-rectangle', 'background-color': '#23895a' } },
@@ -241,7 +241,7 @@
     { selector: 'node.outside', style: { 'shape': 'diamond', 'background-color': '#8a8f98', 'width': 20, 'height': 20 } },
     { selector: 'node.host', style: { 'shape': 'round-rectangle', 'width': 40, 'height': 28, 'background-color': '#5b7fb8', 'font-size': 12 } },
     { selector: 'node.machine', style: {
-      'z-index': 0, 'width': 'data(w)', 'height': 'data(h)', 'shape': 'round-rectangle', 'background-color': '#e9eef6', 'background-opacity': 0.85, 'border-width': 1,
+      'z-compound-depth': 'bottom', 'width': 'data(w)', 'height': 'data(h)', 'shape': 'round-rectangle', 'background-color': '#e9eef6', 'background-opacity': 0.85, 'border-width': 1,
       'border-color': '#93a3bb', 'text-valign': 'top', 'text-margin-y': -4,
       'font-size': 15, 'font-weight': 'bold', 'color': '#2b3648', 'min-zoomed-font-size': 5,
       'text-wrap': 'none' } },
@@ -255,7 +255,7 @@
       'shape': 'triangle', 'width': 11, 'height': 11, 'background-color': '#e07b00', 'font-size': 8,
       'text-valign': 'top', 'text-margin-y': -2, 'color': '#a35400' } },
     { selector: 'edge', style: {
-      'z-index-compare': 'manual', 'z-index': 5, 'width': 'mapData(weight, 1, 40, 1.2, 5)',
+      'width': 'mapData(weight, 1, 40, 1.2, 5)',
       'target-arrow-shape': 'triangle', 'curve-style': BIG ? 'straight' : 'bezier',
       'label': 'data(label)', 'font-size': 9, 'min-zoomed-font-size': 8 } },
     // Every style property costs start-up time per edge, so big maps go without these niceties.
