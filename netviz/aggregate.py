@@ -14,6 +14,7 @@ Pure: no I/O, nothing printed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from netviz.graph import KIND_HOST, KIND_OUTSIDE, Flow, FlowGraph, Node, renumbered
@@ -56,6 +57,22 @@ def fold(graph: FlowGraph, kept_per_machine: int) -> FlowGraph:
     by node order) and fold the other nodes of the machine into one machine node. Outside nodes
     stay. Flows are re-attached to the nodes that stand for their ends and merged when they
     become the same flow; the counts add up, so no connection disappears."""
+    nodes, flows = _folded(graph, kept_per_machine, fold_single=False)
+    notes = list(graph.notes) + [_note(graph, nodes, kept_per_machine)]
+    return renumbered(graph, list(graph.hosts), nodes, flows, notes)
+
+
+def by_machine(graph: FlowGraph) -> FlowGraph:
+    """The graph with one node per machine (plus outside nodes), as `--group-by host` draws it:
+    used when filters had to see processes before the machines were grouped."""
+    nodes, flows = _folded(graph, 0, fold_single=True)
+    nodes = [dataclasses.replace(node, folded=()) for node in nodes]
+    view = renumbered(graph, list(graph.hosts), nodes, flows, list(graph.notes))
+    view.group_by = "host"
+    return view
+
+
+def _folded(graph: FlowGraph, kept_per_machine: int, *, fold_single: bool) -> tuple[list[Node], list[Flow]]:
     busy = graph.connections_by_node()
     by_host: dict[str, list[Node]] = {}
     for node in graph.nodes:
@@ -64,10 +81,10 @@ def fold(graph: FlowGraph, kept_per_machine: int) -> FlowGraph:
     order = {node.id: index for index, node in enumerate(graph.nodes)}
     stands_for: dict[str, str] = {node.id: node.id for node in graph.nodes}
     folded_nodes: dict[str, Node] = {}
-    for host, nodes in by_host.items():
-        ranked = sorted(nodes, key=lambda node: (-busy.get(node.id, 0), order[node.id]))
+    for host, members in by_host.items():
+        ranked = sorted(members, key=lambda node: (-busy.get(node.id, 0), order[node.id]))
         rest = ranked[kept_per_machine:]
-        if len(rest) < 2:  # folding a single node would only lose its detail
+        if not rest or (len(rest) < 2 and not fold_single):  # folding one node only loses its detail
             continue
         machine = _machine_node(f"{host}\0folded", host, rest)
         folded_nodes[machine.id] = machine
@@ -75,8 +92,7 @@ def fold(graph: FlowGraph, kept_per_machine: int) -> FlowGraph:
             stands_for[node.id] = machine.id
     nodes = _ordered_nodes(graph, stands_for, folded_nodes)
     flows = _merged_flows(graph, stands_for, {node.id: index for index, node in enumerate(nodes)})
-    notes = list(graph.notes) + [_note(graph, nodes, kept_per_machine)]
-    return renumbered(graph, list(graph.hosts), nodes, flows, notes)
+    return nodes, flows
 
 
 def _machine_node(node_id: str, host: str, members: list[Node]) -> Node:

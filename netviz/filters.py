@@ -24,7 +24,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -179,17 +179,12 @@ def apply_filters(graph: FlowGraph, spec: FilterSpec) -> FilterResult:
     if not spec:
         return FilterResult(graph)
     match = _Matcher(graph, spec.groups)
-    used: set[Term] = set()
 
     def any_flow(terms: Sequence[Term], flow: Flow) -> bool:
-        hit = [term for term in terms if match.flow(term, flow)]
-        used.update(hit)
-        return bool(hit)
+        return any(match.flow(term, flow) for term in terms)
 
     def any_node(terms: Sequence[Term], node: Node, test) -> bool:
-        hit = [term for term in terms if test(term, node)]
-        used.update(hit)
-        return bool(hit)
+        return any(test(term, node) for term in terms)
 
     had_flows = {end for flow in graph.flows for end in (flow.client, flow.server)}
     flows = list(graph.flows)
@@ -203,7 +198,6 @@ def apply_filters(graph: FlowGraph, spec: FilterSpec) -> FilterResult:
             host.name for host in graph.hosts
             if any(match.machine_named(term, host, host.name) for term in spec.only)
         }
-        used.update(term for term in spec.only for host in graph.hosts if match.machine_named(term, host, host.name))
     dropped_hosts: set[str] = set()
     if spec.exclude:
         flows = [flow for flow in flows if not any_flow(spec.exclude, flow)]
@@ -220,7 +214,6 @@ def apply_filters(graph: FlowGraph, spec: FilterSpec) -> FilterResult:
         for host in graph.hosts:
             if any(match.machine_named(term, host, host.name) for term in spec.exclude):
                 dropped_hosts.add(host.name)
-                used.update(term for term in spec.exclude if match.machine_named(term, host, host.name))
     with_nodes = {node.host for node in nodes}
     hosts = [
         host for host in graph.hosts
@@ -232,8 +225,19 @@ def apply_filters(graph: FlowGraph, spec: FilterSpec) -> FilterResult:
     flows = [flow for flow in flows if flow.client in kept_ids and flow.server in kept_ids]
     note = _note(graph, spec, hosts, nodes, flows)
     view = renumbered(graph, hosts, nodes, flows, list(graph.notes) + [note])
-    unmatched = tuple(term.text for term in spec.only + spec.exclude if term not in used)
-    return FilterResult(view, unmatched)
+    return FilterResult(view, _unmatched(graph, spec, match))
+
+
+def _unmatched(graph: FlowGraph, spec: FilterSpec, match: _Matcher) -> tuple[str, ...]:
+    """Terms that name nothing in the whole group (typos, most likely)."""
+    def names_something(term: Term) -> bool:
+        return (
+            any(match.machine_named(term, host, host.name) for host in graph.hosts)
+            or any(match.node(term, node) for node in graph.nodes)
+            or any(match.flow(term, flow) for flow in graph.flows)
+        )
+
+    return tuple(term.text for term in spec.only + spec.exclude if not names_something(term))
 
 
 def _note(graph: FlowGraph, spec: FilterSpec, hosts: list[HostEntry], nodes: list[Node], flows: list[Flow]) -> str:
@@ -246,3 +250,32 @@ def _note(graph: FlowGraph, spec: FilterSpec, hosts: list[HostEntry], nodes: lis
         f"{len(graph.flows) - len(flows)} of {len(graph.flows)} flows ({before - after} of {before} connections)",
     ]
     return f"filtered by {spec.describe()}: hidden " + ", ".join(parts)
+
+
+def stitch_filtered(
+    snapshots: Sequence[object],
+    *,
+    group_by: str = "process",
+    show_external: bool = False,
+    stale: Collection[str] = (),
+    filters: Optional[FilterSpec] = None,
+) -> tuple[FlowGraph, list[str]]:
+    """Stitch `snapshots` and apply `filters`: (graph, notices for the user).
+
+    Filters see processes even under `--group-by host` (`--exclude sshd` must hide sshd's flows
+    from the machine view too): the group is then stitched by process, filtered, and each
+    machine's nodes merged into one.
+    """
+    from netviz.aggregate import by_machine
+    from netviz.stitch import stitch
+
+    filters = filters or FilterSpec()
+    if not filters:
+        return stitch(snapshots, group_by=group_by, show_external=show_external, stale=stale), []
+    stitched_by = "process" if group_by == "host" else group_by
+    graph = stitch(snapshots, group_by=stitched_by, show_external=show_external, stale=stale)
+    result = apply_filters(graph, filters)
+    view = by_machine(result.graph) if group_by == "host" else result.graph
+    notices = [f"filter term {text!r} matched nothing in this group" for text in result.unmatched]
+    notices.extend(view.notes[-1:])
+    return view, notices

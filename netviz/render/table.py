@@ -1,19 +1,25 @@
 """The flows as a table: rows of plain strings, shown by console.print_table in a terminal, or
-written as aligned text to a file or a pipe."""
+written as aligned text to a file or a pipe. Flows come busiest first, and a second table names
+the busiest machines, so that the top of a long listing answers "who talks most"."""
 
 from __future__ import annotations
 
-from netviz.graph import FlowGraph, Node
+from dataclasses import dataclass
+
+from netviz.graph import KIND_HOST, KIND_OUTSIDE, Flow, FlowGraph, Node
 from netviz.textsafe import for_terminal
 
 HEADERS = ("client", "server", "service", "count", "notes")
+MACHINE_HEADERS = ("machine", "connections", "flows", "nodes", "outside", "unresolved")
+BUSIEST_MACHINES = 10  # rows of the machine table
+BUSIEST_SHOWN = 5  # items in the one-line summaries of a run
 
 
 def _endpoint(node: Node) -> str:
-    name = for_terminal(node.comm if node.kind != "host" else node.host, limit=40)
-    if node.kind == "host":
+    name = for_terminal(node.comm if node.kind != KIND_HOST else node.host, limit=40)
+    if node.kind == KIND_HOST:
         return name
-    if node.kind == "outside":
+    if node.kind == KIND_OUTSIDE:
         return f"{for_terminal(node.host, limit=40)}: (outside)"
     pids = ""
     if node.pids:
@@ -21,11 +27,16 @@ def _endpoint(node: Node) -> str:
     return f"{for_terminal(node.host, limit=40)}: {name}{pids}"
 
 
+def busiest_flows(graph: FlowGraph) -> list[Flow]:
+    """Flows by connection count, largest first (graph order among equals)."""
+    return sorted(graph.flows, key=lambda flow: -flow.count)
+
+
 def table_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """Headers and one row per flow, in the graph's order."""
+    """Headers and one row per flow, busiest first."""
     nodes = graph.nodes_by_id()
     rows = []
-    for flow in graph.flows:
+    for flow in busiest_flows(graph):
         notes = []
         if not flow.directed:
             notes.append("undirected")
@@ -45,22 +56,86 @@ def table_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]
     return HEADERS, rows
 
 
+@dataclass
+class MachineLoad:
+    """How much one machine takes part in the drawn flows."""
+
+    name: str
+    connections: int = 0
+    flows: int = 0
+    nodes: int = 0
+    outside: int = 0
+    unresolved: int = 0
+
+
+def machine_loads(graph: FlowGraph) -> list[MachineLoad]:
+    """Every machine with the flows and connections touching it (a flow inside one machine counts
+    once), busiest first: by connections, then flows, then name."""
+    loads = {host.name: MachineLoad(host.name, outside=host.outside, unresolved=host.unresolved) for host in graph.hosts}
+    host_of = {node.id: node.host for node in graph.nodes}
+    for node in graph.nodes:
+        if node.kind != KIND_OUTSIDE and node.host in loads:
+            loads[node.host].nodes += 1
+    for flow in graph.flows:
+        for host in {host_of[flow.client], host_of[flow.server]}:
+            if host in loads:
+                loads[host].connections += flow.count
+                loads[host].flows += 1
+    return sorted(loads.values(), key=lambda load: (-load.connections, -load.flows, load.name))
+
+
+def machine_rows(graph: FlowGraph, limit: int = BUSIEST_MACHINES) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """Headers and the `limit` busiest machines."""
+    rows = [
+        (for_terminal(load.name, limit=60), str(load.connections), str(load.flows), str(load.nodes),
+         str(load.outside), str(load.unresolved))
+        for load in machine_loads(graph)[:limit]
+    ]
+    return MACHINE_HEADERS, rows
+
+
+def busiest_lines(graph: FlowGraph, limit: int = BUSIEST_SHOWN) -> list[str]:
+    """Two lines for the end of a run: the busiest machines and the busiest flows."""
+    if not graph.flows:
+        return []
+    nodes = graph.nodes_by_id()
+    machines = ", ".join(
+        f"{for_terminal(load.name, limit=60)} ({load.connections} connections, {load.flows} flows)"
+        for load in machine_loads(graph)[:limit] if load.connections
+    )
+    flows = ", ".join(
+        f"{_endpoint(nodes[flow.client])} -> {_endpoint(nodes[flow.server])} {flow.proto}/{flow.server_port} ×{flow.count}"
+        for flow in busiest_flows(graph)[:limit]
+    )
+    return [f"busiest machines: {machines}", f"busiest flows: {flows}"]
+
+
 def table_footer(graph: FlowGraph) -> str:
     summary = graph.summary()
-    return (
+    lines = [for_terminal(note, limit=400) for note in graph.notes]
+    lines.append(
         f"{summary['hosts']} machines, {summary['flows']} flows ({summary['connections']} connections); "
         f"not drawn: {summary['outside']} outside, {summary['unresolved']} unresolved"
     )
+    return "\n".join(lines)
 
 
-def render_table_text(graph: FlowGraph) -> str:
-    """Aligned plain text, for files and pipes."""
-    headers, rows = table_rows(graph)
+def _aligned(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max([len(headers[column])] + [len(row[column]) for row in rows]) for column in range(len(headers))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(headers, widths)).rstrip()]
     lines.append("  ".join("-" * width for width in widths))
     for row in rows:
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return lines
+
+
+def render_table_text(graph: FlowGraph) -> str:
+    """Aligned plain text, for files and pipes: the flows, then the busiest machines, then the footer."""
+    lines = _aligned(*table_rows(graph))
+    headers, rows = machine_rows(graph)
+    if rows:
+        lines += ["", f"busiest machines (top {len(rows)} of {len(graph.hosts)}, by connections)"]
+        lines += _aligned(headers, rows)
     lines.append("")
     lines.append(table_footer(graph))
     return "\n".join(lines) + "\n"
