@@ -91,6 +91,51 @@ def _write_output(data: bytes, output: Optional[Path]) -> None:
         raise RenderError(f"{output}: cannot write: {error.strerror or error}") from None
 
 
+class Detail(str, Enum):
+    auto = "auto"
+    full = "full"
+    aggregate = "aggregate"
+
+
+_OnlyOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--only", metavar="TERM", help="Keep only flows touching TERM: a machine, inventory group, "
+                 "command, port, proto/port (udp/8125), address or network; patterns like 'web*' work. Repeatable."),
+]
+_ExcludeOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--exclude", metavar="TERM", help="Hide what TERM names (as --only) and its flows, e.g. "
+                 "--exclude sshd --exclude prometheus. Repeatable."),
+]
+_DetailOption = Annotated[
+    Detail,
+    typer.Option("--detail", help="DOT/SVG/PNG: fold each machine's quieter processes past a size (auto), "
+                 "always (aggregate), or never (full). JSON, table and HTML keep everything."),
+]
+
+
+def _filter_spec(only: Optional[list[str]], exclude: Optional[list[str]], groups=None):
+    """The parsed --only/--exclude values (a bad term is a usage error, exit 2)."""
+    from netviz.filters import FilterSpec
+
+    try:
+        return FilterSpec.parse(only or (), exclude or (), groups)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--only/--exclude") from None
+
+
+def _print_flow_table(graph) -> None:
+    """The flow table (busiest first) and the busiest machines, in the terminal."""
+    from netviz.render.table import machine_rows, table_footer, table_rows
+
+    headers, rows = table_rows(graph)
+    console.print_table(headers, rows)
+    machine_headers, machines = machine_rows(graph)
+    if machines:
+        console.print_table(machine_headers, machines)
+    console.info(table_footer(graph))
+
+
 @app.command()
 def stitch(
     paths: Annotated[
@@ -121,29 +166,36 @@ def stitch(
         Optional[Path],
         typer.Option("--cache", metavar="DIR", help="Snapshot cache (default: $XDG_CACHE_HOME/netviz or ~/.cache/netviz)."),
     ] = None,
+    only: _OnlyOption = None,
+    exclude: _ExcludeOption = None,
+    detail: _DetailOption = Detail.auto,
 ) -> None:
     """Stitch snapshots into process-to-process flows and draw them (DOT on stdout by default)."""
     from netviz.cache import load_stitch_group
+    from netviz.filters import stitch_filtered
     from netviz.render import format_from_suffix, render
-    from netviz.render.table import table_footer, table_rows
-    from netviz.stitch import stitch as stitch_group
+    from netviz.render.table import table_footer
 
     try:
         console.setup_logging(log)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--log") from None
+    filters = _filter_spec(only, exclude)
     chosen = (fmt.value if fmt else None) or (format_from_suffix(output) if output is not None else None) or "dot"
     try:
         # No argument: the latest cached run; a run id or run directory: that run (stale included).
         group, stale = load_stitch_group(paths or [], cache_dir)
         for message in group.warnings:
             console.warning(message)
-        graph = stitch_group(group.snapshots, group_by=group_by.value, show_external=show_external, stale=stale)
+        graph, notices = stitch_filtered(
+            group.snapshots, group_by=group_by.value, show_external=show_external, stale=stale, filters=filters
+        )
+        for message in notices:
+            console.info(message)
         if chosen == "table" and output is None:
-            headers, rows = table_rows(graph)
-            console.print_table(headers, rows, footer=table_footer(graph))
+            _print_flow_table(graph)
         else:
-            _write_output(render(graph, chosen, on_notice=console.warning), output)
+            _write_output(render(graph, chosen, on_notice=console.warning, detail=detail.value), output)
             console.info(table_footer(graph))
     except NetvizError as error:
         _fail(error)
