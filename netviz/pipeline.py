@@ -7,6 +7,7 @@ caller (cli.py) writes the rendered bytes and exits with `exit_code`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -29,6 +30,7 @@ from netviz.inventory import SUDO_PASSWORD, HostSpec, load_inventory, load_ssh_c
 from netviz.transport import SUDO_PASSWORD_ENV, KnownHosts, TransportOptions
 
 if TYPE_CHECKING:
+    from netviz.filters import FilterSpec
     from netviz.graph import FlowGraph
 
 LOCAL_COMMAND_TIMEOUT = 120.0
@@ -83,6 +85,8 @@ class CollectOutcome:
     results: list[HostResult]
     run: Run
     warnings: list[str] = field(default_factory=list)
+    # the inventory's groups (name -> machine names): --only/--exclude accept group names
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -91,13 +95,19 @@ class CollectOutcome:
 
 def select_hosts(request: CollectRequest) -> list[HostSpec]:
     """The inventory's hosts named by --limit (all without it)."""
+    return load_selection(request)[0]
+
+
+def load_selection(request: CollectRequest) -> tuple[list[HostSpec], dict[str, list[str]]]:
+    """The hosts named by --limit, and every inventory group with the machines it names."""
     assert request.inventory is not None
     ssh_config = load_ssh_config(request.ssh_config)
     inventory = load_inventory(request.inventory, ssh_config)
     hosts = inventory.select(request.limit)
     if not hosts:
         raise InventoryError(f"{request.inventory}: --limit selects no host")
-    return hosts
+    groups = {name: [host.name for host in inventory.select([name])] for name in inventory.groups}
+    return hosts, groups
 
 
 def sudo_password(hosts: Sequence[HostSpec], ask: Optional[Callable[[], Optional[str]]]) -> Optional[str]:
@@ -152,7 +162,7 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
             _record(writer, result)
         return CollectOutcome(results=results, run=writer.finish())
 
-    hosts = select_hosts(request)
+    hosts, groups = load_selection(request)
     options = TransportOptions(
         known_hosts=KnownHosts(),
         accept_new_host_keys=request.accept_new_host_keys,
@@ -184,7 +194,7 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
         reporter.end()
     if write_errors:
         raise write_errors[0]
-    return CollectOutcome(results=results, run=writer.finish(order=[spec.name for spec in hosts]))
+    return CollectOutcome(results=results, run=writer.finish(order=[spec.name for spec in hosts]), groups=groups)
 
 
 def _finish_interrupted(writer: RunWriter, hosts: Sequence[HostSpec], interruption: Interrupted) -> Interrupted:
@@ -212,6 +222,7 @@ class RunOutcome:
     fmt: str
     graph: "FlowGraph"
     warnings: list[str]
+    notices: list[str] = field(default_factory=list)  # what filters hid, terms that matched nothing
 
     @property
     def exit_code(self) -> int:
@@ -225,6 +236,8 @@ def stitch_run(
     group_by: str = "process",
     show_external: bool = False,
     on_notice: Optional[Callable[[str], None]] = None,
+    filters: Optional["FilterSpec"] = None,
+    detail: str = "auto",
 ) -> RunOutcome:
     """Stitch a collected run (fresh snapshots, plus stale ones of failed machines) and render it.
 
@@ -232,7 +245,7 @@ def stitch_run(
     """
     from netviz.render import render
     from netviz.snapshot import load_snapshot
-    from netviz.stitch import stitch
+    from netviz.filters import stitch_filtered
 
     fresh = {result.name: result.snapshot for result in collected.results if result.snapshot is not None}
     inputs = run_inputs(collected.run)
@@ -251,6 +264,10 @@ def stitch_run(
     if not snapshots:
         failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results)
         raise NothingCollected(f"no machine gave a usable snapshot: {failed}")
-    graph = stitch(snapshots, group_by=group_by, show_external=show_external, stale=inputs.stale)
-    data = render(graph, fmt, on_notice=on_notice)
-    return RunOutcome(collected, data, fmt, graph, warnings)
+    if filters and not filters.groups:  # group names come from this run's inventory
+        filters = dataclasses.replace(filters, groups=collected.groups)
+    graph, notices = stitch_filtered(
+        snapshots, group_by=group_by, show_external=show_external, stale=inputs.stale, filters=filters
+    )
+    data = render(graph, fmt, on_notice=on_notice, detail=detail)
+    return RunOutcome(collected, data, fmt, graph, warnings, notices)
