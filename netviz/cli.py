@@ -230,6 +230,16 @@ _AcceptOption = Annotated[
 _SshConfigOption = Annotated[
     Optional[Path], typer.Option("--ssh-config", metavar="FILE", help="ssh_config to honour (default: ~/.ssh/config).")
 ]
+_LogOption = Annotated[
+    str, typer.Option("--log", metavar="LEVEL", help="Log level on stderr: debug, info, warning, error.")
+]
+
+
+def _setup_logging(level: str) -> None:
+    try:
+        console.setup_logging(level)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--log") from None
 
 
 def _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config):
@@ -264,6 +274,7 @@ def collect(
     cache_dir: _CacheOption = None,
     accept_new_host_keys: _AcceptOption = False,
     ssh_config: _SshConfigOption = None,
+    log: _LogOption = "warning",
 ) -> None:
     """Collect snapshots from every machine of the inventory into the cache (no stitching).
 
@@ -272,6 +283,7 @@ def collect(
     from netviz.errors import EXIT_NOTHING, Interrupted
     from netviz.pipeline import collect_group
 
+    _setup_logging(log)
     _stop_on_sigterm()
     try:
         outcome = collect_group(
@@ -311,6 +323,10 @@ def run(
     show_external: Annotated[
         bool, typer.Option("--show-external", help="Draw connections to peers outside the group, one node per machine.")
     ] = False,
+    log: _LogOption = "warning",
+    only: _OnlyOption = None,
+    exclude: _ExcludeOption = None,
+    detail: _DetailOption = Detail.auto,
 ) -> None:
     """Collect from every machine in parallel, stitch and render, in one go.
 
@@ -320,9 +336,11 @@ def run(
     from netviz.errors import Interrupted
     from netviz.pipeline import collect_group, stitch_run
     from netviz.render import format_from_suffix
-    from netviz.render.table import table_footer, table_rows
+    from netviz.render.table import busiest_lines, table_footer
 
     chosen = (fmt.value if fmt else None) or (format_from_suffix(output) if output is not None else None) or "dot"
+    _setup_logging(log)
+    filters = _filter_spec(only, exclude)
     _stop_on_sigterm()
     try:
         collected = collect_group(
@@ -331,16 +349,20 @@ def run(
         )
         console.collect_summary(collected.results, title=f"run {collected.run.run_id}")
         outcome = stitch_run(
-            collected, chosen, group_by=group_by.value, show_external=show_external, on_notice=console.warning
+            collected, chosen, group_by=group_by.value, show_external=show_external, on_notice=console.warning,
+            filters=filters, detail=detail.value,
         )
         for message in outcome.warnings:
             console.warning(message)
+        for message in outcome.notices:
+            console.info(message)
         if chosen == "table" and output is None:
-            headers, rows = table_rows(outcome.graph)
-            console.print_table(headers, rows, footer=table_footer(outcome.graph))
+            _print_flow_table(outcome.graph)
         else:
             _write_output(outcome.data, output)
             console.info(table_footer(outcome.graph))
+            for line in busiest_lines(outcome.graph):
+                console.info(line)
     except KeyboardInterrupt:
         _fail(Interrupted("interrupted"))
     except NetvizError as error:

@@ -72,6 +72,8 @@ REMOTE_GUARD = (
     'exec "$@"'
 )
 
+log = logging.getLogger(__name__)
+
 # paramiko logs socket errors of connections we close on purpose (cancel, timeouts); every
 # failure already reaches the user as a HostFailure, so keep its log off the terminal.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -662,8 +664,12 @@ def fetch_framed(
         # Our side waits for the remote `timeout -k` to act, plus slack for the network.
         wait = spec.command_timeout + KILL_GRACE + 5
         started = time.monotonic()
+        # The command never holds the sudo password (it travels on stdin), so it may be logged.
+        log.debug("%s: running %s", spec.name, command)
         output = run_command(connection, command, stdin, wait, attempt)
         timings.command = time.monotonic() - started
+        log.debug("%s: exit status %s, %d bytes of output, %d of stderr, %.2f s", spec.name, output.exit_status,
+                  len(output.stdout), len(output.stderr), timings.command)
         return interpret(output, spec, password)
     finally:
         connection.close()
