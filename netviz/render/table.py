@@ -111,13 +111,12 @@ def busiest_lines(graph: FlowGraph, limit: int = BUSIEST_SHOWN) -> list[str]:
 
 
 def table_footer(graph: FlowGraph) -> str:
+    """One line: what is drawn, and what is not (the notes of a filtered view are said apart)."""
     summary = graph.summary()
-    lines = [for_terminal(note, limit=400) for note in graph.notes]
-    lines.append(
+    return (
         f"{summary['hosts']} machines, {summary['flows']} flows ({summary['connections']} connections); "
         f"not drawn: {summary['outside']} outside, {summary['unresolved']} unresolved"
     )
-    return "\n".join(lines)
 
 
 def _aligned(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -137,5 +136,6 @@ def render_table_text(graph: FlowGraph) -> str:
         lines += ["", f"busiest machines (top {len(rows)} of {len(graph.hosts)}, by connections)"]
         lines += _aligned(headers, rows)
     lines.append("")
+    lines.extend(for_terminal(note, limit=400) for note in graph.notes)
     lines.append(table_footer(graph))
     return "\n".join(lines) + "\n"
