@@ -528,6 +528,16 @@ class Lab:
     # ---- addresses and files
 
     @property
+    def programs_dir(self) -> Path:
+        """The lab's programs, copied under the lab directory: each machine has a private /tmp, so
+        a checkout that lives under /tmp would not be visible inside the machines, the lab
+        directory is."""
+        target = self.root_dir / "bin"
+        if not target.is_dir():
+            shutil.copytree(PROGRAMS_DIR, target, ignore=shutil.ignore_patterns("__pycache__"))
+        return target
+
+    @property
     def bridge(self) -> str:
         return f"{self.prefix}br"
 

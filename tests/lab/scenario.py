@@ -21,7 +21,6 @@ from typing import Any, Iterable, Optional
 
 from .lab import (
     LOGIN_NOISE,
-    PROGRAMS_DIR,
     SUDO_NOPASSWD_USER,
     SUDO_PASSWORD_USER,
     SYSTEM_PYTHON,
@@ -147,14 +146,14 @@ class Scenario:
         """Start every program (servers first), then wait until ss shows each expected flow."""
         for comm, spec in self.outside_programs:
             spec_path = self.lab.holder_spec(f"outside-{comm}", spec)
-            self.pids[comm] = self.lab.run_outside([SYSTEM_PYTHON, str(PROGRAMS_DIR / "holder.py"), str(spec_path)],
+            self.pids[comm] = self.lab.run_outside([SYSTEM_PYTHON, str(self.lab.programs_dir / "holder.py"), str(spec_path)],
                                                    log_name=comm)
         # Servers (programs that listen and connect nowhere) first, so clients connect at once.
         ordered = sorted(self.programs, key=lambda item: bool(item[2].get("connect")))
         for machine_name, comm, spec in ordered:
             spec_path = self.lab.holder_spec(f"{machine_name}-{comm}", spec)
             machine = self.machines[machine_name]
-            self.pids[comm] = machine.run([SYSTEM_PYTHON, str(PROGRAMS_DIR / "holder.py"), str(spec_path)], log_name=comm)
+            self.pids[comm] = machine.run([SYSTEM_PYTHON, str(self.lab.programs_dir / "holder.py"), str(spec_path)], log_name=comm)
         wait_for_flows(self.lab, self.flows, timeout)
         wait_for_ingress(self.lab, self.ingress, timeout)
         wait_for_outside(self.lab, self.outside, timeout)
@@ -420,7 +419,7 @@ def start_many_sockets(lab: Lab, name: str = "many", sockets: int = MANY_SOCKETS
                 "loopback_per_port": count, "fd_limit": 2 * count + 256}
         spec_path = lab.holder_spec(f"{name}-lab-many-{number}", spec)
         log_name = f"lab-many-{number}"
-        machine.run([SYSTEM_PYTHON, str(PROGRAMS_DIR / "holder.py"), str(spec_path)], log_name=log_name)
+        machine.run([SYSTEM_PYTHON, str(lab.programs_dir / "holder.py"), str(spec_path)], log_name=log_name)
         logs.append(machine.dir / "logs" / f"{log_name}.log")
         flows.append(ExpectedFlow(name, "lab-many", name, "lab-many", "tcp", port, "127.0.0.1", 4, count,
                                   "loopback connections held by one process"))
