@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import paramiko
@@ -28,6 +29,10 @@ from netviz.collect import payload_source, validate_output
 from netviz.errors import InventoryError
 from netviz.inventory import HostSpec, load_inventory, parse_inventory
 from netviz.transport import remote_command
+
+# One example may take seconds on a loaded machine; much longer means a parser that hangs or
+# blows up on its input (the failure the deadline is there to catch).
+EXAMPLE_DEADLINE = timedelta(seconds=5)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = (REPO / "inventory.example.yaml").read_text()
@@ -236,7 +241,7 @@ def mutated_example(draw: st.DrawFn) -> str:
     return "\n".join(lines)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=250, deadline=EXAMPLE_DEADLINE, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(st.one_of(mutated_example(), YAMLISH, st.text(max_size=120)))
 def test_any_inventory_text_loads_or_is_one_line_error(tmp_path, text) -> None:
@@ -263,7 +268,7 @@ def test_yaml_bomb_is_bounded(tmp_path) -> None:
 
 
 def test_parse_inventory_on_arbitrary_documents() -> None:
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=200, deadline=EXAMPLE_DEADLINE)
     @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
                         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
                             st.sampled_from(["hosts", "defaults", "groups", "web1", "address", "user", "jump",

@@ -11,6 +11,7 @@ data block decodes back to the same names.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 import re
 import shutil
 import subprocess
@@ -29,6 +30,10 @@ from netviz.render.table import render_table_text, table_rows
 from netviz.snapshot import dump_snapshot, load_snapshot, parse_snapshot
 from netviz.stitch import stitch
 from tests.snapbuilder import Machine
+
+# One example may take seconds on a loaded machine; much longer means a parser that hangs or
+# blows up on its input (the failure the deadline is there to catch).
+EXAMPLE_DEADLINE = timedelta(seconds=5)
 
 NASTY = [
     'quote " and \' here', "back\\slash\\", "new\nline", "cr\rlf\r\n", "tab\there", "\\N\\G\\E\\T\\H\\L",
@@ -82,7 +87,7 @@ def _graph(names: list[str], group_by: str = "process"):
 # JSON
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=EXAMPLE_DEADLINE, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_hostile_names(), min_size=1, max_size=12, unique=True))
 def test_json_round_trips_every_name(names: list[str]) -> None:
     graph = _graph(names)
@@ -105,7 +110,7 @@ def _assert_terminal_safe(text: str) -> None:
     assert not any(unicodedata.category(char) == "Cs" for char in text)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=EXAMPLE_DEADLINE, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_hostile_names(), min_size=1, max_size=12, unique=True))
 def test_table_text_holds_no_control_character(names: list[str]) -> None:
     graph = _graph(names)
@@ -184,7 +189,7 @@ def _page(text: str) -> _Page:
 EMPTY_PAGE = _page(render_html_graph(_graph(["plain"])))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=EXAMPLE_DEADLINE, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_hostile_names(), min_size=1, max_size=12, unique=True))
 def test_html_keeps_only_its_own_scripts_and_the_names_decode_back(names: list[str]) -> None:
     graph = _graph(names)
@@ -230,7 +235,7 @@ def test_dot_with_every_nasty_name() -> None:
 
 
 @needs_dot
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=4, deadline=EXAMPLE_DEADLINE, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_hostile_names(), min_size=30, max_size=40, unique=True))
 def test_dot_with_random_hostile_names(names: list[str]) -> None:
     graph = _graph(names)

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import zlib
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,10 @@ from netviz.errors import NetvizError, SnapshotError
 from netviz.framing import FrameError, decode_framed, encode_framed
 from netviz.payload import capture
 from netviz.snapshot import parse_snapshot
+
+# One example may take seconds on a loaded machine; much longer means a parser that hangs or
+# blows up on its input (the failure the deadline is there to catch).
+EXAMPLE_DEADLINE = timedelta(seconds=5)
 
 PROC_NET = Path("/proc/net")
 FILES = ("tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", "raw6", "icmp", "icmp6",
@@ -95,7 +100,7 @@ def mutated_line(draw: st.DrawFn) -> str:
 proc_text = st.lists(st.one_of(mutated_line(), st.sampled_from(REAL_LINES), NOISE, HEXISH),
                      max_size=10).map("\n".join)
 
-FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=250, deadline=EXAMPLE_DEADLINE, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _snapshot_of(records: list, unkeyed: dict, addresses: list, conntrack: "list | None") -> dict:

@@ -11,6 +11,7 @@ import copy
 import json
 import resource
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,10 @@ from netviz.group import load_group
 from netviz.payload import capture
 from netviz.snapshot import dump_snapshot, load_snapshot, loads_document, parse_any, parse_legacy, parse_snapshot
 from netviz.transport import HostFailure
+
+# One example may take seconds on a loaded machine; much longer means a parser that hangs or
+# blows up on its input (the failure the deadline is there to catch).
+EXAMPLE_DEADLINE = timedelta(seconds=5)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "snapshots"
 
@@ -98,7 +103,7 @@ def _mutate(document, path, value, action):
     return doc
 
 
-HOSTILE = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HOSTILE = settings(max_examples=400, deadline=EXAMPLE_DEADLINE, suppress_health_check=[HealthCheck.too_slow])
 ACTIONS = st.sampled_from(("set", "set", "delete", "duplicate", "add"))
 
 
@@ -134,7 +139,7 @@ def test_mutated_original_snapshot_loads_or_is_one_line_error(path, value, actio
         _one_line_error(error, "old.json")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=EXAMPLE_DEADLINE)
 @given(st.binary(max_size=300) | HOSTILE_JSON.map(lambda v: json.dumps(v).encode()))
 def test_any_file_content_loads_or_is_one_line_error(tmp_path_factory, data: bytes) -> None:
     path = tmp_path_factory.mktemp("f") / "evil.json"
