@@ -386,3 +386,45 @@ def test_run_pipeline_skips_a_damaged_cached_snapshot(good_and_bad, tmp_path) ->
     hosts = {node.get("host") for node in json.loads(outcome.data)["nodes"]}
     assert {"web-a", "web-b"} <= hosts and "evil" not in hosts
     assert any("evil.json" in w and "processes[0].comm" in w and "skipped" in w for w in outcome.warnings)
+
+
+# --------------------------------------------------------------------------------------------
+# What the loader accepts, the stitcher and every renderer handle
+
+
+def _stitch_and_render(snapshots) -> None:
+    from netviz.render import render
+    from netviz.stitch import stitch
+
+    for group_by in ("process", "pid", "host"):
+        graph = stitch(snapshots, group_by=group_by, show_external=True)
+        for fmt in ("json", "table", "dot", "html"):
+            render(graph, fmt)
+
+
+# Values that keep a document valid while breaking its cross-references: socket inodes no
+# namespace lists, namespaces no process lives in, pids and ports at their bounds, addresses
+# shared with the other machine.
+CONSISTENT_LOOKING = st.one_of(
+    st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 65535, 2**31 - 1, 2**32 - 1, 2**64 - 1, 4026531840]),
+    st.sampled_from(["0.0.0.0", "::", "127.0.0.1", "::1", "::ffff:127.0.0.1", "10.0.0.1", "fe80::1",
+                     "255.255.255.255", "LISTEN", "ESTABLISHED", "CLOSE", "TIME_WAIT", "SYN_SENT", "UNKNOWN_99",
+                     "tcp", "tcp6", "udp", "udp6", "raw", "packet", "sctp", "icmp", ""]),
+    st.lists(st.integers(1, 2**64 - 1), max_size=3), st.none(), st.booleans())
+
+
+@settings(max_examples=300, deadline=EXAMPLE_DEADLINE, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(REAL_PATHS), CONSISTENT_LOOKING), min_size=1, max_size=4))
+def test_whatever_the_loader_accepts_stitches_and_renders(changes) -> None:
+    doc = copy.deepcopy(REAL)
+    for path, value in changes:
+        try:
+            doc = _mutate(doc, path, value, "set")
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier change removed the path
+    try:
+        evil = parse_snapshot(doc, "evil.json", name="evil")
+    except SnapshotError:
+        return
+    good = parse_snapshot(copy.deepcopy(REAL), "good.json", name="good")
+    _stitch_and_render([evil, good])
