@@ -95,6 +95,8 @@ def test_json_round_trips_every_name(names: list[str]) -> None:
     assert {node["comm"] for node in document["nodes"] if node["kind"] == "process"} == set(names)
     assert {host["hostname"] for host in document["hosts"]} == set((names + ["a", "b"])[:2])
     assert len(document["flows"]) == len(names)
+    # JSON on stdout reaches the terminal too: every control is written as an escape
+    _assert_terminal_safe(render(graph, "json").decode("utf-8"))
 
 
 # --------------------------------------------------------------------------------------------
