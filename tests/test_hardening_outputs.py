@@ -233,7 +233,9 @@ def _dot_reads(dot_text: str, graph) -> None:
 def test_dot_with_every_nasty_name() -> None:
     for group_by in ("process", "pid"):
         graph = _graph(NASTY, group_by)
-        _dot_reads(render(graph, "dot").decode("utf-8"), graph)
+        text = render(graph, "dot").decode("utf-8")
+        _dot_reads(text, graph)
+        _assert_terminal_safe(text)  # DOT is what `netviz stitch` writes to stdout by default
 
 
 @needs_dot
