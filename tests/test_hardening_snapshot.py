@@ -357,6 +357,10 @@ def test_stitch_renders_the_good_snapshots_and_exits_partial(good_and_bad, tmp_p
     machines = {node.get("host") for node in graph["nodes"]}
     assert {json.loads(good1.read_text())["host"]["hostname"], json.loads(good2.read_text())["host"]["hostname"]} <= machines
     assert "bad" not in machines
+    # the table on the terminal too
+    table = CliRunner().invoke(app, ["stitch", str(good1), str(bad), str(good2), "--format", "table"],
+                               env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert table.exit_code == EXIT_PARTIAL and str(bad) in table.stderr and "client" in table.stdout
 
 
 def test_stitch_with_only_bad_snapshots_is_an_error(good_and_bad, tmp_path) -> None:
