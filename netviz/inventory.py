@@ -150,6 +150,8 @@ def load_inventory(path: os.PathLike | str, ssh_config: Optional[paramiko.SSHCon
         document = yaml.safe_load(text)
     except RecursionError:  # nesting deeper than the parser's recursion allows
         raise InventoryError(f"{source}: invalid YAML: nested too deeply") from None
+    except ValueError as error:  # a value YAML reads as a date that does not exist (2001-13-45)
+        raise InventoryError(f"{source}: invalid YAML value: {str(error).splitlines()[0] if str(error) else error!r}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
