@@ -254,6 +254,15 @@ def test_deeply_nested_yaml_is_an_inventory_error(tmp_path) -> None:
         _check_load(tmp_path, text)
 
 
+def test_a_date_that_does_not_exist_is_an_inventory_error(tmp_path) -> None:
+    """YAML reads 2001-13-45 as a timestamp and the datetime constructor raises ValueError."""
+    path = tmp_path / "hosts.yaml"
+    path.write_text("hosts:\n  web1:\n    user: 2001-13-45\n")
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path, paramiko.SSHConfig())
+    _one_line(caught.value, str(path), "month")
+
+
 def test_yaml_bomb_is_bounded(tmp_path) -> None:
     """Aliases that expand exponentially (a "billion laughs") must not hang the loader."""
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
