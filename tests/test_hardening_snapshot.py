@@ -103,7 +103,7 @@ def _mutate(document, path, value, action):
     return doc
 
 
-HOSTILE = settings(max_examples=400, deadline=EXAMPLE_DEADLINE, suppress_health_check=[HealthCheck.too_slow])
+HOSTILE = settings(max_examples=300, deadline=EXAMPLE_DEADLINE, suppress_health_check=[HealthCheck.too_slow])
 ACTIONS = st.sampled_from(("set", "set", "delete", "duplicate", "add"))
 
 
