@@ -93,3 +93,50 @@ def test_busiest_machines_and_flows_summary_is_escaped():
     text = render_table_text(graph)
     assert "\x1b" not in text and "busiest machines (top 2 of 2, by connections)" in text
     assert table_rows(graph)[1][0][3] == "3"
+
+
+def test_inventory_groups_reach_the_filters(tmp_path):
+    """Nested groups name their machines; --only GROUP in `run` keeps those machines' flows."""
+    from netviz.pipeline import CollectRequest, load_selection
+
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(
+        "hosts:\n  web1: {address: 10.0.0.11}\n  db1: {address: 10.0.0.13}\n  db2: {address: 10.0.0.14}\n"
+        "groups:\n  db: [db1, db2]\n  everything: [web1, db]\n"
+    )
+    hosts, groups = load_selection(CollectRequest(inventory=inventory, limit=("web1",)))
+    assert [host.name for host in hosts] == ["web1"]
+    assert groups == {"db": ["db1", "db2"], "everything": ["web1", "db1", "db2"]}
+
+
+def test_run_filters_by_a_group_and_names_the_busiest(tmp_path):
+    """`netviz run` on this machine: the run's groups decide what a group term names; the end of
+    the run names the busiest machines and flows."""
+    import socket
+
+    from netviz.filters import FilterSpec
+    from netviz.pipeline import CollectRequest, collect_group, stitch_run
+
+    collected = collect_group(CollectRequest(cache_dir=tmp_path / "cache"))
+    here = socket.gethostname()
+    collected.groups = {"mine": [here], "theirs": ["elsewhere"]}
+    kept = stitch_run(collected, "json", filters=FilterSpec.parse(only=["mine"]))
+    assert [host.name for host in kept.graph.hosts] == [here]
+    hidden = stitch_run(collected, "json", filters=FilterSpec.parse(only=["theirs"]))
+    assert hidden.graph.hosts == [] and hidden.graph.flows == []
+    assert any("hidden 1 of 1 machines" in notice for notice in hidden.notices)
+
+    # a real loopback connection held by this process: the run has at least one flow to name
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        try:
+            result = CliRunner().invoke(app, ["run", "--cache", str(tmp_path / "cache"), "-o", str(tmp_path / "map.dot")],
+                                        env={"COLUMNS": "200"}, catch_exceptions=False)
+        finally:
+            client.close()
+            accepted.close()
+    assert result.exit_code == 0, result.output
+    stderr = " ".join(result.stderr.split())  # rich wraps long lines
+    assert f"busiest machines: {here} (" in stderr and "busiest flows: " in stderr
+    assert " -> " in stderr.split("busiest flows: ", 1)[1] and " ×" in stderr
