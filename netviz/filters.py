@@ -138,40 +138,55 @@ class FilterResult:
 
 
 class _Matcher:
-    """Answers "does this term name that node / flow" against one graph."""
+    """Answers "does this term name that node / flow" against one graph. What a term names among
+    machines and nodes is worked out once per term; flows then only look up their two ends."""
 
     def __init__(self, graph: FlowGraph, groups: Mapping[str, Sequence[str]]) -> None:
-        self.hosts = {host.name: host for host in graph.hosts}
-        self.groups = groups
-        self.nodes = graph.nodes_by_id()
+        self.graph = graph
+        self.groups = {name: frozenset(members) for name, members in groups.items()}
+        self._machines: dict[Term, frozenset[str]] = {}
+        self._identified: dict[Term, frozenset[str]] = {}
+        self._listening: dict[Term, frozenset[str]] = {}
 
-    def machine_named(self, term: Term, host: Optional[HostEntry], name: str) -> bool:
-        if term.names(name):
-            return True
-        if host is not None and (term.names(host.hostname) or any(term.contains(a) for a in host.addresses)):
-            return True
-        return any(term.names(group) and name in members for group, members in self.groups.items())
+    def machines(self, term: Term) -> frozenset[str]:
+        """Names of the machines the term names (by name, hostname, group or address)."""
+        if term not in self._machines:
+            in_groups = set().union(*(members for group, members in self.groups.items() if term.names(group)))
+            self._machines[term] = frozenset(
+                host.name for host in self.graph.hosts
+                if term.names(host.name) or term.names(host.hostname) or host.name in in_groups
+                or any(term.contains(address) for address in host.addresses)
+            )
+        return self._machines[term]
 
-    def identifies(self, term: Term, node: Node) -> bool:
-        """The term names the node's machine or its command (outside nodes have no command)."""
-        if self.machine_named(term, self.hosts.get(node.host), node.host):
-            return True
-        return node.kind != KIND_OUTSIDE and term.names(node.comm)
+    def identified(self, term: Term) -> frozenset[str]:
+        """Ids of the nodes on a named machine or running a named command (outside nodes have none)."""
+        if term not in self._identified:
+            machines = self.machines(term)
+            self._identified[term] = frozenset(
+                node.id for node in self.graph.nodes
+                if node.host in machines or (node.kind != KIND_OUTSIDE and term.names(node.comm))
+            )
+        return self._identified[term]
 
-    def listens(self, term: Term, node: Node) -> bool:
-        """The node listens on the term's service or address."""
-        return any(
-            term.serves(item.proto, item.port) or (term.port is None and term.contains(item.address))
-            for item in node.listening
-        )
+    def listening(self, term: Term) -> frozenset[str]:
+        """Ids of the nodes listening on the term's service or address."""
+        if term not in self._listening:
+            self._listening[term] = frozenset(
+                node.id for node in self.graph.nodes
+                if any(term.serves(item.proto, item.port) or (term.port is None and term.contains(item.address))
+                       for item in node.listening)
+            )
+        return self._listening[term]
 
     def node(self, term: Term, node: Node) -> bool:
-        return self.identifies(term, node) or self.listens(term, node)
+        return node.id in self.identified(term) or node.id in self.listening(term)
 
     def flow(self, term: Term, flow: Flow) -> bool:
         if term.serves(flow.proto, flow.server_port) or (term.port is None and term.contains(flow.server_address)):
             return True
-        return self.identifies(term, self.nodes[flow.client]) or self.identifies(term, self.nodes[flow.server])
+        named = self.identified(term)
+        return flow.client in named or flow.server in named
 
 
 def apply_filters(graph: FlowGraph, spec: FilterSpec) -> FilterResult:
@@ -183,9 +198,6 @@ def apply_filters(graph: FlowGraph, spec: FilterSpec) -> FilterResult:
     def any_flow(terms: Sequence[Term], flow: Flow) -> bool:
         return any(match.flow(term, flow) for term in terms)
 
-    def any_node(terms: Sequence[Term], node: Node, test) -> bool:
-        return any(test(term, node) for term in terms)
-
     had_flows = {end for flow in graph.flows for end in (flow.client, flow.server)}
     flows = list(graph.flows)
     nodes = list(graph.nodes)
@@ -193,27 +205,22 @@ def apply_filters(graph: FlowGraph, spec: FilterSpec) -> FilterResult:
     if spec.only:
         flows = [flow for flow in flows if any_flow(spec.only, flow)]
         touched = {end for flow in flows for end in (flow.client, flow.server)}
-        nodes = [node for node in nodes if node.id in touched or any_node(spec.only, node, match.node)]
-        named_hosts = {
-            host.name for host in graph.hosts
-            if any(match.machine_named(term, host, host.name) for term in spec.only)
-        }
+        nodes = [node for node in nodes if node.id in touched or any(match.node(term, node) for term in spec.only)]
+        named_hosts = set().union(*(match.machines(term) for term in spec.only))
     dropped_hosts: set[str] = set()
     if spec.exclude:
         flows = [flow for flow in flows if not any_flow(spec.exclude, flow)]
-        nodes = [node for node in nodes if not any_node(spec.exclude, node, match.identifies)]
+        nodes = [node for node in nodes if not any(node.id in match.identified(term) for term in spec.exclude)]
         kept_ids = {node.id for node in nodes}
         flows = [flow for flow in flows if flow.client in kept_ids and flow.server in kept_ids]
         still = {end for flow in flows for end in (flow.client, flow.server)}
         nodes = [
             node for node in nodes
             if node.id in still or node.ingress or not (
-                node.id in had_flows or any_node(spec.exclude, node, match.listens)
+                node.id in had_flows or any(node.id in match.listening(term) for term in spec.exclude)
             )
         ]
-        for host in graph.hosts:
-            if any(match.machine_named(term, host, host.name) for term in spec.exclude):
-                dropped_hosts.add(host.name)
+        dropped_hosts = set().union(*(match.machines(term) for term in spec.exclude))
     with_nodes = {node.host for node in nodes}
     hosts = [
         host for host in graph.hosts
@@ -231,9 +238,8 @@ def apply_filters(graph: FlowGraph, spec: FilterSpec) -> FilterResult:
 def _unmatched(graph: FlowGraph, spec: FilterSpec, match: _Matcher) -> tuple[str, ...]:
     """Terms that name nothing in the whole group (typos, most likely)."""
     def names_something(term: Term) -> bool:
-        return (
-            any(match.machine_named(term, host, host.name) for host in graph.hosts)
-            or any(match.node(term, node) for node in graph.nodes)
+        return bool(
+            match.machines(term) or match.identified(term) or match.listening(term)
             or any(match.flow(term, flow) for flow in graph.flows)
         )
 
