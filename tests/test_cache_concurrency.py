@@ -188,3 +188,32 @@ def test_runs_written_concurrently_are_owner_only_whatever_the_umask(tmp_path, u
     assert any(path.name == "carried.json" for path in files)
     for path in files:
         assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+def test_an_interrupted_run_is_read_with_a_warning_but_never_becomes_latest(tmp_path):
+    complete = RunWriter(tmp_path, now=1_000_000)
+    complete.add("a", status="ok", category=None, message="", timings={}, seconds=0.1, snapshot_json="{}")
+    complete.finish()
+    stopped = RunWriter(tmp_path, now=1_000_100)
+    stopped.add("a", status="ok", category=None, message="", timings={}, seconds=0.1, snapshot_json="{}")
+    stopped.add("b", status="interrupted", category="interrupted", message="interrupted before it finished",
+                timings={}, seconds=0.0, snapshot_json=None)
+    run = stopped.finish(interrupted=True)
+    assert run.interrupted and read_run(run.path).interrupted
+    assert latest_run(tmp_path).run_id == complete.run_id
+    os.unlink(tmp_path / LATEST)  # even without the pointer, a complete run is preferred
+    assert latest_run(tmp_path).run_id == complete.run_id
+    inputs = stitch_inputs([run.path], tmp_path)
+    assert [path.name for path in inputs.files] == ["a.json"]
+    assert any("was interrupted: 1 of 2 machines finished" in warning for warning in inputs.warnings)
+
+
+def test_run_directories_of_dead_collectors_are_removed_a_day_later(tmp_path):
+    from netviz.cache import prune
+
+    dead = RunWriter(tmp_path, now=1_000_000)  # never finished: no manifest
+    alive = RunWriter(tmp_path, now=1_000_050)  # another collector, still writing
+    finished = RunWriter(tmp_path, now=1_000_100).finish()
+    os.utime(dead.path, (time.time() - 2 * 86400,) * 2)
+    prune(tmp_path)
+    assert not dead.path.exists() and alive.path.exists() and finished.path.exists()
