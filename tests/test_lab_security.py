@@ -22,7 +22,6 @@ import yaml
 from netviz.pipeline import CollectRequest, collect_group
 from netviz.transport import SUDO_PASSWORD_ENV
 from tests.lab.lab import SUDO_NOPASSWD_USER, SUDO_PASSWORD, SUDO_PASSWORD_USER
-from tests.lab.scenario import SLOW_SECONDS
 
 REPO = Path(__file__).resolve().parent.parent
 
