@@ -27,6 +27,9 @@ FULL_EDGE_LIMIT = 1000
 NODE_BUDGET = 600
 EDGE_BUDGET = 3000
 MOST_KEPT_PER_MACHINE = 3
+# Past this many drawn edges their labels are left out (kept as tooltips): thousands of labels
+# cover the drawing, and the table, JSON and HTML list every service.
+EDGE_LABEL_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,8 @@ def fold(graph: FlowGraph, kept_per_machine: int) -> FlowGraph:
     stay. Flows are re-attached to the nodes that stand for their ends and merged when they
     become the same flow; the counts add up, so no connection disappears."""
     nodes, flows = _folded(graph, kept_per_machine, fold_single=False)
-    notes = list(graph.notes) + [_note(graph, nodes, kept_per_machine)]
+    edges = len({(flow.client, flow.server) for flow in flows})
+    notes = list(graph.notes) + [_note(graph, nodes, kept_per_machine, edges)]
     return renumbered(graph, list(graph.hosts), nodes, flows, notes)
 
 
@@ -150,7 +154,7 @@ def _merged_flows(graph: FlowGraph, stands_for: dict[str, str], rank: dict[str, 
     )
 
 
-def _note(graph: FlowGraph, nodes: list[Node], kept: int) -> str:
+def _note(graph: FlowGraph, nodes: list[Node], kept: int, edges: int) -> str:
     folded = sum(len(node.folded) for node in nodes)
     machines = sum(1 for node in nodes if node.folded)
     if folded:
@@ -158,8 +162,9 @@ def _note(graph: FlowGraph, nodes: list[Node], kept: int) -> str:
         done = f"{folded} of {len(graph.nodes)} nodes folded into {machines} machine nodes ({what}); "
     else:
         done = ""
+    unlabelled = f" ({edges} edges: labels left out, see --format table)" if edges > EDGE_LABEL_LIMIT else ""
     return (
-        f"aggregated for a static layout: {done}parallel flows between two nodes drawn as one edge; "
+        f"aggregated for a static layout: {done}parallel flows between two nodes drawn as one edge{unlabelled}; "
         "--detail full draws everything"
     )
 

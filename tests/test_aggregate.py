@@ -164,3 +164,16 @@ def test_flows_that_become_one_add_up():
     assert machine.folded == ("client12", "client11") and machine.users == ("app",)
     merged = next(flow for flow in folded.flows if folded.node(flow.client).folded)
     assert merged.client_pids == (11, 12) and merged.server_pids == (5,)
+
+
+def test_thousands_of_edges_lose_their_labels_not_their_services():
+    graph = synthetic(200, 80)
+    view = static_view(graph)
+    assert drawn_edges(view.graph) > aggregate.EDGE_LABEL_LIMIT
+    dot = render(graph, "dot").decode()
+    edges = [line for line in dot.splitlines() if " -> " in line]
+    assert edges and not any("label=" in line for line in edges)
+    assert all('tooltip="' in line for line in edges)
+    assert "labels left out" in view.notice
+    smaller = static_view(synthetic(60))
+    assert drawn_edges(smaller.graph) <= aggregate.EDGE_LABEL_LIMIT or "labels left out" in smaller.notice

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 
+from netviz.aggregate import EDGE_LABEL_LIMIT
 from netviz.graph import KIND_HOST, KIND_OUTSIDE, UNATTRIBUTED, Flow, FlowGraph, HostEntry, Node, is_unconfined
 from netviz.textsafe import for_terminal
 
@@ -86,8 +87,13 @@ def _folded(node: Node) -> list[str]:
     if len(node.folded) > MAX_FOLDED_SHOWN:
         names += f", +{len(node.folded) - MAX_FOLDED_SHOWN}"
     lines = [f"<I>{len(node.folded)} folded: {names}</I>"]
-    if node.listening:
-        lines.append(_listening(node))
+    if node.listening:  # ports only: the addresses of a whole machine make the box too wide
+        ports: dict[str, list[int]] = {}
+        for item in node.listening:
+            if item.port not in ports.setdefault(item.proto, []):
+                ports[item.proto].append(item.port)
+        shown = [f"{proto} " + " ".join(str(port) for port in sorted(numbers)) for proto, numbers in sorted(ports.items())]
+        lines.append("listens " + label_text("; ".join(shown)))
     for item in node.ingress[:2]:
         lines.append(_font("ingress " + label_text(item.describe()), INGRESS_COLOR))
     return lines
@@ -165,6 +171,7 @@ def _bundled_edges(graph: FlowGraph) -> list[str]:
     pairs: dict[tuple[str, str], list[Flow]] = {}
     for flow in graph.flows:
         pairs.setdefault((flow.client, flow.server), []).append(flow)
+    labelled = len(pairs) <= EDGE_LABEL_LIMIT
     out = []
     for (client, server), flows in pairs.items():
         services: dict[str, int] = {}
@@ -176,7 +183,7 @@ def _bundled_edges(graph: FlowGraph) -> list[str]:
         if len(ranked) > MAX_SERVICES_SHOWN:
             text += f", +{len(ranked) - MAX_SERVICES_SHOWN}"
         total = sum(flow.count for flow in flows)
-        attributes = [f"label=<{label_text(text)}>"]
+        attributes = [f"label=<{label_text(text)}>"] if labelled else [f'tooltip="{label_text(text)}"']
         if not any(flow.directed for flow in flows):
             attributes.append('dir=none, style="dashed"')
         if total > 1:
