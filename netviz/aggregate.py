@@ -6,8 +6,8 @@ the edges count as much as the nodes (benchmarks/bench_render.py prints the figu
 FULL_NODE_LIMIT nodes or FULL_EDGE_LIMIT flows, DOT, SVG and PNG keep on each machine its
 busiest nodes (by connections) and fold the others into one node per machine; the number kept
 per machine is the largest that fits NODE_BUDGET nodes and EDGE_BUDGET drawn edges (parallel
-flows between two nodes are drawn as one edge in an aggregated view), down to one node per
-machine. JSON and HTML always keep the full detail.
+flows between two nodes are drawn as one edge in an aggregated view); when none fits, the
+folding with the fewest edges. JSON and HTML always keep the full detail.
 
 Pure: no I/O, nothing printed.
 """
@@ -170,12 +170,17 @@ def _note(graph: FlowGraph, nodes: list[Node], kept: int, edges: int) -> str:
 
 
 def aggregate(graph: FlowGraph) -> StaticView:
-    """The most detailed folding that fits the budgets (down to one node per machine)."""
-    for kept in range(MOST_KEPT_PER_MACHINE, -1, -1):
-        view = fold(graph, kept)
-        if (len(view.nodes) <= NODE_BUDGET and drawn_edges(view) <= EDGE_BUDGET) or kept == 0:
+    """The most detailed folding that fits the budgets. When none fits the edge budget (a dense
+    fleet: every machine talks to dozens of others), the one with the fewest edges among those
+    within the node budget, the more detailed among equals (keeping a machine's busiest client
+    apart often adds no edge at all)."""
+    views = [(kept, fold(graph, kept)) for kept in range(MOST_KEPT_PER_MACHINE, -1, -1)]
+    for kept, view in views:
+        if len(view.nodes) <= NODE_BUDGET and drawn_edges(view) <= EDGE_BUDGET:
             return StaticView(view, view.notes[-1], kept)
-    raise AssertionError("unreachable")
+    within = [(kept, view) for kept, view in views if len(view.nodes) <= NODE_BUDGET] or views[-1:]
+    kept, view = min(within, key=lambda item: (drawn_edges(item[1]), -item[0]))
+    return StaticView(view, view.notes[-1], kept)
 
 
 def static_view(graph: FlowGraph, detail: str = "auto") -> StaticView:

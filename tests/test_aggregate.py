@@ -88,11 +88,15 @@ def test_large_graphs_fold_within_the_budgets_and_say_so():
     assert len(json.loads(render(graph, "json"))["nodes"]) == len(graph.nodes)
 
 
-def test_a_fleet_too_large_for_any_detail_gets_one_node_per_machine():
+def test_a_fleet_too_dense_for_the_budget_gets_the_fewest_edges_then_the_most_detail():
     graph = synthetic(200, 80)
     view = static_view(graph)
-    assert view.kept_per_machine == 0
-    assert len([n for n in view.graph.nodes if n.kind != "outside"]) == 200
+    edges = {kept: drawn_edges(fold(graph, kept)) for kept in range(aggregate.MOST_KEPT_PER_MACHINE + 1)}
+    assert min(edges.values()) > aggregate.EDGE_BUDGET  # no level fits
+    assert drawn_edges(view.graph) == min(edges.values())
+    # keeping each machine's busiest process (its app client) apart costs no edge here
+    assert edges[1] == edges[0] and view.kept_per_machine == 1
+    assert len(view.graph.nodes) == 400 and {n.comm for n in view.graph.nodes if not n.folded} == {"app"}
     assert machine_traffic(view.graph) == machine_traffic(graph)
 
 
