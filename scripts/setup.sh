@@ -13,7 +13,7 @@ packages=(graphviz python3-venv)
 if [ "$want_tests" = 1 ]; then
   # The test lab: real sshd machines in namespaces, real programs holding sockets, a real browser.
   packages+=(openssh-server openssh-client iproute2 socat procps lsof util-linux sudo openssl iputils-ping strace nftables iptables
-             chromium chromium-driver)
+             chromium)
 fi
 
 missing=()
