@@ -109,6 +109,7 @@ class Process:
     fd_denied: bool = False
     comm_hex: Optional[str] = None  # exact bytes of comm when they are not valid UTF-8
     cmdline_hex: Optional[tuple[str, ...]] = None  # same, per argument
+    cmdline_truncated: bool = False  # the payload cut an oversized command line
 
 
 @dataclass(frozen=True)
@@ -447,6 +448,7 @@ def _process(node: _Field) -> Process:
         fd_denied=node.optional("fd_denied", _Field.boolean, False),
         comm_hex=node.optional("comm_hex", _hex_text, None),
         cmdline_hex=cmdline_hex,
+        cmdline_truncated=node.optional("cmdline_truncated", _Field.boolean, False),
     )
 
 
@@ -743,6 +745,8 @@ def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
             out["comm_hex"] = p.comm_hex
         if p.cmdline_hex is not None:
             out["cmdline_hex"] = list(p.cmdline_hex)
+        if p.cmdline_truncated:
+            out["cmdline_truncated"] = True
         return out
 
     host = snapshot.host

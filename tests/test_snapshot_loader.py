@@ -253,3 +253,15 @@ def test_any_damaged_original_document_is_accepted_or_a_snapshot_error(path, val
         parse_legacy(doc, "old")
     except SnapshotError as error:
         assert str(error).startswith("old: ") and "\n" not in str(error)
+
+
+def test_a_truncated_command_line_is_carried_and_written_back():
+    from netviz.payload import capture
+    from netviz.snapshot import parse_snapshot, snapshot_to_document
+
+    document = capture.collect()
+    document["processes"][0]["cmdline_truncated"] = True
+    snapshot = parse_snapshot(document, "live")
+    assert snapshot.processes[0].cmdline_truncated is True
+    assert snapshot_to_document(snapshot)["processes"][0]["cmdline_truncated"] is True
+    assert not any(p.cmdline_truncated for p in snapshot.processes[1:])
