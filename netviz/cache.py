@@ -24,9 +24,9 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 from netviz.errors import CacheError
 
@@ -102,6 +102,7 @@ class Run:
     finished_at: float
     hosts: tuple[CachedHost, ...]
     interrupted: bool = False  # stopped by SIGINT/SIGTERM: only some machines finished
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # inventory groups, for --only/--exclude
 
     def snapshot_files(self) -> list[tuple[CachedHost, Path]]:
         """Every host that has a snapshot (fresh or stale), with its file."""
@@ -238,7 +239,7 @@ class RunWriter:
 
     def finish(
         self, *, now: Optional[float] = None, keep: int = KEEP_RUNS, interrupted: bool = False,
-        order: Sequence[str] = (),
+        order: Sequence[str] = (), groups: Optional[Mapping[str, Sequence[str]]] = None,
     ) -> Run:
         """Write the manifest, point `latest` at this run, prune old runs; return the run.
 
@@ -256,6 +257,7 @@ class RunWriter:
             "finished_at": finished,
             "interrupted": interrupted,
             "hosts": [entry.as_dict() for entry in self._hosts],
+            "groups": {name: list(members) for name, members in sorted((groups or {}).items())},
         }
         try:
             atomic_write(self.path / MANIFEST, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
@@ -265,11 +267,24 @@ class RunWriter:
                 prune(self.root, keep=keep)
         except OSError as error:
             raise CacheError(f"cannot write the manifest of {self.path}: {error.strerror or error}") from None
-        return Run(self.run_id, self.path, self.started_at, finished, tuple(self._hosts), interrupted)
+        return Run(self.run_id, self.path, self.started_at, finished, tuple(self._hosts), interrupted,
+                   {name: tuple(members) for name, members in (groups or {}).items()})
 
 
 # ------------------------------------------------------------------------------------------
 # reading runs
+
+
+def _read_groups(value: object) -> dict[str, tuple[str, ...]]:
+    """The manifest's inventory groups (absent in older manifests: no groups)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(name, str) and isinstance(members, list) and all(isinstance(m, str) for m in members)
+        for name, members in value.items()
+    ):
+        raise ValueError("groups: expected an object of lists of host names")
+    return {name: tuple(members) for name, members in value.items()}
 
 
 def read_run(path: Path) -> Run:
@@ -304,7 +319,7 @@ def read_run(path: Path) -> Run:
                 )
             )
         return Run(str(document["run"]), path, float(document["started_at"]), float(document["finished_at"]),
-                   tuple(hosts), document.get("interrupted") is True)
+                   tuple(hosts), document.get("interrupted") is True, _read_groups(document.get("groups")))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CacheError(f"{manifest}: malformed manifest: {error}") from None
 
@@ -407,6 +422,7 @@ class StitchInputs:
     names: dict[Path, str]  # file -> machine name (the inventory name, for cached runs)
     stale: frozenset[str]  # names whose snapshot comes from an earlier run
     warnings: tuple[str, ...]
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # inventory groups of the runs read
 
 
 def describe_age(seconds: float) -> str:
@@ -442,7 +458,7 @@ def run_inputs(run: Run, *, now: Optional[float] = None) -> StitchInputs:
     missing = [host.host for host in run.hosts if not host.snapshot]
     if missing:
         warnings.append(f"no snapshot at all for: {', '.join(missing)}")
-    return StitchInputs(tuple(files), names, frozenset(stale), tuple(warnings))
+    return StitchInputs(tuple(files), names, frozenset(stale), tuple(warnings), dict(run.groups))
 
 
 def stitch_inputs(arguments: Sequence[Path], cache_dir: Optional[Path] = None) -> StitchInputs:
@@ -457,13 +473,16 @@ def stitch_inputs(arguments: Sequence[Path], cache_dir: Optional[Path] = None) -
     names: dict[Path, str] = {}
     stale: set[str] = set()
     warnings: list[str] = []
+    groups: dict[str, tuple[str, ...]] = {}
     for argument in arguments:
         inputs = _one_input(Path(argument), root)
         files.extend(inputs.files)
         names.update(inputs.names)
         stale |= inputs.stale
         warnings.extend(inputs.warnings)
-    return StitchInputs(tuple(files), names, frozenset(stale), tuple(warnings))
+        for name, members in inputs.groups.items():
+            groups[name] = tuple(dict.fromkeys(groups.get(name, ()) + members))
+    return StitchInputs(tuple(files), names, frozenset(stale), tuple(warnings), groups)
 
 
 def _one_input(argument: Path, root: Path) -> StitchInputs:
@@ -480,8 +499,9 @@ def _one_input(argument: Path, root: Path) -> StitchInputs:
 def load_stitch_group(arguments: Sequence[Path], cache_dir: Optional[Path] = None):
     """Load what `netviz stitch` was given (see stitch_inputs) as a group.
 
-    Returns (netviz.group.LoadedGroup, names of stale machines). Cached snapshots keep their
-    inventory names; the warnings say which snapshots are stale and how old.
+    Returns (netviz.group.LoadedGroup, names of stale machines, inventory groups of the runs
+    read). Cached snapshots keep their inventory names; the warnings say which snapshots are
+    stale and how old.
     """
     import dataclasses
 
@@ -491,4 +511,4 @@ def load_stitch_group(arguments: Sequence[Path], cache_dir: Optional[Path] = Non
     inputs = stitch_inputs(arguments, cache_dir)
     group = load_group(list(inputs.files), loader=lambda path: load_snapshot(path, name=inputs.names.get(path)))
     group = dataclasses.replace(group, warnings=tuple(inputs.warnings) + tuple(group.warnings))
-    return group, inputs.stale
+    return group, inputs.stale, inputs.groups

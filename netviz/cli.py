@@ -5,6 +5,7 @@ No logic lives here. Each command calls plain functions that tests also call dir
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from enum import Enum
 from pathlib import Path
@@ -184,9 +185,11 @@ def stitch(
     chosen = (fmt.value if fmt else None) or (format_from_suffix(output) if output is not None else None) or "dot"
     try:
         # No argument: the latest cached run; a run id or run directory: that run (stale included).
-        group, stale = load_stitch_group(paths or [], cache_dir)
+        group, stale, groups = load_stitch_group(paths or [], cache_dir)
         for message in group.warnings:
             console.warning(message)
+        if groups and filters is not None and not filters.groups:  # group names recorded by the cached run's inventory
+            filters = dataclasses.replace(filters, groups=groups)
         graph, notices = stitch_filtered(
             group.snapshots, group_by=group_by.value, show_external=show_external, stale=stale, filters=filters
         )

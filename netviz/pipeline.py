@@ -194,7 +194,8 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
         reporter.end()
     if write_errors:
         raise write_errors[0]
-    return CollectOutcome(results=results, run=writer.finish(order=[spec.name for spec in hosts]), groups=groups)
+    return CollectOutcome(results=results, run=writer.finish(order=[spec.name for spec in hosts], groups=groups),
+                          groups=groups)
 
 
 def _finish_interrupted(writer: RunWriter, hosts: Sequence[HostSpec], interruption: Interrupted) -> Interrupted:

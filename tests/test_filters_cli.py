@@ -140,3 +140,29 @@ def test_run_filters_by_a_group_and_names_the_busiest(tmp_path):
     stderr = " ".join(result.stderr.split())  # rich wraps long lines
     assert f"busiest machines: {here} (" in stderr and "busiest flows: " in stderr
     assert " -> " in stderr.split("busiest flows: ", 1)[1] and " ×" in stderr
+
+
+def test_stitch_of_a_cached_run_knows_the_inventory_groups(fleet, tmp_path):
+    """The run's manifest records the inventory's groups, so `stitch --only GROUP` on the cache
+    means what it meant in `run`."""
+    from netviz.cache import RunWriter, read_run
+
+    cache = tmp_path / "cache"
+    writer = RunWriter(cache)
+    files = sorted(fleet.glob("*.json"))
+    for path in files:
+        writer.add(path.stem, status="ok", category=None, message="", timings={}, seconds=0.1,
+                   snapshot_json=path.read_text())
+    chosen = files[1].stem
+    run = writer.finish(groups={"dbs": [chosen]})
+    assert read_run(run.path).groups == {"dbs": (chosen,)}
+
+    result = CliRunner().invoke(app, ["stitch", "--cache", str(cache), "-f", "json", "--only", "dbs"],
+                                env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    flows = json.loads(result.stdout)["flows"]
+    nodes = {node["id"]: node["host"] for node in json.loads(result.stdout)["nodes"]}
+    assert flows and all(chosen in (nodes[flow["client"]], nodes[flow["server"]]) for flow in flows)
+    unknown = CliRunner().invoke(app, ["stitch", "--cache", str(cache), "-f", "json", "--only", "nosuchgroup"],
+                                 env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert json.loads(unknown.stdout)["flows"] == []
