@@ -1,0 +1,411 @@
+"""Lab situations that real fleets have and the standard scenario does not: NAT and containers.
+
+Each builder takes a started ``Lab`` (tests/lab/lab.py), adds the machines it needs and returns
+a ``Situation``: the machines, the container namespaces, and the flows netviz must draw, each
+with the machine that translated it (``via``) when NAT is involved.
+
+- ``build_nat_gateway``: web -> gw:8080, gw DNATs it to db:5432 and masquerades it (a load
+  balancer without a proxy process); plus a direct web -> db connection as a control.
+- ``build_docker_hosts``: db and cache are Docker-like hosts: a ``docker0`` bridge at
+  172.17.0.1/16 and a container at 172.17.0.2 on both, db publishing 15432 -> 172.17.0.2:5432
+  by DNAT (with an idle docker-proxy listening on 15432, as Docker runs one), host processes of
+  both machines talking to their own container over docker0 with the very same four-tuple, and
+  a loopback flow inside cache's container.
+- ``build_loopback_namespaces``: one machine, three network namespaces (its own and two
+  containers), each holding the same 127.0.0.1 connection (same ports on both sides).
+
+Containers are network namespaces created from the root side (``ip netns add``; a namespace
+bind-mounted after a machine's ``unshare`` is invisible inside it) and entered together with
+the machine's PID and mount namespaces, so their processes belong to that machine and its
+payload reads their sockets through ``/proc/PID/net``. The namespaces are recorded in the lab's
+state: ``Lab.stop()`` (and ``python3 -m tests.lab.lab cleanup PREFIX`` after a crash) deletes
+them with the machines.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .lab import CLEAN_ENV, SYSTEM_PYTHON, Lab, LabError, Machine, _children, parse_ss
+
+# (client machine, client comm, server machine, server comm, proto, server port, via)
+FlowKey = tuple[str, str, str, str, str, int, Optional[str]]
+
+DOCKER_BRIDGE_ADDRESS = "172.17.0.1"
+CONTAINER_ADDRESS = "172.17.0.2"
+DOCKER_SUBNET = "172.17.0.0/16"
+
+GATEWAY_PORT = 8080
+DB_PORT = 5432
+PUBLISHED_PORT = 15432
+REDIS_PORT = 6379
+LOOPBACK_PORT = 7000
+# Clients pinned to one source port make the same four-tuple appear in several namespaces or on
+# several machines, the case where a stitcher keyed by address alone crosses the wires.
+PINNED_DOCKER_SOURCE_PORT = 41000
+PINNED_LOOPBACK_SOURCE_PORT = 42000
+
+# A stdlib program that listens, connects (optionally from a fixed source address and port) and
+# holds every socket until it is killed. Written into the lab directory, which every machine sees.
+ENDPOINT_PROGRAM = r'''
+import json, select, socket, sys, time
+
+spec = json.load(open(sys.argv[1]))
+with open("/proc/self/comm", "w") as comm:
+    comm.write(spec["comm"][:15])
+listeners, held = [], []
+for item in spec.get("listen", []):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((item["address"], item["port"]))
+    sock.listen(64)
+    listeners.append(sock)
+for item in spec.get("connect", []):
+    deadline = time.monotonic() + 30
+    while True:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if item.get("source_port"):
+            sock.bind((item.get("source_address", "0.0.0.0"), item["source_port"]))
+        try:
+            sock.connect((item["address"], item["port"]))
+            break
+        except OSError:
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    held.append(sock)
+print("READY", flush=True)
+while True:
+    if not listeners:
+        time.sleep(3600)
+        continue
+    for sock in select.select(listeners, [], [], 60)[0]:
+        held.append(sock.accept()[0])
+'''
+
+
+@dataclass
+class Container:
+    """A network namespace inside a lab machine, standing for one container."""
+
+    machine: Machine
+    name: str
+    netns: str  # its name under /run/netns (root side)
+    address: Optional[str] = None
+
+    @property
+    def path(self) -> str:
+        return f"/run/netns/{self.netns}"
+
+
+@dataclass
+class Expected:
+    """One edge the graph must hold, and how many connections it stands for."""
+
+    key: FlowKey
+    count: int
+    what: str
+
+
+@dataclass
+class Situation:
+    """Machines and containers built for one situation, and the flows netviz must draw."""
+
+    lab: Lab
+    machines: dict[str, Machine]
+    containers: dict[str, Container] = field(default_factory=dict)
+    flows: list[Expected] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)  # program name -> root pid
+
+    def flow_keys(self, hosts: Optional[Sequence[str]] = None) -> set[FlowKey]:
+        """The expected flows whose two ends, and translating machine, are on ``hosts``
+        (default: every machine): without the NAT machine's conntrack nothing links the ends."""
+        wanted = set(hosts) if hosts is not None else set(self.machines)
+        return {flow.key for flow in self.flows
+                if flow.key[0] in wanted and flow.key[2] in wanted and flow.key[6] in wanted | {None}}
+
+
+def graph_flow_keys_with_via(graph: dict[str, Any]) -> dict[FlowKey, int]:
+    """The flows of a ``netviz.graph/1`` document (group-by process) -> their connection counts."""
+    nodes = {node["id"]: node for node in graph["nodes"]}
+    found: dict[FlowKey, int] = {}
+    for flow in graph["flows"]:
+        client, server = nodes[flow["client"]], nodes[flow["server"]]
+        key = (client["host"], client["comm"], server["host"], server["comm"], flow["proto"], flow["server_port"],
+               flow["via"])
+        found[key] = found.get(key, 0) + flow["count"]
+    return found
+
+
+# --------------------------------------------------------------------------- low-level helpers
+
+
+def _root(argv: Sequence[str]) -> None:
+    result = subprocess.run(list(argv), capture_output=True, text=True, env=CLEAN_ENV, timeout=30)
+    if result.returncode != 0:
+        raise LabError(f"`{shlex.join(argv)}` failed ({result.returncode}): {result.stderr.strip()}")
+
+
+def _enter(machine: Machine, container: Optional[Container]) -> list[str]:
+    """nsenter into ``machine`` (PID, mount, UTS namespaces), its own network namespace or the
+    container's. nsenter opens every namespace file before it switches, so the container's path
+    is resolved on the root side."""
+    if not machine.running:
+        raise LabError(f"machine {machine.name} is not running")
+    net = f"--net={container.path}" if container is not None else "--net"
+    return ["nsenter", f"--target={machine.init_pid}", net, "--pid", "--mount", "--uts", "--wd=/", "--"]
+
+
+def exec_in(machine: Machine, argv: Sequence[str], container: Optional[Container] = None, *,
+            input: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a one-shot command in the machine (or in one of its containers)."""
+    result = subprocess.run([*_enter(machine, container), *argv], capture_output=True, text=True, env=CLEAN_ENV,
+                            timeout=30, input=input, cwd="/")
+    if check and result.returncode != 0:
+        where = machine.name + (f"/{container.name}" if container else "")
+        raise LabError(f"on {where}: `{shlex.join(argv)}` failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def _program_path(lab: Lab) -> Path:
+    path = lab.root_dir / "extra" / "endpoint.py"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(ENDPOINT_PROGRAM)
+    return path
+
+
+def start_endpoint(machine: Machine, spec: dict[str, Any], container: Optional[Container] = None) -> int:
+    """Start the endpoint program (see ENDPOINT_PROGRAM) with ``spec`` inside the machine or one
+    of its containers; return its pid as the root namespace numbers it."""
+    lab = machine.lab
+    name = spec["comm"]
+    where = machine.name + (f"-{container.name}" if container else "")
+    spec_path = lab.root_dir / "extra" / f"{where}-{name}.json"
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(json.dumps(spec))
+    log_path = machine.dir / "logs" / f"{where}-{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            [*_enter(machine, container), "setsid", SYSTEM_PYTHON, str(_program_path(lab)), str(spec_path)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=CLEAN_ENV,
+            start_new_session=True, cwd="/",
+        )
+    machine._popens.append(popen)  # Lab.stop() waits for it
+    lab._record_pid(popen.pid)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = _children(popen.pid)  # nsenter forks once to enter the PID namespace
+        if children:
+            return children[0]
+        if popen.poll() is not None:
+            break
+        time.sleep(0.01)
+    raise LabError(f"{name} did not start on {where}: see {log_path}")
+
+
+def add_container(machine: Machine, name: str, *, address: Optional[str] = None, bridge: str = "docker0") -> Container:
+    """A network namespace for machine ``machine`` with loopback up; with ``address``, a veth
+    whose host end joins ``bridge`` (which must exist in the machine) and a default route via
+    the bridge's address, as Docker wires a container."""
+    lab = machine.lab
+    netns = f"{lab.prefix}-{machine.name}-{name}"[:40]
+    container = Container(machine=machine, name=name, netns=netns, address=address)
+    _root(["ip", "netns", "add", netns])
+    # Recorded with the machines' namespaces: Lab.stop() and cleanup_stale delete it too.
+    lab._state["netns"].append(netns)
+    lab._save_state()
+    _root(["ip", "-n", netns, "link", "set", "lo", "up"])
+    if address is not None:
+        host_end = f"veth{name}"[:15]
+        _root(["ip", "-n", machine.netns, "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", netns])
+        _root(["ip", "-n", machine.netns, "link", "set", host_end, "master", bridge, "up"])
+        _root(["ip", "-n", netns, "addr", "add", f"{address}/16", "dev", "eth0"])
+        _root(["ip", "-n", netns, "link", "set", "eth0", "up"])
+        _root(["ip", "-n", netns, "route", "add", "default", "via", DOCKER_BRIDGE_ADDRESS])
+    return container
+
+
+def enable_forwarding(machine: Machine) -> None:
+    """Routing on: forward IPv4, and send no ICMP redirects (a gateway on the same segment as
+    its clients would otherwise tell them to bypass it)."""
+    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.eth0.send_redirects=0"):
+        exec_in(machine, ["sysctl", "-q", "-w", key])
+
+
+def docker_bridge(machine: Machine) -> None:
+    """What Docker sets up on a host: docker0 at 172.17.0.1/16, forwarding, and masquerade of
+    what containers send out of any other interface."""
+    exec_in(machine, ["ip", "link", "add", "docker0", "type", "bridge"])
+    exec_in(machine, ["ip", "addr", "add", f"{DOCKER_BRIDGE_ADDRESS}/16", "dev", "docker0"])
+    exec_in(machine, ["ip", "link", "set", "docker0", "up"])
+    enable_forwarding(machine)
+    exec_in(machine, ["nft", "-f", "-"], input=(
+        "table ip nat {\n"
+        "  chain prerouting { type nat hook prerouting priority dstnat; }\n"
+        "  chain postrouting { type nat hook postrouting priority srcnat;\n"
+        f'    ip saddr {DOCKER_SUBNET} oifname != "docker0" masquerade\n'
+        "  }\n"
+        "}\n"
+    ))
+
+
+def publish(machine: Machine, host_port: int, address: str, port: int) -> None:
+    """``docker run -p host_port:port``: DNAT of the host's port to the container (on a
+    machine set up by docker_bridge)."""
+    exec_in(machine, ["nft", "add", "rule", "ip", "nat", "prerouting", "fib", "daddr", "type", "local",
+                      "tcp", "dport", str(host_port), "dnat", "to", f"{address}:{port}"])
+
+
+def nat_gateway(machine: Machine, port: int, target: str, target_port: int) -> None:
+    """A NAT load balancer: DNAT of machine:port to target:target_port, and masquerade of what it
+    forwards that way, so that the replies come back through it."""
+    enable_forwarding(machine)
+    exec_in(machine, ["nft", "-f", "-"], input=(
+        "table ip nat {\n"
+        "  chain prerouting { type nat hook prerouting priority dstnat;\n"
+        f"    ip daddr {machine.ipv4} tcp dport {port} dnat to {target}:{target_port}\n"
+        "  }\n"
+        "  chain postrouting { type nat hook postrouting priority srcnat;\n"
+        "    ct status dnat masquerade\n"
+        "  }\n"
+        "}\n"
+    ))
+
+
+def wait_established(machine: Machine, container: Optional[Container], comm: str, local_port: Optional[int] = None,
+                     peer_port: Optional[int] = None, count: int = 1, timeout: float = 30) -> None:
+    """Wait until ss in that namespace shows ``count`` established TCP sockets held by ``comm``
+    (with that local or peer port): accepted by the server, not just queued."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = parse_ss(exec_in(machine, ["ss", "-H", "-t", "-a", "-n", "-p"], container).stdout, "tcp")
+        matching = [
+            row for row in rows
+            if row.state == "ESTAB" and comm in row.comms
+            and (local_port is None or row.local_port == str(local_port))
+            and (peer_port is None or row.peer_port == str(peer_port))
+        ]
+        if len(matching) >= count:
+            return
+        if time.monotonic() > deadline:
+            where = machine.name + (f"/{container.name}" if container else "")
+            raise LabError(f"{where}: {len(matching)} of {count} established sockets of {comm}")
+        time.sleep(0.1)
+
+
+def conntrack_entries(machine: Machine) -> str:
+    """The machine's own conntrack table (its network namespace), as the kernel prints it."""
+    return exec_in(machine, ["cat", "/proc/net/nf_conntrack"], check=False).stdout
+
+
+# --------------------------------------------------------------------------- situations
+
+
+def build_nat_gateway(lab: Lab) -> Situation:
+    """web, gw, db. db/lab-pg listens on 5432; web/nat-client connects to gw:8080, which gw
+    translates to db:5432 (DNAT + masquerade: db sees gw as the client); web/direct-client
+    connects to db:5432 directly (a control that must be drawn whatever happens to NAT)."""
+    lab.start()
+    machines = {name: lab.add_machine(name, groups=("nat",)) for name in ("web", "gw", "db")}
+    web, gw, db = machines["web"], machines["gw"], machines["db"]
+    situation = Situation(lab=lab, machines=machines)
+    nat_gateway(gw, GATEWAY_PORT, db.ipv4, DB_PORT)
+    situation.pids["lab-pg"] = start_endpoint(db, {"comm": "lab-pg", "listen": [{"address": "0.0.0.0", "port": DB_PORT}]})
+    situation.pids["nat-client"] = start_endpoint(web, {"comm": "nat-client",
+                                                        "connect": [{"address": gw.ipv4, "port": GATEWAY_PORT}]})
+    situation.pids["direct-client"] = start_endpoint(web, {"comm": "direct-client",
+                                                           "connect": [{"address": db.ipv4, "port": DB_PORT}]})
+    wait_established(web, None, "nat-client", peer_port=GATEWAY_PORT)
+    wait_established(web, None, "direct-client", peer_port=DB_PORT)
+    wait_established(db, None, "lab-pg", local_port=DB_PORT, count=2)
+    situation.flows = [
+        Expected(("web", "nat-client", "db", "lab-pg", "tcp", DB_PORT, "gw"), 1,
+                 "client -> NAT gateway -> server: drawn to the server, via the gateway"),
+        Expected(("web", "direct-client", "db", "lab-pg", "tcp", DB_PORT, None), 1, "direct control flow"),
+    ]
+    return situation
+
+
+def build_docker_hosts(lab: Lab) -> Situation:
+    """web, db, cache; db and cache are Docker-like hosts with the same docker0 and container
+    addresses.
+
+    Flows: web/nat-client -> db:15432, published (DNAT) to db's container ctr-pg on 5432;
+    db/host-client and cache/host-client -> their own container's ctr-pg on 172.17.0.2:5432,
+    both from 172.17.0.1:41000 (one four-tuple on two machines); cache/ctr-app -> cache/ctr-redis
+    on 127.0.0.1:6379 inside cache's container. db/docker-proxy listens on 15432 and carries
+    nothing (DNAT takes the connections before they reach it)."""
+    lab.start()
+    machines = {name: lab.add_machine(name, groups=("docker",)) for name in ("web", "db", "cache")}
+    web, db, cache = machines["web"], machines["db"], machines["cache"]
+    situation = Situation(lab=lab, machines=machines)
+    for host in (db, cache):
+        docker_bridge(host)
+        container = situation.containers[host.name] = add_container(host, "pg", address=CONTAINER_ADDRESS)
+        situation.pids[f"{host.name}/ctr-pg"] = start_endpoint(
+            host, {"comm": "ctr-pg", "listen": [{"address": "0.0.0.0", "port": DB_PORT}]}, container)
+    publish(db, PUBLISHED_PORT, CONTAINER_ADDRESS, DB_PORT)
+    situation.pids["db/docker-proxy"] = start_endpoint(
+        db, {"comm": "docker-proxy", "listen": [{"address": "0.0.0.0", "port": PUBLISHED_PORT}]})
+    cache_container = situation.containers["cache"]
+    situation.pids["cache/ctr-redis"] = start_endpoint(
+        cache, {"comm": "ctr-redis", "listen": [{"address": "127.0.0.1", "port": REDIS_PORT}]}, cache_container)
+    situation.pids["cache/ctr-app"] = start_endpoint(
+        cache, {"comm": "ctr-app", "connect": [{"address": "127.0.0.1", "port": REDIS_PORT}]}, cache_container)
+    for host in (db, cache):
+        situation.pids[f"{host.name}/host-client"] = start_endpoint(host, {"comm": "host-client", "connect": [{
+            "address": CONTAINER_ADDRESS, "port": DB_PORT,
+            "source_address": DOCKER_BRIDGE_ADDRESS, "source_port": PINNED_DOCKER_SOURCE_PORT}]})
+    situation.pids["web/nat-client"] = start_endpoint(web, {"comm": "nat-client",
+                                                            "connect": [{"address": db.ipv4, "port": PUBLISHED_PORT}]})
+    wait_established(web, None, "nat-client", peer_port=PUBLISHED_PORT)
+    wait_established(db, situation.containers["db"], "ctr-pg", local_port=DB_PORT, count=2)
+    wait_established(cache, cache_container, "ctr-pg", local_port=DB_PORT)
+    wait_established(cache, cache_container, "ctr-redis", local_port=REDIS_PORT)
+    for host in (db, cache):
+        wait_established(host, None, "host-client", local_port=PINNED_DOCKER_SOURCE_PORT)
+    situation.flows = [
+        Expected(("web", "nat-client", "db", "ctr-pg", "tcp", DB_PORT, "db"), 1,
+                 "published container port (DNAT on the container's host)"),
+        Expected(("db", "host-client", "db", "ctr-pg", "tcp", DB_PORT, None), 1,
+                 "host to its own container over docker0"),
+        Expected(("cache", "host-client", "cache", "ctr-pg", "tcp", DB_PORT, None), 1,
+                 "the same four-tuple on another Docker host"),
+        Expected(("cache", "ctr-app", "cache", "ctr-redis", "tcp", REDIS_PORT, None), 1,
+                 "loopback inside a container"),
+    ]
+    return situation
+
+
+def build_loopback_namespaces(lab: Lab) -> Situation:
+    """One machine, multi: in its own namespace and in two containers (a, b), a client connects
+    from 127.0.0.1:42000 to a server on 127.0.0.1:7000, so the three namespaces hold the very
+    same pair of four-tuples. Comms tell them apart: app-root/srv-root, app-a/srv-a, app-b/srv-b."""
+    lab.start()
+    multi = lab.add_machine("multi", groups=("loopback",))
+    situation = Situation(lab=lab, machines={"multi": multi})
+    places: dict[str, Optional[Container]] = {"root": None}
+    for name in ("a", "b"):
+        places[name] = situation.containers[name] = add_container(multi, name)
+    for name, container in places.items():
+        situation.pids[f"srv-{name}"] = start_endpoint(
+            multi, {"comm": f"srv-{name}", "listen": [{"address": "127.0.0.1", "port": LOOPBACK_PORT}]}, container)
+        situation.pids[f"app-{name}"] = start_endpoint(multi, {"comm": f"app-{name}", "connect": [{
+            "address": "127.0.0.1", "port": LOOPBACK_PORT,
+            "source_address": "127.0.0.1", "source_port": PINNED_LOOPBACK_SOURCE_PORT}]}, container)
+    for name, container in places.items():
+        wait_established(multi, container, f"srv-{name}", local_port=LOOPBACK_PORT)
+        wait_established(multi, container, f"app-{name}", local_port=PINNED_LOOPBACK_SOURCE_PORT)
+        situation.flows.append(Expected(("multi", f"app-{name}", "multi", f"srv-{name}", "tcp", LOOPBACK_PORT, None), 1,
+                                        f"loopback in namespace {name}"))
+    return situation
