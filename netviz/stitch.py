@@ -15,10 +15,14 @@ The rules, each with its own tests (tests/test_stitch_*.py):
   machine of the group claims (legacy snapshots carry no addresses) still joins when exactly one
   socket of the group has the reversed tuple: both ends saw the same four numbers.
 * What is left is tried, in order, against conntrack translations of any machine (NAT: the flow
-  records the translating machine in `via`), then against listening sockets: a connected UDP
+  records the translating machine in `via`; a connection translated several times, such as a
+  container's call masqueraded by its host then DNATed by another, is followed from one
+  translation to the next and `via` names the last), then against listening sockets: a connected UDP
   socket reaches the bound socket that accepts its destination (exact address first, then the
   wildcard); a TCP/SCTP socket whose peer machine is in the group but whose peer socket is not in
-  the snapshot is attached to the listener that accepts it and marked inferred.
+  the snapshot is attached to the listener that accepts it and marked inferred. A connection that
+  conntrack shows translated is never attached to a listener at the address it dialled (an idle
+  docker-proxy on a published port): when its translations lead to no socket it is unresolved.
 * Direction comes only from listening sockets (LISTEN; for UDP an unconnected bound socket) in the
   namespace of each end. When neither or both ends listen the flow is undirected, except after a
   NAT translation whose conntrack entry names the initiator.
@@ -62,6 +66,9 @@ log = logging.getLogger(__name__)
 DATAGRAM_KINDS = frozenset({"udp", "udplite"})
 INGRESS_PROTOS = frozenset({"raw", "raw6", "packet", "icmp", "icmp6"})
 WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+# Translations followed one after another for one connection (masquerade, then DNAT, ...).
+_MAX_TRANSLATION_HOPS = 4
 
 _SCOPE_GLOBAL = 0
 _SCOPE_LOOPBACK = 1
@@ -127,7 +134,7 @@ class _End:
 
     __slots__ = (
         "machine", "netns", "kind", "inode", "local_port", "remote_port", "locals_", "remotes", "owner",
-        "listener", "matched", "ambiguous", "crowded", "zone",
+        "listener", "matched", "ambiguous", "crowded", "zone", "translated",
     )
 
     def __init__(
@@ -148,6 +155,7 @@ class _End:
         self.ambiguous = False
         self.crowded = False  # another socket has the same four-tuple in the same zone
         self.zone: object = None  # zone of the first (local, remote) pair
+        self.translated = False  # a conntrack entry of the group shows this connection was NATed
 
 
 def _addresses(primary: Optional[str], every: tuple[str, ...]) -> tuple[str, ...]:
@@ -592,9 +600,9 @@ class _Stitcher:
                 for far in end.remotes:
                     zone = end.machine if self._zone(end.machine, end.netns, local, far) is not None else None
                     entries = self.translations.get((end.kind, local, end.local_port, far, end.remote_port, zone))
-                    for nat_machine, nat_netns, reply in entries or ():
-                        for target in self._translated_targets(end, nat_machine, nat_netns, reply):
-                            found.setdefault(id(target), (target, nat_machine, reply[0]))
+                    if entries:
+                        end.translated = True
+                        self._follow_translations(end, entries, found)
             if len(found) == 1:
                 ((target, nat_machine, address),) = found.values()
                 via = self.machines[nat_machine].snapshot.name
@@ -603,6 +611,43 @@ class _Stitcher:
             elif found:
                 end.ambiguous = True
         return pairs
+
+    def _follow_translations(
+        self, end: _End, entries: list[tuple[int, int, tuple[str, int, str, int]]], found: dict[int, tuple[_End, int, str]]
+    ) -> None:
+        """Collect the server sockets that `entries` (translations of `end`'s tuple) lead to.
+
+        A connection can be translated more than once: a container's call to a port published on
+        another Docker host is masqueraded by its own host, then DNATed by the other one. When no
+        socket has a translated tuple, the tuple as it leaves the translating machine is looked up
+        again as the original tuple of another translation, a few hops at most. The flow's `via`
+        is the last translating machine, the one nearest the server.
+        """
+        pending = list(entries)
+        seen: set[tuple] = set()
+        for _hop in range(_MAX_TRANSLATION_HOPS):
+            following: list[tuple[int, int, tuple[str, int, str, int]]] = []
+            for nat_machine, nat_netns, reply in pending:
+                if (nat_machine, reply) in seen:
+                    continue
+                seen.add((nat_machine, reply))
+                targets = self._translated_targets(end, nat_machine, nat_netns, reply)
+                if not targets:
+                    # on the wire after this machine: from the reply's destination to its source
+                    server, server_port, client, client_port = reply
+                    zone = nat_machine if self._zone(nat_machine, nat_netns, client, server) is not None else None
+                    further = self.translations.get((end.kind, client, client_port, server, server_port, zone))
+                    if further:
+                        following.extend(further)
+                        continue
+                    if end.kind in DATAGRAM_KINDS:
+                        # the last translation: a connected UDP client reaches the bound socket there
+                        targets = self._listeners_for(nat_machine, nat_netns, server, server_port, end.kind) or []
+                for target in targets:
+                    found.setdefault(id(target), (target, nat_machine, reply[0]))
+            if not following:
+                return
+            pending = following
 
     def _translated_targets(self, end: _End, machine: int, netns: int, reply: tuple[str, int, str, int]) -> list[_End]:
         """The server side of a translated connection, resolved from the translating namespace."""
@@ -614,8 +659,6 @@ class _Stitcher:
             for candidate in self._bucket((end.kind, server, server_port, client, client_port, zone))
             if candidate is not end and not candidate.matched and self._reachable(machine, netns, server, candidate)
         ]
-        if not targets and end.kind in DATAGRAM_KINDS:
-            targets = self._listeners_for(machine, netns, server, server_port, end.kind) or []
         return targets
 
     def _join_listeners(self) -> int:
@@ -623,6 +666,10 @@ class _Stitcher:
         for end in self.ends:
             if end.matched or end.ambiguous or self._listens(end):
                 continue  # a server-side socket whose client is missing: no listener to attach to
+            if end.translated:
+                # NAT took this connection elsewhere: whatever listens at the address it dialled
+                # (an idle docker-proxy on a published port) is not its peer. Unresolved.
+                continue
             found: list[tuple[_End, str]] = []
             for far in end.remotes:
                 listeners = self._listeners_for(end.machine, end.netns, far, end.remote_port, end.kind)

@@ -569,3 +569,33 @@ def test_container_egress_masquerade_joins_through_the_docker_hosts_conntrack():
     graph = stitch([host.build(), other.build(), db.build()])
     assert edges(graph) == {("dockerhost/worker", "db/postgres", "tcp", 5432, 1, "via=dockerhost")}
     assert graph.unresolved == 0 and graph.outside == 0
+
+
+def two_docker_hosts() -> tuple[Machine, Machine]:
+    """appbox's container (172.17.0.2) calls dockerhost:8080, published to dockerhost's own
+    container (172.17.0.2 too) where an idle docker-proxy also listens: masqueraded by appbox,
+    then DNATed by dockerhost."""
+    app = Machine("appbox", "10.0.0.1", "172.17.0.1")
+    app.namespace(7001, "172.17.0.2")
+    app.process(10, "curl", netns=7001)
+    app.connect(10, "tcp", "172.17.0.2:40000", "10.0.0.2:8080", netns=7001)
+    app.conntrack("tcp", ("172.17.0.2:40000", "10.0.0.2:8080"), ("10.0.0.2:8080", "10.0.0.1:61000"))
+    return app, docker_host()
+
+
+def test_a_connection_translated_twice_is_followed_to_its_server_via_the_last_translator():
+    app, nat = two_docker_hosts()
+    nat.connect(60, "tcp", "172.17.0.2:80", "10.0.0.1:61000", netns=7001)
+    nat.conntrack("tcp", ("10.0.0.1:61000", "10.0.0.2:8080"), ("172.17.0.2:80", "10.0.0.1:61000"))
+    graph = stitch([app.build(), nat.build()])
+    assert edges(graph) == {("appbox/curl", "dockerhost/nginx", "tcp", 80, 1, "via=dockerhost")}
+    assert graph.unresolved == 0 and graph.outside == 0
+
+
+def test_a_translated_connection_is_never_attached_to_the_listener_it_dialled():
+    app, nat = two_docker_hosts()
+    nat.connect(60, "tcp", "172.17.0.2:80", "10.0.0.1:61000", netns=7001)
+    # dockerhost's conntrack is unreadable: the chain stops after appbox's masquerade
+    graph = stitch([app.build(), nat.build()])
+    assert edges(graph) == set()  # not appbox/curl -> dockerhost/docker-proxy (inferred)
+    assert host(graph, "appbox").unresolved == 1 and host(graph, "dockerhost").unresolved == 1

@@ -251,7 +251,13 @@ def docker_bridge(machine: Machine) -> None:
     enable_forwarding(machine)
     exec_in(machine, ["nft", "-f", "-"], input=(
         "table ip nat {\n"
-        "  chain prerouting { type nat hook prerouting priority dstnat; }\n"
+        "  chain docker { }\n"
+        "  chain prerouting { type nat hook prerouting priority dstnat;\n"
+        "    fib daddr type local jump docker\n"
+        "  }\n"
+        "  chain output { type nat hook output priority -100;\n"
+        "    ip daddr != 127.0.0.0/8 fib daddr type local jump docker\n"
+        "  }\n"
         "  chain postrouting { type nat hook postrouting priority srcnat;\n"
         f'    ip saddr {DOCKER_SUBNET} oifname != "docker0" masquerade\n'
         "  }\n"
@@ -262,7 +268,7 @@ def docker_bridge(machine: Machine) -> None:
 def publish(machine: Machine, host_port: int, address: str, port: int) -> None:
     """``docker run -p host_port:port``: DNAT of the host's port to the container (on a
     machine set up by docker_bridge)."""
-    exec_in(machine, ["nft", "add", "rule", "ip", "nat", "prerouting", "fib", "daddr", "type", "local",
+    exec_in(machine, ["nft", "add", "rule", "ip", "nat", "docker", "iifname", "!=", "docker0",
                       "tcp", "dport", str(host_port), "dnat", "to", f"{address}:{port}"])
 
 
@@ -368,8 +374,19 @@ def build_docker_hosts(lab: Lab) -> Situation:
             "source_address": DOCKER_BRIDGE_ADDRESS, "source_port": PINNED_DOCKER_SOURCE_PORT}]})
     situation.pids["web/nat-client"] = start_endpoint(web, {"comm": "nat-client",
                                                             "connect": [{"address": db.ipv4, "port": PUBLISHED_PORT}]})
+    # web runs containers too: its container (the same 172.17.0.2 again) calls db's published
+    # port, translated twice: masqueraded by web, then DNATed by db.
+    docker_bridge(web)
+    web_container = situation.containers["web"] = add_container(web, "app", address=CONTAINER_ADDRESS)
+    situation.pids["web/ctr-client"] = start_endpoint(
+        web, {"comm": "ctr-client", "connect": [{"address": db.ipv4, "port": PUBLISHED_PORT}]}, web_container)
+    # a process of db calling its own published port through db's address (DNAT in output)
+    situation.pids["db/self-client"] = start_endpoint(
+        db, {"comm": "self-client", "connect": [{"address": db.ipv4, "port": PUBLISHED_PORT}]})
+    wait_established(web, web_container, "ctr-client", peer_port=PUBLISHED_PORT)
+    wait_established(db, None, "self-client", peer_port=PUBLISHED_PORT)
     wait_established(web, None, "nat-client", peer_port=PUBLISHED_PORT)
-    wait_established(db, situation.containers["db"], "ctr-pg", local_port=DB_PORT, count=2)
+    wait_established(db, situation.containers["db"], "ctr-pg", local_port=DB_PORT, count=4)
     wait_established(cache, cache_container, "ctr-pg", local_port=DB_PORT)
     wait_established(cache, cache_container, "ctr-redis", local_port=REDIS_PORT)
     for host in (db, cache):
@@ -377,6 +394,10 @@ def build_docker_hosts(lab: Lab) -> Situation:
     situation.flows = [
         Expected(("web", "nat-client", "db", "ctr-pg", "tcp", DB_PORT, "db"), 1,
                  "published container port (DNAT on the container's host)"),
+        Expected(("web", "ctr-client", "db", "ctr-pg", "tcp", DB_PORT, "db"), 1,
+                 "container to a port published on another host: masqueraded by web, DNATed by db"),
+        Expected(("db", "self-client", "db", "ctr-pg", "tcp", DB_PORT, "db"), 1,
+                 "a host calling its own published port (DNAT in the output hook)"),
         Expected(("db", "host-client", "db", "ctr-pg", "tcp", DB_PORT, None), 1,
                  "host to its own container over docker0"),
         Expected(("cache", "host-client", "cache", "ctr-pg", "tcp", DB_PORT, None), 1,
