@@ -25,6 +25,7 @@ from tests.lab.scenarios_extra import (
     DB_PORT,
     DOCKER_BRIDGE_ADDRESS,
     GATEWAY_PORT,
+    PUBLISHED_DNS_PORT,
     PUBLISHED_PORT,
     Situation,
     build_docker_hosts,
@@ -163,7 +164,8 @@ def test_published_container_port_and_identical_docker0_tuples_stay_on_their_mac
     assert hosts["web"]["outside"]["outbound"] == 0
     # the idle docker-proxy listens on the published port but carries nothing
     proxy = node_of(graph, "db", "docker-proxy")
-    assert {(item["address"], item["port"]) for item in proxy["listening"]} == {("0.0.0.0", PUBLISHED_PORT)}
+    assert {(item["proto"], item["address"], item["port"]) for item in proxy["listening"]} == {
+        ("tcp", "0.0.0.0", PUBLISHED_PORT), ("udp", "0.0.0.0", PUBLISHED_DNS_PORT)}
     # the published flow ends in the container's namespace, at its own address
     nodes = {node["id"]: node for node in graph["nodes"]}
     translated = [flow for flow in graph["flows"] if flow["via"] == "db"]

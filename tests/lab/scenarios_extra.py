@@ -45,6 +45,8 @@ GATEWAY_PORT = 8080
 DB_PORT = 5432
 PUBLISHED_PORT = 15432
 REDIS_PORT = 6379
+DNS_PORT = 53
+PUBLISHED_DNS_PORT = 15353
 LOOPBACK_PORT = 7000
 # Clients pinned to one source port make the same four-tuple appear in several namespaces or on
 # several machines, the case where a stitcher keyed by address alone crosses the wires.
@@ -59,17 +61,20 @@ import json, select, socket, sys, time
 spec = json.load(open(sys.argv[1]))
 with open("/proc/self/comm", "w") as comm:
     comm.write(spec["comm"][:15])
-listeners, held = [], []
+listeners, held, datagram_clients = [], [], []
 for item in spec.get("listen", []):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    udp = item.get("proto") == "udp"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((item["address"], item["port"]))
-    sock.listen(64)
+    if not udp:
+        sock.listen(64)
     listeners.append(sock)
 for item in spec.get("connect", []):
+    udp = item.get("proto") == "udp"
     deadline = time.monotonic() + 30
     while True:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if item.get("source_port"):
             sock.bind((item.get("source_address", "0.0.0.0"), item["source_port"]))
@@ -82,13 +87,24 @@ for item in spec.get("connect", []):
                 raise
             time.sleep(0.1)
     held.append(sock)
+    if udp:
+        datagram_clients.append(sock)
 print("READY", flush=True)
 while True:
+    # a datagram every few seconds keeps the conntrack entries of UDP clients alive (30 s unreplied)
+    for sock in datagram_clients:
+        try:
+            sock.send(b"lab datagram\n")
+        except OSError:
+            pass
     if not listeners:
-        time.sleep(3600)
+        time.sleep(5)
         continue
-    for sock in select.select(listeners, [], [], 60)[0]:
-        held.append(sock.accept()[0])
+    for sock in select.select(listeners, [], [], 5)[0]:
+        if sock.type == socket.SOCK_STREAM:
+            held.append(sock.accept()[0])
+        else:
+            sock.recv(65536)
 '''
 
 
@@ -265,11 +281,11 @@ def docker_bridge(machine: Machine) -> None:
     ))
 
 
-def publish(machine: Machine, host_port: int, address: str, port: int) -> None:
-    """``docker run -p host_port:port``: DNAT of the host's port to the container (on a
+def publish(machine: Machine, host_port: int, address: str, port: int, proto: str = "tcp") -> None:
+    """``docker run -p host_port:port[/udp]``: DNAT of the host's port to the container (on a
     machine set up by docker_bridge)."""
     exec_in(machine, ["nft", "add", "rule", "ip", "nat", "docker", "iifname", "!=", "docker0",
-                      "tcp", "dport", str(host_port), "dnat", "to", f"{address}:{port}"])
+                      proto, "dport", str(host_port), "dnat", "to", f"{address}:{port}"])
 
 
 def nat_gateway(machine: Machine, port: int, target: str, target_port: int) -> None:
@@ -312,6 +328,18 @@ def wait_established(machine: Machine, container: Optional[Container], comm: str
 def conntrack_entries(machine: Machine) -> str:
     """The machine's own conntrack table (its network namespace), as the kernel prints it."""
     return exec_in(machine, ["cat", "/proc/net/nf_conntrack"], check=False).stdout
+
+
+def wait_conntrack(machine: Machine, needle: str, count: int, timeout: float = 30) -> None:
+    """Wait until ``count`` conntrack entries of the machine contain ``needle``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = sum(1 for line in conntrack_entries(machine).splitlines() if needle in line)
+        if found >= count:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"{machine.name}: {found} of {count} conntrack entries with {needle!r}")
+        time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------- situations
@@ -360,9 +388,14 @@ def build_docker_hosts(lab: Lab) -> Situation:
         container = situation.containers[host.name] = add_container(host, "pg", address=CONTAINER_ADDRESS)
         situation.pids[f"{host.name}/ctr-pg"] = start_endpoint(
             host, {"comm": "ctr-pg", "listen": [{"address": "0.0.0.0", "port": DB_PORT}]}, container)
+    situation.pids["db/ctr-dns"] = start_endpoint(
+        db, {"comm": "ctr-dns", "listen": [{"proto": "udp", "address": "0.0.0.0", "port": DNS_PORT}]},
+        situation.containers["db"])
     publish(db, PUBLISHED_PORT, CONTAINER_ADDRESS, DB_PORT)
-    situation.pids["db/docker-proxy"] = start_endpoint(
-        db, {"comm": "docker-proxy", "listen": [{"address": "0.0.0.0", "port": PUBLISHED_PORT}]})
+    publish(db, PUBLISHED_DNS_PORT, CONTAINER_ADDRESS, DNS_PORT, "udp")
+    situation.pids["db/docker-proxy"] = start_endpoint(db, {"comm": "docker-proxy", "listen": [
+        {"address": "0.0.0.0", "port": PUBLISHED_PORT},
+        {"proto": "udp", "address": "0.0.0.0", "port": PUBLISHED_DNS_PORT}]})
     cache_container = situation.containers["cache"]
     situation.pids["cache/ctr-redis"] = start_endpoint(
         cache, {"comm": "ctr-redis", "listen": [{"address": "127.0.0.1", "port": REDIS_PORT}]}, cache_container)
@@ -372,14 +405,15 @@ def build_docker_hosts(lab: Lab) -> Situation:
         situation.pids[f"{host.name}/host-client"] = start_endpoint(host, {"comm": "host-client", "connect": [{
             "address": CONTAINER_ADDRESS, "port": DB_PORT,
             "source_address": DOCKER_BRIDGE_ADDRESS, "source_port": PINNED_DOCKER_SOURCE_PORT}]})
-    situation.pids["web/nat-client"] = start_endpoint(web, {"comm": "nat-client",
-                                                            "connect": [{"address": db.ipv4, "port": PUBLISHED_PORT}]})
+    to_published = [{"address": db.ipv4, "port": PUBLISHED_PORT},
+                    {"proto": "udp", "address": db.ipv4, "port": PUBLISHED_DNS_PORT}]
+    situation.pids["web/nat-client"] = start_endpoint(web, {"comm": "nat-client", "connect": to_published})
     # web runs containers too: its container (the same 172.17.0.2 again) calls db's published
     # port, translated twice: masqueraded by web, then DNATed by db.
     docker_bridge(web)
     web_container = situation.containers["web"] = add_container(web, "app", address=CONTAINER_ADDRESS)
     situation.pids["web/ctr-client"] = start_endpoint(
-        web, {"comm": "ctr-client", "connect": [{"address": db.ipv4, "port": PUBLISHED_PORT}]}, web_container)
+        web, {"comm": "ctr-client", "connect": to_published}, web_container)
     # a process of db calling its own published port through db's address (DNAT in output)
     situation.pids["db/self-client"] = start_endpoint(
         db, {"comm": "self-client", "connect": [{"address": db.ipv4, "port": PUBLISHED_PORT}]})
@@ -391,11 +425,16 @@ def build_docker_hosts(lab: Lab) -> Situation:
     wait_established(cache, cache_container, "ctr-redis", local_port=REDIS_PORT)
     for host in (db, cache):
         wait_established(host, None, "host-client", local_port=PINNED_DOCKER_SOURCE_PORT)
+    wait_conntrack(db, f"dport={PUBLISHED_DNS_PORT} ", 2)  # both datagram clients went through db's DNAT
     situation.flows = [
         Expected(("web", "nat-client", "db", "ctr-pg", "tcp", DB_PORT, "db"), 1,
                  "published container port (DNAT on the container's host)"),
         Expected(("web", "ctr-client", "db", "ctr-pg", "tcp", DB_PORT, "db"), 1,
                  "container to a port published on another host: masqueraded by web, DNATed by db"),
+        Expected(("web", "nat-client", "db", "ctr-dns", "udp", DNS_PORT, "db"), 1,
+                 "connected UDP client of a published UDP port (an unconnected bound socket behind DNAT)"),
+        Expected(("web", "ctr-client", "db", "ctr-dns", "udp", DNS_PORT, "db"), 1,
+                 "the same from web's container: masquerade, then DNAT"),
         Expected(("db", "self-client", "db", "ctr-pg", "tcp", DB_PORT, "db"), 1,
                  "a host calling its own published port (DNAT in the output hook)"),
         Expected(("db", "host-client", "db", "ctr-pg", "tcp", DB_PORT, None), 1,
