@@ -22,7 +22,8 @@ The rules, each with its own tests (tests/test_stitch_*.py):
   wildcard); a TCP/SCTP socket whose peer machine is in the group but whose peer socket is not in
   the snapshot is attached to the listener that accepts it and marked inferred. A connection that
   conntrack shows translated is never attached to a listener at the address it dialled (an idle
-  docker-proxy on a published port): when its translations lead to no socket it is unresolved.
+  docker-proxy on a published port): when its translations lead to no socket it is unresolved,
+  or outside when they send it to an address that no machine of the group owns.
 * Direction comes only from listening sockets (LISTEN; for UDP an unconnected bound socket) in the
   namespace of each end. When neither or both ends listen the flow is undirected, except after a
   NAT translation whose conntrack entry names the initiator.
@@ -134,7 +135,7 @@ class _End:
 
     __slots__ = (
         "machine", "netns", "kind", "inode", "local_port", "remote_port", "locals_", "remotes", "owner",
-        "listener", "matched", "ambiguous", "crowded", "zone", "translated",
+        "listener", "matched", "ambiguous", "crowded", "zone", "translated", "leaves_group",
     )
 
     def __init__(
@@ -156,6 +157,7 @@ class _End:
         self.crowded = False  # another socket has the same four-tuple in the same zone
         self.zone: object = None  # zone of the first (local, remote) pair
         self.translated = False  # a conntrack entry of the group shows this connection was NATed
+        self.leaves_group = False  # ... and every translation sends it to an address outside the group
 
 
 def _addresses(primary: Optional[str], every: tuple[str, ...]) -> tuple[str, ...]:
@@ -596,13 +598,15 @@ class _Stitcher:
             if end.matched or end.ambiguous:
                 continue
             found: dict[int, tuple[_End, int, str]] = {}
+            leaves_group = True
             for local in end.locals_:
                 for far in end.remotes:
                     zone = end.machine if self._zone(end.machine, end.netns, local, far) is not None else None
                     entries = self.translations.get((end.kind, local, end.local_port, far, end.remote_port, zone))
                     if entries:
                         end.translated = True
-                        self._follow_translations(end, entries, found)
+                        leaves_group = self._follow_translations(end, entries, found) and leaves_group
+            end.leaves_group = end.translated and leaves_group
             if len(found) == 1:
                 ((target, nat_machine, address),) = found.values()
                 via = self.machines[nat_machine].snapshot.name
@@ -614,8 +618,10 @@ class _Stitcher:
 
     def _follow_translations(
         self, end: _End, entries: list[tuple[int, int, tuple[str, int, str, int]]], found: dict[int, tuple[_End, int, str]]
-    ) -> None:
-        """Collect the server sockets that `entries` (translations of `end`'s tuple) lead to.
+    ) -> bool:
+        """Collect the server sockets that `entries` (translations of `end`'s tuple) lead to;
+        return True when they lead nowhere in the group (every last translation sends the
+        connection to an address that no machine of the group owns).
 
         A connection can be translated more than once: a container's call to a port published on
         another Docker host is masqueraded by its own host, then DNATed by the other one. When no
@@ -625,6 +631,7 @@ class _Stitcher:
         """
         pending = list(entries)
         seen: set[tuple] = set()
+        outside = True
         for _hop in range(_MAX_TRANSLATION_HOPS):
             following: list[tuple[int, int, tuple[str, int, str, int]]] = []
             for nat_machine, nat_netns, reply in pending:
@@ -643,11 +650,16 @@ class _Stitcher:
                     if end.kind in DATAGRAM_KINDS:
                         # the last translation: a connected UDP client reaches the bound socket there
                         targets = self._listeners_for(nat_machine, nat_netns, server, server_port, end.kind) or []
+                    if not targets and (_scope(server) != _SCOPE_GLOBAL or server in self.address_machines):
+                        outside = False
+                else:
+                    outside = False
                 for target in targets:
                     found.setdefault(id(target), (target, nat_machine, reply[0]))
             if not following:
-                return
+                return outside and not found
             pending = following
+        return False
 
     def _translated_targets(self, end: _End, machine: int, netns: int, reply: tuple[str, int, str, int]) -> list[_End]:
         """The server side of a translated connection, resolved from the translating namespace."""
@@ -693,9 +705,13 @@ class _Stitcher:
             if end.matched:
                 continue
             machine = self.machines[end.machine]
-            in_group = end.ambiguous or any(
-                _scope(far) != _SCOPE_GLOBAL or far in self.address_machines for far in end.remotes
-            )
+            if end.translated:
+                # NAT decided where it went: outside when every translation leaves the group
+                in_group = end.ambiguous or not end.leaves_group
+            else:
+                in_group = end.ambiguous or any(
+                    _scope(far) != _SCOPE_GLOBAL or far in self.address_machines for far in end.remotes
+                )
             if in_group:
                 machine.unresolved += 1
                 continue

@@ -126,9 +126,11 @@ def test_nat_gateway_draws_the_client_to_the_real_server_via_the_gateway(nat_gat
     nodes = {node["id"]: node for node in graph["nodes"]}
     assert not [flow for flow in graph["flows"]
                 if "gw" in (nodes[flow["client"]]["host"], nodes[flow["server"]]["host"])]
-    (natted,) = [flow for flow in graph["flows"] if flow["via"] == "gw"]
-    assert natted["directed"] is True and natted["inferred"] is False
-    assert natted["server_address"] == db.ipv4  # the address the server end uses, after translation
+    translated = [flow for flow in graph["flows"] if flow["via"]]
+    assert len(translated) == 2
+    for flow in translated:
+        assert flow["directed"] is True and flow["inferred"] is False
+        assert flow["server_address"] == db.ipv4  # the address the server end uses, after translation
     hosts = hosts_by_name(graph)
     assert all(entry["unresolved"] == 0 for entry in hosts.values()), hosts
     assert hosts["web"]["outside"]["outbound"] == 0
@@ -139,13 +141,25 @@ def test_nat_gateway_draws_the_client_to_the_real_server_via_the_gateway(nat_gat
 def test_nat_gateway_outside_the_group_leaves_both_ends_outside_and_draws_no_edge(nat_gateway, tmp_path):
     graph = run_netviz(nat_gateway, ["web", "db"], tmp_path)
 
-    # only the direct control flow: the translated connection has no conntrack to follow
+    # the direct flow and the one web translated itself; gw's translation has no conntrack to follow
     assert graph_flow_keys_with_via(graph) == expected_counts(nat_gateway, ["web", "db"])
+    assert len(graph["flows"]) == 2
     hosts = hosts_by_name(graph)
     # web dialled gw (not in the group), db was dialled by gw: outside on both ends, never a guess
     assert hosts["web"]["outside"]["outbound"] == 1 and hosts["web"]["unresolved"] == 0
     assert hosts["db"]["outside"]["inbound"] == ssh_sessions(snapshot(tmp_path, "db")) + 1
     assert hosts["db"]["unresolved"] == 0
+
+
+def test_nat_gateway_to_a_server_outside_the_group_counts_outside_not_unresolved(nat_gateway, tmp_path):
+    graph = run_netviz(nat_gateway, ["web", "gw"], tmp_path)
+
+    assert graph["flows"] == []
+    hosts = hosts_by_name(graph)
+    # every connection of web ends at db, outside the group: directly, through gw's conntrack,
+    # or through web's own (the service address); none is a guess, none is unresolved
+    assert hosts["web"]["outside"]["outbound"] == 3
+    assert hosts["web"]["unresolved"] == 0 and hosts["gw"]["unresolved"] == 0
 
 
 # --------------------------------------------------------------------------- 2. Docker hosts

@@ -599,3 +599,15 @@ def test_a_translated_connection_is_never_attached_to_the_listener_it_dialled():
     graph = stitch([app.build(), nat.build()])
     assert edges(graph) == set()  # not appbox/curl -> dockerhost/docker-proxy (inferred)
     assert host(graph, "appbox").unresolved == 1 and host(graph, "dockerhost").unresolved == 1
+
+
+def test_a_connection_a_group_machine_translates_to_an_outside_server_counts_outside():
+    client = Machine("client", "10.0.0.1")
+    gateway = Machine("gw", "10.0.0.254")
+    client.process(1, "psql")
+    client.connect(1, "tcp", "10.0.0.1:40000", "10.0.0.254:15432")
+    # the server 192.168.1.10 is in no snapshot of the group
+    gateway.conntrack("tcp", ("10.0.0.1:40000", "10.0.0.254:15432"), ("192.168.1.10:5432", "10.0.0.254:61000"))
+    graph = stitch([client.build(), gateway.build()])
+    assert edges(graph) == set()
+    assert host(graph, "client").outside_outbound == 1 and graph.unresolved == 0

@@ -42,6 +42,8 @@ CONTAINER_ADDRESS = "172.17.0.2"
 DOCKER_SUBNET = "172.17.0.0/16"
 
 GATEWAY_PORT = 8080
+SERVICE_ADDRESS = "10.96.0.10"  # a ClusterIP: a virtual address that no machine owns
+SERVICE_PORT = 80
 DB_PORT = 5432
 PUBLISHED_PORT = 15432
 REDIS_PORT = 6379
@@ -304,6 +306,19 @@ def nat_gateway(machine: Machine, port: int, target: str, target_port: int) -> N
     ))
 
 
+def service_address(machine: Machine, address: str, port: int, target: str, target_port: int) -> None:
+    """A Kubernetes-style ClusterIP (kube-proxy, iptables mode): the machine's own connections
+    to the virtual ``address``:``port``, which no machine owns, are DNATed to a backend as they
+    leave (output hook)."""
+    exec_in(machine, ["nft", "-f", "-"], input=(
+        "table ip nat {\n"
+        "  chain output { type nat hook output priority -100;\n"
+        f"    ip daddr {address} tcp dport {port} dnat to {target}:{target_port}\n"
+        "  }\n"
+        "}\n"
+    ))
+
+
 def wait_established(machine: Machine, container: Optional[Container], comm: str, local_port: Optional[int] = None,
                      peer_port: Optional[int] = None, count: int = 1, timeout: float = 30) -> None:
     """Wait until ss in that namespace shows ``count`` established TCP sockets held by ``comm``
@@ -347,8 +362,9 @@ def wait_conntrack(machine: Machine, needle: str, count: int, timeout: float = 3
 
 def build_nat_gateway(lab: Lab) -> Situation:
     """web, gw, db. db/lab-pg listens on 5432; web/nat-client connects to gw:8080, which gw
-    translates to db:5432 (DNAT + masquerade: db sees gw as the client); web/direct-client
-    connects to db:5432 directly (a control that must be drawn whatever happens to NAT)."""
+    translates to db:5432 (DNAT + masquerade: db sees gw as the client); web/svc-client connects
+    to the service address 10.96.0.10:80, which web itself DNATs to db:5432 (kube-proxy);
+    web/direct-client connects to db:5432 directly (a control)."""
     lab.start()
     machines = {name: lab.add_machine(name, groups=("nat",)) for name in ("web", "gw", "db")}
     web, gw, db = machines["web"], machines["gw"], machines["db"]
@@ -359,12 +375,18 @@ def build_nat_gateway(lab: Lab) -> Situation:
                                                         "connect": [{"address": gw.ipv4, "port": GATEWAY_PORT}]})
     situation.pids["direct-client"] = start_endpoint(web, {"comm": "direct-client",
                                                            "connect": [{"address": db.ipv4, "port": DB_PORT}]})
+    service_address(web, SERVICE_ADDRESS, SERVICE_PORT, db.ipv4, DB_PORT)
+    situation.pids["svc-client"] = start_endpoint(web, {"comm": "svc-client",
+                                                        "connect": [{"address": SERVICE_ADDRESS, "port": SERVICE_PORT}]})
+    wait_established(web, None, "svc-client", peer_port=SERVICE_PORT)
     wait_established(web, None, "nat-client", peer_port=GATEWAY_PORT)
     wait_established(web, None, "direct-client", peer_port=DB_PORT)
-    wait_established(db, None, "lab-pg", local_port=DB_PORT, count=2)
+    wait_established(db, None, "lab-pg", local_port=DB_PORT, count=3)
     situation.flows = [
         Expected(("web", "nat-client", "db", "lab-pg", "tcp", DB_PORT, "gw"), 1,
                  "client -> NAT gateway -> server: drawn to the server, via the gateway"),
+        Expected(("web", "svc-client", "db", "lab-pg", "tcp", DB_PORT, "web"), 1,
+                 "service address DNATed by the client's own machine (kube-proxy)"),
         Expected(("web", "direct-client", "db", "lab-pg", "tcp", DB_PORT, None), 1, "direct control flow"),
     ]
     return situation
