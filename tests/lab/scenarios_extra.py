@@ -5,12 +5,15 @@ a ``Situation``: the machines, the container namespaces, and the flows netviz mu
 with the machine that translated it (``via``) when NAT is involved.
 
 - ``build_nat_gateway``: web -> gw:8080, gw DNATs it to db:5432 and masquerades it (a load
-  balancer without a proxy process); plus a direct web -> db connection as a control.
-- ``build_docker_hosts``: db and cache are Docker-like hosts: a ``docker0`` bridge at
-  172.17.0.1/16 and a container at 172.17.0.2 on both, db publishing 15432 -> 172.17.0.2:5432
-  by DNAT (with an idle docker-proxy listening on 15432, as Docker runs one), host processes of
-  both machines talking to their own container over docker0 with the very same four-tuple, and
-  a loopback flow inside cache's container.
+  balancer without a proxy process); web -> a service address that web itself DNATs to db
+  (kube-proxy); plus a direct web -> db connection as a control.
+- ``build_docker_hosts``: web, db and cache are Docker-like hosts: a ``docker0`` bridge at
+  172.17.0.1/16 and a container at 172.17.0.2 on each, db publishing tcp 15432 and udp 15353 to
+  its container by DNAT (with an idle docker-proxy bound to both, as Docker runs one); clients
+  on web and in web's container (masquerade, then DNAT: two translations) use them; hosts and
+  sibling containers of db and cache talk to their own container over docker0 with the very same
+  four-tuples; a container of cache calls a server on web (egress masquerade); and a loopback
+  flow runs inside cache's container.
 - ``build_loopback_namespaces``: one machine, three network namespaces (its own and two
   containers), each holding the same 127.0.0.1 connection (same ports on both sides).
 
@@ -39,6 +42,7 @@ FlowKey = tuple[str, str, str, str, str, int, Optional[str]]
 
 DOCKER_BRIDGE_ADDRESS = "172.17.0.1"
 CONTAINER_ADDRESS = "172.17.0.2"
+SIBLING_ADDRESS = "172.17.0.3"
 DOCKER_SUBNET = "172.17.0.0/16"
 
 GATEWAY_PORT = 8080
@@ -47,6 +51,7 @@ SERVICE_PORT = 80
 DB_PORT = 5432
 PUBLISHED_PORT = 15432
 REDIS_PORT = 6379
+API_PORT = 8000
 DNS_PORT = 53
 PUBLISHED_DNS_PORT = 15353
 LOOPBACK_PORT = 7000
@@ -54,6 +59,7 @@ LOOPBACK_PORT = 7000
 # several machines, the case where a stitcher keyed by address alone crosses the wires.
 PINNED_DOCKER_SOURCE_PORT = 41000
 PINNED_LOOPBACK_SOURCE_PORT = 42000
+PINNED_SIBLING_SOURCE_PORT = 43000
 
 # A stdlib program that listens, connects (optionally from a fixed source address and port) and
 # holds every socket until it is killed. Written into the lab directory, which every machine sees.
@@ -396,11 +402,15 @@ def build_docker_hosts(lab: Lab) -> Situation:
     """web, db, cache; db and cache are Docker-like hosts with the same docker0 and container
     addresses.
 
-    Flows: web/nat-client -> db:15432, published (DNAT) to db's container ctr-pg on 5432;
-    db/host-client and cache/host-client -> their own container's ctr-pg on 172.17.0.2:5432,
-    both from 172.17.0.1:41000 (one four-tuple on two machines); cache/ctr-app -> cache/ctr-redis
-    on 127.0.0.1:6379 inside cache's container. db/docker-proxy listens on 15432 and carries
-    nothing (DNAT takes the connections before they reach it)."""
+    Flows: web/nat-client -> db:15432 (TCP) and db:15353 (UDP), published (DNAT) to db's
+    container (ctr-pg on 5432, ctr-dns on udp 53); the same from web's own container (ctr-client:
+    masqueraded by web, then DNATed by db); db/self-client -> db's own address:15432 (DNAT in the
+    output hook); on db and cache, host-client (from 172.17.0.1:41000) and a sibling container's
+    ctr-web (from 172.17.0.3:43000) -> their own container's ctr-pg on 172.17.0.2:5432: the same
+    four-tuples on two machines; cache/ctr-worker (in a container) -> web/lab-api:8000,
+    masqueraded by cache; cache/ctr-app -> cache/ctr-redis on 127.0.0.1:6379 inside cache's
+    container. db/docker-proxy listens on 15432 and udp 15353 and carries nothing (DNAT takes the
+    connections before they reach it)."""
     lab.start()
     machines = {name: lab.add_machine(name, groups=("docker",)) for name in ("web", "db", "cache")}
     web, db, cache = machines["web"], machines["db"], machines["cache"]
@@ -427,6 +437,16 @@ def build_docker_hosts(lab: Lab) -> Situation:
         situation.pids[f"{host.name}/host-client"] = start_endpoint(host, {"comm": "host-client", "connect": [{
             "address": CONTAINER_ADDRESS, "port": DB_PORT,
             "source_address": DOCKER_BRIDGE_ADDRESS, "source_port": PINNED_DOCKER_SOURCE_PORT}]})
+        # container to container over docker0: 172.17.0.3:43000 -> 172.17.0.2:5432 on both hosts
+        sibling = situation.containers[f"{host.name}-web"] = add_container(host, "web", address=SIBLING_ADDRESS)
+        situation.pids[f"{host.name}/ctr-web"] = start_endpoint(host, {"comm": "ctr-web", "connect": [{
+            "address": CONTAINER_ADDRESS, "port": DB_PORT,
+            "source_address": SIBLING_ADDRESS, "source_port": PINNED_SIBLING_SOURCE_PORT}]}, sibling)
+    # a plain server on web, called from cache's container: masqueraded by cache on the way out
+    situation.pids["web/lab-api"] = start_endpoint(web, {"comm": "lab-api",
+                                                         "listen": [{"address": "0.0.0.0", "port": API_PORT}]})
+    situation.pids["cache/ctr-worker"] = start_endpoint(
+        cache, {"comm": "ctr-worker", "connect": [{"address": web.ipv4, "port": API_PORT}]}, cache_container)
     to_published = [{"address": db.ipv4, "port": PUBLISHED_PORT},
                     {"proto": "udp", "address": db.ipv4, "port": PUBLISHED_DNS_PORT}]
     situation.pids["web/nat-client"] = start_endpoint(web, {"comm": "nat-client", "connect": to_published})
@@ -442,8 +462,9 @@ def build_docker_hosts(lab: Lab) -> Situation:
     wait_established(web, web_container, "ctr-client", peer_port=PUBLISHED_PORT)
     wait_established(db, None, "self-client", peer_port=PUBLISHED_PORT)
     wait_established(web, None, "nat-client", peer_port=PUBLISHED_PORT)
-    wait_established(db, situation.containers["db"], "ctr-pg", local_port=DB_PORT, count=4)
-    wait_established(cache, cache_container, "ctr-pg", local_port=DB_PORT)
+    wait_established(db, situation.containers["db"], "ctr-pg", local_port=DB_PORT, count=5)
+    wait_established(cache, cache_container, "ctr-pg", local_port=DB_PORT, count=2)
+    wait_established(web, None, "lab-api", local_port=API_PORT)
     wait_established(cache, cache_container, "ctr-redis", local_port=REDIS_PORT)
     for host in (db, cache):
         wait_established(host, None, "host-client", local_port=PINNED_DOCKER_SOURCE_PORT)
@@ -463,6 +484,11 @@ def build_docker_hosts(lab: Lab) -> Situation:
                  "host to its own container over docker0"),
         Expected(("cache", "host-client", "cache", "ctr-pg", "tcp", DB_PORT, None), 1,
                  "the same four-tuple on another Docker host"),
+        Expected(("db", "ctr-web", "db", "ctr-pg", "tcp", DB_PORT, None), 1, "container to container over docker0"),
+        Expected(("cache", "ctr-web", "cache", "ctr-pg", "tcp", DB_PORT, None), 1,
+                 "the same container-to-container four-tuple on another Docker host"),
+        Expected(("cache", "ctr-worker", "web", "lab-api", "tcp", API_PORT, "cache"), 1,
+                 "container egress to a plain server, masqueraded by its host"),
         Expected(("cache", "ctr-app", "cache", "ctr-redis", "tcp", REDIS_PORT, None), 1,
                  "loopback inside a container"),
     ]
