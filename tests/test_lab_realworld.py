@@ -183,7 +183,8 @@ def test_published_container_port_and_identical_docker0_tuples_stay_on_their_mac
     # the published flow ends in the container's namespace, at its own address
     nodes = {node["id"]: node for node in graph["nodes"]}
     translated = [flow for flow in graph["flows"] if flow["via"] == "db"]
-    assert {nodes[flow["client"]]["comm"] for flow in translated} == {"nat-client", "ctr-client", "self-client"}
+    assert {nodes[flow["client"]]["comm"] for flow in translated} == {"nat-client", "ctr-client", "self-client",
+                                                                      "local-client"}
     for flow in translated:
         assert flow["server_address"] == CONTAINER_ADDRESS and flow["directed"] and not flow["inferred"], flow
     # both containers' processes belong to their machine (captured through /proc/PID/net)

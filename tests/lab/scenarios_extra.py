@@ -312,6 +312,16 @@ def nat_gateway(machine: Machine, port: int, target: str, target_port: int) -> N
     ))
 
 
+def publish_on_localhost(machine: Machine, host_port: int, address: str, port: int) -> None:
+    """Docker's ``userland-proxy: false``: 127.0.0.1:host_port is DNATed to the container too
+    (route_localnet lets a loopback source leave through docker0, masquerade rewrites it)."""
+    exec_in(machine, ["sysctl", "-q", "-w", "net.ipv4.conf.docker0.route_localnet=1"])
+    exec_in(machine, ["nft", "add", "rule", "ip", "nat", "output", "ip", "daddr", "127.0.0.1",
+                      "tcp", "dport", str(host_port), "dnat", "to", f"{address}:{port}"])
+    exec_in(machine, ["nft", "add", "rule", "ip", "nat", "postrouting", "oifname", "docker0",
+                      "fib", "saddr", "type", "local", "masquerade"])
+
+
 def service_address(machine: Machine, address: str, port: int, target: str, target_port: int) -> None:
     """A Kubernetes-style ClusterIP (kube-proxy, iptables mode): the machine's own connections
     to the virtual ``address``:``port``, which no machine owns, are DNATed to a backend as they
@@ -404,8 +414,8 @@ def build_docker_hosts(lab: Lab) -> Situation:
 
     Flows: web/nat-client -> db:15432 (TCP) and db:15353 (UDP), published (DNAT) to db's
     container (ctr-pg on 5432, ctr-dns on udp 53); the same from web's own container (ctr-client:
-    masqueraded by web, then DNATed by db); db/self-client -> db's own address:15432 (DNAT in the
-    output hook); on db and cache, host-client (from 172.17.0.1:41000) and a sibling container's
+    masqueraded by web, then DNATed by db); db/self-client -> db's own address:15432 and
+    db/local-client -> 127.0.0.1:15432 (DNAT in the output hook); on db and cache, host-client (from 172.17.0.1:41000) and a sibling container's
     ctr-web (from 172.17.0.3:43000) -> their own container's ctr-pg on 172.17.0.2:5432: the same
     four-tuples on two machines; cache/ctr-worker (in a container) -> web/lab-api:8000,
     masqueraded by cache; cache/ctr-app -> cache/ctr-redis on 127.0.0.1:6379 inside cache's
@@ -425,6 +435,7 @@ def build_docker_hosts(lab: Lab) -> Situation:
         situation.containers["db"])
     publish(db, PUBLISHED_PORT, CONTAINER_ADDRESS, DB_PORT)
     publish(db, PUBLISHED_DNS_PORT, CONTAINER_ADDRESS, DNS_PORT, "udp")
+    publish_on_localhost(db, PUBLISHED_PORT, CONTAINER_ADDRESS, DB_PORT)
     situation.pids["db/docker-proxy"] = start_endpoint(db, {"comm": "docker-proxy", "listen": [
         {"address": "0.0.0.0", "port": PUBLISHED_PORT},
         {"proto": "udp", "address": "0.0.0.0", "port": PUBLISHED_DNS_PORT}]})
@@ -459,10 +470,14 @@ def build_docker_hosts(lab: Lab) -> Situation:
     # a process of db calling its own published port through db's address (DNAT in output)
     situation.pids["db/self-client"] = start_endpoint(
         db, {"comm": "self-client", "connect": [{"address": db.ipv4, "port": PUBLISHED_PORT}]})
+    # and one calling it through 127.0.0.1 (loopback source and destination, both translated)
+    situation.pids["db/local-client"] = start_endpoint(
+        db, {"comm": "local-client", "connect": [{"address": "127.0.0.1", "port": PUBLISHED_PORT}]})
+    wait_established(db, None, "local-client", peer_port=PUBLISHED_PORT)
     wait_established(web, web_container, "ctr-client", peer_port=PUBLISHED_PORT)
     wait_established(db, None, "self-client", peer_port=PUBLISHED_PORT)
     wait_established(web, None, "nat-client", peer_port=PUBLISHED_PORT)
-    wait_established(db, situation.containers["db"], "ctr-pg", local_port=DB_PORT, count=5)
+    wait_established(db, situation.containers["db"], "ctr-pg", local_port=DB_PORT, count=6)
     wait_established(cache, cache_container, "ctr-pg", local_port=DB_PORT, count=2)
     wait_established(web, None, "lab-api", local_port=API_PORT)
     wait_established(cache, cache_container, "ctr-redis", local_port=REDIS_PORT)
@@ -480,6 +495,8 @@ def build_docker_hosts(lab: Lab) -> Situation:
                  "the same from web's container: masquerade, then DNAT"),
         Expected(("db", "self-client", "db", "ctr-pg", "tcp", DB_PORT, "db"), 1,
                  "a host calling its own published port (DNAT in the output hook)"),
+        Expected(("db", "local-client", "db", "ctr-pg", "tcp", DB_PORT, "db"), 1,
+                 "a host calling its published port on 127.0.0.1 (userland-proxy off)"),
         Expected(("db", "host-client", "db", "ctr-pg", "tcp", DB_PORT, None), 1,
                  "host to its own container over docker0"),
         Expected(("cache", "host-client", "cache", "ctr-pg", "tcp", DB_PORT, None), 1,
