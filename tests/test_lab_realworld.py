@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -22,9 +23,9 @@ from tests.lab.fixtures import _teardown_on_sigterm, skip_unless_lab_possible, u
 from tests.lab.lab import Lab
 from tests.lab.scenarios_extra import (
     CONTAINER_ADDRESS,
-    DB_PORT,
     DOCKER_BRIDGE_ADDRESS,
     GATEWAY_PORT,
+    PINNED_GATEWAY_SOURCE_PORT,
     PUBLISHED_DNS_PORT,
     PUBLISHED_PORT,
     Situation,
@@ -115,11 +116,16 @@ def node_of(graph: dict[str, Any], host: str, comm: str) -> dict[str, Any]:
 
 def test_nat_gateway_draws_the_client_to_the_real_server_via_the_gateway(nat_gateway, tmp_path):
     gw, db = nat_gateway.machines["gw"], nat_gateway.machines["db"]
-    # the translation really happened: gw's conntrack holds web -> gw:8080 answered by db:5432
-    table = conntrack_entries(gw)
-    assert f"dst={gw.ipv4} sport=" in table and f"dport={GATEWAY_PORT} " in table and f"src={db.ipv4} " in table, table
+    # the translations really happened: gw's conntrack holds both clients' connections from
+    # source port 45000 to gw:8080, answered by db:5432 on two different masqueraded ports
+    entries = [re.findall(r"(src|dst|sport|dport)=(\S+)", line) for line in conntrack_entries(gw).splitlines()]
+    natted = [dict(fields[:4]) | {"reply_" + k: v for k, v in fields[4:8]} for fields in entries
+              if dict(fields[:4]).get("dport") == str(GATEWAY_PORT)]
+    assert {entry["sport"] for entry in natted} == {str(PINNED_GATEWAY_SOURCE_PORT)}, natted
+    assert {entry["reply_src"] for entry in natted} == {db.ipv4}, natted
+    assert len({entry["reply_dport"] for entry in natted}) == 2, natted
 
-    graph = run_netviz(nat_gateway, ["web", "gw", "db"], tmp_path)
+    graph = run_netviz(nat_gateway, ["web", "gw", "db", "cache"], tmp_path)
 
     assert graph_flow_keys_with_via(graph) == expected_counts(nat_gateway)
     # no phantom flow from or to the gateway: it holds no socket of the connection
@@ -127,13 +133,13 @@ def test_nat_gateway_draws_the_client_to_the_real_server_via_the_gateway(nat_gat
     assert not [flow for flow in graph["flows"]
                 if "gw" in (nodes[flow["client"]]["host"], nodes[flow["server"]]["host"])]
     translated = [flow for flow in graph["flows"] if flow["via"]]
-    assert len(translated) == 2
+    assert len(translated) == 3
     for flow in translated:
         assert flow["directed"] is True and flow["inferred"] is False
         assert flow["server_address"] == db.ipv4  # the address the server end uses, after translation
     hosts = hosts_by_name(graph)
     assert all(entry["unresolved"] == 0 for entry in hosts.values()), hosts
-    assert hosts["web"]["outside"]["outbound"] == 0
+    assert hosts["web"]["outside"]["outbound"] == 0 and hosts["cache"]["outside"]["outbound"] == 0
     # db sees gw as its client (masquerade); joined through conntrack, so not counted outside
     assert hosts["db"]["outside"]["inbound"] == ssh_sessions(snapshot(tmp_path, "db"))
 
@@ -147,7 +153,8 @@ def test_nat_gateway_outside_the_group_leaves_both_ends_outside_and_draws_no_edg
     hosts = hosts_by_name(graph)
     # web dialled gw (not in the group), db was dialled by gw: outside on both ends, never a guess
     assert hosts["web"]["outside"]["outbound"] == 1 and hosts["web"]["unresolved"] == 0
-    assert hosts["db"]["outside"]["inbound"] == ssh_sessions(snapshot(tmp_path, "db")) + 1
+    # both clients' connections through gw (web's and cache's) reach db from gw's address
+    assert hosts["db"]["outside"]["inbound"] == ssh_sessions(snapshot(tmp_path, "db")) + 2
     assert hosts["db"]["unresolved"] == 0
 
 

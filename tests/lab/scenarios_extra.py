@@ -60,6 +60,7 @@ LOOPBACK_PORT = 7000
 PINNED_DOCKER_SOURCE_PORT = 41000
 PINNED_LOOPBACK_SOURCE_PORT = 42000
 PINNED_SIBLING_SOURCE_PORT = 43000
+PINNED_GATEWAY_SOURCE_PORT = 45000
 
 # A stdlib program that listens, connects (optionally from a fixed source address and port) and
 # holds every socket until it is killed. Written into the lab directory, which every machine sees.
@@ -377,18 +378,22 @@ def wait_conntrack(machine: Machine, needle: str, count: int, timeout: float = 3
 
 
 def build_nat_gateway(lab: Lab) -> Situation:
-    """web, gw, db. db/lab-pg listens on 5432; web/nat-client connects to gw:8080, which gw
-    translates to db:5432 (DNAT + masquerade: db sees gw as the client); web/svc-client connects
+    """web, gw, db, cache. db/lab-pg listens on 5432; web/nat-client and cache/nat-client, both
+    from source port 45000, connect to gw:8080, which gw translates to db:5432 (DNAT + masquerade:
+    db sees gw as the client, from two different ports); web/svc-client connects
     to the service address 10.96.0.10:80, which web itself DNATs to db:5432 (kube-proxy);
     web/direct-client connects to db:5432 directly (a control)."""
     lab.start()
-    machines = {name: lab.add_machine(name, groups=("nat",)) for name in ("web", "gw", "db")}
-    web, gw, db = machines["web"], machines["gw"], machines["db"]
+    machines = {name: lab.add_machine(name, groups=("nat",)) for name in ("web", "gw", "db", "cache")}
+    web, gw, db, cache = machines["web"], machines["gw"], machines["db"], machines["cache"]
     situation = Situation(lab=lab, machines=machines)
     nat_gateway(gw, GATEWAY_PORT, db.ipv4, DB_PORT)
     situation.pids["lab-pg"] = start_endpoint(db, {"comm": "lab-pg", "listen": [{"address": "0.0.0.0", "port": DB_PORT}]})
-    situation.pids["nat-client"] = start_endpoint(web, {"comm": "nat-client",
-                                                        "connect": [{"address": gw.ipv4, "port": GATEWAY_PORT}]})
+    # two clients on two machines from the same source port: gw's masquerade must give one of
+    # them another port (both would leave as gw:45000 -> db:5432), so each reply tuple differs
+    for client in (web, cache):
+        situation.pids[f"{client.name}/nat-client"] = start_endpoint(client, {"comm": "nat-client", "connect": [{
+            "address": gw.ipv4, "port": GATEWAY_PORT, "source_port": PINNED_GATEWAY_SOURCE_PORT}]})
     situation.pids["direct-client"] = start_endpoint(web, {"comm": "direct-client",
                                                            "connect": [{"address": db.ipv4, "port": DB_PORT}]})
     service_address(web, SERVICE_ADDRESS, SERVICE_PORT, db.ipv4, DB_PORT)
@@ -396,11 +401,14 @@ def build_nat_gateway(lab: Lab) -> Situation:
                                                         "connect": [{"address": SERVICE_ADDRESS, "port": SERVICE_PORT}]})
     wait_established(web, None, "svc-client", peer_port=SERVICE_PORT)
     wait_established(web, None, "nat-client", peer_port=GATEWAY_PORT)
+    wait_established(cache, None, "nat-client", peer_port=GATEWAY_PORT)
     wait_established(web, None, "direct-client", peer_port=DB_PORT)
-    wait_established(db, None, "lab-pg", local_port=DB_PORT, count=3)
+    wait_established(db, None, "lab-pg", local_port=DB_PORT, count=4)
     situation.flows = [
         Expected(("web", "nat-client", "db", "lab-pg", "tcp", DB_PORT, "gw"), 1,
                  "client -> NAT gateway -> server: drawn to the server, via the gateway"),
+        Expected(("cache", "nat-client", "db", "lab-pg", "tcp", DB_PORT, "gw"), 1,
+                 "a second client through the gateway, from the same source port"),
         Expected(("web", "svc-client", "db", "lab-pg", "tcp", DB_PORT, "web"), 1,
                  "service address DNATed by the client's own machine (kube-proxy)"),
         Expected(("web", "direct-client", "db", "lab-pg", "tcp", DB_PORT, None), 1, "direct control flow"),
