@@ -23,15 +23,18 @@ from tests.lab.fixtures import _teardown_on_sigterm, skip_unless_lab_possible, u
 from tests.lab.lab import Lab
 from tests.lab.scenarios_extra import (
     CONTAINER_ADDRESS,
+    DB_PORT,
     DOCKER_BRIDGE_ADDRESS,
     GATEWAY_PORT,
     PINNED_GATEWAY_SOURCE_PORT,
     PUBLISHED_DNS_PORT,
     PUBLISHED_PORT,
+    SIDECAR_PORT,
     Situation,
     build_docker_hosts,
     build_loopback_namespaces,
     build_nat_gateway,
+    build_sidecar,
     conntrack_entries,
     graph_flow_keys_with_via,
 )
@@ -70,6 +73,11 @@ def docker_hosts(tmp_path_factory) -> Iterator[Situation]:
 @pytest.fixture(scope="module")
 def loopback_namespaces(tmp_path_factory) -> Iterator[Situation]:
     yield from _situation(tmp_path_factory, "nvn", build_loopback_namespaces)
+
+
+@pytest.fixture(scope="module")
+def sidecar(tmp_path_factory) -> Iterator[Situation]:
+    yield from _situation(tmp_path_factory, "nvs", build_sidecar)
 
 
 def run_netviz(situation: Situation, hosts: Sequence[str], tmp_path: Path, *extra: str) -> dict[str, Any]:
@@ -235,3 +243,22 @@ def test_the_same_loopback_tuple_in_three_namespaces_gives_three_separate_flows(
 
     by_process = run_netviz(loopback_namespaces, ["multi"], tmp_path / "process")
     assert graph_flow_keys_with_via(by_process) == expected_counts(loopback_namespaces)
+
+
+# --------------------------------------------------------------------------- 4. service mesh sidecar
+
+
+def test_a_sidecar_redirect_inside_a_pod_draws_app_to_sidecar_to_server(sidecar, tmp_path):
+    web, db = sidecar.machines["web"], sidecar.machines["db"]
+    # the pod's conntrack: the application dialled db:5432, the sidecar on 127.0.0.1:15001 answered
+    pod_table = conntrack_entries(web, sidecar.containers["pod"])
+    assert any(f"dst={db.ipv4} " in line and f"dport={DB_PORT} " in line and "src=127.0.0.1 " in line
+               and f"sport={SIDECAR_PORT} " in line for line in pod_table.splitlines()), pod_table
+
+    graph = run_netviz(sidecar, ["web", "db"], tmp_path)
+
+    # not web/app -> db/lab-pg: the application's connection never left the pod
+    assert graph_flow_keys_with_via(graph) == expected_counts(sidecar)
+    hosts = hosts_by_name(graph)
+    assert all(entry["unresolved"] == 0 for entry in hosts.values()), hosts
+    assert hosts["web"]["outside"]["outbound"] == 0

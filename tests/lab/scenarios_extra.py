@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .lab import CLEAN_ENV, SYSTEM_PYTHON, Lab, LabError, Machine, _children, parse_ss
+from .lab import CLEAN_ENV, LAB_USERS, SYSTEM_PYTHON, UNPRIVILEGED_USER, Lab, LabError, Machine, _children, parse_ss
 
 # (client machine, client comm, server machine, server comm, proto, server port, via)
 FlowKey = tuple[str, str, str, str, str, int, Optional[str]]
@@ -61,6 +61,13 @@ PINNED_DOCKER_SOURCE_PORT = 41000
 PINNED_LOOPBACK_SOURCE_PORT = 42000
 PINNED_SIBLING_SOURCE_PORT = 43000
 PINNED_GATEWAY_SOURCE_PORT = 45000
+
+POD_SUBNET = "10.244.0.0/24"
+POD_GATEWAY = "10.244.0.1"
+POD_ADDRESS = "10.244.0.2"
+SIDECAR_PORT = 15001
+SIDECAR_USER = UNPRIVILEGED_USER  # the pod's redirect spares the sidecar's own connections by uid
+SIDECAR_UID = LAB_USERS[SIDECAR_USER]
 
 # A stdlib program that listens, connects (optionally from a fixed source address and port) and
 # holds every socket until it is killed. Written into the lab directory, which every machine sees.
@@ -208,9 +215,11 @@ def _program_path(lab: Lab) -> Path:
     return path
 
 
-def start_endpoint(machine: Machine, spec: dict[str, Any], container: Optional[Container] = None) -> int:
+def start_endpoint(machine: Machine, spec: dict[str, Any], container: Optional[Container] = None,
+                   user: Optional[str] = None) -> int:
     """Start the endpoint program (see ENDPOINT_PROGRAM) with ``spec`` inside the machine or one
-    of its containers; return its pid as the root namespace numbers it."""
+    of its containers (as ``user``: one of the lab's users); return its pid as the root
+    namespace numbers it."""
     lab = machine.lab
     name = spec["comm"]
     where = machine.name + (f"-{container.name}" if container else "")
@@ -221,7 +230,9 @@ def start_endpoint(machine: Machine, spec: dict[str, Any], container: Optional[C
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
-            [*_enter(machine, container), "setsid", SYSTEM_PYTHON, str(_program_path(lab)), str(spec_path)],
+            [*_enter(machine, container), "setsid",
+             *(["setpriv", "--reuid", user, "--regid", user, "--clear-groups"] if user else []),
+             SYSTEM_PYTHON, str(_program_path(lab)), str(spec_path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=CLEAN_ENV,
             start_new_session=True, cwd="/",
         )
@@ -238,10 +249,11 @@ def start_endpoint(machine: Machine, spec: dict[str, Any], container: Optional[C
     raise LabError(f"{name} did not start on {where}: see {log_path}")
 
 
-def add_container(machine: Machine, name: str, *, address: Optional[str] = None, bridge: str = "docker0") -> Container:
+def add_container(machine: Machine, name: str, *, address: Optional[str] = None, bridge: str = "docker0",
+                  gateway: str = DOCKER_BRIDGE_ADDRESS, prefix: int = 16) -> Container:
     """A network namespace for machine ``machine`` with loopback up; with ``address``, a veth
     whose host end joins ``bridge`` (which must exist in the machine) and a default route via
-    the bridge's address, as Docker wires a container."""
+    ``gateway`` (the bridge's address), as Docker or a CNI plugin wires a container."""
     lab = machine.lab
     netns = f"{lab.prefix}-{machine.name}-{name}"[:40]
     container = Container(machine=machine, name=name, netns=netns, address=address)
@@ -254,9 +266,9 @@ def add_container(machine: Machine, name: str, *, address: Optional[str] = None,
         host_end = f"veth{name}"[:15]
         _root(["ip", "-n", machine.netns, "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", netns])
         _root(["ip", "-n", machine.netns, "link", "set", host_end, "master", bridge, "up"])
-        _root(["ip", "-n", netns, "addr", "add", f"{address}/16", "dev", "eth0"])
+        _root(["ip", "-n", netns, "addr", "add", f"{address}/{prefix}", "dev", "eth0"])
         _root(["ip", "-n", netns, "link", "set", "eth0", "up"])
-        _root(["ip", "-n", netns, "route", "add", "default", "via", DOCKER_BRIDGE_ADDRESS])
+        _root(["ip", "-n", netns, "route", "add", "default", "via", gateway])
     return container
 
 
@@ -357,9 +369,10 @@ def wait_established(machine: Machine, container: Optional[Container], comm: str
         time.sleep(0.1)
 
 
-def conntrack_entries(machine: Machine) -> str:
-    """The machine's own conntrack table (its network namespace), as the kernel prints it."""
-    return exec_in(machine, ["cat", "/proc/net/nf_conntrack"], check=False).stdout
+def conntrack_entries(machine: Machine, container: Optional[Container] = None) -> str:
+    """The conntrack table of the machine's own network namespace (or of one of its
+    containers), as the kernel prints it."""
+    return exec_in(machine, ["cat", "/proc/net/nf_conntrack"], container, check=False).stdout
 
 
 def wait_conntrack(machine: Machine, needle: str, count: int, timeout: float = 30) -> None:
@@ -541,4 +554,55 @@ def build_loopback_namespaces(lab: Lab) -> Situation:
         wait_established(multi, container, f"app-{name}", local_port=PINNED_LOOPBACK_SOURCE_PORT)
         situation.flows.append(Expected(("multi", f"app-{name}", "multi", f"srv-{name}", "tcp", LOOPBACK_PORT, None), 1,
                                         f"loopback in namespace {name}"))
+    return situation
+
+
+def build_sidecar(lab: Lab) -> Situation:
+    """web, db. web runs a Kubernetes-style pod: a namespace on a ``cni0`` bridge (10.244.0.2,
+    masqueraded by web on the way out) holding an application and a service-mesh sidecar. The
+    pod's own NAT table redirects every outbound TCP connection of the application to the
+    sidecar on 127.0.0.1:15001 (as Istio does); the sidecar (another uid, which the redirect
+    spares) holds its own connection to db/lab-pg on 5432.
+
+    Flows: web/app -> web/sidecar tcp 15001 via web (the application dialled db:5432; the pod's
+    conntrack says where it went); web/sidecar -> db/lab-pg tcp 5432 via web (masquerade)."""
+    lab.start()
+    machines = {name: lab.add_machine(name, groups=("mesh",)) for name in ("web", "db")}
+    web, db = machines["web"], machines["db"]
+    situation = Situation(lab=lab, machines=machines)
+    exec_in(web, ["ip", "link", "add", "cni0", "type", "bridge"])
+    exec_in(web, ["ip", "addr", "add", f"{POD_GATEWAY}/24", "dev", "cni0"])
+    exec_in(web, ["ip", "link", "set", "cni0", "up"])
+    enable_forwarding(web)
+    exec_in(web, ["nft", "-f", "-"], input=(
+        "table ip nat {\n"
+        "  chain postrouting { type nat hook postrouting priority srcnat;\n"
+        f'    ip saddr {POD_SUBNET} oifname != "cni0" masquerade\n'
+        "  }\n"
+        "}\n"
+    ))
+    pod = situation.containers["pod"] = add_container(web, "pod", address=POD_ADDRESS, bridge="cni0",
+                                                      gateway=POD_GATEWAY, prefix=24)
+    sidecar_uid = str(SIDECAR_UID)
+    exec_in(web, ["nft", "-f", "-"], pod, input=(
+        "table ip nat {\n"
+        "  chain output { type nat hook output priority -100;\n"
+        f"    meta skuid != {sidecar_uid} ip daddr != 127.0.0.0/8 tcp dport != {SIDECAR_PORT} redirect to :{SIDECAR_PORT}\n"
+        "  }\n"
+        "}\n"
+    ))
+    situation.pids["db/lab-pg"] = start_endpoint(db, {"comm": "lab-pg", "listen": [{"address": "0.0.0.0", "port": DB_PORT}]})
+    situation.pids["web/sidecar"] = start_endpoint(web, {
+        "comm": "sidecar", "listen": [{"address": "0.0.0.0", "port": SIDECAR_PORT}],
+        "connect": [{"address": db.ipv4, "port": DB_PORT}]}, pod, user=SIDECAR_USER)
+    situation.pids["web/app"] = start_endpoint(web, {"comm": "app", "connect": [{"address": db.ipv4, "port": DB_PORT}]},
+                                               pod)
+    wait_established(web, pod, "sidecar", local_port=SIDECAR_PORT)
+    wait_established(web, pod, "sidecar", peer_port=DB_PORT)
+    wait_established(db, None, "lab-pg", local_port=DB_PORT)
+    situation.flows = [
+        Expected(("web", "app", "web", "sidecar", "tcp", SIDECAR_PORT, "web"), 1,
+                 "application to its sidecar: redirected inside the pod"),
+        Expected(("web", "sidecar", "db", "lab-pg", "tcp", DB_PORT, "web"), 1, "sidecar to the server, masqueraded by web"),
+    ]
     return situation
