@@ -16,6 +16,8 @@ with the machine that translated it (``via``) when NAT is involved.
   flow runs inside cache's container.
 - ``build_loopback_namespaces``: one machine, three network namespaces (its own and two
   containers), each holding the same 127.0.0.1 connection (same ports on both sides).
+- ``build_sidecar``: a pod whose own NAT table redirects its application's connections to a
+  service-mesh sidecar (Istio-style), the sidecar's connection masqueraded by the pod's host.
 
 Containers are network namespaces created from the root side (``ip netns add``; a namespace
 bind-mounted after a machine's ``unshare`` is invisible inside it) and entered together with
