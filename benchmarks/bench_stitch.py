@@ -1,20 +1,26 @@
-"""Benchmark: stitch a million sockets, and check that the stitch grows linearly.
+"""Benchmark: load and stitch a million sockets, and check that both grow linearly.
 
-    python3 benchmarks/bench_stitch.py [--machines 1000] [--sockets 1000] [--small 100]
+    python3 benchmarks/bench_stitch.py [--machines 1000] [--sockets 1000] [--small 100] [--runs 3]
 
-Writes synthetic fleets (benchmarks/synth.py) to a temporary directory in a child process (so the
-generator's memory is not counted), loads them with netviz.group.load_group (timed: JSON parsing
-and validation), then stitches the already-parsed snapshots (timed on its own). Prints the
-figures and checks the targets of issue 3: the large stitch under 10 s and the whole process
-under 2 GiB peak RSS; stitch time at `--machines` over stitch time at `--small` machines at most
-12 (for ten times the machines). Both wall and CPU time are printed; the targets are checked on
-CPU time (best of 3), which a busy machine does not inflate. Exits 1 when a target is missed.
+Writes synthetic fleets (benchmarks/synth.py) to a directory in a child process (so the
+generator's memory is not counted). Each fleet is then measured in fresh child processes doing
+what `netviz stitch DIR` does before rendering: load the snapshot files with
+netviz.group.load_group (reading, JSON parsing, validation), then stitch them. Each child reports
+the load, stitch and load+stitch times, CPU and wall, and its peak RSS; the best of `--runs`
+children is kept (the least disturbed by other work on the machine).
+
+Targets (issue 3, and what a user waits for): the stitch of `--machines` machines under 10 s,
+load+stitch under 10 s, every child under 2 GiB peak RSS, and, for ten times the machines, at most
+twelve times the stitch time and the load+stitch time. They are checked on CPU time, which a busy
+machine inflates less than wall time; both are printed, with the load average. Exits 1 when a
+target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import json
+import os
 import resource
 import subprocess
 import sys
@@ -25,104 +31,118 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from netviz.group import load_group  # noqa: E402
-from netviz.stitch import stitch  # noqa: E402
-
 TARGET_SECONDS = 10.0
 TARGET_BYTES = 2 * 1024**3
 TARGET_RATIO = 12.0
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-
-
-def current_rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize()
+MEASURED = ("load", "stitch", "load+stitch")
 
 
 def write_fleet(directory: Path, machines: int, sockets: int, seed: int) -> None:
     subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "synth.py"), str(directory),
          "--machines", str(machines), "--sockets", str(sockets), "--seed", str(seed)],
-        check=True,
+        check=True, stdout=subprocess.DEVNULL,
     )
 
 
-def measure(directory: Path, repeats: int) -> tuple[float, float, float, object, int]:
-    """(load seconds, best stitch wall seconds, best stitch CPU seconds, graph, sockets)."""
-    started = time.perf_counter()
+def measure_here(directory: Path) -> dict:
+    """Load and stitch the fleet in `directory` in this process; print the figures as JSON."""
+    from netviz.group import load_group
+    from netviz.stitch import stitch
+
+    clock = lambda: (time.perf_counter(), time.process_time())  # noqa: E731
+    start = clock()
     group = load_group([directory])
-    load_seconds = time.perf_counter() - started
-    print(f"  loaded {len(group.snapshots)} snapshots: RSS now {current_rss_bytes() / 1024**2:,.0f} MiB")
-    sockets = sum(len(ns.sockets) for snapshot in group.snapshots for ns in snapshot.namespaces)
-    best_wall = best_cpu = float("inf")
-    graph = None
-    for _ in range(repeats):
-        graph = None
-        gc.collect()
-        started, started_cpu = time.perf_counter(), time.process_time()
-        graph = stitch(group.snapshots)
-        best_wall = min(best_wall, time.perf_counter() - started)
-        best_cpu = min(best_cpu, time.process_time() - started_cpu)
-    return load_seconds, best_wall, best_cpu, graph, sockets
+    loaded = clock()
+    graph = stitch(group.snapshots)
+    done = clock()
+    summary = graph.summary()
+    return {
+        "machines": len(group.snapshots),
+        "sockets": sum(len(ns.sockets) for snapshot in group.snapshots for ns in snapshot.namespaces),
+        "wall": {"load": loaded[0] - start[0], "stitch": done[0] - loaded[0], "load+stitch": done[0] - start[0]},
+        "cpu": {"load": loaded[1] - start[1], "stitch": done[1] - loaded[1], "load+stitch": done[1] - start[1]},
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux reports KiB
+        "graph": {key: summary[key] for key in ("nodes", "flows", "connections", "outside", "unresolved")},
+    }
+
+
+def measure(directory: Path, runs: int) -> dict:
+    """The best of `runs` fresh processes for each figure (CPU and wall apart), the highest peak RSS."""
+    results = []
+    for _ in range(runs):
+        output = subprocess.run([sys.executable, __file__, "--measure-dir", str(directory)],
+                                check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(output))
+    best = dict(results[0])
+    for clock in ("wall", "cpu"):
+        best[clock] = {what: min(result[clock][what] for result in results) for what in MEASURED}
+    best["peak_rss"] = max(result["peak_rss"] for result in results)
+    return best
+
+
+def show(label: str, result: dict) -> None:
+    print(f"{label}: {result['machines']:,} machines, {result['sockets']:,} sockets, "
+          f"peak RSS {result['peak_rss'] / 1024**2:,.0f} MiB")
+    for what in MEASURED:
+        print(f"  {what:<12} {result['cpu'][what]:7.2f} s CPU  {result['wall'][what]:7.2f} s wall")
+    graph = result["graph"]
+    print(f"  graph: {graph['nodes']:,} nodes, {graph['flows']:,} flows, {graph['connections']:,} connections, "
+          f"{graph['outside']:,} outside, {graph['unresolved']:,} unresolved")
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machines", type=int, default=1000)
     parser.add_argument("--sockets", type=int, default=1000, help="sockets per machine")
-    parser.add_argument("--small", type=int, default=100, help="machines in the fleet for the linearity ratio")
+    parser.add_argument("--small", type=int, default=100, help="machines in the fleet for the linearity ratios")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3, help="fresh processes per fleet; the best is kept")
+    parser.add_argument("--workdir", type=Path, help="write the fleets here and reuse them (default: a temporary directory)")
+    parser.add_argument("--measure-dir", type=Path, help=argparse.SUPPRESS)  # the child's job
     arguments = parser.parse_args(argv)
+    if arguments.measure_dir:
+        print(json.dumps(measure_here(arguments.measure_dir)))
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="netviz-bench-") as temporary:
-        small_dir, large_dir = Path(temporary, "small"), Path(temporary, "large")
+        workdir = arguments.workdir or Path(temporary)
+        fleets = {}
         started = time.perf_counter()
-        write_fleet(small_dir, arguments.small, arguments.sockets, arguments.seed)
-        write_fleet(large_dir, arguments.machines, arguments.sockets, arguments.seed)
-        print(f"generated fleets in {time.perf_counter() - started:.1f} s (child process, not counted)")
+        for machines in (arguments.small, arguments.machines):
+            fleets[machines] = workdir / f"fleet-{machines}x{arguments.sockets}-seed{arguments.seed}"
+            if not fleets[machines].is_dir():
+                write_fleet(fleets[machines], machines, arguments.sockets, arguments.seed)
+        print(f"fleets ready in {time.perf_counter() - started:.1f} s (child process, not counted)")
+        print(f"load average before: {load_average()} ({os.cpu_count()} CPUs); best of {arguments.runs} runs")
+        small = measure(fleets[arguments.small], arguments.runs)
+        show("small fleet", small)
+        large = measure(fleets[arguments.machines], arguments.runs)
+        show("large fleet", large)
+        print(f"load average after: {load_average()}")
 
-        small_load, small_wall, small_cpu, small_graph, small_sockets = measure(small_dir, repeats=3)
-        print(
-            f"{arguments.small} machines, {small_sockets:,} sockets: load {small_load:.2f} s, "
-            f"stitch {small_wall:.3f} s wall / {small_cpu:.3f} s CPU (best of 3), {len(small_graph.flows):,} flows"
-        )
-        del small_graph
-        large_load, large_wall, large_cpu, large_graph, large_sockets = measure(large_dir, repeats=3)
-        summary = large_graph.summary()
-        print(
-            f"{arguments.machines} machines, {large_sockets:,} sockets: load {large_load:.2f} s, "
-            f"stitch {large_wall:.3f} s wall / {large_cpu:.3f} s CPU (best of 3)"
-        )
-        print(
-            f"  graph: {summary['nodes']:,} nodes, {summary['flows']:,} flows, {summary['connections']:,} connections, "
-            f"{summary['outside']:,} outside, {summary['unresolved']:,} unresolved"
-        )
-
-    peak = peak_rss_bytes()
     scale = arguments.machines / arguments.small
-    wall_ratio, cpu_ratio = large_wall / small_wall, large_cpu / small_cpu
-    print(f"peak RSS (whole process: loaded snapshots + stitch): {peak / 1024**2:,.0f} MiB")
-    print(
-        f"stitch time ratio {arguments.machines}/{arguments.small} machines ({scale:.0f}x): "
-        f"{wall_ratio:.2f} wall, {cpu_ratio:.2f} CPU"
-    )
-    # CPU time is what the stitch costs; wall time also counts waiting for a busy CPU
-    large_stitch, ratio = large_cpu, cpu_ratio
+    ratios = {what: large["cpu"][what] / small["cpu"][what] for what in MEASURED}
+    wall_ratios = {what: large["wall"][what] / small["wall"][what] for what in MEASURED}
+    print(f"time ratio {arguments.machines}/{arguments.small} machines ({scale:g}x): "
+          + ", ".join(f"{what} {ratios[what]:.2f} CPU / {wall_ratios[what]:.2f} wall" for what in MEASURED))
 
     failures = []
-    if large_stitch > TARGET_SECONDS:
-        failures.append(f"stitch took {large_stitch:.1f} s > {TARGET_SECONDS:.0f} s")
-    if peak > TARGET_BYTES:
-        failures.append(f"peak RSS {peak / 1024**3:.2f} GiB > 2 GiB")
-    if scale == 10 and ratio > TARGET_RATIO:
-        failures.append(f"ratio {ratio:.2f} > {TARGET_RATIO:.0f}")
+    for what in ("stitch", "load+stitch"):
+        if large["cpu"][what] > TARGET_SECONDS:
+            failures.append(f"{what} took {large['cpu'][what]:.1f} s CPU > {TARGET_SECONDS:.0f} s")
+        if scale == 10 and ratios[what] > TARGET_RATIO:
+            failures.append(f"{what} ratio {ratios[what]:.2f} > {TARGET_RATIO:.0f}")
+    if max(small["peak_rss"], large["peak_rss"]) > TARGET_BYTES:
+        failures.append(f"peak RSS {large['peak_rss'] / 1024**3:.2f} GiB > 2 GiB")
     for failure in failures:
         print(f"MISSED: {failure}")
     if not failures:
-        print("targets met: stitch < 10 s, peak RSS < 2 GiB, ratio <= 12")
+        print("targets met: stitch < 10 s, load+stitch < 10 s, peak RSS < 2 GiB, ratios <= 12")
     return 1 if failures else 0
 
 

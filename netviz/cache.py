@@ -506,9 +506,8 @@ def load_stitch_group(arguments: Sequence[Path], cache_dir: Optional[Path] = Non
     import dataclasses
 
     from netviz.group import load_group
-    from netviz.snapshot import load_snapshot
 
     inputs = stitch_inputs(arguments, cache_dir)
-    group = load_group(list(inputs.files), loader=lambda path: load_snapshot(path, name=inputs.names.get(path)))
+    group = load_group(list(inputs.files), names=inputs.names)
     group = dataclasses.replace(group, warnings=tuple(inputs.warnings) + tuple(group.warnings))
     return group, inputs.stale, inputs.groups

@@ -199,12 +199,35 @@ class _Field:
     def missing(self) -> bool:
         return self.value is _MISSING
 
-    def items(self, limit: int) -> list["_Field"]:
+    def entries(self, limit: int) -> list[Any]:
+        """The list itself, checked to be one of at most `limit` entries."""
         if not isinstance(self.value, list):
             raise self.fail(f"expected a list, got {type(self.value).__name__}")
         if len(self.value) > limit:
             raise self.fail(f"too many entries ({len(self.value)} > {limit})")
-        return [_Field(self.source, f"{self.path}[{i}]", v) for i, v in enumerate(self.value)]
+        return self.value
+
+    def at(self, index: int) -> "_Field":
+        """Entry `index` of a list already checked by entries()."""
+        return _Field(self.source, f"{self.path}[{index}]", self.value[index])
+
+    def items(self, limit: int) -> list["_Field"]:
+        return [_Field(self.source, f"{self.path}[{i}]", v) for i, v in enumerate(self.entries(limit))]
+
+    def integers(self, low: int, high: int, limit: int) -> tuple[int, ...]:
+        """A list of integers in [low, high] (socket inodes of a process: thousands at times)."""
+        values = self.entries(limit)
+        if all(type(value) is int and low <= value <= high for value in values):
+            return tuple(values)
+        return tuple(item.integer(low, high) for item in self.items(limit))  # names the bad entry
+
+    def texts(self, limit: int, count: int) -> tuple[str, ...]:
+        """A list of at most `count` strings of at most `limit` characters each."""
+        values = self.entries(count)
+        if all(type(value) is str and len(value) <= limit and (value.isascii() or not _SURROGATE.search(value))
+               for value in values):
+            return tuple(values)
+        return tuple(item.text(limit) for item in self.items(count))  # names the bad entry
 
     def integer(self, low: int = 0, high: int = (1 << 64) - 1, nullable: bool = False) -> Optional[int]:
         value = self.value
@@ -303,50 +326,7 @@ def _address(node: _Field) -> Address:
                    prefix=node.key("prefix").integer(0, 32 if family == 4 else 128))
 
 
-_PLAIN_SOCKET_KEYS = frozenset({"proto", "inode", "local", "local_port", "remote", "remote_port",
-                                "state", "uid"})
-_canonical_cache: dict[str, Optional[str]] = {}
-
-
-def _cached_address(value: object) -> Optional[str]:
-    """canonical_address for the few distinct addresses of a snapshot, memoised."""
-    if type(value) is not str or len(value) > 64:
-        return None
-    canonical = _canonical_cache.get(value, _MISSING)
-    if canonical is _MISSING:
-        canonical = canonical_address(value)
-        if len(_canonical_cache) < 100_000:
-            _canonical_cache[value] = canonical
-    return canonical  # type: ignore[return-value]
-
-
-def _port_ok(value: object) -> bool:
-    return type(value) is int and 0 <= value <= 65535
-
-
-def _plain_socket(value: object, netns: int) -> Optional[Socket]:
-    """Fast path for the common TCP/UDP record (tens of thousands per machine).
-
-    Returns None when anything is unusual; the full, field-by-field path then either accepts
-    the record or names exactly what is wrong with it.
-    """
-    if type(value) is not dict or value.keys() != _PLAIN_SOCKET_KEYS:
-        return None
-    proto, inode, state, uid = value["proto"], value["inode"], value["state"], value["uid"]
-    local = _cached_address(value["local"])
-    remote = _cached_address(value["remote"])
-    if (type(proto) is not str or proto not in PROTOS or proto == "sctp" or type(inode) is not int or not 1 <= inode < (1 << 64)
-            or local is None or remote is None or not _port_ok(value["local_port"])
-            or not _port_ok(value["remote_port"]) or type(state) is not str or not _STATE.match(state)
-            or type(uid) is not int or not _UID[0] <= uid <= _UID[1]):
-        return None
-    return Socket(proto, inode, local, value["local_port"], remote, value["remote_port"], state, uid, netns)
-
-
 def _socket_record(node: _Field, netns: int) -> Socket:
-    fast = _plain_socket(node.value, netns)
-    if fast is not None:
-        return fast
     proto = node.key("proto").text()
     if proto not in PROTOS:
         raise node.key("proto").fail(f"unknown protocol {_show(proto)}")
@@ -403,22 +383,158 @@ def _unkeyed(node: _Field) -> dict[str, dict[str, int]]:
     return out
 
 
-def _namespace(node: _Field, budget: list[int]) -> Namespace:
+# ---------------------------------------------------------------------------------------------
+# Fast paths for the bulk of a document
+#
+# A machine has thousands of sockets and a fleet a million, nearly all in a few plain shapes.
+# Records of those shapes are checked below with direct type and range tests on the decoded
+# JSON, and built without the per-field objects of _Field. Anything else, including every
+# faulty record, returns None and goes through the field-by-field readers above: they are the
+# reference, accept exactly the same records and name what is wrong with the others.
+# ---------------------------------------------------------------------------------------------
+
+class _Memo:
+    """The strings of one document already checked, each kept as one shared object.
+
+    The sockets of a machine repeat a few addresses and states thousands of times: each distinct
+    string is parsed once, and the records then share it (less memory, and equal strings that
+    are the same object compare at once in the stitcher's joins).
+    """
+
+    def __init__(self) -> None:
+        self._addresses: dict[str, Optional[str]] = {}  # as written -> canonical, None if not one
+        self._states: dict[str, str] = {}
+
+    def address(self, value: object) -> Optional[str]:
+        """The canonical text of an address string, None when `value` is not one."""
+        if type(value) is not str:
+            return None
+        canonical = self._addresses.get(value, _MISSING)
+        if canonical is _MISSING:
+            canonical = canonical_address(value) if len(value) <= 64 else None
+            self._addresses[value] = canonical
+        return canonical  # type: ignore[return-value]
+
+    def state(self, value: object) -> Optional[str]:
+        """`value` when it is a valid state name (`ESTABLISHED`), else None."""
+        if type(value) is not str:
+            return None
+        state = self._states.get(value)
+        if state is None and _STATE.match(value):
+            state = self._states[value] = value
+        return state
+
+
+# What the plain shape allows: the eight keys every TCP/UDP record has and nothing else (an extra
+# key such as `protocol` needs its own check), and a protocol other than SCTP (whose inodes repeat).
+_PLAIN_SOCKET_KEYS = frozenset({"proto", "inode", "local", "local_port", "remote", "remote_port",
+                                "state", "uid"})
+_PLAIN_PROTOS = {proto: proto for proto in PROTOS - {"sctp"}}  # and one string object each
+_MAX_INODE = (1 << 64) - 1
+
+
+def _record(cls: type[T], fields: dict[str, Any]) -> T:
+    """An instance of a frozen dataclass from its complete, already checked fields.
+
+    The __init__ of a frozen dataclass assigns each field through object.__setattr__, which for
+    the fifteen fields of a Socket costs more than all the checks of the record; the instance
+    takes `fields` as its dictionary instead. `fields` must name every field of `cls`.
+    """
+    record = object.__new__(cls)
+    object.__setattr__(record, "__dict__", fields)
+    return record
+
+
+def _plain_socket(value: object, netns: int, memo: _Memo) -> Optional[Socket]:
+    """A socket record of the plain TCP/UDP shape, else None (for the field-by-field reader)."""
+    if type(value) is not dict or len(value) != len(_PLAIN_SOCKET_KEYS):
+        return None
+    try:  # eight keys, all of them these: exactly the plain shape
+        proto, inode, local, local_port = value["proto"], value["inode"], value["local"], value["local_port"]
+        remote, remote_port, state, uid = value["remote"], value["remote_port"], value["state"], value["uid"]
+    except KeyError:
+        return None
+    proto = _PLAIN_PROTOS.get(proto) if type(proto) is str else None
+    local, remote, state = memo.address(local), memo.address(remote), memo.state(state)
+    if (proto is None or local is None or remote is None or state is None
+            or type(inode) is not int or not 1 <= inode <= _MAX_INODE
+            or type(local_port) is not int or not 0 <= local_port <= 65535
+            or type(remote_port) is not int or not 0 <= remote_port <= 65535
+            or type(uid) is not int or not _UID[0] <= uid <= _UID[1]):
+        return None
+    return _record(Socket, {
+        "proto": proto, "inode": inode, "local": local, "local_port": local_port, "remote": remote,
+        "remote_port": remote_port, "state": state, "uid": uid, "netns": netns, "protocol": None,
+        "interface": None, "packet_type": None, "local_all": (), "remote_all": (), "sctp_state": None})
+
+
+def _is_short_text(value: object) -> bool:
+    """A string _Field.text(64) accepts."""
+    return type(value) is str and len(value) <= 64 and (value.isascii() or not _SURROGATE.search(value))
+
+
+def _plain_port(value: object) -> bool:
+    return value is None or (type(value) is int and 0 <= value <= 65535)
+
+
+def _plain_conntrack_tuple(value: object, memo: _Memo) -> Optional[ConntrackTuple]:
+    if type(value) is not dict:
+        return None
+    src, dst = memo.address(value.get("src")), memo.address(value.get("dst"))
+    sport, dport = value.get("sport", _MISSING), value.get("dport", _MISSING)
+    if src is None or dst is None or not _plain_port(sport) or not _plain_port(dport):
+        return None
+    return _record(ConntrackTuple, {"src": src, "dst": dst, "sport": sport, "dport": dport})
+
+
+def _plain_conntrack(value: object, netns: int, memo: _Memo) -> Optional[ConntrackEntry]:
+    """A conntrack entry whose fields all check out, else None (for the field-by-field reader)."""
+    if type(value) is not dict:
+        return None
+    proto, state = value.get("proto"), value.get("state", _MISSING)
+    original = _plain_conntrack_tuple(value.get("original"), memo)
+    reply = _plain_conntrack_tuple(value.get("reply"), memo)
+    if (not _is_short_text(proto) or not (state is None or _is_short_text(state))
+            or original is None or reply is None):
+        return None
+    return _record(ConntrackEntry, {"proto": proto, "state": state, "original": original, "reply": reply,
+                                    "netns": netns})
+
+
+# ---------------------------------------------------------------------------------------------
+# Namespaces, processes, the document
+# ---------------------------------------------------------------------------------------------
+
+def _namespace(node: _Field, budget: list[int], memo: _Memo, seen: tuple[set[int], set[int]]) -> Namespace:
+    """One namespace; `budget` is how many more sockets the document may hold, `seen` the inodes
+    of the namespaces before it and of their (non-SCTP) sockets: both are unique on a machine."""
+    seen_namespaces, seen_sockets = seen
     inode = node.key("inode").integer(0)
-    sockets_node = node.key("sockets").items(budget[0])
-    budget[0] -= len(sockets_node)
+    if inode in seen_namespaces:
+        raise node.key("inode").fail(f"namespace {inode} appears twice")
+    seen_namespaces.add(inode)
+    sockets_node = node.key("sockets")
+    raw_sockets = sockets_node.entries(budget[0])
+    budget[0] -= len(raw_sockets)
     conntrack_node = node.key("conntrack")
     conntrack = None
     if conntrack_node.value is not None:
-        conntrack = tuple(_conntrack(item, inode) for item in conntrack_node.items(MAX_CONNTRACK))
-    return Namespace(
-        inode=inode,
-        pids=node.key("pids").integer(high=MAX_PROCESSES),
-        addresses=tuple(_address(item) for item in node.key("addresses").items(MAX_ADDRESSES)),
-        sockets=tuple(_socket_record(item, inode) for item in sockets_node),
-        unkeyed=_unkeyed(node.key("unkeyed")),
-        conntrack=conntrack,
-    )
+        conntrack = tuple(
+            _plain_conntrack(value, inode, memo) or _conntrack(conntrack_node.at(index), inode)
+            for index, value in enumerate(conntrack_node.entries(MAX_CONNTRACK)))
+    pids = node.key("pids").integer(high=MAX_PROCESSES)
+    addresses = tuple(_address(item) for item in node.key("addresses").items(MAX_ADDRESSES))
+    sockets: list[Socket] = []
+    for index, value in enumerate(raw_sockets):
+        sock = _plain_socket(value, inode, memo) or _socket_record(sockets_node.at(index), inode)
+        # One-to-many SCTP sockets list each association under the socket's one inode.
+        if sock.proto != "sctp":
+            if sock.inode in seen_sockets:
+                raise sockets_node.at(index).key("inode").fail(f"socket inode {sock.inode} appears twice")
+            seen_sockets.add(sock.inode)
+        sockets.append(sock)
+    return Namespace(inode=inode, pids=pids, addresses=addresses, sockets=tuple(sockets),
+                     unkeyed=_unkeyed(node.key("unkeyed")), conntrack=conntrack)
 
 
 def _hex_text(node: _Field) -> str:
@@ -426,8 +542,8 @@ def _hex_text(node: _Field) -> str:
 
 
 def _process(node: _Field) -> Process:
-    cmdline = tuple(item.text(MAX_ARG_TEXT) for item in node.key("cmdline").items(MAX_ARGS))
-    sockets = tuple(item.integer(1) for item in node.key("sockets").items(MAX_SOCKETS))
+    cmdline = node.key("cmdline").texts(MAX_ARG_TEXT, MAX_ARGS)
+    sockets = node.key("sockets").integers(1, _MAX_INODE, MAX_SOCKETS)
     if len(set(sockets)) != len(sockets):
         raise node.key("sockets").fail("repeated socket inode")
     cmdline_hex = node.optional(
@@ -470,33 +586,22 @@ def parse_snapshot(doc: object, source: str, name: Optional[str] = None) -> Snap
     top.key("payload_version").text(64)
     host = _host(top.key("host"))
     coverage = _coverage(top.key("coverage"))
-    budget = [MAX_SOCKETS]
-    namespaces = tuple(_namespace(item, budget) for item in top.key("namespaces").items(MAX_NAMESPACES))
-    processes = tuple(_process(item) for item in top.key("processes").items(MAX_PROCESSES))
 
-    seen_ns: set[int] = set()
-    seen_sockets: set[int] = set()
-    namespace_nodes = top.key("namespaces").items(MAX_NAMESPACES)
-    for where, namespace in zip(namespace_nodes, namespaces):
-        if namespace.inode in seen_ns:
-            raise where.key("inode").fail(f"namespace {namespace.inode} appears twice")
-        seen_ns.add(namespace.inode)
-        for position, sock in enumerate(namespace.sockets):
-            # One-to-many SCTP sockets list each association under the socket's one inode.
-            if sock.proto != "sctp":
-                if sock.inode in seen_sockets:
-                    raise where.key("sockets").items(MAX_SOCKETS)[position].key("inode").fail(
-                        f"socket inode {sock.inode} appears twice")
-                seen_sockets.add(sock.inode)
+    memo = _Memo()
+    budget = [MAX_SOCKETS]
+    seen: tuple[set[int], set[int]] = (set(), set())  # namespace inodes, socket inodes
+    namespaces = tuple(_namespace(item, budget, memo, seen) for item in top.key("namespaces").items(MAX_NAMESPACES))
+    processes: list[Process] = []
     seen_pids: set[int] = set()
-    for index, process in enumerate(processes):
+    for item in top.key("processes").items(MAX_PROCESSES):
+        process = _process(item)
         if process.pid in seen_pids:
-            raise top.key("processes").items(MAX_PROCESSES)[index].key("pid").fail(
-                f"duplicate pid {process.pid}")
+            raise item.key("pid").fail(f"duplicate pid {process.pid}")
         seen_pids.add(process.pid)
+        processes.append(process)
 
     return Snapshot(name=name or _default_name(host.hostname, source), source=source, host=host,
-                    coverage=coverage, namespaces=namespaces, processes=processes)
+                    coverage=coverage, namespaces=namespaces, processes=tuple(processes))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,11 +769,13 @@ def _reject_constant(name: str) -> None:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {_show(key)}")
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):  # some key came twice: name the first one
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {_show(key)}")
+            seen.add(key)
     return out
 
 
@@ -692,17 +799,22 @@ def parse_any(doc: object, source: str, name: Optional[str] = None) -> Snapshot:
     return parse_snapshot(doc, source, name)
 
 
-def load_snapshot(path: Path, name: Optional[str] = None) -> Snapshot:
-    """Read and validate a snapshot file: netviz.snapshot/1 JSON (plain or in the transport
-    framing) or the original capture.py JSON. Problems raise SnapshotError naming the file."""
-    source = str(path)
+def read_snapshot_bytes(path: Path) -> bytes:
+    """The content of a snapshot file; SnapshotError when it cannot be read or is larger than
+    MAX_FILE_BYTES (found without reading further)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as error:
-        raise SnapshotError(f"{source}: cannot read: {error.strerror or error}") from None
+        raise SnapshotError(f"{path}: cannot read: {error.strerror or error}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise SnapshotError(f"{source}: (top level): file larger than {MAX_FILE_BYTES} bytes")
+        raise SnapshotError(f"{path}: (top level): file larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def snapshot_from_bytes(data: bytes, source: str, name: Optional[str] = None) -> Snapshot:
+    """Validate the content of a snapshot file: netviz.snapshot/1 JSON (plain or in the transport
+    framing) or the original capture.py JSON. Problems raise SnapshotError naming `source`."""
     if not data.lstrip()[:1] == b"{" and b"NETVIZ-SNAPSHOT-BEGIN" in data:
         try:
             text = decode_framed(data)
@@ -714,6 +826,12 @@ def load_snapshot(path: Path, name: Optional[str] = None) -> Snapshot:
         except UnicodeDecodeError as error:
             raise SnapshotError(f"{source}: (top level): not UTF-8 text (byte {error.start})") from None
     return parse_any(loads_document(text, source), source, name)
+
+
+def load_snapshot(path: Path, name: Optional[str] = None) -> Snapshot:
+    """Read and validate a snapshot file: netviz.snapshot/1 JSON (plain or in the transport
+    framing) or the original capture.py JSON. Problems raise SnapshotError naming the file."""
+    return snapshot_from_bytes(read_snapshot_bytes(path), str(path), name)
 
 
 def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
