@@ -128,7 +128,7 @@ def test_nat_gateway_draws_the_client_to_the_real_server_via_the_gateway(nat_gat
     # source port 45000 to gw:8080, answered by db:5432 on two different masqueraded ports
     entries = [re.findall(r"(src|dst|sport|dport)=(\S+)", line) for line in conntrack_entries(gw).splitlines()]
     natted = [dict(fields[:4]) | {"reply_" + k: v for k, v in fields[4:8]} for fields in entries
-              if dict(fields[:4]).get("dport") == str(GATEWAY_PORT)]
+              if dict(fields[:4]).get("dport") == str(GATEWAY_PORT) and dict(fields[:4]).get("dst") == gw.ipv4]
     assert {entry["sport"] for entry in natted} == {str(PINNED_GATEWAY_SOURCE_PORT)}, natted
     assert {entry["reply_src"] for entry in natted} == {db.ipv4}, natted
     assert len({entry["reply_dport"] for entry in natted}) == 2, natted
@@ -141,10 +141,12 @@ def test_nat_gateway_draws_the_client_to_the_real_server_via_the_gateway(nat_gat
     assert not [flow for flow in graph["flows"]
                 if "gw" in (nodes[flow["client"]]["host"], nodes[flow["server"]]["host"])]
     translated = [flow for flow in graph["flows"] if flow["via"]]
-    assert len(translated) == 3
+    assert len(translated) == 4
     for flow in translated:
         assert flow["directed"] is True and flow["inferred"] is False
-        assert flow["server_address"] == db.ipv4  # the address the server end uses, after translation
+        # the address the server end uses, after translation
+        ipv6 = nodes[flow["client"]]["comm"] == "nat6-client"
+        assert flow["server_address"] == (db.ipv6 if ipv6 else db.ipv4), flow
     hosts = hosts_by_name(graph)
     assert all(entry["unresolved"] == 0 for entry in hosts.values()), hosts
     assert hosts["web"]["outside"]["outbound"] == 0 and hosts["cache"]["outside"]["outbound"] == 0
@@ -159,10 +161,11 @@ def test_nat_gateway_outside_the_group_leaves_both_ends_outside_and_draws_no_edg
     assert graph_flow_keys_with_via(graph) == expected_counts(nat_gateway, ["web", "db"])
     assert len(graph["flows"]) == 2
     hosts = hosts_by_name(graph)
-    # web dialled gw (not in the group), db was dialled by gw: outside on both ends, never a guess
-    assert hosts["web"]["outside"]["outbound"] == 1 and hosts["web"]["unresolved"] == 0
-    # both clients' connections through gw (web's and cache's) reach db from gw's address
-    assert hosts["db"]["outside"]["inbound"] == ssh_sessions(snapshot(tmp_path, "db")) + 2
+    # web dialled gw (not in the group, IPv4 and IPv6), db was dialled by gw: outside on both
+    # ends, never a guess
+    assert hosts["web"]["outside"]["outbound"] == 2 and hosts["web"]["unresolved"] == 0
+    # the three connections through gw (web's two, cache's) reach db from gw's addresses
+    assert hosts["db"]["outside"]["inbound"] == ssh_sessions(snapshot(tmp_path, "db")) + 3
     assert hosts["db"]["unresolved"] == 0
 
 
@@ -171,9 +174,9 @@ def test_nat_gateway_to_a_server_outside_the_group_counts_outside_not_unresolved
 
     assert graph["flows"] == []
     hosts = hosts_by_name(graph)
-    # every connection of web ends at db, outside the group: directly, through gw's conntrack,
-    # or through web's own (the service address); none is a guess, none is unresolved
-    assert hosts["web"]["outside"]["outbound"] == 3
+    # every connection of web ends at db, outside the group: directly, through gw's conntrack
+    # (IPv4 and IPv6), or through web's own (the service address); none is a guess or unresolved
+    assert hosts["web"]["outside"]["outbound"] == 4
     assert hosts["web"]["unresolved"] == 0 and hosts["gw"]["unresolved"] == 0
 
 

@@ -4,8 +4,8 @@ Each builder takes a started ``Lab`` (tests/lab/lab.py), adds the machines it ne
 a ``Situation``: the machines, the container namespaces, and the flows netviz must draw, each
 with the machine that translated it (``via``) when NAT is involved.
 
-- ``build_nat_gateway``: web -> gw:8080, gw DNATs it to db:5432 and masquerades it (a load
-  balancer without a proxy process); web -> a service address that web itself DNATs to db
+- ``build_nat_gateway``: web and cache -> gw:8080 (IPv4, and IPv6 from web), gw DNATs it to
+  db:5432 and masquerades it (a load balancer without a proxy process); web -> a service address that web itself DNATs to db
   (kube-proxy); plus a direct web -> db connection as a control.
 - ``build_docker_hosts``: web, db and cache are Docker-like hosts: a ``docker0`` bridge at
   172.17.0.1/16 and a container at 172.17.0.2 on each, db publishing tcp 15432 and udp 15353 to
@@ -82,8 +82,11 @@ with open("/proc/self/comm", "w") as comm:
 listeners, held, datagram_clients = [], [], []
 for item in spec.get("listen", []):
     udp = item.get("proto") == "udp"
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in item["address"] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     sock.bind((item["address"], item["port"]))
     if not udp:
         sock.listen(64)
@@ -92,10 +95,12 @@ for item in spec.get("connect", []):
     udp = item.get("proto") == "udp"
     deadline = time.monotonic() + 30
     while True:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in item["address"] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if item.get("source_port"):
-            sock.bind((item.get("source_address", "0.0.0.0"), item["source_port"]))
+            sock.bind((item.get("source_address", "::" if family == socket.AF_INET6 else "0.0.0.0"),
+                       item["source_port"]))
         try:
             sock.connect((item["address"], item["port"]))
             break
@@ -274,10 +279,13 @@ def add_container(machine: Machine, name: str, *, address: Optional[str] = None,
     return container
 
 
-def enable_forwarding(machine: Machine) -> None:
-    """Routing on: forward IPv4, and send no ICMP redirects (a gateway on the same segment as
-    its clients would otherwise tell them to bypass it)."""
-    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.eth0.send_redirects=0"):
+def enable_forwarding(machine: Machine, ipv6: bool = False) -> None:
+    """Routing on: forward IPv4 (and IPv6), and send no ICMP redirects (a gateway on the same
+    segment as its clients would otherwise tell them to bypass it)."""
+    keys = ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.eth0.send_redirects=0"]
+    if ipv6:
+        keys.append("net.ipv6.conf.all.forwarding=1")
+    for key in keys:
         exec_in(machine, ["sysctl", "-q", "-w", key])
 
 
@@ -311,20 +319,23 @@ def publish(machine: Machine, host_port: int, address: str, port: int, proto: st
                       proto, "dport", str(host_port), "dnat", "to", f"{address}:{port}"])
 
 
-def nat_gateway(machine: Machine, port: int, target: str, target_port: int) -> None:
+def nat_gateway(machine: Machine, port: int, target: str, target_port: int, target6: Optional[str] = None) -> None:
     """A NAT load balancer: DNAT of machine:port to target:target_port, and masquerade of what it
-    forwards that way, so that the replies come back through it."""
-    enable_forwarding(machine)
-    exec_in(machine, ["nft", "-f", "-"], input=(
-        "table ip nat {\n"
-        "  chain prerouting { type nat hook prerouting priority dstnat;\n"
-        f"    ip daddr {machine.ipv4} tcp dport {port} dnat to {target}:{target_port}\n"
-        "  }\n"
-        "  chain postrouting { type nat hook postrouting priority srcnat;\n"
-        "    ct status dnat masquerade\n"
-        "  }\n"
-        "}\n"
-    ))
+    forwards that way, so that the replies come back through it. With ``target6``, the same for
+    IPv6 (machine's IPv6 address:port to [target6]:target_port)."""
+    enable_forwarding(machine, ipv6=target6 is not None)
+    tables = [("ip", machine.ipv4, target)] + ([("ip6", machine.ipv6, f"[{target6}]")] if target6 else [])
+    for family, own, backend in tables:
+        exec_in(machine, ["nft", "-f", "-"], input=(
+            f"table {family} nat {{\n"
+            "  chain prerouting { type nat hook prerouting priority dstnat;\n"
+            f"    {family} daddr {own} tcp dport {port} dnat to {backend}:{target_port}\n"
+            "  }\n"
+            "  chain postrouting { type nat hook postrouting priority srcnat;\n"
+            "    ct status dnat masquerade\n"
+            "  }\n"
+            "}\n"
+        ))
 
 
 def publish_on_localhost(machine: Machine, host_port: int, address: str, port: int) -> None:
@@ -402,8 +413,12 @@ def build_nat_gateway(lab: Lab) -> Situation:
     machines = {name: lab.add_machine(name, groups=("nat",)) for name in ("web", "gw", "db", "cache")}
     web, gw, db, cache = machines["web"], machines["gw"], machines["db"], machines["cache"]
     situation = Situation(lab=lab, machines=machines)
-    nat_gateway(gw, GATEWAY_PORT, db.ipv4, DB_PORT)
-    situation.pids["lab-pg"] = start_endpoint(db, {"comm": "lab-pg", "listen": [{"address": "0.0.0.0", "port": DB_PORT}]})
+    nat_gateway(gw, GATEWAY_PORT, db.ipv4, DB_PORT, target6=db.ipv6)
+    situation.pids["lab-pg"] = start_endpoint(db, {"comm": "lab-pg", "listen": [{"address": "0.0.0.0", "port": DB_PORT},
+                                                                                {"address": "::", "port": DB_PORT}]})
+    # the same gateway over IPv6 (ip6 nat table)
+    situation.pids["web/nat6-client"] = start_endpoint(web, {"comm": "nat6-client", "connect": [{
+        "address": gw.ipv6, "port": GATEWAY_PORT}]})
     # two clients on two machines from the same source port: gw's masquerade must give one of
     # them another port (both would leave as gw:45000 -> db:5432), so each reply tuple differs
     for client in (web, cache):
@@ -418,12 +433,14 @@ def build_nat_gateway(lab: Lab) -> Situation:
     wait_established(web, None, "nat-client", peer_port=GATEWAY_PORT)
     wait_established(cache, None, "nat-client", peer_port=GATEWAY_PORT)
     wait_established(web, None, "direct-client", peer_port=DB_PORT)
-    wait_established(db, None, "lab-pg", local_port=DB_PORT, count=4)
+    wait_established(web, None, "nat6-client", peer_port=GATEWAY_PORT)
+    wait_established(db, None, "lab-pg", local_port=DB_PORT, count=5)
     situation.flows = [
         Expected(("web", "nat-client", "db", "lab-pg", "tcp", DB_PORT, "gw"), 1,
                  "client -> NAT gateway -> server: drawn to the server, via the gateway"),
         Expected(("cache", "nat-client", "db", "lab-pg", "tcp", DB_PORT, "gw"), 1,
                  "a second client through the gateway, from the same source port"),
+        Expected(("web", "nat6-client", "db", "lab-pg", "tcp", DB_PORT, "gw"), 1, "the gateway over IPv6"),
         Expected(("web", "svc-client", "db", "lab-pg", "tcp", DB_PORT, "web"), 1,
                  "service address DNATed by the client's own machine (kube-proxy)"),
         Expected(("web", "direct-client", "db", "lab-pg", "tcp", DB_PORT, None), 1, "direct control flow"),
