@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from netviz.errors import SnapshotError
-from netviz.snapshot import Snapshot, read_snapshot_bytes, snapshot_from_bytes
+from netviz.snapshot import CheckedStrings, Snapshot, read_snapshot_bytes, snapshot_from_bytes
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,11 @@ def _cyclic_gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if not gc.get_freeze_count():  # (unless the program keeps objects frozen on purpose)
+            # What was loaded is there to stay: put it in the oldest generation at once, rather
+            # than have the next collections walk it again generation by generation.
+            gc.freeze()
+            gc.unfreeze()
         if enabled:
             gc.enable()
 
@@ -74,6 +79,7 @@ def load_group(paths: Sequence[Path], *, names: Optional[Mapping[Path, str]] = N
     file gave a snapshot.
     """
     names = names or {}
+    strings = CheckedStrings()  # addresses and states recur across the machines of a group
     warnings: list[str] = []
     seen_files: set[Path] = set()
     seen_digests: dict[bytes, Path] = {}
@@ -94,7 +100,7 @@ def load_group(paths: Sequence[Path], *, names: Optional[Mapping[Path, str]] = N
                     warnings.append(f"{path}: the same snapshot as {seen_digests[digest]}; loaded once")
                     continue
                 seen_digests[digest] = path
-                snapshot = snapshot_from_bytes(data, str(path), names.get(path))
+                snapshot = snapshot_from_bytes(data, str(path), names.get(path), strings=strings)
             except SnapshotError as error:
                 refused.append((path, str(error)))
                 warnings.append(f"{error} (skipped)")

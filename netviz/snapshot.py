@@ -168,13 +168,46 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class _Field:
-    """One place in the document, for error messages: `namespaces[0].sockets[3].local`."""
+def _is_text(value: object, limit: int = MAX_TEXT) -> bool:
+    """A string that _Field.text(limit) accepts."""
+    return type(value) is str and len(value) <= limit and (value.isascii() or not _SURROGATE.search(value))
 
-    def __init__(self, source: str, path: str, value: Any) -> None:
+
+def _are_integers(values: list[Any], low: int, high: int) -> bool:
+    """Every entry an integer in [low, high], checked in bulk (a process may hold thousands)."""
+    return not values or (set(map(type, values)) == {int} and low <= min(values) and max(values) <= high)
+
+
+class _Field:
+    """One place in the document, for error messages: `namespaces[0].sockets[3].local`.
+
+    The path is spelled out only when a message needs it: a valid document never does.
+    """
+
+    __slots__ = ("source", "value", "_path", "_parent", "_step")
+
+    def __init__(self, source: str, path: Optional[str], value: Any,
+                 parent: Optional["_Field"] = None, step: "str | int" = "") -> None:
         self.source = source
-        self.path = path
         self.value = value
+        self._path = path  # None: `step` (a key or an index) under `parent`
+        self._parent = parent
+        self._step = step
+
+    @property
+    def path(self) -> str:
+        if self._path is None:
+            assert self._parent is not None
+            base, step = self._parent.path, self._step
+            if isinstance(step, int):
+                self._path = f"{base}[{step}]"
+            elif not _PLAIN_KEY.match(step):
+                # Keys of open-ended objects (`unkeyed`, legacy pids) come from the document
+                # itself: anything but a plain word is quoted, so the message stays one line.
+                self._path = f"{base}[{_show(step)}]"
+            else:
+                self._path = f"{base}.{step}" if base else step
+        return self._path
 
     def fail(self, what: str) -> SnapshotError:
         return SnapshotError(f"{self.source}: {self.path or '(top level)'}: {what}")
@@ -185,15 +218,8 @@ class _Field:
         if name not in self.value:
             if required:
                 raise self.fail(f"missing key {name!r}")
-            return _Field(self.source, self._join(name), _MISSING)
-        return _Field(self.source, self._join(name), self.value[name])
-
-    def _join(self, name: str) -> str:
-        # Keys of open-ended objects (`unkeyed`, legacy pids) come from the document itself:
-        # anything but a plain word is quoted, so the message stays one printable line.
-        if not _PLAIN_KEY.match(name):
-            return f"{self.path}[{_show(name)}]"
-        return f"{self.path}.{name}" if self.path else name
+            return _Field(self.source, None, _MISSING, self, name)
+        return _Field(self.source, None, self.value[name], self, name)
 
     @property
     def missing(self) -> bool:
@@ -209,23 +235,22 @@ class _Field:
 
     def at(self, index: int) -> "_Field":
         """Entry `index` of a list already checked by entries()."""
-        return _Field(self.source, f"{self.path}[{index}]", self.value[index])
+        return _Field(self.source, None, self.value[index], self, index)
 
     def items(self, limit: int) -> list["_Field"]:
-        return [_Field(self.source, f"{self.path}[{i}]", v) for i, v in enumerate(self.entries(limit))]
+        return [_Field(self.source, None, value, self, index) for index, value in enumerate(self.entries(limit))]
 
     def integers(self, low: int, high: int, limit: int) -> tuple[int, ...]:
         """A list of integers in [low, high] (socket inodes of a process: thousands at times)."""
         values = self.entries(limit)
-        if all(type(value) is int and low <= value <= high for value in values):
+        if _are_integers(values, low, high):
             return tuple(values)
         return tuple(item.integer(low, high) for item in self.items(limit))  # names the bad entry
 
     def texts(self, limit: int, count: int) -> tuple[str, ...]:
         """A list of at most `count` strings of at most `limit` characters each."""
         values = self.entries(count)
-        if all(type(value) is str and len(value) <= limit and (value.isascii() or not _SURROGATE.search(value))
-               for value in values):
+        if all(_is_text(value, limit) for value in values):
             return tuple(values)
         return tuple(item.text(limit) for item in self.items(count))  # names the bad entry
 
@@ -393,36 +418,35 @@ def _unkeyed(node: _Field) -> dict[str, dict[str, int]]:
 # reference, accept exactly the same records and name what is wrong with the others.
 # ---------------------------------------------------------------------------------------------
 
-class _Memo:
-    """The strings of one document already checked, each kept as one shared object.
+class _Checked(dict):  # type: ignore[type-arg]
+    """Strings already checked, each mapped to the form accepted (None: refused); a string not
+    seen yet is checked when first looked up."""
 
-    The sockets of a machine repeat a few addresses and states thousands of times: each distinct
-    string is parsed once, and the records then share it (less memory, and equal strings that
-    are the same object compare at once in the stitcher's joins).
+    LIMIT = 1_000_000  # distinct strings kept; past that it starts afresh (bounded memory)
+
+    def __init__(self, check: Callable[[str], Optional[str]]) -> None:
+        super().__init__()
+        self._check = check
+
+    def __missing__(self, value: object) -> Optional[str]:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        accepted = self[value] = self._check(value) if type(value) is str else None
+        return accepted
+
+
+class CheckedStrings:
+    """The address and state strings met while loading snapshots, each checked once.
+
+    The sockets of a machine, and of a fleet, repeat a few addresses and states thousands of
+    times: each distinct string is parsed once, and the records share the accepted string (less
+    memory, and equal strings that are one object compare at once in the stitcher's joins).
+    A group is loaded with one of these for all its snapshots; by default each has its own.
     """
 
     def __init__(self) -> None:
-        self._addresses: dict[str, Optional[str]] = {}  # as written -> canonical, None if not one
-        self._states: dict[str, str] = {}
-
-    def address(self, value: object) -> Optional[str]:
-        """The canonical text of an address string, None when `value` is not one."""
-        if type(value) is not str:
-            return None
-        canonical = self._addresses.get(value, _MISSING)
-        if canonical is _MISSING:
-            canonical = canonical_address(value) if len(value) <= 64 else None
-            self._addresses[value] = canonical
-        return canonical  # type: ignore[return-value]
-
-    def state(self, value: object) -> Optional[str]:
-        """`value` when it is a valid state name (`ESTABLISHED`), else None."""
-        if type(value) is not str:
-            return None
-        state = self._states.get(value)
-        if state is None and _STATE.match(value):
-            state = self._states[value] = value
-        return state
+        self.addresses = _Checked(lambda text: canonical_address(text) if len(text) <= 64 else None)
+        self.states = _Checked(lambda text: text if _STATE.match(text) else None)
 
 
 # What the plain shape allows: the eight keys every TCP/UDP record has and nothing else (an extra
@@ -445,18 +469,18 @@ def _record(cls: type[T], fields: dict[str, Any]) -> T:
     return record
 
 
-def _plain_socket(value: object, netns: int, memo: _Memo) -> Optional[Socket]:
+def _plain_socket(value: object, netns: int, strings: CheckedStrings) -> Optional[Socket]:
     """A socket record of the plain TCP/UDP shape, else None (for the field-by-field reader)."""
     if type(value) is not dict or len(value) != len(_PLAIN_SOCKET_KEYS):
         return None
+    addresses = strings.addresses
     try:  # eight keys, all of them these: exactly the plain shape
-        proto, inode, local, local_port = value["proto"], value["inode"], value["local"], value["local_port"]
-        remote, remote_port, state, uid = value["remote"], value["remote_port"], value["state"], value["uid"]
-    except KeyError:
+        proto, local, remote = _PLAIN_PROTOS[value["proto"]], addresses[value["local"]], addresses[value["remote"]]
+        inode, local_port, remote_port = value["inode"], value["local_port"], value["remote_port"]
+        state, uid = strings.states[value["state"]], value["uid"]
+    except (KeyError, TypeError):  # another key, or a value that cannot be a dict key (list, object)
         return None
-    proto = _PLAIN_PROTOS.get(proto) if type(proto) is str else None
-    local, remote, state = memo.address(local), memo.address(remote), memo.state(state)
-    if (proto is None or local is None or remote is None or state is None
+    if (local is None or remote is None or state is None
             or type(inode) is not int or not 1 <= inode <= _MAX_INODE
             or type(local_port) is not int or not 0 <= local_port <= 65535
             or type(remote_port) is not int or not 0 <= remote_port <= 65535
@@ -468,44 +492,68 @@ def _plain_socket(value: object, netns: int, memo: _Memo) -> Optional[Socket]:
         "interface": None, "packet_type": None, "local_all": (), "remote_all": (), "sctp_state": None})
 
 
-def _is_short_text(value: object) -> bool:
-    """A string _Field.text(64) accepts."""
-    return type(value) is str and len(value) <= 64 and (value.isascii() or not _SURROGATE.search(value))
-
-
 def _plain_port(value: object) -> bool:
     return value is None or (type(value) is int and 0 <= value <= 65535)
 
 
-def _plain_conntrack_tuple(value: object, memo: _Memo) -> Optional[ConntrackTuple]:
+def _plain_conntrack_tuple(value: object, strings: CheckedStrings) -> Optional[ConntrackTuple]:
     if type(value) is not dict:
         return None
-    src, dst = memo.address(value.get("src")), memo.address(value.get("dst"))
+    try:
+        src, dst = strings.addresses[value.get("src")], strings.addresses[value.get("dst")]
+    except TypeError:  # not a string, nor any value a dict key can be
+        return None
     sport, dport = value.get("sport", _MISSING), value.get("dport", _MISSING)
     if src is None or dst is None or not _plain_port(sport) or not _plain_port(dport):
         return None
     return _record(ConntrackTuple, {"src": src, "dst": dst, "sport": sport, "dport": dport})
 
 
-def _plain_conntrack(value: object, netns: int, memo: _Memo) -> Optional[ConntrackEntry]:
+def _plain_conntrack(value: object, netns: int, strings: CheckedStrings) -> Optional[ConntrackEntry]:
     """A conntrack entry whose fields all check out, else None (for the field-by-field reader)."""
     if type(value) is not dict:
         return None
     proto, state = value.get("proto"), value.get("state", _MISSING)
-    original = _plain_conntrack_tuple(value.get("original"), memo)
-    reply = _plain_conntrack_tuple(value.get("reply"), memo)
-    if (not _is_short_text(proto) or not (state is None or _is_short_text(state))
+    original = _plain_conntrack_tuple(value.get("original"), strings)
+    reply = _plain_conntrack_tuple(value.get("reply"), strings)
+    if (not _is_text(proto, 64) or not (state is None or _is_text(state, 64))
             or original is None or reply is None):
         return None
     return _record(ConntrackEntry, {"proto": proto, "state": state, "original": original, "reply": reply,
                                     "netns": netns})
 
 
+_PLAIN_PROCESS_KEYS = ("pid", "ppid", "comm", "cmdline", "uid", "euid", "user", "context", "netns", "sockets")
+_MAX_PID = (1 << 31) - 1
+
+
+def _plain_process(value: object) -> Optional[Process]:
+    """A process record with exactly the ten keys of the common case (no `fd_denied`, `*_hex` or
+    `cmdline_truncated`), else None (for the field-by-field reader)."""
+    if type(value) is not dict or len(value) != len(_PLAIN_PROCESS_KEYS):
+        return None
+    try:
+        pid, ppid, comm, cmdline, sockets = value["pid"], value["ppid"], value["comm"], value["cmdline"], value["sockets"]
+        uid, euid, user, context, netns = value["uid"], value["euid"], value["user"], value["context"], value["netns"]
+    except KeyError:
+        return None
+    if not (type(pid) is int and 1 <= pid <= _MAX_PID and type(ppid) is int and 0 <= ppid <= _MAX_PID
+            and type(uid) is int and _UID[0] <= uid <= _UID[1] and type(euid) is int and _UID[0] <= euid <= _UID[1]
+            and (netns is None or (type(netns) is int and 0 <= netns <= _MAX_INODE))
+            and _is_text(comm) and (user is None or _is_text(user)) and (context is None or _is_text(context))
+            and type(cmdline) is list and len(cmdline) <= MAX_ARGS and all(_is_text(arg, MAX_ARG_TEXT) for arg in cmdline)
+            and type(sockets) is list and len(sockets) <= MAX_SOCKETS and _are_integers(sockets, 1, _MAX_INODE)
+            and len(set(sockets)) == len(sockets)):
+        return None
+    return Process(pid=pid, ppid=ppid, comm=comm, cmdline=tuple(cmdline), uid=uid, euid=euid, user=user,
+                   context=context, netns=netns, sockets=tuple(sorted(sockets)))
+
+
 # ---------------------------------------------------------------------------------------------
 # Namespaces, processes, the document
 # ---------------------------------------------------------------------------------------------
 
-def _namespace(node: _Field, budget: list[int], memo: _Memo, seen: tuple[set[int], set[int]]) -> Namespace:
+def _namespace(node: _Field, budget: list[int], strings: CheckedStrings, seen: tuple[set[int], set[int]]) -> Namespace:
     """One namespace; `budget` is how many more sockets the document may hold, `seen` the inodes
     of the namespaces before it and of their (non-SCTP) sockets: both are unique on a machine."""
     seen_namespaces, seen_sockets = seen
@@ -520,13 +568,13 @@ def _namespace(node: _Field, budget: list[int], memo: _Memo, seen: tuple[set[int
     conntrack = None
     if conntrack_node.value is not None:
         conntrack = tuple(
-            _plain_conntrack(value, inode, memo) or _conntrack(conntrack_node.at(index), inode)
+            _plain_conntrack(value, inode, strings) or _conntrack(conntrack_node.at(index), inode)
             for index, value in enumerate(conntrack_node.entries(MAX_CONNTRACK)))
     pids = node.key("pids").integer(high=MAX_PROCESSES)
     addresses = tuple(_address(item) for item in node.key("addresses").items(MAX_ADDRESSES))
     sockets: list[Socket] = []
     for index, value in enumerate(raw_sockets):
-        sock = _plain_socket(value, inode, memo) or _socket_record(sockets_node.at(index), inode)
+        sock = _plain_socket(value, inode, strings) or _socket_record(sockets_node.at(index), inode)
         # One-to-many SCTP sockets list each association under the socket's one inode.
         if sock.proto != "sctp":
             if sock.inode in seen_sockets:
@@ -551,8 +599,8 @@ def _process(node: _Field) -> Process:
     if cmdline_hex is not None and len(cmdline_hex) != len(cmdline):
         raise node.key("cmdline_hex").fail("needs one entry per cmdline argument")
     return Process(
-        pid=node.key("pid").integer(1, (1 << 31) - 1),
-        ppid=node.key("ppid").integer(0, (1 << 31) - 1),
+        pid=node.key("pid").integer(1, _MAX_PID),
+        ppid=node.key("ppid").integer(0, _MAX_PID),
         comm=node.key("comm").text(),
         cmdline=cmdline,
         uid=node.key("uid").integer(*_UID),
@@ -572,11 +620,13 @@ def _default_name(hostname: str, source: str) -> str:
     return hostname or Path(source).stem or source
 
 
-def parse_snapshot(doc: object, source: str, name: Optional[str] = None) -> Snapshot:
+def parse_snapshot(doc: object, source: str, name: Optional[str] = None, *,
+                   strings: Optional[CheckedStrings] = None) -> Snapshot:
     """Validate an untrusted `netviz.snapshot/1` document into a Snapshot.
 
     `source` names where the document came from (for messages); `name` is how the group will
-    know the machine (default: its hostname). Any problem raises SnapshotError with one line:
+    know the machine (default: its hostname); `strings` the strings checked already, shared with
+    other snapshots of the group. Any problem raises SnapshotError with one line:
     "<source>: <field path>: <what is wrong>".
     """
     top = _Field(source, "", doc)
@@ -587,16 +637,17 @@ def parse_snapshot(doc: object, source: str, name: Optional[str] = None) -> Snap
     host = _host(top.key("host"))
     coverage = _coverage(top.key("coverage"))
 
-    memo = _Memo()
+    strings = strings if strings is not None else CheckedStrings()
     budget = [MAX_SOCKETS]
     seen: tuple[set[int], set[int]] = (set(), set())  # namespace inodes, socket inodes
-    namespaces = tuple(_namespace(item, budget, memo, seen) for item in top.key("namespaces").items(MAX_NAMESPACES))
+    namespaces = tuple(_namespace(item, budget, strings, seen) for item in top.key("namespaces").items(MAX_NAMESPACES))
     processes: list[Process] = []
     seen_pids: set[int] = set()
-    for item in top.key("processes").items(MAX_PROCESSES):
-        process = _process(item)
+    processes_node = top.key("processes")
+    for index, value in enumerate(processes_node.entries(MAX_PROCESSES)):
+        process = _plain_process(value) or _process(processes_node.at(index))
         if process.pid in seen_pids:
-            raise item.key("pid").fail(f"duplicate pid {process.pid}")
+            raise processes_node.at(index).key("pid").fail(f"duplicate pid {process.pid}")
         seen_pids.add(process.pid)
         processes.append(process)
 
@@ -790,13 +841,14 @@ def loads_document(text: str, source: str) -> Any:
         raise SnapshotError(f"{source}: (top level): invalid JSON: {message}") from None
 
 
-def parse_any(doc: object, source: str, name: Optional[str] = None) -> Snapshot:
+def parse_any(doc: object, source: str, name: Optional[str] = None, *,
+              strings: Optional[CheckedStrings] = None) -> Snapshot:
     """A `netviz.snapshot/1` document, or the original capture.py format (detected)."""
     if isinstance(doc, dict) and "schema" not in doc and "processes" in doc and "net" in doc:
         return parse_legacy(doc, source, name)
     if isinstance(doc, dict) and "schema" not in doc:
         raise SnapshotError(f"{source}: (top level): not a netviz snapshot (no 'schema' key)")
-    return parse_snapshot(doc, source, name)
+    return parse_snapshot(doc, source, name, strings=strings)
 
 
 def read_snapshot_bytes(path: Path) -> bytes:
@@ -812,7 +864,8 @@ def read_snapshot_bytes(path: Path) -> bytes:
     return data
 
 
-def snapshot_from_bytes(data: bytes, source: str, name: Optional[str] = None) -> Snapshot:
+def snapshot_from_bytes(data: bytes, source: str, name: Optional[str] = None, *,
+                        strings: Optional[CheckedStrings] = None) -> Snapshot:
     """Validate the content of a snapshot file: netviz.snapshot/1 JSON (plain or in the transport
     framing) or the original capture.py JSON. Problems raise SnapshotError naming `source`."""
     if not data.lstrip()[:1] == b"{" and b"NETVIZ-SNAPSHOT-BEGIN" in data:
@@ -825,7 +878,7 @@ def snapshot_from_bytes(data: bytes, source: str, name: Optional[str] = None) ->
             text = data.decode("utf-8")
         except UnicodeDecodeError as error:
             raise SnapshotError(f"{source}: (top level): not UTF-8 text (byte {error.start})") from None
-    return parse_any(loads_document(text, source), source, name)
+    return parse_any(loads_document(text, source), source, name, strings=strings)
 
 
 def load_snapshot(path: Path, name: Optional[str] = None) -> Snapshot:
