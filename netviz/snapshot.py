@@ -572,17 +572,26 @@ def _namespace(node: _Field, budget: list[int], strings: CheckedStrings, seen: t
             for index, value in enumerate(conntrack_node.entries(MAX_CONNTRACK)))
     pids = node.key("pids").integer(high=MAX_PROCESSES)
     addresses = tuple(_address(item) for item in node.key("addresses").items(MAX_ADDRESSES))
-    sockets: list[Socket] = []
-    for index, value in enumerate(raw_sockets):
-        sock = _plain_socket(value, inode, strings) or _socket_record(sockets_node.at(index), inode)
-        # One-to-many SCTP sockets list each association under the socket's one inode.
-        if sock.proto != "sctp":
-            if sock.inode in seen_sockets:
-                raise sockets_node.at(index).key("inode").fail(f"socket inode {sock.inode} appears twice")
-            seen_sockets.add(sock.inode)
-        sockets.append(sock)
-    return Namespace(inode=inode, pids=pids, addresses=addresses, sockets=tuple(sockets),
+    sockets = tuple(_plain_socket(value, inode, strings) or _socket_record(sockets_node.at(index), inode)
+                    for index, value in enumerate(raw_sockets))
+    # One-to-many SCTP sockets list each association under the socket's one inode.
+    keyed = [sock.inode for sock in sockets if sock.proto != "sctp"]
+    fresh = set(keyed)
+    if len(fresh) != len(keyed) or not fresh.isdisjoint(seen_sockets):
+        _name_repeated_inode(sockets_node, sockets, seen_sockets)
+    seen_sockets |= fresh
+    return Namespace(inode=inode, pids=pids, addresses=addresses, sockets=sockets,
                      unkeyed=_unkeyed(node.key("unkeyed")), conntrack=conntrack)
+
+
+def _name_repeated_inode(sockets_node: _Field, sockets: tuple[Socket, ...], earlier: set[int]) -> None:
+    """Raise the error for the first socket whose (non-SCTP) inode was listed before it."""
+    seen = set(earlier)
+    for index, sock in enumerate(sockets):
+        if sock.proto != "sctp":
+            if sock.inode in seen:
+                raise sockets_node.at(index).key("inode").fail(f"socket inode {sock.inode} appears twice")
+            seen.add(sock.inode)
 
 
 def _hex_text(node: _Field) -> str:
