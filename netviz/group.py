@@ -52,7 +52,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
     Loading builds millions of objects (JSON trees, then records) and no reference cycle among
     them, so the collector frees nothing; but it runs again and again as they pile up, each full
-    pass walking everything loaded so far: a fifth of the loading time of a large fleet. The
+    pass walking everything loaded so far (1.9 s of 7.1 s for 1,000 machines of 1,000 sockets). The
     collector is process-wide: this is meant for the main thread of the command line.
     """
     enabled = gc.isenabled()
