@@ -98,6 +98,17 @@ class Detail(str, Enum):
     aggregate = "aggregate"
 
 
+_FormatOption = Annotated[
+    Optional[OutputFormat],
+    typer.Option("--format", "-f", help="Output format (default: from --output's extension, else dot)."),
+]
+_GroupByOption = Annotated[
+    GroupBy,
+    typer.Option("--group-by", help="One node per command on a machine (process), per pid, or per machine (host)."),
+]
+_ShowExternalOption = Annotated[
+    bool, typer.Option("--show-external", help="Draw connections to peers outside the group, one node per machine.")
+]
 _OnlyOption = Annotated[
     Optional[list[str]],
     typer.Option("--only", metavar="TERM", help="Keep only flows touching TERM: a machine, inventory group, "
@@ -147,18 +158,10 @@ def stitch(
             "none: the latest cached run.",
         ),
     ] = None,
-    fmt: Annotated[
-        Optional[OutputFormat],
-        typer.Option("--format", "-f", help="Output format (default: from --output's extension, else dot)."),
-    ] = None,
+    fmt: _FormatOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (default: stdout).")] = None,
-    group_by: Annotated[
-        GroupBy,
-        typer.Option("--group-by", help="One node per command on a machine (process), per pid, or per machine (host)."),
-    ] = GroupBy.process,
-    show_external: Annotated[
-        bool, typer.Option("--show-external", help="Draw connections to peers outside the group, one node per machine.")
-    ] = False,
+    group_by: _GroupByOption = GroupBy.process,
+    show_external: _ShowExternalOption = False,
     log: Annotated[
         str,
         typer.Option("--log", metavar="LEVEL", help="Log level on stderr: debug, info, warning, error."),
@@ -310,22 +313,14 @@ def run(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write the map here (default: DOT on stdout).")
     ] = None,
-    fmt: Annotated[
-        Optional[OutputFormat],
-        typer.Option("--format", "-f", help="Output format (default: from --output's extension, else dot)."),
-    ] = None,
+    fmt: _FormatOption = None,
     limit: _LimitOption = None,
     parallel: _ParallelOption = 32,
     cache_dir: _CacheOption = None,
     accept_new_host_keys: _AcceptOption = False,
     ssh_config: _SshConfigOption = None,
-    group_by: Annotated[
-        GroupBy,
-        typer.Option("--group-by", help="One node per command on a machine (process), per pid, or per machine (host)."),
-    ] = GroupBy.process,
-    show_external: Annotated[
-        bool, typer.Option("--show-external", help="Draw connections to peers outside the group, one node per machine.")
-    ] = False,
+    group_by: _GroupByOption = GroupBy.process,
+    show_external: _ShowExternalOption = False,
     log: _LogOption = "warning",
     only: _OnlyOption = None,
     exclude: _ExcludeOption = None,
