@@ -41,7 +41,7 @@ NASTY = [
     "<img src=x onerror=alert(1)>", '"><svg onload=alert(1)>', "\x1b[2J\x1b[31mred", "\x1b]0;title\x07",
     "\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\", "\x9b31m c1 csi", "\x85nel", "\x00nul", "\x7fdel",
     "bell\x07", "\u202eevil\u202c", "\u2066iso\u2069", "\u2028sep\u2029", "\\xff\\xfe not utf-8",
-"\U0001F4A9", "{}", "}; digraph x { a -> b", "node [label=x]",
+    "\U0001F4A9", "]", "]]", "[", "{}", "}; digraph x { a -> b", "node [label=x]",
     "@@DATA@@", "@@APP@@", "${IFS}$(id)`id`;id", "-" * 200, "x" * 4096, "", " ", "label=<<b>x</b>>",
 ]
 

@@ -28,10 +28,11 @@ INGRESS_COLOR = "darkorange3"
 def label_text(text: str, limit: int = 120) -> str:
     """Text made safe for an HTML-like label: controls shown as \\xHH, markup escaped,
     backslashes doubled so that Graphviz shows them instead of expanding \\G and friends.
-    Empty text is shown as "": Graphviz refuses an empty <B></B> (any process may have an empty name)."""
+    Empty text is shown as "": Graphviz refuses an empty <B></B> (any process may have an empty name).
+    "]" is written as a character reference: Graphviz's label lexer rejects text made only of "]"."""
     if not text:
         return "&quot;&quot;"
-    return html.escape(for_terminal(text, limit=limit), quote=True).replace("\\", "\\\\")
+    return html.escape(for_terminal(text, limit=limit), quote=True).replace("\\", "\\\\").replace("]", "&#93;")
 
 
 def _font(text: str, color: str) -> str:
