@@ -241,6 +241,9 @@ def collect_local(name: str, timeout: float = 60.0, payload: Optional[bytes] = N
         result = HostResult(name, OK, timings=timings, snapshot_json=text, snapshot=snapshot)
     except subprocess.TimeoutExpired:
         result = HostResult(name, FAILED, TIMEOUT, f"payload did not finish within {timeout:g} s", timings=timings)
+    except OSError as error:  # the interpreter cannot be started (permissions, a broken venv)
+        result = HostResult(name, FAILED, PAYLOAD_ERROR,
+                            f"cannot start {sys.executable}: {error.strerror or error}", timings=timings)
     except HostFailure as failure:
         result = HostResult(name, FAILED, failure.kind, failure.message, timings=timings)
     result.seconds = time.monotonic() - started

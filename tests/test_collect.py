@@ -126,6 +126,16 @@ def test_local_collection_runs_the_real_payload():
     assert '"netviz.snapshot/1"' in result.snapshot_json
 
 
+def test_local_collection_without_a_startable_interpreter_is_a_result(tmp_path, monkeypatch):
+    not_executable = tmp_path / "python3"
+    not_executable.write_text("#!/bin/sh\n")
+    not_executable.chmod(0o644)
+    monkeypatch.setattr("sys.executable", str(not_executable))
+    result = collect_local("here", timeout=10)
+    assert (result.status, result.kind) == (FAILED, "payload_error")
+    assert "cannot start" in result.message and "ermission denied" in result.message
+
+
 def test_local_collection_timeout():
     result = collect_local("here", timeout=0.5, payload=b"import time\ntime.sleep(30)\n")
     assert (result.status, result.kind) == (FAILED, TIMEOUT)
