@@ -261,6 +261,7 @@ def stitch_run(
             except SnapshotError as error:  # one damaged cached snapshot must not hide the others
                 warnings.append(f"{error} (skipped)")
                 continue
+        warnings.extend(snapshot.warnings)
         snapshots.append(snapshot)
     if not snapshots:
         failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results)

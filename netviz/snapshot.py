@@ -660,8 +660,20 @@ def parse_snapshot(doc: object, source: str, name: Optional[str] = None, *,
         seen_pids.add(process.pid)
         processes.append(process)
 
-    return Snapshot(name=name or _default_name(host.hostname, source), source=source, host=host,
-                    coverage=coverage, namespaces=namespaces, processes=tuple(processes))
+    machine = name or _default_name(host.hostname, source)
+    return Snapshot(name=machine, source=source, host=host, coverage=coverage, namespaces=namespaces,
+                    processes=tuple(processes), warnings=_coverage_warnings(machine, coverage))
+
+
+def _coverage_warnings(machine: str, coverage: Coverage) -> tuple[str, ...]:
+    """Say when a capture saw only part of its machine (not root, hidepid): a map drawn from it
+    silently lacks the flows of the processes it could not read."""
+    if coverage.complete:
+        return ()
+    advice = "run as root, or sudo: true" if coverage.euid != 0 else "root was refused: see the snapshot's coverage notes"
+    return (f"{machine}: partial capture (payload ran as uid {coverage.euid}): "
+            f"{coverage.processes_denied} processes and {coverage.namespaces_denied} network namespaces "
+            f"could not be read; their flows are missing or counted as unresolved ({advice})",)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -312,7 +312,13 @@ def test_unprivileged_run_counts_what_it_cannot_see(load):
     procs = {p["pid"]: p for p in doc["processes"]}
     server = load["tcp"][0]
     assert procs[server.pid].get("fd_denied") is True and procs[server.pid]["sockets"] == []
-    parse_snapshot(doc, "unprivileged")
+    snapshot = parse_snapshot(doc, "unprivileged", name="here")
+    # The user is told the map is partial, and why.
+    assert any(w.startswith("here: partial capture (payload ran as uid 65534)") for w in snapshot.warnings)
+    # As root, the advice is never "run as root": what root was refused is in the notes.
+    as_root = run_payload()
+    assert all("run as root" not in w for w in parse_snapshot(as_root, "root").warnings)
+    assert as_root["coverage"]["complete"] or any("pid" in note for note in as_root["coverage"]["notes"])
 
 
 def ip_addresses(netns: str | None) -> set[tuple[str, int, str, int]]:

@@ -113,3 +113,16 @@ def test_missing_graphviz_for_svg_names_the_package(fleet, tmp_path):
     )
     assert result.exit_code == 1
     assert "graphviz" in result.stderr and not (tmp_path / "g.svg").exists()
+
+
+def test_a_partial_capture_is_said_on_stderr(tmp_path):
+    """A snapshot taken without root (coverage.complete false) draws, with a warning naming it."""
+    from netviz.payload import capture
+
+    document = capture.collect()
+    document["coverage"].update(complete=False, euid=1000, processes_denied=7, namespaces_denied=1)
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps(document))
+    result = CliRunner().invoke(app, ["stitch", str(path), "-f", "json"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "partial capture (payload ran as uid 1000): 7 processes and 1 network namespaces" in result.stderr

@@ -737,6 +737,8 @@ def read_process(proc_root, pid, users, coverage):
     except OSError as error:
         # ENOENT on a zombie (no namespaces left) is not an access problem.
         denied = error.errno in _DENIED
+        if denied:
+            coverage.note("pid %d: cannot read its network namespace: %s" % (pid, os.strerror(error.errno or 0)))
     inodes = []
     try:
         inodes = read_socket_inodes(base + "/fd")
