@@ -83,8 +83,8 @@ def validate_output(name: str, stdout: bytes) -> tuple[str, "Snapshot"]:
         shown = "no output at all" if not stdout.strip() else str(error)
         raise HostFailure(BAD_OUTPUT, f"no usable snapshot in the output ({shown})") from None
     try:
-        # The same strict reading as a cached file (no NaN, no duplicate keys, nesting turned
-        # into an error rather than a RecursionError): what is accepted here loads again later.
+        # The same strict reading as a cached file (no NaN, bounded nesting): what is accepted
+        # here loads again later.
         document = loads_document(text, name)
     except NetvizError as error:
         raise HostFailure(BAD_OUTPUT, f"the snapshot is not JSON: {error}") from None
