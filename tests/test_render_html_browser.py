@@ -285,3 +285,39 @@ def test_stitched_fleet_through_render_html_graph(tmp_path: Path) -> None:
         nat = next(f for f in doc["flows"] if f["via"])
         assert f"via {nat['via']}" in next(e["label"] for e in drawn["edges"] if e["id"] == nat["id"])
         assert log.requests == [html_path.resolve().as_uri()] and log.page_errors == []
+
+
+def test_notes_stale_and_partial_machines_are_said_above_the_map(tmp_path: Path) -> None:
+    """What the map leaves out (filter notes) and which machines are old or partial is written
+    on the page, as text (a note may quote a hostile name)."""
+    g = GraphBuilder()
+    web = g.process(g.host("web", ["10.0.0.1"]), "nginx", [10])
+    db = g.process(g.host("db", ["10.0.0.2"], stale=True), "postgres", [20])
+    g.process(g.host("cache", ["10.0.0.3"], complete=False), "redis", [30])
+    g.flow(web, db, "tcp", 5432, "10.0.0.2")
+    document = g.build()
+    document["hosts"][1]["captured_at"] -= 3 * 3600
+    document["notes"] = ["--exclude sshd hid 4 flows", "<img src=x onerror=window.__pwned=1>"]
+    html_path = tmp_path / "notes.html"
+    html_path.write_text(render_html(document), encoding="utf-8")
+    with open_page(html_path) as (page, log):
+        lines = page.evaluate("() => Array.from(document.querySelectorAll('#notices p'), p => p.textContent)")
+        assert lines == [
+            "--exclude sshd hid 4 flows",
+            "<img src=x onerror=window.__pwned=1>",
+            "1 machine drawn from an earlier snapshot (not reached this run): db (3 h older)",
+            "1 machine captured partially (not every process or namespace could be read): cache",
+        ]
+        assert page.is_visible("#notices") and page.evaluate("document.querySelectorAll('#notices img').length") == 0
+        assert page.evaluate("typeof window.__pwned") == "undefined" and log.page_errors == []
+
+
+def test_no_notices_strip_when_there_is_nothing_to_say(tmp_path: Path) -> None:
+    g = GraphBuilder()
+    g.flow(g.process(g.host("a", ["10.0.0.1"]), "curl", [1]), g.process(g.host("b", ["10.0.0.2"]), "nginx", [2]),
+           "tcp", 80, "10.0.0.2")
+    html_path = tmp_path / "plain.html"
+    html_path.write_text(render_html(g.build()), encoding="utf-8")
+    with open_page(html_path) as (page, _):
+        assert page.evaluate("document.getElementById('notices').hidden") is True
+        assert page.evaluate("document.querySelectorAll('#notices p').length") == 0

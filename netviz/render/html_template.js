@@ -657,6 +657,35 @@
   });
   document.getElementById('fit').addEventListener('click', fitAll);
 
+  // ---- what the map leaves out or is unsure of ----------------------------------------
+
+  // One line per filter or aggregation note, then the machines whose picture is old (a failed
+  // machine's last good snapshot) or partial (parts of /proc could not be read): a reader of
+  // the map must know that before trusting an absent flow.
+  function namesLine(names, what) {
+    var shown = names.slice(0, 8).join(', ') + (names.length > 8 ? ', \u2026 (' + names.length + ' in all)' : '');
+    return (names.length === 1 ? '1 machine ' : names.length + ' machines ') + what + ': ' + shown;
+  }
+  function showNotices() {
+    var lines = (graph.notes || []).map(String);
+    var newest = hosts.reduce(function (most, host) { return Math.max(most, Number(host.captured_at) || 0); }, 0);
+    var stale = hosts.filter(function (host) { return host.stale; }).map(function (host) {
+      var hours = (newest - (Number(host.captured_at) || newest)) / 3600;
+      return String(host.name) + (hours >= 1 ? ' (' + Math.round(hours) + ' h older)' : '');
+    });
+    var partial = hosts.filter(function (host) { return host.complete === false; }).map(function (host) { return String(host.name); });
+    if (stale.length) lines.push(namesLine(stale, 'drawn from an earlier snapshot (not reached this run)'));
+    if (partial.length) lines.push(namesLine(partial, 'captured partially (not every process or namespace could be read)'));
+    var box = document.getElementById('notices');
+    lines.forEach(function (line) {
+      var paragraph = document.createElement('p');
+      paragraph.textContent = line;
+      box.appendChild(paragraph);
+    });
+    box.hidden = lines.length === 0;
+  }
+  showNotices();
+
   var summary = graph.summary || {};
   document.getElementById('summary').textContent =
     (summary.hosts !== undefined ? summary.hosts : machineList.length) + ' machines \u00b7 ' +
