@@ -3,7 +3,9 @@
 Machines are told apart by name, never merged: two snapshots that share a hostname (cloned VMs,
 images that all call themselves `localhost`) stay two machines, named after their files. The
 exact same snapshot given twice (the same file, or two files with identical bytes) is kept once,
-with a warning.
+with a warning, and so is the same running machine captured twice (listed under two names in an
+inventory, or snapshots of two runs given together): the newest capture is kept. Left in, the
+second copy would own the same addresses as the first, and every flow to it would be unresolved.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypeVar
 
 from netviz.errors import SnapshotError
 from netviz.snapshot import CheckedStrings, Snapshot, read_snapshot_bytes, snapshot_from_bytes
+
+
+L = TypeVar("L")  # how a caller labels its snapshots (a file, an inventory name)
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ def load_group(paths: Sequence[Path], *, names: Optional[Mapping[Path, str]] = N
             raise SnapshotError(refused[0][1])
         shown = "; ".join(why for _, why in refused[:3]) + (f"; and {len(refused) - 3} more" if len(refused) > 3 else "")
         raise SnapshotError(f"no usable snapshot: {shown}")
+    loaded = one_capture_per_machine(loaded, warnings)
     unique = unique_names([(path, snapshot.name) for path, snapshot in loaded], warnings)
     snapshots = tuple(
         snapshot if snapshot.name == name else dataclasses.replace(snapshot, name=name)
@@ -121,6 +127,55 @@ def load_group(paths: Sequence[Path], *, names: Optional[Mapping[Path, str]] = N
     )
     return LoadedGroup(snapshots=snapshots, warnings=tuple(warnings),
                        skipped=tuple(str(path) for path, _ in refused))
+
+
+def _same_machine_key(snapshot: Snapshot) -> Optional[tuple[str, str, str]]:
+    """What one running machine shares between two captures: machine-id, boot id and hostname.
+
+    Each alone repeats across machines (clones share a machine-id and often a hostname; the
+    containers of one host share its kernel's boot id), all three together do not, unless two
+    containers of one image also share a hostname: their network namespaces then differ, which
+    `one_capture_per_machine` checks as well. Snapshots lacking any of the three are never merged.
+    """
+    host = snapshot.host
+    if snapshot.legacy or not (host.machine_id and host.boot_id and host.hostname):
+        return None
+    return host.machine_id, host.boot_id, host.hostname
+
+
+def one_capture_per_machine(loaded: Sequence[tuple[L, Snapshot]], warnings: list[str]) -> list[tuple[L, Snapshot]]:
+    """Keep the newest capture of each running machine captured more than once, in place of the
+    first and under the first one's name. Each entry is (what the warning calls it, snapshot) (collection is parallel: which capture is newer is chance,
+    the name a map uses must not be)."""
+    keep: dict[int, int] = {}  # index of the first capture of a machine -> index of its newest
+    first_of: dict[tuple[str, str, str], list[int]] = {}
+    for index, (_, snapshot) in enumerate(loaded):
+        key = _same_machine_key(snapshot)
+        if key is None:
+            keep[index] = index
+            continue
+        namespaces = {namespace.inode for namespace in snapshot.namespaces}
+        earlier = next((first for first in first_of.get(key, ())
+                        if namespaces & {namespace.inode for namespace in loaded[keep[first]][1].namespaces}), None)
+        if earlier is None:
+            first_of.setdefault(key, []).append(index)
+            keep[index] = index
+            continue
+        current = keep[earlier]
+        is_newer = snapshot.host.captured_at > loaded[current][1].host.captured_at
+        newer, older = (index, current) if is_newer else (current, index)
+        keep[earlier] = newer
+        warnings.append(
+            f"{loaded[older][0]} and {loaded[newer][0]} are captures of the same machine "
+            f"({snapshot.host.hostname}, same machine-id and boot): kept the newer, {loaded[newer][0]}"
+        )
+    kept = []
+    for first in sorted(keep):
+        path, snapshot = loaded[keep[first]]
+        if keep[first] != first:
+            snapshot = dataclasses.replace(snapshot, name=loaded[first][1].name)
+        kept.append((path, snapshot))
+    return kept
 
 
 def unique_names(entries: Sequence[tuple[Path, str]], warnings: list[str]) -> list[str]:

@@ -247,6 +247,7 @@ def stitch_run(
     from netviz.render import render
     from netviz.snapshot import load_snapshot
     from netviz.filters import stitch_filtered
+    from netviz.group import one_capture_per_machine
 
     fresh = {result.name: result.snapshot for result in collected.results if result.snapshot is not None}
     inputs = run_inputs(collected.run)
@@ -263,6 +264,9 @@ def stitch_run(
                 continue
         warnings.extend(snapshot.warnings)
         snapshots.append(snapshot)
+    # one machine listed twice in the inventory (an alias, another address) is drawn once
+    snapshots = [snapshot for _, snapshot in one_capture_per_machine(
+        [(snapshot.name, snapshot) for snapshot in snapshots], warnings)]
     if not snapshots:
         failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results)
         raise NothingCollected(f"no machine gave a usable snapshot: {failed}")

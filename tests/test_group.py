@@ -128,3 +128,41 @@ def test_legacy_snapshots_load_with_a_warning_and_join(tmp_path):
     graph = stitch(group.snapshots)
     flows = [(graph.node(f.client).comm, graph.node(f.server).comm, f.server_port, f.directed) for f in graph.flows]
     assert flows == [("psql", "postgres", 5432, True)]
+
+
+def test_the_same_machine_captured_twice_is_kept_once_newest_first(tmp_path):
+    """An inventory that lists one machine under two names (an alias and an address) captures it
+    twice: kept twice, it would own its addresses twice and every flow to it would be lost."""
+    fleet = make_fleet(3, 80, seed=5)
+    before = stitch(load_group([write(tmp_path / "fleet" / f"{d['host']['hostname']}.json", d) for d in fleet]).snapshots)
+    again = copy.deepcopy(fleet[1])
+    again["host"]["captured_at"] += 60  # a minute later, same boot
+    write(tmp_path / "alias" / "m0001-by-address.json", again)
+    group = load_group([tmp_path / "fleet", tmp_path / "alias"])
+    assert [snapshot.name for snapshot in group.snapshots] == ["m0000", "m0001", "m0002"]
+    kept = group.snapshots[1]  # the newer capture, under the name of the first
+    assert kept.source.endswith("m0001-by-address.json") and kept.host.captured_at == again["host"]["captured_at"]
+    assert len(group.warnings) == 1 and "same machine" in group.warnings[0] and "m0001-by-address.json" in group.warnings[0]
+    after = stitch(group.snapshots)
+    assert after.summary() == before.summary() and after.unresolved == 0 and len(after.flows) > 0
+
+
+def test_same_machine_id_and_boot_but_another_hostname_or_namespace_stays_apart(tmp_path):
+    """Containers of one host share its kernel's boot id, and those of one image its machine-id:
+    a different hostname, or (same hostname) different network namespaces, keep them apart."""
+    fleet = make_fleet(2, 40, seed=9)
+    twin = copy.deepcopy(fleet[1])
+    twin["host"].update(machine_id=fleet[0]["host"]["machine_id"], boot_id=fleet[0]["host"]["boot_id"])
+    write(tmp_path / "a.json", fleet[0])
+    write(tmp_path / "b.json", twin)
+    assert len(load_group([tmp_path]).snapshots) == 2
+    twin["host"]["hostname"] = fleet[0]["host"]["hostname"]
+    for namespace in twin["namespaces"]:
+        namespace["inode"] += 1_000_000
+    for process in twin["processes"]:
+        if process.get("netns") is not None:
+            process["netns"] += 1_000_000
+    write(tmp_path / "b.json", twin)
+    group = load_group([tmp_path])
+    assert [snapshot.name for snapshot in group.snapshots] == ["a", "b"]
+    assert not any("same machine" in warning for warning in group.warnings)
