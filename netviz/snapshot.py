@@ -33,6 +33,7 @@ MAX_TEXT = 4096  # names, states, contexts, hostnames
 MAX_ARG_TEXT = 1 << 20  # one command-line argument (escaped)
 MAX_NOTES = 1000
 MAX_UNKEYED_STATES = 64
+MAX_SESSION_PIDS = 64  # the sshd processes above the payload (two or three in practice)
 
 PROTOS = frozenset({"tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", "raw6",
                     "icmp", "icmp6", "packet", "sctp"})
@@ -155,6 +156,9 @@ class Snapshot:
     processes: tuple[Process, ...]
     legacy: bool = False
     warnings: tuple[str, ...] = field(default=())
+    # The sshd processes of the SSH session the payload ran in: netviz's own connection to the
+    # machine, never a flow of the machine's own (empty for local and legacy captures).
+    ssh_session_pids: tuple[int, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -665,9 +669,13 @@ def parse_snapshot(doc: object, source: str, name: Optional[str] = None, *,
         seen_pids.add(process.pid)
         processes.append(process)
 
+    session = top.key("ssh_session", required=False)
+    session_pids = () if session.missing else session.key("pids").integers(1, _MAX_PID, MAX_SESSION_PIDS)
+
     machine = name or _default_name(host.hostname, source)
     return Snapshot(name=machine, source=source, host=host, coverage=coverage, namespaces=namespaces,
-                    processes=tuple(processes), warnings=_coverage_warnings(machine, coverage))
+                    processes=tuple(processes), warnings=_coverage_warnings(machine, coverage),
+                    ssh_session_pids=session_pids)
 
 
 def _coverage_warnings(machine: str, coverage: Coverage) -> tuple[str, ...]:
@@ -944,7 +952,7 @@ def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
 
     host = snapshot.host
     cov = snapshot.coverage
-    return {
+    document: dict[str, Any] = {
         "schema": SCHEMA,
         "payload_version": "legacy" if snapshot.legacy else "loaded",
         "host": {"hostname": host.hostname, "machine_id": host.machine_id, "boot_id": host.boot_id,
@@ -967,6 +975,9 @@ def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
             for ns in snapshot.namespaces],
         "processes": [process(p) for p in snapshot.processes],
     }
+    if snapshot.ssh_session_pids:
+        document["ssh_session"] = {"pids": list(snapshot.ssh_session_pids)}
+    return document
 
 
 def dump_snapshot(doc: "Snapshot | dict[str, Any]") -> str:

@@ -135,7 +135,7 @@ class _End:
 
     __slots__ = (
         "machine", "netns", "kind", "inode", "local_port", "remote_port", "locals_", "remotes", "owner",
-        "listener", "matched", "ambiguous", "crowded", "zone", "translated", "leaves_group",
+        "listener", "matched", "ambiguous", "crowded", "zone", "translated", "leaves_group", "collector",
     )
 
     def __init__(
@@ -158,6 +158,7 @@ class _End:
         self.zone: object = None  # zone of the first (local, remote) pair
         self.translated = False  # a conntrack entry of the group shows this connection was NATed
         self.leaves_group = False  # ... and every translation sends it to an address outside the group
+        self.collector = False  # the machine's end of netviz's own SSH session to it
 
 
 def _addresses(primary: Optional[str], every: tuple[str, ...]) -> tuple[str, ...]:
@@ -196,6 +197,11 @@ class _Machine:
         self.outside_inbound = 0
         self.outside_outbound = 0
         self.unresolved = 0
+        # The sockets of the sshd processes the payload ran under: netviz's own session (and,
+        # behind a jump host, the jump's forwarded connection arrives on it too).
+        self.session_sockets: frozenset[int] = frozenset(
+            inode for pid in snapshot.ssh_session_pids if pid in self.process for inode in self.process[pid].sockets
+        )
 
     def holders(self, inode: int, owner: Optional[int]) -> Iterable[int]:
         shared = self.shared.get(inode)
@@ -320,6 +326,7 @@ class _Stitcher:
         add_end = self.ends.append
         singletons = self.singletons
         locality = self.locality
+        session_sockets = machine.session_sockets
         for namespace in machine.snapshot.namespaces:
             netns = namespace.inode
             netns_zone = (index, netns)
@@ -381,6 +388,8 @@ class _Stitcher:
                 local, remote = locals_[0], remotes[0]
                 end = _End(index, netns, kind, socket.inode, local_port, remote_port, locals_, remotes, owner_of(socket.inode), False)
                 add_end(end)
+                if session_sockets and socket.inode in session_sockets:
+                    end.collector = True
                 reach = locality[local]
                 if locality[remote] > reach:
                     reach = locality[remote]
@@ -743,6 +752,9 @@ class _Stitcher:
         end.matched = True
         if not other.listener:
             other.matched = True
+        if end.collector or other.collector:
+            self._count_collector_session(end, other)
+            return
         end_listens = self._listens(end)
         other_listens = self._listens(other)
         if other_listens and not end_listens:
@@ -754,6 +766,20 @@ class _Stitcher:
         else:
             client, server, directed = end, other, False
         self._add_link(client, server, server_address, directed, inferred, via)
+
+    def _count_collector_session(self, *ends: _End) -> None:
+        """netviz's own SSH session to a machine, seen from both ends (netviz ran on a machine of
+        the group, or reached it through a jump host of the group): the connection exists only
+        because the map is being made, so it is counted as outside at each end, never drawn."""
+        for end in ends:
+            machine = self.machines[end.machine]
+            inbound = self._listens(end)
+            if inbound:
+                machine.outside_inbound += 1
+            else:
+                machine.outside_outbound += 1
+            if self.show_external:
+                self._add_outside(machine, end, inbound)
 
     def _server_owner(self, server: _End) -> tuple[Optional[int], bool]:
         """The owner of a server-side socket; an accepted socket nobody visibly holds falls back to the

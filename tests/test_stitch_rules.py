@@ -6,6 +6,8 @@ Each machine is a few lines of tests/snapbuilder.py; `edges(graph)` lists flows 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from snapbuilder import Machine, edges, host
 
@@ -611,3 +613,65 @@ def test_a_connection_a_group_machine_translates_to_an_outside_server_counts_out
     graph = stitch([client.build(), gateway.build()])
     assert edges(graph) == set()
     assert host(graph, "client").outside_outbound == 1 and graph.unresolved == 0
+
+
+# ---------------------------------------------------------------- netviz's own SSH sessions
+
+
+def fleet_seen_by_netviz(mark_sessions: bool):
+    """admin runs netviz (a python process) and is itself in the group; it reaches web directly
+    and db through the jump host bastion. web also has an operator's ssh login from bastion."""
+    admin, bastion = Machine("admin", "10.0.0.9"), Machine("bastion", "10.0.0.5")
+    web, db = web_and_db()
+    admin.process(50, "python3")
+    admin.connect(50, "tcp", "10.0.0.9:50001", "10.0.0.1:22")  # netviz -> web
+    admin.connect(50, "tcp", "10.0.0.9:50002", "10.0.0.5:22")  # netviz -> bastion (the jump)
+    bastion.process(400, "sshd")
+    bastion.listen(400, "tcp", "0.0.0.0:22")
+    bastion.connect(400, "tcp", "10.0.0.5:22", "10.0.0.9:50002")
+    bastion.connect(400, "tcp", "10.0.0.5:41000", "10.0.0.2:22")  # forwarded on to db
+    bastion.process(410, "ssh", user="alice")
+    bastion.connect(410, "tcp", "10.0.0.5:42000", "10.0.0.1:22")  # alice's own login to web
+    web.process(300, "sshd")
+    web.listen(300, "tcp", "0.0.0.0:22")
+    web.process(301, "sshd")  # netviz's session: the privileged monitor and its child
+    web.process(302, "sshd")
+    web.connect([301, 302], "tcp", "10.0.0.1:22", "10.0.0.9:50001")
+    web.process(303, "sshd")  # alice's session
+    web.connect(303, "tcp", "10.0.0.1:22", "10.0.0.5:42000")
+    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:5432")
+    db.connect(200, "tcp", "10.0.0.2:5432", "10.0.0.1:40000")
+    db.process(500, "sshd")
+    db.listen(500, "tcp", "0.0.0.0:22")
+    db.process(501, "sshd")
+    db.connect(501, "tcp", "10.0.0.2:22", "10.0.0.5:41000")
+    snapshots = [admin.build(), bastion.build(), web.build(), db.build()]
+    if mark_sessions:
+        sessions = {"web": (301, 302), "db": (501,)}
+        snapshots = [dataclasses.replace(s, ssh_session_pids=sessions.get(s.name, ())) for s in snapshots]
+    return snapshots
+
+
+def test_netvizs_own_sessions_are_outside_even_through_a_jump_host_of_the_group():
+    graph = stitch(fleet_seen_by_netviz(mark_sessions=True))
+    assert edges(graph) == {
+        ("web/app", "db/postgres", "tcp", 5432, 1),
+        ("bastion/ssh", "web/sshd", "tcp", 22, 1),  # a person's login is a real flow
+        ("admin/python3", "bastion/sshd", "tcp", 22, 1),  # the jump's own session is not marked
+    }
+    assert (host(graph, "admin").outside_outbound, host(graph, "bastion").outside_outbound) == (1, 1)
+    assert (host(graph, "web").outside_inbound, host(graph, "db").outside_inbound) == (1, 1)
+    assert graph.unresolved == 0
+
+
+def test_without_the_session_marks_the_same_fleet_draws_netvizs_sessions():
+    """The control: what the marks take away is exactly netviz's two sessions."""
+    graph = stitch(fleet_seen_by_netviz(mark_sessions=False))
+    assert {("admin/python3", "web/sshd", "tcp", 22, 1), ("bastion/sshd", "db/sshd", "tcp", 22, 1)} <= edges(graph)
+    assert len(edges(graph)) == 5
+
+
+def test_session_marks_count_as_outside_nodes_with_show_external():
+    graph = stitch(fleet_seen_by_netviz(mark_sessions=True), show_external=True)
+    assert ("web/outside", "web/sshd", "tcp", 22, 1) in edges(graph)
+    assert ("db/outside", "db/sshd", "tcp", 22, 1) in edges(graph)
