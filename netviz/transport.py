@@ -5,9 +5,10 @@ FAILURE_KINDS. Nothing here prints; collect.py runs one `fetch_snapshot` per mac
 
 Why so much is done by hand around fabric's Connection:
 - Fabric 3 installs paramiko's AutoAddPolicy on every client, so unknown and even changed host
-  keys would be accepted. We load known_hosts ourselves and install a rejecting policy before
-  `open()`, also on every jump host (fabric's own ProxyJump support builds hop connections with
-  AutoAddPolicy, so hops are opened here instead).
+  keys would be accepted. We load known_hosts ourselves (netviz/known_hosts.py, with OpenSSH's
+  patterns and markers) and install a verifying policy before `open()`, also on every jump host
+  (fabric's own ProxyJump support builds hop connections with AutoAddPolicy, so hops are opened
+  here instead).
 - `getaddrinfo` has no timeout: it runs in a daemon thread that we stop waiting for.
 - Output is read with poll() until EOF *before* asking for the exit status (paramiko stalls
   once ~2 MiB sit unread), and paramiko calls that wait without a timeout are bounded by the
@@ -16,8 +17,7 @@ Why so much is done by hand around fabric's Connection:
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import ipaddress
 import logging
 import math
 import os
@@ -34,6 +34,15 @@ import fabric
 import paramiko
 
 from netviz.inventory import GLOBAL_KNOWN_HOSTS, SUDO_NO, SUDO_NOPASSWD, SUDO_PASSWORD, HostSpec
+from netviz.known_hosts import (
+    KEY_CHANGED,
+    KEY_KNOWN,
+    KEY_REVOKED,
+    KnownHosts,
+    Verdict,
+    fingerprint,
+    host_algorithms,
+)
 
 # Failure kinds, in the order a connection meets them.
 DNS = "dns"
@@ -129,105 +138,45 @@ class Timings:
 
 
 # --------------------------------------------------------------------------------------------
-# known_hosts
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """The OpenSSH SHA256 fingerprint of a key, as `ssh-keygen -lf` prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
-
-
-class KnownHosts:
-    """Host keys from known_hosts files, shared by every connection of a run (thread-safe).
-
-    paramiko's loader cannot read `@cert-authority` or `@revoked` lines: they are filtered out
-    here first. Revoked keys are remembered and always refused. New keys accepted with
-    `--accept-new-host-keys` are appended to the user's known_hosts file.
-    """
-
-    def __init__(self) -> None:
-        self._keys = paramiko.HostKeys()
-        self._revoked: set[bytes] = set()
-        self._lock = threading.Lock()
-        self._loaded: set[str] = set()
-
-    def load(self, path: Union[str, os.PathLike]) -> None:
-        """Add the keys of one file; a missing file adds nothing."""
-        path = str(Path(path).expanduser())
-        with self._lock:
-            if path in self._loaded:
-                return
-            self._loaded.add(path)
-            try:
-                with open(path, encoding="utf-8", errors="replace") as handle:
-                    lines = handle.readlines()
-            except OSError:
-                return
-            for line in lines:
-                self._add_line(line)
-
-    def _add_line(self, line: str) -> None:
-        text = line.strip()
-        if not text or text.startswith("#"):
-            return
-        if text.startswith("@"):
-            marker, _, rest = text.partition(" ")
-            if marker == "@revoked":
-                fields = rest.split()
-                if len(fields) >= 3:
-                    try:
-                        self._revoked.add(base64.b64decode(fields[2]))
-                    except ValueError:
-                        pass
-            return  # @cert-authority: host certificates are not used by netviz
-        try:
-            entry = paramiko.hostkeys.HostKeyEntry.from_line(text)
-        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError, TypeError, IndexError):
-            return  # OpenSSH skips lines it cannot read; so do we
-        if entry is None or entry.key is None:
-            return
-        for name in entry.hostnames:
-            self._keys.add(name, entry.key.get_name(), entry.key)
-
-    def is_revoked(self, key: paramiko.PKey) -> bool:
-        return key.asbytes() in self._revoked
-
-    def lookup(self, name: str) -> dict[str, paramiko.PKey]:
-        """Known keys for `name` (`host` or `[host]:port`), by key type; revoked keys left out."""
-        with self._lock:
-            found = self._keys.lookup(name)
-            if not found:
-                return {}
-            return {kind: key for kind, key in found.items() if key.asbytes() not in self._revoked}
-
-    def record(self, path: str, name: str, key: paramiko.PKey) -> None:
-        """Remember a newly accepted key in memory and append it to `path` (created 0600)."""
-        line = f"{name} {key.get_name()} {key.get_base64()}\n"
-        with self._lock:
-            self._keys.add(name, key.get_name(), key)
-            target = Path(path).expanduser()
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            descriptor = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
-                handle.write(line)
+# host keys
 
 
 class _VerifyingPolicy(paramiko.RejectPolicy):
-    """Called by paramiko only for keys known_hosts does not list (changed keys never get here)."""
+    """Judges every key a machine offers against known_hosts (see netviz/known_hosts.py).
+
+    paramiko is given no known keys at all: its own check knows exact names only and one key
+    per type, so it would call a key listed by a pattern line unknown, and a second valid key
+    of the same type changed. With none, paramiko hands every offered key to this policy.
+    """
 
     def __init__(self, store: KnownHosts, record_to: str, accept_new: bool):
         self.store = store
         self.record_to = record_to
         self.accept_new = accept_new
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        if self.store.is_revoked(key):
-            raise HostFailure(HOST_KEY, f"host key {key.get_name()} {fingerprint(key)} of {hostname} is revoked")
-        if not self.accept_new:
+    def missing_host_key(self, client: Optional[paramiko.SSHClient], hostname: str, key: paramiko.PKey) -> None:
+        verdict = self.store.check(hostname, key)
+        if verdict.status == KEY_KNOWN:
+            return
+        offered = f"{key.get_name()} {fingerprint(key)}"
+        if verdict.status == KEY_REVOKED:
+            raise HostFailure(HOST_KEY, f"host key {offered} of {hostname} is revoked")
+        authority = _certificate_authority_note(hostname, verdict)
+        if verdict.status == KEY_CHANGED and verdict.recorded is not None:
+            recorded = verdict.recorded
             raise HostFailure(
                 HOST_KEY,
-                f"unknown host key for {hostname}: {key.get_name()} {fingerprint(key)}; "
+                f"host key of {hostname} has CHANGED: known_hosts has {recorded.key.get_name()} "
+                f"{fingerprint(recorded.key)} ({recorded.where}), the machine offers {offered}; refusing "
+                "(possible man-in-the-middle). If the change is expected, replace the key on that line of known_hosts"
+                + (f"; {authority}" if authority else ""),
+            )
+        if not self.accept_new:
+            if authority:
+                raise HostFailure(HOST_KEY, f"unknown host key for {hostname}: {offered}; {authority}")
+            raise HostFailure(
+                HOST_KEY,
+                f"unknown host key for {hostname}: {offered}; "
                 "verify it, then add it to known_hosts or rerun with --accept-new-host-keys",
             )
         try:
@@ -236,6 +185,43 @@ class _VerifyingPolicy(paramiko.RejectPolicy):
             raise HostFailure(
                 HOST_KEY, f"cannot record the new key of {hostname} in {self.record_to}: {error.strerror or error}"
             ) from None
+
+
+def _certificate_authority_note(hostname: str, verdict: Verdict) -> str:
+    """What to do when known_hosts trusts a CA for the machine: netviz cannot check certificates."""
+    line = verdict.certificate_authority
+    if line is None:
+        return ""
+    return (
+        f"known_hosts trusts a certificate authority for {hostname} (@cert-authority, {line.where}), but netviz "
+        f"checks plain host keys only, not host certificates: add the machine's own key to known_hosts after "
+        f"verifying it (for example from `{_keyscan_command(hostname)}`), or rerun with --accept-new-host-keys"
+    )
+
+
+def _keyscan_command(hostname: str) -> str:
+    """The ssh-keyscan command that fetches the plain keys of `host` or `[host]:port`."""
+    if hostname.startswith("[") and "]:" in hostname:
+        host, _, port = hostname[1:].rpartition("]:")
+        return f"ssh-keyscan -p {port} {host}"
+    return f"ssh-keyscan {hostname}"
+
+
+def _transport_preferring(key_types: list[str]) -> Callable[..., paramiko.Transport]:
+    """A paramiko transport factory that asks first for the host key types known_hosts lists
+    for the machine (as `ssh` orders its HostKeyAlgorithms), so that a machine with several keys
+    shows the one we can check, rather than a type we know nothing about."""
+    wanted = [algorithm for key_type in key_types for algorithm in host_algorithms(key_type)]
+
+    def make(sock: object, **kwargs: object) -> paramiko.Transport:
+        transport = paramiko.Transport(sock, **kwargs)  # type: ignore[arg-type]
+        options = transport.get_security_options()
+        available = list(options.key_types)
+        first = [algorithm for algorithm in available if algorithm in wanted]
+        options.key_types = first + [algorithm for algorithm in available if algorithm not in first]
+        return transport
+
+    return make
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,8 +398,12 @@ def _fabric_config() -> fabric.Config:
 def _connection(spec: HostSpec, sock: object, options: TransportOptions) -> fabric.Connection:
     """A fabric Connection with host keys checked strictly (set up before open())."""
     identities = [path for path in spec.identity_files if os.path.isfile(path)]
+    options.known_hosts.load(spec.known_hosts)
+    options.known_hosts.load(GLOBAL_KNOWN_HOSTS)
+    known_types = [key.get_name() for key in options.known_hosts.host_keys(spec.known_hosts_key)]
     connect_kwargs = {
         "sock": sock,
+        "transport_factory": _transport_preferring(known_types),
         # paramiko's `timeout` bounds banner + key exchange and, when it runs out first, is
         # silently ignored (the failure shows up later as "No existing session"): keep it
         # above the banner timeout so a mute server is reported as such.
@@ -435,15 +425,10 @@ def _connection(spec: HostSpec, sock: object, options: TransportOptions) -> fabr
         forward_agent=False,
         connect_kwargs=connect_kwargs,
     )
-    client = connection.client
-    client.set_missing_host_key_policy(
+    # The client keeps no known keys: every key offered goes to the policy (see _VerifyingPolicy).
+    connection.client.set_missing_host_key_policy(
         _VerifyingPolicy(options.known_hosts, spec.known_hosts, options.accept_new_host_keys)
     )
-    options.known_hosts.load(spec.known_hosts)
-    options.known_hosts.load(GLOBAL_KNOWN_HOSTS)
-    name = spec.known_hosts_key
-    for kind, key in options.known_hosts.lookup(name).items():
-        client.get_host_keys().add(name, kind, key)
     return connection
 
 
@@ -454,13 +439,6 @@ def _open(spec: HostSpec, sock: object, options: TransportOptions, attempt: Atte
         connection.open()
     except HostFailure as failure:
         raise HostFailure(failure.kind, f"{label}{failure.message}") from None
-    except paramiko.BadHostKeyException as error:
-        raise HostFailure(
-            HOST_KEY,
-            f"{label}host key of {spec.known_hosts_key} has CHANGED: known_hosts has {fingerprint(error.expected_key)}, "
-            f"the machine offers {error.key.get_name()} {fingerprint(error.key)}; refusing (possible "
-            "man-in-the-middle). If the change is expected, remove the old entry from known_hosts",
-        ) from None
     except paramiko.PasswordRequiredException as error:
         raise HostFailure(AUTH, f"{label}key is passphrase-protected ({error}); load it into ssh-agent") from None
     except paramiko.AuthenticationException as error:
@@ -528,6 +506,7 @@ def _flatten_hops(spec: HostSpec) -> list[HostSpec]:
 
 def _tunnel(through: fabric.Connection, target: HostSpec, label: str, attempt: Attempt) -> paramiko.Channel:
     """A direct-tcpip channel from a jump host to the next machine (ProxyJump)."""
+    destination = _show((target.address, target.port))
     try:
         channel = through.transport.open_channel(
             "direct-tcpip", dest_addr=(target.address, target.port), src_addr=("", 0), timeout=target.connect_timeout
@@ -535,7 +514,7 @@ def _tunnel(through: fabric.Connection, target: HostSpec, label: str, attempt: A
     except paramiko.ChannelException as error:
         said = _CHANNEL_OPEN_FAILURES.pop(through.transport.ident) or error.text or "refused"
         reason = said.lower()
-        where = f"{label}the jump host could not connect to {target.address}:{target.port}: {said}"
+        where = f"{label}the jump host could not connect to {destination}: {said}"
         if "refused" in reason:
             raise HostFailure(REFUSED, where) from None
         if "resolve" in reason or "name" in reason:
@@ -543,15 +522,28 @@ def _tunnel(through: fabric.Connection, target: HostSpec, label: str, attempt: A
         raise HostFailure(UNREACHABLE, where) from None
     except (paramiko.SSHException, EOFError, OSError) as error:
         if "timeout" in str(error).lower():
+            # The jump host resolves a name itself: a slow or failing DNS lookup there also ends here.
+            resolved_there = "" if _is_ip_literal(target.address) else (
+                f" ({target.address} is resolved by the jump host: a slow or failed DNS lookup there looks the same)"
+            )
             raise HostFailure(
                 UNREACHABLE,
-                f"{label}the jump host did not reach {target.address}:{target.port} within {target.connect_timeout:g} s",
+                f"{label}the jump host did not reach {destination} within "
+                f"{target.connect_timeout:g} s{resolved_there}",
             ) from None
         raise HostFailure(
-            UNREACHABLE, f"{label}the jump host gave no route to {target.address}:{target.port}: {error or 'EOF'}"
+            UNREACHABLE, f"{label}the jump host gave no route to {destination}: {error or 'EOF'}"
         ) from None
     attempt.track(channel.close)
     return channel
+
+
+def _is_ip_literal(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) is no name
+    except ValueError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from netviz.transport import (
     resolve,
 )
 from netviz.transport import _open as open_connection
+from netviz.transport import _transport_preferring, _tunnel, _VerifyingPolicy
 
 needs_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (openssh-client) missing")
 
@@ -57,59 +58,87 @@ def pkey(key_type: str, data: str) -> paramiko.PKey:
     return paramiko.PKey.from_type_string(key_type, __import__("base64").b64decode(data))
 
 
-# ------------------------------------------------------------------------------ known_hosts
+# ------------------------------------------------------------------------------ host key policy
+# (known_hosts matching itself: test_known_hosts.py)
 
 
-@needs_keygen
-def test_known_hosts_reads_hashed_and_port_entries_and_skips_marker_lines(tmp_path):
-    plain = keygen(tmp_path, "plain")
-    hashed = keygen(tmp_path, "hashed")
-    ported = keygen(tmp_path, "ported")
-    revoked = keygen(tmp_path, "revoked")
-    hashed_file = tmp_path / "hashed_hosts"
-    hashed_file.write_text(f"secret.example {hashed[0]} {hashed[1]}\n")
-    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(hashed_file)], check=True, capture_output=True)
-    hashed_line = hashed_file.read_text().strip()
-    assert hashed_line.startswith("|1|")
-    known = tmp_path / "known_hosts"
-    known.write_text(
-        "# comment\n"
-        f"@cert-authority *.example.com {plain[0]} {plain[1]}\n"
-        f"@revoked * {revoked[0]} {revoked[1]}\n"
-        f"web.example,10.0.0.5 {plain[0]} {plain[1]}\n"
-        f"{hashed_line}\n"
-        f"[10.0.0.6]:2222 {ported[0]} {ported[1]}\n"
-        f"revokedhost {revoked[0]} {revoked[1]}\n"
-        "this line is not a key\n"
-    )
+def policy_for(tmp_path: Path, known_hosts: str, accept_new: bool = False) -> _VerifyingPolicy:
+    path = tmp_path / "known_hosts"
+    path.write_text(known_hosts)
     store = KnownHosts()
-    store.load(known)
-    assert store.lookup("10.0.0.5")[plain[0]] == pkey(*plain)
-    assert store.lookup("secret.example")[hashed[0]] == pkey(*hashed)
-    assert store.lookup("[10.0.0.6]:2222")[ported[0]] == pkey(*ported)
-    assert store.lookup("10.0.0.6") == {}
-    # A revoked key is never trusted, even where a plain line lists it.
-    assert store.lookup("revokedhost") == {}
-    assert store.is_revoked(pkey(*revoked)) and not store.is_revoked(pkey(*plain))
+    store.load(path)
+    return _VerifyingPolicy(store, str(path), accept_new=accept_new)
+
+
+def refusal(policy: _VerifyingPolicy, name: str, key: paramiko.PKey) -> HostFailure:
+    with pytest.raises(HostFailure) as raised:
+        policy.missing_host_key(None, name, key)
+    assert raised.value.kind == HOST_KEY
+    return raised.value
 
 
 @needs_keygen
-def test_recorded_key_is_appended_readable_by_openssh_and_found_again(tmp_path):
-    key = pkey(*keygen(tmp_path, "new"))
-    target = tmp_path / "sub" / "known_hosts"
-    store = KnownHosts()
-    store.record(str(target), "[10.1.2.3]:2200", key)
-    assert target.stat().st_mode & 0o777 == 0o600
-    assert store.lookup("[10.1.2.3]:2200")[key.get_name()] == key
-    found = subprocess.run(["ssh-keygen", "-F", "[10.1.2.3]:2200", "-f", str(target)], capture_output=True, text=True)
-    assert found.returncode == 0 and key.get_base64() in found.stdout
+def test_key_listed_by_a_pattern_is_accepted_and_nothing_is_written(tmp_path):
+    key = keygen(tmp_path, "k")
+    policy = policy_for(tmp_path, f"[*.lab.example]:22?2 {key[0]} {key[1]}\n", accept_new=True)
+    before = (tmp_path / "known_hosts").read_text()
+    policy.missing_host_key(None, "[Web.Lab.Example]:2222", pkey(*key))  # no exception: accepted
+    assert (tmp_path / "known_hosts").read_text() == before
 
 
 @needs_keygen
-def test_fingerprint_matches_ssh_keygen(tmp_path):
-    key_type, data = keygen(tmp_path, "fp")
-    listed = subprocess.run(["ssh-keygen", "-lf", str(tmp_path / "fp.pub")], capture_output=True, text=True, check=True)
-    assert fingerprint(pkey(key_type, data)) == listed.stdout.split()[1]
+@pytest.mark.parametrize("accept_new", [False, True], ids=["default", "accept-new"])
+def test_changed_host_key_message_names_both_fingerprints_and_the_line(tmp_path, accept_new):
+    old = keygen(tmp_path, "old")
+    new = pkey(*keygen(tmp_path, "new"))
+    policy = policy_for(tmp_path, f"# fleet\n[192.0.2.*]:2222 {old[0]} {old[1]}\n", accept_new=accept_new)
+    message = refusal(policy, "[192.0.2.1]:2222", new).message
+    assert "[192.0.2.1]:2222 has CHANGED" in message
+    assert fingerprint(pkey(*old)) in message and fingerprint(new) in message
+    assert f"{tmp_path / 'known_hosts'}:2" in message
+    assert "certificate" not in message
+    assert (tmp_path / "known_hosts").read_text().count(new.get_base64()) == 0
+
+
+@needs_keygen
+def test_revoked_key_is_refused_even_with_accept_new(tmp_path):
+    key = keygen(tmp_path, "k")
+    policy = policy_for(tmp_path, f"@revoked nobody.example {key[0]} {key[1]}\n* {key[0]} {key[1]}\n", accept_new=True)
+    message = refusal(policy, "10.0.0.1", pkey(*key)).message
+    assert "revoked" in message and fingerprint(pkey(*key)) in message
+
+
+@needs_keygen
+def test_unknown_key_under_a_certificate_authority_says_so_and_what_to_do(tmp_path):
+    authority = keygen(tmp_path, "ca")
+    key = pkey(*keygen(tmp_path, "host"))
+    policy = policy_for(tmp_path, f"@cert-authority *.lab.example,[*.lab.example]:* {authority[0]} {authority[1]}\n")
+    message = refusal(policy, "[web.lab.example]:2222", key).message
+    assert "\n" not in message
+    assert f"unknown host key for [web.lab.example]:2222: {key.get_name()} {fingerprint(key)}" in message
+    assert "trusts a certificate authority for [web.lab.example]:2222" in message
+    assert f"@cert-authority, {tmp_path / 'known_hosts'}:1" in message
+    assert "plain host keys only" in message
+    assert "ssh-keyscan -p 2222 web.lab.example" in message and "--accept-new-host-keys" in message
+    # Without such a line for the host, the message is the plain one.
+    plain = refusal(policy, "db.other.example", key).message
+    assert "certificate" not in plain and "--accept-new-host-keys" in plain
+    # A changed key under a CA line names both, since ssh would have checked the certificate.
+    old = keygen(tmp_path, "old")
+    both = policy_for(tmp_path, f"@cert-authority * {authority[0]} {authority[1]}\nweb {old[0]} {old[1]}\n")
+    message = refusal(both, "web", key).message
+    assert "CHANGED" in message and "certificate authority for web" in message and "ssh-keyscan web" in message
+
+
+@needs_keygen
+def test_certificate_authority_hint_does_not_weaken_the_refusal_and_accept_new_records(tmp_path):
+    authority = keygen(tmp_path, "ca")
+    key = pkey(*keygen(tmp_path, "host"))
+    policy = policy_for(tmp_path, f"@cert-authority * {authority[0]} {authority[1]}\n", accept_new=True)
+    policy.missing_host_key(None, "web.lab.example", key)  # --accept-new-host-keys: recorded
+    assert f"web.lab.example {key.get_name()} {key.get_base64()}" in (tmp_path / "known_hosts").read_text()
+    policy.accept_new = False
+    policy.missing_host_key(None, "web.lab.example", key)  # known from now on
 
 
 # ------------------------------------------------------------------------------ remote command
@@ -314,27 +343,82 @@ def test_paramiko_errors_become_failure_kinds(mocker, tmp_path, error, kind, wor
 
 
 @needs_keygen
-def test_changed_host_key_message_names_both_fingerprints(mocker, tmp_path):
-    old = pkey(*keygen(tmp_path, "old"))
-    new = pkey(*keygen(tmp_path, "new"))
-    mocker.patch.object(fabric.Connection, "open", side_effect=paramiko.BadHostKeyException("h", new, old))
-    spec = HostSpec(name="h", address="192.0.2.1", port=2222, known_hosts=str(tmp_path / "kh"))
-    with pytest.raises(HostFailure) as raised:
-        open_connection(spec, None, TransportOptions(), Attempt(), "")
-    assert raised.value.kind == HOST_KEY
-    message = raised.value.message
-    assert "[192.0.2.1]:2222" in message and fingerprint(old) in message and fingerprint(new) in message
-
-
-def test_connection_never_uses_autoadd_nor_agent_forwarding(tmp_path):
+def test_connection_never_uses_autoadd_nor_agent_forwarding_and_leaves_keys_to_the_policy(tmp_path):
     from netviz.transport import _connection
 
+    key = keygen(tmp_path, "k")
+    (tmp_path / "kh").write_text(f"192.0.2.* {key[0]} {key[1]}\n")
     spec = HostSpec(name="h", address="192.0.2.1", known_hosts=str(tmp_path / "kh"))
     connection = _connection(spec, None, TransportOptions())
     policy = connection.client._policy
-    assert isinstance(policy, paramiko.RejectPolicy) and not isinstance(policy, paramiko.AutoAddPolicy)
+    assert isinstance(policy, _VerifyingPolicy) and not isinstance(policy, paramiko.AutoAddPolicy)
     assert connection.forward_agent is False
     assert connection.gateway is False  # hops are opened by netviz, never by fabric's ProxyJump
+    # paramiko's own exact-name check never runs: every offered key reaches the policy.
+    assert len(connection.client.get_host_keys()) == 0 and len(connection.client._system_host_keys) == 0
+    assert "transport_factory" in connection.connect_kwargs
+
+
+@pytest.mark.parametrize(
+    "known, first",
+    [
+        ([], None),  # paramiko's own order
+        (["ssh-rsa"], ["rsa-sha2-512", "rsa-sha2-256"]),
+        (["ecdsa-sha2-nistp384", "ssh-rsa"], ["ecdsa-sha2-nistp384", "rsa-sha2-512", "rsa-sha2-256"]),
+    ],
+)
+def test_transport_asks_first_for_the_key_types_known_hosts_lists(known, first):
+    """As ssh orders HostKeyAlgorithms: a machine with keys of several types shows one we know."""
+    default = list(paramiko.Transport._preferred_keys)
+    ours, theirs = socket.socketpair()
+    try:
+        transport = _transport_preferring(known)(ours)
+        offered = list(transport.get_security_options().key_types)
+    finally:
+        ours.close()
+        theirs.close()
+    assert sorted(offered) == sorted(default)  # reordered, nothing added or dropped
+    assert offered[: len(first or [])] == (first or [])
+    if first is None:
+        assert offered == default
+
+
+# ------------------------------------------------------------------------------ jump hosts (mocked)
+
+
+@pytest.mark.parametrize(
+    "address, names_the_jump_host_lookup",
+    [("db.internal.example", True), ("10.0.0.7", False), ("fd00::7", False), ("fe80::7%eth0", False)],
+)
+def test_a_jump_host_timeout_says_when_the_jump_host_resolves_the_name(mocker, address, names_the_jump_host_lookup):
+    """paramiko's channel-open timeout cannot be produced cheaply on demand (a jump host stuck
+    resolving a name): its exception is raised as paramiko raises it."""
+    through = mocker.Mock()
+    through.transport.open_channel.side_effect = paramiko.SSHException("Timeout opening channel.")
+    target = HostSpec(name="db", address=address, connect_timeout=4)
+    with pytest.raises(HostFailure) as raised:
+        _tunnel(through, target, "jump host bastion: ", Attempt())
+    assert raised.value.kind == UNREACHABLE
+    message = raised.value.message
+    shown = f"[{address}]:22" if ":" in address else f"{address}:22"
+    assert message.startswith(f"jump host bastion: the jump host did not reach {shown} within 4 s")
+    assert ("is resolved by the jump host" in message) is names_the_jump_host_lookup
+    if names_the_jump_host_lookup:
+        assert f"({address} is resolved by the jump host" in message
+
+
+@pytest.mark.parametrize(
+    "reason, kind",
+    [("Connection refused", REFUSED), ("Name or service not known", DNS), ("No route to host", UNREACHABLE)],
+)
+def test_a_jump_host_refusing_the_channel_keeps_its_category(mocker, reason, kind):
+    through = mocker.Mock()
+    through.transport.open_channel.side_effect = paramiko.ChannelException(2, reason)
+    through.transport.ident = None
+    with pytest.raises(HostFailure) as raised:
+        _tunnel(through, HostSpec(name="db", address="db.internal.example"), "", Attempt())
+    assert raised.value.kind == kind and reason in raised.value.message
+    assert "resolved by the jump host" not in raised.value.message  # the jump host said what went wrong
 
 
 def test_framed_output_of_the_real_payload_decodes():
@@ -366,8 +450,6 @@ def test_sudo_password_host_without_a_password_fails_before_connecting():
 
 @needs_keygen
 def test_accepting_a_key_into_an_unwritable_known_hosts_is_a_host_key_failure(tmp_path):
-    from netviz.transport import _VerifyingPolicy
-
     key = pkey(*keygen(tmp_path, "k"))
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -1,0 +1,259 @@
+"""known_hosts files, read and matched the way OpenSSH's `ssh` reads and matches them.
+
+paramiko's HostKeys finds only exact and hashed host names, so a fleet's `*.example.com` or
+`10.0.0.*` line would make every such machine "unknown"; it cannot load `@cert-authority` or
+`@revoked` lines either. This module reads the whole format (sshd(8), "SSH_KNOWN_HOSTS FILE
+FORMAT") and answers one question per connection: is this key the machine's, changed, revoked,
+or not known? (asyncssh implements the format too, but would bring a second SSH stack along.)
+
+Matching, as OpenSSH does it:
+- a line's host field is a comma-separated list of patterns; `*` matches any run of characters,
+  `?` exactly one; a pattern starting with `!` is negated: when it matches, the line does not
+  apply to that name, whatever its other patterns say;
+- names are compared case-insensitively, as `host` for port 22 and `[host]:port` otherwise;
+- a host field starting with `|1|` is a hashed name (HMAC-SHA1 of the lower-case name);
+- a key is the machine's when any line that applies lists it; a line that applies with another
+  key makes it a changed key.
+
+One deliberate difference: a key under `@revoked` is refused for every host, whatever the
+line's host patterns (OpenSSH applies it only to the names the patterns match).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import paramiko
+
+CERT_AUTHORITY = "@cert-authority"
+REVOKED = "@revoked"
+HASHED_PREFIX = "|1|"
+
+# What `check` can say about a key.
+KEY_KNOWN = "known"
+KEY_REVOKED = "revoked"
+KEY_CHANGED = "changed"
+KEY_UNKNOWN = "unknown"
+
+# The SSH host key algorithms that prove each key type (an RSA key signs with SHA-2 today).
+_ALGORITHMS_BY_KEY_TYPE = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """The OpenSSH SHA256 fingerprint of a key, as `ssh-keygen -lf` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def host_algorithms(key_type: str) -> tuple[str, ...]:
+    """The host key algorithm names under which a key of `key_type` can be offered."""
+    return _ALGORITHMS_BY_KEY_TYPE.get(key_type, (key_type,))
+
+
+class HostPatterns:
+    """The host field of an unhashed line: comma-separated patterns with `*`, `?` and `!`."""
+
+    def __init__(self, field: str) -> None:
+        positive: list[str] = []
+        negative: list[str] = []
+        for pattern in field.lower().split(","):
+            if pattern.startswith("!"):
+                negative.append(pattern[1:])
+            else:
+                positive.append(pattern)
+        self.literal = not negative and not any(_is_wildcard(pattern) for pattern in positive)
+        self.names = tuple(positive)  # for literal fields: the names themselves
+        self._positive = _compile(positive)
+        self._negative = _compile(negative)
+
+    def matches(self, name: str) -> bool:
+        """Whether the line applies to `name` (already lower-case)."""
+        if self._negative is not None and self._negative.fullmatch(name):
+            return False
+        return self._positive is not None and self._positive.fullmatch(name) is not None
+
+
+class HashedHost:
+    """A `|1|salt|hash` host field: the HMAC-SHA1 of one lower-case name, keyed by the salt."""
+
+    def __init__(self, field: str) -> None:
+        parts = field[len(HASHED_PREFIX):].split("|")
+        if len(parts) != 2:
+            raise ValueError("not a |1|salt|hash field")
+        self._salt = base64.b64decode(parts[0], validate=True)
+        self._digest = base64.b64decode(parts[1], validate=True)
+
+    def matches(self, name: str) -> bool:
+        digest = hmac.new(self._salt, name.encode("utf-8"), hashlib.sha1).digest()
+        return hmac.compare_digest(digest, self._digest)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One usable known_hosts line: a host key, or a certificate authority (`marker`)."""
+
+    hosts: Union[HostPatterns, HashedHost]
+    key: paramiko.PKey
+    marker: str  # "" for a host key, or CERT_AUTHORITY
+    where: str  # "FILE:LINE", for messages
+    order: int  # position among every line read, so that answers follow file order
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What known_hosts says about the key a machine offers under one name."""
+
+    status: str  # KEY_KNOWN, KEY_REVOKED, KEY_CHANGED or KEY_UNKNOWN
+    recorded: Optional[Entry] = None  # KEY_CHANGED: the line whose key the machine should have had
+    certificate_authority: Optional[Entry] = None  # a @cert-authority line that applies to the name
+
+
+class KnownHosts:
+    """Host keys from known_hosts files, shared by every connection of a run (thread-safe).
+
+    New keys accepted with `--accept-new-host-keys` are appended to the user's file by `record`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: set[str] = set()
+        self._by_name: dict[str, list[Entry]] = {}  # lines whose host field lists plain names only
+        self._patterned: list[Entry] = []  # lines with wildcards, negations or a hashed name
+        self._revoked: set[bytes] = set()
+        self._count = 0
+
+    def load(self, path: Union[str, os.PathLike]) -> None:
+        """Add the lines of one file (each file once); a missing or unreadable file adds nothing."""
+        path = str(Path(path).expanduser())
+        with self._lock:
+            if path in self._loaded:
+                return
+            self._loaded.add(path)
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    lines = handle.readlines()
+            except OSError:
+                return
+            for number, line in enumerate(lines, 1):
+                self._add_line(line, f"{path}:{number}")
+
+    def _add_line(self, line: str, where: str) -> None:
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            return
+        marker = ""
+        if fields[0].startswith("@"):
+            marker, fields = fields[0], fields[1:]
+            if marker not in (CERT_AUTHORITY, REVOKED):
+                return  # OpenSSH skips a line with a marker it does not know
+        if len(fields) < 3:
+            return
+        host_field, key_type, data = fields[:3]
+        try:
+            blob = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            return
+        if marker == REVOKED:
+            # Kept as bytes: a revoked key stays refused even when paramiko cannot parse its type.
+            self._revoked.add(blob)
+            return
+        try:
+            key = paramiko.PKey.from_type_string(key_type, blob)
+            hosts: Union[HostPatterns, HashedHost] = (
+                HashedHost(host_field) if host_field.startswith(HASHED_PREFIX) else HostPatterns(host_field)
+            )
+        except Exception:  # any key or field paramiko cannot read: OpenSSH skips such lines, and so do we
+            return
+        self._count += 1
+        entry = Entry(hosts=hosts, key=key, marker=marker, where=where, order=self._count)
+        if isinstance(hosts, HostPatterns) and hosts.literal:
+            for name in set(hosts.names):
+                self._by_name.setdefault(name, []).append(entry)
+        else:
+            self._patterned.append(entry)
+
+    def entries(self, name: str) -> list[Entry]:
+        """Every host key and @cert-authority line that applies to `name` (`host` or
+        `[host]:port`), in file order; keys revoked anywhere are left out."""
+        wanted = name.lower()
+        with self._lock:
+            found = list(self._by_name.get(wanted, ()))
+            found += [entry for entry in self._patterned if entry.hosts.matches(wanted)]
+            revoked = set(self._revoked)
+        found.sort(key=lambda entry: entry.order)
+        return [entry for entry in found if entry.key.asbytes() not in revoked]
+
+    def host_keys(self, name: str) -> list[paramiko.PKey]:
+        """The keys known_hosts lists for `name`, in file order (revoked ones left out)."""
+        return [entry.key for entry in self.entries(name) if not entry.marker]
+
+    def is_revoked(self, key: paramiko.PKey) -> bool:
+        with self._lock:
+            return key.asbytes() in self._revoked
+
+    def check(self, name: str, key: paramiko.PKey) -> Verdict:
+        """Judge the key a machine offers under `name`, as OpenSSH would (see the module notes)."""
+        if self.is_revoked(key):
+            return Verdict(KEY_REVOKED)
+        entries = self.entries(name)
+        authority = next((entry for entry in entries if entry.marker == CERT_AUTHORITY), None)
+        listed = [entry for entry in entries if not entry.marker]
+        offered = key.asbytes()
+        if any(entry.key.asbytes() == offered for entry in listed):
+            return Verdict(KEY_KNOWN)
+        if listed:
+            same_type = [entry for entry in listed if entry.key.get_name() == key.get_name()]
+            return Verdict(KEY_CHANGED, recorded=(same_type or listed)[0], certificate_authority=authority)
+        return Verdict(KEY_UNKNOWN, certificate_authority=authority)
+
+    def record(self, path: str, name: str, key: paramiko.PKey) -> None:
+        """Trust `key` for `name` from now on and append it to `path` (created 0600), with the
+        name in lower case as OpenSSH writes it."""
+        name = name.lower()
+        line = f"{name} {key.get_name()} {key.get_base64()}\n"
+        with self._lock:
+            target = Path(path).expanduser()
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            descriptor = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+                handle.write(line)
+            self._count += 1
+            entry = Entry(HostPatterns(name), key, "", f"{target}", self._count)
+            self._by_name.setdefault(name, []).append(entry)
+
+
+def _is_wildcard(pattern: str) -> bool:
+    return "*" in pattern or "?" in pattern
+
+
+def _compile(patterns: list[str]) -> Optional[re.Pattern[str]]:
+    """One regular expression matching any of `patterns` (`*` and `?` wildcards, all else literal)."""
+    if not patterns:
+        return None
+    parts = ["".join(".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern)
+             for pattern in patterns]
+    return re.compile("|".join(f"(?:{part})" for part in parts), re.DOTALL)
+
+
+__all__ = [
+    "CERT_AUTHORITY",
+    "KEY_CHANGED",
+    "KEY_KNOWN",
+    "KEY_REVOKED",
+    "KEY_UNKNOWN",
+    "REVOKED",
+    "Entry",
+    "KnownHosts",
+    "Verdict",
+    "fingerprint",
+    "host_algorithms",
+]
