@@ -714,7 +714,11 @@ class _Stitcher:
             if end.matched:
                 continue
             machine = self.machines[end.machine]
-            if end.translated:
+            if end.collector:
+                # netviz's own session, from a machine of the group that was captured when the
+                # connection was not open yet (or no more): outside, as if seen from both ends
+                in_group = False
+            elif end.translated:
                 # NAT decided where it went: outside when every translation leaves the group
                 in_group = end.ambiguous or not end.leaves_group
             else:

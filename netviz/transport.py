@@ -253,17 +253,18 @@ def remote_command(spec: HostSpec, with_password: bool) -> str:
         ' "$p" -c "import sys; sys.exit(sys.version_info < (3, 6))" 2>/dev/null || continue; fi;'
         " py=$p; break; done",
         f'[ -n "$py" ] || {{ echo {no_python} >&2; exit 127; }}',
-        f"if command -v timeout >/dev/null 2>&1; then set -- timeout -k {KILL_GRACE} {seconds} \"$py\";"
+        # Probed, not just looked up: an old BusyBox timeout has no -k and would fail the run.
+        f"if timeout -k 1 5 true >/dev/null 2>&1; then set -- timeout -k {KILL_GRACE} {seconds} \"$py\";"
         ' else set -- "$py"; fi',
         # Guarded only when the session process is visible (Linux /proc): see REMOTE_GUARD.
         f'if [ -d "/proc/$PPID" ]; then set -- sh -c {shlex.quote(REMOTE_GUARD)} netviz-guard "$PPID" "$@"; fi',
     ]
     if spec.sudo == SUDO_NO:
-        statements.append('exec "$@" - --framed')
+        statements.append('exec "$@" - --framed --ssh-session')
     else:
         statements += [
             f"command -v sudo >/dev/null 2>&1 || {{ echo '{FAIL_MARKER} {SUDO} sudo is not installed' >&2; exit 126; }}",
-            'if msg=$(sudo -n true 2>&1); then exec sudo -n -- "$@" - --framed; fi',
+            'if msg=$(sudo -n true 2>&1); then exec sudo -n -- "$@" - --framed --ssh-session; fi',
         ]
         if with_password:
             # Validate the password alone first (a wrong one must not make sudo eat payload lines
@@ -272,7 +273,7 @@ def remote_command(spec: HostSpec, with_password: bool) -> str:
             statements += [
                 "msg=$(printf '%s\\n' \"$pw\" | sudo -S -p '' -v 2>&1) ||"
                 f" {{ echo '{FAIL_MARKER} {SUDO}' \"${{msg:-sudo refused the password}}\" >&2; exit 126; }}",
-                "{ printf '%s\\n' \"$pw\"; exec cat; } | sudo -k -S -p '' -- \"$@\" - --framed",
+                "{ printf '%s\\n' \"$pw\"; exec cat; } | sudo -k -S -p '' -- \"$@\" - --framed --ssh-session",
             ]
         else:
             statements.append(f"echo '{FAIL_MARKER} {SUDO}' \"$msg\" >&2; exit 126")

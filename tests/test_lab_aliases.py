@@ -27,3 +27,31 @@ def test_a_machine_listed_twice_is_drawn_once_with_all_its_flows(lab, tmp_path):
     assert sorted(host["name"] for host in graph["hosts"]) == ["cache", "db", "web"]
     assert graph_flow_keys(graph) == lab.scenario.flow_keys()
     assert all(host["unresolved"] == 0 for host in graph["hosts"])
+
+
+def test_netvizs_own_sessions_are_named_and_never_drawn_even_through_a_jump_host(lab, tmp_path):
+    """cache is reached through db, a machine of the group: db's sshd forwards netviz's session to
+    cache's sshd. That connection exists only because the map is being made: not a flow."""
+    db = lab.machines["db"]
+    inventory = lab.write_inventory(tmp_path / "hosts.yaml", hosts=["web", "db", "cache"],
+                                    connect_timeout=5, command_timeout=30)
+    document = yaml.safe_load(inventory.read_text())
+    document["hosts"]["cache"]["jump"] = f"root@{db.ipv4}"
+    inventory.write_text(yaml.safe_dump(document, sort_keys=False))
+    output, cache = tmp_path / "map.json", tmp_path / "cache"
+    result = CliRunner().invoke(app, ["run", "-i", str(inventory), "--cache", str(cache), "-o", str(output)],
+                                env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    graph = json.loads(output.read_text())
+    assert graph_flow_keys(graph) == lab.scenario.flow_keys()
+    assert all(host["unresolved"] == 0 for host in graph["hosts"])
+    # Each snapshot names its session's sshd processes, and they hold a connection on port 22.
+    for name in ("web", "db", "cache"):
+        snapshot = json.loads((cache / "latest" / f"{name}.json").read_text())
+        pids = snapshot["ssh_session"]["pids"]
+        processes = {process["pid"]: process for process in snapshot["processes"]}
+        assert pids and all(processes[pid]["comm"] in ("sshd", "sshd-session") for pid in pids), (name, pids)
+        held = {inode for pid in pids for inode in processes[pid]["sockets"]}
+        sockets = [sock for namespace in snapshot["namespaces"] for sock in namespace["sockets"]]
+        assert any(sock["inode"] in held and sock["local_port"] == 22 and sock["state"] == "ESTABLISHED"
+                   for sock in sockets), name

@@ -675,3 +675,17 @@ def test_session_marks_count_as_outside_nodes_with_show_external():
     graph = stitch(fleet_seen_by_netviz(mark_sessions=True), show_external=True)
     assert ("web/outside", "web/sshd", "tcp", 22, 1) in edges(graph)
     assert ("db/outside", "db/sshd", "tcp", 22, 1) in edges(graph)
+
+
+def test_a_session_whose_other_end_was_not_captured_is_outside_not_unresolved():
+    """bastion was captured before it opened the forwarded connection to db: db's end of
+    netviz's session has its peer in the group but no socket there; still outside."""
+    snapshots = fleet_seen_by_netviz(mark_sessions=True)
+    bastion = next(s for s in snapshots if s.name == "bastion")
+    (namespace,) = bastion.namespaces
+    kept = tuple(sock for sock in namespace.sockets if sock.local_port != 41000)
+    snapshots = [dataclasses.replace(bastion, namespaces=(dataclasses.replace(namespace, sockets=kept),))
+                 if s is bastion else s for s in snapshots]
+    graph = stitch(snapshots)
+    assert host(graph, "db").outside_inbound == 1 and graph.unresolved == 0
+    assert not any("db/sshd" in flow[:2] for flow in edges(graph))

@@ -1064,6 +1064,34 @@ def _own_pid_in(proc_root):
     return None
 
 
+# What an SSH server's processes call themselves (sshd-session: OpenSSH 9.8 and later).
+SSH_SERVER_COMMS = ("sshd", "sshd-session", "dropbear")
+
+
+def ssh_session_pids(processes, parent):
+    """The SSH server processes among `parent` and its ancestors: the session the payload runs in
+    (the payload leaves itself out of `processes`, so the walk starts at its parent).
+
+    Their connections are the collector's own session to this machine (docs/snapshot.md,
+    `ssh_session`). The walk stops at the first process above them that is not an SSH server,
+    at pid 1, or at a loop.
+    """
+    by_pid = dict((process["pid"], process) for process in processes)
+    found = []
+    seen = set()
+    current = by_pid.get(parent)
+    while current is not None and current["pid"] not in seen:
+        seen.add(current["pid"])
+        if current["comm"] in SSH_SERVER_COMMS:
+            found.append(current["pid"])
+        elif found:
+            break
+        if current["ppid"] <= 1:
+            break
+        current = by_pid.get(current["ppid"])
+    return found
+
+
 def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False):
     """Capture this machine: the snapshot document (a dict, see docs/snapshot.md).
 
@@ -1306,6 +1334,8 @@ def main(argv=None):
     parser.add_argument("--etc-root", default="/etc", help="where passwd and machine-id live")
     parser.add_argument("--no-netlink", action="store_true",
                         help="read sockets from /proc/net text only (no sock_diag)")
+    parser.add_argument("--ssh-session", action="store_true",
+                        help="name the sshd processes this runs under (the collector's own session)")
     options = parser.parse_args(argv)
     try:
         document = collect(options.proc_root, options.etc_root,
@@ -1313,6 +1343,9 @@ def main(argv=None):
     except OSError as error:
         sys.stderr.write("capture: cannot read %s: %s\n" % (options.proc_root, error))
         return 1
+    own_pid = _own_pid_in(options.proc_root)
+    if options.ssh_session and own_pid is not None:
+        document["ssh_session"] = {"pids": ssh_session_pids(document["processes"], os.getppid())}
     stream = sys.stdout.buffer
     try:
         if options.framed:
