@@ -93,7 +93,7 @@ class HashedHost:
         self._digest = base64.b64decode(parts[1], validate=True)
 
     def matches(self, name: str) -> bool:
-        digest = hmac.new(self._salt, name.encode("utf-8"), hashlib.sha1).digest()
+        digest = hmac.digest(self._salt, name.encode("utf-8"), "sha1")
         return hmac.compare_digest(digest, self._digest)
 
 
@@ -130,6 +130,8 @@ class KnownHosts:
         self._patterned: list[Entry] = []  # lines with wildcards, negations or a hashed name
         self._revoked: set[bytes] = set()
         self._count = 0
+        # Lines found per name: a connection asks twice, and every hashed line costs an HMAC.
+        self._found: dict[str, list[Entry]] = {}
 
     def load(self, path: Union[str, os.PathLike]) -> None:
         """Add the lines of one file (each file once); a missing or unreadable file adds nothing."""
@@ -145,6 +147,7 @@ class KnownHosts:
                 return
             for number, line in enumerate(lines, 1):
                 self._add_line(line, f"{path}:{number}")
+            self._found.clear()
 
     def _add_line(self, line: str, where: str) -> None:
         fields = line.split()
@@ -186,11 +189,14 @@ class KnownHosts:
         `[host]:port`), in file order; keys revoked anywhere are left out."""
         wanted = name.lower()
         with self._lock:
-            found = list(self._by_name.get(wanted, ()))
-            found += [entry for entry in self._patterned if entry.hosts.matches(wanted)]
-            revoked = set(self._revoked)
-        found.sort(key=lambda entry: entry.order)
-        return [entry for entry in found if entry.key.asbytes() not in revoked]
+            found = self._found.get(wanted)
+            if found is None:
+                found = list(self._by_name.get(wanted, ()))
+                found += [entry for entry in self._patterned if entry.hosts.matches(wanted)]
+                found.sort(key=lambda entry: entry.order)
+                found = [entry for entry in found if entry.key.asbytes() not in self._revoked]
+                self._found[wanted] = found
+            return list(found)
 
     def host_keys(self, name: str) -> list[paramiko.PKey]:
         """The keys known_hosts lists for `name`, in file order (revoked ones left out)."""
@@ -229,6 +235,7 @@ class KnownHosts:
             self._count += 1
             entry = Entry(HostPatterns(name), key, "", f"{target}", self._count)
             self._by_name.setdefault(name, []).append(entry)
+            self._found.clear()
 
 
 def _is_wildcard(pattern: str) -> bool:
