@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import zlib
 from datetime import timedelta
@@ -164,10 +165,12 @@ def test_every_table_parser_returns_on_arbitrary_text(text: str) -> None:
 @FAST
 @given(st.lists(mutated_line(), min_size=1, max_size=6))
 def test_parsers_accept_lines_as_an_iterable(lines: list[str]) -> None:
-    """read_namespace hands the parsers an open file (an iterable of lines with their newline)."""
-    with_newlines = [line + "\n" for line in lines]
+    """read_namespace hands the parsers an open file (an iterable of lines with their newline):
+    it must read the same rows as from the whole text. (A line drawn here may hold a newline of
+    its own: the file, like the text, splits there.)"""
+    text = "\n".join(lines)
     for _, proto in capture.INET_TABLES:
-        assert capture.parse_inet_table(iter(with_newlines), proto) == capture.parse_inet_table("\n".join(lines), proto)
+        assert capture.parse_inet_table(io.StringIO(text + "\n"), proto) == capture.parse_inet_table(text, proto)
 
 
 STATUS = Path("/proc/self/status").read_text()
