@@ -11,8 +11,9 @@ want_tests=0
 # Graphviz renders SVG/PNG; python3-venv gives Debian's python3 its venv module.
 packages=(graphviz python3-venv)
 if [ "$want_tests" = 1 ]; then
-  # The test lab: real sshd machines in namespaces, real programs holding sockets, a real browser.
-  packages+=(openssh-server openssh-client iproute2 socat procps lsof util-linux sudo openssl iputils-ping strace nftables iptables
+  # The test lab: real sshd machines in namespaces, real programs holding sockets, a real browser;
+  # conntrack (conntrack-tools) reads the connection tracking table as a second, independent client.
+  packages+=(openssh-server openssh-client iproute2 socat procps lsof util-linux sudo openssl iputils-ping strace nftables iptables conntrack
              chromium)
 fi
 

@@ -488,9 +488,10 @@ def parse_interface_indexes(*texts):
 def parse_nf_conntrack(text, limit=MAX_CONNTRACK_ENTRIES):
     """Parse /proc/net/nf_conntrack (or the older ip_conntrack) into entries.
 
-    A line is `[l3name l3num] l4name l4num timeout [STATE] src= dst= [sport= dport=] [flags]
+    A line is `[l3name l3num] l4name l4num [timeout] [STATE] src= dst= [sport= dport=] [flags]
     src= dst= [sport= dport=] ...`: the first src/dst group is the original direction, the
-    second the reply. Returns (entries, truncated).
+    second the reply. The kernel leaves out the timeout, and the TCP state, of a connection
+    offloaded to a flow table. Returns (entries, truncated).
     """
     entries = []
     truncated = False
@@ -505,7 +506,8 @@ def parse_nf_conntrack(text, limit=MAX_CONNTRACK_ENTRIES):
             continue
         state = None
         tuples = []
-        for field in fields[3:]:
+        first = 3 if fields[2:3] and not fields[2].strip("0123456789") else 2  # past the timeout
+        for field in fields[first:]:
             if "=" not in field:
                 if not tuples and not field.startswith("[") and len(field) <= 64:
                     state = field
@@ -874,6 +876,300 @@ NETLINK_TABLES = {
 
 
 # ---------------------------------------------------------------------------------------------
+# Netlink ctnetlink: the conntrack table when the kernel has no /proc/net/nf_conntrack
+# (built without CONFIG_NF_CONNTRACK_PROCFS); the payload's own network namespace only
+# ---------------------------------------------------------------------------------------------
+
+# Constants from the kernel's uapi headers: linux/netlink.h, linux/netfilter/nfnetlink.h and
+# linux/netfilter/nfnetlink_conntrack.h.
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_CTNETLINK = 1
+IPCTNL_MSG_CT_NEW = 0  # the type of every entry in a dump's reply
+IPCTNL_MSG_CT_GET = 1
+NFNETLINK_V0 = 0
+NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+CTA_TUPLE_ORIG = 1
+CTA_TUPLE_REPLY = 2
+CTA_PROTOINFO = 4
+CTA_TUPLE_IP = 1
+CTA_TUPLE_PROTO = 2
+CTA_IP_V4_SRC = 1
+CTA_IP_V4_DST = 2
+CTA_IP_V6_SRC = 3
+CTA_IP_V6_DST = 4
+CTA_PROTO_NUM = 1
+CTA_PROTO_SRC_PORT = 2
+CTA_PROTO_DST_PORT = 3
+CTA_PROTOINFO_TCP = 1
+CTA_PROTOINFO_DCCP = 2
+CTA_PROTOINFO_SCTP = 3
+CTA_PROTOINFO_STATE = 1  # CTA_PROTOINFO_{TCP,DCCP,SCTP}_STATE, a u8
+
+# The names /proc/net/nf_conntrack gives a protocol whose tracker the kernel has
+# (l4proto_name() in net/netfilter/nf_conntrack_standalone.c); it calls every other one
+# "unknown". A tracker writes attributes of its own into the tuple (ports, ICMP id), so a
+# tuple that carries only CTA_PROTO_NUM is "unknown" on both paths.
+CONNTRACK_PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 33: "dccp", 47: "gre", 58: "icmpv6",
+                       132: "sctp", 136: "udplite"}
+# The protocols the text shows with sport=/dport= (GRE's keys come as srckey=/dstkey=).
+CONNTRACK_PORTED = frozenset((6, 17, 33, 132, 136))
+# State names as the trackers print them (tcp_conntrack_names, sctp_conntrack_names,
+# dccp_state_names), indexed by the state numbers of the netlink protocol info.
+CONNTRACK_STATES = {
+    CTA_PROTOINFO_TCP: ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT",
+                        "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"),
+    CTA_PROTOINFO_SCTP: ("NONE", "CLOSED", "COOKIE_WAIT", "COOKIE_ECHOED", "ESTABLISHED",
+                         "SHUTDOWN_SENT", "SHUTDOWN_RECD", "SHUTDOWN_ACK_SENT", "HEARTBEAT_SENT",
+                         "HEARTBEAT_ACKED"),
+    CTA_PROTOINFO_DCCP: ("NONE", "REQUEST", "RESPOND", "PARTOPEN", "OPEN", "CLOSEREQ", "CLOSING",
+                         "TIMEWAIT", "IGNORE", "INVALID"),
+}
+
+_NFGENMSG = struct.Struct("=BBH")  # family, version, resource id (big-endian; 0 here)
+_NLATTR = struct.Struct("=HH")  # length (header included), type
+_PORT = struct.Struct("!H")
+_ERROR_CODE = struct.Struct("=i")
+
+
+def _attributes(data, start, end, wanted=()):
+    """{type: (payload start, payload end)} of the netlink attributes in data[start:end].
+
+    The walk stops early once every type in `wanted` was seen. A damaged attribute ends it
+    too: what follows cannot be located.
+    """
+    found = {}
+    unpack = _NLATTR.unpack_from
+    missing = len(wanted)
+    while start + 4 <= end:
+        length, kind = unpack(data, start)
+        if length < 4 or start + length > end:
+            break
+        kind &= NLA_TYPE_MASK
+        found[kind] = (start + 4, start + length)
+        if missing and kind in wanted:
+            missing -= 1
+            if not missing:
+                break
+        start += (length + 3) & ~3
+    return found
+
+
+# Nearly every tuple the kernel writes (ctnetlink_dump_tuples) is laid out exactly so: the
+# address nest holding source and destination, then the protocol nest holding the protocol
+# number and two ports. Such a tuple is read with one unpack, once the lengths and types of
+# all its attributes are the expected ones; any other tuple goes through the general walk.
+# Fields: 0 address nest length, 1 its type, 2 source length, 3 source type, 4 source,
+# 5-7 the same for the destination, 8 protocol nest length, 9 its type, 10 number length,
+# 11 number type, 12 number, 13-15 source port length, type, value, 16-18 destination port.
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_TUPLE_HEADERS = operator.itemgetter(0, 2, 3, 5, 6, 8, 10, 11, 13, 14, 16, 17)
+
+
+def _port_tuple_layout(family, size):
+    """(payload size, (struct, family, expected headers)) of a port tuple of one family."""
+    shape = struct.Struct("=HHHH%dsHH%dsHHHHB3xHHH2xHHH2x" % (size, size))
+    v4 = family == socket.AF_INET
+    expected = (4 + 2 * (4 + size), 4 + size, CTA_IP_V4_SRC if v4 else CTA_IP_V6_SRC,
+                4 + size, CTA_IP_V4_DST if v4 else CTA_IP_V6_DST, 28, 5, CTA_PROTO_NUM,
+                6, CTA_PROTO_SRC_PORT, 6, CTA_PROTO_DST_PORT)
+    return shape.size, (shape, family, expected)
+
+
+_PORT_TUPLE_LAYOUTS = dict((_port_tuple_layout(socket.AF_INET, 4),
+                            _port_tuple_layout(socket.AF_INET6, 16)))
+
+
+def _conntrack_tuple(data, span, names):
+    """(protocol number, tracked, {"src", "dst", "sport", "dport"}) of a CTA_TUPLE_* attribute,
+    or None when an address or the protocol number is missing.
+
+    `tracked` says whether the kernel's tracker for the protocol wrote attributes of its own.
+    `names` caches address text by packed address (one string per address, as in the text path).
+    """
+    layout = _PORT_TUPLE_LAYOUTS.get(span[1] - span[0])
+    if layout is not None:
+        shape, family, expected = layout
+        values = shape.unpack_from(data, span[0])
+        if (_TUPLE_HEADERS(values) == expected and values[1] & NLA_TYPE_MASK == CTA_TUPLE_IP
+                and values[9] & NLA_TYPE_MASK == CTA_TUPLE_PROTO):
+            src = names.get(values[4])
+            if src is None:
+                src = names[values[4]] = socket.inet_ntop(family, values[4])
+            dst = names.get(values[7])
+            if dst is None:
+                dst = names[values[7]] = socket.inet_ntop(family, values[7])
+            sport, dport = values[15], values[18]
+            if _LITTLE_ENDIAN:
+                sport = ((sport & 0xFF) << 8) | (sport >> 8)
+                dport = ((dport & 0xFF) << 8) | (dport >> 8)
+            return values[12], True, {"src": src, "dst": dst, "sport": sport, "dport": dport}
+    parts = _attributes(data, span[0], span[1])
+    ip = parts.get(CTA_TUPLE_IP)
+    proto = parts.get(CTA_TUPLE_PROTO)
+    if ip is None or proto is None:
+        return None
+    addresses = _attributes(data, ip[0], ip[1])
+    src = addresses.get(CTA_IP_V4_SRC)
+    dst = addresses.get(CTA_IP_V4_DST)
+    family, size = socket.AF_INET, 4
+    if src is None or dst is None:
+        src = addresses.get(CTA_IP_V6_SRC)
+        dst = addresses.get(CTA_IP_V6_DST)
+        family, size = socket.AF_INET6, 16
+        if src is None or dst is None:
+            return None
+    texts = []
+    for begin, finish in (src, dst):
+        if finish - begin != size:
+            return None
+        packed = data[begin:finish]
+        text = names.get(packed)
+        if text is None:
+            text = names[packed] = socket.inet_ntop(family, packed)
+        texts.append(text)
+    fields = _attributes(data, proto[0], proto[1])
+    number = fields.get(CTA_PROTO_NUM)
+    if number is None or number[1] - number[0] < 1:
+        return None
+    ports = []
+    for kind in (CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT):
+        where = fields.get(kind)
+        ports.append(_PORT.unpack_from(data, where[0])[0] if where and where[1] - where[0] >= 2
+                     else None)
+    return (data[number[0]], len(fields) > 1,
+            {"src": texts[0], "dst": texts[1], "sport": ports[0], "dport": ports[1]})
+
+
+def parse_ctnetlink_entry(data, start, end):
+    """One conntrack entry from the attributes (data[start:end]) of an IPCTNL_MSG_CT_NEW message.
+
+    The entry has the form parse_nf_conntrack gives the same connection from the /proc text;
+    None when either tuple lacks an address or its protocol number (the text path skips such
+    a line too).
+    """
+    return _conntrack_entry(data, start, end, {})
+
+
+_BOTH_TUPLES = frozenset((CTA_TUPLE_ORIG, CTA_TUPLE_REPLY))
+_PROTOINFO = frozenset((CTA_PROTOINFO,))
+_STATEFUL = frozenset((6, 33, 132))  # TCP, DCCP and SCTP: their trackers print a state
+
+
+def _conntrack_entry(data, start, end, names):
+    # The tuples come first in the kernel's messages; the rest is walked only for a state.
+    top = _attributes(data, start, end, _BOTH_TUPLES)
+    spans = (top.get(CTA_TUPLE_ORIG), top.get(CTA_TUPLE_REPLY))
+    if spans[0] is None or spans[1] is None:
+        return None
+    original = _conntrack_tuple(data, spans[0], names)
+    reply = _conntrack_tuple(data, spans[1], names)
+    if original is None or reply is None:
+        return None
+    number, tracked, first = original
+    second = reply[2]
+    name = CONNTRACK_PROTOCOLS.get(number) if tracked else None
+    if name is None:
+        name = "unknown"
+    if name == "unknown" or number not in CONNTRACK_PORTED:
+        first["sport"] = first["dport"] = second["sport"] = second["dport"] = None
+    state = None
+    info = None
+    if number in _STATEFUL and name != "unknown":
+        info = _attributes(data, start, end, _PROTOINFO).get(CTA_PROTOINFO)
+    if info is not None:
+        for kind, nested in _attributes(data, info[0], info[1]).items():
+            states = CONNTRACK_STATES.get(kind)
+            if states is None:
+                continue
+            where = _attributes(data, nested[0], nested[1]).get(CTA_PROTOINFO_STATE)
+            if where is not None and where[1] > where[0] and data[where[0]] < len(states):
+                state = states[data[where[0]]]
+    return {"proto": name, "state": state, "original": first, "reply": second}
+
+
+def netlink_conntrack(limit=MAX_CONNTRACK_ENTRIES):
+    """Dump the conntrack table of the payload's own network namespace over ctnetlink.
+
+    Returns (entries, truncated) exactly as parse_nf_conntrack gives them from the
+    /proc/net/nf_conntrack text of the same moment (IPv4 and IPv6). Raises OSError on any
+    failure (EPERM without CAP_NET_ADMIN, EPROTONOSUPPORT without nfnetlink, a timeout, a
+    reply cut short); the caller then reports the table as unknown. The caller also makes sure
+    that no kernel module gets loaded on the way (see conntrack_netlink_obstacle).
+    """
+    entries = []
+    names = {}
+    request = _NFGENMSG.pack(socket.AF_UNSPEC, NFNETLINK_V0, 0)
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(request),
+                            (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
+                            NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+    entry_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW
+    body = _NLMSGHDR.size + _NFGENMSG.size
+    unpack_header = _NLMSGHDR.unpack_from
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    try:
+        sock.settimeout(10.0)
+        sock.sendto(header + request, (0, 0))
+        buffer = bytearray(_RECV_SIZE)
+        while True:
+            # MSG_TRUNC: the size of the whole datagram, so that a cut one is seen as such.
+            size = sock.recv_into(buffer, _RECV_SIZE, socket.MSG_TRUNC)
+            if size > _RECV_SIZE:
+                raise OSError(errno.EMSGSIZE, "netlink reply larger than %d bytes" % _RECV_SIZE)
+            if size == 0:
+                raise OSError(errno.EPROTO, "netlink dump ended before its end message")
+            data = bytes(buffer[:size])
+            offset = 0
+            while offset < size:
+                if offset + _NLMSGHDR.size > size:
+                    raise OSError(errno.EPROTO, "netlink message cut short")
+                length, kind = unpack_header(data, offset)[:2]
+                if length < _NLMSGHDR.size or offset + length > size:
+                    raise OSError(errno.EPROTO, "netlink message cut short")
+                if kind == entry_type:
+                    entry = _conntrack_entry(data, offset + body, offset + length, names)
+                    if entry is not None:
+                        if len(entries) >= limit:
+                            return entries, True
+                        entries.append(entry)
+                elif kind == NLMSG_DONE or kind == NLMSG_ERROR:
+                    code = 0
+                    if length >= _NLMSGHDR.size + 4:
+                        code = _ERROR_CODE.unpack_from(data, offset + _NLMSGHDR.size)[0]
+                    if code < 0:
+                        raise OSError(-code, os.strerror(-code))
+                    if kind == NLMSG_DONE:
+                        return entries, False
+                offset += (length + 3) & ~3
+    finally:
+        sock.close()
+
+
+def conntrack_netlink_obstacle(modules_text, builtin_text):
+    """Why asking for the conntrack table over netlink could make the kernel load a module.
+
+    The kernel loads nfnetlink when a NETLINK_NETFILTER socket is opened, and
+    nf_conntrack_netlink when a ctnetlink request arrives, if they are missing; the payload
+    must not change the machine so. `modules_text` is /proc/modules (None when absent: a
+    kernel without loadable modules), `builtin_text` the kernel's modules.builtin (None when
+    unreadable). Returns None when nothing can be loaded, else the reason as a phrase.
+    """
+    if modules_text is None:
+        return None
+    not_loaded = "the nf_conntrack_netlink module is not loaded (the payload loads no module)"
+    loaded = set(line.split(" ", 1)[0] for line in _lines(modules_text))
+    if "nf_conntrack_netlink" in loaded:
+        return None
+    if "nf_conntrack" in loaded:
+        return not_loaded  # a module itself, so nf_conntrack_netlink (needing it) can only be one
+    # nf_conntrack is built in: nf_conntrack_netlink may be too.
+    if builtin_text is None:
+        return "cannot tell whether nf_conntrack_netlink is built in (no modules.builtin)"
+    if any(line.strip().endswith("/nf_conntrack_netlink.ko") for line in _lines(builtin_text)):
+        return None
+    return not_loaded
+
+
+# ---------------------------------------------------------------------------------------------
 # Namespaces
 # ---------------------------------------------------------------------------------------------
 
@@ -882,11 +1178,12 @@ def _netns_key(path):
     return info.st_dev, info.st_ino
 
 
-def read_namespace(net_dir, coverage, use_netlink=False):
+def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc"):
     """Read every table of one network namespace from `net_dir` (a /proc/PID/net directory).
 
     Returns {"addresses", "sockets" (records), "unkeyed", "conntrack"}. Raises OSError when
     the directory cannot be read at all (the caller tries another process of the namespace).
+    `use_netlink` says that the namespace is the payload's own, in the live `proc_root`.
     """
     sockets = []
     unkeyed = {}
@@ -988,17 +1285,82 @@ def read_namespace(net_dir, coverage, use_netlink=False):
     addresses.sort(key=lambda a: (a["family"], a["interface"], a["address"]))
 
     conntrack = None
+    absent = True
     for name in ("nf_conntrack", "ip_conntrack"):
         try:
             with _open_text(os.path.join(net_dir, name)) as handle:
                 conntrack, truncated = parse_nf_conntrack(handle)
             if truncated:
                 coverage.note("conntrack table cut at %d entries" % MAX_CONNTRACK_ENTRIES)
+            absent = False
             break
-        except OSError:
-            continue
+        except OSError as error:
+            absent = absent and error.errno == errno.ENOENT
+    if absent:
+        conntrack = conntrack_without_procfs(proc_root, coverage, use_netlink)
 
     return {"addresses": addresses, "sockets": sockets, "unkeyed": unkeyed, "conntrack": conntrack}
+
+
+def _read_small_text(path, limit=1 << 20):
+    """The text of a small kernel file, or None when it does not exist (other errors raise)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit).decode("utf-8", "backslashreplace")
+    except OSError as error:
+        if error.errno == errno.ENOENT:
+            return None
+        raise
+
+
+def conntrack_without_procfs(proc_root, coverage, use_netlink):
+    """The conntrack entries of a namespace whose /proc/PID/net has no nf_conntrack file.
+
+    Silent None when the kernel tracks no connections (no nf_conntrack_count sysctl, no
+    nf_conntrack module). Otherwise the kernel lacks CONFIG_NF_CONNTRACK_PROCFS: the table is
+    dumped over ctnetlink when `use_netlink` (the payload's own namespace, live proc root) and
+    doing so loads no kernel module. Every other outcome is None with a coverage note saying why.
+    """
+    try:
+        modules = _read_small_text(os.path.join(proc_root, "modules"))
+    except OSError as error:
+        modules = ""  # present but unreadable: a module list we cannot see
+        coverage.note("cannot read /proc/modules: %s" % os.strerror(error.errno or 0))
+    tracking = os.path.exists(os.path.join(proc_root, "sys/net/netfilter/nf_conntrack_count"))
+    if not tracking and modules:
+        tracking = any(line.split(" ", 1)[0] == "nf_conntrack" for line in modules.split("\n"))
+    if not tracking:
+        return None
+    if not use_netlink:
+        coverage.note("conntrack unknown where netlink cannot be used (other namespaces, "
+                      "--no-netlink): this kernel has no /proc/net/nf_conntrack")
+        return None
+    builtin = None
+    release = _read_text_or_none(os.path.join(proc_root, "sys/kernel/osrelease"))
+    if modules is not None and release:
+        for base in ("/lib/modules", "/usr/lib/modules"):
+            try:
+                builtin = _read_small_text(os.path.join(base, release, "modules.builtin"), 1 << 22)
+            except OSError:
+                builtin = None
+            if builtin is not None:
+                break
+    obstacle = conntrack_netlink_obstacle(modules, builtin)
+    if obstacle is not None:
+        coverage.note("conntrack unknown: no /proc/net/nf_conntrack and %s" % obstacle)
+        return None
+    try:
+        conntrack, truncated = netlink_conntrack()
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else (str(error) or "timed out")
+        if error.errno in _DENIED:
+            reason += " (needs root)"
+        coverage.note("conntrack unknown: no /proc/net/nf_conntrack and its netlink dump failed: %s"
+                      % reason)
+        return None
+    if truncated:
+        coverage.note("conntrack table cut at %d entries" % MAX_CONNTRACK_ENTRIES)
+    return conntrack
 
 
 def parse_sockstat(text):
@@ -1164,7 +1526,8 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False)
                 if key[1] != netns:
                     continue  # the process moved to another namespace meanwhile
                 table = read_namespace(base + "/net", coverage,
-                                       use_netlink=use_netlink and key == own_netns)
+                                       use_netlink=use_netlink and key == own_netns,
+                                       proc_root=proc_root)
                 # A pid that exited mid-read may have been reused by a process elsewhere.
                 if _netns_key(base + "/ns/net")[1] != netns:
                     table = None
