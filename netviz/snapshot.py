@@ -862,7 +862,7 @@ def loads_document(text: str, source: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError as error:
         message = str(error).splitlines()[0] if str(error) else "invalid JSON"
-        if "recursion" in message:
+        if "depth" in message or "recursion" in message:  # worded differently across releases
             raise SnapshotError(f"{source}: (top level): JSON nested too deeply") from None
         near = text[max(0, error.pos - 1):error.pos + 9] if isinstance(text, str) else ""
         constant = next((word for word in ("-Infinity", "Infinity", "NaN") if word in near), None)
