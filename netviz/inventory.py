@@ -22,6 +22,7 @@ import paramiko
 import yaml
 
 from netviz.errors import InventoryError
+from netviz.ssh_config import SshConfigError, read_ssh_config
 
 DEFAULT_PORT = 22
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -130,9 +131,9 @@ def load_ssh_config(path: Optional[os.PathLike | str]) -> paramiko.SSHConfig:
         path = default
     path = Path(path).expanduser()
     try:
-        return paramiko.SSHConfig.from_path(str(path))
-    except OSError as error:
-        raise InventoryError(f"cannot read ssh config {path}: {error.strerror or error}") from None
+        return read_ssh_config(path)
+    except SshConfigError as error:
+        raise InventoryError(str(error)) from None
     except (paramiko.ssh_exception.ConfigParseError, ValueError) as error:
         raise InventoryError(f"{path}: {error}") from None
 
