@@ -10,25 +10,52 @@ want_tests=0
 
 # Graphviz renders SVG/PNG; python3-venv gives Debian's python3 its venv module.
 packages=(graphviz python3-venv)
+daemon_packages=()
 if [ "$want_tests" = 1 ]; then
   # The test lab: real sshd machines in namespaces, real programs holding sockets, a real browser;
   # conntrack (conntrack-tools) reads the connection tracking table as a second, independent client.
   packages+=(openssh-server openssh-client iproute2 socat procps lsof util-linux sudo openssl iputils-ping strace nftables iptables conntrack
              chromium)
+  # Real daemons the lab starts inside its machines (tests/lab/services.py), without recommends
+  # (gunicorn's would bring setproctitle, which renames its processes).
+  daemon_packages+=(nginx redis-server gunicorn python3-redis postgresql curl)
 fi
 
 missing=()
-for package in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+missing_daemons=()
+for package in "${packages[@]}" "${daemon_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" && continue
+  if [[ " ${daemon_packages[*]} " == *" $package "* ]]; then missing_daemons+=("$package"); else missing+=("$package"); fi
 done
-if [ "${#missing[@]}" -gt 0 ]; then
+if [ "$((${#missing[@]} + ${#missing_daemons[@]}))" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "netviz setup: missing Debian packages: ${missing[*]} (run as root, or install them first)" >&2
+    echo "netviz setup: missing Debian packages: ${missing[*]} ${missing_daemons[*]} (run as root, or install them first)" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # Debian's maintainer scripts start a service as they install it (invoke-rc.d, deb-systemd-invoke):
+  # nginx would take port 80 of this machine, redis 6379, PostgreSQL 5432. A policy-rc.d that
+  # refuses every start prevents that while we install; a machine that has one (Docker images)
+  # keeps its own.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# netviz setup: no service starts while packages install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    own_policy=1
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ "${#missing_daemons[@]}" -gt 0 ]; then
+    apt-get install -y -qq --no-install-recommends "${missing_daemons[@]}" >/dev/null
+  fi
+  if [ "$own_policy" = 1 ]; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 
 python="${PYTHON:-python3}"
