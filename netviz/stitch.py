@@ -271,6 +271,10 @@ class _Stitcher:
         self.listeners: dict[tuple[int, int, str, int], list[_End]] = {}
         # conntrack original tuple (kind, src, sport, dst, dport, zone) -> [(machine, netns, reply)]
         self.translations: dict[tuple, list[tuple[int, int, tuple[str, int, str, int]]]] = {}
+        # untranslated datagram conntrack entries (kind, src, sport, dst, dport) -> the first
+        # (machine, netns) that tracked it: the only trace of a client that sends from an
+        # unconnected socket (sendto), whose /proc row has no peer
+        self.datagram_tracks: dict[tuple[str, str, int, str, int], tuple[int, int]] = {}
         self.ends: list[_End] = []
         self.ingress: dict[tuple[int, Optional[int]], set[Ingress]] = {}
         # flow key -> [count, server address, client pids, server pids]
@@ -435,7 +439,10 @@ class _Stitcher:
         src, dst = normalize_address(original.src), normalize_address(original.dst)
         reply_src, reply_dst = normalize_address(reply.src), normalize_address(reply.dst)
         if (reply_src, reply.sport, reply_dst, reply.dport) == (dst, original.dport, src, original.sport):
-            return  # tracked but not translated: the plain join already covers it
+            # tracked but not translated: the plain join covers connected sockets
+            if kind in DATAGRAM_KINDS:
+                self.datagram_tracks.setdefault((kind, src, original.sport, dst, original.dport), (machine, netns))
+            return
         # a machine-local client or destination can only have been translated on its own machine
         zone = machine if self._zone(machine, netns, src, dst) is not None else None
         key = (kind, src, original.sport, dst, original.dport, zone)
@@ -533,10 +540,11 @@ class _Stitcher:
         self.ends = [end for end in self.ends if not end.matched]
         translated = self._join_translated()
         by_listener = self._join_listeners()
+        tracked = self._join_tracked_datagrams()
         self._count_leftovers()
         log.debug(
-            "stitch: %d exact pairs, %d through NAT, %d to listeners, %d left unmatched",
-            joined, translated, by_listener, sum(1 for end in self.ends if not end.matched),
+            "stitch: %d exact pairs, %d through NAT, %d to listeners, %d datagram flows from conntrack, %d left unmatched",
+            joined, translated, by_listener, tracked, sum(1 for end in self.ends if not end.matched),
         )
 
     def _bucket(self, key: tuple) -> Sequence[_End]:
@@ -708,6 +716,33 @@ class _Stitcher:
             elif found:
                 end.ambiguous = True
         return pairs
+
+    def _join_tracked_datagrams(self) -> int:
+        """Datagram flows that only conntrack shows: a client sending from an unconnected socket
+        (statsd, syslog, SNMP, NTP) leaves a bound socket with no peer in /proc. When an entry
+        leads from exactly one bound socket of the group (at its source address and port) to
+        exactly one bound socket (at its destination), that is an `inferred` flow between them.
+        Tuples of connected sockets are left to the joins above (they saw the socket itself)."""
+        if not self.datagram_tracks:
+            return 0
+        connected = set()
+        for end in self.ends:
+            if end.kind in DATAGRAM_KINDS:
+                for local in end.locals_:
+                    for far in end.remotes:
+                        connected.add((end.kind, local, end.local_port, far, end.remote_port))
+                        connected.add((end.kind, far, end.remote_port, local, end.local_port))
+        flows = 0
+        for (kind, src, sport, dst, dport), (machine, netns) in self.datagram_tracks.items():
+            if (kind, src, sport, dst, dport) in connected:
+                continue
+            senders = self._listeners_for(machine, netns, src, sport, kind)
+            receivers = self._listeners_for(machine, netns, dst, dport, kind)
+            if not senders or not receivers or senders[0] is receivers[0]:
+                continue  # not both ends in the group, or not told apart: nothing to draw
+            self._pair(senders[0], receivers[0], server_address=dst, inferred=True, via=None, initiator=True)
+            flows += 1
+        return flows
 
     def _count_leftovers(self) -> None:
         for end in self.ends:

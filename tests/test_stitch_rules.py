@@ -689,3 +689,50 @@ def test_a_session_whose_other_end_was_not_captured_is_outside_not_unresolved():
     graph = stitch(snapshots)
     assert host(graph, "db").outside_inbound == 1 and graph.unresolved == 0
     assert not any("db/sshd" in flow[:2] for flow in edges(graph))
+
+
+# ---------------------------------------------------------------- datagrams only conntrack shows
+
+
+def statsd_fleet() -> tuple[Machine, Machine]:
+    """app sends metrics with sendto from an unconnected socket (bound 0.0.0.0:45000, no peer
+    in /proc); metrics listens on udp 8125."""
+    app, metrics = Machine("app", "10.0.0.1"), Machine("metrics", "10.0.0.2")
+    app.process(100, "python3")
+    app.listen(100, "udp", "0.0.0.0:45000")
+    metrics.process(200, "statsd")
+    metrics.listen(200, "udp", "0.0.0.0:8125")
+    return app, metrics
+
+
+def test_an_unconnected_sender_is_joined_through_conntrack_on_either_machine():
+    for tracked_on in ("app", "metrics"):
+        app, metrics = statsd_fleet()
+        machine = app if tracked_on == "app" else metrics
+        machine.conntrack("udp", ("10.0.0.1:45000", "10.0.0.2:8125"), ("10.0.0.2:8125", "10.0.0.1:45000"))
+        graph = stitch([app.build(), metrics.build()])
+        assert edges(graph) == {("app/python3", "metrics/statsd", "udp", 8125, 1, "inferred")}, tracked_on
+        assert graph.unresolved == 0
+
+
+def test_without_conntrack_the_sendto_flow_is_invisible():
+    """The control: /proc alone shows two bound sockets and no flow."""
+    app, metrics = statsd_fleet()
+    assert edges(stitch([app.build(), metrics.build()])) == set()
+
+
+def test_tracked_datagrams_need_both_bound_sockets_in_the_group_and_skip_connected_ones():
+    app, metrics = statsd_fleet()
+    # to an address outside the group, to a port nobody binds, from a port nobody binds,
+    # and multicast: nothing to draw
+    app.conntrack("udp", ("10.0.0.1:45000", "198.51.100.7:8125"), ("198.51.100.7:8125", "10.0.0.1:45000"))
+    app.conntrack("udp", ("10.0.0.1:45000", "10.0.0.2:9999"), ("10.0.0.2:9999", "10.0.0.1:45000"))
+    app.conntrack("udp", ("10.0.0.1:46000", "10.0.0.2:8125"), ("10.0.0.2:8125", "10.0.0.1:46000"))
+    app.conntrack("udp", ("10.0.0.1:45000", "224.0.0.251:5353"), ("224.0.0.251:5353", "10.0.0.1:45000"))
+    # a connected client: joined from its own socket, once, not again from conntrack
+    app.process(101, "collector")
+    app.connect(101, "udp", "10.0.0.1:47000", "10.0.0.2:8125")
+    app.conntrack("udp", ("10.0.0.1:47000", "10.0.0.2:8125"), ("10.0.0.2:8125", "10.0.0.1:47000"))
+    metrics.conntrack("udp", ("10.0.0.1:47000", "10.0.0.2:8125"), ("10.0.0.2:8125", "10.0.0.1:47000"))
+    graph = stitch([app.build(), metrics.build()])
+    assert edges(graph) == {("app/collector", "metrics/statsd", "udp", 8125, 1)}

@@ -1,0 +1,62 @@
+"""End to end on the lab: a UDP client that sends with sendto from an unconnected socket (as
+statsd and syslog clients do) leaves no peer in /proc; conntrack on the receiving machine is what
+shows the flow, and netviz draws it, marked inferred."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from typer.testing import CliRunner
+
+from netviz.cli import app
+
+RECEIVER = (
+    "import socket\n"
+    "open('/proc/self/comm', 'w').write('udp-receiver')\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "s.bind(('0.0.0.0', 8125))\n"
+    "while True:\n"
+    "    s.recv(2048)\n"
+)
+SENDER = (
+    "import socket, sys, time\n"
+    "open('/proc/self/comm', 'w').write('udp-sender')\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "s.bind(('0.0.0.0', 0))\n"
+    "while True:\n"
+    "    s.sendto(b'requests:1|c', (sys.argv[1], 8125))\n"
+    "    time.sleep(0.2)\n"
+)
+# Connection tracking runs in a namespace once a rule there needs it.
+TRACKING = "table inet netviz_test {\n  chain input {\n    type filter hook input priority 0;\n    ct state new counter\n  }\n}\n"
+
+
+def test_a_sendto_client_is_drawn_from_the_receivers_conntrack(lab_factory, tmp_path):
+    lab = lab_factory(2)
+    sender_machine, receiver_machine = lab.machines["m00"], lab.machines["m01"]
+    receiver_machine.exec(["nft", "-f", "-"], input=TRACKING, check=True)
+    receiver_machine.run(["python3", "-c", RECEIVER], log_name="receiver")
+    deadline = time.monotonic() + 20
+    while "0.0.0.0:8125" not in receiver_machine.exec(["ss", "-uanH"]).stdout:
+        assert time.monotonic() < deadline, "the receiver did not bind"
+        time.sleep(0.05)
+    sender_machine.run(["python3", "-c", SENDER, receiver_machine.ipv4], log_name="sender")
+    while "dport=8125" not in receiver_machine.exec(["cat", "/proc/net/nf_conntrack"]).stdout:
+        assert time.monotonic() < deadline, "conntrack never saw the datagrams"
+        time.sleep(0.05)
+    # the oracle: /proc shows the sender's socket with no peer at all
+    sender_rows = [line for line in sender_machine.exec(["ss", "-uanpH"]).stdout.splitlines() if "udp-sender" in line]
+    assert len(sender_rows) == 1 and sender_rows[0].split()[4] == "0.0.0.0:*", sender_rows
+
+    inventory = lab.write_inventory(tmp_path / "hosts.yaml", connect_timeout=5, command_timeout=30)
+    output = tmp_path / "map.json"
+    result = CliRunner().invoke(app, ["run", "-i", str(inventory), "--cache", str(tmp_path / "cache"), "-o", str(output)],
+                                env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    graph = json.loads(output.read_text())
+    nodes = {node["id"]: node for node in graph["nodes"]}
+    flows = [(nodes[f["client"]]["host"], nodes[f["client"]]["comm"], nodes[f["server"]]["host"],
+              nodes[f["server"]]["comm"], f["proto"], f["server_port"], f["inferred"], f["directed"])
+             for f in graph["flows"]]
+    assert flows == [("m00", "udp-sender", "m01", "udp-receiver", "udp", 8125, True, True)]
