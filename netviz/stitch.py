@@ -536,11 +536,12 @@ class _Stitcher:
 
     def run(self) -> None:
         joined = self._join_exact()
+        connected_datagrams = self._connected_datagram_tuples() if self.datagram_tracks else set()
         # the later phases only look at what the exact join left (a few percent of the sockets)
         self.ends = [end for end in self.ends if not end.matched]
         translated = self._join_translated()
         by_listener = self._join_listeners()
-        tracked = self._join_tracked_datagrams()
+        tracked = self._join_tracked_datagrams(connected_datagrams)
         self._count_leftovers()
         log.debug(
             "stitch: %d exact pairs, %d through NAT, %d to listeners, %d datagram flows from conntrack, %d left unmatched",
@@ -717,14 +718,8 @@ class _Stitcher:
                 end.ambiguous = True
         return pairs
 
-    def _join_tracked_datagrams(self) -> int:
-        """Datagram flows that only conntrack shows: a client sending from an unconnected socket
-        (statsd, syslog, SNMP, NTP) leaves a bound socket with no peer in /proc. When an entry
-        leads from exactly one bound socket of the group (at its source address and port) to
-        exactly one bound socket (at its destination), that is an `inferred` flow between them.
-        Tuples of connected sockets are left to the joins above (they saw the socket itself)."""
-        if not self.datagram_tracks:
-            return 0
+    def _connected_datagram_tuples(self) -> set[tuple[str, str, int, str, int]]:
+        """The four-tuples of every connected datagram socket, both ways round."""
         connected = set()
         for end in self.ends:
             if end.kind in DATAGRAM_KINDS:
@@ -732,6 +727,14 @@ class _Stitcher:
                     for far in end.remotes:
                         connected.add((end.kind, local, end.local_port, far, end.remote_port))
                         connected.add((end.kind, far, end.remote_port, local, end.local_port))
+        return connected
+
+    def _join_tracked_datagrams(self, connected: set[tuple[str, str, int, str, int]]) -> int:
+        """Datagram flows that only conntrack shows: a client sending from an unconnected socket
+        (statsd, syslog, SNMP, NTP) leaves a bound socket with no peer in /proc. When an entry
+        leads from exactly one bound socket of the group (at its source address and port) to
+        exactly one bound socket (at its destination), that is an `inferred` flow between them.
+        Tuples of connected sockets (`connected`) are left to the joins above: they saw the socket."""
         flows = 0
         for (kind, src, sport, dst, dport), (machine, netns) in self.datagram_tracks.items():
             if (kind, src, sport, dst, dport) in connected:

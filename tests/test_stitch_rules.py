@@ -736,3 +736,15 @@ def test_tracked_datagrams_need_both_bound_sockets_in_the_group_and_skip_connect
     metrics.conntrack("udp", ("10.0.0.1:47000", "10.0.0.2:8125"), ("10.0.0.2:8125", "10.0.0.1:47000"))
     graph = stitch([app.build(), metrics.build()])
     assert edges(graph) == {("app/collector", "metrics/statsd", "udp", 8125, 1)}
+
+
+def test_a_connected_socket_sharing_a_port_with_a_bound_one_is_not_drawn_twice():
+    """A connected client on the port of a bound socket (SO_REUSEPORT): the exact join draws it
+    from its own socket; its conntrack entry must not add a second, inferred flow."""
+    app, metrics = statsd_fleet()
+    app.process(102, "relay")
+    app.connect(102, "udp", "10.0.0.1:45000", "10.0.0.2:8125")
+    metrics.connect(200, "udp", "10.0.0.2:8125", "10.0.0.1:45000")
+    app.conntrack("udp", ("10.0.0.1:45000", "10.0.0.2:8125"), ("10.0.0.2:8125", "10.0.0.1:45000"))
+    # (both ends have a bound socket on their port: rule 5 leaves the direction open)
+    assert edges(stitch([app.build(), metrics.build()])) == {("app/relay", "metrics/statsd", "udp", 8125, 1, "undirected")}
