@@ -766,13 +766,18 @@ class _Stitcher:
             if in_group:
                 machine.unresolved += 1
                 continue
-            inbound = self._listens(end)
-            if inbound:
-                machine.outside_inbound += 1
-            else:
-                machine.outside_outbound += 1
-            if self.show_external:
-                self._add_outside(machine, end, inbound)
+            self._count_outside(end)
+
+    def _count_outside(self, end: _End) -> None:
+        """A connection whose far side is not drawn: inbound when the end's port listens."""
+        machine = self.machines[end.machine]
+        inbound = self._listens(end)
+        if inbound:
+            machine.outside_inbound += 1
+        else:
+            machine.outside_outbound += 1
+        if self.show_external:
+            self._add_outside(machine, end, inbound)
 
     # ----------------------------------------------------------------- flows
 
@@ -814,14 +819,7 @@ class _Stitcher:
         the group, or reached it through a jump host of the group): the connection exists only
         because the map is being made, so it is counted as outside at each end, never drawn."""
         for end in ends:
-            machine = self.machines[end.machine]
-            inbound = self._listens(end)
-            if inbound:
-                machine.outside_inbound += 1
-            else:
-                machine.outside_outbound += 1
-            if self.show_external:
-                self._add_outside(machine, end, inbound)
+            self._count_outside(end)
 
     def _server_owner(self, server: _End) -> tuple[Optional[int], bool]:
         """The owner of a server-side socket; an accepted socket nobody visibly holds falls back to the

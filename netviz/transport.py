@@ -27,8 +27,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import fabric
 import paramiko

@@ -12,7 +12,6 @@ YAML-ish text.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess

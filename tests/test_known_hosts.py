@@ -4,13 +4,12 @@ compares whole decisions with the real `ssh` client against real sshd machines."
 
 from __future__ import annotations
 
-import base64
 import shutil
 import subprocess
 from pathlib import Path
 
-import paramiko
 import pytest
+from sshkeys import keygen, pkey
 
 from netviz.known_hosts import (
     KEY_CHANGED,
@@ -22,18 +21,6 @@ from netviz.known_hosts import (
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (openssh-client) missing")
-
-
-def keygen(directory: Path, name: str) -> tuple[str, str]:
-    """A fresh ed25519 key: (type, base64) as known_hosts writes them."""
-    path = directory / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    key_type, data = path.with_suffix(".pub").read_text().split()[:2]
-    return key_type, data
-
-
-def pkey(key_type: str, data: str) -> paramiko.PKey:
-    return paramiko.PKey.from_type_string(key_type, base64.b64decode(data))
 
 
 def store_of(path: Path, text: str) -> KnownHosts:

@@ -16,6 +16,7 @@ from pathlib import Path
 import fabric
 import paramiko
 import pytest
+from sshkeys import keygen, pkey
 
 from netviz.inventory import SUDO_NOPASSWD, SUDO_PASSWORD, HostSpec
 from netviz.transport import (
@@ -45,17 +46,6 @@ from netviz.transport import _open as open_connection
 from netviz.transport import _transport_preferring, _tunnel, _VerifyingPolicy
 
 needs_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (openssh-client) missing")
-
-
-def keygen(directory: Path, name: str) -> tuple[str, str]:
-    path = directory / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    key_type, data = path.with_suffix(".pub").read_text().split()[:2]
-    return key_type, data
-
-
-def pkey(key_type: str, data: str) -> paramiko.PKey:
-    return paramiko.PKey.from_type_string(key_type, __import__("base64").b64decode(data))
 
 
 # ------------------------------------------------------------------------------ host key policy
