@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from netviz.cli import app
+from tests.lab.lab import SUDO_NOPASSWD_USER
 from tests.lab.scenario import graph_flow_keys
 
 
@@ -29,14 +31,17 @@ def test_a_machine_listed_twice_is_drawn_once_with_all_its_flows(lab, tmp_path):
     assert all(host["unresolved"] == 0 for host in graph["hosts"])
 
 
-def test_netvizs_own_sessions_are_named_and_never_drawn_even_through_a_jump_host(lab, tmp_path):
+@pytest.mark.parametrize("login", [{"user": "root"}, {"user": SUDO_NOPASSWD_USER, "sudo": True}],
+                         ids=["root", "sudo"])
+def test_netvizs_own_sessions_are_named_and_never_drawn_even_through_a_jump_host(lab, tmp_path, login):
     """cache is reached through db, a machine of the group: db's sshd forwards netviz's session to
-    cache's sshd. That connection exists only because the map is being made: not a flow."""
+    cache's sshd. That connection exists only because the map is being made: not a flow. Under
+    sudo the session's sshd processes are found above sudo as well."""
     db = lab.machines["db"]
     inventory = lab.write_inventory(tmp_path / "hosts.yaml", hosts=["web", "db", "cache"],
-                                    connect_timeout=5, command_timeout=30)
+                                    connect_timeout=5, command_timeout=30, **login)
     document = yaml.safe_load(inventory.read_text())
-    document["hosts"]["cache"]["jump"] = f"root@{db.ipv4}"
+    document["hosts"]["cache"]["jump"] = f"{login['user']}@{db.ipv4}"
     inventory.write_text(yaml.safe_dump(document, sort_keys=False))
     output, cache = tmp_path / "map.json", tmp_path / "cache"
     result = CliRunner().invoke(app, ["run", "-i", str(inventory), "--cache", str(cache), "-o", str(output)],
