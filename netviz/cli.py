@@ -138,13 +138,15 @@ def _filter_spec(only: Optional[list[str]], exclude: Optional[list[str]], groups
 
 def _print_flow_table(graph) -> None:
     """The flow table (busiest first) and the busiest machines, in the terminal."""
-    from netviz.render.table import machine_rows, table_footer, table_rows
+    from netviz.render.table import machine_rows, table_footer, table_rows, unresolved_lines
 
     headers, rows = table_rows(graph)
     console.print_table(headers, rows)
     machine_headers, machines = machine_rows(graph)
     if machines:
         console.print_table(machine_headers, machines)
+    for line in unresolved_lines(graph):
+        console.info(line)
     console.info(table_footer(graph))
 
 
@@ -178,7 +180,7 @@ def stitch(
     from netviz.cache import load_stitch_group
     from netviz.filters import stitch_filtered
     from netviz.render import format_from_suffix, render
-    from netviz.render.table import table_footer
+    from netviz.render.table import table_footer, unresolved_lines
 
     try:
         console.setup_logging(log)
@@ -202,6 +204,8 @@ def stitch(
             _print_flow_table(graph)
         else:
             _write_output(render(graph, chosen, on_notice=console.warning, detail=detail.value), output)
+            for line in unresolved_lines(graph):
+                console.info(line)
             console.info(table_footer(graph))
     except NetvizError as error:
         _fail(error)
@@ -334,7 +338,7 @@ def run(
     from netviz.errors import Interrupted
     from netviz.pipeline import collect_group, stitch_run
     from netviz.render import format_from_suffix
-    from netviz.render.table import busiest_lines, table_footer
+    from netviz.render.table import busiest_lines, table_footer, unresolved_lines
 
     chosen = (fmt.value if fmt else None) or (format_from_suffix(output) if output is not None else None) or "dot"
     _setup_logging(log)
@@ -359,7 +363,7 @@ def run(
         else:
             _write_output(outcome.data, output)
             console.info(table_footer(outcome.graph))
-            for line in busiest_lines(outcome.graph):
+            for line in busiest_lines(outcome.graph) + unresolved_lines(outcome.graph):
                 console.info(line)
     except KeyboardInterrupt:
         _fail(Interrupted("interrupted"))

@@ -87,6 +87,23 @@ class Ingress:
         return " ".join(parts)
 
 
+@dataclass(frozen=True)
+class UnresolvedConnection:
+    """One connection whose peer should be in the group but was not told apart, and why."""
+
+    proto: str
+    local: str
+    local_port: int
+    remote: str
+    remote_port: int
+    pid: Optional[int]  # the socket's holder (None: no visible holder)
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"proto": self.proto, "local": self.local, "local_port": self.local_port, "remote": self.remote,
+                "remote_port": self.remote_port, "pid": self.pid, "why": self.why}
+
+
 @dataclass
 class HostEntry:
     """One machine of the group, with what could not be drawn from it."""
@@ -102,6 +119,7 @@ class HostEntry:
     outside_inbound: int = 0
     outside_outbound: int = 0
     unresolved: int = 0
+    unresolved_examples: tuple[UnresolvedConnection, ...] = ()  # the first few, for a reader to check
 
     @property
     def outside(self) -> int:
@@ -119,6 +137,8 @@ class HostEntry:
             "legacy": self.legacy,
             "outside": {"inbound": self.outside_inbound, "outbound": self.outside_outbound},
             "unresolved": self.unresolved,
+            **({"unresolved_examples": [example.to_json() for example in self.unresolved_examples]}
+               if self.unresolved_examples else {}),
         }
 
 

@@ -57,6 +57,7 @@ from netviz.graph import (
     Listening,
     Node,
     NodeKey,
+    UnresolvedConnection,
     node_key,
     outside_key,
 )
@@ -70,6 +71,7 @@ WILDCARDS = frozenset({"0.0.0.0", "::"})
 
 # Translations followed one after another for one connection (masquerade, then DNAT, ...).
 _MAX_TRANSLATION_HOPS = 4
+MAX_UNRESOLVED_EXAMPLES = 10  # per machine, in the graph's `unresolved_examples`
 
 _SCOPE_GLOBAL = 0
 _SCOPE_LOOPBACK = 1
@@ -197,6 +199,7 @@ class _Machine:
         self.outside_inbound = 0
         self.outside_outbound = 0
         self.unresolved = 0
+        self.unresolved_examples: list[UnresolvedConnection] = []
         # The sockets of the sshd processes the payload ran under: netviz's own session (and,
         # behind a jump host, the jump's forwarded connection arrives on it too).
         self.session_sockets: frozenset[int] = frozenset(
@@ -765,8 +768,21 @@ class _Stitcher:
                 )
             if in_group:
                 machine.unresolved += 1
+                machine.unresolved_examples.append(self._unresolved(end))
                 continue
             self._count_outside(end)
+
+    def _unresolved(self, end: _End) -> UnresolvedConnection:
+        if end.ambiguous:
+            why = "several sockets or namespaces could be its peer"
+        elif end.translated:
+            why = "NAT in the group translated it, to no socket that was captured"
+        elif any(_scope(far) != _SCOPE_GLOBAL for far in end.remotes):
+            why = "no socket of its own machine has the reversed address and port"
+        else:
+            why = "its peer machine is in the group, but has no such socket nor a listener for it"
+        return UnresolvedConnection(end.kind, end.locals_[0], end.local_port, end.remotes[0], end.remote_port,
+                                    end.owner, why)
 
     def _count_outside(self, end: _End) -> None:
         """A connection whose far side is not drawn: inbound when the end's port listens."""
@@ -1018,7 +1034,14 @@ class _Stitcher:
             outside_inbound=machine.outside_inbound,
             outside_outbound=machine.outside_outbound,
             unresolved=machine.unresolved,
+            # the same few whatever the order of the input: the first in sorted order
+            unresolved_examples=tuple(sorted(machine.unresolved_examples, key=_example_order)[:MAX_UNRESOLVED_EXAMPLES]),
         )
+
+
+def _example_order(example: UnresolvedConnection) -> tuple:
+    return (example.proto, _address_sort_key(example.local), example.local_port, _address_sort_key(example.remote),
+            example.remote_port, example.pid is None, example.pid or 0, example.why)
 
 
 def _main_namespace(snapshot: Snapshot) -> Optional[int]:

@@ -126,3 +126,24 @@ def test_a_partial_capture_is_said_on_stderr(tmp_path):
     result = CliRunner().invoke(app, ["stitch", str(path), "-f", "json"], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "partial capture (payload ran as uid 1000): 7 processes and 1 network namespaces" in result.stderr
+
+
+def test_unresolved_connections_are_shown_with_their_reason(tmp_path):
+    """`stitch` says which connections it could not resolve and why, on stderr; the JSON keeps them."""
+    from snapbuilder import Machine
+
+    from netviz.snapshot import dump_snapshot
+
+    web, db = Machine("web", "10.0.0.1"), Machine("db", "10.0.0.2")
+    web.process(100, "app")
+    db.process(200, "postgres")
+    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:6000")
+    for machine in (web, db):
+        (tmp_path / f"{machine.name}.json").write_text(dump_snapshot(machine.build()))
+    result = CliRunner().invoke(app, ["stitch", str(tmp_path), "-f", "json", "-o", str(tmp_path / "g.json")],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "unresolved (first 1 of 1):" in result.stderr
+    assert "web: tcp 10.0.0.1:40000 -> 10.0.0.2:6000 pid 100: its peer machine is in the group" in result.stderr
+    hosts = {host["name"]: host for host in json.loads((tmp_path / "g.json").read_text())["hosts"]}
+    assert hosts["web"]["unresolved_examples"][0]["remote_port"] == 6000

@@ -321,3 +321,24 @@ def test_no_notices_strip_when_there_is_nothing_to_say(tmp_path: Path) -> None:
     with open_page(html_path) as (page, _):
         assert page.evaluate("document.getElementById('notices').hidden") is True
         assert page.evaluate("document.querySelectorAll('#notices p').length") == 0
+
+
+def test_clicking_a_machine_lists_its_unresolved_examples(tmp_path: Path) -> None:
+    g = GraphBuilder()
+    web = g.process(g.host("web", ["10.0.0.1"], unresolved=1), "app", [100])
+    g.flow(web, g.process(g.host("db", ["10.0.0.2"]), "postgres", [200]), "tcp", 5432, "10.0.0.2")
+    document = g.build()
+    (web_host,) = [host for host in document["hosts"] if host["name"] == "web"]
+    web_host["unresolved_examples"] = [{
+        "proto": "tcp", "local": "10.0.0.1", "local_port": 40000, "remote": "10.0.0.2", "remote_port": 6000,
+        "pid": 100, "why": "its peer machine is in the group, but has no such socket nor a listener for it"}]
+    html_path = tmp_path / "unresolved.html"
+    html_path.write_text(render_html(document), encoding="utf-8")
+    with open_page(html_path) as (page, log):
+        box = page.evaluate("() => window.netviz.cy.nodes('.machine').filter(n => n.data('machine') === 'web')[0].id()")
+        page.evaluate("(id) => window.netviz.cy.getElementById(id).emit('tap')", box)
+        page.wait_for_function("() => document.getElementById('details-title').textContent === 'web'")
+        items = page.evaluate("() => Array.from(document.querySelectorAll('#details li'), li => li.textContent)")
+        assert ("tcp 10.0.0.1:40000 \u2192 10.0.0.2:6000 pid 100: its peer machine is in the group, but has no such "
+                "socket nor a listener for it") in items
+        assert log.page_errors == []

@@ -748,3 +748,38 @@ def test_a_connected_socket_sharing_a_port_with_a_bound_one_is_not_drawn_twice()
     app.conntrack("udp", ("10.0.0.1:45000", "10.0.0.2:8125"), ("10.0.0.2:8125", "10.0.0.1:45000"))
     # (both ends have a bound socket on their port: rule 5 leaves the direction open)
     assert edges(stitch([app.build(), metrics.build()])) == {("app/relay", "metrics/statsd", "udp", 8125, 1, "undirected")}
+
+
+# ---------------------------------------------------------------- what stayed unresolved, and why
+
+
+def test_unresolved_connections_are_listed_with_the_reason():
+    web, db = web_and_db()
+    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:6000")  # db is in the group: nothing there
+    web.connect(100, "tcp", "127.0.0.1:40001", "127.0.0.1:7000")  # loopback with no peer
+    graph = stitch([web.build(), db.build()])
+    web_entry = host(graph, "web")
+    assert web_entry.unresolved == 2 and graph.unresolved == 2
+    examples = [example.to_json() for example in web_entry.unresolved_examples]
+    assert examples == [
+        {"proto": "tcp", "local": "10.0.0.1", "local_port": 40000, "remote": "10.0.0.2", "remote_port": 6000,
+         "pid": 100, "why": "its peer machine is in the group, but has no such socket nor a listener for it"},
+        {"proto": "tcp", "local": "127.0.0.1", "local_port": 40001, "remote": "127.0.0.1", "remote_port": 7000,
+         "pid": 100, "why": "no socket of its own machine has the reversed address and port"},
+    ]
+    document = graph.to_json_dict()
+    assert [h["unresolved_examples"] for h in document["hosts"] if h["name"] == "web"] == [examples]
+    assert all("unresolved_examples" not in h for h in document["hosts"] if h["name"] == "db")
+
+
+def test_an_ambiguous_peer_is_said_to_be_ambiguous():
+    web, db = web_and_db()
+    cache = Machine("cache", "10.0.0.3")
+    cache.process(300, "redis")
+    # two machines own 10.0.0.9 (a moved address, a clone): seen from web, which one is meant?
+    db.namespace(4026531840, "10.0.0.9")
+    cache.namespace(4026531840, "10.0.0.9")
+    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.9:5432")
+    graph = stitch([web.build(), db.build(), cache.build()])
+    (example,) = host(graph, "web").unresolved_examples
+    assert (example.remote, example.why) == ("10.0.0.9", "several sockets or namespaces could be its peer")

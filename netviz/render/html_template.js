@@ -403,7 +403,14 @@
     var items = machine.nodes.map(function (node) {
       return nodeName(node) + ' ' + list(node.pids).join(',') + (list(node.listening).length ? ' listening ' + list(node.listening).map(function (l) { return l.port; }).join(',') : '');
     });
-    showDetails(machine.name, hostRows(machine), [{ title: 'Processes', items: items }]);
+    var unresolved = list(machine.host && machine.host.unresolved_examples).map(function (u) {
+      return u.proto + ' ' + u.local + ':' + u.local_port + ' \u2192 ' + u.remote + ':' + u.remote_port +
+        (u.pid !== null && u.pid !== undefined ? ' pid ' + u.pid : '') + ': ' + u.why;
+    });
+    showDetails(machine.name, hostRows(machine), [
+      { title: 'Processes', items: items },
+      { title: 'Unresolved (examples)', items: unresolved },
+    ]);
   }
   function showFlowDetails(flows, title) {
     if (flows.length === 1) {

@@ -110,6 +110,25 @@ def busiest_lines(graph: FlowGraph, limit: int = BUSIEST_SHOWN) -> list[str]:
     return [f"busiest machines: {machines}", f"busiest flows: {flows}"]
 
 
+def unresolved_lines(graph: FlowGraph, limit: int = BUSIEST_SHOWN) -> list[str]:
+    """A few connections left unresolved and why, so that a reader can check them (the graph's
+    JSON keeps up to ten per machine)."""
+    examples = [(host.name, example) for host in graph.hosts for example in host.unresolved_examples]
+    if not examples:
+        return []
+    lines = [f"unresolved (first {min(limit, len(examples))} of {graph.unresolved}):"]
+    for name, example in examples[:limit]:
+        local = _address_port(example.local, example.local_port)
+        remote = _address_port(example.remote, example.remote_port)
+        holder = f" pid {example.pid}" if example.pid is not None else ""
+        lines.append(f"  {for_terminal(name, limit=60)}: {example.proto} {local} -> {remote}{holder}: {example.why}")
+    return lines
+
+
+def _address_port(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def table_footer(graph: FlowGraph) -> str:
     """One line: what is drawn, and what is not (the notes of a filtered view are said apart)."""
     summary = graph.summary()
@@ -136,6 +155,7 @@ def render_table_text(graph: FlowGraph) -> str:
         lines += ["", f"busiest machines (top {len(rows)} of {len(graph.hosts)}, by connections)"]
         lines += _aligned(headers, rows)
     lines.append("")
+    lines.extend(unresolved_lines(graph))
     lines.extend(for_terminal(note, limit=400) for note in graph.notes)
     lines.append(table_footer(graph))
     return "\n".join(lines) + "\n"
