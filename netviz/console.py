@@ -120,8 +120,24 @@ class CollectProgress:
         self._progress.stop()
 
 
+SUMMARY_ALL_ROWS_UP_TO = 40  # machines; past that the table lists the failed and the slowest only
+SUMMARY_SLOWEST_SHOWN = 5
+
+
 def collect_summary(results, title: Optional[str] = None) -> None:
-    """The end-of-run table on stderr: host, status, category, seconds, sockets (and the message)."""
+    """The end-of-run table on stderr: host, status, category, seconds, sockets (and the message).
+
+    A fleet of hundreds would scroll the failures away: past SUMMARY_ALL_ROWS_UP_TO machines the
+    table keeps the failed machines and the slowest that answered, says how many it left out, and
+    counts the failures per category.
+    """
+    results = list(results)
+    shown = results
+    if len(results) > SUMMARY_ALL_ROWS_UP_TO:
+        failed_rows = [result for result in results if not result.ok]
+        slowest = sorted((result for result in results if result.ok), key=lambda result: -result.seconds)
+        keep = {id(result) for result in failed_rows + slowest[:SUMMARY_SLOWEST_SHOWN]}
+        shown = [result for result in results if id(result) in keep]
     table = Table(
         Column("host", overflow="fold"),
         Column("status"),
@@ -131,7 +147,7 @@ def collect_summary(results, title: Optional[str] = None) -> None:
         box=box.SIMPLE_HEAD,
         title=escape(for_terminal(title, limit=200)) if title else None,
     )
-    for result in results:
+    for result in shown:
         status = Text("ok", style="green") if result.ok else Text("failed", style="bold red")
         sockets = result.sockets
         table.add_row(
@@ -142,6 +158,9 @@ def collect_summary(results, title: Optional[str] = None) -> None:
             "" if sockets is None else str(sockets),
         )
     err_console.print(table)
+    if len(shown) < len(results):
+        err_console.print(f"{len(results) - len(shown)} more machines answered ok (not listed; the run's "
+                          "manifest has every machine)")
     # Messages are long (fingerprints, paths): one line each under the table reads better than a column.
     for result in results:
         if not result.ok:
@@ -151,7 +170,12 @@ def collect_summary(results, title: Optional[str] = None) -> None:
             err_console.print(line)
     failed = sum(1 for result in results if not result.ok)
     if failed:
-        err_console.print(f"[bold red]{failed}[/] of {len(results)} machines failed")
+        kinds: dict[str, int] = {}
+        for result in results:
+            if not result.ok:
+                kinds[result.kind or "failed"] = kinds.get(result.kind or "failed", 0) + 1
+        by_kind = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items(), key=lambda item: (-item[1], item[0])))
+        err_console.print(f"[bold red]{failed}[/] of {len(results)} machines failed ({escape(by_kind)})")
     else:
         err_console.print(f"[green]all {len(results)} machines ok[/]")
 

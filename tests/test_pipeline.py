@@ -161,3 +161,21 @@ def test_summary_table_escapes_what_machines_said():
     assert "[red]x[/red]" in text  # and rich markup is shown, not interpreted
     assert "db1 (payload_error)" in text and "1 of 2 machines failed" in text
     assert "web1" in text and "0.4" in text
+
+
+def test_summary_of_a_large_fleet_keeps_the_failed_and_the_slowest():
+    from netviz import console
+    from netviz.collect import HostResult
+
+    results = [HostResult(f"web{index:03d}", "ok", seconds=1.0 + index / 1000) for index in range(100)]
+    results[10] = HostResult("web010", "failed", "unreachable", "connect timed out", seconds=10.0)
+    results[20] = HostResult("web020", "failed", "unreachable", "connect timed out", seconds=10.0)
+    results[30] = HostResult("web030", "failed", "auth", "authentication failed", seconds=0.3)
+    with console.err_console.capture() as captured:
+        console.collect_summary(results, title="run X")
+    text = captured.get()
+    listed = {f"web{index:03d}" for index in range(100) if f"web{index:03d} " in text or f"web{index:03d}\n" in text}
+    # the three failed machines and the five slowest that answered (web099 .. web095)
+    assert listed == {"web010", "web020", "web030", "web095", "web096", "web097", "web098", "web099"}
+    assert "92 more machines answered ok" in text
+    assert "3 of 100 machines failed (2 unreachable, 1 auth)" in text
