@@ -61,6 +61,9 @@ KILL_GRACE = 5  # `timeout -k`: seconds between SIGTERM and SIGKILL on the machi
 MAX_STDOUT = 512 * 1024 * 1024  # a snapshot of a huge machine is tens of MB; more is not a snapshot
 MAX_STDERR = 256 * 1024
 FAIL_MARKER = "NETVIZ-FAIL"  # written on stderr by the remote wrapper for sudo / no_python
+# The wrapper's first words on stderr: without them, the login shell never ran the command
+# (nologin, /bin/false, a ForceCommand).
+START_MARKER = "NETVIZ-STARTED"
 SUDO_PASSWORD_ENV = "NETVIZ_SUDO_PASSWORD"
 
 # Without a pty, sshd neither signals nor kills a command whose client went away (an interrupted
@@ -240,7 +243,7 @@ def remote_command(spec: HostSpec, with_password: bool) -> str:
     seconds = max(1, math.ceil(spec.command_timeout))
     candidates = (spec.python,) if spec.python else PYTHON_CANDIDATES
     no_python = shlex.quote(f"{FAIL_MARKER} {NO_PYTHON} no Python 3.6+ found (tried {', '.join(candidates)})")
-    statements = []
+    statements = [f"echo {START_MARKER} >&2"]
     if with_password:
         statements.append("IFS= read -r pw")  # the first stdin line; the payload source follows it
     statements += [
@@ -619,6 +622,16 @@ def interpret(output: CommandOutput, spec: HostSpec, secret: Optional[str]) -> b
     if secret:
         stderr = stderr.replace(secret, "********")
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    started = START_MARKER in lines
+    lines = [line for line in lines if line != START_MARKER]
+    if not started and output.exit_status > 0 and output.exit_status not in (124, 137):
+        said = _last_line(output.stdout) or (lines[-1] if lines else "")
+        raise HostFailure(
+            AUTH,
+            f"logged in as {spec.user!r}, but the account did not run netviz's command (exit status "
+            f"{output.exit_status}{': ' + said[:300] if said else ''}); check its login shell (nologin, /bin/false) "
+            "and any ForceCommand",
+        )
     for index, line in enumerate(lines):
         if line.startswith(FAIL_MARKER + " "):
             _, kind, *rest = line.split(" ", 2)
@@ -640,6 +653,14 @@ def interpret(output: CommandOutput, spec: HostSpec, secret: Optional[str]) -> b
         last = lines[-1] if lines else "no error message"
         raise HostFailure(PAYLOAD_ERROR, f"payload failed (exit status {status}): {last[:500]}")
     return output.stdout
+
+
+def _last_line(data: bytes) -> str:
+    """The last non-empty line of some output, as text for a message (one line, printable)."""
+    for line in reversed(data[-4096:].decode("utf-8", errors="replace").splitlines()):
+        if line.strip():
+            return "".join(char if char.isprintable() else "?" for char in line.strip())
+    return ""
 
 
 def fetch_framed(

@@ -4,6 +4,7 @@ as happens with aliases) is captured twice and drawn once, with every flow of th
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import yaml
@@ -60,3 +61,25 @@ def test_netvizs_own_sessions_are_named_and_never_drawn_even_through_a_jump_host
         sockets = [sock for namespace in snapshot["namespaces"] for sock in namespace["sockets"]]
         assert any(sock["inode"] in held and sock["local_port"] == 22 and sock["state"] == "ESTABLISHED"
                    for sock in sockets), name
+
+
+def test_an_account_that_cannot_run_commands_is_an_auth_failure_with_what_it_said(lab_factory, tmp_path):
+    """Logged in, but the account's shell or a ForceCommand refuses commands (nologin): say so,
+    with the machine's own words, rather than "payload failed"."""
+    lab = lab_factory(1)
+    machine = lab.machines["m00"]
+    with open(machine.dir / "sshd_config", "a") as config:
+        config.write("\nForceCommand /usr/sbin/nologin\n")
+    machine.restart()
+    # the oracle: the real ssh client gets the refusal too
+    seen = subprocess.run([*lab.ssh_argv("m00"), "true"], capture_output=True, text=True, timeout=30)
+    assert seen.returncode == 1 and "This account is currently not available." in seen.stdout
+    inventory = lab.write_inventory(tmp_path / "hosts.yaml", connect_timeout=5, command_timeout=30)
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(app, ["collect", "-i", str(inventory), "--cache", str(cache)],
+                                env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert result.exit_code == 4, result.output
+    (entry,) = json.loads((cache / "latest" / "manifest.json").read_text())["hosts"]
+    assert entry["category"] == "auth", entry
+    assert "did not run netviz's command" in entry["message"]
+    assert "This account is currently not available." in entry["message"]

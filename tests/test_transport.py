@@ -217,13 +217,16 @@ def test_sudo_modes_run_the_payload_and_keep_the_password_off_its_stdin():
 @pytest.mark.parametrize(
     "status, stderr, kind, words",
     [
-        (124, b"", TIMEOUT, "did not finish within 60 s"),
-        (137, b"", TIMEOUT, "stopped on the machine"),
-        (126, b"NETVIZ-FAIL sudo Sorry, try again.\nsudo: 1 incorrect password attempt\n", SUDO,
+        (124, b"NETVIZ-STARTED\n", TIMEOUT, "did not finish within 60 s"),
+        (137, b"NETVIZ-STARTED\n", TIMEOUT, "stopped on the machine"),
+        (126, b"NETVIZ-STARTED\nNETVIZ-FAIL sudo Sorry, try again.\nsudo: 1 incorrect password attempt\n", SUDO,
          "Sorry, try again.; sudo: 1 incorrect password attempt"),
-        (127, b"motd noise\nNETVIZ-FAIL no_python no Python 3.6+ found\n", NO_PYTHON, "no Python 3.6+ found"),
-        (1, b"Traceback...\nOSError: boom s3cret\n", PAYLOAD_ERROR, "exit status 1): OSError: boom ********"),
+        (127, b"motd noise\nNETVIZ-STARTED\nNETVIZ-FAIL no_python no Python 3.6+ found\n", NO_PYTHON,
+         "no Python 3.6+ found"),
+        (1, b"NETVIZ-STARTED\nTraceback...\nOSError: boom s3cret\n", PAYLOAD_ERROR,
+         "exit status 1): OSError: boom ********"),
         (-1, b"", PAYLOAD_ERROR, "ended without an exit status"),
+        (1, b"", AUTH, "did not run netviz's command (exit status 1)"),  # /bin/false as login shell
     ],
 )
 def test_interpret_exit_status_and_stderr(status, stderr, kind, words):
