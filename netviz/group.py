@@ -145,8 +145,8 @@ def _same_machine_key(snapshot: Snapshot) -> Optional[tuple[str, str, str]]:
 
 def one_capture_per_machine(loaded: Sequence[tuple[L, Snapshot]], warnings: list[str]) -> list[tuple[L, Snapshot]]:
     """Keep the newest capture of each running machine captured more than once, in place of the
-    first and under the first one's name. Each entry is (what the warning calls it, snapshot) (collection is parallel: which capture is newer is chance,
-    the name a map uses must not be)."""
+    first and under the first one's name (collection is parallel: which capture is newer is
+    chance, the name a map uses must not be). Each entry is (what a warning calls it, snapshot)."""
     keep: dict[int, int] = {}  # index of the first capture of a machine -> index of its newest
     first_of: dict[tuple[str, str, str], list[int]] = {}
     for index, (_, snapshot) in enumerate(loaded):

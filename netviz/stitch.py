@@ -773,6 +773,7 @@ class _Stitcher:
             self._count_outside(end)
 
     def _unresolved(self, end: _End) -> UnresolvedConnection:
+        """An unresolved connection for the graph, with the reason the joins could not place it."""
         if end.ambiguous:
             why = "several sockets or namespaces could be its peer"
         elif end.translated:
@@ -833,9 +834,11 @@ class _Stitcher:
     def _count_collector_session(self, *ends: _End) -> None:
         """netviz's own SSH session to a machine, seen from both ends (netviz ran on a machine of
         the group, or reached it through a jump host of the group): the connection exists only
-        because the map is being made, so it is counted as outside at each end, never drawn."""
+        because the map is being made, so it is counted as outside at each end, never drawn (a
+        listener it was attached to is no connection: nothing to count there)."""
         for end in ends:
-            self._count_outside(end)
+            if not end.listener:
+                self._count_outside(end)
 
     def _server_owner(self, server: _End) -> tuple[Optional[int], bool]:
         """The owner of a server-side socket; an accepted socket nobody visibly holds falls back to the

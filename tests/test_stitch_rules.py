@@ -783,3 +783,19 @@ def test_an_ambiguous_peer_is_said_to_be_ambiguous():
     graph = stitch([web.build(), db.build(), cache.build()])
     (example,) = host(graph, "web").unresolved_examples
     assert (example.remote, example.why) == ("10.0.0.9", "several sockets or namespaces could be its peer")
+
+
+def test_a_forward_of_netvizs_session_attached_to_a_listener_counts_once():
+    """bastion's session forwards to db:22, and db was captured without that connection: the
+    forward is netviz's own, counted outside on bastion only (db's listener is no connection)."""
+    snapshots = fleet_seen_by_netviz(mark_sessions=True)
+    by_name = {s.name: s for s in snapshots}
+    db = by_name["db"]
+    (namespace,) = db.namespaces
+    kept = tuple(sock for sock in namespace.sockets if sock.remote_port != 41000)
+    by_name["db"] = dataclasses.replace(db, namespaces=(dataclasses.replace(namespace, sockets=kept),))
+    by_name["bastion"] = dataclasses.replace(by_name["bastion"], ssh_session_pids=(400,))
+    graph = stitch(list(by_name.values()))
+    assert (host(graph, "db").outside_inbound, host(graph, "db").outside_outbound) == (0, 0)
+    assert host(graph, "bastion").outside_outbound == 1 and graph.unresolved == 0
+    assert not any(flow[1] == "db/sshd" for flow in edges(graph))
