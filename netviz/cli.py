@@ -190,20 +190,24 @@ def stitch(
     chosen = (fmt.value if fmt else None) or (format_from_suffix(output) if output is not None else None) or "dot"
     try:
         # No argument: the latest cached run; a run id or run directory: that run (stale included).
-        group, stale, groups = load_stitch_group(paths or [], cache_dir)
+        with console.working("loading snapshots"):
+            group, stale, groups = load_stitch_group(paths or [], cache_dir)
         for message in group.warnings:
             console.warning(message)
         if groups and filters is not None and not filters.groups:  # group names recorded by the cached run's inventory
             filters = dataclasses.replace(filters, groups=groups)
-        graph, notices = stitch_filtered(
-            group.snapshots, group_by=group_by.value, show_external=show_external, stale=stale, filters=filters
-        )
+        with console.working(f"stitching {len(group.snapshots)} snapshots"):
+            graph, notices = stitch_filtered(
+                group.snapshots, group_by=group_by.value, show_external=show_external, stale=stale, filters=filters
+            )
         for message in notices:
             console.info(message)
         if chosen == "table" and output is None:
             _print_flow_table(graph)
         else:
-            _write_output(render(graph, chosen, on_notice=console.warning, detail=detail.value), output)
+            with console.working(f"drawing {chosen}"):
+                data = render(graph, chosen, on_notice=console.warning, detail=detail.value)
+            _write_output(data, output)
             for line in unresolved_lines(graph):
                 console.info(line)
             console.info(table_footer(graph))
@@ -350,10 +354,11 @@ def run(
             console.CollectProgress(),
         )
         console.collect_summary(collected.results, title=f"run {collected.run.run_id}")
-        outcome = stitch_run(
-            collected, chosen, group_by=group_by.value, show_external=show_external, on_notice=console.warning,
-            filters=filters, detail=detail.value,
-        )
+        with console.working("stitching and drawing"):
+            outcome = stitch_run(
+                collected, chosen, group_by=group_by.value, show_external=show_external, on_notice=console.warning,
+                filters=filters, detail=detail.value,
+            )
         for message in outcome.warnings:
             console.warning(message)
         for message in outcome.notices:

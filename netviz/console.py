@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Optional
 
 from rich import box
@@ -36,6 +37,17 @@ def info(message: str) -> None:
 
 def is_terminal() -> bool:
     return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def working(what: str) -> Iterator[None]:
+    """A spinner on stderr saying what is being done (loading and stitching a thousand machines
+    takes seconds); nothing when stderr is not a terminal."""
+    if not err_console.is_terminal:
+        yield
+        return
+    with err_console.status(escape(for_terminal(what, limit=200))):
+        yield
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], footer: Optional[str] = None) -> None:

@@ -147,3 +147,36 @@ def test_unresolved_connections_are_shown_with_their_reason(tmp_path):
     assert "web: tcp 10.0.0.1:40000 -> 10.0.0.2:6000 pid 100: its peer machine is in the group" in result.stderr
     hosts = {host["name"]: host for host in json.loads((tmp_path / "g.json").read_text())["hosts"]}
     assert hosts["web"]["unresolved_examples"][0]["remote_port"] == 6000
+
+
+def test_a_terminal_sees_what_is_being_done_and_a_pipe_does_not(tmp_path):
+    """Loading and stitching a large group takes seconds: a spinner says so on a terminal (a real
+    pseudo-terminal here), and nothing of it reaches a pipe or a file."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from benchmarks.synth import make_fleet
+
+    for document in make_fleet(3, 50, seed=3):
+        (tmp_path / f"{document['host']['hostname']}.json").write_text(json.dumps(document))
+    command = [sys.executable, "-m", "netviz", "stitch", str(tmp_path), "-f", "json", "-o", str(tmp_path / "g.out")]
+    environment = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=environment)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0
+    assert b"loading snapshots" in seen and b"stitching 3 snapshots" in seen and b"drawing json" in seen
+    piped = subprocess.run(command, capture_output=True, env=environment, timeout=60)
+    assert piped.returncode == 0 and b"stitching" not in piped.stderr and b"3 machines" in piped.stderr
