@@ -49,12 +49,9 @@ FlowKey = tuple[str, str, str, str, str, int]
 
 
 @dataclass(frozen=True, order=True)
-class ExpectedFlow:
-    """One edge the stitched graph must contain: client (machine, comm) -> server (machine,
-    comm) on one service. ``proto`` is family-free (``tcp``/``udp``) as in docs/graph.md;
-    ``family`` says which IP version the connections use; ``server_address`` is the address the
-    client dialled (an IPv4 address for an IPv4 client of a dual-stack listener); ``count`` is
-    the number of connections (or connected UDP sockets) behind the edge."""
+class FlowEnds:
+    """An edge by its ends: client (machine, comm) -> server (machine, comm) on one service;
+    ``proto`` is family-free (``tcp``/``udp``) as in docs/graph.md."""
 
     client_host: str
     client_comm: str
@@ -62,13 +59,22 @@ class ExpectedFlow:
     server_comm: str
     proto: str
     server_port: int
+
+    def key(self) -> FlowKey:
+        return (self.client_host, self.client_comm, self.server_host, self.server_comm, self.proto, self.server_port)
+
+
+@dataclass(frozen=True, order=True)
+class ExpectedFlow(FlowEnds):
+    """One edge the stitched graph must contain. ``family`` says which IP version the
+    connections use; ``server_address`` is the address the client dialled (an IPv4 address for
+    an IPv4 client of a dual-stack listener); ``count`` is the number of connections (or
+    connected UDP sockets) behind the edge."""
+
     server_address: str
     family: int
     count: int
     what: str
-
-    def key(self) -> FlowKey:
-        return (self.client_host, self.client_comm, self.server_host, self.server_comm, self.proto, self.server_port)
 
 
 @dataclass(frozen=True, order=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .lab import CLEAN_ENV, SYSTEM_PYTHON, Lab, LabError, Machine, SsSocket, _alive, parse_ss
-from .scenario import FlowKey
+from .scenario import FlowEnds, FlowKey
 
 HTTP_PORT = 80
 APP_PORT = 8000
@@ -124,19 +124,10 @@ def missing_daemons() -> list[str]:
 
 
 @dataclass(frozen=True, order=True)
-class ServiceFlow:
-    """One edge the map must hold: client (machine, comm) -> server (machine, comm) on a port."""
+class ServiceFlow(FlowEnds):
+    """One edge the map must hold, and what it stands for."""
 
-    client_host: str
-    client_comm: str
-    server_host: str
-    server_comm: str
-    proto: str
-    server_port: int
     what: str
-
-    def key(self) -> FlowKey:
-        return (self.client_host, self.client_comm, self.server_host, self.server_comm, self.proto, self.server_port)
 
 
 @dataclass
