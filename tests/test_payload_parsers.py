@@ -310,3 +310,12 @@ def test_sockstat_says_when_tcp_tables_are_empty():
     stats["TCP"]["tw"] = 5  # TIME_WAIT rows may be in either table
     assert capture.tcp_table_is_empty(stats, "tcp") is False
     assert capture.tcp_table_is_empty({}, "tcp") is False  # no counters: read the table
+
+
+def test_fib_trie_leaves_that_are_not_addresses_give_no_route():
+    """Found by hypothesis: a cut or garbled leaf line must not reach the snapshot as an address."""
+    text = ("Local:\n"
+            "          |--         |--         |-- 192.0.2.0\n              /32 host LOCAL\n"
+            "     |-- 10.0.0.300\n        /32 host LOCAL\n"
+            "     |-- 10.0.0.7\n        /32 host LOCAL\n")
+    assert capture.parse_fib_trie(text) == [("Local", "10.0.0.7", 32, "host", "LOCAL")]

@@ -386,6 +386,10 @@ def parse_fib_trie(text):
         stripped = line.strip()
         if stripped.startswith("|--"):
             leaf = stripped[3:].strip()
+            try:
+                socket.inet_pton(socket.AF_INET, leaf)  # the kernel writes dotted quads only
+            except (OSError, ValueError):
+                leaf = None
         elif stripped.startswith("+--"):
             leaf = None
         elif stripped.startswith("/") and leaf is not None:
