@@ -14,6 +14,7 @@ import difflib
 import getpass
 import os
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -22,6 +23,13 @@ import paramiko
 import yaml
 
 from netviz.errors import InventoryError
+from netviz.inventory_ansible import (
+    is_ansible_ini,
+    looks_like_ansible_yaml,
+    parse_ansible_ini,
+    parse_ansible_yaml,
+    to_netviz_document,
+)
 from netviz.ssh_config import SshConfigError, read_ssh_config
 
 DEFAULT_PORT = 22
@@ -147,18 +155,118 @@ def load_inventory(path: os.PathLike | str, ssh_config: Optional[paramiko.SSHCon
         raise InventoryError(f"cannot read inventory {source}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise InventoryError(f"{source}: not UTF-8 text") from None
+    ssh_config = ssh_config if ssh_config is not None else paramiko.SSHConfig()
+    if is_ansible_ini(Path(path), text):
+        return parse_inventory(to_netviz_document(parse_ansible_ini(text, source)), source, ssh_config)
     try:
-        document = yaml.safe_load(text)
+        document = _load_yaml(text)
     except RecursionError:  # nesting deeper than the parser's recursion allows
         raise InventoryError(f"{source}: invalid YAML: nested too deeply") from None
     except ValueError as error:  # a value YAML reads as a date that does not exist (2001-13-45)
-        raise InventoryError(f"{source}: invalid YAML value: {str(error).splitlines()[0] if str(error) else error!r}") from None
+        raise InventoryError(f"{source}: invalid YAML value: {_cut(str(error).splitlines()[0], 300) if str(error) else type(error).__name__}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise InventoryError(f"{source}: invalid YAML{where}: {problem}") from None
-    return parse_inventory(document, source, ssh_config if ssh_config is not None else paramiko.SSHConfig())
+        raise InventoryError(f"{source}: invalid YAML{where}: {_cut(problem, 300)}") from None
+    if looks_like_ansible_yaml(document):
+        document = to_netviz_document(parse_ansible_yaml(document, source))
+    return parse_inventory(document, source, ssh_config)
+
+
+# An inventory of thousands of hosts is some tens of thousands of YAML nodes; an alias repeats
+# the node it names, and aliases of aliases multiply ("billion laughs"): a few hundred bytes can
+# stand for billions of values. The document is refused past this many nodes once expanded.
+MAX_EXPANDED_NODES = 1_000_000
+
+
+class _InventoryLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing what the inventory must not silently accept: a key given twice
+    in one mapping (YAML would keep the last: two hosts of one name, two `defaults`, `port`
+    twice) and aliases that expand past MAX_EXPANDED_NODES."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        _check_expansion(node)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        _refuse_duplicate_keys(node)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    """The document of an inventory's text (see _InventoryLoader)."""
+    loader = _InventoryLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(node: yaml.MappingNode) -> None:
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        # merge keys (`<<: *base`) may repeat and are overridden on purpose; compare scalars only
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = (key_node.tag, key_node.value)
+        line = key_node.start_mark.line + 1
+        if key in first_line:
+            raise yaml.constructor.ConstructorError(
+                None, None,
+                f"key {_shown(key_node.value)} appears twice in one mapping, at line {first_line[key]} and at "
+                f"line {line}: YAML would silently keep the last one",
+                key_node.start_mark,
+            )
+        first_line[key] = line
+
+
+def _check_expansion(root: Optional[yaml.Node]) -> None:
+    """Refuse a document whose aliases expand past MAX_EXPANDED_NODES (counted without expanding:
+    each distinct node's expanded size is computed once)."""
+    if root is None:
+        return
+    sizes: dict[int, int] = {}
+    pending: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while pending:  # iterative: nesting depth must not cost recursion
+        node, children_done = pending.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if children_done or not children:
+            size = 1 + sum(sizes.get(id(child), 0) for child in children)
+            if size > MAX_EXPANDED_NODES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"aliases expand to more than {MAX_EXPANDED_NODES:,} values (an alias bomb?)",
+                    node.start_mark)
+            sizes[id(node)] = size
+            continue
+        pending.append((node, True))
+        pending.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return []
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A bounded repr of a value from the inventory, for error messages: the value may be huge
+    (a long string, a deep structure) and repr() of it whole costs what it expands to."""
+    if isinstance(value, str):
+        return repr(_cut(value, limit))
+    shower = reprlib.Repr()
+    shower.maxlevel, shower.maxlist, shower.maxdict, shower.maxset = 2, 4, 4, 4
+    shower.maxstring, shower.maxother, shower.maxlong = limit, limit, limit
+    return _cut(shower.repr(value), limit)
 
 
 def parse_inventory(document: Any, source: str, ssh_config: paramiko.SSHConfig) -> Inventory:
@@ -188,7 +296,7 @@ def parse_inventory(document: Any, source: str, ssh_config: paramiko.SSHConfig) 
 def _name(value: Any, source: str, section: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value):
         raise InventoryError(
-            f"{source}: {section}: name {value!r} is not usable: use letters, digits and . _ - : @ +"
+            f"{source}: {section}: name {_shown(value)} is not usable: use letters, digits and . _ - : @ +"
         )
     return value
 
@@ -197,10 +305,10 @@ def _reject_unknown(mapping: Mapping[str, Any], allowed: Iterable[str], where: s
     allowed = tuple(allowed)
     for key in mapping:
         if key not in allowed:
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = difflib.get_close_matches(_cut(str(key), 100), allowed, n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
             # repr: the key comes from the file and may hold a newline or a terminal escape
-            raise InventoryError(f"{where}: unknown key {str(key)!r}{suggestion}; known keys: {', '.join(allowed)}")
+            raise InventoryError(f"{where}: unknown key {_shown(key)}{suggestion}; known keys: {', '.join(allowed)}")
 
 
 def _groups(raw: Any, source: str, host_names: set[str]) -> dict[str, tuple[str, ...]]:
@@ -221,7 +329,7 @@ def _groups(raw: Any, source: str, host_names: set[str]) -> dict[str, tuple[str,
     for name, members in groups.items():
         for member in members:
             if member not in host_names and member not in groups:
-                raise InventoryError(f"{source}: group '{name}': no host or group named {member!r}")
+                raise InventoryError(f"{source}: group '{name}': no host or group named {_shown(member)}")
     return groups
 
 
@@ -240,7 +348,7 @@ class _Resolver:
         if entry is None:
             entry = {}
         if not isinstance(entry, dict):
-            raise InventoryError(f"{self.source}: host '{name}': expected a mapping of settings, got {entry!r}")
+            raise InventoryError(f"{self.source}: host '{name}': expected a mapping of settings, got {_shown(entry)}")
         _reject_unknown(entry, HOST_KEYS, f"{self.source}: host '{name}'")
         if name in self._resolving:
             chain = " -> ".join(self._resolving + [name])
@@ -317,7 +425,7 @@ class _Resolver:
             return dataclasses.replace(spec, sudo=SUDO_NO)
         match = _HOP_RE.match(text)
         if not match:
-            raise InventoryError(f"{where}: key 'jump': cannot read hop {text!r} (expected [user@]host[:port])")
+            raise InventoryError(f"{where}: key 'jump': cannot read hop {_shown(text)} (expected [user@]host[:port])")
         host = match["host"].strip("[]")
         _check_address(host, where, "jump")
         config = self._lookup(host, where + f" (jump {text})")
@@ -344,9 +452,9 @@ def _check_address(address: Any, where: str, key: str = "address") -> None:
     # Only what host names and IP addresses are made of (OpenSSH refuses shell characters in
     # host names too: a ProxyCommand may expand %h inside a shell).
     if not isinstance(address, str) or address.startswith("-") or not _ADDRESS_RE.match(address):
-        raise InventoryError(f"{where}: key '{key}': expected a host name or IP address, got {address!r}")
+        raise InventoryError(f"{where}: key '{key}': expected a host name or IP address, got {_shown(address)}")
     if address.count(":") == 1:
-        raise InventoryError(f"{where}: key 'address': {address!r} looks like host:port; put the port in 'port'")
+        raise InventoryError(f"{where}: key 'address': {_shown(address)} looks like host:port; put the port in 'port'")
 
 
 def _text(value: Any, where: str, key: str) -> Optional[str]:
@@ -355,7 +463,7 @@ def _text(value: Any, where: str, key: str) -> Optional[str]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value.strip():
-        raise InventoryError(f"{where}: key '{key}': expected text, got {value!r}")
+        raise InventoryError(f"{where}: key '{key}': expected text, got {_shown(value)}")
     return value
 
 
@@ -364,7 +472,7 @@ def _python(value: Any, where: str) -> Optional[str]:
     must stay one line without `!` (csh-family login shells mangle both even inside quotes)."""
     path = _text(value, where, "python")
     if path is not None and (path.isprintable() is False or "!" in path):
-        raise InventoryError(f"{where}: key 'python': control characters and '!' cannot be sent, got {path!r}")
+        raise InventoryError(f"{where}: key 'python': control characters and '!' cannot be sent, got {_shown(path)}")
     return path
 
 
@@ -376,7 +484,7 @@ def _port(value: Any, where: str) -> Optional[int]:
         if isinstance(value, bool) or str(port) != str(value).strip():
             raise ValueError
     except (TypeError, ValueError):
-        raise InventoryError(f"{where}: key 'port': expected a number 1-65535, got {value!r}") from None
+        raise InventoryError(f"{where}: key 'port': expected a number 1-65535, got {_shown(value)}") from None
     if not 1 <= port <= 65535:
         raise InventoryError(f"{where}: key 'port': expected a number 1-65535, got {port}")
     return port
@@ -390,9 +498,9 @@ def _seconds(value: Any, where: str, key: str) -> Optional[float]:
             raise ValueError
         seconds = float(value)
     except (TypeError, ValueError):
-        raise InventoryError(f"{where}: key '{key}': expected a number of seconds, got {value!r}") from None
+        raise InventoryError(f"{where}: key '{key}': expected a number of seconds, got {_shown(value)}") from None
     if not 0 < seconds <= 86400:
-        raise InventoryError(f"{where}: key '{key}': expected seconds between 0 and 86400, got {value!r}")
+        raise InventoryError(f"{where}: key '{key}': expected seconds between 0 and 86400, got {_shown(value)}")
     return seconds
 
 
@@ -403,7 +511,7 @@ def _sudo(value: Any, where: str) -> str:
         return SUDO_NOPASSWD
     if value == "password":
         return SUDO_PASSWORD
-    raise InventoryError(f"{where}: key 'sudo': expected true, false or 'password', got {value!r}")
+    raise InventoryError(f"{where}: key 'sudo': expected true, false or 'password', got {_shown(value)}")
 
 
 def _identity_files(value: Any, where: str) -> tuple[str, ...]:
