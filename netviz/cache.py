@@ -1,34 +1,42 @@
 """Runs on disk: `<cache>/<run-id>/<host>.json` plus `manifest.json`, and a `latest` pointer.
 
-Writes are atomic (a temporary file in the same directory, then os.replace), files are 0600 and
-directories 0700: snapshots list every command line of a machine. The manifest is written last,
-so a run directory without one (a collector that crashed or was killed) is ignored. A run stopped
-by SIGINT/SIGTERM writes its manifest marked `interrupted`, naming the machines that finished;
-`latest` never points at it. A machine that fails in a run keeps its last good snapshot: it is
-carried into the new run directory and marked stale, with the time it was captured, so `netviz
-stitch` on the run still sees the whole group.
+Snapshots list every command line of a machine, so the cache is private and trusted only while
+it stays so. A cache directory that another user owns or can write (or whose parents another
+user can write, as OpenSSH checks ~/.ssh) is refused; nothing inside it is reached through a
+symbolic link (the `latest` pointer is a link, but only its text is used: a run id, looked up in
+the cache). Files are written by netviz.files (a temporary file with an unguessable name, then
+a rename), mode 0600, in 0700 directories. The manifest is written last, so a run directory
+without one (a collector that crashed or was killed) is ignored. A run stopped by SIGINT/SIGTERM
+writes its manifest marked `interrupted`, naming the machines that finished; `latest` never
+points at it. A machine that fails in a run keeps its last good snapshot: it is carried into the
+new run directory and marked stale, with the time it was captured, so `netviz stitch` on the run
+still sees the whole group.
 
 Several collectors may share a cache at once: each writes its own run directory, and `.lock`
-(flock) serialises what they share: moving `latest` (never back to a run that started earlier),
-pruning, and linking a previous run's snapshot.
+(flock) serialises what they share: numbering runs, moving `latest` (never back to a run that
+started earlier), pruning, and linking a previous run's snapshot. Runs are ordered by the
+number the cache gave each when it started (kept in `.lock`, incremented under the lock), never
+by a time a file claims: a run collected while the clock said 2100 does not stay `latest`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
-import tempfile
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Sequence
 
 from netviz.errors import CacheError
+from netviz.files import read_regular_file, write_file
 
 MANIFEST = "manifest.json"
 LATEST = "latest"
@@ -39,6 +47,12 @@ DISCARDED = ".discarded-"  # prefix of a run directory being deleted
 ABANDONED_AFTER = 24 * 3600  # a run directory without a manifest this old belongs to a dead collector
 INTERRUPTED = "interrupted"  # status and category of a machine a stopped run did not finish
 _RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # 20,000 machines take about 5 MB
+
+
+class CacheWriteError(CacheError):
+    """The cache could not be written (a full disk, a read-only file system). `netviz run`
+    still draws its map from the snapshots in memory; an unsafe cache is a plain CacheError."""
 
 
 def default_cache_dir() -> Path:
@@ -49,10 +63,11 @@ def default_cache_dir() -> Path:
 
 
 def host_file_name(name: str) -> str:
-    """A file name for a host name that cannot escape the run directory nor hide as a dotfile."""
+    """A file name for a host name that cannot escape the run directory, hide as a dotfile nor
+    be one of the run's own files (`manifest.json`). One name, one file: `%` is always escaped."""
     safe = "".join(c if (c.isascii() and (c.isalnum() or c in "-_.@+")) else f"%{ord(c):02X}" for c in name)
-    if safe.startswith("."):
-        safe = "%2E" + safe[1:]
+    if safe.startswith(".") or f"{safe}.json".lower() == MANIFEST:
+        safe = f"%{ord(safe[0]):02X}" + safe[1:]
     return f"{safe}.json"
 
 
@@ -103,6 +118,7 @@ class Run:
     hosts: tuple[CachedHost, ...]
     interrupted: bool = False  # stopped by SIGINT/SIGTERM: only some machines finished
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # inventory groups, for --only/--exclude
+    sequence: Optional[int] = None  # the cache's number for the run (its order); None in older runs
 
     def snapshot_files(self) -> list[tuple[CachedHost, Path]]:
         """Every host that has a snapshot (fresh or stale), with its file."""
@@ -117,7 +133,84 @@ class Run:
 
 
 # ------------------------------------------------------------------------------------------
-# atomic writes
+# a cache only its owner can write
+
+
+def trusted_cache_dir(root: Path, *, create: bool = False) -> Path:
+    """The cache directory, resolved (links in its path followed once, here), after checking
+    that no other user can write it or replace it, as OpenSSH checks ~/.ssh.
+
+    Refused (CacheError): a cache owned by another user, or that group or others can write; a
+    parent (up to the user's home directory, else up to /) that belongs to neither root nor
+    the user, or that group or others can write unless it is sticky (/tmp is fine). With
+    `create`, missing directories are created 0700 first (a failure: CacheWriteError).
+    """
+    root = Path(root).expanduser()
+    if create:
+        try:
+            _make_dir(root)
+        except OSError as error:
+            raise CacheWriteError(f"cannot create the cache directory {root}: {error.strerror or error}") from None
+    elif not os.path.lexists(root):
+        return root  # nothing to trust yet: readers find no run
+    real = Path(os.path.realpath(root))
+    problem = _untrusted_because(real)
+    if problem:
+        raise CacheError(f"refusing the cache {root}: {problem}; another user could plant or swap runs there")
+    return real
+
+
+def _untrusted_because(real: Path) -> Optional[str]:
+    """Why another user could change what is in `real` (a resolved path), None if none can."""
+    uid = os.geteuid()
+    try:
+        info = os.stat(real)
+        if not stat.S_ISDIR(info.st_mode):
+            return f"{real} is not a directory"
+        if info.st_uid != uid:
+            return f"{real} belongs to uid {info.st_uid}, not to you (uid {uid})"
+        if info.st_mode & 0o022:
+            return f"{real} can be written by its group or others (mode {stat.S_IMODE(info.st_mode):04o})"
+        home = _home()
+        for parent in real.parents:
+            info = os.stat(parent)
+            if info.st_uid not in (0, uid):
+                return f"its parent {parent} belongs to uid {info.st_uid}"
+            if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+                return (f"its parent {parent} can be written by its group or others and is not sticky "
+                        f"(mode {stat.S_IMODE(info.st_mode):04o})")
+            if parent == home:
+                break
+    except OSError as error:
+        return f"cannot check {error.filename or real}: {error.strerror or error}"
+    return None
+
+
+def _home() -> Optional[Path]:
+    try:
+        return Path(os.path.realpath(Path.home()))
+    except (KeyError, RuntimeError):
+        return None
+
+
+def _is_directory(path: Path) -> bool:
+    """A real directory, not a link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_regular(path: Path) -> bool:
+    """A regular file, not a link to one."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------------------------------
+# the lock, run numbers, `latest`
 
 
 def _make_dir(path: Path) -> None:
@@ -128,62 +221,102 @@ def _make_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """Hold the cache's lock (shared by every collector using `root`) for the block."""
-    descriptor = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+def _locked(root: Path) -> Iterator[int]:
+    """Hold the cache's lock (shared by every collector using `root`) for the block; yields
+    the lock file's descriptor (it also keeps the last run number). Never opened through a link."""
+    path = root / LOCK
     try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise CacheError(f"{path}: is a symbolic link: refused") from None
+        raise
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise CacheError(f"{path}: not a regular file of yours: refused")
         fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
+        yield descriptor
     finally:
         os.close(descriptor)  # releases the lock
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` all at once, mode 0600 (readers see the old file or the new one)."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _next_sequence(root: Path, lock: int) -> int:
+    """The next run number (call locked). The last one is kept in the lock file; if that was
+    lost (an older cache, a crash mid-write), the highest number any manifest records."""
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+        last = int(os.pread(lock, 32, 0).decode("ascii").strip())
+    except (ValueError, UnicodeDecodeError):
+        last = max((run.sequence for _, run in _listed(root) if run is not None and run.sequence is not None),
+                   default=0)
+    number = max(last, 0) + 1
+    text = f"{number}\n".encode()
+    if os.pwrite(lock, text, 0) != len(text):
+        raise OSError(errno.ENOSPC, "short write")
+    os.ftruncate(lock, len(text))
+    return number
 
 
-def _point_latest(root: Path, run_id: str, started_at: float) -> None:
+def _order(run: Optional[Run], path: Path) -> tuple:
+    """Runs in the order the cache numbered them when they started; runs written before runs
+    were numbered come first, by their start time; unreadable ones before all."""
+    if run is None:
+        return (-1, 0, 0.0, path.name)
+    if run.sequence is None:
+        return (0, 0, run.started_at, run.run_id)
+    return (1, run.sequence, 0.0, run.run_id)
+
+
+def _point_latest(root: Path, run: Run) -> None:
     """Point `latest` at a run, unless it points at a run that started later (call locked)."""
-    current = latest_run(root, missing_ok=True)
-    if current is not None and (current.started_at, current.run_id) > (started_at, run_id):
+    current = _latest(root, missing_ok=True)
+    if current is not None and _order(current, current.path) > _order(run, run.path):
         return  # a concurrent collector started after this one: its snapshots are newer
-    temporary = root / f".{LATEST}.{secrets.token_hex(4)}"
-    os.symlink(run_id, temporary)
+    temporary = root / f".{LATEST}.{secrets.token_hex(8)}"
+    os.symlink(run.run_id, temporary)  # fails, never follows, if the name exists
     os.replace(temporary, root / LATEST)
+
+
+def _pointed_run(root: Path) -> Optional[Path]:
+    """The run directory `latest` names: its text must be a run id, the run a real directory
+    of the cache with a manifest. Anything else (a directory, a file, a link elsewhere) is ignored."""
+    try:
+        target = os.readlink(root / LATEST)
+    except OSError:
+        return None
+    path = root / target
+    if not _RUN_ID.match(target) or not _is_directory(path) or not _is_regular(path / MANIFEST):
+        return None
+    return path
 
 
 # ------------------------------------------------------------------------------------------
 # writing a run
 
 
+def new_run_id(started_at: float) -> str:
+    """A run id: the UTC start time and a random suffix (`20261125T142304Z-d64875`)."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started_at))}-{secrets.token_hex(3)}"
+
+
 class RunWriter:
-    """Writes one run: snapshots as machines answer, then the manifest, then `latest`."""
+    """Writes one run: snapshots as machines answer, then the manifest, then `latest`.
+
+    Raises CacheError for a cache another user could change, CacheWriteError when the cache
+    cannot be written (then `discard` removes what was written)."""
 
     def __init__(self, root: Path, *, now: Optional[float] = None) -> None:
-        self.root = Path(root).expanduser()
+        self.root = trusted_cache_dir(root, create=True)
         self.started_at = now if now is not None else time.time()
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started_at))
-        self.run_id = f"{stamp}-{secrets.token_hex(3)}"
+        self.run_id = new_run_id(self.started_at)
         self.path = self.root / self.run_id
         try:
-            _make_dir(self.root)
+            with _locked(self.root) as lock:
+                self.sequence = _next_sequence(self.root, lock)
             self.path.mkdir(mode=0o700)
         except OSError as error:
-            raise CacheError(f"cannot create cache directory {self.path}: {error.strerror or error}") from None
-        self._previous = latest_run(self.root, missing_ok=True)
+            raise CacheWriteError(f"cannot create the run directory {self.path}: {error.strerror or error}") from None
+        self.previous = _latest(self.root, missing_ok=True)  # where failed machines' snapshots come from
         self._hosts: list[CachedHost] = []
 
     @property
@@ -208,31 +341,30 @@ class RunWriter:
         target = self.path / file_name
         try:
             if snapshot_json is not None:
-                atomic_write(target, snapshot_json.encode("utf-8"))
+                write_file(target, snapshot_json.encode("utf-8"), special=False)
                 entry = CachedHost(host, status, category, message, timings, seconds, file_name, False,
                                    self.run_id, collected_at if collected_at is not None else time.time())
             else:
                 entry = self._carry_forward(host, status, category, message, timings, seconds, target)
         except OSError as error:
-            raise CacheError(f"cannot write {target}: {error.strerror or error}") from None
+            raise CacheWriteError(f"cannot write {target}: {error.strerror or error}") from None
         self._hosts.append(entry)
         return entry
 
     def _carry_forward(self, host, status, category, message, timings, seconds, target: Path) -> CachedHost:
-        previous = self._previous.host(host) if self._previous is not None else None
+        previous = self.previous.host(host) if self.previous is not None else None
+        nothing = CachedHost(host, status, category, message, timings, seconds, None, False, None, None)
         if previous is None or not previous.snapshot:
-            return CachedHost(host, status, category, message, timings, seconds, None, False, None, None)
-        source = self._previous.path / previous.snapshot
-        temporary = self.path / f".{target.name}.{secrets.token_hex(4)}.tmp"
+            return nothing
+        source = self.previous.path / previous.snapshot
+        temporary = self.path / f".{target.name}.{secrets.token_hex(8)}.tmp"
         with _locked(self.root):  # a concurrent collector may be pruning the previous run
-            if not source.is_file():
-                return CachedHost(host, status, category, message, timings, seconds, None, False, None, None)
+            if not _is_regular(source):  # pruned meanwhile; a link is never followed
+                return nothing
             try:
-                os.link(source, temporary)  # same bytes, no copy
+                os.link(source, temporary, follow_symlinks=False)  # same bytes, no copy
             except OSError:
-                descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(descriptor, "wb") as handle, open(source, "rb") as original:
-                    shutil.copyfileobj(original, handle)
+                _copy_regular(source, temporary)
         os.replace(temporary, target)
         return CachedHost(host, status, category, message, timings, seconds, target.name, True,
                           previous.captured_run, previous.collected_at)
@@ -253,22 +385,43 @@ class RunWriter:
         document = {
             "schema": MANIFEST_SCHEMA,
             "run": self.run_id,
+            "sequence": self.sequence,
             "started_at": self.started_at,
             "finished_at": finished,
             "interrupted": interrupted,
             "hosts": [entry.as_dict() for entry in self._hosts],
             "groups": {name: list(members) for name, members in sorted((groups or {}).items())},
         }
+        run = Run(self.run_id, self.path, self.started_at, finished, tuple(self._hosts), interrupted,
+                  {name: tuple(members) for name, members in (groups or {}).items()}, self.sequence)
         try:
-            atomic_write(self.path / MANIFEST, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+            text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+            write_file(self.path / MANIFEST, text.encode(), special=False)
             with _locked(self.root):
                 if not interrupted:
-                    _point_latest(self.root, self.run_id, self.started_at)
+                    _point_latest(self.root, run)
                 prune(self.root, keep=keep)
         except OSError as error:
-            raise CacheError(f"cannot write the manifest of {self.path}: {error.strerror or error}") from None
-        return Run(self.run_id, self.path, self.started_at, finished, tuple(self._hosts), interrupted,
-                   {name: tuple(members) for name, members in (groups or {}).items()})
+            raise CacheWriteError(f"cannot write the manifest of {self.path}: {error.strerror or error}") from None
+        return run
+
+    def discard(self) -> None:
+        """Remove the run directory and whatever was written in it (after a CacheWriteError: a
+        half-written run must not wait a day to be pruned, nor keep the disk full)."""
+        with contextlib.suppress(OSError, CacheError), _locked(self.root):
+            if _pointed_run(self.root) == self.path:  # its manifest was written, `latest` moved
+                os.unlink(self.root / LATEST)
+        _discard(self.root, self.path)
+
+
+def _copy_regular(source: Path, target: Path) -> None:
+    """Copy a regular file (never through a link) into a new file, mode 0600."""
+    with open(os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as original:
+        if not stat.S_ISREG(os.fstat(original.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(source))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with open(os.open(target, flags, 0o600), "wb") as handle:
+            shutil.copyfileobj(original, handle)
 
 
 # ------------------------------------------------------------------------------------------
@@ -287,23 +440,44 @@ def _read_groups(value: object) -> dict[str, tuple[str, ...]]:
     return {name: tuple(members) for name, members in value.items()}
 
 
+def _read_sequence(value: object) -> Optional[int]:
+    """The run's number (absent in manifests written before runs were numbered)."""
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise ValueError(f"sequence: expected a number, not {type(value).__name__}")
+    return value
+
+
+def _snapshot_name(value: object) -> Optional[str]:
+    """A snapshot's file name from a manifest: a plain name in the run directory. The run's own
+    manifest is no snapshot: an older netviz wrote a host named `manifest` there, and lost it."""
+    if value is None or value == MANIFEST:
+        return None
+    if not isinstance(value, str) or not value or "/" in value or value.startswith(".") or "\0" in value:
+        raise ValueError(f"bad snapshot file name {value!r:.80}")
+    return value
+
+
 def read_run(path: Path) -> Run:
-    """Read a run directory's manifest (validated: it may have been edited by hand)."""
+    """Read a run directory's manifest (validated: it may have been edited by hand; never read
+    through a link)."""
     manifest = path / MANIFEST
     try:
-        document = json.loads(manifest.read_text(encoding="utf-8"))
+        data = read_regular_file(manifest, MAX_MANIFEST_BYTES)
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise CacheError(f"{manifest}: larger than {MAX_MANIFEST_BYTES} bytes")
+        document = json.loads(data)
     except FileNotFoundError:
         raise CacheError(f"{path}: not a netviz run (no {MANIFEST}; an interrupted run?)") from None
     except (OSError, ValueError) as error:
-        raise CacheError(f"{manifest}: unreadable: {error}") from None
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise CacheError(f"{manifest}: unreadable: {reason}") from None
     if not isinstance(document, dict) or document.get("schema") != MANIFEST_SCHEMA:
         raise CacheError(f"{manifest}: not a {MANIFEST_SCHEMA} manifest")
     hosts = []
     try:
         for item in document["hosts"]:
-            snapshot = item.get("snapshot")
-            if snapshot is not None and (not isinstance(snapshot, str) or "/" in snapshot or snapshot.startswith(".")):
-                raise ValueError(f"bad snapshot file name {snapshot!r}")
             hosts.append(
                 CachedHost(
                     host=str(item["host"]),
@@ -312,74 +486,82 @@ def read_run(path: Path) -> Run:
                     message=str(item.get("message", "")),
                     timings=dict(item.get("timings") or {}),
                     seconds=float(item.get("seconds", 0.0)),
-                    snapshot=snapshot,
+                    snapshot=_snapshot_name(item.get("snapshot")),
                     stale=bool(item.get("stale", False)),
                     captured_run=item.get("captured_run"),
                     collected_at=float(item["collected_at"]) if item.get("collected_at") is not None else None,
                 )
             )
         return Run(str(document["run"]), path, float(document["started_at"]), float(document["finished_at"]),
-                   tuple(hosts), document.get("interrupted") is True, _read_groups(document.get("groups")))
+                   tuple(hosts), document.get("interrupted") is True, _read_groups(document.get("groups")),
+                   _read_sequence(document.get("sequence")))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CacheError(f"{manifest}: malformed manifest: {error}") from None
 
 
-def list_runs(root: Path) -> list[Path]:
-    """Complete run directories (with a manifest), oldest first."""
-    if not root.is_dir():
+def _listed(root: Path) -> list[tuple[Path, Optional[Run]]]:
+    """Complete run directories (real directories with a manifest), each with its run (None if
+    the manifest cannot be read), in the order the cache numbered them (oldest first)."""
+    if not _is_directory(root):
         return []
-    return sorted(p for p in root.iterdir() if _RUN_ID.match(p.name) and (p / MANIFEST).is_file())
+    entries = []
+    for path in root.iterdir():
+        if not _RUN_ID.match(path.name) or not _is_directory(path) or not _is_regular(path / MANIFEST):
+            continue
+        try:
+            entries.append((path, read_run(path)))
+        except CacheError:
+            entries.append((path, None))
+    return sorted(entries, key=lambda entry: _order(entry[1], entry[0]))
+
+
+def list_runs(root: Path) -> list[Path]:
+    """Complete run directories (with a manifest), oldest first (in the order they started)."""
+    root = trusted_cache_dir(root)
+    return [path for path, _ in _listed(root)]
 
 
 def latest_run(root: Path, *, missing_ok: bool = False) -> Optional[Run]:
     """The run `latest` points to (else the newest run with a manifest, preferring runs that
     were not interrupted)."""
-    root = Path(root).expanduser()
-    pointer = root / LATEST
-    candidate: Optional[Path] = None
-    if pointer.is_symlink() or pointer.exists():
-        resolved = root / os.readlink(pointer) if pointer.is_symlink() else pointer
-        if (resolved / MANIFEST).is_file():
-            candidate = resolved
-    if candidate is None:
-        runs = list_runs(root)
-        whole = [path for path in runs if not _manifest_says_interrupted(path)]
-        candidate = (whole or runs or [None])[-1]
-    if candidate is None:
-        if missing_ok:
-            return None
-        raise CacheError(f"no collected run in {root}: run `netviz collect --inventory FILE` first")
-    try:
-        return read_run(candidate)
-    except CacheError:
-        if missing_ok:
-            return None
-        raise
+    return _latest(trusted_cache_dir(root), missing_ok=missing_ok)
 
 
-def _manifest_says_interrupted(path: Path) -> bool:
-    try:
-        return read_run(path).interrupted
-    except CacheError:
-        return False
+def _latest(root: Path, *, missing_ok: bool) -> Optional[Run]:
+    pointed = _pointed_run(root)
+    if pointed is not None:
+        with contextlib.suppress(CacheError):
+            return read_run(pointed)
+    listed = _listed(root)
+    readable = [run for _, run in listed if run is not None]
+    whole = [run for run in readable if not run.interrupted]
+    if whole or readable:
+        return (whole or readable)[-1]
+    if missing_ok:
+        return None
+    if listed:
+        read_run(listed[-1][0])  # raises, saying why it cannot be read
+    raise CacheError(f"no collected run in {root}: run `netviz collect --inventory FILE` first")
 
 
 def find_run(root: Path, name: str) -> Optional[Run]:
     """A run by its id (or `latest`) in the cache, None if there is no such run."""
+    root = trusted_cache_dir(root)
     if name == LATEST:
-        return latest_run(root, missing_ok=True)
+        return _latest(root, missing_ok=True)
     if not _RUN_ID.match(name):
         return None
-    path = Path(root).expanduser() / name
-    return read_run(path) if (path / MANIFEST).is_file() else None
+    path = root / name
+    return read_run(path) if _is_directory(path) and _is_regular(path / MANIFEST) else None
 
 
 def prune(root: Path, *, keep: int = KEEP_RUNS, now: Optional[float] = None) -> list[Path]:
     """Delete all but the newest `keep` runs, and run directories without a manifest left by a
     collector that died (untouched for ABANDONED_AFTER seconds); return them."""
-    runs = list_runs(root)
+    root = trusted_cache_dir(root)
+    runs = [path for path, _ in _listed(root)]
     removed = []
-    latest = latest_run(root, missing_ok=True)
+    latest = _latest(root, missing_ok=True)
     for path in runs[: max(0, len(runs) - keep)]:
         if latest is not None and path == latest.path:
             continue
@@ -390,10 +572,10 @@ def prune(root: Path, *, keep: int = KEEP_RUNS, now: Optional[float] = None) -> 
         if path.name.startswith(DISCARDED):
             shutil.rmtree(path, ignore_errors=True)  # a deletion cut short by a crash
             continue
-        if not _RUN_ID.match(path.name) or (path / MANIFEST).exists():
+        if not _RUN_ID.match(path.name) or os.path.lexists(path / MANIFEST):
             continue
         with contextlib.suppress(OSError):
-            if path.is_dir() and not path.is_symlink() and path.stat().st_mtime < limit:
+            if _is_directory(path) and path.stat().st_mtime < limit:
                 _discard(root, path)
                 removed.append(path)
     return removed
@@ -442,7 +624,11 @@ def run_inputs(run: Run, *, now: Optional[float] = None) -> StitchInputs:
     names: dict[Path, str] = {}
     stale: set[str] = set()
     warnings: list[str] = []
+    refused: list[str] = []
     for host, path in run.snapshot_files():
+        if os.path.lexists(path) and not _is_regular(path):  # a link planted in the run: never followed
+            refused.append(f"{host.host}: {path} is not a regular file (a symbolic link?): refused")
+            continue
         files.append(path)
         names[path] = host.host
         if host.stale:
@@ -458,6 +644,7 @@ def run_inputs(run: Run, *, now: Optional[float] = None) -> StitchInputs:
     missing = [host.host for host in run.hosts if not host.snapshot]
     if missing:
         warnings.append(f"no snapshot at all for: {', '.join(missing)}")
+    warnings.extend(refused)
     return StitchInputs(tuple(files), names, frozenset(stale), tuple(warnings), dict(run.groups))
 
 

@@ -15,7 +15,7 @@ import typer
 
 from netviz import __version__
 from netviz import console
-from netviz.errors import EXIT_PARTIAL, NetvizError, RenderError
+from netviz.errors import EXIT_PARTIAL, CacheError, NetvizError, RenderError
 
 app = typer.Typer(
     name="netviz",
@@ -47,10 +47,18 @@ def main(
     """netviz: capture, collect, stitch and render process-to-process network flows."""
 
 
+def _output_target(text: str) -> Path:
+    """--output: refused at once (usage error, before any work) when it names a directory."""
+    if text.endswith("/") or Path(text).is_dir():
+        raise typer.BadParameter(f"{text} names a directory: give the path of a file")
+    return Path(text)
+
+
 @app.command()
 def capture(
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write the snapshot here (default: stdout).")
+        Optional[Path],
+        typer.Option("--output", "-o", parser=_output_target, help="Write the snapshot here (default: stdout)."),
     ] = None,
     proc_root: Annotated[Path, typer.Option(help="Where /proc is mounted (for tests and chroots).")] = Path("/proc"),
 ) -> None:
@@ -79,15 +87,16 @@ class GroupBy(str, Enum):
 
 
 def _write_output(data: bytes, output: Optional[Path]) -> None:
-    """Write to the file (replacing it whole) or to stdout."""
+    """Write to stdout, or to the file through netviz.files.write_file: a regular file is
+    replaced whole (mode 0600), a device or FIFO written through, anything else refused."""
+    from netviz.files import write_file
+
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
     try:
-        temporary = output.with_name(f".{output.name}.tmp")
-        temporary.write_bytes(data)
-        temporary.replace(output)
+        write_file(output, data)
     except OSError as error:
         raise RenderError(f"{output}: cannot write: {error.strerror or error}") from None
 
@@ -161,7 +170,9 @@ def stitch(
         ),
     ] = None,
     fmt: _FormatOption = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (default: stdout).")] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", parser=_output_target, help="Write here (default: stdout).")
+    ] = None,
     group_by: _GroupByOption = GroupBy.process,
     show_external: _ShowExternalOption = False,
     log: Annotated[
@@ -309,6 +320,8 @@ def collect(
     except NetvizError as error:
         _fail(error)
     console.collect_summary(outcome.results, title=f"run {outcome.run.run_id}")
+    if outcome.cache_problem is not None:  # collecting is caching: nothing is left of the run
+        _fail(CacheError(f"the cache cannot be written ({outcome.cache_problem}): nothing was cached"))
     console.info(f"snapshots in {outcome.run.path}")
     if not any(host.snapshot for host in outcome.run.hosts):
         raise typer.Exit(EXIT_NOTHING)
@@ -319,7 +332,8 @@ def collect(
 def run(
     inventory: _InventoryOption = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write the map here (default: DOT on stdout).")
+        Optional[Path], typer.Option("--output", "-o", parser=_output_target,
+                                   help="Write the map here (default: DOT on stdout).")
     ] = None,
     fmt: _FormatOption = None,
     limit: _LimitOption = None,

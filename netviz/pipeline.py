@@ -15,12 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence
 
-from netviz.cache import INTERRUPTED, Run, RunWriter, default_cache_dir, run_inputs
+from netviz.cache import (
+    INTERRUPTED,
+    CachedHost,
+    CacheWriteError,
+    Run,
+    RunWriter,
+    StitchInputs,
+    default_cache_dir,
+    host_file_name,
+    latest_run,
+    new_run_id,
+    run_inputs,
+)
 from netviz.collect import DEFAULT_PARALLEL, HostResult, collect, collect_local
 from netviz.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
-    CacheError,
     Interrupted,
     InventoryError,
     NothingCollected,
@@ -87,10 +98,15 @@ class CollectOutcome:
     warnings: list[str] = field(default_factory=list)
     # the inventory's groups (name -> machine names): --only/--exclude accept group names
     groups: dict[str, list[str]] = field(default_factory=dict)
+    # Why the run is not in the cache (a full disk): `run` is then only in memory, and the
+    # failed machines' last good snapshots come from `previous`, the cache's latest run.
+    cache_problem: Optional[str] = None
+    previous: Optional[Run] = None
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK if all(result.ok for result in self.results) else EXIT_PARTIAL
+        whole = self.cache_problem is None and all(result.ok for result in self.results)
+        return EXIT_OK if whole else EXIT_PARTIAL
 
 
 def select_hosts(request: CollectRequest) -> list[HostSpec]:
@@ -122,18 +138,87 @@ def sudo_password(hosts: Sequence[HostSpec], ask: Optional[Callable[[], Optional
     return password
 
 
-def _record(writer: RunWriter, result: HostResult) -> None:
-    """Write one machine's result into the run (its snapshot, atomically, at once)."""
-    writer.add(
-        result.name,
-        status=result.status,
-        category=result.kind,
-        message=result.message,
-        timings=result.timings.as_dict(),
-        seconds=result.seconds,
-        snapshot_json=result.snapshot_json,
-        collected_at=result.finished_at if result.ok else None,
-    )
+class _Recording:
+    """The run being written to the cache, one machine at a time.
+
+    When the cache cannot be written (a full disk, a read-only file system), what was written
+    of the run is removed at once (a run without a manifest would otherwise stay a day) and the
+    collection goes on: every snapshot is still in memory, so the map is drawn; `problem` says
+    why the run is not cached. An unsafe cache (CacheError) is not caught: it stops everything.
+    """
+
+    def __init__(self, root: Path, started_at: float) -> None:
+        self.started_at = started_at
+        self.problem: Optional[str] = None
+        self.previous: Optional[Run] = None
+        self._entries: dict[str, CachedHost] = {}  # what a run only in memory lists
+        self._writer: Optional[RunWriter] = None
+        try:
+            self._writer = RunWriter(root, now=started_at)
+            self.previous = self._writer.previous
+            self.run_id = self._writer.run_id
+        except CacheWriteError as error:
+            self.problem = str(error)
+            self.previous = latest_run(root, missing_ok=True)
+            self.run_id = new_run_id(started_at)
+        self.root = root
+
+    @property
+    def recorded(self) -> set[str]:
+        """Names of the machines recorded so far."""
+        return set(self._entries)
+
+    def record(self, result: HostResult) -> None:
+        """Write one machine's result into the run (its snapshot, atomically, at once)."""
+        self._add(result.name, status=result.status, category=result.kind, message=result.message,
+                  timings=result.timings.as_dict(), seconds=result.seconds, snapshot_json=result.snapshot_json,
+                  collected_at=result.finished_at if result.ok else None)
+
+    def record_unfinished(self, name: str) -> None:
+        """A machine an interrupted run did not finish."""
+        self._add(name, status=INTERRUPTED, category=INTERRUPTED, message="interrupted before it finished",
+                  timings={}, seconds=0.0, snapshot_json=None, collected_at=None)
+
+    def _add(self, name: str, *, status: str, category: Optional[str], message: str, timings: dict,
+             seconds: float, snapshot_json: Optional[str], collected_at: Optional[float]) -> None:
+        fresh = snapshot_json is not None
+        self._entries[name] = CachedHost(name, status, category, message, timings, seconds,
+                                         host_file_name(name) if fresh else None, False,
+                                         self.run_id if fresh else None, collected_at)
+        if self._writer is not None:
+            try:
+                self._writer.add(name, status=status, category=category, message=message, timings=timings,
+                                 seconds=seconds, snapshot_json=snapshot_json, collected_at=collected_at)
+            except CacheWriteError as error:
+                self._give_up(error)
+
+    def finish(self, *, order: Sequence[str] = (), groups: Optional[dict[str, list[str]]] = None,
+               interrupted: bool = False) -> Run:
+        """The run: written to the cache (manifest, `latest`), else only in memory."""
+        if self._writer is not None:
+            try:
+                return self._writer.finish(order=order, groups=groups, interrupted=interrupted)
+            except CacheWriteError as error:
+                self._give_up(error)
+        rank = {name: index for index, name in enumerate(order)}
+        hosts = sorted(self._entries.values(), key=lambda entry: rank.get(entry.host, len(rank)))
+        return Run(self.run_id, self.root / self.run_id, self.started_at, time.time(), tuple(hosts), interrupted,
+                   {name: tuple(members) for name, members in (groups or {}).items()})
+
+    def _give_up(self, error: CacheWriteError) -> None:
+        self.problem = str(error)
+        if self._writer is not None:
+            self._writer.discard()
+            self._writer = None
+
+    def outcome(self, results: list[HostResult], run: Run, groups: Optional[dict[str, list[str]]] = None):
+        """The CollectOutcome of this run."""
+        warnings = []
+        if self.problem is not None:
+            warnings.append(f"the cache cannot be written ({self.problem}): run {run.run_id} is not cached "
+                            "(what was written of it is removed); the map is drawn from the snapshots in memory")
+        return CollectOutcome(results=results, run=run, warnings=warnings, groups=groups or {},
+                              cache_problem=self.problem, previous=self.previous)
 
 
 def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) -> CollectOutcome:
@@ -157,10 +242,10 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
             reporter.finished(results[0])
         finally:
             reporter.end()
-        writer = RunWriter(cache_root, now=started_at)
+        recording = _Recording(cache_root, started_at)
         for result in results:
-            _record(writer, result)
-        return CollectOutcome(results=results, run=writer.finish())
+            recording.record(result)
+        return recording.outcome(results, recording.finish())
 
     hosts, groups = load_selection(request)
     options = TransportOptions(
@@ -168,16 +253,11 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
         accept_new_host_keys=request.accept_new_host_keys,
         sudo_password=sudo_password(hosts, request.ask_sudo_password),
     )
-    writer = RunWriter(cache_root, now=started_at)
-    write_errors: list[CacheError] = []
+    recording = _Recording(cache_root, started_at)
 
     def finished(result: HostResult) -> None:
         reporter.finished(result)
-        if not write_errors:
-            try:
-                _record(writer, result)
-            except CacheError as error:  # raised once the collection is over, not across the pool
-                write_errors.append(error)
+        recording.record(result)  # a cache that cannot be written is given up, never raised across the pool
 
     reporter.begin(len(hosts))
     try:
@@ -189,29 +269,53 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
             on_result=finished,
         )
     except Interrupted as interruption:
-        raise _finish_interrupted(writer, hosts, interruption) from None
+        raise _finish_interrupted(recording, hosts, interruption) from None
     finally:
         reporter.end()
-    if write_errors:
-        raise write_errors[0]
-    return CollectOutcome(results=results, run=writer.finish(order=[spec.name for spec in hosts], groups=groups),
-                          groups=groups)
+    run = recording.finish(order=[spec.name for spec in hosts], groups=groups)
+    return recording.outcome(results, run, groups)
 
 
-def _finish_interrupted(writer: RunWriter, hosts: Sequence[HostSpec], interruption: Interrupted) -> Interrupted:
+def _finish_interrupted(recording: _Recording, hosts: Sequence[HostSpec], interruption: Interrupted) -> Interrupted:
     """Record what finished (some results may not be written yet) and what did not, write the
     manifest marked interrupted, and return the error to raise."""
     for result in interruption.finished:
-        if result.name not in writer.recorded:
-            _record(writer, result)
+        if result.name not in recording.recorded:
+            recording.record(result)
     for spec in hosts:
-        if spec.name not in writer.recorded:
-            writer.add(spec.name, status=INTERRUPTED, category=INTERRUPTED,
-                       message="interrupted before it finished", timings={}, seconds=0.0, snapshot_json=None)
-    run = writer.finish(interrupted=True, order=[spec.name for spec in hosts])
+        if spec.name not in recording.recorded:
+            recording.record_unfinished(spec.name)
+    run = recording.finish(interrupted=True, order=[spec.name for spec in hosts])
     done = len(interruption.finished)
-    return Interrupted(f"interrupted: {done} of {len(hosts)} machines had finished; run {run.run_id} "
-                       f"({run.path}) records what finished", interruption.finished)
+    where = (f"run {run.run_id} ({run.path}) records what finished" if recording.problem is None
+             else f"nothing was cached ({recording.problem})")
+    return Interrupted(f"interrupted: {done} of {len(hosts)} machines had finished; {where}", interruption.finished)
+
+
+def _uncached_inputs(collected: CollectOutcome) -> StitchInputs:
+    """What to stitch when the run is not in the cache: its fresh snapshots (in memory: the
+    paths are never read) and, for the machines that failed, their snapshot in the cache's
+    latest run (if any), stale."""
+    files, names = [], {}
+    for host, path in collected.run.snapshot_files():
+        files.append(path)
+        names[path] = host.host
+    stale: set[str] = set()
+    warnings: list[str] = []
+    failed = {host.host for host in collected.run.hosts if not host.snapshot}
+    if collected.previous is not None and failed:
+        earlier = run_inputs(collected.previous)
+        for path in earlier.files:
+            name = earlier.names[path]
+            if name in failed:
+                files.append(path)
+                names[path] = name
+                stale.add(name)
+                warnings.append(f"{name}: failed; using its last good snapshot (run {collected.previous.run_id})")
+    missing = sorted(failed - stale)
+    if missing:
+        warnings.append(f"no snapshot at all for: {', '.join(missing)}")
+    return StitchInputs(tuple(files), names, frozenset(stale), tuple(warnings), {})
 
 
 @dataclass
@@ -250,9 +354,9 @@ def stitch_run(
     from netviz.group import one_capture_per_machine
 
     fresh = {result.name: result.snapshot for result in collected.results if result.snapshot is not None}
-    inputs = run_inputs(collected.run)
+    inputs = run_inputs(collected.run) if collected.cache_problem is None else _uncached_inputs(collected)
     snapshots = []
-    warnings = list(inputs.warnings)
+    warnings = list(collected.warnings) + list(inputs.warnings)
     for path in inputs.files:
         name = inputs.names[path]
         snapshot = fresh.get(name)
