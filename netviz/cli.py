@@ -71,13 +71,8 @@ def capture(
         _fail(error)
 
 
-class OutputFormat(str, Enum):
-    dot = "dot"
-    svg = "svg"
-    png = "png"
-    json = "json"
-    table = "table"
-    html = "html"
+# The --format choices come from the renderer registry (netviz.render.RENDERERS).
+OutputFormat = Enum("OutputFormat", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
 
 
 class GroupBy(str, Enum):
@@ -109,7 +104,8 @@ class Detail(str, Enum):
 
 _FormatOption = Annotated[
     Optional[OutputFormat],
-    typer.Option("--format", "-f", help="Output format (default: from --output's extension, else dot)."),
+    typer.Option("--format", "-f", help="Output format (default: from --output's extension, else dot): "
+                 + formats_help() + "."),
 ]
 _GroupByOption = Annotated[
     GroupBy,

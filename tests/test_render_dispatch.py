@@ -43,3 +43,28 @@ def test_format_from_suffix():
     assert format_from_suffix(Path("flows.txt")) == "table"
     assert format_from_suffix(Path("archive.tar")) is None
     assert set(FORMATS) == {"dot", "svg", "png", "json", "table", "html"}
+
+
+def test_a_format_added_to_the_registry_is_offered_everywhere(monkeypatch):
+    """One entry in RENDERERS: render() draws it, its extension chooses it, and the CLI's help
+    lists it (the CLI's choices are made from the same table when the module loads)."""
+    from netviz import render as registry
+    from netviz.cli import OutputFormat
+
+    assert [choice.value for choice in OutputFormat] == list(FORMATS)
+    extra = registry.Renderer("count", ("count",), False, "the number of flows",
+                              lambda g, options, notice: str(len(g.flows)).encode())
+    monkeypatch.setitem(registry.RENDERERS, "count", extra)
+    assert render(graph(), "count") == b"1"
+    assert format_from_suffix(Path("flows.count")) == "count"
+    assert "count (.count): the number of flows" in registry.formats_help()
+
+
+def test_detail_reaches_only_the_formats_that_fold():
+    from netviz.render import RENDERERS, RenderOptions
+
+    assert {name for name, renderer in RENDERERS.items() if renderer.folds} == {"dot", "svg", "png"}
+    g = graph()
+    assert render(g, "json", options=RenderOptions(detail="aggregate")) == render(g, "json")
+    with pytest.raises(Exception, match="unknown format 'nope'"):
+        render(g, "nope")
