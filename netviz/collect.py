@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
+from netviz.budget import OutputBudget
 from netviz.errors import Interrupted, NetvizError
 from netviz.inventory import HostSpec
 from netviz.transport import (
@@ -75,7 +76,7 @@ def payload_source() -> bytes:
 def validate_output(name: str, stdout: bytes) -> tuple[str, "Snapshot"]:
     """Decode the frame and validate the snapshot; any problem is a bad_output HostFailure."""
     from netviz.framing import FrameError, decode_framed
-    from netviz.snapshot import loads_document, parse_snapshot
+    from netviz.snapshot import SnapshotTooLarge, loads_document, parse_snapshot
 
     try:
         text = decode_framed(stdout)
@@ -86,6 +87,8 @@ def validate_output(name: str, stdout: bytes) -> tuple[str, "Snapshot"]:
         # The same strict reading as a cached file (no NaN, bounded nesting): what is accepted
         # here loads again later.
         document = loads_document(text, name)
+    except SnapshotTooLarge as error:
+        raise HostFailure(BAD_OUTPUT, f"the snapshot is too large: {error}") from None
     except NetvizError as error:
         raise HostFailure(BAD_OUTPUT, f"the snapshot is not JSON: {error}") from None
     try:
@@ -112,7 +115,8 @@ def collect_one(spec: HostSpec, payload: bytes, options: TransportOptions, attem
     timings = Timings()
     try:
         stdout = fetch_framed(spec, payload, options, attempt, timings)
-        text, snapshot = validate_output(spec.name, stdout)
+        with attempt.output.decoding():  # one snapshot decoded at a time (see OutputBudget)
+            text, snapshot = validate_output(spec.name, stdout)
         result = HostResult(spec.name, OK, timings=timings, snapshot_json=text, snapshot=snapshot)
     except HostFailure as failure:
         result = HostResult(spec.name, FAILED, failure.kind, failure.message, timings=timings)
@@ -147,7 +151,10 @@ def collect(
         raise NetvizError("--parallel must be at least 1")
     payload = payload if payload is not None else payload_source()
     results: dict[str, HostResult] = {}
-    attempts = {spec.name: Attempt() for spec in hosts}
+    # The output held by the running machines is bounded together, whatever they send
+    # (netviz/budget.py); each attempt gives its share back when its machine is done.
+    budget = OutputBudget()
+    attempts = {spec.name: Attempt(budget.share()) for spec in hosts}
     started: dict[str, float] = {}
     started_lock = threading.Lock()
     pending_starts: list[HostSpec] = []

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import gc
 import hashlib
+import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, TypeVar
 
 from netviz.errors import SnapshotError
-from netviz.snapshot import CheckedStrings, Snapshot, read_snapshot_bytes, snapshot_from_bytes
+from netviz.snapshot import CheckedStrings, Snapshot, file_kind, read_snapshot_bytes, snapshot_from_bytes
 
 
 L = TypeVar("L")  # how a caller labels its snapshots (a file, an inventory name)
@@ -36,19 +39,40 @@ class LoadedGroup:
 
 
 def snapshot_files(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; directories expand to their `*.json` files, sorted (not recursive)."""
+    """Files as given; directories expand to their `*.json` entries, sorted (not recursive).
+
+    A file named on the command line may be a symbolic link (the user chose it): its target is
+    returned. Inside a directory, entries other than directories are all returned, links and
+    FIFOs too, so that reading refuses each with a message (read_snapshot_bytes follows no link
+    and opens nothing but a regular file). Raises SnapshotError for a path that does not exist
+    or is not a file or a directory (a FIFO, a device), without opening it.
+    """
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            found = sorted(child for child in path.glob("*.json") if child.is_file())
+        try:
+            mode = path.stat().st_mode  # follows a link: what the user named
+        except OSError as error:
+            if error.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise SnapshotError(f"{path}: no such snapshot file or directory") from None
+            raise SnapshotError(f"{path}: cannot read: {error.strerror or error}") from None
+        if stat.S_ISDIR(mode):
+            found = sorted(child for child in path.glob("*.json") if not _is_directory(child))
             if not found:
                 raise SnapshotError(f"{path}: directory holds no *.json snapshot")
             files.extend(found)
-        elif path.is_file():
-            files.append(path)
+        elif stat.S_ISREG(mode):
+            files.append(Path(os.path.realpath(path)) if path.is_symlink() else path)
         else:
-            raise SnapshotError(f"{path}: no such snapshot file or directory")
+            raise SnapshotError(f"{path}: is {file_kind(mode)}, not a snapshot file or directory")
     return files
+
+
+def _is_directory(path: Path) -> bool:
+    """A directory itself (a link to one is not followed)."""
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

@@ -6,23 +6,29 @@ a bad document raises SnapshotError with a one-line message naming the file and 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import re
 import socket as _socket
+import stat as _stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 import orjson
 
+from netviz.budget import MAX_JSON_BYTES, MAX_JSON_VALUES, json_values
 from netviz.errors import SnapshotError
 from netviz.framing import FrameError, decode_framed
 
 SCHEMA = "netviz.snapshot/1"
 
 # Bounds on untrusted input: far above any real machine, low enough to fail fast on garbage.
-MAX_FILE_BYTES = 1 << 30
+# What a snapshot may cost to read (bytes, JSON values) is set in netviz/budget.py, from a
+# measured 50,000-socket machine; a file holds at most that much JSON.
+MAX_FILE_BYTES = MAX_JSON_BYTES
 MAX_PROCESSES = 1_000_000
 MAX_NAMESPACES = 100_000
 MAX_SOCKETS = 5_000_000  # over all namespaces
@@ -849,15 +855,33 @@ def parse_legacy(doc: object, source: str, name: Optional[str] = None) -> Snapsh
 # Files
 # ---------------------------------------------------------------------------------------------
 
+class SnapshotTooLarge(SnapshotError):
+    """The snapshot is larger than a snapshot may be (netviz/budget.py): refused unread."""
+
+
+def check_document_size(text: str, source: str) -> None:
+    """SnapshotTooLarge when JSON `text` is longer than MAX_JSON_BYTES or holds more than
+    MAX_JSON_VALUES values (counted by a linear scan: parsing costs 35-65 bytes per value)."""
+    if len(text) > MAX_JSON_BYTES:
+        raise SnapshotTooLarge(f"{source}: (top level): more than {MAX_JSON_BYTES:,} bytes of JSON")
+    values = json_values(text, MAX_JSON_VALUES)
+    if values > MAX_JSON_VALUES:
+        raise SnapshotTooLarge(f"{source}: (top level): about {values:,} JSON values (counted without parsing), "
+                               f"more than a snapshot may hold ({MAX_JSON_VALUES:,}; a machine with 50,000 "
+                               "sockets has about 1,000,000)")
+
+
 def loads_document(text: str, source: str) -> Any:
     """Parse JSON text strictly: no NaN/Infinity, no lone surrogates, nesting bounded (1,024
-    levels), numbers that fit a double.
+    levels), numbers that fit a double; a text over the size budget (check_document_size) is
+    refused before it is parsed.
 
     orjson reads a fleet's snapshots several times faster than the standard library (a thousand
     machines' worth in under a second). Like most JSON readers it keeps the last value of a key
     written twice; a machine that controls its snapshot controls every value anyway, and this is
     the only reader of the file.
     """
+    check_document_size(text, source)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as error:
@@ -881,14 +905,46 @@ def parse_any(doc: object, source: str, name: Optional[str] = None, *,
     return parse_snapshot(doc, source, name, strings=strings)
 
 
+_FILE_KINDS = ((_stat.S_ISDIR, "a directory"), (_stat.S_ISFIFO, "a FIFO"), (_stat.S_ISCHR, "a character device"),
+               (_stat.S_ISBLK, "a block device"), (_stat.S_ISSOCK, "a socket"), (_stat.S_ISLNK, "a symbolic link"))
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages ("a FIFO")."""
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+_LEADING_SPACE = re.compile(rb"\s*")
+
+
+def _refuse_unless_regular(path: Path, mode: int) -> None:
+    if not _stat.S_ISREG(mode):
+        raise SnapshotError(f"{path}: is {file_kind(mode)}, not a snapshot file")
+
+
 def read_snapshot_bytes(path: Path) -> bytes:
-    """The content of a snapshot file; SnapshotError when it cannot be read or is larger than
-    MAX_FILE_BYTES (found without reading further)."""
+    """The content of a snapshot file; SnapshotError when it cannot be read, is not a regular
+    file (a FIFO, a device, a symbolic link: never followed) or is larger than MAX_FILE_BYTES.
+
+    The file is opened with O_NOFOLLOW | O_NONBLOCK (a FIFO swapped in never blocks), and its
+    type and size are checked on the open file before anything is read.
+    """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        _refuse_unless_regular(path, os.lstat(path).st_mode)  # a device is not even opened
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as error:
+        if error.errno == errno.ELOOP:  # swapped for a link since lstat
+            raise SnapshotError(f"{path}: is a symbolic link, not a snapshot file") from None
         raise SnapshotError(f"{path}: cannot read: {error.strerror or error}") from None
+    with open(descriptor, "rb", closefd=True) as handle:
+        status = os.fstat(descriptor)
+        _refuse_unless_regular(path, status.st_mode)
+        if status.st_size > MAX_FILE_BYTES:
+            raise SnapshotError(f"{path}: (top level): file larger than {MAX_FILE_BYTES} bytes")
+        try:
+            data = handle.read(MAX_FILE_BYTES + 1)  # it may have grown since fstat
+        except OSError as error:
+            raise SnapshotError(f"{path}: cannot read: {error.strerror or error}") from None
     if len(data) > MAX_FILE_BYTES:
         raise SnapshotError(f"{path}: (top level): file larger than {MAX_FILE_BYTES} bytes")
     return data
@@ -898,7 +954,8 @@ def snapshot_from_bytes(data: bytes, source: str, name: Optional[str] = None, *,
                         strings: Optional[CheckedStrings] = None) -> Snapshot:
     """Validate the content of a snapshot file: netviz.snapshot/1 JSON (plain or in the transport
     framing) or the original capture.py JSON. Problems raise SnapshotError naming `source`."""
-    if not data.lstrip()[:1] == b"{" and b"NETVIZ-SNAPSHOT-BEGIN" in data:
+    first = _LEADING_SPACE.match(data).end()  # (no stripped copy of a large file)
+    if data[first:first + 1] != b"{" and b"NETVIZ-SNAPSHOT-BEGIN" in data:
         try:
             text = decode_framed(data)
         except FrameError as error:

@@ -32,6 +32,7 @@ from typing import Callable, Optional
 import fabric
 import paramiko
 
+from netviz.budget import BudgetExceeded, OutputBudget, OutputShare
 from netviz.inventory import GLOBAL_KNOWN_HOSTS, SUDO_NO, SUDO_NOPASSWD, SUDO_PASSWORD, HostSpec
 from netviz.known_hosts import (
     KEY_CHANGED,
@@ -58,7 +59,8 @@ FAILURE_KINDS = (DNS, REFUSED, UNREACHABLE, AUTH, HOST_KEY, SUDO, NO_PYTHON, TIM
 
 PYTHON_CANDIDATES = ("python3", "/usr/libexec/platform-python", "python")
 KILL_GRACE = 5  # `timeout -k`: seconds between SIGTERM and SIGKILL on the machine
-MAX_STDOUT = 512 * 1024 * 1024  # a snapshot of a huge machine is tens of MB; more is not a snapshot
+# Standard output is bounded by the run's OutputBudget (netviz/budget.py: per machine and for
+# all the machines at once); standard error keeps its last MAX_STDERR bytes (the error is there).
 MAX_STDERR = 256 * 1024
 FAIL_MARKER = "NETVIZ-FAIL"  # written on stderr by the remote wrapper for sudo / no_python
 # The wrapper's first words on stderr: without them, the login shell never ran the command
@@ -287,12 +289,17 @@ def remote_command(spec: HostSpec, with_password: bool) -> str:
 
 
 class Attempt:
-    """The live resources of one machine's attempt, so another thread can cut it short."""
+    """The live resources of one machine's attempt, so another thread can cut it short.
 
-    def __init__(self) -> None:
+    `output` is the machine's share of the run's output budget (by default a budget of its own:
+    the per-machine limit only); `cancel()` gives it back.
+    """
+
+    def __init__(self, output: Optional[OutputShare] = None) -> None:
         self._lock = threading.Lock()
         self._closers: list[Callable[[], None]] = []
         self.cancelled = False
+        self.output = output if output is not None else OutputBudget().share()
 
     def track(self, closer: Callable[[], None]) -> None:
         with self._lock:
@@ -311,6 +318,7 @@ class Attempt:
                 closer()
             except Exception:  # closing is best effort; the thread is being abandoned anyway
                 pass
+        self.output.release()
 
 
 def resolve(host: str, port: int, timeout: float) -> list[tuple]:
@@ -577,7 +585,7 @@ def run_command(
             channel.shutdown_write()
         except OSError:
             pass  # the remote side stopped early (no python, sudo refused): its stderr says why
-        stdout, stderr = _read_until_eof(channel, deadline, timeout)
+        stdout, stderr = _read_until_eof(channel, deadline, timeout, attempt.output)
         # Output is drained; the exit status follows EOF closely (a deadline still applies).
         if not channel.status_event.wait(max(0.1, deadline - time.monotonic())):
             raise HostFailure(TIMEOUT, f"no exit status within {timeout:g} s")
@@ -592,16 +600,23 @@ def run_command(
         channel.close()
 
 
-def _read_until_eof(channel: paramiko.Channel, deadline: float, timeout: float) -> tuple[bytes, bytes]:
+def _read_until_eof(
+    channel: paramiko.Channel, deadline: float, timeout: float, output: OutputShare
+) -> tuple[bytes, bytes]:
+    """Standard output and error until EOF; standard output counts against `output` (a
+    bad_output HostFailure as soon as it would pass the machine's or the run's budget)."""
     stdout = bytearray()
     stderr = bytearray()
     poller = select.poll()  # poll, not select: no FD_SETSIZE limit with hundreds of machines
     poller.register(channel.fileno(), select.POLLIN)
     while True:
         while channel.recv_ready():
-            stdout += channel.recv(1 << 20)
-            if len(stdout) > MAX_STDOUT:
-                raise HostFailure(BAD_OUTPUT, f"more than {MAX_STDOUT >> 20} MiB of output: not a snapshot")
+            chunk = channel.recv(1 << 20)
+            try:
+                output.take(len(chunk))
+            except BudgetExceeded as error:
+                raise HostFailure(BAD_OUTPUT, str(error)) from None
+            stdout += chunk
         while channel.recv_stderr_ready():
             stderr += channel.recv_stderr(1 << 16)
             if len(stderr) > MAX_STDERR:
