@@ -223,25 +223,31 @@ def _refuse_duplicate_keys(node: yaml.MappingNode) -> None:
 
 
 def _check_expansion(root: Optional[yaml.Node]) -> None:
-    """Refuse a document whose aliases expand past MAX_EXPANDED_NODES (counted without expanding:
-    each distinct node's expanded size is computed once)."""
+    """Refuse a document whose aliases expand past MAX_EXPANDED_NODES, or into themselves
+    (`&a [*a]`), counted without expanding: each distinct node's size is computed once."""
     if root is None:
         return
     sizes: dict[int, int] = {}
+    visiting: set[int] = set()  # nodes whose descendants are being counted
     pending: list[tuple[yaml.Node, bool]] = [(root, False)]
     while pending:  # iterative: nesting depth must not cost recursion
-        node, children_done = pending.pop()
-        if id(node) in sizes:
-            continue
+        node, children_counted = pending.pop()
         children = _children(node)
-        if children_done or not children:
-            size = 1 + sum(sizes.get(id(child), 0) for child in children)
+        if children_counted:
+            size = 1 + sum(sizes[id(child)] for child in children)
             if size > MAX_EXPANDED_NODES:
                 raise yaml.composer.ComposerError(
                     None, None, f"aliases expand to more than {MAX_EXPANDED_NODES:,} values (an alias bomb?)",
                     node.start_mark)
             sizes[id(node)] = size
+            visiting.discard(id(node))
             continue
+        if id(node) in sizes:
+            continue
+        if id(node) in visiting:  # met again below itself: an alias inside its own anchor
+            raise yaml.composer.ComposerError(None, None, "an alias refers to the value that contains it",
+                                              node.start_mark)
+        visiting.add(id(node))
         pending.append((node, True))
         pending.extend((child, False) for child in children if id(child) not in sizes)
 
