@@ -11,7 +11,6 @@ from typing import Optional
 from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -22,17 +21,31 @@ err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
 
 
+def safe_text(message: str, limit: int = 2000, style: str = "") -> Text:
+    """`message` made safe for the terminal (textsafe.for_terminal) as a rich Text: never read as
+    markup. (rich's `escape()` is not enough: a backslash before text in brackets, as in a
+    process named `evil\\` followed by `[123]`, is read as an escape and disappears.)"""
+    return Text(for_terminal(message, limit=limit), style=style)
+
+
+def _labelled(label: str, style: str, message: str) -> Text:
+    line = Text(label, style=style)
+    line.append(" ")
+    line.append_text(safe_text(message))
+    return line
+
+
 def error(message: str) -> None:
     """One red line naming what went wrong; never a traceback."""
-    err_console.print(f"[bold red]error:[/] {escape(for_terminal(message, limit=2000))}")
+    err_console.print(_labelled("error:", "bold red", message))
 
 
 def warning(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {escape(for_terminal(message, limit=2000))}")
+    err_console.print(_labelled("warning:", "yellow", message))
 
 
 def info(message: str) -> None:
-    err_console.print(escape(for_terminal(message, limit=2000)))
+    err_console.print(safe_text(message))
 
 
 def is_terminal() -> bool:
@@ -46,7 +59,7 @@ def working(what: str) -> Iterator[None]:
     if not err_console.is_terminal:
         yield
         return
-    with err_console.status(escape(for_terminal(what, limit=200))):
+    with err_console.status(safe_text(what, limit=200)):
         yield
 
 
@@ -54,10 +67,17 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], footer: O
     """A table on stdout (cells are untrusted: escaped for the terminal, markup disabled)."""
     table = Table(*[Column(header, overflow="fold") for header in headers], box=box.SIMPLE_HEAD)
     for row in rows:
-        table.add_row(*[Text(for_terminal(cell, limit=2000)) for cell in row])
+        table.add_row(*[safe_text(cell) for cell in row])
     out_console.print(table)
     if footer:
-        err_console.print(escape(for_terminal(footer, limit=2000)))
+        err_console.print(safe_text(footer))
+
+
+class _SafeRichHandler(RichHandler):
+    """Log records may quote machines (banners, error text): made safe like every other line."""
+
+    def render_message(self, record: logging.LogRecord, message: str):
+        return super().render_message(record, for_terminal(message, limit=4000))
 
 
 def setup_logging(level: str) -> None:
@@ -65,7 +85,7 @@ def setup_logging(level: str) -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}; use debug, info, warning or error")
-    handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
+    handler = _SafeRichHandler(console=err_console, show_path=False, show_time=False, markup=False)
     logger = logging.getLogger("netviz")
     logger.handlers[:] = [handler]
     logger.setLevel(numeric)
@@ -92,7 +112,7 @@ class CollectProgress:
             MofNCompleteColumn(),
             TextColumn("{task.fields[counts]}"),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[running]}", style="dim"),
+            TextColumn("{task.fields[running]}", style="dim", markup=False),  # machine names: never markup
             console=err_console,
             transient=True,
             disable=not self.enabled,
@@ -108,7 +128,7 @@ class CollectProgress:
         if len(running) > 3:
             shown += f" +{len(running) - 3}"
         counts = f"[green]{self._ok} ok[/] [red]{self._failed} failed[/]" if self._failed else f"[green]{self._ok} ok[/]"
-        return {"running": escape(shown), "counts": counts}
+        return {"running": shown, "counts": counts}
 
     def begin(self, total: int) -> None:
         self._progress.start()
@@ -157,15 +177,15 @@ def collect_summary(results, title: Optional[str] = None) -> None:
         Column("seconds", justify="right"),
         Column("sockets", justify="right"),
         box=box.SIMPLE_HEAD,
-        title=escape(for_terminal(title, limit=200)) if title else None,
+        title=safe_text(title, limit=200) if title else None,
     )
     for result in shown:
         status = Text("ok", style="green") if result.ok else Text("failed", style="bold red")
         sockets = result.sockets
         table.add_row(
-            Text(for_terminal(result.name, limit=200)),
+            safe_text(result.name, limit=200),
             status,
-            Text(result.kind or ""),
+            safe_text(result.kind or ""),
             f"{result.seconds:.1f}",
             "" if sockets is None else str(sockets),
         )
@@ -176,9 +196,9 @@ def collect_summary(results, title: Optional[str] = None) -> None:
     # Messages are long (fingerprints, paths): one line each under the table reads better than a column.
     for result in results:
         if not result.ok:
-            line = Text(for_terminal(result.name, limit=200), style="bold")
-            line.append(f" ({result.kind}): ", style="red")
-            line.append(for_terminal(result.message, limit=1000))
+            line = safe_text(result.name, limit=200, style="bold")
+            line.append_text(safe_text(f" ({result.kind}): ", style="red"))
+            line.append_text(safe_text(result.message, limit=1000))
             err_console.print(line)
     failed = sum(1 for result in results if not result.ok)
     if failed:
@@ -187,7 +207,9 @@ def collect_summary(results, title: Optional[str] = None) -> None:
             if not result.ok:
                 kinds[result.kind or "failed"] = kinds.get(result.kind or "failed", 0) + 1
         by_kind = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items(), key=lambda item: (-item[1], item[0])))
-        err_console.print(f"[bold red]{failed}[/] of {len(results)} machines failed ({escape(by_kind)})")
+        line = Text(str(failed), style="bold red")
+        line.append_text(safe_text(f" of {len(results)} machines failed ({by_kind})"))
+        err_console.print(line)
     else:
         err_console.print(f"[green]all {len(results)} machines ok[/]")
 

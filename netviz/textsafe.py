@@ -1,17 +1,22 @@
 """Make untrusted text (process names, command lines, hostnames) safe to show.
 
-Any local user can name a process anything, including terminal escape sequences that would
-rewrite the operator's screen or title bar. Everything shown in a terminal goes through
-`for_terminal` first.
+Any local user of a machine can name a process anything, including terminal escape sequences
+that would rewrite the operator's screen or title bar, bidi overrides that show a name reversed
+(`\u202e`), and invisible characters that make two different names look alike. Every message
+that quotes text from a machine or a file goes through `for_terminal` before it reaches a
+terminal, and is then printed as plain text, never as rich markup (netviz.console does both).
 """
 
 from __future__ import annotations
 
 import unicodedata
 
-# C0 and C1 controls, DEL, line/paragraph separators, and the format characters used for bidi spoofing.
-_BIDI = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069",
-         "\u200e", "\u200f", "\u061c"}
+# Escaped: C0 and C1 controls and DEL (Cc), surrogates (Cs), line and paragraph separators (Zl,
+# Zp: they break lines), and every format character (Cf): the bidi embeddings, overrides and
+# isolates (U+202A-202E, U+2066-2069), the direction marks (U+200E, U+200F, U+061C), zero-width
+# spaces and joiners, the byte order mark, soft hyphen, tag characters. Each is invisible or
+# changes how the text around it is shown.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cs", "Cf", "Zl", "Zp"})
 
 
 def _escape_char(char: str) -> str:
@@ -24,11 +29,12 @@ def _escape_char(char: str) -> str:
 
 
 def for_terminal(text: str, limit: int = 200) -> str:
-    """Return `text` with control, bidi and surrogate characters escaped, cut to `limit` chars."""
+    """Return `text` with control, format (bidi, zero-width), separator and surrogate characters
+    escaped as `\\xNN`/`\\uNNNN`, cut to `limit` characters."""
     out = []
     for char in text:
         category = unicodedata.category(char)
-        if category in ("Cc", "Cs", "Zl", "Zp") or char in _BIDI:  # Zl/Zp: U+2028/9 break lines
+        if category in _ESCAPED_CATEGORIES:
             out.append(_escape_char(char))
         else:
             out.append(char)
