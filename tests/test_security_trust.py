@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -29,10 +30,17 @@ from netviz.inventory import load_inventory
 REPO = Path(__file__).resolve().parent.parent
 
 
+MEMORY_LIMIT = 2 * 1024**3  # address space of a netviz subprocess: a bomb fails fast, not the test machine
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
 def _run_netviz(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "netviz", *arguments], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env={"PATH": "/usr/bin:/bin", "COLUMNS": "300",
-                                                          "HOME": str(REPO)})
+                          timeout=timeout, cwd=REPO, preexec_fn=_limit_memory,
+                          env={"PATH": "/usr/bin:/bin", "COLUMNS": "300", "HOME": str(REPO)})
 
 
 # ------------------------------------------------------------------ inventory: duplicate keys
@@ -84,14 +92,18 @@ def _flow_laughs(levels: int) -> str:
     return value
 
 
-def test_a_billion_laughs_is_refused_at_once_without_a_traceback(tmp_path):
+@pytest.mark.parametrize("value, said", [
+    (_flow_laughs(9), "aliases expand to more than"),
+    ("&a [x, *a]", "an alias refers to the value that contains it"),
+], ids=["billion-laughs", "self-reference"])
+def test_an_alias_bomb_is_refused_at_once_without_a_traceback(tmp_path, value, said):
     path = tmp_path / "hosts.yaml"
-    path.write_text("hosts:\n  web:\n    port: " + _flow_laughs(9) + "\n")
+    path.write_text("hosts:\n  web:\n    port: " + value + "\n")
     started = time.monotonic()
     result = _run_netviz("collect", "-i", str(path), "--cache", str(tmp_path / "cache"), timeout=30)
     assert time.monotonic() - started < 15
     assert result.returncode == 1, result.stderr
-    assert "aliases expand to more than" in result.stderr
+    assert said in result.stderr
     assert "MemoryError" not in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr) < 1000
 
@@ -117,3 +129,62 @@ def test_a_long_unknown_key_or_name_is_cut_in_the_error(tmp_path):
     with pytest.raises(InventoryError) as caught:
         load_inventory(path, paramiko.SSHConfig())
     assert "is not usable" in str(caught.value) and len(str(caught.value)) < 400
+
+
+# ------------------------------------------------------------------ text from machines on the terminal
+
+_CONSOLE_SCRIPT = r"""
+import logging, sys
+sys.path.insert(0, {repo!r})
+from tests.snapbuilder import Machine
+from netviz import console
+from netviz.render.table import busiest_lines
+from netviz.stitch import stitch
+
+web, db = Machine("web", "10.0.0.1"), Machine("db", "10.0.0.2")
+web.process(100, {comm!r})
+db.process(200, "[bold]postgres[/]\\")
+db.listen(200, "tcp", "0.0.0.0:5432")
+web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:5432")
+db.connect(200, "tcp", "10.0.0.2:5432", "10.0.0.1:40000")
+graph = stitch([web.build(), db.build()])
+for line in busiest_lines(graph):
+    console.info(line)
+console.warning({comm!r} + "[123]")
+console.error({comm!r} + "[/]")
+console.print_table(["a"], [[{comm!r} + "[1]"]], footer={comm!r} + "[2]")
+console.setup_logging("warning")
+logging.getLogger("netviz.test").warning("from a machine: %s", {comm!r} + "[3]\x1b[2J")
+"""
+
+
+def test_text_from_machines_is_never_read_as_markup():
+    """A process named `evil\\` (then `[pid]`) keeps its backslash, and `[bold]...[/]` is shown as
+    is, in every kind of line the console prints (a real process, its real stderr)."""
+    comm = "evil\\"
+    script = _CONSOLE_SCRIPT.format(repo=str(REPO), comm=comm)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO,
+                            env={"PATH": "/usr/bin:/bin", "COLUMNS": "300", "TERM": "dumb"})
+    assert result.returncode == 0, result.stderr
+    output = result.stderr + result.stdout
+    assert "busiest flows: web: evil\\[100] -> db: [bold]postgres[/]\\[200] tcp/5432" in output, output
+    assert "warning: evil\\[123]" in output
+    assert "error: evil\\[/]" in output
+    assert "evil\\[1]" in result.stdout and "evil\\[2]" in output
+    assert "from a machine: evil\\[3]\\x1b[2J" in output and "\x1b" not in output
+
+
+@pytest.mark.parametrize("char", [
+    "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",  # bidi embeddings and overrides
+    "\u2066", "\u2067", "\u2068", "\u2069",  # bidi isolates
+    "\u200e", "\u200f", "\u061c",  # direction marks
+    "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad",  # zero-width and invisible
+    "\U000e0041",  # a tag character
+    "\u2028", "\u2029", "\x85", "\x1b", "\x7f",
+])
+def test_for_terminal_escapes_bidi_and_every_other_invisible_format_character(char):
+    from netviz.textsafe import for_terminal
+
+    shown = for_terminal(f"a{char}b")
+    assert char not in shown and shown.startswith("a\\") and shown.endswith("b")
+    assert shown.isprintable()
