@@ -4,8 +4,9 @@ Machines are told apart by name, never merged: two snapshots that share a hostna
 images that all call themselves `localhost`) stay two machines, named after their files. The
 exact same snapshot given twice (the same file, or two files with identical bytes) is kept once,
 with a warning, and so is the same running machine captured twice (listed under two names in an
-inventory, or snapshots of two runs given together): the newest capture is kept. Left in, the
-second copy would own the same addresses as the first, and every flow to it would be unresolved.
+inventory, or snapshots of two runs given together): the capture listed first is kept, never the
+one that claims the latest time (see one_capture_per_machine). Left in, the second copy would own
+the same addresses as the first, and every flow to it would be unresolved.
 """
 
 from __future__ import annotations
@@ -168,37 +169,37 @@ def _same_machine_key(snapshot: Snapshot) -> Optional[tuple[str, str, str]]:
 
 
 def one_capture_per_machine(loaded: Sequence[tuple[L, Snapshot]], warnings: list[str]) -> list[tuple[L, Snapshot]]:
-    """Keep the newest capture of each running machine captured more than once, in place of the
-    first and under the first one's name (collection is parallel: which capture is newer is
-    chance, the name a map uses must not be). Each entry is (what a warning calls it, snapshot)."""
-    keep: dict[int, int] = {}  # index of the first capture of a machine -> index of its newest
-    first_of: dict[tuple[str, str, str], list[int]] = {}
-    for index, (_, snapshot) in enumerate(loaded):
+    """Keep one capture of each running machine captured more than once: the one listed first
+    (inventory order in a run, else the order given), whatever time the captures claim.
+
+    Which machine sent a snapshot is only what the snapshot says, and anything it says can be
+    copied: a machine that claims another's machine-id, boot id, hostname and a namespace would,
+    if the newest capture won, replace that machine in the map by setting its clock ahead. So
+    the order netviz was given decides, never a snapshot, and the warning names both entries: a
+    machine listed twice (an alias) is drawn once, and one that copies another's identity is seen.
+    Each entry is (what a warning calls it, snapshot).
+    """
+    kept: list[tuple[L, Snapshot]] = []
+    first_of: dict[tuple[str, str, str], list[int]] = {}  # identity -> indexes in `kept`
+    for label, snapshot in loaded:
         key = _same_machine_key(snapshot)
         if key is None:
-            keep[index] = index
+            kept.append((label, snapshot))
             continue
         namespaces = {namespace.inode for namespace in snapshot.namespaces}
-        earlier = next((first for first in first_of.get(key, ())
-                        if namespaces & {namespace.inode for namespace in loaded[keep[first]][1].namespaces}), None)
+        earlier = next((index for index in first_of.get(key, ())
+                        if namespaces & {namespace.inode for namespace in kept[index][1].namespaces}), None)
         if earlier is None:
-            first_of.setdefault(key, []).append(index)
-            keep[index] = index
+            first_of.setdefault(key, []).append(len(kept))
+            kept.append((label, snapshot))
             continue
-        current = keep[earlier]
-        is_newer = snapshot.host.captured_at > loaded[current][1].host.captured_at
-        newer, older = (index, current) if is_newer else (current, index)
-        keep[earlier] = newer
+        host = snapshot.host
         warnings.append(
-            f"{loaded[older][0]} and {loaded[newer][0]} are captures of the same machine "
-            f"({snapshot.host.hostname}, same machine-id and boot): kept the newer, {loaded[newer][0]}"
+            f"{kept[earlier][0]} and {label} claim to be the same machine (hostname {host.hostname}, machine-id "
+            f"{host.machine_id}, boot {host.boot_id}): drawn once, from {kept[earlier][0]} (listed first); the "
+            f"snapshot of {label} is left out. Expected only when one machine is listed twice; otherwise one of "
+            f"them copies the other's identity"
         )
-    kept = []
-    for first in sorted(keep):
-        path, snapshot = loaded[keep[first]]
-        if keep[first] != first:
-            snapshot = dataclasses.replace(snapshot, name=loaded[first][1].name)
-        kept.append((path, snapshot))
     return kept
 
 

@@ -188,3 +188,81 @@ def test_for_terminal_escapes_bidi_and_every_other_invisible_format_character(ch
     shown = for_terminal(f"a{char}b")
     assert char not in shown and shown.startswith("a\\") and shown.endswith("b")
     assert shown.isprintable()
+
+
+# ------------------------------------------------------------------ one machine cannot replace another
+
+
+def _write(path: Path, document: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def _impostor_of(victim: dict) -> dict:
+    """A machine that copies `victim`'s machine-id, boot id, hostname and network namespace,
+    claims a capture ten years later, and shows nothing of its own: if trusted, it erases the
+    victim from the map."""
+    impostor = copy.deepcopy(victim)
+    impostor["host"]["captured_at"] += 10 * 365 * 86400
+    for namespace in impostor["namespaces"]:
+        namespace["sockets"] = []
+        namespace["conntrack"] = None
+    impostor["processes"] = [process for process in impostor["processes"] if process["pid"] == 1]
+    for process in impostor["processes"]:
+        process["sockets"] = []
+    return impostor
+
+
+def test_a_machine_claiming_anothers_identity_never_replaces_it(tmp_path):
+    from benchmarks.synth import make_fleet
+    from netviz.group import load_group
+    from netviz.stitch import stitch
+
+    fleet = make_fleet(3, 80, seed=5)
+    files = [_write(tmp_path / "fleet" / f"{document['host']['hostname']}.json", document) for document in fleet]
+    honest = stitch(load_group(files).snapshots)
+    impostor = _write(tmp_path / "evil.json", _impostor_of(fleet[1]))
+    group = load_group([*files, impostor])
+    assert [snapshot.source for snapshot in group.snapshots] == [str(path) for path in files]
+    assert stitch(group.snapshots).summary() == honest.summary()
+    (warning,) = [warning for warning in group.warnings if "same machine" in warning]
+    assert str(files[1]) in warning and str(impostor) in warning and "left out" in warning
+
+
+def test_in_a_run_the_inventory_order_decides_and_the_warning_names_both_entries(tmp_path):
+    """`netviz run`: the snapshots a run received, stitched in inventory order. The impostor's
+    claimed time, far in the future, changes nothing; a snapshot of a run given on the command
+    line of `netviz stitch` keeps its inventory name and order too."""
+    from benchmarks.synth import make_fleet
+    from netviz.cache import RunWriter
+    from netviz.collect import HostResult
+    from netviz.pipeline import CollectOutcome, stitch_run
+    from netviz.snapshot import parse_snapshot
+
+    fleet = make_fleet(3, 80, seed=7)
+    names = ["web", "db", "cache", "db-evil"]
+    documents = [*fleet, _impostor_of(fleet[1])]
+    writer = RunWriter(tmp_path / "cache")
+    results = []
+    for name, document in zip(names, documents):
+        text = json.dumps(document)
+        result = HostResult(name, "ok", snapshot_json=text, snapshot=parse_snapshot(json.loads(text), name, name),
+                            finished_at=time.time())
+        writer.add(name, status="ok", category=None, message="", timings={}, seconds=0.1, snapshot_json=text,
+                   collected_at=result.finished_at)
+        results.append(result)
+    run = writer.finish(order=names)
+    outcome = stitch_run(CollectOutcome(results=results, run=run), "json")
+    graph = json.loads(outcome.data)
+    assert [host["name"] for host in graph["hosts"]] == ["cache", "db", "web"]
+    assert all(host["unresolved"] == 0 for host in graph["hosts"]) and graph["summary"]["flows"] > 0
+    db_nodes = [node for node in graph["nodes"] if node["host"] == "db"]
+    assert len(db_nodes) > 1  # db's own processes, not the impostor's empty capture
+    (warning,) = [warning for warning in outcome.warnings if "same machine" in warning]
+    assert "db and db-evil claim to be the same machine" in warning and "from db (listed first)" in warning
+
+    stitched = _run_netviz("stitch", "--cache", str(tmp_path / "cache"), "-f", "json")
+    assert stitched.returncode == 0, stitched.stderr
+    assert json.loads(stitched.stdout)["summary"] == graph["summary"]
+    assert "claim to be the same machine" in stitched.stderr and "db-evil" in stitched.stderr
