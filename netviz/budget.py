@@ -11,9 +11,9 @@ that builds 20 million Python objects (1.9 GB). So every step is bounded before 
   and one snapshot decoded at a time (parsing holds the GIL anyway, so this costs no speed).
 
 The limits are generous multiples of the largest real snapshot: a machine with 50,000 sockets
-gives 7.8 MB of JSON, a frame of 0.6 MB (0.8 MB once base64) and 0.97 million JSON values
-(benchmarks/bench_budget.py measures it), and loading it peaks at about 70 MB. A machine over a
-limit is a failed machine (`bad_output`); the others are kept.
+gives 7.8 MB of JSON, 0.46 MB compressed, a frame of 0.62 MB and 0.97 million JSON values
+(benchmarks/bench_budget.py measures it), and `netviz stitch` of it peaks at 110 MiB RSS. A
+machine over a limit is a failed machine (`bad_output`); the others are kept.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from netviz.errors import NetvizError
 
 MIB = 1 << 20
 
-# One machine's standard output (the frame plus whatever its login prints): 80 times the frame
+# One machine's standard output (the frame plus whatever its login prints): 100 times the frame
 # of a 50,000-socket machine; command lines of random bytes compress badly, hence the margin.
 MAX_OUTPUT_BYTES = 64 * MIB
 # The JSON of one snapshot, inflated: 16 times the 50,000-socket machine (long command lines
