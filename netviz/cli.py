@@ -16,6 +16,7 @@ import typer
 from netviz import __version__
 from netviz import console
 from netviz.errors import EXIT_PARTIAL, CacheError, NetvizError, RenderError
+from netviz.render import FORMATS, formats_help
 
 app = typer.Typer(
     name="netviz",
