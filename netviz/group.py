@@ -25,6 +25,7 @@ from typing import Optional, TypeVar
 
 from netviz.errors import SnapshotError
 from netviz.snapshot import CheckedStrings, Snapshot, file_kind, read_snapshot_bytes, snapshot_from_bytes
+from netviz.stitch import address_claims
 
 
 L = TypeVar("L")  # how a caller labels its snapshots (a file, an inventory name)
@@ -150,6 +151,7 @@ def load_group(paths: Sequence[Path], *, names: Optional[Mapping[Path, str]] = N
         snapshot if snapshot.name == name else dataclasses.replace(snapshot, name=name)
         for (path, snapshot), name in zip(loaded, unique)
     )
+    warnings.extend(address_claims(snapshots))
     return LoadedGroup(snapshots=snapshots, warnings=tuple(warnings),
                        skipped=tuple(str(path) for path, _ in refused))
 

@@ -352,6 +352,7 @@ def stitch_run(
     from netviz.snapshot import load_snapshot
     from netviz.filters import stitch_filtered
     from netviz.group import one_capture_per_machine
+    from netviz.stitch import address_claims
 
     fresh = {result.name: result.snapshot for result in collected.results if result.snapshot is not None}
     inputs = run_inputs(collected.run) if collected.cache_problem is None else _uncached_inputs(collected)
@@ -371,6 +372,7 @@ def stitch_run(
     # one machine listed twice in the inventory (an alias, another address) is drawn once
     snapshots = [snapshot for _, snapshot in one_capture_per_machine(
         [(snapshot.name, snapshot) for snapshot in snapshots], warnings)]
+    warnings.extend(address_claims(snapshots))  # a machine claiming another's address is named
     if not snapshots:
         failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results)
         raise NothingCollected(f"no machine gave a usable snapshot: {failed}")

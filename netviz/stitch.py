@@ -9,7 +9,10 @@ The rules, each with its own tests (tests/test_stitch_*.py):
 * Address ownership comes from the snapshots' own addresses, per machine and namespace.
   Loopback addresses resolve only inside the same namespace of the same machine; link-local
   addresses and addresses owned by more than one machine (docker0's 172.17.0.1) only inside the
-  same machine. `::ffff:a.b.c.d` is `a.b.c.d`.
+  same machine, except that a connection pairing an address several machines claim with an
+  address of exactly one other machine joins across machines by its exact four-tuple (a machine
+  claiming another's address must not hide that machine's flows; `address_claims` warns).
+  `::ffff:a.b.c.d` is `a.b.c.d`.
 * Connected sockets (TCP, connected UDP, SCTP associations over all their addresses) are matched
   by a hash join on the reversed four-tuple: linear in the number of sockets. An address that no
   machine of the group claims (legacy snapshots carry no addresses) still joins when exactly one
@@ -118,8 +121,9 @@ def _address_sort_key(address: str) -> tuple[int, int, str]:
 
 # Locality of an address: where a socket using it can find its peer.
 _LOCAL_GLOBAL = 0  # anywhere in the group (owned by one machine, or by none)
-_LOCAL_MACHINE = 1  # link-local, or owned by several machines: the same machine only
-_LOCAL_NETNS = 2  # loopback: the same namespace of the same machine only
+_LOCAL_SHARED = 1  # owned by several machines: the same machine, or anywhere (see _shared_zone)
+_LOCAL_MACHINE = 2  # link-local: the same machine only
+_LOCAL_NETNS = 3  # loopback: the same namespace of the same machine only
 
 # proto -> joinable kind (the family lives in the address)
 _KIND = {
@@ -255,6 +259,50 @@ def stitch(
             gc.enable()
 
 
+def address_claims(snapshots: Sequence[Snapshot], shown: int = 5) -> list[str]:
+    """Warnings for the addresses several machines claim that connections between machines use.
+
+    Such an address is each claimant's own inside that machine (docker0's 172.17.0.1 is on
+    every Docker host and nobody else's business), but when a connection pairs it with another
+    machine's address, either the address is shared on purpose or one machine claims another's.
+    The stitch then joins such connections by their exact four-tuple only (see _shared_zone);
+    the warning names the address and every machine claiming it.
+    """
+    owners: dict[str, list[str]] = {}
+    for snapshot in snapshots:
+        mine = {normalize_address(address.address) for namespace in snapshot.namespaces
+                for address in namespace.addresses}
+        for address in mine:
+            if _scope(address) == _SCOPE_GLOBAL:
+                owners.setdefault(address, []).append(snapshot.name)
+    shared = {address: names for address, names in owners.items() if len(names) > 1}
+    if not shared:
+        return []
+    forms = set(shared) | {f"::ffff:{address}" for address in shared if "." in address}
+    contested: set[str] = set()
+    for snapshot in snapshots:
+        for namespace in snapshot.namespaces:
+            for socket in namespace.sockets:
+                if socket.local not in forms and socket.remote not in forms:
+                    continue  # the common case, checked without normalising
+                local, remote = normalize_address(socket.local or ""), normalize_address(socket.remote or "")
+                for claimed, other in ((local, remote), (remote, local)):
+                    others = owners.get(other)
+                    if claimed in shared and others is not None and len(others) == 1 \
+                            and others[0] not in shared[claimed]:
+                        contested.add(claimed)
+    warnings = []
+    for address in sorted(contested, key=_address_sort_key):
+        names = shared[address]
+        listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+        warnings.append(
+            f"address {address} is claimed by {len(names)} machines ({listed}): their connections with other "
+            f"machines at that address are joined only by exact addresses and ports. Unless it is shared on "
+            f"purpose, one of them claims another's address"
+        )
+    return warnings
+
+
 class _Stitcher:
     def __init__(self, snapshots: list[Snapshot], group_by: str, show_external: bool) -> None:
         self.group_by = group_by
@@ -302,8 +350,10 @@ class _Stitcher:
             scope = _scope(address)
             if scope == _SCOPE_LOOPBACK:
                 locality = _LOCAL_NETNS
-            elif scope == _SCOPE_LINK or len(self.address_machines.get(address, ())) > 1:
+            elif scope == _SCOPE_LINK:
                 locality = _LOCAL_MACHINE
+            elif len(self.address_machines.get(address, ())) > 1:
+                locality = _LOCAL_SHARED
             else:
                 locality = _LOCAL_GLOBAL
             self.locality[address] = locality
@@ -323,7 +373,28 @@ class _Stitcher:
             first = second
         if first == _LOCAL_GLOBAL:
             return None
+        if first == _LOCAL_SHARED:
+            return self._shared_zone(machine, local, remote)
         return machine if first == _LOCAL_MACHINE else (machine, netns)
+
+    def _shared_zone(self, machine: int, local: str, remote: str) -> Optional[int]:
+        """The zone of a pair of addresses, one at least owned by several machines, neither
+        loopback nor link-local.
+
+        Such an address (docker0's 172.17.0.1 on every Docker host) is each owner's own: the
+        peer is on the same machine. But paired with an address that exactly one other machine
+        owns, the connection comes from that machine: the zone is the whole group, where only an
+        exact reversed four-tuple joins it (one machine claiming another's address must not turn
+        that machine's flows into unresolved ones). Both ends compute the same zone.
+        """
+        address_machines = self.address_machines
+        shared, other = (local, remote) if self.locality[local] == _LOCAL_SHARED else (remote, local)
+        if self.locality[other] != _LOCAL_GLOBAL:
+            return machine  # both shared
+        other_owners = address_machines.get(other)
+        if other_owners is None or len(other_owners) != 1 or not other_owners.isdisjoint(address_machines[shared]):
+            return machine
+        return None
 
     def _index_sockets(self, machine: _Machine) -> None:
         index = machine.index
@@ -400,7 +471,13 @@ class _Stitcher:
                 reach = locality[local]
                 if locality[remote] > reach:
                     reach = locality[remote]
-                end_zone = end.zone = None if reach == _LOCAL_GLOBAL else (index if reach == _LOCAL_MACHINE else netns_zone)
+                if reach == _LOCAL_GLOBAL:
+                    end_zone = None
+                elif reach == _LOCAL_SHARED:
+                    end_zone = self._shared_zone(index, local, remote)
+                else:
+                    end_zone = index if reach == _LOCAL_MACHINE else netns_zone
+                end.zone = end_zone
                 key = (kind, local, local_port, remote, remote_port, end_zone)
                 bucket = connections.get(key)
                 if bucket is None:
@@ -469,9 +546,10 @@ class _Stitcher:
         if locality == _LOCAL_NETNS:
             return target.machine == machine and target.netns == netns
         owners = self.address_machines.get(address)
-        if locality == _LOCAL_MACHINE:
-            # link-local: any namespace of the machine; shared (docker0): only where it is owned
+        if locality == _LOCAL_MACHINE:  # link-local: any namespace of the machine
             return target.machine == machine and (owners is None or machine in owners)
+        if locality == _LOCAL_SHARED and machine in owners:  # docker0: the machine's own
+            return target.machine == machine
         if owners is None:
             return True  # no machine claims it: the exact tuple is the only evidence, see _join_exact
         return target.machine in owners
@@ -488,8 +566,8 @@ class _Stitcher:
             return []
         if len(owners) > 1:
             if machine not in owners:
-                return None
-            owner = machine
+                return None  # claimed by several other machines: which one listens is not known
+            owner = machine  # a shared address (docker0) is the machine's own
         else:
             (owner,) = owners
         return [(owner, ns) for ns in sorted(self.address_namespaces[(owner, address)])]

@@ -266,3 +266,99 @@ def test_in_a_run_the_inventory_order_decides_and_the_warning_names_both_entries
     assert stitched.returncode == 0, stitched.stderr
     assert json.loads(stitched.stdout)["summary"] == graph["summary"]
     assert "claim to be the same machine" in stitched.stderr and "db-evil" in stitched.stderr
+
+
+# ------------------------------------------------------------------ address claims
+
+
+def _web_db_and_a_claimant(claim: bool):
+    from tests.snapbuilder import Machine
+
+    web, db, evil = Machine("web", "10.0.0.1"), Machine("db", "10.0.0.2"), Machine("evil", "10.0.0.66")
+    if claim:
+        evil.namespace(4026531840, "10.0.0.2")  # db's address, claimed by another machine
+    web.process(100, "app")
+    db.process(200, "postgres")
+    db.listen(200, "tcp", "0.0.0.0:5432")
+    for port in range(40000, 40026):
+        web.connect(100, "tcp", f"10.0.0.1:{port}", "10.0.0.2:5432")
+        db.connect(200, "tcp", "10.0.0.2:5432", f"10.0.0.1:{port}")
+    web.connect(100, "tcp", "10.0.0.1:41000", "10.0.0.2:5432")  # db's side not captured: a listener
+    evil.process(300, "sshd")
+    return [web.build(), db.build(), evil.build()]
+
+
+def test_a_machine_claiming_anothers_address_leaves_its_flows_resolved_and_is_named():
+    from netviz.stitch import address_claims, stitch
+    from tests.snapbuilder import edges
+
+    honest, claimed = stitch(_web_db_and_a_claimant(False)), stitch(_web_db_and_a_claimant(True))
+    assert edges(honest) == {("web/app", "db/postgres", "tcp", 5432, 26), ("web/app", "db/postgres", "tcp", 5432, 1,
+                                                                               "inferred")}
+    # the 26 exact pairs stay; only the inference from db's listener is given up (who listens at an
+    # address two machines claim is not known): one unresolved connection, said to be ambiguous
+    assert edges(claimed) == {("web/app", "db/postgres", "tcp", 5432, 26)}
+    assert claimed.unresolved == 1 and honest.unresolved == 0
+    assert address_claims(_web_db_and_a_claimant(False)) == []
+    (warning,) = address_claims(_web_db_and_a_claimant(True))
+    assert "10.0.0.2" in warning and "(db, evil)" in warning
+
+
+def test_a_shared_docker_bridge_address_stays_each_machines_own_without_a_warning():
+    """docker0's 172.17.0.1 on two hosts, a container on each calling it: each flow stays on its
+    own machine, and nothing is said."""
+    from netviz.stitch import address_claims, stitch
+    from tests.snapbuilder import Machine, edges
+
+    snapshots = []
+    for name, address in (("one", "10.0.0.1"), ("two", "10.0.0.2")):
+        host = Machine(name, address, "172.17.0.1")
+        host.namespace(4026532000, "172.17.0.2")
+        host.process(10, "dockerd")
+        host.process(20, "app", netns=4026532000)
+        host.listen(10, "tcp", "172.17.0.1:2375")
+        host.connect(20, "tcp", "172.17.0.2:50000", "172.17.0.1:2375", netns=4026532000)
+        host.connect(10, "tcp", "172.17.0.1:2375", "172.17.0.2:50000")
+        snapshots.append(host.build())
+    graph = stitch(snapshots)
+    assert edges(graph) == {("one/app", "one/dockerd", "tcp", 2375, 1), ("two/app", "two/dockerd", "tcp", 2375, 1)}
+    assert graph.unresolved == 0 and address_claims(snapshots) == []
+
+
+def _flows(graph: dict) -> set[tuple]:
+    """(client host/comm, server host/comm, proto/port, via, count, inferred) of a graph's JSON."""
+    nodes = {node["id"]: f"{node['host']}/{node['comm']}" for node in graph["nodes"]}
+    return {(nodes[flow["client"]], nodes[flow["server"]], f"{flow['proto']}/{flow['server_port']}", flow["via"],
+             flow["count"], flow["inferred"]) for flow in graph["flows"]}
+
+
+def test_stitch_and_run_warn_about_a_claimed_address_naming_both_machines(tmp_path):
+    """A fleet's machine m0001 and a newcomer claiming all of m0001's addresses: `netviz stitch`
+    names them, and m0001's flows stay what they were."""
+    from benchmarks.synth import make_fleet
+
+    fleet = make_fleet(3, 80, seed=5)
+    files = [_write(tmp_path / "fleet" / f"{document['host']['hostname']}.json", document) for document in fleet]
+    claimant = copy.deepcopy(fleet[2])
+    claimant["host"].update(hostname="claimant", machine_id="f" * 32, boot_id="e" * 32)
+    for namespace in claimant["namespaces"]:
+        namespace["sockets"] = []
+        namespace["conntrack"] = None
+    claimant["namespaces"][0]["addresses"] = copy.deepcopy(fleet[1]["namespaces"][0]["addresses"])
+    for process in claimant["processes"]:
+        process["sockets"] = []
+    honest = _run_netviz("stitch", "-f", "json", *map(str, files))
+    claimed = _run_netviz("stitch", "-f", "json", *map(str, files), str(_write(tmp_path / "claimant.json", claimant)))
+    assert honest.returncode == 0 and claimed.returncode == 0, claimed.stderr
+    before, after = _flows(json.loads(honest.stdout)), _flows(json.loads(claimed.stdout))
+    # every flow seen from both ends stays; only what was attached to a listener at m0001's
+    # claimed addresses (TCP inferred, UDP to a bound socket) is given up, as for any address
+    # several machines claim (which claimant listens is not known), each counted unresolved
+    lost = before - after
+    assert lost and all(flow[1].startswith("m0001/") and (flow[-1] or flow[2].startswith("udp/")) for flow in lost)
+    assert after - before == set()
+    unresolved = json.loads(claimed.stdout)["summary"]["unresolved"] - json.loads(honest.stdout)["summary"]["unresolved"]
+    assert unresolved == sum(flow[4] for flow in lost)
+    claims = [line for line in claimed.stderr.splitlines() if "is claimed by 2 machines (m0001, claimant)" in line]
+    assert claims, claimed.stderr
+    assert "claimed by" not in honest.stderr
