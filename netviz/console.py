@@ -35,17 +35,22 @@ def _labelled(label: str, style: str, message: str) -> Text:
     return line
 
 
+# Messages are printed as one line each (soft_wrap): rich would otherwise break them at its
+# idea of the width (80 columns when stderr is a pipe), in the middle of a path or an address,
+# and a grep of a log for the path would miss it. A terminal still wraps them for the eye.
+
+
 def error(message: str) -> None:
     """One red line naming what went wrong; never a traceback."""
-    err_console.print(_labelled("error:", "bold red", message))
+    err_console.print(_labelled("error:", "bold red", message), soft_wrap=True)
 
 
 def warning(message: str) -> None:
-    err_console.print(_labelled("warning:", "yellow", message))
+    err_console.print(_labelled("warning:", "yellow", message), soft_wrap=True)
 
 
 def info(message: str) -> None:
-    err_console.print(safe_text(message))
+    err_console.print(safe_text(message), soft_wrap=True)
 
 
 def is_terminal() -> bool:

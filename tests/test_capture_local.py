@@ -58,3 +58,15 @@ def test_cli_capture_error_exit_code(tmp_path):
 def test_cli_help_mentions_capture():
     result = CliRunner().invoke(app, ["capture", "--help"], terminal_width=100)
     assert result.exit_code == 0 and "--output" in result.output
+
+
+def test_an_error_naming_a_long_path_stays_on_one_line_in_a_pipe(tmp_path):
+    """A log grepped for the path must find it: no line break inside the message."""
+    import subprocess
+    import sys
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "nowhere"
+    result = subprocess.run([sys.executable, "-m", "netviz", "capture", "--proc-root", str(deep)],
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "COLUMNS": "80"})
+    assert result.returncode == 1
+    assert f"{deep}: not a directory" in result.stderr.splitlines()[0]
