@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import importlib.resources
+import logging
+import os
+import resource
 import subprocess
 import sys
 import threading
@@ -37,6 +40,11 @@ if TYPE_CHECKING:
     from netviz.snapshot import Snapshot
 
 DEFAULT_PARALLEL = 32
+# Open files: a machine holds a few descriptors per hop at once (its TCP socket or ProxyCommand
+# pipes, the session channel's wake-up pipe, a DNS lookup's socket); the rest of netviz (stdio,
+# the cache, logs, imports) keeps a reserve. A pool past the limit fails machines with EMFILE.
+DESCRIPTORS_PER_HOP = 4
+DESCRIPTORS_RESERVED = 32
 INTERRUPT_GRACE = 3.0  # seconds the workers get to return once their connections are closed
 OK = "ok"
 FAILED = "failed"
@@ -131,6 +139,57 @@ def collect_one(spec: HostSpec, payload: bytes, options: TransportOptions, attem
 
 Callback = Callable[[HostResult], None]
 
+log = logging.getLogger(__name__)
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (as far as the kernel allows);
+    return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard
+    if wanted == resource.RLIM_INFINITY:
+        try:
+            wanted = int(open("/proc/sys/fs/nr_open").read())
+        except (OSError, ValueError):
+            wanted = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def _open_descriptors() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 16  # no /proc: a guess at stdio and friends
+
+
+def _hops(spec: HostSpec) -> int:
+    return 1 + sum(_hops(jump) for jump in spec.jump)
+
+
+def pool_size(hosts: Sequence[HostSpec], parallel: int) -> tuple[int, Optional[str]]:
+    """How many machines to collect at once: `parallel`, bounded by the hosts and by the open
+    files this process may still hold; with a notice when the open-file limit lowered it."""
+    wanted = max(1, min(parallel, len(hosts)))
+    limit = raise_open_file_limit()
+    if limit == resource.RLIM_INFINITY:
+        return wanted, None
+    per_machine = DESCRIPTORS_PER_HOP * max((_hops(spec) for spec in hosts), default=1)
+    free = limit - _open_descriptors() - DESCRIPTORS_RESERVED
+    fits = max(1, free // per_machine)
+    if fits >= wanted:
+        return wanted, None
+    return fits, (
+        f"collecting {fits} machines at a time, not {wanted}: the open-file limit is {limit} (ulimit -n) "
+        f"and each machine holds about {per_machine} descriptors ({DESCRIPTORS_PER_HOP} per hop); "
+        "raise the hard limit to collect more at once"
+    )
+
 
 def collect(
     hosts: Sequence[HostSpec],
@@ -141,11 +200,14 @@ def collect(
     on_start: Optional[Callable[[HostSpec], None]] = None,
     on_result: Optional[Callback] = None,
     clock: Callable[[], float] = time.monotonic,
+    on_notice: Optional[Callable[[str], None]] = None,
 ) -> list[HostResult]:
     """Collect every host with at most `parallel` at a time; results in the order of `hosts`.
 
     `on_start` and `on_result` are called from the calling thread (safe for a progress display).
-    Ctrl-C cancels every machine and raises Interrupted.
+    The pool is also bounded by the open-file limit (see pool_size); `on_notice` (default: a
+    warning in the log) hears when it was lowered. Ctrl-C cancels every machine and raises
+    Interrupted.
     """
     if parallel < 1:
         raise NetvizError("--parallel must be at least 1")
@@ -165,9 +227,10 @@ def collect(
             pending_starts.append(spec)
         return collect_one(spec, payload, options, attempts[spec.name])
 
-    executor = concurrent.futures.ThreadPoolExecutor(
-        max_workers=max(1, min(parallel, len(hosts))), thread_name_prefix="netviz-collect"
-    )
+    workers, notice = pool_size(hosts, parallel)
+    if notice:
+        (on_notice or log.warning)(notice)
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netviz-collect")
     futures = {executor.submit(work, spec): spec for spec in hosts}
     waiting = set(futures)
 

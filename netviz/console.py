@@ -220,12 +220,17 @@ def collect_summary(results, title: Optional[str] = None) -> None:
 
 
 def ask_secret(prompt: str) -> Optional[str]:
-    """Ask for a secret on the terminal without echo; None when there is no terminal to ask on."""
+    """Ask for a secret on the terminal without echo; None when there is no terminal to ask on
+    or the answer is EOF (Ctrl-D). Ctrl-C raises KeyboardInterrupt: the user wants to stop, not
+    to go on without the secret."""
     import getpass
 
     if not sys.stdin.isatty():
         return None
     try:
         return getpass.getpass(prompt, stream=sys.stderr)
-    except (EOFError, KeyboardInterrupt):
+    except EOFError:
         return None
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")  # the prompt line was left open: the error goes on a line of its own
+        raise

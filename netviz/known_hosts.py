@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import hmac
 import os
 import re
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,20 +224,73 @@ class KnownHosts:
         return Verdict(KEY_UNKNOWN, certificate_authority=authority)
 
     def record(self, path: str, name: str, key: paramiko.PKey) -> None:
-        """Trust `key` for `name` from now on and append it to `path` (created 0600), with the
-        name in lower case as OpenSSH writes it."""
+        """Trust `key` for `name` from now on and append it to `path`, with the name in lower
+        case as OpenSSH writes it (see append_line for what is refused). Raises OSError."""
         name = name.lower()
         line = f"{name} {key.get_name()} {key.get_base64()}\n"
         with self._lock:
             target = Path(path).expanduser()
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            descriptor = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
-                handle.write(line)
+            append_line(target, line)
             self._count += 1
             entry = Entry(HostPatterns(name), key, "", f"{target}", self._count)
             self._by_name.setdefault(name, []).append(entry)
             self._found.clear()
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append `line` to the known_hosts file `path`, on a line of its own.
+
+    - A file that does not end with a newline (edited by hand) gets one first: glued to its
+      last line, the new key would spoil both entries.
+    - A symbolic link (dotfiles often are) is followed only when no other user could have
+      planted or redirected it: the link's directory and the directory of the file it points
+      to must not be writable by another user (like ssh's checks on ~/.ssh); the file is then
+      opened without following links, and must be a regular file.
+    - Missing directories are created 0700 and a new file 0600, whatever the umask; an existing
+      file keeps its mode.
+    """
+    _refuse_shared_directory(path.parent, path)
+    real = Path(os.path.realpath(path))
+    if real != path.absolute():
+        _refuse_shared_directory(real.parent, path)
+    _make_private_directories(real.parent)
+    flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(real, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        descriptor = os.open(real, flags | os.O_NONBLOCK)  # no FIFO blocks the open
+    with os.fdopen(descriptor, "r+b", buffering=0) as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        ends_open = status.st_size > 0 and os.pread(handle.fileno(), 1, status.st_size - 1) != b"\n"
+        handle.write((("\n" if ends_open else "") + line).encode("utf-8"))
+
+
+def _refuse_shared_directory(directory: Path, path: Path) -> None:
+    """OSError when another user could replace what `directory` holds (for `path`'s message)."""
+    try:
+        status = os.stat(directory)
+    except FileNotFoundError:
+        return  # created by us, 0700
+    others_write = status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if status.st_uid not in (0, os.geteuid()) or others_write:
+        raise PermissionError(
+            errno.EPERM,
+            f"{path} is in {directory}, which another user can write (owner uid {status.st_uid}, mode "
+            f"{stat.S_IMODE(status.st_mode):o}): not writing host keys there",
+        )
+
+
+def _make_private_directories(directory: Path) -> None:
+    """mkdir -p with mode 0700 for every directory it creates (Path.mkdir leaves parents to the umask)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        os.mkdir(created, 0o700)
+        os.chmod(created, 0o700)  # a umask such as 0277 would take the owner's own bits
 
 
 def _is_wildcard(pattern: str) -> bool:

@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import math
 import os
+import secrets
 import select
 import shlex
 import socket
@@ -66,7 +67,12 @@ FAIL_MARKER = "NETVIZ-FAIL"  # written on stderr by the remote wrapper for sudo 
 # The wrapper's first words on stderr: without them, the login shell never ran the command
 # (nologin, /bin/false, a ForceCommand).
 START_MARKER = "NETVIZ-STARTED"
+# Written on stderr by the wrapper when it waits for the sudo password, with a proof that netviz's
+# own script computed it (see PasswordProof); nothing is sent on stdin before it.
+PASSWORD_MARKER = "NETVIZ-PASSWORD-PLEASE"
 SUDO_PASSWORD_ENV = "NETVIZ_SUDO_PASSWORD"
+SCRUBBED = "********"
+PROOF_WAIT_MIN = 10.0  # seconds a login shell gets to start the wrapper before the password is withheld
 
 # Without a pty, sshd neither signals nor kills a command whose client went away (an interrupted
 # or crashed netviz, a dropped link), and OpenSSH refuses the "signal" channel request for root
@@ -76,13 +82,20 @@ SUDO_PASSWORD_ENV = "NETVIZ_SUDO_PASSWORD"
 # sshd ($1) still exists and sends SIGTERM to the command (`timeout` passes it on) when it is
 # gone; it leaves as soon as it is no longer the command's child, so a pid reused after the
 # command ended is never signalled. No `$!` and no `!`: see remote_command.
+# Only shell builtins act: `kill` is a builtin of dash, bash and busybox sh, but a separate
+# program (procps) that minimal images lack, and `exec kill` would run that program. `sleep` is
+# a program too: where it is missing the watcher naps with the payload's own Python ($3), so it
+# neither spins nor gives up; a nap that fails ends the watcher (no busy loop either way).
 REMOTE_WATCH = (
-    'w=$1; p=$2; while sleep 1; do read -r _ _ _ q _ < /proc/$$/stat || exit 0; '
-    '[ "$q" = "$p" ] || exit 0; [ -d "/proc/$w" ] || exec kill -TERM "$p"; done'
+    'w=$1; p=$2; py=$3; '
+    'if command -v sleep >/dev/null 2>&1; then nap() { sleep 1; }; '
+    'else nap() { "$py" -c "import time; time.sleep(1)"; }; fi; '
+    'while nap; do read -r _ _ _ q _ < /proc/$$/stat || exit 0; '
+    '[ "$q" = "$p" ] || exit 0; [ -d "/proc/$w" ] || { kill -TERM "$p"; exit 0; }; done'
 )
 REMOTE_GUARD = (
-    f'w=$1; shift; sh -c {shlex.quote(REMOTE_WATCH)} netviz-watch "$w" "$$" </dev/null >/dev/null 2>&1 & '
-    'exec "$@"'
+    f'w=$1; py=$2; shift 2; sh -c {shlex.quote(REMOTE_WATCH)} netviz-watch "$w" "$$" "$py" '
+    '</dev/null >/dev/null 2>&1 & exec "$@"'
 )
 
 log = logging.getLogger(__name__)
@@ -232,12 +245,49 @@ def _transport_preferring(key_types: list[str]) -> Callable[..., paramiko.Transp
 # the remote command
 
 
-def remote_command(spec: HostSpec, with_password: bool) -> str:
+@dataclass(frozen=True)
+class PasswordProof:
+    """What the remote wrapper must say before netviz sends it the sudo password.
+
+    A login may run something other than netviz's script (a restricted shell, a menu, a
+    `command=` in authorized_keys) that echoes its input or its command line back. The command
+    holds two random numbers and asks the shell to print their sum: an echo of the command shows
+    the expression, not the sum, and nothing has been sent on stdin yet that could be echoed.
+    Only a shell running the script (or one that computes it on purpose: a machine that is
+    hostile already) answers with the sum.
+    """
+
+    first: int
+    second: int
+
+    @classmethod
+    def new(cls) -> "PasswordProof":
+        # Nine digits each: the sum stays below 2**31 for shells with 32-bit arithmetic.
+        return cls(100_000_000 + secrets.randbelow(900_000_000), 100_000_000 + secrets.randbelow(900_000_000))
+
+    @property
+    def statement(self) -> str:
+        """The shell statement that proves it (to stderr)."""
+        return f"echo {PASSWORD_MARKER} $(({self.first} + {self.second})) >&2"
+
+    @property
+    def line(self) -> bytes:
+        """The stderr line the statement prints, and that no echo can produce."""
+        return f"{PASSWORD_MARKER} {self.first + self.second}".encode("ascii")
+
+
+def scrub(text: str, secret: Optional[str]) -> str:
+    """`text` (quoted from a machine) without any occurrence of `secret`."""
+    return text.replace(secret, SCRUBBED) if secret else text
+
+
+def remote_command(spec: HostSpec, with_password: bool, proof: Optional[PasswordProof] = None) -> str:
     """The one shell command sent to the machine. Every inventory value in it is shlex-quoted.
 
-    It picks the first Python 3 that exists, wraps it in `timeout -k` (so a hung payload dies on
+    It picks the first Python 3.6+ that exists, wraps it in `timeout -k` (so a hung payload dies on
     the machine too), optionally under sudo, and reports a missing interpreter or a sudo refusal
-    on stderr with FAIL_MARKER so that those get their own failure kinds.
+    on stderr with FAIL_MARKER so that those get their own failure kinds. With a password, it
+    first writes `proof` (see PasswordProof) and waits for the password on stdin.
 
     The script is handed to `sh -c` by the user's login shell, whatever that is: it is kept on
     one line and free of `!`, which csh-family shells would mangle even inside single quotes.
@@ -247,21 +297,26 @@ def remote_command(spec: HostSpec, with_password: bool) -> str:
     no_python = shlex.quote(f"{FAIL_MARKER} {NO_PYTHON} no Python 3.6+ found (tried {', '.join(candidates)})")
     statements = [f"echo {START_MARKER} >&2"]
     if with_password:
-        statements.append("IFS= read -r pw")  # the first stdin line; the payload source follows it
+        # Prove it is this script asking, then read the password: the first stdin line, which
+        # netviz sends only once it has seen the proof (the payload source follows it).
+        statements += [
+            (proof or PasswordProof.new()).statement,
+            f"IFS= read -r pw || {{ echo '{FAIL_MARKER} {SUDO} the sudo password did not arrive' >&2; exit 126; }}",
+        ]
     statements += [
         "py=",
         f"for c in {' '.join(shlex.quote(c) for c in candidates)}; do"
         ' p=$(command -v "$c" 2>/dev/null) || continue;'
-        # The bare `python` fallback may be Python 2: check it before trusting it.
-        ' if [ "$c" = python ]; then'
-        ' "$p" -c "import sys; sys.exit(sys.version_info < (3, 6))" 2>/dev/null || continue; fi;'
+        # Any of them may be Python 2 (an old `python3` symlink, the inventory's own choice):
+        # each is asked its version, with nothing on stdin (the payload waits there).
+        ' "$p" -c "import sys; sys.exit(sys.version_info < (3, 6))" </dev/null >/dev/null 2>&1 || continue;'
         " py=$p; break; done",
         f'[ -n "$py" ] || {{ echo {no_python} >&2; exit 127; }}',
         # Probed, not just looked up: an old BusyBox timeout has no -k and would fail the run.
         f"if timeout -k 1 5 true >/dev/null 2>&1; then set -- timeout -k {KILL_GRACE} {seconds} \"$py\";"
         ' else set -- "$py"; fi',
         # Guarded only when the session process is visible (Linux /proc): see REMOTE_GUARD.
-        f'if [ -d "/proc/$PPID" ]; then set -- sh -c {shlex.quote(REMOTE_GUARD)} netviz-guard "$PPID" "$@"; fi',
+        f'if [ -d "/proc/$PPID" ]; then set -- sh -c {shlex.quote(REMOTE_GUARD)} netviz-guard "$PPID" "$py" "$@"; fi',
     ]
     if spec.sudo == SUDO_NO:
         statements.append('exec "$@" - --framed --ssh-session')
@@ -406,9 +461,52 @@ def _fabric_config() -> fabric.Config:
         return fabric.Config(lazy=True, ssh_config=paramiko.SSHConfig())
 
 
-def _connection(spec: HostSpec, sock: object, options: TransportOptions) -> fabric.Connection:
-    """A fabric Connection with host keys checked strictly (set up before open())."""
-    identities = [path for path in spec.identity_files if os.path.isfile(path)]
+_KEY_CLASSES = (paramiko.RSAKey, paramiko.ECDSAKey, paramiko.Ed25519Key)  # those paramiko's client tries
+
+
+def identity_problem(path: str) -> Optional[str]:
+    """Why the identity file `path` cannot be used (None: it holds a private key).
+
+    Loaded as paramiko's client loads it (a `-cert.pub` path stands for its private key). A
+    file that is not a key would make paramiko give up the whole connection with a parse error
+    that reads like a network failure; a missing one would leave only "No authentication
+    methods available". A passphrase-protected key is a key: ssh-agent may hold it.
+    """
+    key_path = path[: -len("-cert.pub")] if path.endswith("-cert.pub") else path
+    reason = "not a private key paramiko can read"
+    for key_class in _KEY_CLASSES:
+        try:
+            key_class.from_private_key_file(key_path)
+            return None
+        except paramiko.PasswordRequiredException:
+            return None
+        except OSError as error:
+            return error.strerror or str(error)
+        except (paramiko.SSHException, ValueError, TypeError) as error:
+            reason = f"not a private key paramiko can read ({str(error).rstrip('.') or type(error).__name__})"
+    return reason
+
+
+def usable_identities(spec: HostSpec) -> tuple[list[str], list[str]]:
+    """The identity files that hold a key, and a note per file that does not ("PATH: why")."""
+    usable: list[str] = []
+    skipped: list[str] = []
+    for path in spec.identity_files:
+        problem = identity_problem(path)
+        if problem is None:
+            usable.append(path)
+        else:
+            skipped.append(f"{path}: {problem}")
+    return usable, skipped
+
+
+def _connection(
+    spec: HostSpec, sock: object, options: TransportOptions, identities: Optional[list[str]] = None
+) -> fabric.Connection:
+    """A fabric Connection with host keys checked strictly (set up before open()), offering
+    `identities` (default: the spec's identity files that hold a key)."""
+    if identities is None:
+        identities = usable_identities(spec)[0]
     options.known_hosts.load(spec.known_hosts)
     options.known_hosts.load(GLOBAL_KNOWN_HOSTS)
     known_types = [key.get_name() for key in options.known_hosts.host_keys(spec.known_hosts_key)]
@@ -444,8 +542,10 @@ def _connection(spec: HostSpec, sock: object, options: TransportOptions) -> fabr
 
 
 def _open(spec: HostSpec, sock: object, options: TransportOptions, attempt: Attempt, label: str) -> fabric.Connection:
-    connection = _connection(spec, sock, options)
+    identities, skipped = usable_identities(spec)
+    connection = _connection(spec, sock, options, identities)
     attempt.track(connection.close)
+    unusable = f"; identity files left out: {'; '.join(skipped)}" if skipped else ""
     try:
         connection.open()
     except HostFailure as failure:
@@ -453,9 +553,13 @@ def _open(spec: HostSpec, sock: object, options: TransportOptions, attempt: Atte
     except paramiko.PasswordRequiredException as error:
         raise HostFailure(AUTH, f"{label}key is passphrase-protected ({error}); load it into ssh-agent") from None
     except paramiko.AuthenticationException as error:
-        tried = ", ".join(spec.identity_files) or "ssh-agent and default keys"
+        tried = ", ".join(identities) or ("ssh-agent" if not spec.identities_only else "no key")
+        if not spec.identity_files and not spec.identities_only:
+            tried = "ssh-agent and default keys"
         reason = str(error).rstrip(".") or "refused"
-        raise HostFailure(AUTH, f"{label}authentication as {spec.user!r} failed ({reason}; tried {tried})") from None
+        raise HostFailure(
+            AUTH, f"{label}authentication as {spec.user!r} failed ({reason}; tried {tried}{unusable})"
+        ) from None
     except paramiko.ssh_exception.ProxyCommandFailure as error:
         raise HostFailure(UNREACHABLE, f"{label}ProxyCommand failed: {error}") from None
     except paramiko.SSHException as error:
@@ -469,7 +573,7 @@ def _open(spec: HostSpec, sock: object, options: TransportOptions, attempt: Atte
                 UNREACHABLE, f"{label}SSH key exchange with {spec.address}:{spec.port} did not finish in time"
             ) from None
         if "authentication" in text.lower():
-            raise HostFailure(AUTH, f"{label}{text}") from None
+            raise HostFailure(AUTH, f"{label}authentication as {spec.user!r} failed ({text.rstrip('.')}{unusable})") from None
         raise HostFailure(UNREACHABLE, f"{label}SSH handshake with {spec.address}:{spec.port} failed: {text}") from None
     except (EOFError, OSError) as error:
         if attempt.cancelled:
@@ -566,12 +670,29 @@ class CommandOutput:
     stdout: bytes
     stderr: bytes
     exit_status: int
+    withheld_sent: bool = True  # False: the proof never came, the withheld input was not sent
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """Input (the sudo password) sent ahead of stdin only once the remote side shows `proof`
+    on stderr within `wait` seconds; without it, nothing at all is sent."""
+
+    data: bytes
+    proof: PasswordProof
+    wait: float
 
 
 def run_command(
-    connection: fabric.Connection, command: str, stdin: bytes, timeout: float, attempt: Attempt
+    connection: fabric.Connection,
+    command: str,
+    stdin: bytes,
+    timeout: float,
+    attempt: Attempt,
+    withheld: Optional[Withheld] = None,
 ) -> CommandOutput:
-    """Run `command`, feed `stdin`, read stdout and stderr to EOF within `timeout` seconds."""
+    """Run `command`, feed `stdin` (after `withheld`, once proven), read stdout and stderr to EOF
+    within `timeout` seconds."""
     try:
         channel = connection.create_session()
     except (paramiko.SSHException, EOFError, OSError) as error:
@@ -580,16 +701,24 @@ def run_command(
     deadline = time.monotonic() + timeout
     try:
         channel.exec_command(command)
+        early = _Early(b"", b"")
+        if withheld is not None:
+            early = _await_proof(channel, withheld.proof.line, min(deadline, time.monotonic() + withheld.wait))
+            # Not proven: whatever runs there gets nothing but EOF (the wrapper, if it was just
+            # late, then reports that the password did not arrive).
+            stdin = withheld.data + stdin if early.proven else b""
         try:
-            channel.sendall(stdin)
+            if stdin:
+                channel.sendall(stdin)
             channel.shutdown_write()
         except OSError:
             pass  # the remote side stopped early (no python, sudo refused): its stderr says why
         stdout, stderr = _read_until_eof(channel, deadline, timeout, attempt.output)
+        stdout, stderr = early.stdout + stdout, early.stderr + stderr
         # Output is drained; the exit status follows EOF closely (a deadline still applies).
         if not channel.status_event.wait(max(0.1, deadline - time.monotonic())):
             raise HostFailure(TIMEOUT, f"no exit status within {timeout:g} s")
-        return CommandOutput(stdout, stderr, channel.recv_exit_status())
+        return CommandOutput(stdout, stderr, channel.recv_exit_status(), withheld_sent=early.proven or withheld is None)
     except HostFailure:
         raise
     except (paramiko.SSHException, EOFError, OSError) as error:
@@ -598,6 +727,41 @@ def run_command(
         raise HostFailure(PAYLOAD_ERROR, f"connection lost while running the payload: {error or 'EOF'}") from None
     finally:
         channel.close()
+
+
+@dataclass
+class _Early:
+    """Output read while waiting for a proof (login noise, the wrapper's first lines)."""
+
+    stdout: bytes
+    stderr: bytes
+    proven: bool = False
+
+
+def _await_proof(channel: paramiko.Channel, line: bytes, until: float) -> _Early:
+    """Read stdout and stderr until `line` appears as a whole line on stderr, the remote side
+    closes, or `until` passes. Both are kept to their last MAX_STDERR bytes: before any input
+    is sent, stdout can hold noise only."""
+    stdout = bytearray()
+    stderr = bytearray()
+    poller = select.poll()
+    poller.register(channel.fileno(), select.POLLIN)
+    wanted = b"\n" + line + b"\n"
+    while True:
+        while channel.recv_ready():
+            stdout += channel.recv(1 << 16)
+            del stdout[: max(0, len(stdout) - MAX_STDERR)]
+        while channel.recv_stderr_ready():
+            stderr += channel.recv_stderr(1 << 16)
+            if wanted in b"\n" + stderr:
+                return _Early(bytes(stdout), bytes(stderr), proven=True)
+            del stderr[: max(0, len(stderr) - MAX_STDERR)]
+        if channel.closed or (channel.eof_received and not channel.recv_ready() and not channel.recv_stderr_ready()):
+            return _Early(bytes(stdout), bytes(stderr))
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            return _Early(bytes(stdout), bytes(stderr))
+        poller.poll(min(remaining, 1.0) * 1000)
 
 
 def _read_until_eof(
@@ -632,20 +796,23 @@ def _read_until_eof(
 
 
 def interpret(output: CommandOutput, spec: HostSpec, secret: Optional[str]) -> bytes:
-    """Turn exit status and stderr into a HostFailure, or return stdout for frame decoding."""
-    stderr = output.stderr.decode("utf-8", errors="replace")
-    if secret:
-        stderr = stderr.replace(secret, "********")
+    """Turn exit status and stderr into a HostFailure, or return stdout for frame decoding.
+
+    Every text quoted from the machine (stdout or stderr) is scrubbed of `secret` first.
+    """
+    stderr = scrub(output.stderr.decode("utf-8", errors="replace"), secret)
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     started = START_MARKER in lines
-    lines = [line for line in lines if line != START_MARKER]
-    if not started and output.exit_status > 0 and output.exit_status not in (124, 137):
-        said = _last_line(output.stdout) or (lines[-1] if lines else "")
+    lines = [line for line in lines if line != START_MARKER and not line.startswith(PASSWORD_MARKER + " ")]
+    refused = output.exit_status > 0 and output.exit_status not in (124, 137)
+    if not started and (refused or not output.withheld_sent):
+        said = scrub(_last_line(output.stdout), secret) or (lines[-1] if lines else "")
+        withheld = "" if output.withheld_sent else "; the sudo password was not sent"
         raise HostFailure(
             AUTH,
             f"logged in as {spec.user!r}, but the account did not run netviz's command (exit status "
-            f"{output.exit_status}{': ' + said[:300] if said else ''}); check its login shell (nologin, /bin/false) "
-            "and any ForceCommand",
+            f"{output.exit_status}{': ' + said[:300] if said else ''}{withheld}); check its login shell "
+            "(nologin, /bin/false, a restricted shell or menu) and any ForceCommand or command= in authorized_keys",
         )
     for index, line in enumerate(lines):
         if line.startswith(FAIL_MARKER + " "):
@@ -655,6 +822,15 @@ def interpret(output: CommandOutput, spec: HostSpec, secret: Optional[str]) -> b
             if kind == SUDO:
                 message = f"sudo refused: {message}" if message != kind else "sudo refused"
             raise HostFailure(kind if kind in FAILURE_KINDS else PAYLOAD_ERROR, message)
+    if not output.withheld_sent:
+        # Something printed netviz's first line (an echo can) but never the proof.
+        said = scrub(_last_line(output.stdout), secret) or (lines[-1] if lines else "")
+        raise HostFailure(
+            AUTH,
+            f"logged in as {spec.user!r}, but what runs there never proved to be netviz's command "
+            f"(exit status {output.exit_status}{': ' + said[:300] if said else ''}): the sudo password was not sent; "
+            "check the account's login shell and any ForceCommand or command= in authorized_keys",
+        )
     status = output.exit_status
     if status in (124, 137):
         raise HostFailure(
@@ -687,18 +863,26 @@ def fetch_framed(
         raise HostFailure(SUDO, f"sudo needs a password: set {SUDO_PASSWORD_ENV} or answer the prompt")
     connection = connect(spec, options, attempt, timings)
     try:
-        command = remote_command(spec, with_password=password is not None)
-        stdin = (password + "\n").encode("utf-8") + payload if password is not None else payload
+        proof = PasswordProof.new() if password is not None else None
+        command = remote_command(spec, with_password=password is not None, proof=proof)
+        # The password goes only to a wrapper that proved it is netviz's (see PasswordProof); the
+        # wrapper proves it first thing, so a login that has not within connect_timeout (10 s
+        # at least) runs something else.
+        withheld = None
+        if password is not None and proof is not None:
+            withheld = Withheld((password + "\n").encode("utf-8"), proof, max(spec.connect_timeout, PROOF_WAIT_MIN))
         # Our side waits for the remote `timeout -k` to act, plus slack for the network.
         wait = spec.command_timeout + KILL_GRACE + 5
         started = time.monotonic()
         # The command never holds the sudo password (it travels on stdin), so it may be logged.
         log.debug("%s: running %s", spec.name, command)
-        output = run_command(connection, command, stdin, wait, attempt)
+        output = run_command(connection, command, payload, wait, attempt, withheld)
         timings.command = time.monotonic() - started
         log.debug("%s: exit status %s, %d bytes of output, %d of stderr, %.2f s", spec.name, output.exit_status,
                   len(output.stdout), len(output.stderr), timings.command)
         return interpret(output, spec, password)
+    except HostFailure as failure:
+        raise HostFailure(failure.kind, scrub(failure.message, password)) from None
     finally:
         connection.close()
 
