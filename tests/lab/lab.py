@@ -195,22 +195,27 @@ def _wait_for_ssh_banner(address: str, port: int, timeout: float) -> bool:
 
 # --------------------------------------------------------------------------- python3 wrappers
 # A wrapper replaces `python3` on one machine only (an overlay on its /usr/bin), so the payload
-# meets the fault there while the orchestrator and the other machines are untouched.
+# meets the fault there while the orchestrator and the other machines are untouched. netviz first
+# asks every interpreter its version (`python3 -c ...`): the real one answers that, as on a real
+# machine; the fault is in the payload's run (`python3 - --framed ...`).
+PASS_VERSION_CHECK = 'case "$1" in -c) exec {real} "$@";; esac\n'
 
 
 def slow_python(delay_seconds: float) -> str:
     """python3 that waits ``delay_seconds`` before it starts: a machine that answers slowly."""
-    return f"#!/bin/sh\n# A slow machine: python3 starts only after {delay_seconds} s.\nsleep {delay_seconds}\nexec {{real}} \"$@\"\n"
+    return (f"#!/bin/sh\n# A slow machine: python3 starts only after {delay_seconds} s.\n{PASS_VERSION_CHECK}"
+            f"sleep {delay_seconds}\nexec {{real}} \"$@\"\n")
 
 
 def hanging_python() -> str:
     """python3 that swallows its input and never answers."""
-    return "#!/bin/sh\n# A payload that hangs: read everything, then wait forever.\ncat >/dev/null\nexec sleep infinity\n"
+    return ("#!/bin/sh\n# A payload that hangs: read everything, then wait forever.\n" + PASS_VERSION_CHECK
+            + "cat >/dev/null\nexec sleep infinity\n")
 
 
 def truncating_python(keep_bytes: int) -> str:
     """python3 whose standard output is cut off after ``keep_bytes`` bytes."""
-    return f"#!/bin/sh\n# Output cut off after {keep_bytes} bytes.\n{{real}} \"$@\" | head -c {keep_bytes}\n"
+    return f"#!/bin/sh\n# Output cut off after {keep_bytes} bytes.\n{PASS_VERSION_CHECK}{{real}} \"$@\" | head -c {keep_bytes}\n"
 
 
 def session_killing_python(keep_bytes: int, delay_seconds: float) -> str:
@@ -221,6 +226,7 @@ def session_killing_python(keep_bytes: int, delay_seconds: float) -> str:
     return (
         "#!/bin/sh\n"
         "# sshd dies while the payload runs: partial output, then the session's sshd processes are killed.\n"
+        + PASS_VERSION_CHECK +
         "exec 3<&0\n"
         f"{{real}} \"$@\" <&3 3<&- | head -c {keep_bytes} &\n"
         f"sleep {delay_seconds}\n"
