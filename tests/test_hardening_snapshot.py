@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from typer.testing import CliRunner
 
 import netviz.snapshot as snapshot_module
+import netviz.snapshot.files as snapshot_files
 from benchmarks.synth import write_fleet
 from netviz.cli import app
 from netviz.collect import validate_output
@@ -290,9 +291,9 @@ def test_two_million_processes_are_refused_by_count(tmp_path) -> None:
 
 def test_file_size_is_bounded_before_parsing(tmp_path, monkeypatch) -> None:
     """The size limit is checked on the bytes, before json parsing builds anything."""
-    monkeypatch.setattr(snapshot_module, "MAX_FILE_BYTES", 1 << 20)
+    monkeypatch.setattr(snapshot_files, "MAX_FILE_BYTES", 1 << 20)
     parsed = []
-    monkeypatch.setattr(snapshot_module, "loads_document", lambda *a: parsed.append(a))
+    monkeypatch.setattr(snapshot_files, "loads_document", lambda *a: parsed.append(a))
     path = _write(tmp_path, json.dumps(_with(processes__0__comm="A" * (2 << 20))))
     with pytest.raises(SnapshotError, match=rf"^{path}: \(top level\): file larger than {1 << 20} bytes$"):
         load_snapshot(path)

@@ -102,7 +102,7 @@ def test_json_values_stays_linear_on_hostile_strings() -> None:
 
 
 def test_a_parse_bomb_is_refused_before_it_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
-    import netviz.snapshot as snapshot_module
+    import netviz.snapshot.files as snapshot_module
 
     parsed = []
     monkeypatch.setattr(snapshot_module.orjson, "loads", lambda text: parsed.append(text))

@@ -14,17 +14,10 @@ from typing import Any, Callable
 from hypothesis import given, settings, strategies as st
 
 from netviz.errors import SnapshotError
-from netviz.snapshot import (
-    CheckedStrings,
-    _conntrack,
-    _Field,
-    _plain_conntrack,
-    _plain_process,
-    _plain_socket,
-    _process,
-    _socket_record,
-    parse_snapshot,
-)
+from netviz.snapshot import parse_snapshot
+from netviz.snapshot.fast import CheckedStrings, _plain_conntrack, _plain_process, _plain_socket
+from netviz.snapshot.fields import _Field
+from netviz.snapshot.readers import _conntrack, _process, _socket_record
 
 NETNS = 4026531840
 

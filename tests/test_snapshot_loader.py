@@ -136,7 +136,7 @@ def test_not_an_object_at_all():
 
 
 def test_bounds_are_enforced(monkeypatch):
-    import netviz.snapshot as module
+    import netviz.snapshot.parse as module
 
     monkeypatch.setattr(module, "MAX_SOCKETS", 3)
     with pytest.raises(SnapshotError, match=r"^big: namespaces\[0\]\.sockets: too many entries \(5 > 3\)"):

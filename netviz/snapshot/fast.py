@@ -1,0 +1,158 @@
+"""Fast paths for the bulk of a document.
+
+A machine has thousands of sockets and a fleet a million, nearly all in a few plain shapes.
+Records of those shapes are checked here with direct type and range tests on the decoded JSON,
+and built without the per-field objects of _Field. Anything else, including every faulty record,
+returns None and goes through the field-by-field readers (readers.py): they are the reference,
+accept exactly the same records and name what is wrong with the others
+(tests/test_snapshot_fast_paths.py pins the two together).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from netviz.kinds import KIND_NAMES, REPEATED_INODE_KINDS
+from netviz.snapshot.fields import _MISSING, _STATE, T, _are_integers, _is_text
+from netviz.snapshot.format import canonical_address
+from netviz.snapshot.limits import MAX_ARG_TEXT, MAX_ARGS, MAX_INODE, MAX_PID, MAX_SOCKETS, UID_RANGE
+from netviz.snapshot.model import ConntrackEntry, ConntrackTuple, Process, Socket
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast paths for the bulk of a document
+#
+# A machine has thousands of sockets and a fleet a million, nearly all in a few plain shapes.
+# Records of those shapes are checked below with direct type and range tests on the decoded
+# JSON, and built without the per-field objects of _Field. Anything else, including every
+# faulty record, returns None and goes through the field-by-field readers above: they are the
+# reference, accept exactly the same records and name what is wrong with the others.
+# ---------------------------------------------------------------------------------------------
+
+class _Checked(dict):  # type: ignore[type-arg]
+    """Strings already checked, each mapped to the form accepted (None: refused); a string not
+    seen yet is checked when first looked up."""
+
+    LIMIT = 1_000_000  # distinct strings kept; past that it starts afresh (bounded memory)
+
+    def __init__(self, check: Callable[[str], Optional[str]]) -> None:
+        super().__init__()
+        self._check = check
+
+    def __missing__(self, value: object) -> Optional[str]:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        accepted = self[value] = self._check(value) if type(value) is str else None
+        return accepted
+
+
+class CheckedStrings:
+    """The address and state strings met while loading snapshots, each checked once.
+
+    The sockets of a machine, and of a fleet, repeat a few addresses and states thousands of
+    times: each distinct string is parsed once, and the records share the accepted string (less
+    memory, and equal strings that are one object compare at once in the stitcher's joins).
+    A group is loaded with one of these for all its snapshots; by default each has its own.
+    """
+
+    def __init__(self) -> None:
+        self.addresses = _Checked(lambda text: canonical_address(text) if len(text) <= 64 else None)
+        self.states = _Checked(lambda text: text if _STATE.match(text) else None)
+
+
+# What the plain shape allows: the eight keys every TCP/UDP record has and nothing else (an extra
+# key such as `protocol` needs its own check), and a kind whose inodes do not repeat (not SCTP).
+_PLAIN_SOCKET_KEYS = frozenset({"proto", "inode", "local", "local_port", "remote", "remote_port",
+                                "state", "uid"})
+_PLAIN_PROTOS = {proto: proto for proto in KIND_NAMES - REPEATED_INODE_KINDS}  # one string object each
+
+
+def _record(cls: type[T], fields: dict[str, Any]) -> T:
+    """An instance of a frozen dataclass from its complete, already checked fields.
+
+    The __init__ of a frozen dataclass assigns each field through object.__setattr__, which for
+    the fifteen fields of a Socket costs more than all the checks of the record; the instance
+    takes `fields` as its dictionary instead. `fields` must name every field of `cls`.
+    """
+    record = object.__new__(cls)
+    object.__setattr__(record, "__dict__", fields)
+    return record
+
+
+def _plain_socket(value: object, netns: int, strings: CheckedStrings) -> Optional[Socket]:
+    """A socket record of the plain TCP/UDP shape, else None (for the field-by-field reader)."""
+    if type(value) is not dict or len(value) != len(_PLAIN_SOCKET_KEYS):
+        return None
+    addresses = strings.addresses
+    try:  # eight keys, all of them these: exactly the plain shape
+        proto, local, remote = _PLAIN_PROTOS[value["proto"]], addresses[value["local"]], addresses[value["remote"]]
+        inode, local_port, remote_port = value["inode"], value["local_port"], value["remote_port"]
+        state, uid = strings.states[value["state"]], value["uid"]
+    except (KeyError, TypeError):  # another key, or a value that cannot be a dict key (list, object)
+        return None
+    if (local is None or remote is None or state is None
+            or type(inode) is not int or not 1 <= inode <= MAX_INODE
+            or type(local_port) is not int or not 0 <= local_port <= 65535
+            or type(remote_port) is not int or not 0 <= remote_port <= 65535
+            or type(uid) is not int or not UID_RANGE[0] <= uid <= UID_RANGE[1]):
+        return None
+    return _record(Socket, {
+        "proto": proto, "inode": inode, "local": local, "local_port": local_port, "remote": remote,
+        "remote_port": remote_port, "state": state, "uid": uid, "netns": netns, "protocol": None,
+        "interface": None, "packet_type": None, "local_all": (), "remote_all": (), "sctp_state": None})
+
+
+def _plain_port(value: object) -> bool:
+    return value is None or (type(value) is int and 0 <= value <= 65535)
+
+
+def _plain_conntrack_tuple(value: object, strings: CheckedStrings) -> Optional[ConntrackTuple]:
+    if type(value) is not dict:
+        return None
+    try:
+        src, dst = strings.addresses[value.get("src")], strings.addresses[value.get("dst")]
+    except TypeError:  # not a string, nor any value a dict key can be
+        return None
+    sport, dport = value.get("sport", _MISSING), value.get("dport", _MISSING)
+    if src is None or dst is None or not _plain_port(sport) or not _plain_port(dport):
+        return None
+    return _record(ConntrackTuple, {"src": src, "dst": dst, "sport": sport, "dport": dport})
+
+
+def _plain_conntrack(value: object, netns: int, strings: CheckedStrings) -> Optional[ConntrackEntry]:
+    """A conntrack entry whose fields all check out, else None (for the field-by-field reader)."""
+    if type(value) is not dict:
+        return None
+    proto, state = value.get("proto"), value.get("state", _MISSING)
+    original = _plain_conntrack_tuple(value.get("original"), strings)
+    reply = _plain_conntrack_tuple(value.get("reply"), strings)
+    if (not _is_text(proto, 64) or not (state is None or _is_text(state, 64))
+            or original is None or reply is None):
+        return None
+    return _record(ConntrackEntry, {"proto": proto, "state": state, "original": original, "reply": reply,
+                                    "netns": netns})
+
+
+_PLAIN_PROCESS_KEYS = ("pid", "ppid", "comm", "cmdline", "uid", "euid", "user", "context", "netns", "sockets")
+
+
+def _plain_process(value: object) -> Optional[Process]:
+    """A process record with exactly the ten keys of the common case (no `fd_denied`, `*_hex` or
+    `cmdline_truncated`), else None (for the field-by-field reader)."""
+    if type(value) is not dict or len(value) != len(_PLAIN_PROCESS_KEYS):
+        return None
+    try:
+        pid, ppid, comm, cmdline, sockets = value["pid"], value["ppid"], value["comm"], value["cmdline"], value["sockets"]
+        uid, euid, user, context, netns = value["uid"], value["euid"], value["user"], value["context"], value["netns"]
+    except KeyError:
+        return None
+    if not (type(pid) is int and 1 <= pid <= MAX_PID and type(ppid) is int and 0 <= ppid <= MAX_PID
+            and type(uid) is int and UID_RANGE[0] <= uid <= UID_RANGE[1] and type(euid) is int and UID_RANGE[0] <= euid <= UID_RANGE[1]
+            and (netns is None or (type(netns) is int and 0 <= netns <= MAX_INODE))
+            and _is_text(comm) and (user is None or _is_text(user)) and (context is None or _is_text(context))
+            and type(cmdline) is list and len(cmdline) <= MAX_ARGS and all(_is_text(arg, MAX_ARG_TEXT) for arg in cmdline)
+            and type(sockets) is list and len(sockets) <= MAX_SOCKETS and _are_integers(sockets, 1, MAX_INODE)
+            and len(set(sockets)) == len(sockets)):
+        return None
+    return Process(pid=pid, ppid=ppid, comm=comm, cmdline=tuple(cmdline), uid=uid, euid=euid, user=user,
+                   context=context, netns=netns, sockets=tuple(sorted(sockets)))

@@ -1,0 +1,129 @@
+"""The snapshot model: one machine at one moment, as typed, frozen records.
+
+Every record here has been validated (netviz/snapshot/parse.py and legacy.py build them from
+untrusted JSON); the stitch and the renderers trust them. The format is documented in
+docs/snapshot.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Address:
+    interface: str
+    family: int  # 4 or 6
+    address: str
+    prefix: int
+
+
+@dataclass(frozen=True)
+class Socket:
+    proto: str
+    inode: int
+    local: Optional[str]
+    local_port: Optional[int]
+    remote: Optional[str]
+    remote_port: Optional[int]
+    state: str
+    uid: int
+    netns: int  # inode of the namespace the socket lives in
+    protocol: Optional[int] = None
+    interface: Optional[str] = None
+    packet_type: Optional[str] = None
+    local_all: tuple[str, ...] = ()
+    remote_all: tuple[str, ...] = ()
+    sctp_state: Optional[str] = None  # SCTP associations: the SCTP state name
+
+
+@dataclass(frozen=True)
+class ConntrackTuple:
+    src: str
+    dst: str
+    sport: Optional[int]
+    dport: Optional[int]
+
+
+@dataclass(frozen=True)
+class ConntrackEntry:
+    proto: str
+    state: Optional[str]
+    original: ConntrackTuple
+    reply: ConntrackTuple
+    netns: int
+
+
+@dataclass(frozen=True)
+class Namespace:
+    inode: int
+    pids: int
+    addresses: tuple[Address, ...]
+    sockets: tuple[Socket, ...]
+    unkeyed: dict[str, dict[str, int]]
+    conntrack: Optional[tuple[ConntrackEntry, ...]]
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    ppid: int
+    comm: str
+    cmdline: tuple[str, ...]
+    uid: int
+    euid: int
+    user: Optional[str]
+    context: Optional[str]
+    netns: Optional[int]
+    sockets: tuple[int, ...]
+    fd_denied: bool = False
+    comm_hex: Optional[str] = None  # exact bytes of comm when they are not valid UTF-8
+    cmdline_hex: Optional[tuple[str, ...]] = None  # same, per argument
+    cmdline_truncated: bool = False  # the payload cut an oversized command line
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    hostname: str
+    machine_id: Optional[str]
+    boot_id: Optional[str]
+    kernel: str
+    captured_at: float
+    python: str
+
+
+@dataclass(frozen=True)
+class Coverage:
+    euid: int
+    complete: bool
+    processes_seen: int
+    processes_vanished: int
+    processes_denied: int
+    namespaces_denied: int
+    unattributed_sockets: int
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One machine at one moment.
+
+    `name` is how the group knows the machine: the inventory name when collected over SSH,
+    else the snapshot's hostname (made unique by the loader of a group, see stitch).
+    `source` is where it was read from (file path or inventory name), for messages.
+    `legacy` is true for snapshots written by the original capture.py (no addresses, no
+    listening sockets).
+    """
+
+    name: str
+    source: str
+    host: HostInfo
+    coverage: Coverage
+    namespaces: tuple[Namespace, ...]
+    processes: tuple[Process, ...]
+    legacy: bool = False
+    warnings: tuple[str, ...] = field(default=())
+    # The sshd processes of the SSH session the payload ran in: netviz's own connection to the
+    # machine, never a flow of the machine's own (empty for local and legacy captures).
+    ssh_session_pids: tuple[int, ...] = ()
