@@ -94,7 +94,8 @@ def test_a_fifo_with_a_reader_receives_the_map_and_stays_a_fifo(fleet, tmp_path)
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     received: list[bytes] = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    # a daemon: should the FIFO be replaced, its reader would wait forever
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
     reader.start()
     result = stitch_to(fleet, str(fifo))
     reader.join(timeout=30)
@@ -103,9 +104,13 @@ def test_a_fifo_with_a_reader_receives_the_map_and_stays_a_fifo(fleet, tmp_path)
     assert json.loads(received[0])["nodes"]
 
 
-def test_dev_stdout_writes_to_standard_output(fleet):
-    """/dev/stdout is a link (root's) to /proc/self/fd/1 (the process's own) to a pipe: followed."""
-    result = netviz("stitch", str(fleet), "-f", "json", "-o", "/dev/stdout")
+def test_a_link_to_standard_output_like_dev_stdout_is_followed(fleet, tmp_path):
+    """/dev/stdout is a link (root's) to /proc/self/fd/1 (the process's own) to a pipe: followed.
+    A link of our own stands for it: a regression must not replace the system's /dev/stdout."""
+    stdout = tmp_path / "stdout"
+    stdout.symlink_to("/proc/self/fd/1")
+    result = netviz("stitch", str(fleet), "-f", "json", "-o", str(stdout))
+    assert stdout.is_symlink()
     assert result.returncode == EXIT_OK, result.stderr.decode()
     assert json.loads(result.stdout)["nodes"]
 
