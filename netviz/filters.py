@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from netviz.graph import KIND_OUTSIDE, Flow, FlowGraph, HostEntry, Node, renumbered
-
-PROTOCOLS = ("tcp", "udp", "udplite", "sctp")
+from netviz.kinds import PROTOCOLS  # what `proto/port` may name: tcp, udp, udplite, sctp
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 _PROTO_PORT = re.compile(r"^(?P<proto>[a-z]+)/(?P<port>[0-9]{1,5})$")

@@ -21,17 +21,18 @@ import zlib
 
 from netviz.budget import MAX_JSON_BYTES
 from netviz.errors import NetvizError
+from netviz.snapshot.format import FRAME_BEGIN, FRAME_END, FRAME_VERSION
 
-BEGIN = b"NETVIZ-SNAPSHOT-BEGIN"
-END = b"NETVIZ-SNAPSHOT-END"
-VERSION = 1
+BEGIN = FRAME_BEGIN.encode()
+END = FRAME_END.encode()
+VERSION = FRAME_VERSION
 
 # MAX_JSON_BYTES (netviz/budget.py): inflating stops there, so a zip bomb costs no more.
 _WHITESPACE = b" \t\n\r\x0b\x0c"  # what bytes.split() splits on: the frame's line breaks
 
 # Digits are bounded: int() refuses numbers past 4,300 digits with a ValueError, and no real
 # version or length needs more than a few.
-_HEADER = re.compile(rb"NETVIZ-SNAPSHOT-BEGIN (\d{1,9}) (\d{1,19}) ([0-9a-f]{64})\r?$")
+_HEADER = re.compile(re.escape(BEGIN) + rb" (\d{1,9}) (\d{1,19}) ([0-9a-f]{64})\r?$")
 
 
 class FrameError(NetvizError):
@@ -66,7 +67,7 @@ def decode_framed(data: bytes) -> str:
     """
     start = _last_begin(data)
     if start < 0:
-        raise FrameError("no frame", "the output holds no NETVIZ-SNAPSHOT-BEGIN line")
+        raise FrameError("no frame", f"the output holds no {FRAME_BEGIN} line")
     header_end = data.find(b"\n", start)
     if header_end < 0:
         raise FrameError("truncated", "the output ends inside the BEGIN line")
@@ -84,11 +85,11 @@ def decode_framed(data: bytes) -> str:
         compressed = base64.b64decode(body.translate(None, _WHITESPACE), validate=True)
     except (binascii.Error, ValueError):
         if end < 0:
-            raise FrameError("truncated", "the output stops before NETVIZ-SNAPSHOT-END") from None
+            raise FrameError("truncated", f"the output stops before {FRAME_END}") from None
         raise FrameError("corrupt", "the frame body is not base64") from None
     if end < 0 or len(compressed) < length:
         raise FrameError("truncated", f"got {len(compressed)} of {length} bytes "
-                                      "before NETVIZ-SNAPSHOT-END")
+                                      f"before {FRAME_END}")
     if len(compressed) != length:
         raise FrameError("corrupt", f"frame holds {len(compressed)} bytes, header says {length}")
     if hashlib.sha256(compressed).hexdigest() != digest:
