@@ -1,0 +1,251 @@
+"""The address book: who owns each address, and where a socket using it can find its peer.
+
+An address is owned by the machines (and namespaces) that list it in their snapshot. Its
+locality says how far a peer may be: loopback stays in its namespace, link-local in its
+machine, an address several machines own (docker0's 172.17.0.1) in each owner, and any other
+address may be anywhere in the group. The zone of a socket, computed from its two addresses,
+names that place; both ends of one connection compute the same zone, so the exact join can
+key sockets by it.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import Optional
+
+from netviz.snapshot import Snapshot
+
+_MAPPED = "::ffff:"
+
+
+def normalize_address(text: str) -> str:
+    """Canonical form for joining: an IPv4-mapped IPv6 address is its IPv4 address.
+
+    The one place where `::ffff:a.b.c.d` becomes `a.b.c.d`: a dual-stack listener's sockets
+    appear in tcp6 with the mapped form, their peers in tcp with the plain one.
+    """
+    if text.startswith(_MAPPED) and "." in text:
+        return text[len(_MAPPED):]
+    return text
+
+
+class Scope(enum.IntEnum):
+    """What an address is by its number alone."""
+
+    GLOBAL = 0
+    LOOPBACK = 1
+    LINK = 2
+
+
+_scope_cache: dict[str, Scope] = {}
+
+
+def scope(address: str) -> Scope:
+    """Loopback, link-local or anything else (cached: a fleet has few distinct addresses)."""
+    found = _scope_cache.get(address)
+    if found is None:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            found = Scope.GLOBAL
+        else:
+            found = Scope.LOOPBACK if parsed.is_loopback else Scope.LINK if parsed.is_link_local else Scope.GLOBAL
+        if len(_scope_cache) < 1_000_000:
+            _scope_cache[address] = found
+    return found
+
+
+def address_sort_key(address: str) -> tuple[int, int, str]:
+    """Addresses in numeric order, IPv4 first; anything unparsable last."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return (9, 0, address)
+    return (parsed.version, int(parsed), address)
+
+
+class Locality(enum.IntEnum):
+    """Where a socket using an address can find its peer (higher: nearer)."""
+
+    GLOBAL = 0  # anywhere in the group (owned by one machine, or by none)
+    SHARED = 1  # owned by several machines: the same machine, or anywhere (see AddressBook.shared_zone)
+    MACHINE = 2  # link-local: the same machine only
+    NETNS = 3  # loopback: the same namespace of the same machine only
+
+
+# A zone: None (anywhere in the group), a machine index, or (machine index, namespace inode).
+Zone = object
+
+
+class AddressBook:
+    """Ownership of the group's addresses, and the scoping rules built on it."""
+
+    def __init__(self, snapshots: Sequence[Snapshot]) -> None:
+        self.machines: dict[str, set[int]] = {}  # address -> machines owning it
+        self.namespaces: dict[tuple[int, str], set[int]] = {}  # (machine, address) -> namespaces there
+        self.locality: dict[str, Locality] = {}  # filled as addresses are met, see locality_of
+        # raw text -> a shared 1-tuple of its canonical form (see single)
+        self.singles: dict[str, tuple[str]] = {}
+        for index, snapshot in enumerate(snapshots):
+            for namespace in snapshot.namespaces:
+                for address in namespace.addresses:
+                    text = normalize_address(address.address)
+                    self.machines.setdefault(text, set()).add(index)
+                    self.namespaces.setdefault((index, text), set()).add(namespace.inode)
+
+    def single(self, text: str) -> tuple[str]:
+        """`(canonical text,)`, one shared tuple per distinct address, its locality known.
+
+        A million sockets use a few thousand addresses: join keys built from the shared strings
+        compare by identity and reuse their cached hashes.
+        """
+        found = self.singles.get(text)
+        if found is None:
+            canonical = normalize_address(text)
+            found = self.singles.get(canonical)
+            if found is None:
+                found = self.singles[canonical] = (canonical,)
+                self.locality_of(canonical)
+            self.singles[text] = found
+        return found
+
+    def addresses(self, primary: Optional[str], every: Iterable[str]) -> tuple[str, ...]:
+        """Every address of one side of a socket (SCTP lists several), canonical, primary first."""
+        result = [] if primary is None else [normalize_address(primary)]
+        for address in every:
+            address = normalize_address(address)
+            if address not in result:
+                result.append(address)
+        return tuple(result)
+
+    def locality_of(self, address: str) -> Locality:
+        locality = self.locality.get(address)
+        if locality is None:
+            found = scope(address)
+            if found is Scope.LOOPBACK:
+                locality = Locality.NETNS
+            elif found is Scope.LINK:
+                locality = Locality.MACHINE
+            elif len(self.machines.get(address, ())) > 1:
+                locality = Locality.SHARED
+            else:
+                locality = Locality.GLOBAL
+            self.locality[address] = locality
+        return locality
+
+    def zone(self, machine: int, netns: int, local: str, remote: str) -> Zone:
+        """Where the peer of a (local, remote) socket must live: None (anywhere), the machine,
+        or (machine, namespace); the peer computes the same zone from the same two addresses."""
+        reach = max(self.locality_of(local), self.locality_of(remote))
+        if reach is Locality.GLOBAL:
+            return None
+        if reach is Locality.SHARED:
+            return self.shared_zone(machine, local, remote)
+        return machine if reach is Locality.MACHINE else (machine, netns)
+
+    def shared_zone(self, machine: int, local: str, remote: str) -> Optional[int]:
+        """The zone of a pair of addresses, one at least owned by several machines, neither
+        loopback nor link-local.
+
+        Such an address (docker0's 172.17.0.1 on every Docker host) is each owner's own: the
+        peer is on the same machine. But paired with an address that exactly one other machine
+        owns, the connection comes from that machine: the zone is the whole group, where only an
+        exact reversed four-tuple joins it (one machine claiming another's address must not turn
+        that machine's flows into unresolved ones). Both ends compute the same zone.
+        """
+        shared, other = (local, remote) if self.locality[local] is Locality.SHARED else (remote, local)
+        if self.locality[other] is not Locality.GLOBAL:
+            return machine  # both shared
+        other_owners = self.machines.get(other)
+        if other_owners is None or len(other_owners) != 1 or not other_owners.isdisjoint(self.machines[shared]):
+            return machine
+        return None
+
+    def translation_zone(self, machine: int, netns: int, source: str, destination: str) -> Optional[int]:
+        """Where a conntrack entry of `machine` applies: a machine-local client or destination can
+        only have been translated on its own machine; anything else, anywhere."""
+        return machine if self.zone(machine, netns, source, destination) is not None else None
+
+    def reachable(self, machine: int, netns: int, address: str, target_machine: int, target_netns: int) -> bool:
+        """Can a socket in (machine, netns) reach `address` on a socket in (target_machine, target_netns)?"""
+        locality = self.locality.get(address)
+        if locality is None:
+            locality = self.locality_of(address)
+        if locality is Locality.NETNS:
+            return target_machine == machine and target_netns == netns
+        owners = self.machines.get(address)
+        if locality is Locality.MACHINE:  # link-local: any namespace of the machine
+            return target_machine == machine and (owners is None or machine in owners)
+        if locality is Locality.SHARED and machine in owners:  # docker0: the machine's own
+            return target_machine == machine
+        if owners is None:
+            return True  # no machine claims it: the exact tuple is the only evidence
+        return target_machine in owners
+
+    def locations(self, machine: int, netns: int, address: str) -> Optional[list[tuple[int, int]]]:
+        """The namespaces where `address`, seen from (machine, netns), lives; None when ambiguous."""
+        found = scope(address)
+        if found is Scope.LOOPBACK:
+            return [(machine, netns)]
+        if found is Scope.LINK:
+            return [(machine, ns) for ns in sorted(self.namespaces.get((machine, address), ()))]
+        owners = self.machines.get(address)
+        if not owners:
+            return []
+        if len(owners) > 1:
+            if machine not in owners:
+                return None  # claimed by several other machines: which one listens is not known
+            owner = machine  # a shared address (docker0) is the machine's own
+        else:
+            (owner,) = owners
+        return [(owner, ns) for ns in sorted(self.namespaces[(owner, address)])]
+
+    def in_group(self, address: str) -> bool:
+        """Should a peer at `address` be in the group: a scoped address, or one a machine owns?"""
+        return scope(address) is not Scope.GLOBAL or address in self.machines
+
+
+def address_claims(snapshots: Sequence[Snapshot], shown: int = 5) -> list[str]:
+    """Warnings for the addresses several machines claim that connections between machines use.
+
+    Such an address is each claimant's own inside that machine (docker0's 172.17.0.1 is on
+    every Docker host and nobody else's business), but when a connection pairs it with another
+    machine's address, either the address is shared on purpose or one machine claims another's.
+    The stitch then joins such connections by their exact four-tuple only (see
+    AddressBook.shared_zone); the warning names the address and every machine claiming it.
+    """
+    owners: dict[str, list[str]] = {}
+    for snapshot in snapshots:
+        mine = {normalize_address(address.address) for namespace in snapshot.namespaces
+                for address in namespace.addresses}
+        for address in mine:
+            if scope(address) is Scope.GLOBAL:
+                owners.setdefault(address, []).append(snapshot.name)
+    shared = {address: names for address, names in owners.items() if len(names) > 1}
+    if not shared:
+        return []
+    forms = set(shared) | {f"{_MAPPED}{address}" for address in shared if "." in address}
+    contested: set[str] = set()
+    for snapshot in snapshots:
+        for namespace in snapshot.namespaces:
+            for socket in namespace.sockets:
+                if socket.local not in forms and socket.remote not in forms:
+                    continue  # the common case, checked without normalising
+                local, remote = normalize_address(socket.local or ""), normalize_address(socket.remote or "")
+                for claimed, other in ((local, remote), (remote, local)):
+                    others = owners.get(other)
+                    if claimed in shared and others is not None and len(others) == 1 \
+                            and others[0] not in shared[claimed]:
+                        contested.add(claimed)
+    return [_claim_warning(address, shared[address], shown) for address in sorted(contested, key=address_sort_key)]
+
+
+def _claim_warning(address: str, names: list[str], shown: int) -> str:
+    listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return (
+        f"address {address} is claimed by {len(names)} machines ({listed}): their connections with other "
+        f"machines at that address are joined only by exact addresses and ports. Unless it is shared on "
+        f"purpose, one of them claims another's address"
+    )

@@ -1,0 +1,187 @@
+"""The FlowGraph: nodes for every process in a flow, a listener or an ingress point, the flows
+in a stable order, and one entry per machine with its counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+from netviz.graph import (
+    KIND_HOST,
+    KIND_OUTSIDE,
+    KIND_PROCESS,
+    RANK_OUTSIDE,
+    RANK_UNATTRIBUTED,
+    UNATTRIBUTED,
+    Flow,
+    FlowGraph,
+    HostEntry,
+    Ingress,
+    Listening,
+    Node,
+    NodeKey,
+    UnresolvedConnection,
+    node_key,
+)
+from netviz.snapshot import Snapshot
+from netviz.stitch.addresses import Scope, address_sort_key, normalize_address, scope
+from netviz.stitch.index import SocketIndex
+from netviz.stitch.links import Links, Tally
+from netviz.stitch.machines import Machine
+
+MAX_UNRESOLVED_EXAMPLES = 10  # per machine, in the graph's `unresolved_examples`
+
+
+def build_graph(machines: Sequence[Machine], index: SocketIndex, links: Links, stale: frozenset[str]) -> FlowGraph:
+    """The FlowGraph of the group; node ids and flow ids follow the sorted natural keys."""
+    group_by = links.group_by
+    listening = _listening(machines, index)
+    ingress: dict[NodeKey, set[Ingress]] = {}
+    for (machine_index, pid), items in index.ingress.items():
+        ingress.setdefault(machines[machine_index].key(pid), set()).update(items)
+    wanted: set[NodeKey] = set()
+    for client_key, server_key, *_ in links.links:
+        wanted.add(client_key)
+        wanted.add(server_key)
+    wanted.update(listening)
+    wanted.update(ingress)
+    if group_by == "host":
+        wanted.update(node_key("host", machine.index, None, "") for machine in machines)
+
+    members = _members(machines, group_by, wanted)
+    ordered = sorted(wanted)
+    ids = {key: f"n{number}" for number, key in enumerate(ordered, start=1)}
+    nodes = [
+        _node(machines, group_by, key, ids[key], members.get(key, []), listening.get(key, set()), ingress.get(key, set()))
+        for key in ordered
+    ]
+    hosts = [_host(machine, links.tallies[machine.index], stale) for machine in machines]
+    return FlowGraph(group_by=group_by, hosts=hosts, nodes=nodes, flows=_flows(links, ordered, ids))
+
+
+def _listening(machines: Sequence[Machine], index: SocketIndex) -> dict[NodeKey, set[Listening]]:
+    listening: dict[NodeKey, set[Listening]] = {}
+    for bucket in index.listeners.values():
+        for listener in bucket:
+            items = listening.setdefault(machines[listener.machine].key(listener.owner), set())
+            for address in listener.locals_:
+                items.add(Listening(listener.kind, address, listener.local_port))
+    return listening
+
+
+def _flows(links: Links, ordered: list[NodeKey], ids: dict[NodeKey, str]) -> list[Flow]:
+    rank_of = {key: rank for rank, key in enumerate(ordered)}
+
+    def flow_order(item: tuple[tuple, list]) -> tuple:
+        (client_key, server_key, kind, port, directed, inferred, via), _ = item
+        return (rank_of[client_key], rank_of[server_key], kind, port, not directed, inferred, via or "")
+
+    flows = []
+    for number, (key, link) in enumerate(sorted(links.links.items(), key=flow_order), start=1):
+        client_key, server_key, kind, port, directed, inferred, via = key
+        count, address, client_pids, server_pids = link
+        flows.append(
+            Flow(
+                id=f"f{number}", client=ids[client_key], server=ids[server_key], proto=kind,
+                server_port=port, server_address=address, count=count, directed=directed,
+                inferred=inferred, via=via, client_pids=tuple(sorted(client_pids)),
+                server_pids=tuple(sorted(server_pids)),
+            )
+        )
+    return flows
+
+
+def _members(machines: Sequence[Machine], group_by: str, wanted: set[NodeKey]) -> dict[NodeKey, list]:
+    """The processes behind each wanted node (only processes holding at least one socket)."""
+    members: dict[NodeKey, list] = {}
+    for machine in machines:
+        for process in machine.snapshot.processes:
+            if not process.sockets:
+                continue
+            key = node_key(group_by, machine.index, process.pid, process.comm)
+            if key in wanted:
+                members.setdefault(key, []).append(process)
+    return members
+
+
+def _node(machines: Sequence[Machine], group_by: str, key: NodeKey, node_id: str, processes: list,
+          listening: set[Listening], ingress: set[Ingress]) -> Node:
+    machine_index, rank, _ = key
+    machine = machines[machine_index]
+    host = machine.snapshot.name
+    if rank == RANK_OUTSIDE:
+        return Node(id=node_id, host=host, kind=KIND_OUTSIDE, comm="outside")
+    if rank == RANK_UNATTRIBUTED:
+        held = set(machine.owner)
+        count = sum(1 for ns in machine.snapshot.namespaces for s in ns.sockets if s.inode not in held)
+        return Node(
+            id=node_id, host=host, kind=KIND_PROCESS, comm=UNATTRIBUTED,
+            listening=tuple(sorted(listening)), ingress=tuple(sorted(ingress)), sockets=count,
+        )
+    processes = sorted(processes, key=lambda process: process.pid)
+    inodes: set[int] = set()
+    for process in processes:
+        inodes.update(process.sockets)
+    if group_by == "host":
+        return Node(
+            id=node_id, host=host, kind=KIND_HOST, comm=host,
+            listening=tuple(sorted(listening)), ingress=tuple(sorted(ingress)),
+            sockets=sum(len(ns.sockets) for ns in machine.snapshot.namespaces),
+        )
+    first = processes[0] if processes else None
+    return Node(
+        id=node_id,
+        host=host,
+        kind=KIND_PROCESS,
+        comm=first.comm if first else str(key[2]),
+        pids=tuple(process.pid for process in processes),
+        users=tuple(sorted({process.user if process.user is not None else str(process.uid) for process in processes})),
+        contexts=tuple(sorted({process.context for process in processes if process.context is not None})),
+        cmdline=(" ".join(first.cmdline) if first and first.cmdline else (first.comm if first else "")),
+        listening=tuple(sorted(listening)),
+        ingress=tuple(sorted(ingress)),
+        sockets=len(inodes),
+    )
+
+
+def _host(machine: Machine, tally: Tally, stale: frozenset[str]) -> HostEntry:
+    snapshot = machine.snapshot
+    main = _main_namespace(snapshot)
+    addresses: set[str] = set()
+    for namespace in snapshot.namespaces:
+        if namespace.inode != main:
+            continue
+        for address in namespace.addresses:
+            text = normalize_address(address.address)
+            if scope(text) is Scope.GLOBAL:
+                addresses.add(text)
+    return HostEntry(
+        name=snapshot.name,
+        hostname=snapshot.host.hostname,
+        machine_id=snapshot.host.machine_id,
+        addresses=tuple(sorted(addresses, key=address_sort_key)),
+        captured_at=snapshot.host.captured_at,
+        stale=snapshot.name in stale,
+        complete=snapshot.coverage.complete,
+        legacy=snapshot.legacy,
+        outside_inbound=tally.outside_inbound,
+        outside_outbound=tally.outside_outbound,
+        unresolved=tally.unresolved,
+        # the same few whatever the order of the input: the first in sorted order
+        unresolved_examples=tuple(sorted(tally.unresolved_examples, key=_example_order)[:MAX_UNRESOLVED_EXAMPLES]),
+    )
+
+
+def _example_order(example: UnresolvedConnection) -> tuple:
+    return (example.proto, address_sort_key(example.local), example.local_port, address_sort_key(example.remote),
+            example.remote_port, example.pid is None, example.pid or 0, example.why)
+
+
+def _main_namespace(snapshot: Snapshot) -> Optional[int]:
+    """The machine's own network namespace: pid 1's, else the one with the most processes."""
+    for process in snapshot.processes:
+        if process.pid == 1 and process.netns is not None:
+            return process.netns
+    if not snapshot.namespaces:
+        return None
+    return min(snapshot.namespaces, key=lambda namespace: (-namespace.pids, namespace.inode)).inode

@@ -1,0 +1,258 @@
+"""The socket index: every socket of the group filed where the joins look for it.
+
+* connections: connected sockets (TCP, connected UDP, SCTP associations) by join key
+  (kind, local, local port, remote, remote port, zone); the exact join looks up the reversed key.
+* listeners: LISTEN sockets and bound unconnected datagram sockets by (machine, namespace, kind, port).
+* translations: conntrack entries that NAT changed, by their original tuple.
+* datagram tracks: untranslated datagram conntrack entries (a client sending with sendto).
+* ingress: raw, packet and ping sockets, by (machine, holder).
+
+Each socket becomes an End: what it is never changes; what the joins learn about it is its
+`state`, one EndState, replaced as the phases go.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Optional
+
+from netviz.graph import Ingress
+from netviz.kinds import DATAGRAM_PROTOCOLS, INGRESS_KINDS, JOIN_PROTOCOL, RAW_KINDS
+from netviz.stitch.addresses import AddressBook, Locality, Zone, normalize_address
+from netviz.stitch.machines import Machine
+
+WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+
+class EndState(enum.Enum):
+    """What the joins have learned about a connected socket; listeners stay OPEN."""
+
+    OPEN = "open"  # not placed (yet): a later join may pair it, else it is a leftover
+    PAIRED = "paired"  # joined with its peer socket or a listener
+    AMBIGUOUS = "ambiguous"  # several sockets or namespaces could be its peer: never guessed
+    TRANSLATED = "translated"  # NATed in the group, to no socket that was captured: unresolved
+    TRANSLATED_OUT = "translated out"  # NATed, and every translation leaves the group: outside
+
+
+class End:
+    """One socket of one machine, reduced to what the joins need.
+
+    `locals_`/`remotes` hold every address of the end (one for TCP/UDP, all of an SCTP
+    association), canonical. A `listener` is a LISTEN socket or a bound unconnected datagram
+    socket. `zone` is the zone of its first (local, remote) pair (see AddressBook.zone);
+    `collector` marks the machine's end of netviz's own SSH session to it. Only `state` changes.
+    """
+
+    __slots__ = (
+        "machine", "netns", "kind", "inode", "local_port", "remote_port", "locals_", "remotes", "owner",
+        "listener", "zone", "collector", "state",
+    )
+
+    def __init__(
+        self, machine: int, netns: int, kind: str, inode: int, local_port: int, remote_port: int,
+        locals_: tuple[str, ...], remotes: tuple[str, ...], owner: Optional[int], listener: bool,
+        zone: Zone = None, collector: bool = False,
+    ) -> None:
+        self.machine = machine
+        self.netns = netns
+        self.kind = kind
+        self.inode = inode
+        self.local_port = local_port
+        self.remote_port = remote_port
+        self.locals_ = locals_
+        self.remotes = remotes
+        self.owner = owner
+        self.listener = listener
+        self.zone = zone
+        self.collector = collector
+        self.state = EndState.OPEN
+
+
+# Translation: (translating machine, its namespace, reply tuple (src, sport, dst, dport)).
+Translation = tuple[int, int, tuple[str, int, str, int]]
+
+
+class SocketIndex:
+    """The group's sockets filed by join key; see the module docstring."""
+
+    def __init__(self, machines: Sequence[Machine], book: AddressBook) -> None:
+        self.book = book
+        # join key -> connected end, or a list of them when several share the key
+        self.connections: dict[tuple, object] = {}
+        self.crowded: set[End] = set()  # the ends that share a join key with another end
+        self.listeners: dict[tuple[int, int, str, int], list[End]] = {}
+        self.translations: dict[tuple, list[Translation]] = {}
+        # (kind, src, sport, dst, dport) -> the first (machine, netns) that tracked it
+        self.datagram_tracks: dict[tuple[str, str, int, str, int], tuple[int, int]] = {}
+        self.ends: list[End] = []  # the connected ends, in the order of the snapshots
+        self.ingress: dict[tuple[int, Optional[int]], set[Ingress]] = {}
+        for machine in machines:
+            for namespace in machine.snapshot.namespaces:
+                for entry in namespace.conntrack or ():
+                    self._add_translation(machine.index, namespace.inode, entry)
+                self._add_sockets(machine, namespace.inode, namespace.sockets)
+
+    # ----------------------------------------------------------------- filing
+
+    def _add_sockets(self, machine: Machine, netns: int, sockets: Sequence) -> None:
+        """File one namespace's sockets. This loop runs a million times: the TCP/UDP case is inlined."""
+        index = machine.index
+        netns_zone = (index, netns)
+        owner_of = machine.owner.get
+        session_sockets = machine.session_sockets
+        connections = self.connections
+        add_end = self.ends.append
+        book = self.book
+        singles, locality, shared_zone = book.singles, book.locality, book.shared_zone
+        anywhere, shared, machine_only = Locality.GLOBAL, Locality.SHARED, Locality.MACHINE
+        for socket in sockets:
+            kind = JOIN_PROTOCOL.get(socket.proto)
+            if kind is None:
+                if socket.proto in INGRESS_KINDS:
+                    self._add_ingress(machine, socket)
+                continue
+            local_port = socket.local_port
+            if not local_port:
+                continue
+            remote = socket.remote
+            remote_port = socket.remote_port
+            unconnected = not remote_port or remote is None or remote in WILDCARDS
+            if socket.state == "LISTEN" or (unconnected and kind in DATAGRAM_PROTOCOLS):
+                self._add_listener(machine, netns, kind, socket)
+                continue
+            if unconnected:
+                continue  # bound but neither listening nor connected: no flow
+            if socket.local_all or socket.remote_all:  # SCTP: every address of the association
+                self._add_multihomed(machine, netns, kind, socket)
+                continue
+            local = socket.local
+            if local is None:
+                continue
+            locals_ = singles.get(local) or book.single(local)
+            remotes = singles.get(remote) or book.single(remote)
+            local, remote = locals_[0], remotes[0]
+            reach = locality[local]
+            if locality[remote] > reach:
+                reach = locality[remote]
+            if reach is anywhere:
+                zone: Zone = None
+            elif reach is shared:
+                zone = shared_zone(index, local, remote)
+            else:
+                zone = index if reach is machine_only else netns_zone
+            inode = socket.inode
+            end = End(index, netns, kind, inode, local_port, remote_port, locals_, remotes, owner_of(inode), False,
+                      zone, inode in session_sockets)
+            add_end(end)
+            key = (kind, local, local_port, remote, remote_port, zone)
+            bucket = connections.get(key)
+            if bucket is None:
+                connections[key] = end  # a lone end is stored bare: most tuples are unique
+            else:
+                self._share_key(key, bucket, end)
+
+    def _add_listener(self, machine: Machine, netns: int, kind: str, socket) -> None:
+        end = End(machine.index, netns, kind, socket.inode, socket.local_port, 0,
+                  self.book.addresses(socket.local, socket.local_all), (), machine.owner.get(socket.inode), True)
+        self.listeners.setdefault((machine.index, netns, kind, socket.local_port), []).append(end)
+
+    def _add_multihomed(self, machine: Machine, netns: int, kind: str, socket) -> None:
+        """A socket with several addresses a side (SCTP): filed under every (local, remote) pair."""
+        book = self.book
+        locals_ = book.addresses(socket.local, socket.local_all)
+        remotes = book.addresses(socket.remote, socket.remote_all)
+        pairs = [(local, far, book.zone(machine.index, netns, local, far)) for local in locals_ for far in remotes]
+        end = End(machine.index, netns, kind, socket.inode, socket.local_port, socket.remote_port, locals_, remotes,
+                  machine.owner.get(socket.inode), False, pairs[0][2] if pairs else None)
+        self.ends.append(end)
+        for local, far, zone in pairs:
+            key = (kind, local, end.local_port, far, end.remote_port, zone)
+            bucket = self.connections.get(key)
+            if bucket is None:
+                self.connections[key] = end
+            else:
+                self._share_key(key, bucket, end)
+
+    def _share_key(self, key: tuple, bucket: object, end: End) -> None:
+        """A second socket with the same join key: keep a list and mark them all crowded."""
+        if bucket.__class__ is not list:
+            bucket = self.connections[key] = [bucket]
+        bucket.append(end)
+        self.crowded.update(bucket)
+
+    def _add_translation(self, machine: int, netns: int, entry) -> None:
+        original, reply = entry.original, entry.reply
+        if original.sport is None or original.dport is None or reply.sport is None or reply.dport is None:
+            return
+        kind = JOIN_PROTOCOL.get(entry.proto)
+        if kind is None:
+            return
+        normal = normalize_address
+        src, dst = normal(original.src), normal(original.dst)
+        reply_src, reply_dst = normal(reply.src), normal(reply.dst)
+        if (reply_src, reply.sport, reply_dst, reply.dport) == (dst, original.dport, src, original.sport):
+            # tracked but not translated: the plain join covers connected sockets
+            if kind in DATAGRAM_PROTOCOLS:
+                self.datagram_tracks.setdefault((kind, src, original.sport, dst, original.dport), (machine, netns))
+            return
+        zone = self.book.translation_zone(machine, netns, src, dst)
+        key = (kind, src, original.sport, dst, original.dport, zone)
+        self.translations.setdefault(key, []).append((machine, netns, (reply_src, reply.sport, reply_dst, reply.dport)))
+
+    def _add_ingress(self, machine: Machine, socket) -> None:
+        protocol = socket.protocol
+        if protocol is None and socket.proto in RAW_KINDS:
+            protocol = socket.local_port  # the format keeps a raw socket's IP protocol there
+        item = Ingress(kind=socket.proto, protocol=protocol, interface=socket.interface)
+        self.ingress.setdefault((machine.index, machine.owner.get(socket.inode)), set()).add(item)
+
+    # ----------------------------------------------------------------- lookups
+
+    def bucket(self, key: tuple) -> Sequence[End]:
+        """The connected ends stored under a join key."""
+        bucket = self.connections.get(key)
+        if bucket is None:
+            return ()
+        return bucket if bucket.__class__ is list else (bucket,)
+
+    def listeners_for(self, machine: int, netns: int, address: str, port: int, kind: str) -> Optional[list[End]]:
+        """The listening socket that accepts `address`:`port` seen from (machine, netns).
+
+        The kernel prefers a socket bound to the exact address over a wildcard one. Several
+        sockets in one namespace (SO_REUSEPORT workers) are one service: the lowest owner pid
+        wins. Candidates in several namespaces are ambiguous: None.
+        """
+        locations = self.book.locations(machine, netns, address)
+        if locations is None:
+            return None
+        exact: list[End] = []
+        wildcard: list[End] = []
+        ipv6 = ":" in address
+        for owner_machine, ns in locations:
+            for listener in self.listeners.get((owner_machine, ns, kind, port), ()):
+                if address in listener.locals_:
+                    exact.append(listener)
+                elif "::" in listener.locals_ or ("0.0.0.0" in listener.locals_ and not ipv6):
+                    wildcard.append(listener)
+        found = exact or wildcard
+        if not found:
+            return []
+        if len({(end.machine, end.netns) for end in found}) > 1:
+            return None
+        return [min(found, key=lambda end: (end.owner is None, end.owner or 0, end.inode))]
+
+    def listens(self, end: End) -> bool:
+        """Does a listening socket in the end's namespace accept the end's local address and port?"""
+        if end.listener:
+            return True
+        bucket = self.listeners.get((end.machine, end.netns, end.kind, end.local_port))
+        if not bucket:
+            return False
+        for listener in bucket:
+            for local in end.locals_:
+                if local in listener.locals_ or "::" in listener.locals_ or (
+                    "0.0.0.0" in listener.locals_ and ":" not in local
+                ):
+                    return True
+        return False

@@ -1,0 +1,167 @@
+"""The joins that need no conntrack: exact four-tuples, listeners, and what is left over.
+
+Each join walks the ends still OPEN, replaces the state of those it settles (EndState) and
+yields what it learned: pairs `(end, other, Evidence)`, the first end being the one the join
+started from. netviz.stitch.links turns pairs into flows; netviz.stitch.nat holds the joins
+that follow conntrack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Optional
+
+from netviz.kinds import DATAGRAM_PROTOCOLS
+from netviz.stitch.addresses import AddressBook, Scope, scope
+from netviz.stitch.index import End, EndState, SocketIndex
+
+OPEN, PAIRED, AMBIGUOUS = EndState.OPEN, EndState.PAIRED, EndState.AMBIGUOUS
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How a join knows that two ends are one connection."""
+
+    server_address: Optional[str] = None  # the address the client reached; None: the server end's own
+    inferred: bool = False  # the server side is a listener, or the pair was deduced (not two sockets seen)
+    via: Optional[str] = None  # the machine whose NAT translated the connection
+    initiator: bool = False  # the first end is known to have opened the connection
+
+
+EXACT = Evidence()  # two sockets whose four-tuples are each other's reversed
+
+Pair = tuple[End, End, Evidence]
+
+
+def settle(end: End, other: End) -> None:
+    """Mark two ends paired (a listener serves many clients: it stays open)."""
+    end.state = PAIRED
+    if not other.listener:
+        other.state = PAIRED
+
+
+def mark_ambiguous(ends: Iterable[End]) -> None:
+    for end in ends:
+        end.state = AMBIGUOUS
+
+
+# ----------------------------------------------------------------- exact four-tuples
+
+
+def join_exact(index: SocketIndex) -> Iterator[Pair]:
+    """Pair the connected sockets whose four-tuples are each other's reversed (a hash join).
+
+    An end with several candidates, or whose candidate has several, is ambiguous: never guessed.
+    """
+    crowded = index.crowded
+    for end in index.ends:
+        if end.state is not OPEN:
+            continue
+        found = exact_candidates(index, end)
+        if len(found) == 1:
+            other = found[0]
+            # the match must hold both ways; only checked when a tuple is shared, so it stays cheap
+            if (end in crowded or other in crowded) and exact_candidates(index, other) != [end]:
+                mark_ambiguous((end, other))
+                continue
+            settle(end, other)
+            yield end, other, EXACT
+        elif found:
+            mark_ambiguous((end, *found))
+
+
+def exact_candidates(index: SocketIndex, end: End) -> list[End]:
+    """Unpaired sockets whose four-tuple is `end`'s reversed and that each end can reach."""
+    reachable = index.book.reachable
+    single = len(end.locals_) == 1 and len(end.remotes) == 1
+    if single and end not in index.crowded:
+        # the common case: one address each side, a key nobody else has
+        local, far = end.locals_[0], end.remotes[0]
+        bucket = index.connections.get((end.kind, far, end.remote_port, local, end.local_port, end.zone))
+        if bucket is None:
+            return []
+        if bucket.__class__ is not list:
+            if (
+                bucket is not end
+                and bucket.state is not PAIRED
+                and reachable(end.machine, end.netns, far, bucket.machine, bucket.netns)
+                and reachable(bucket.machine, bucket.netns, local, end.machine, end.netns)
+            ):
+                return [bucket]
+            return []
+    found: list[End] = []
+    for far in end.remotes:
+        for local in end.locals_:
+            zone = end.zone if single else index.book.zone(end.machine, end.netns, local, far)
+            for candidate in index.bucket((end.kind, far, end.remote_port, local, end.local_port, zone)):
+                if (
+                    candidate is not end
+                    and candidate.state is not PAIRED
+                    and candidate not in found
+                    and reachable(end.machine, end.netns, far, candidate.machine, candidate.netns)
+                    and reachable(candidate.machine, candidate.netns, local, end.machine, end.netns)
+                ):
+                    found.append(candidate)
+    return found
+
+
+# ----------------------------------------------------------------- listeners
+
+
+def join_listeners(index: SocketIndex, ends: Iterable[End]) -> Iterator[Pair]:
+    """Attach a client whose peer socket was not seen to the listener that accepts it.
+
+    A connected UDP socket reaches the bound socket at its destination; a TCP/SCTP socket whose
+    peer machine is in the group is attached to the listener there and marked inferred.
+    """
+    for end in ends:
+        if end.state is not OPEN or index.listens(end):
+            # settled, or NAT took it elsewhere (TRANSLATED: whatever listens at the address it
+            # dialled, an idle docker-proxy on a published port, is not its peer), or a
+            # server-side socket whose client is missing: no listener to attach to
+            continue
+        found: list[tuple[End, str]] = []
+        ambiguous = False
+        for far in end.remotes:
+            listeners = index.listeners_for(end.machine, end.netns, far, end.remote_port, end.kind)
+            if listeners is None:
+                ambiguous = True
+                continue
+            for listener in listeners:
+                if all(listener is not other for other, _ in found):
+                    found.append((listener, far))
+        if len(found) == 1 and not ambiguous:
+            listener, far = found[0]
+            settle(end, listener)
+            yield end, listener, Evidence(far, inferred=end.kind not in DATAGRAM_PROTOCOLS, initiator=True)
+        elif found or ambiguous:
+            end.state = AMBIGUOUS
+
+
+# ----------------------------------------------------------------- leftovers
+
+
+def leftovers(ends: Iterable[End], book: AddressBook) -> Iterator[tuple[End, Optional[str]]]:
+    """The ends no join placed, each with the reason it is unresolved, or None when its peer is
+    outside the group."""
+    for end in ends:
+        state = end.state
+        if state is PAIRED:
+            continue
+        if end.collector:
+            # netviz's own session, from a machine of the group that was captured when the
+            # connection was not open yet (or no more): outside, as if seen from both ends
+            yield end, None
+        elif state is AMBIGUOUS:
+            yield end, "several sockets or namespaces could be its peer"
+        elif state is EndState.TRANSLATED:
+            yield end, "NAT in the group translated it, to no socket that was captured"
+        elif state is EndState.TRANSLATED_OUT:
+            yield end, None  # NAT decided where it went: outside
+        elif any(scope(far) is not Scope.GLOBAL for far in end.remotes):
+            yield end, "no socket of its own machine has the reversed address and port"
+        elif any(book.in_group(far) for far in end.remotes):
+            yield end, "its peer machine is in the group, but has no such socket nor a listener for it"
+        else:
+            yield end, None

@@ -1,0 +1,156 @@
+"""Links: the pairs the joins found, and the leftovers, folded into flows and per-machine counts.
+
+A link is keyed by (client node, server node, kind, server port, directed, inferred, via) and
+counts the connections it stands for. Direction comes only from listening sockets (see
+`add_pair`); a socket nobody visibly holds is drawn from its listener's holder when it can be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Optional
+
+from netviz.graph import UnresolvedConnection, outside_key
+from netviz.stitch.index import End, SocketIndex
+from netviz.stitch.joins import Evidence
+from netviz.stitch.machines import Machine
+
+
+@dataclass
+class Tally:
+    """What one machine's connections that are not drawn add up to."""
+
+    outside_inbound: int = 0
+    outside_outbound: int = 0
+    unresolved: int = 0
+    unresolved_examples: list[UnresolvedConnection] = field(default_factory=list)
+
+
+# link key -> [count, server address, client pids, server pids]
+LinkKey = tuple
+
+
+class Links:
+    """The flows being drawn and the connections being counted, as the joins report them."""
+
+    def __init__(self, machines: Sequence[Machine], index: SocketIndex, group_by: str, show_external: bool) -> None:
+        self.machines = machines
+        self.index = index
+        self.group_by = group_by
+        self.show_external = show_external
+        self.links: dict[LinkKey, list] = {}
+        self.tallies = [Tally() for _ in machines]
+
+    def add_pair(self, end: End, other: End, evidence: Evidence) -> None:
+        """Record the connection between `end` and `other` (a peer socket or a listener).
+
+        Direction comes from the listeners in each end's namespace; when neither or both listen,
+        from `evidence.initiator` (NAT, a socket attached to a listener), else it is undirected.
+        """
+        if end.collector or other.collector:
+            self._count_collector_session(end, other)
+            return
+        listens = self.index.listens
+        end_listens = listens(end)
+        other_listens = listens(other)
+        if other_listens and not end_listens:
+            client, server, directed = end, other, True
+        elif end_listens and not other_listens:
+            client, server, directed = other, end, True
+        else:
+            client, server, directed = end, other, evidence.initiator
+        self._add_link(client, server, evidence.server_address, directed, evidence.inferred, evidence.via)
+
+    def add_unresolved(self, end: End, why: str) -> None:
+        """A connection whose peer should be in the group but could not be told apart."""
+        tally = self.tallies[end.machine]
+        tally.unresolved += 1
+        tally.unresolved_examples.append(UnresolvedConnection(
+            end.kind, end.locals_[0], end.local_port, end.remotes[0], end.remote_port, end.owner, why))
+
+    def add_outside(self, end: End) -> None:
+        """A connection whose far side is not drawn: inbound when the end's port listens."""
+        machine = self.machines[end.machine]
+        tally = self.tallies[end.machine]
+        inbound = self.index.listens(end)
+        if inbound:
+            tally.outside_inbound += 1
+        else:
+            tally.outside_outbound += 1
+        if not self.show_external:
+            return
+        inside = machine.key(end.owner)
+        outside = outside_key(self.group_by, end.machine)
+        pids = machine.holders(end.inode, end.owner)
+        if inbound:
+            self._accumulate((outside, inside, end.kind, end.local_port, True, False, None), end.locals_[0], (), pids)
+        else:
+            # the far side's listeners are not in the group: no direction can be proven
+            self._accumulate((inside, outside, end.kind, end.remote_port, False, False, None), end.remotes[0], pids, ())
+
+    def _count_collector_session(self, *ends: End) -> None:
+        """netviz's own SSH session to a machine, seen from both ends (netviz ran on a machine of
+        the group, or reached it through a jump host of the group): the connection exists only
+        because the map is being made, so it is counted as outside at each end, never drawn (a
+        listener it was attached to is no connection: nothing to count there)."""
+        for end in ends:
+            if not end.listener:
+                self.add_outside(end)
+
+    def _server_owner(self, server: End) -> tuple[Optional[int], bool]:
+        """The owner of a server-side socket; an accepted socket nobody visibly holds falls back to the
+        holder of the listener that accepted it (inferred)."""
+        if server.owner is not None or server.listener:
+            return server.owner, False
+        for local in server.locals_:
+            listeners = self.index.listeners_for(server.machine, server.netns, local, server.local_port, server.kind)
+            if listeners and listeners[0].owner is not None:
+                return listeners[0].owner, True
+        return None, False
+
+    def _add_link(
+        self, client: End, server: End, server_address: Optional[str], directed: bool, inferred: bool, via: Optional[str]
+    ) -> None:
+        client_machine = self.machines[client.machine]
+        server_machine = self.machines[server.machine]
+        server_owner = server.owner
+        fallback = False
+        if directed and server_owner is None:
+            server_owner, fallback = self._server_owner(server)
+            inferred = inferred or fallback
+        client_key = client_machine.keys.get(client.owner) or client_machine.key(client.owner)
+        server_key = server_machine.keys.get(server_owner) or server_machine.key(server_owner)
+        if client_machine.shared:
+            client_pids = client_machine.holders(client.inode, client.owner)
+        else:
+            client_pids = () if client.owner is None else (client.owner,)
+        if fallback:
+            server_pids: Iterable[int] = (server_owner,)
+        elif server_machine.shared:
+            server_pids = server_machine.holders(server.inode, server_owner)
+        else:
+            server_pids = () if server_owner is None else (server_owner,)
+        server_port = server.local_port
+        if server_address is None:
+            server_address = server.locals_[0]
+        if not directed and (client_key, client.local_port) > (server_key, server_port):
+            # an undirected edge: put its two ends in a stable order
+            client_key, server_key = server_key, client_key
+            client_pids, server_pids = server_pids, client_pids
+            server_port, server_address = client.local_port, client.locals_[0]
+        self._accumulate(
+            (client_key, server_key, server.kind, server_port, directed, inferred, via),
+            server_address, client_pids, server_pids,
+        )
+
+    def _accumulate(self, key: LinkKey, server_address: str, client_pids: Iterable[int], server_pids: Iterable[int]) -> None:
+        link = self.links.get(key)
+        if link is None:
+            self.links[key] = [1, server_address, set(client_pids), set(server_pids)]
+            return
+        link[0] += 1
+        if server_address < link[1]:
+            link[1] = server_address
+        link[2].update(client_pids)
+        link[3].update(server_pids)

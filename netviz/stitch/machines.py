@@ -1,0 +1,53 @@
+"""Per-machine lookups: who holds which socket, what each process is called, its node key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Optional
+
+from netviz.graph import UNATTRIBUTED, NodeKey, node_key
+from netviz.snapshot import Snapshot
+
+
+class Machine:
+    """One snapshot of the group, with the lookups the joins and the graph need."""
+
+    def __init__(self, index: int, snapshot: Snapshot, group_by: str) -> None:
+        self.index = index
+        self.snapshot = snapshot
+        self.group_by = group_by
+        self.owner: dict[int, int] = {}  # socket inode -> lowest holder pid
+        self.shared: dict[int, list[int]] = {}  # socket inode -> every holder, when more than one
+        self.process = {process.pid: process for process in snapshot.processes}
+        for process in sorted(snapshot.processes, key=lambda item: item.pid):
+            for inode in process.sockets:
+                first = self.owner.get(inode)
+                if first is None:
+                    self.owner[inode] = process.pid
+                else:
+                    self.shared.setdefault(inode, [first]).append(process.pid)
+        self.keys: dict[Optional[int], NodeKey] = {}  # pid -> node key, memoised by key()
+        # The sockets of the sshd processes the payload ran under: netviz's own session (and,
+        # behind a jump host, the jump's forwarded connection arrives on it too).
+        self.session_sockets: frozenset[int] = frozenset(
+            inode for pid in snapshot.ssh_session_pids if pid in self.process for inode in self.process[pid].sockets
+        )
+
+    def holders(self, inode: int, owner: Optional[int]) -> Iterable[int]:
+        """Every pid holding the socket `inode` (whose lowest holder is `owner`)."""
+        shared = self.shared.get(inode)
+        if shared is not None:
+            return shared
+        return () if owner is None else (owner,)
+
+    def comm(self, pid: Optional[int]) -> str:
+        if pid is None:
+            return UNATTRIBUTED
+        return self.process[pid].comm
+
+    def key(self, pid: Optional[int]) -> NodeKey:
+        """The node of a socket owned by `pid` (None: no visible owner), memoised."""
+        key = self.keys.get(pid)
+        if key is None:
+            key = self.keys[pid] = node_key(self.group_by, self.index, pid, self.comm(pid))
+        return key
