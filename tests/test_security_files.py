@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from benchmarks.synth import write_fleet
@@ -457,3 +458,32 @@ def test_a_full_cache_during_a_collection_over_ssh_still_gives_the_map(lab_facto
     hosts = {node["host"] for node in json.loads(output.read_text())["nodes"] if node.get("host")}
     assert hosts == set(lab.machines)
     assert [path.name for path in (small_tmpfs / "cache").iterdir()] == [LOCK]
+
+
+@needs_root
+def test_a_cache_that_fills_up_still_draws_failed_machines_from_their_last_snapshot(lab_factory, tmp_path):
+    lab = lab_factory(2)
+    first, second = sorted(lab.machines)
+    cache = tmp_path / "tmpfs"
+    cache.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(cache)], check=True)
+    try:
+        inventory = lab.write_inventory(tmp_path / "hosts.yaml", hosts=[first, second])
+        assert netviz("collect", "-i", str(inventory), "--cache", str(cache)).returncode == EXIT_OK
+        previous = latest_run(cache)
+        filler = subprocess.run(["dd", "if=/dev/zero", f"of={cache}/filler", "bs=4k"], capture_output=True)
+        assert b"No space left" in filler.stderr
+        document = yaml.safe_load(inventory.read_text())
+        document["hosts"][second]["port"] = 2  # refused: the second machine fails
+        inventory.write_text(yaml.safe_dump(document))
+        output = tmp_path / "map.json"
+        result = netviz("run", "-i", str(inventory), "--cache", str(cache), "-o", str(output))
+        stderr = " ".join(result.stderr.decode().split())
+        assert result.returncode == EXIT_PARTIAL, stderr
+        assert "the cache cannot be written" in stderr
+        assert f"{second}: failed; using its last good snapshot (run {previous.run_id})" in stderr
+        hosts = {node["host"] for node in json.loads(output.read_text())["nodes"] if node.get("host")}
+        assert hosts == {first, second}
+        assert [path.name for path in list_runs(cache)] == [previous.path.name]  # the new run is gone
+    finally:
+        subprocess.run(["umount", str(cache)], check=True)
