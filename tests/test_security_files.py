@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -152,6 +153,11 @@ def test_block_devices_and_sockets_are_refused(tmp_path):
     with pytest.raises(RefusedTarget, match="is a block device: refused"):
         write_file(block, b"map")
     assert stat.S_ISBLK(os.lstat(block).st_mode)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "socket"))
+        with pytest.raises(RefusedTarget, match="is a socket: refused"):
+            write_file(tmp_path / "socket", b"map")
+        assert stat.S_ISSOCK(os.lstat(tmp_path / "socket").st_mode)
 
 
 def test_the_cache_writes_regular_files_only(tmp_path):
