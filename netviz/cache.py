@@ -680,21 +680,3 @@ def _one_input(argument: Path, root: Path) -> StitchInputs:
         if run is not None:
             return run_inputs(run)
     return StitchInputs((argument,), {}, frozenset(), ())
-
-
-
-def load_stitch_group(arguments: Sequence[Path], cache_dir: Optional[Path] = None):
-    """Load what `netviz stitch` was given (see stitch_inputs) as a group.
-
-    Returns (netviz.group.LoadedGroup, names of stale machines, inventory groups of the runs
-    read). Cached snapshots keep their inventory names; the warnings say which snapshots are
-    stale and how old.
-    """
-    import dataclasses
-
-    from netviz.group import load_group
-
-    inputs = stitch_inputs(arguments, cache_dir)
-    group = load_group(list(inputs.files), names=inputs.names)
-    group = dataclasses.replace(group, warnings=tuple(inputs.warnings) + tuple(group.warnings))
-    return group, inputs.stale, inputs.groups

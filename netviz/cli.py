@@ -5,7 +5,6 @@ No logic lives here. Each command calls plain functions that tests also call dir
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from enum import Enum
 from pathlib import Path
@@ -16,7 +15,8 @@ import typer
 from netviz import __version__
 from netviz import console
 from netviz.errors import EXIT_PARTIAL, CacheError, NetvizError, RenderError
-from netviz.render import FORMATS, formats_help
+from netviz.options import Detail, GroupBy, StitchOptions
+from netviz.render import FORMATS, RenderOptions, formats_help
 
 app = typer.Typer(
     name="netviz",
@@ -76,10 +76,6 @@ def capture(
 OutputFormat = Enum("OutputFormat", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
 
 
-class GroupBy(str, Enum):
-    process = "process"
-    pid = "pid"
-    host = "host"
 
 
 def _write_output(data: bytes, output: Optional[Path]) -> None:
@@ -97,10 +93,6 @@ def _write_output(data: bytes, output: Optional[Path]) -> None:
         raise RenderError(f"{output}: cannot write: {error.strerror or error}") from None
 
 
-class Detail(str, Enum):
-    auto = "auto"
-    full = "full"
-    aggregate = "aggregate"
 
 
 _FormatOption = Annotated[
@@ -140,6 +132,19 @@ def _filter_spec(only: Optional[list[str]], exclude: Optional[list[str]], groups
         return FilterSpec.parse(only or (), exclude or (), groups)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--only/--exclude") from None
+
+
+def _options(group_by: GroupBy, show_external: bool, only, exclude, detail: Detail) -> tuple[StitchOptions, RenderOptions]:
+    """The stitch and render options, built once from the command line."""
+    return (StitchOptions(group_by=group_by, show_external=show_external, filters=_filter_spec(only, exclude)),
+            RenderOptions(detail=detail.value))
+
+
+def _chosen_format(fmt, output: Optional[Path]) -> str:
+    """--format, else what --output's extension asks for, else dot."""
+    from netviz.render import format_from_suffix
+
+    return (fmt.value if fmt else None) or (format_from_suffix(output) if output is not None else None) or "dot"
 
 
 def _print_flow_table(graph) -> None:
@@ -185,44 +190,37 @@ def stitch(
     detail: _DetailOption = Detail.auto,
 ) -> None:
     """Stitch snapshots into process-to-process flows and draw them (DOT on stdout by default)."""
-    from netviz.cache import load_stitch_group
-    from netviz.filters import stitch_filtered
-    from netviz.render import format_from_suffix, render
+    from netviz.pipeline import stitch_snapshots
     from netviz.render.table import table_footer, unresolved_lines
 
     try:
         console.setup_logging(log)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--log") from None
-    filters = _filter_spec(only, exclude)
-    chosen = (fmt.value if fmt else None) or (format_from_suffix(output) if output is not None else None) or "dot"
+    options, render_options = _options(group_by, show_external, only, exclude, detail)
+    chosen = _chosen_format(fmt, output)
+    table_on_terminal = chosen == "table" and output is None
     try:
         # No argument: the latest cached run; a run id or run directory: that run (stale included).
-        with console.working("loading snapshots"):
-            group, stale, groups = load_stitch_group(paths or [], cache_dir)
-        for message in group.warnings:
+        outcome = stitch_snapshots(paths or [], None if table_on_terminal else chosen, cache_dir=cache_dir,
+                                   options=options, render_options=render_options, on_notice=console.warning,
+                                   working=console.working)
+        drawn = outcome.drawn
+        for message in drawn.warnings:
             console.warning(message)
-        if groups and filters is not None and not filters.groups:  # group names recorded by the cached run's inventory
-            filters = dataclasses.replace(filters, groups=groups)
-        with console.working(f"stitching {len(group.snapshots)} snapshots"):
-            graph, notices = stitch_filtered(
-                group.snapshots, group_by=group_by.value, show_external=show_external, stale=stale, filters=filters
-            )
-        for message in notices:
+        for message in drawn.notices:
             console.info(message)
-        if chosen == "table" and output is None:
-            _print_flow_table(graph)
+        if table_on_terminal:
+            _print_flow_table(drawn.graph)
         else:
-            with console.working(f"drawing {chosen}"):
-                data = render(graph, chosen, on_notice=console.warning, detail=detail.value)
-            _write_output(data, output)
-            for line in unresolved_lines(graph):
+            _write_output(drawn.data, output)
+            for line in unresolved_lines(drawn.graph):
                 console.info(line)
-            console.info(table_footer(graph))
+            console.info(table_footer(drawn.graph))
     except NetvizError as error:
         _fail(error)
-    if group.skipped:  # drawn without the snapshots that could not be loaded (each warned above)
-        raise typer.Exit(EXIT_PARTIAL)
+    # exit 3 when drawn without the snapshots that could not be loaded (each warned above)
+    raise typer.Exit(outcome.exit_code)
 
 
 # ------------------------------------------------------------------------------------------
@@ -352,12 +350,12 @@ def run(
     """
     from netviz.errors import Interrupted
     from netviz.pipeline import collect_group, stitch_run
-    from netviz.render import format_from_suffix
     from netviz.render.table import busiest_lines, table_footer, unresolved_lines
 
-    chosen = (fmt.value if fmt else None) or (format_from_suffix(output) if output is not None else None) or "dot"
+    chosen = _chosen_format(fmt, output)
+    table_on_terminal = chosen == "table" and output is None
     _setup_logging(log)
-    filters = _filter_spec(only, exclude)
+    options, render_options = _options(group_by, show_external, only, exclude, detail)
     _stop_on_sigterm()
     try:
         collected = collect_group(
@@ -366,15 +364,13 @@ def run(
         )
         console.collect_summary(collected.results, title=f"run {collected.run.run_id}")
         with console.working("stitching and drawing"):
-            outcome = stitch_run(
-                collected, chosen, group_by=group_by.value, show_external=show_external, on_notice=console.warning,
-                filters=filters, detail=detail.value,
-            )
+            outcome = stitch_run(collected, None if table_on_terminal else chosen, options=options,
+                                 render_options=render_options, on_notice=console.warning)
         for message in outcome.warnings:
             console.warning(message)
         for message in outcome.notices:
             console.info(message)
-        if chosen == "table" and output is None:
+        if table_on_terminal:
             _print_flow_table(outcome.graph)
         else:
             _write_output(outcome.data, output)

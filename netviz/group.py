@@ -69,6 +69,14 @@ def snapshot_files(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
+def _expand(paths: Sequence[Path], preloaded: Mapping[Path, Snapshot]) -> list[Path]:
+    """snapshot_files, in the order given, leaving the paths of preloaded snapshots as they are."""
+    expanded: list[Path] = []
+    for path in paths:
+        expanded.extend([path] if path in preloaded else snapshot_files([path]))
+    return expanded
+
+
 def _is_directory(path: Path) -> bool:
     """A directory itself (a link to one is not followed)."""
     try:
@@ -100,16 +108,20 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_group(paths: Sequence[Path], *, names: Optional[Mapping[Path, str]] = None) -> LoadedGroup:
+def load_group(paths: Sequence[Path], *, names: Optional[Mapping[Path, str]] = None,
+               preloaded: Optional[Mapping[Path, Snapshot]] = None) -> LoadedGroup:
     """Load every snapshot under `paths` and give each machine a unique name.
 
     `names` gives the name of some files' machines (the inventory names of cached snapshots);
-    the others are known by their hostnames. A file that cannot be read or is not a valid
-    snapshot is skipped with a warning: a snapshot is untrusted (its machine may be compromised)
-    and one bad file must not hide the others. Raises SnapshotError when a path is missing or no
-    file gave a snapshot.
+    the others are known by their hostnames. `preloaded` gives the snapshots of some paths that
+    are already in memory (a run's fresh snapshots: validated as they arrived), which are then
+    not read again, nor even looked for. A file that cannot be read or is not a valid snapshot is
+    skipped with a warning: a snapshot is untrusted (its machine may be compromised) and one bad
+    file must not hide the others. Raises SnapshotError when a path is missing or no file gave a
+    snapshot.
     """
     names = names or {}
+    preloaded = preloaded or {}
     strings = CheckedStrings()  # addresses and states recur across the machines of a group
     warnings: list[str] = []
     seen_files: set[Path] = set()
@@ -117,7 +129,11 @@ def load_group(paths: Sequence[Path], *, names: Optional[Mapping[Path, str]] = N
     loaded: list[tuple[Path, Snapshot]] = []
     refused: list[tuple[Path, str]] = []  # (file, why it is not a snapshot)
     with _cyclic_gc_paused():
-        for path in snapshot_files(paths):
+        for path in _expand(paths, preloaded):
+            if path in preloaded:
+                warnings.extend(preloaded[path].warnings)
+                loaded.append((path, preloaded[path]))
+                continue
             resolved = path.resolve()
             if resolved in seen_files:
                 warnings.append(f"{path}: given twice; loaded once")
@@ -145,7 +161,10 @@ def load_group(paths: Sequence[Path], *, names: Optional[Mapping[Path, str]] = N
             raise SnapshotError(refused[0][1])
         shown = "; ".join(why for _, why in refused[:3]) + (f"; and {len(refused) - 3} more" if len(refused) > 3 else "")
         raise SnapshotError(f"no usable snapshot: {shown}")
-    loaded = one_capture_per_machine(loaded, warnings)
+    # Warnings call a capture by its inventory name when it has one, else by its file.
+    path_of = {id(snapshot): path for path, snapshot in loaded}
+    kept = one_capture_per_machine([(names.get(path, path), snapshot) for path, snapshot in loaded], warnings)
+    loaded = [(path_of[id(snapshot)], snapshot) for _, snapshot in kept]
     unique = unique_names([(path, snapshot.name) for path, snapshot in loaded], warnings)
     snapshots = tuple(
         snapshot if snapshot.name == name else dataclasses.replace(snapshot, name=name)
@@ -198,7 +217,8 @@ def one_capture_per_machine(loaded: Sequence[tuple[L, Snapshot]], warnings: list
         host = snapshot.host
         warnings.append(
             f"{kept[earlier][0]} and {label} claim to be the same machine (hostname {host.hostname}, machine-id "
-            f"{host.machine_id}, boot {host.boot_id}): drawn once, from {kept[earlier][0]} (listed first); the "
+            f"{host.machine_id}, boot {host.boot_id}): two captures of the same machine are drawn once, from "
+            f"{kept[earlier][0]} (listed first); the "
             f"snapshot of {label} is left out. Expected only when one machine is listed twice; otherwise one of "
             f"them copies the other's identity"
         )

@@ -7,13 +7,14 @@ caller (cli.py) writes the rendered bytes and exits with `exit_code`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, ContextManager, Mapping, Optional, Protocol, Sequence
 
 from netviz.cache import (
     INTERRUPTED,
@@ -27,6 +28,7 @@ from netviz.cache import (
     latest_run,
     new_run_id,
     run_inputs,
+    stitch_inputs,
 )
 from netviz.collect import DEFAULT_PARALLEL, HostResult, collect, collect_local
 from netviz.errors import (
@@ -37,12 +39,20 @@ from netviz.errors import (
     NothingCollected,
     SnapshotError,
 )
+from netviz.group import LoadedGroup, load_group
 from netviz.inventory import SUDO_PASSWORD, HostSpec, load_inventory, load_ssh_config
+from netviz.options import StitchOptions
+from netviz.render import RenderOptions
 from netviz.transport import SUDO_PASSWORD_ENV, KnownHosts, TransportOptions
 
 if TYPE_CHECKING:
-    from netviz.filters import FilterSpec
     from netviz.graph import FlowGraph
+
+Working = Callable[[str], ContextManager[None]]  # shows what is being done (a spinner), or nothing
+
+
+def _not_shown(what: str) -> ContextManager[None]:
+    return contextlib.nullcontext()
 
 LOCAL_COMMAND_TIMEOUT = 120.0
 
@@ -319,12 +329,23 @@ def _uncached_inputs(collected: CollectOutcome) -> StitchInputs:
 
 
 @dataclass
+class Drawn:
+    """A stitched and rendered group: the graph, the bytes to write (empty when no format was
+    asked), and what to tell the user."""
+
+    graph: "FlowGraph"
+    data: bytes
+    warnings: list[str]
+    notices: list[str]  # what filters hid, terms that matched nothing
+
+
+@dataclass
 class RunOutcome:
     """A rendered run: the bytes to write, in `fmt`, and the exit code to leave with."""
 
     collected: CollectOutcome
     data: bytes
-    fmt: str
+    fmt: Optional[str]
     graph: "FlowGraph"
     warnings: list[str]
     notices: list[str] = field(default_factory=list)  # what filters hid, terms that matched nothing
@@ -334,52 +355,91 @@ class RunOutcome:
         return self.collected.exit_code
 
 
+@dataclass
+class StitchOutcome:
+    """The `stitch` job's result; exit 3 when some snapshot given could not be loaded."""
+
+    drawn: Drawn
+    skipped: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PARTIAL if self.skipped else EXIT_OK
+
+
+def draw(
+    group: "LoadedGroup",
+    fmt: Optional[str],
+    *,
+    stale: Collection[str] = (),
+    groups: Mapping[str, Sequence[str]] = {},
+    options: StitchOptions = StitchOptions(),
+    render_options: RenderOptions = RenderOptions(),
+    on_notice: Optional[Callable[[str], None]] = None,
+    working: Working = _not_shown,
+) -> Drawn:
+    """Stitch a loaded group with `options` and render it as `fmt` (None: stitch only)."""
+    from netviz.filters import stitch_filtered
+    from netviz.render import render
+
+    options = options.knowing_groups(groups)
+    with working(f"stitching {len(group.snapshots)} snapshots"):
+        graph, notices = stitch_filtered(group.snapshots, group_by=options.group_by.value,
+                                         show_external=options.show_external, stale=stale, filters=options.filters)
+    data = b""
+    if fmt is not None:
+        with working(f"drawing {fmt}"):
+            data = render(graph, fmt, on_notice=on_notice, options=render_options)
+    return Drawn(graph, data, list(group.warnings), notices)
+
+
+def stitch_snapshots(
+    arguments: Sequence[Path],
+    fmt: Optional[str],
+    *,
+    cache_dir: Optional[Path] = None,
+    options: StitchOptions = StitchOptions(),
+    render_options: RenderOptions = RenderOptions(),
+    on_notice: Optional[Callable[[str], None]] = None,
+    working: Working = _not_shown,
+) -> StitchOutcome:
+    """The `stitch` job: snapshot files, directories or cached runs (none: the latest run), loaded,
+    stitched and rendered. Cached snapshots keep their inventory names and the run's groups."""
+    inputs = stitch_inputs(arguments, cache_dir)
+    with working("loading snapshots"):
+        group = load_group(list(inputs.files), names=inputs.names)
+    group = dataclasses.replace(group, warnings=tuple(inputs.warnings) + tuple(group.warnings))
+    drawn = draw(group, fmt, stale=inputs.stale, groups=inputs.groups, options=options,
+                 render_options=render_options, on_notice=on_notice, working=working)
+    return StitchOutcome(drawn, group.skipped)
+
+
 def stitch_run(
     collected: CollectOutcome,
-    fmt: str,
+    fmt: Optional[str],
     *,
-    group_by: str = "process",
-    show_external: bool = False,
+    options: StitchOptions = StitchOptions(),
+    render_options: RenderOptions = RenderOptions(),
     on_notice: Optional[Callable[[str], None]] = None,
-    filters: Optional["FilterSpec"] = None,
-    detail: str = "auto",
 ) -> RunOutcome:
     """Stitch a collected run (fresh snapshots, plus stale ones of failed machines) and render it.
 
-    Raises NothingCollected (exit 4) when no machine has any snapshot, fresh or stale.
+    The fresh snapshots are used as they arrived (already validated); the others are read from
+    the cache by the same loader as `netviz stitch`. Raises NothingCollected (exit 4) when no
+    machine has any snapshot, fresh or stale.
     """
-    from netviz.render import render
-    from netviz.snapshot import load_snapshot
-    from netviz.filters import stitch_filtered
-    from netviz.group import one_capture_per_machine
-    from netviz.stitch import address_claims
-
     fresh = {result.name: result.snapshot for result in collected.results if result.snapshot is not None}
     inputs = run_inputs(collected.run) if collected.cache_problem is None else _uncached_inputs(collected)
-    snapshots = []
-    warnings = list(collected.warnings) + list(inputs.warnings)
-    for path in inputs.files:
-        name = inputs.names[path]
-        snapshot = fresh.get(name)
-        if snapshot is None:
-            try:
-                snapshot = load_snapshot(path, name=name)
-            except SnapshotError as error:  # one damaged cached snapshot must not hide the others
-                warnings.append(f"{error} (skipped)")
-                continue
-        warnings.extend(snapshot.warnings)
-        snapshots.append(snapshot)
-    # one machine listed twice in the inventory (an alias, another address) is drawn once
-    snapshots = [snapshot for _, snapshot in one_capture_per_machine(
-        [(snapshot.name, snapshot) for snapshot in snapshots], warnings)]
-    warnings.extend(address_claims(snapshots))  # a machine claiming another's address is named
-    if not snapshots:
+    preloaded = {path: fresh[inputs.names[path]] for path in inputs.files if inputs.names[path] in fresh}
+    try:
+        group = load_group(list(inputs.files), names=inputs.names, preloaded=preloaded)
+    except SnapshotError as error:
+        failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results if not r.ok)
+        raise NothingCollected(f"no machine gave a usable snapshot: {failed or error}") from None
+    if not group.snapshots:
         failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results)
         raise NothingCollected(f"no machine gave a usable snapshot: {failed}")
-    if filters and not filters.groups:  # group names come from this run's inventory
-        filters = dataclasses.replace(filters, groups=collected.groups)
-    graph, notices = stitch_filtered(
-        snapshots, group_by=group_by, show_external=show_external, stale=inputs.stale, filters=filters
-    )
-    data = render(graph, fmt, on_notice=on_notice, detail=detail)
-    return RunOutcome(collected, data, fmt, graph, warnings, notices)
+    drawn = draw(group, fmt, stale=inputs.stale, groups=collected.groups, options=options,
+                 render_options=render_options, on_notice=on_notice)
+    warnings = list(collected.warnings) + list(inputs.warnings) + drawn.warnings
+    return RunOutcome(collected, drawn.data, fmt, drawn.graph, warnings, drawn.notices)

@@ -115,14 +115,15 @@ def test_run_filters_by_a_group_and_names_the_busiest(tmp_path):
     import socket
 
     from netviz.filters import FilterSpec
+    from netviz.options import StitchOptions
     from netviz.pipeline import CollectRequest, collect_group, stitch_run
 
     collected = collect_group(CollectRequest(cache_dir=tmp_path / "cache"))
     here = socket.gethostname()
     collected.groups = {"mine": [here], "theirs": ["elsewhere"]}
-    kept = stitch_run(collected, "json", filters=FilterSpec.parse(only=["mine"]))
+    kept = stitch_run(collected, "json", options=StitchOptions(filters=FilterSpec.parse(only=["mine"])))
     assert [host.name for host in kept.graph.hosts] == [here]
-    hidden = stitch_run(collected, "json", filters=FilterSpec.parse(only=["theirs"]))
+    hidden = stitch_run(collected, "json", options=StitchOptions(filters=FilterSpec.parse(only=["theirs"])))
     assert hidden.graph.hosts == [] and hidden.graph.flows == []
     assert any("hidden 1 of 1 machines" in notice for notice in hidden.notices)
 
