@@ -1,10 +1,13 @@
 """Fan out over the machines of a run: one result per machine, never an exception across threads.
 
-Each machine gets one fabric Connection on a bounded ThreadPoolExecutor (not fabric's
-ThreadingGroup: it starts a thread per host without a cap and joins without a timeout). A
-watchdog in the calling thread gives every machine a hard deadline derived from its timeouts;
-past it the machine's sockets are closed, which unblocks any paramiko call waiting without a
-timeout of its own, and the machine is reported as `timeout`.
+Every machine goes the same way, whatever its Transport (netviz/transport/: SSH, or this machine
+in a child process): a bounded ThreadPoolExecutor (not fabric's ThreadingGroup: it starts a
+thread per host without a cap and joins without a timeout) runs one `transport.fetch` per
+machine, and the output is validated into a snapshot here. A watchdog in the calling thread
+gives every machine a hard deadline (`transport.deadline`); past it the machine's attempt is
+cancelled (its sockets closed, its child killed), which unblocks any call waiting without a
+timeout of its own, and the machine is reported as `timeout`. The output held by the running
+machines is bounded together (netviz/budget.py).
 """
 
 from __future__ import annotations
@@ -14,36 +17,35 @@ import importlib.resources
 import logging
 import os
 import resource
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
 from netviz.budget import OutputBudget
 from netviz.errors import Interrupted, NetvizError
 from netviz.inventory import HostSpec
 from netviz.transport import (
     BAD_OUTPUT,
-    KILL_GRACE,
     PAYLOAD_ERROR,
     TIMEOUT,
     Attempt,
     HostFailure,
+    LocalTransport,
+    SSHTransport,
     Timings,
+    Transport,
     TransportOptions,
-    fetch_framed,
+    local_target,
 )
 
 if TYPE_CHECKING:
     from netviz.snapshot import Snapshot
 
 DEFAULT_PARALLEL = 32
-# Open files: a machine holds a few descriptors per hop at once (its TCP socket or ProxyCommand
-# pipes, the session channel's wake-up pipe, a DNS lookup's socket); the rest of netviz (stdio,
-# the cache, logs, imports) keeps a reserve. A pool past the limit fails machines with EMFILE.
-DESCRIPTORS_PER_HOP = 4
+# Open files: each machine holds what its transport says (Transport.descriptors); the rest of
+# netviz (stdio, the cache, logs, imports) keeps a reserve. A pool past the limit fails machines
+# with EMFILE.
 DESCRIPTORS_RESERVED = 32
 INTERRUPT_GRACE = 3.0  # seconds the workers get to return once their connections are closed
 OK = "ok"
@@ -56,7 +58,7 @@ class HostResult:
 
     name: str
     status: str  # OK or FAILED
-    kind: Optional[str] = None  # one of transport.FAILURE_KINDS when failed
+    kind: Optional[str] = None  # a transport.FailureKind (a str) when failed
     message: str = ""
     timings: Timings = field(default_factory=Timings)
     seconds: float = 0.0  # wall time for this machine, start to result
@@ -106,23 +108,19 @@ def validate_output(name: str, stdout: bytes) -> tuple[str, "Snapshot"]:
     return text, snapshot
 
 
-def host_deadline(spec: HostSpec) -> float:
-    """Seconds after which a machine is given up, whatever it is doing.
-
-    Each connection phase has its own limit, for the machine and each jump host: DNS, TCP,
-    banner + key exchange (twice connect_timeout), authentication, opening the channel; the
-    command has its own timeout plus the remote kill grace; a little slack on top.
-    """
-    hops = 1 + len(spec.jump)
-    return spec.connect_timeout * 6 * hops + spec.command_timeout + KILL_GRACE + 10
+def as_transport(transport: Union[Transport, TransportOptions]) -> Transport:
+    """`transport` itself, or the SSH transport when given only its options."""
+    return SSHTransport(transport) if isinstance(transport, TransportOptions) else transport
 
 
-def collect_one(spec: HostSpec, payload: bytes, options: TransportOptions, attempt: Attempt) -> HostResult:
-    """Collect one machine. Returns a result for every outcome; raises nothing."""
+def collect_one(
+    spec: HostSpec, payload: bytes, transport: Union[Transport, TransportOptions], attempt: Attempt
+) -> HostResult:
+    """Collect one machine through `transport`. Returns a result for every outcome; raises nothing."""
     started = time.monotonic()
     timings = Timings()
     try:
-        stdout = fetch_framed(spec, payload, options, attempt, timings)
+        stdout = as_transport(transport).fetch(spec, payload, attempt, timings)
         with attempt.output.decoding():  # one snapshot decoded at a time (see OutputBudget)
             text, snapshot = validate_output(spec.name, stdout)
         result = HostResult(spec.name, OK, timings=timings, snapshot_json=text, snapshot=snapshot)
@@ -168,32 +166,32 @@ def _open_descriptors() -> int:
         return 16  # no /proc: a guess at stdio and friends
 
 
-def _hops(spec: HostSpec) -> int:
-    return 1 + sum(_hops(jump) for jump in spec.jump)
-
-
-def pool_size(hosts: Sequence[HostSpec], parallel: int) -> tuple[int, Optional[str]]:
+def pool_size(
+    hosts: Sequence[HostSpec], parallel: int, transport: Optional[Transport] = None
+) -> tuple[int, Optional[str]]:
     """How many machines to collect at once: `parallel`, bounded by the hosts and by the open
-    files this process may still hold; with a notice when the open-file limit lowered it."""
+    files this process may still hold (each machine holding what `transport`, by default SSH,
+    says); with a notice when the open-file limit lowered it."""
+    transport = transport if transport is not None else SSHTransport()
     wanted = max(1, min(parallel, len(hosts)))
     limit = raise_open_file_limit()
     if limit == resource.RLIM_INFINITY:
         return wanted, None
-    per_machine = DESCRIPTORS_PER_HOP * max((_hops(spec) for spec in hosts), default=1)
+    per_machine = max((transport.descriptors(spec) for spec in hosts), default=1)
     free = limit - _open_descriptors() - DESCRIPTORS_RESERVED
     fits = max(1, free // per_machine)
     if fits >= wanted:
         return wanted, None
     return fits, (
         f"collecting {fits} machines at a time, not {wanted}: the open-file limit is {limit} (ulimit -n) "
-        f"and each machine holds about {per_machine} descriptors ({DESCRIPTORS_PER_HOP} per hop); "
+        f"and each machine holds about {per_machine} descriptors; "
         "raise the hard limit to collect more at once"
     )
 
 
 def collect(
     hosts: Sequence[HostSpec],
-    options: TransportOptions,
+    transport: Union[Transport, TransportOptions],
     *,
     parallel: int = DEFAULT_PARALLEL,
     payload: Optional[bytes] = None,
@@ -202,7 +200,8 @@ def collect(
     clock: Callable[[], float] = time.monotonic,
     on_notice: Optional[Callable[[str], None]] = None,
 ) -> list[HostResult]:
-    """Collect every host with at most `parallel` at a time; results in the order of `hosts`.
+    """Collect every host through `transport` (SSH when given TransportOptions) with at most
+    `parallel` at a time; results in the order of `hosts`.
 
     `on_start` and `on_result` are called from the calling thread (safe for a progress display).
     The pool is also bounded by the open-file limit (see pool_size); `on_notice` (default: a
@@ -211,111 +210,114 @@ def collect(
     """
     if parallel < 1:
         raise NetvizError("--parallel must be at least 1")
-    payload = payload if payload is not None else payload_source()
-    results: dict[str, HostResult] = {}
-    # The output held by the running machines is bounded together, whatever they send
-    # (netviz/budget.py); each attempt gives its share back when its machine is done.
-    budget = OutputBudget()
-    attempts = {spec.name: Attempt(budget.share()) for spec in hosts}
-    started: dict[str, float] = {}
-    started_lock = threading.Lock()
-    pending_starts: list[HostSpec] = []
-
-    def work(spec: HostSpec) -> HostResult:
-        with started_lock:
-            started[spec.name] = clock()
-            pending_starts.append(spec)
-        return collect_one(spec, payload, options, attempts[spec.name])
-
-    workers, notice = pool_size(hosts, parallel)
+    transport = as_transport(transport)
+    run = _Collection(hosts, transport, payload if payload is not None else payload_source(), clock)
+    workers, notice = pool_size(hosts, parallel, transport)
     if notice:
         (on_notice or log.warning)(notice)
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netviz-collect")
-    futures = {executor.submit(work, spec): spec for spec in hosts}
-    waiting = set(futures)
+    return run.run(workers, on_start, on_result)
 
-    def report_starts() -> None:
-        with started_lock:
-            batch, pending_starts[:] = list(pending_starts), []
+
+class _Collection:
+    """One call of collect(): each machine's attempt and start time, the results so far."""
+
+    def __init__(self, hosts: Sequence[HostSpec], transport: Transport, payload: bytes,
+                 clock: Callable[[], float]) -> None:
+        self.hosts = hosts
+        self.transport = transport
+        self.payload = payload
+        self.clock = clock
+        self.results: dict[str, HostResult] = {}
+        # The output held by the running machines is bounded together, whatever they send
+        # (netviz/budget.py); each attempt gives its share back when its machine is done.
+        budget = OutputBudget()
+        self.attempts = {spec.name: Attempt(budget.share()) for spec in hosts}
+        self._started: dict[str, float] = {}
+        self._started_lock = threading.Lock()
+        self._pending_starts: list[HostSpec] = []
+
+    def work(self, spec: HostSpec) -> HostResult:
+        """Collect one machine (in a worker thread)."""
+        with self._started_lock:
+            self._started[spec.name] = self.clock()
+            self._pending_starts.append(spec)
+        return collect_one(spec, self.payload, self.transport, self.attempts[spec.name])
+
+    def run(self, workers: int, on_start: Optional[Callable[[HostSpec], None]],
+            on_result: Optional[Callback]) -> list[HostResult]:
+        """Every machine on a pool of `workers`, watched from the calling thread."""
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netviz-collect")
+        futures = {executor.submit(self.work, spec): spec for spec in self.hosts}
+        waiting = set(futures)
+        try:
+            while waiting:
+                done, waiting = concurrent.futures.wait(
+                    waiting, timeout=0.2, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                self._report_starts(on_start)
+                for future in done:
+                    self._finish(future.result(), on_result)
+                for result in self._give_up_overdue(waiting, futures):
+                    self._finish(result, on_result)
+        except KeyboardInterrupt:
+            raise self._interrupted(executor, futures) from None
+        # Workers given up by the watchdog finish on their own (their attempts are cancelled): no waiting.
+        executor.shutdown(wait=False)
+        return [self.results[spec.name] for spec in self.hosts]
+
+    def _report_starts(self, on_start: Optional[Callable[[HostSpec], None]]) -> None:
+        with self._started_lock:
+            batch, self._pending_starts[:] = list(self._pending_starts), []
         if on_start is not None:
             for spec in batch:
                 on_start(spec)
 
-    def finish(result: HostResult) -> None:
-        if result.name in results:
+    def _finish(self, result: HostResult, on_result: Optional[Callback]) -> None:
+        if result.name in self.results:
             return  # already given up by the watchdog
-        results[result.name] = result
+        self.results[result.name] = result
         if on_result is not None:
             on_result(result)
 
-    try:
-        while waiting:
-            done, waiting = concurrent.futures.wait(waiting, timeout=0.2, return_when=concurrent.futures.FIRST_COMPLETED)
-            report_starts()
-            for future in done:
-                finish(future.result())
-            now = clock()
-            with started_lock:
-                running = dict(started)
-            for future in list(waiting):
-                spec = futures[future]
-                began = running.get(spec.name)
-                if began is None or spec.name in results:
-                    continue
-                limit = host_deadline(spec)
-                if now - began > limit:
-                    attempts[spec.name].cancel()
-                    waiting.discard(future)
-                    finish(
-                        HostResult(
-                            spec.name, FAILED, TIMEOUT, f"gave up after {limit:g} s without an answer",
-                            seconds=now - began, finished_at=time.time(),
-                        )
-                    )
-    except KeyboardInterrupt:
-        # Close every connection (blocked paramiko calls return; each machine's remote guard ends
-        # its payload once the session is gone), drop the machines not started yet, and give the
-        # workers a moment to return, so that no thread outlives the call.
-        for attempt in attempts.values():
+    def _give_up_overdue(self, waiting: set, futures: dict) -> list[HostResult]:
+        """Cancel the machines past their transport's deadline (dropped from `waiting`) and
+        return their timeout results."""
+        now = self.clock()
+        with self._started_lock:
+            running = dict(self._started)
+        given_up = []
+        for future in list(waiting):
+            spec = futures[future]
+            began = running.get(spec.name)
+            if began is None or spec.name in self.results:
+                continue
+            limit = self.transport.deadline(spec)
+            if now - began > limit:
+                self.attempts[spec.name].cancel()
+                waiting.discard(future)
+                given_up.append(HostResult(spec.name, FAILED, TIMEOUT, f"gave up after {limit:g} s without an answer",
+                                           seconds=now - began, finished_at=time.time()))
+        return given_up
+
+    def _interrupted(self, executor: concurrent.futures.ThreadPoolExecutor, futures: dict) -> Interrupted:
+        """Close every connection and child (blocked calls return; each machine's remote guard ends
+        its payload once the session is gone), drop the machines not started yet, and give the
+        workers a moment to return, so that no thread outlives the call."""
+        for attempt in self.attempts.values():
             attempt.cancel()
         executor.shutdown(wait=False, cancel_futures=True)
         concurrent.futures.wait(list(futures), timeout=INTERRUPT_GRACE)
         for future, spec in futures.items():
             # Finished just before the signal, not reported yet: a complete result all the same.
-            if spec.name not in results and future.done() and not future.cancelled() and future.exception() is None:
+            if spec.name not in self.results and future.done() and not future.cancelled() and future.exception() is None:
                 result = future.result()
                 if result.status == OK:
-                    results[spec.name] = result
-        finished = [results[spec.name] for spec in hosts if spec.name in results]
-        raise Interrupted(f"interrupted: {len(finished)} of {len(hosts)} machines had finished", finished) from None
-    # Workers given up by the watchdog finish on their own (their sockets are closed): no waiting.
-    executor.shutdown(wait=False)
-    return [results[spec.name] for spec in hosts]
+                    self.results[spec.name] = result
+        finished = [self.results[spec.name] for spec in self.hosts if spec.name in self.results]
+        return Interrupted(f"interrupted: {len(finished)} of {len(self.hosts)} machines had finished", finished)
 
 
 def collect_local(name: str, timeout: float = 60.0, payload: Optional[bytes] = None) -> HostResult:
-    """This machine without SSH: the same payload, run by this Python in a child process."""
-    payload = payload if payload is not None else payload_source()
-    started = time.monotonic()
-    timings = Timings()
-    try:
-        process = subprocess.run(
-            [sys.executable, "-", "--framed"], input=payload, capture_output=True, timeout=timeout, check=False
-        )
-        timings.command = time.monotonic() - started
-        if process.returncode != 0:
-            lines = [line for line in process.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-            last = lines[-1].strip() if lines else "no error message"
-            raise HostFailure(PAYLOAD_ERROR, f"payload failed (exit status {process.returncode}): {last[:500]}")
-        text, snapshot = validate_output(name, process.stdout)
-        result = HostResult(name, OK, timings=timings, snapshot_json=text, snapshot=snapshot)
-    except subprocess.TimeoutExpired:
-        result = HostResult(name, FAILED, TIMEOUT, f"payload did not finish within {timeout:g} s", timings=timings)
-    except OSError as error:  # the interpreter cannot be started (permissions, a broken venv)
-        result = HostResult(name, FAILED, PAYLOAD_ERROR,
-                            f"cannot start {sys.executable}: {error.strerror or error}", timings=timings)
-    except HostFailure as failure:
-        result = HostResult(name, FAILED, failure.kind, failure.message, timings=timings)
-    result.seconds = time.monotonic() - started
-    result.finished_at = time.time()
-    return result
+    """This machine without SSH: the same payload, run by this Python in a child process
+    (LocalTransport), on the same path as any machine."""
+    return collect([local_target(name, timeout)], LocalTransport(), parallel=1, payload=payload)[0]

@@ -42,8 +42,8 @@ from netviz.transport import (
     remote_command,
     resolve,
 )
-from netviz.transport import _open as open_connection
-from netviz.transport import _transport_preferring, _tunnel, _VerifyingPolicy
+from netviz.transport.ssh import _open as open_connection
+from netviz.transport.ssh import _transport_preferring, _tunnel, _VerifyingPolicy
 
 needs_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (openssh-client) missing")
 
@@ -337,7 +337,7 @@ def test_paramiko_errors_become_failure_kinds(mocker, tmp_path, error, kind, wor
 
 @needs_keygen
 def test_connection_never_uses_autoadd_nor_agent_forwarding_and_leaves_keys_to_the_policy(tmp_path):
-    from netviz.transport import _connection
+    from netviz.transport.ssh import _connection
 
     key = keygen(tmp_path, "k")
     (tmp_path / "kh").write_text(f"192.0.2.* {key[0]} {key[1]}\n")

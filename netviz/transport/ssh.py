@@ -1,7 +1,8 @@
 """One machine over SSH: verify its host key, send the payload, read the framed snapshot back.
 
-Every way this can go wrong ends as a HostFailure(kind, message); the kinds are listed in
-FAILURE_KINDS. Nothing here prints; collect.py runs one `fetch_snapshot` per machine on a pool.
+Every way this can go wrong ends as a HostFailure(kind, message) (netviz/transport/base.py).
+Nothing here prints; collect.py runs one `SSHTransport.fetch` per machine on a pool. What runs
+on the machine, and how its answer is read, is in ssh_command.py.
 
 Why so much is done by hand around fabric's Connection:
 - Fabric 3 installs paramiko's AutoAddPolicy on every client, so unknown and even changed host
@@ -13,17 +14,14 @@ Why so much is done by hand around fabric's Connection:
 - Output is read with poll() until EOF *before* asking for the exit status (paramiko stalls
   once ~2 MiB sit unread), and paramiko calls that wait without a timeout are bounded by the
   per-machine deadline in collect.py, which calls `Attempt.cancel()`.
+- paramiko's errors are sorted by their type where paramiko has one; where it raises a plain
+  SSHException, by its message, each check naming the message it matches (see _handshake_failure).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import math
-import os
-import secrets
-import select
-import shlex
 import socket
 import threading
 import time
@@ -33,8 +31,7 @@ from typing import Callable, Optional
 import fabric
 import paramiko
 
-from netviz.budget import BudgetExceeded, OutputBudget, OutputShare
-from netviz.inventory import GLOBAL_KNOWN_HOSTS, SUDO_NO, SUDO_NOPASSWD, SUDO_PASSWORD, HostSpec
+from netviz.inventory import GLOBAL_KNOWN_HOSTS, SUDO_PASSWORD, HostSpec
 from netviz.known_hosts import (
     KEY_CHANGED,
     KEY_KNOWN,
@@ -44,59 +41,33 @@ from netviz.known_hosts import (
     fingerprint,
     host_algorithms,
 )
-
-# Failure kinds, in the order a connection meets them.
-DNS = "dns"
-REFUSED = "refused"
-UNREACHABLE = "unreachable"
-AUTH = "auth"
-HOST_KEY = "host_key"
-SUDO = "sudo"
-NO_PYTHON = "no_python"
-TIMEOUT = "timeout"
-PAYLOAD_ERROR = "payload_error"
-BAD_OUTPUT = "bad_output"
-FAILURE_KINDS = (DNS, REFUSED, UNREACHABLE, AUTH, HOST_KEY, SUDO, NO_PYTHON, TIMEOUT, PAYLOAD_ERROR, BAD_OUTPUT)
-
-PYTHON_CANDIDATES = ("python3", "/usr/libexec/platform-python", "python")
-KILL_GRACE = 5  # `timeout -k`: seconds between SIGTERM and SIGKILL on the machine
-# Standard output is bounded by the run's OutputBudget (netviz/budget.py: per machine and for
-# all the machines at once); standard error keeps its last MAX_STDERR bytes (the error is there).
-MAX_STDERR = 256 * 1024
-FAIL_MARKER = "NETVIZ-FAIL"  # written on stderr by the remote wrapper for sudo / no_python
-# The wrapper's first words on stderr: without them, the login shell never ran the command
-# (nologin, /bin/false, a ForceCommand).
-START_MARKER = "NETVIZ-STARTED"
-# Written on stderr by the wrapper when it waits for the sudo password, with a proof that netviz's
-# own script computed it (see PasswordProof); nothing is sent on stdin before it.
-PASSWORD_MARKER = "NETVIZ-PASSWORD-PLEASE"
-SUDO_PASSWORD_ENV = "NETVIZ_SUDO_PASSWORD"
-SCRUBBED = "********"
-PROOF_WAIT_MIN = 10.0  # seconds a login shell gets to start the wrapper before the password is withheld
-
-# Without a pty, sshd neither signals nor kills a command whose client went away (an interrupted
-# or crashed netviz, a dropped link), and OpenSSH refuses the "signal" channel request for root
-# logins: a hung payload would live on until its `timeout`. So the payload command is started by
-# a guard, with the payload's own privileges (under sudo too): the guard starts a watcher, then
-# execs the command (keeping its pid, $$). Once a second the watcher checks that the session's
-# sshd ($1) still exists and sends SIGTERM to the command (`timeout` passes it on) when it is
-# gone; it leaves as soon as it is no longer the command's child, so a pid reused after the
-# command ended is never signalled. No `$!` and no `!`: see remote_command.
-# Only shell builtins act: `kill` is a builtin of dash, bash and busybox sh, but a separate
-# program (procps) that minimal images lack, and `exec kill` would run that program. `sleep` is
-# a program too: where it is missing the watcher naps with the payload's own Python ($3), so it
-# neither spins nor gives up; a nap that fails ends the watcher (no busy loop either way).
-REMOTE_WATCH = (
-    'w=$1; p=$2; py=$3; '
-    'if command -v sleep >/dev/null 2>&1; then nap() { sleep 1; }; '
-    'else nap() { "$py" -c "import time; time.sleep(1)"; }; fi; '
-    'while nap; do read -r _ _ _ q _ < /proc/$$/stat || exit 0; '
-    '[ "$q" = "$p" ] || exit 0; [ -d "/proc/$w" ] || { kill -TERM "$p"; exit 0; }; done'
+from netviz.transport.base import (
+    AUTH,
+    DNS,
+    HOST_KEY,
+    REFUSED,
+    SUDO,
+    TIMEOUT,
+    UNREACHABLE,
+    Attempt,
+    HostFailure,
+    Timings,
 )
-REMOTE_GUARD = (
-    f'w=$1; py=$2; shift 2; sh -c {shlex.quote(REMOTE_WATCH)} netviz-watch "$w" "$$" "$py" '
-    '</dev/null >/dev/null 2>&1 & exec "$@"'
+from netviz.transport.ssh_command import (
+    KILL_GRACE,
+    PROOF_WAIT_MIN,
+    SUDO_PASSWORD_ENV,
+    PasswordProof,
+    Withheld,
+    interpret,
+    remote_command,
+    run_command,
+    scrub,
 )
+
+# Open files: a machine holds a few descriptors per hop at once (its TCP socket or ProxyCommand
+# pipes, the session channel's wake-up pipe, a DNS lookup's socket).
+DESCRIPTORS_PER_HOP = 4
 
 log = logging.getLogger(__name__)
 
@@ -132,26 +103,6 @@ class _ChannelOpenFailures(logging.Handler):
 _CHANNEL_OPEN_FAILURES = _ChannelOpenFailures()
 logging.getLogger("paramiko.transport").addHandler(_CHANNEL_OPEN_FAILURES)
 
-
-class HostFailure(Exception):
-    """A machine could not give its snapshot: `kind` is one of FAILURE_KINDS."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-        self.message = message
-
-
-@dataclass
-class Timings:
-    """Seconds spent per phase on one machine (0 for phases not reached)."""
-
-    dns: float = 0.0
-    connect: float = 0.0  # TCP + SSH handshake + authentication, jump hosts included
-    command: float = 0.0  # payload sent until all output read
-
-    def as_dict(self) -> dict[str, float]:
-        return {"dns": round(self.dns, 3), "connect": round(self.connect, 3), "command": round(self.command, 3)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,138 +193,8 @@ def _transport_preferring(key_types: list[str]) -> Callable[..., paramiko.Transp
 
 
 # --------------------------------------------------------------------------------------------
-# the remote command
-
-
-@dataclass(frozen=True)
-class PasswordProof:
-    """What the remote wrapper must say before netviz sends it the sudo password.
-
-    A login may run something other than netviz's script (a restricted shell, a menu, a
-    `command=` in authorized_keys) that echoes its input or its command line back. The command
-    holds two random numbers and asks the shell to print their sum: an echo of the command shows
-    the expression, not the sum, and nothing has been sent on stdin yet that could be echoed.
-    Only a shell running the script (or one that computes it on purpose: a machine that is
-    hostile already) answers with the sum.
-    """
-
-    first: int
-    second: int
-
-    @classmethod
-    def new(cls) -> "PasswordProof":
-        # Nine digits each: the sum stays below 2**31 for shells with 32-bit arithmetic.
-        return cls(100_000_000 + secrets.randbelow(900_000_000), 100_000_000 + secrets.randbelow(900_000_000))
-
-    @property
-    def statement(self) -> str:
-        """The shell statement that proves it (to stderr)."""
-        return f"echo {PASSWORD_MARKER} $(({self.first} + {self.second})) >&2"
-
-    @property
-    def line(self) -> bytes:
-        """The stderr line the statement prints, and that no echo can produce."""
-        return f"{PASSWORD_MARKER} {self.first + self.second}".encode("ascii")
-
-
-def scrub(text: str, secret: Optional[str]) -> str:
-    """`text` (quoted from a machine) without any occurrence of `secret`."""
-    return text.replace(secret, SCRUBBED) if secret else text
-
-
-def remote_command(spec: HostSpec, with_password: bool, proof: Optional[PasswordProof] = None) -> str:
-    """The one shell command sent to the machine. Every inventory value in it is shlex-quoted.
-
-    It picks the first Python 3.6+ that exists, wraps it in `timeout -k` (so a hung payload dies on
-    the machine too), optionally under sudo, and reports a missing interpreter or a sudo refusal
-    on stderr with FAIL_MARKER so that those get their own failure kinds. With a password, it
-    first writes `proof` (see PasswordProof) and waits for the password on stdin.
-
-    The script is handed to `sh -c` by the user's login shell, whatever that is: it is kept on
-    one line and free of `!`, which csh-family shells would mangle even inside single quotes.
-    """
-    seconds = max(1, math.ceil(spec.command_timeout))
-    candidates = (spec.python,) if spec.python else PYTHON_CANDIDATES
-    no_python = shlex.quote(f"{FAIL_MARKER} {NO_PYTHON} no Python 3.6+ found (tried {', '.join(candidates)})")
-    statements = [f"echo {START_MARKER} >&2"]
-    if with_password:
-        # Prove it is this script asking, then read the password: the first stdin line, which
-        # netviz sends only once it has seen the proof (the payload source follows it).
-        statements += [
-            (proof or PasswordProof.new()).statement,
-            f"IFS= read -r pw || {{ echo '{FAIL_MARKER} {SUDO} the sudo password did not arrive' >&2; exit 126; }}",
-        ]
-    statements += [
-        "py=",
-        f"for c in {' '.join(shlex.quote(c) for c in candidates)}; do"
-        ' p=$(command -v "$c" 2>/dev/null) || continue;'
-        # Any of them may be Python 2 (an old `python3` symlink, the inventory's own choice):
-        # each is asked its version, with nothing on stdin (the payload waits there).
-        ' "$p" -c "import sys; sys.exit(sys.version_info < (3, 6))" </dev/null >/dev/null 2>&1 || continue;'
-        " py=$p; break; done",
-        f'[ -n "$py" ] || {{ echo {no_python} >&2; exit 127; }}',
-        # Probed, not just looked up: an old BusyBox timeout has no -k and would fail the run.
-        f"if timeout -k 1 5 true >/dev/null 2>&1; then set -- timeout -k {KILL_GRACE} {seconds} \"$py\";"
-        ' else set -- "$py"; fi',
-        # Guarded only when the session process is visible (Linux /proc): see REMOTE_GUARD.
-        f'if [ -d "/proc/$PPID" ]; then set -- sh -c {shlex.quote(REMOTE_GUARD)} netviz-guard "$PPID" "$py" "$@"; fi',
-    ]
-    if spec.sudo == SUDO_NO:
-        statements.append('exec "$@" - --framed --ssh-session')
-    else:
-        statements += [
-            f"command -v sudo >/dev/null 2>&1 || {{ echo '{FAIL_MARKER} {SUDO} sudo is not installed' >&2; exit 126; }}",
-            'if msg=$(sudo -n true 2>&1); then exec sudo -n -- "$@" - --framed --ssh-session; fi',
-        ]
-        if with_password:
-            # Validate the password alone first (a wrong one must not make sudo eat payload lines
-            # as further attempts), then feed it once more ahead of the payload; -k makes sure
-            # sudo reads it instead of using cached credentials.
-            statements += [
-                "msg=$(printf '%s\\n' \"$pw\" | sudo -S -p '' -v 2>&1) ||"
-                f" {{ echo '{FAIL_MARKER} {SUDO}' \"${{msg:-sudo refused the password}}\" >&2; exit 126; }}",
-                "{ printf '%s\\n' \"$pw\"; exec cat; } | sudo -k -S -p '' -- \"$@\" - --framed --ssh-session",
-            ]
-        else:
-            statements.append(f"echo '{FAIL_MARKER} {SUDO}' \"$msg\" >&2; exit 126")
-    return "exec sh -c " + shlex.quote("; ".join(statements))
-
-
-# --------------------------------------------------------------------------------------------
 # connecting
 
-
-class Attempt:
-    """The live resources of one machine's attempt, so another thread can cut it short.
-
-    `output` is the machine's share of the run's output budget (by default a budget of its own:
-    the per-machine limit only); `cancel()` gives it back.
-    """
-
-    def __init__(self, output: Optional[OutputShare] = None) -> None:
-        self._lock = threading.Lock()
-        self._closers: list[Callable[[], None]] = []
-        self.cancelled = False
-        self.output = output if output is not None else OutputBudget().share()
-
-    def track(self, closer: Callable[[], None]) -> None:
-        with self._lock:
-            if self.cancelled:
-                closer()
-                raise HostFailure(TIMEOUT, "cancelled")
-            self._closers.append(closer)
-
-    def cancel(self) -> None:
-        """Close every socket and connection of the attempt: blocked paramiko calls then return."""
-        with self._lock:
-            self.cancelled = True
-            closers, self._closers = self._closers, []
-        for closer in reversed(closers):
-            try:
-                closer()
-            except Exception:  # closing is best effort; the thread is being abandoned anyway
-                pass
-        self.output.release()
 
 
 def resolve(host: str, port: int, timeout: float) -> list[tuple]:
@@ -542,46 +363,90 @@ def _connection(
 
 
 def _open(spec: HostSpec, sock: object, options: TransportOptions, attempt: Attempt, label: str) -> fabric.Connection:
+    """Open and authenticate a Connection to `spec` over `sock`; any failure is a HostFailure
+    whose message starts with `label` (which jump host, if any)."""
     identities, skipped = usable_identities(spec)
     connection = _connection(spec, sock, options, identities)
     attempt.track(connection.close)
-    unusable = f"; identity files left out: {'; '.join(skipped)}" if skipped else ""
     try:
         connection.open()
-    except HostFailure as failure:
+    except HostFailure as failure:  # from _VerifyingPolicy: the host key
         raise HostFailure(failure.kind, f"{label}{failure.message}") from None
-    except paramiko.PasswordRequiredException as error:
-        raise HostFailure(AUTH, f"{label}key is passphrase-protected ({error}); load it into ssh-agent") from None
-    except paramiko.AuthenticationException as error:
-        tried = ", ".join(identities) or ("ssh-agent" if not spec.identities_only else "no key")
-        if not spec.identity_files and not spec.identities_only:
-            tried = "ssh-agent and default keys"
-        reason = str(error).rstrip(".") or "refused"
-        raise HostFailure(
-            AUTH, f"{label}authentication as {spec.user!r} failed ({reason}; tried {tried}{unusable})"
-        ) from None
-    except paramiko.ssh_exception.ProxyCommandFailure as error:
-        raise HostFailure(UNREACHABLE, f"{label}ProxyCommand failed: {error}") from None
-    except paramiko.SSHException as error:
-        text = str(error) or type(error).__name__
-        if attempt.cancelled:
-            raise HostFailure(TIMEOUT, "cancelled") from None
-        if "banner" in text.lower():
-            raise HostFailure(UNREACHABLE, f"{label}no SSH banner from {spec.address}:{spec.port} ({text})") from None
-        if "no existing session" in text.lower():
-            raise HostFailure(
-                UNREACHABLE, f"{label}SSH key exchange with {spec.address}:{spec.port} did not finish in time"
-            ) from None
-        if "authentication" in text.lower():
-            raise HostFailure(AUTH, f"{label}authentication as {spec.user!r} failed ({text.rstrip('.')}{unusable})") from None
-        raise HostFailure(UNREACHABLE, f"{label}SSH handshake with {spec.address}:{spec.port} failed: {text}") from None
-    except (EOFError, OSError) as error:
-        if attempt.cancelled:
-            raise HostFailure(TIMEOUT, "cancelled") from None
-        raise HostFailure(
-            UNREACHABLE, f"{label}connection to {spec.address}:{spec.port} lost during handshake: {error or 'EOF'}"
-        ) from None
+    except (paramiko.SSHException, EOFError, OSError) as error:
+        raise _handshake_failure(error, spec, label, _Offered(spec, identities, skipped), attempt.cancelled) from None
     return connection
+
+
+@dataclass(frozen=True)
+class _Offered:
+    """The keys a connection offered, to say so when authentication fails."""
+
+    spec: HostSpec
+    identities: list[str]  # the identity files that hold a key
+    skipped: list[str]  # "PATH: why" per identity file left out
+
+    @property
+    def tried(self) -> str:
+        if not self.spec.identity_files and not self.spec.identities_only:
+            return "ssh-agent and default keys"
+        return ", ".join(self.identities) or ("ssh-agent" if not self.spec.identities_only else "no key")
+
+    @property
+    def unusable(self) -> str:
+        return f"; identity files left out: {'; '.join(self.skipped)}" if self.skipped else ""
+
+
+def _handshake_failure(
+    error: BaseException, spec: HostSpec, label: str, offered: _Offered, cancelled: bool
+) -> HostFailure:
+    """The HostFailure for an error of Connection.open(): sorted by paramiko's exception type
+    where it has one, by its message only where paramiko raises a plain SSHException."""
+    where = f"{spec.address}:{spec.port}"
+    failed_as = f"{label}authentication as {spec.user!r} failed"
+    if isinstance(error, paramiko.PasswordRequiredException):
+        return HostFailure(AUTH, f"{label}key is passphrase-protected ({error}); load it into ssh-agent")
+    if isinstance(error, paramiko.BadAuthenticationType):
+        # The server takes none of the methods netviz uses (keys): password only, for example.
+        allowed = ", ".join(error.allowed_types) or "none"
+        return HostFailure(AUTH, f"{failed_as} (the server allows only: {allowed}; tried {offered.tried}"
+                                 f"{offered.unusable})")
+    if isinstance(error, paramiko.AuthenticationException):
+        reason = str(error).rstrip(".") or "refused"
+        return HostFailure(AUTH, f"{failed_as} ({reason}; tried {offered.tried}{offered.unusable})")
+    if isinstance(error, paramiko.ssh_exception.ProxyCommandFailure):
+        return HostFailure(UNREACHABLE, f"{label}ProxyCommand failed: {error}")
+    if cancelled:
+        return HostFailure(TIMEOUT, "cancelled")
+    if isinstance(error, paramiko.ssh_exception.NoValidConnectionsError):
+        # Raised when paramiko opens the TCP connection itself (netviz hands it its own socket,
+        # see open_tcp): every address refused it, or some did not answer.
+        refused = all(isinstance(cause, ConnectionRefusedError) for cause in error.errors.values())
+        return HostFailure(REFUSED if refused else UNREACHABLE, f"{label}{error}")
+    if isinstance(error, paramiko.IncompatiblePeer):
+        return HostFailure(UNREACHABLE, f"{label}SSH handshake with {where} failed: no algorithm in common ({error})")
+    if isinstance(error, paramiko.SSHException):
+        return _plain_ssh_failure(error, spec, label, offered)
+    return HostFailure(UNREACHABLE, f"{label}connection to {where} lost during handshake: {error or 'EOF'}")
+
+
+def _plain_ssh_failure(error: paramiko.SSHException, spec: HostSpec, label: str, offered: _Offered) -> HostFailure:
+    """A plain SSHException, told apart by its message: paramiko has no type for these."""
+    where = f"{spec.address}:{spec.port}"
+    text = str(error) or type(error).__name__
+    lowered = text.lower()
+    # paramiko.Transport._check_banner: "Error reading SSH protocol banner<reason>" (nothing, or
+    # not SSH, within banner_timeout) and "Invalid SSH banner".
+    if "banner" in lowered:
+        return HostFailure(UNREACHABLE, f"{label}no SSH banner from {where} ({text})")
+    # paramiko.Transport.auth_*: "No existing session": the key exchange had not finished when
+    # SSHClient.connect's `timeout` ran out (see _connection).
+    if "no existing session" in lowered:
+        return HostFailure(UNREACHABLE, f"{label}SSH key exchange with {where} did not finish in time")
+    # paramiko.SSHClient._auth: "No authentication methods available" (no key, no agent), and
+    # Transport.auth_*: "Fallback authentication failed.".
+    if "authentication" in lowered:
+        return HostFailure(AUTH, f"{label}authentication as {spec.user!r} failed ({text.rstrip('.')}{offered.unusable})")
+    return HostFailure(UNREACHABLE, f"{label}SSH handshake with {where} failed: {text}")
 
 
 def connect(spec: HostSpec, options: TransportOptions, attempt: Attempt, timings: Timings) -> fabric.Connection:
@@ -627,6 +492,10 @@ def _tunnel(through: fabric.Connection, target: HostSpec, label: str, attempt: A
             "direct-tcpip", dest_addr=(target.address, target.port), src_addr=("", 0), timeout=target.connect_timeout
         )
     except paramiko.ChannelException as error:
+        # The code is CONNECT_FAILED for every reason, so the jump host's words decide: OpenSSH's
+        # sshd says strerror() for a failed connect ("Connection refused", "No route to host")
+        # and gai_strerror() for a failed lookup ("Name or service not known", "Temporary failure
+        # in name resolution"); paramiko keeps them in its log only (_ChannelOpenFailures).
         said = _CHANNEL_OPEN_FAILURES.pop(through.transport.ident) or error.text or "refused"
         reason = said.lower()
         where = f"{label}the jump host could not connect to {destination}: {said}"
@@ -636,6 +505,7 @@ def _tunnel(through: fabric.Connection, target: HostSpec, label: str, attempt: A
             raise HostFailure(DNS, where) from None
         raise HostFailure(UNREACHABLE, where) from None
     except (paramiko.SSHException, EOFError, OSError) as error:
+        # paramiko.Transport.open_channel: "Timeout opening channel." (a plain SSHException).
         if "timeout" in str(error).lower():
             # The jump host resolves a name itself: a slow or failing DNS lookup there also ends here.
             resolved_there = "" if _is_ip_literal(target.address) else (
@@ -659,199 +529,6 @@ def _is_ip_literal(address: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-# --------------------------------------------------------------------------------------------
-# running the payload
-
-
-@dataclass
-class CommandOutput:
-    stdout: bytes
-    stderr: bytes
-    exit_status: int
-    withheld_sent: bool = True  # False: the proof never came, the withheld input was not sent
-
-
-@dataclass(frozen=True)
-class Withheld:
-    """Input (the sudo password) sent ahead of stdin only once the remote side shows `proof`
-    on stderr within `wait` seconds; without it, nothing at all is sent."""
-
-    data: bytes
-    proof: PasswordProof
-    wait: float
-
-
-def run_command(
-    connection: fabric.Connection,
-    command: str,
-    stdin: bytes,
-    timeout: float,
-    attempt: Attempt,
-    withheld: Optional[Withheld] = None,
-) -> CommandOutput:
-    """Run `command`, feed `stdin` (after `withheld`, once proven), read stdout and stderr to EOF
-    within `timeout` seconds."""
-    try:
-        channel = connection.create_session()
-    except (paramiko.SSHException, EOFError, OSError) as error:
-        raise HostFailure(UNREACHABLE, f"the machine refused a session: {error or 'channel closed'}") from None
-    attempt.track(channel.close)
-    deadline = time.monotonic() + timeout
-    try:
-        channel.exec_command(command)
-        early = _Early(b"", b"")
-        if withheld is not None:
-            early = _await_proof(channel, withheld.proof.line, min(deadline, time.monotonic() + withheld.wait))
-            # Not proven: whatever runs there gets nothing but EOF (the wrapper, if it was just
-            # late, then reports that the password did not arrive).
-            stdin = withheld.data + stdin if early.proven else b""
-        try:
-            if stdin:
-                channel.sendall(stdin)
-            channel.shutdown_write()
-        except OSError:
-            pass  # the remote side stopped early (no python, sudo refused): its stderr says why
-        stdout, stderr = _read_until_eof(channel, deadline, timeout, attempt.output)
-        stdout, stderr = early.stdout + stdout, early.stderr + stderr
-        # Output is drained; the exit status follows EOF closely (a deadline still applies).
-        if not channel.status_event.wait(max(0.1, deadline - time.monotonic())):
-            raise HostFailure(TIMEOUT, f"no exit status within {timeout:g} s")
-        return CommandOutput(stdout, stderr, channel.recv_exit_status(), withheld_sent=early.proven or withheld is None)
-    except HostFailure:
-        raise
-    except (paramiko.SSHException, EOFError, OSError) as error:
-        if attempt.cancelled:
-            raise HostFailure(TIMEOUT, "cancelled") from None
-        raise HostFailure(PAYLOAD_ERROR, f"connection lost while running the payload: {error or 'EOF'}") from None
-    finally:
-        channel.close()
-
-
-@dataclass
-class _Early:
-    """Output read while waiting for a proof (login noise, the wrapper's first lines)."""
-
-    stdout: bytes
-    stderr: bytes
-    proven: bool = False
-
-
-def _await_proof(channel: paramiko.Channel, line: bytes, until: float) -> _Early:
-    """Read stdout and stderr until `line` appears as a whole line on stderr, the remote side
-    closes, or `until` passes. Both are kept to their last MAX_STDERR bytes: before any input
-    is sent, stdout can hold noise only."""
-    stdout = bytearray()
-    stderr = bytearray()
-    poller = select.poll()
-    poller.register(channel.fileno(), select.POLLIN)
-    wanted = b"\n" + line + b"\n"
-    while True:
-        while channel.recv_ready():
-            stdout += channel.recv(1 << 16)
-            del stdout[: max(0, len(stdout) - MAX_STDERR)]
-        while channel.recv_stderr_ready():
-            stderr += channel.recv_stderr(1 << 16)
-            if wanted in b"\n" + stderr:
-                return _Early(bytes(stdout), bytes(stderr), proven=True)
-            del stderr[: max(0, len(stderr) - MAX_STDERR)]
-        if channel.closed or (channel.eof_received and not channel.recv_ready() and not channel.recv_stderr_ready()):
-            return _Early(bytes(stdout), bytes(stderr))
-        remaining = until - time.monotonic()
-        if remaining <= 0:
-            return _Early(bytes(stdout), bytes(stderr))
-        poller.poll(min(remaining, 1.0) * 1000)
-
-
-def _read_until_eof(
-    channel: paramiko.Channel, deadline: float, timeout: float, output: OutputShare
-) -> tuple[bytes, bytes]:
-    """Standard output and error until EOF; standard output counts against `output` (a
-    bad_output HostFailure as soon as it would pass the machine's or the run's budget)."""
-    stdout = bytearray()
-    stderr = bytearray()
-    poller = select.poll()  # poll, not select: no FD_SETSIZE limit with hundreds of machines
-    poller.register(channel.fileno(), select.POLLIN)
-    while True:
-        while channel.recv_ready():
-            chunk = channel.recv(1 << 20)
-            try:
-                output.take(len(chunk))
-            except BudgetExceeded as error:
-                raise HostFailure(BAD_OUTPUT, str(error)) from None
-            stdout += chunk
-        while channel.recv_stderr_ready():
-            stderr += channel.recv_stderr(1 << 16)
-            if len(stderr) > MAX_STDERR:
-                del stderr[: len(stderr) - MAX_STDERR]  # keep the tail: the error is at the end
-        if channel.eof_received and not channel.recv_ready() and not channel.recv_stderr_ready():
-            return bytes(stdout), bytes(stderr)
-        if channel.closed:
-            return bytes(stdout), bytes(stderr)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise HostFailure(TIMEOUT, f"payload gave no complete answer within {timeout:g} s")
-        poller.poll(min(remaining, 1.0) * 1000)
-
-
-def interpret(output: CommandOutput, spec: HostSpec, secret: Optional[str]) -> bytes:
-    """Turn exit status and stderr into a HostFailure, or return stdout for frame decoding.
-
-    Every text quoted from the machine (stdout or stderr) is scrubbed of `secret` first.
-    """
-    stderr = scrub(output.stderr.decode("utf-8", errors="replace"), secret)
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    started = START_MARKER in lines
-    lines = [line for line in lines if line != START_MARKER and not line.startswith(PASSWORD_MARKER + " ")]
-    refused = output.exit_status > 0 and output.exit_status not in (124, 137)
-    if not started and (refused or not output.withheld_sent):
-        said = scrub(_last_line(output.stdout), secret) or (lines[-1] if lines else "")
-        withheld = "" if output.withheld_sent else "; the sudo password was not sent"
-        raise HostFailure(
-            AUTH,
-            f"logged in as {spec.user!r}, but the account did not run netviz's command (exit status "
-            f"{output.exit_status}{': ' + said[:300] if said else ''}{withheld}); check its login shell "
-            "(nologin, /bin/false, a restricted shell or menu) and any ForceCommand or command= in authorized_keys",
-        )
-    for index, line in enumerate(lines):
-        if line.startswith(FAIL_MARKER + " "):
-            _, kind, *rest = line.split(" ", 2)
-            # sudo's own words may span lines ("Sorry, try again." / "1 incorrect password attempt").
-            message = "; ".join(rest + lines[index + 1 : index + 4]) or kind
-            if kind == SUDO:
-                message = f"sudo refused: {message}" if message != kind else "sudo refused"
-            raise HostFailure(kind if kind in FAILURE_KINDS else PAYLOAD_ERROR, message)
-    if not output.withheld_sent:
-        # Something printed netviz's first line (an echo can) but never the proof.
-        said = scrub(_last_line(output.stdout), secret) or (lines[-1] if lines else "")
-        raise HostFailure(
-            AUTH,
-            f"logged in as {spec.user!r}, but what runs there never proved to be netviz's command "
-            f"(exit status {output.exit_status}{': ' + said[:300] if said else ''}): the sudo password was not sent; "
-            "check the account's login shell and any ForceCommand or command= in authorized_keys",
-        )
-    status = output.exit_status
-    if status in (124, 137):
-        raise HostFailure(
-            TIMEOUT, f"payload did not finish within {math.ceil(spec.command_timeout)} s (stopped on the machine)"
-        )
-    if status < 0:
-        # paramiko's -1: the channel closed without an exit status (killed, or the link dropped).
-        said = f"; last error line: {lines[-1][:300]}" if lines else ""
-        raise HostFailure(PAYLOAD_ERROR, f"the session ended without an exit status (payload killed or connection cut){said}")
-    if status != 0:
-        last = lines[-1] if lines else "no error message"
-        raise HostFailure(PAYLOAD_ERROR, f"payload failed (exit status {status}): {last[:500]}")
-    return output.stdout
-
-
-def _last_line(data: bytes) -> str:
-    """The last non-empty line of some output, as text for a message (one line, printable)."""
-    for line in reversed(data[-4096:].decode("utf-8", errors="replace").splitlines()):
-        if line.strip():
-            return "".join(char if char.isprintable() else "?" for char in line.strip())
-    return ""
 
 
 def fetch_framed(
@@ -887,17 +564,24 @@ def fetch_framed(
         connection.close()
 
 
-__all__ = [
-    "FAILURE_KINDS",
-    "HostFailure",
-    "KnownHosts",
-    "TransportOptions",
-    "Attempt",
-    "Timings",
-    "fetch_framed",
-    "remote_command",
-    "resolve",
-    "fingerprint",
-    "SUDO_NO",
-    "SUDO_NOPASSWD",
-]
+class SSHTransport:
+    """The Transport to machines over SSH (see the module's docstring); `options` are what every
+    machine of the run shares (known_hosts, the sudo password)."""
+
+    def __init__(self, options: Optional[TransportOptions] = None) -> None:
+        self.options = options if options is not None else TransportOptions()
+
+    def fetch(self, target: HostSpec, payload: bytes, attempt: Attempt, timings: Timings) -> bytes:
+        """Connect to `target` (through its jump hosts), run the payload, return its raw stdout."""
+        return fetch_framed(target, payload, self.options, attempt, timings)
+
+    def deadline(self, target: HostSpec) -> float:
+        """Each connection phase has its own limit, for the machine and each jump host: DNS, TCP,
+        banner + key exchange (twice connect_timeout), authentication, opening the channel; the
+        command has its own timeout plus the remote kill grace; a little slack on top."""
+        hops = 1 + len(target.jump)
+        return target.connect_timeout * 6 * hops + target.command_timeout + KILL_GRACE + 10
+
+    def descriptors(self, target: HostSpec) -> int:
+        """DESCRIPTORS_PER_HOP for the machine and for each jump host on the way."""
+        return DESCRIPTORS_PER_HOP * (1 + len(_flatten_hops(target)))
