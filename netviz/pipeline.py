@@ -30,7 +30,7 @@ from netviz.cache import (
     run_inputs,
     stitch_inputs,
 )
-from netviz.collect import DEFAULT_PARALLEL, HostResult, collect, collect_local
+from netviz.collect import DEFAULT_PARALLEL, HostResult, collect
 from netviz.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -43,7 +43,15 @@ from netviz.group import LoadedGroup, load_group
 from netviz.inventory import SUDO_PASSWORD, HostSpec, load_inventory, load_ssh_config
 from netviz.options import StitchOptions
 from netviz.render import RenderOptions
-from netviz.transport import SUDO_PASSWORD_ENV, KnownHosts, TransportOptions
+from netviz.transport import (
+    SUDO_PASSWORD_ENV,
+    KnownHosts,
+    LocalTransport,
+    SSHTransport,
+    Transport,
+    TransportOptions,
+    local_target,
+)
 
 if TYPE_CHECKING:
     from netviz.graph import FlowGraph
@@ -241,28 +249,7 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
     reporter = reporter or QuietReporter()
     started_at = time.time()
     cache_root = Path(request.cache_dir).expanduser() if request.cache_dir else default_cache_dir()
-    if request.inventory is None:
-        if request.limit:
-            raise InventoryError("--limit needs --inventory")
-        name = socket.gethostname() or "localhost"
-        reporter.begin(1)
-        try:
-            reporter.started(name)
-            results = [collect_local(name, timeout=LOCAL_COMMAND_TIMEOUT)]
-            reporter.finished(results[0])
-        finally:
-            reporter.end()
-        recording = _Recording(cache_root, started_at)
-        for result in results:
-            recording.record(result)
-        return recording.outcome(results, recording.finish())
-
-    hosts, groups = load_selection(request)
-    options = TransportOptions(
-        known_hosts=KnownHosts(),
-        accept_new_host_keys=request.accept_new_host_keys,
-        sudo_password=sudo_password(hosts, request.ask_sudo_password),
-    )
+    hosts, groups, transport = _group_and_transport(request)
     recording = _Recording(cache_root, started_at)
 
     def finished(result: HostResult) -> None:
@@ -273,7 +260,7 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
     try:
         results = collect(
             hosts,
-            options,
+            transport,
             parallel=request.parallel,
             on_start=lambda spec: reporter.started(spec.name),
             on_result=finished,
@@ -284,6 +271,26 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
         reporter.end()
     run = recording.finish(order=[spec.name for spec in hosts], groups=groups)
     return recording.outcome(results, run, groups)
+
+
+def _group_and_transport(request: CollectRequest) -> tuple[list[HostSpec], dict[str, list[str]], Transport]:
+    """The machines to collect, the inventory's groups, and the transport that reaches them.
+
+    Without an inventory the group is this machine alone: a group of one on the local transport
+    (the payload in a child process, no SSH), collected on the same path as any inventory.
+    """
+    if request.inventory is None:
+        if request.limit:
+            raise InventoryError("--limit needs --inventory")
+        here = local_target(socket.gethostname() or "localhost", LOCAL_COMMAND_TIMEOUT)
+        return [here], {}, LocalTransport()
+    hosts, groups = load_selection(request)
+    options = TransportOptions(
+        known_hosts=KnownHosts(),
+        accept_new_host_keys=request.accept_new_host_keys,
+        sudo_password=sudo_password(hosts, request.ask_sudo_password),
+    )
+    return hosts, groups, SSHTransport(options)
 
 
 def _finish_interrupted(recording: _Recording, hosts: Sequence[HostSpec], interruption: Interrupted) -> Interrupted:
