@@ -19,16 +19,6 @@ from netviz.snapshot.limits import MAX_ARG_TEXT, MAX_ARGS, MAX_INODE, MAX_PID, M
 from netviz.snapshot.model import ConntrackEntry, ConntrackTuple, Process, Socket
 
 
-# ---------------------------------------------------------------------------------------------
-# Fast paths for the bulk of a document
-#
-# A machine has thousands of sockets and a fleet a million, nearly all in a few plain shapes.
-# Records of those shapes are checked below with direct type and range tests on the decoded
-# JSON, and built without the per-field objects of _Field. Anything else, including every
-# faulty record, returns None and goes through the field-by-field readers above: they are the
-# reference, accept exactly the same records and name what is wrong with the others.
-# ---------------------------------------------------------------------------------------------
-
 class _Checked(dict):  # type: ignore[type-arg]
     """Strings already checked, each mapped to the form accepted (None: refused); a string not
     seen yet is checked when first looked up."""
