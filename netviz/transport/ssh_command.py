@@ -37,6 +37,8 @@ from netviz.transport.base import (
 )
 
 PYTHON_CANDIDATES = ("python3", "/usr/libexec/platform-python", "python")
+# What each candidate interpreter is asked before it is trusted (`-c`): Python 2 fails it.
+VERSION_CHECK = "import sys; sys.exit(sys.version_info < (3, 6))"
 KILL_GRACE = 5  # `timeout -k`: seconds between SIGTERM and SIGKILL on the machine
 FAIL_MARKER = "NETVIZ-FAIL"  # written on stderr by the remote wrapper for sudo / no_python
 # The wrapper's first words on stderr: without them, the login shell never ran the command
@@ -140,7 +142,7 @@ def remote_command(spec: HostSpec, with_password: bool, proof: Optional[Password
         ' p=$(command -v "$c" 2>/dev/null) || continue;'
         # Any of them may be Python 2 (an old `python3` symlink, the inventory's own choice):
         # each is asked its version, with nothing on stdin (the payload waits there).
-        ' "$p" -c "import sys; sys.exit(sys.version_info < (3, 6))" </dev/null >/dev/null 2>&1 || continue;'
+        f' "$p" -c "{VERSION_CHECK}" </dev/null >/dev/null 2>&1 || continue;'
         " py=$p; break; done",
         f'[ -n "$py" ] || {{ echo {no_python} >&2; exit 127; }}',
         # Probed, not just looked up: an old BusyBox timeout has no -k and would fail the run.

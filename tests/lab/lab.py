@@ -39,6 +39,8 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import yaml
 
+from netviz.transport.ssh_command import VERSION_CHECK
+
 STATE_DIR = Path("/run/netviz-lab")
 PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
 
@@ -198,7 +200,7 @@ def _wait_for_ssh_banner(address: str, port: int, timeout: float) -> bool:
 # meets the fault there while the orchestrator and the other machines are untouched. netviz first
 # asks every interpreter its version (`python3 -c ...`): the real one answers that, as on a real
 # machine; the fault is in the payload's run (`python3 - --framed ...`).
-PASS_VERSION_CHECK = 'case "$1" in -c) exec {real} "$@";; esac\n'
+PASS_VERSION_CHECK = f'[ "$1" = -c ] && [ "$2" = {shlex.quote(VERSION_CHECK)} ] && exec {{real}} "$@"\n'
 
 
 def slow_python(delay_seconds: float) -> str:
