@@ -28,6 +28,7 @@ import hashlib
 import json
 import operator
 import os
+import signal
 import socket
 import struct
 import time
@@ -186,12 +187,13 @@ MAX_CMDLINE_BYTES = 16384
 # Socket tables
 # ---------------------------------------------------------------------------------------------
 
-def parse_inet_table(text, proto):
+def parse_inet_table(text, proto, inodeless=None):
     """Parse /proc/net/{tcp,tcp6,udp,udp6,udplite,udplite6,raw,raw6,icmp,icmp6}.
 
     Returns (records, unkeyed): socket records for rows with a non-zero inode, and the rows with
     inode 0 (TIME_WAIT, not yet accepted) counted per state: {"TIME_WAIT": 12}. Malformed rows
     are skipped. For raw sockets the "port" is the IP protocol number, also given as `protocol`.
+    With `inodeless` (a list), the rows of inode 0 are also appended to it as records.
     """
     decode = decode_ipv6_hex if proto.endswith("6") else decode_ipv4_hex
     address_length = 32 if proto.endswith("6") else 8
@@ -216,6 +218,9 @@ def parse_inet_table(text, proto):
             state = states.get(state_number) or "UNKNOWN_%d" % state_number
             if inode == 0:
                 unkeyed[state] = unkeyed.get(state, 0) + 1
+                if inodeless is not None:
+                    inodeless.append((proto, 0, decode(local_hex), local_port, decode(remote_hex),
+                                      remote_port, state, uid, None))
                 continue
             extra = {"protocol": local_port} if is_raw else None
             records.append((proto, inode, decode(local_hex), local_port, decode(remote_hex),
@@ -806,12 +811,14 @@ _INET_DIAG_REPLY = struct.Struct("=IH10xBB2xHH16s16s24xII")
 _RECV_SIZE = 1 << 16
 
 
-def netlink_inet_sockets(family, protocol, proto):
+def netlink_inet_sockets(family, protocol, proto, inodeless=None):
     """Dump the inet sockets of one family and protocol with NETLINK_SOCK_DIAG.
 
     Returns the same (records, unkeyed) as parse_inet_table on the matching /proc/net file,
     several times faster. Raises OSError when the kernel lacks the diag module for the
-    protocol (the caller then reads the /proc/net text instead).
+    protocol (the caller then reads the /proc/net text instead). With `inodeless` (a list),
+    the rows of inode 0 (TIME_WAIT) are also appended to it as records of inode 0: a window
+    keeps their tuples as evidence of connections that just closed.
     """
     length4 = 4 if family == socket.AF_INET else 16
     little_endian = sys.byteorder == "little"
@@ -845,6 +852,12 @@ def netlink_inet_sockets(family, protocol, proto):
                     state = states.get(state_number) or "UNKNOWN_%d" % state_number
                     if inode == 0:
                         unkeyed[state] = unkeyed.get(state, 0) + 1
+                        if inodeless is not None:
+                            if little_endian:
+                                sport = ((sport & 0xFF) << 8) | (sport >> 8)
+                                dport = ((dport & 0xFF) << 8) | (dport >> 8)
+                            inodeless.append((proto, 0, ntop(family, src[:length4]), sport,
+                                              ntop(family, dst[:length4]), dport, state, uid, None))
                     else:
                         local = names.get(src)
                         if local is None:
@@ -1367,6 +1380,24 @@ def conntrack_without_procfs(proc_root, coverage, use_netlink):
     return conntrack
 
 
+def _attribute_again(proc_root, processes, known):
+    """Give the sockets of `known` that no process of `processes` holds to the process that
+    holds them now (a second walk over the fds of the same processes)."""
+    unheld = set(known)
+    for process in processes:
+        unheld.difference_update(process["sockets"])
+    if not unheld:
+        return
+    for process in processes:
+        try:
+            found = unheld.intersection(read_socket_inodes(os.path.join(proc_root, str(process["pid"]), "fd")))
+        except OSError:
+            continue
+        if found:
+            process["sockets"] = sorted(set(process["sockets"]) | found)
+            unheld.difference_update(found)
+
+
 def parse_sockstat(text):
     """Parse /proc/net/sockstat or sockstat6: {"TCP": {"inuse": 4, "tw": 0, ...}, "TCP6": {...}}."""
     out = {}
@@ -1458,14 +1489,16 @@ def ssh_session_pids(processes, parent):
     return found
 
 
-def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False):
+def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False, second_pass=False):
     """Capture this machine: the snapshot document (a dict, see docs/snapshot.md).
 
     `proc_root` is where procfs is mounted (a fake tree in tests); `etc_root` holds passwd and
     machine-id. Netlink is used only for the namespace the payload itself lives in, when
     `proc_root` is the live /proc. With `compact`, each namespace's sockets are a SocketList of
     tuples (for write_json, which streams them); otherwise they are plain dicts and the
-    document can go straight to json.dumps.
+    document can go straight to json.dumps. With `second_pass` (a window's closing capture),
+    the fds are walked once more for the sockets that no process held in the first walk: the
+    tables are read after the fds, so a socket created in between has its holder only then.
     """
     started = time.time()
     coverage = Coverage()
@@ -1553,6 +1586,8 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False)
     for process in processes:
         inodes = held.pop(process["pid"])
         process["sockets"] = sorted(known.intersection(inodes))
+    if second_pass:
+        _attribute_again(proc_root, processes, known)
     # What is left of `known` once every held socket is removed is held by no visible process
     # (done in place: a second set of every inode would cost megabytes on a busy machine).
     for process in processes:
@@ -1578,6 +1613,691 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False)
         ],
         "processes": processes,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Observation over a time window (--window): samples, event streams, aggregates per flow key
+# ---------------------------------------------------------------------------------------------
+
+WINDOW_VERSION = 1
+MAX_WINDOW = 3600.0  # seconds
+MAX_START_AHEAD = 60.0  # seconds: a --start-at further ahead is refused
+MIN_INTERVAL = 0.2  # seconds between two samples, at the least
+MAX_FLOW_KEYS = 20000
+MAX_WINDOW_PROCESSES = 4096
+MAX_HOLDERS = 8  # per flow key
+MAX_UIDS = 8  # per flow key
+MAX_PIDS = 8  # per short-lived process record
+EVENT_BUFFER = 8 << 20  # receive buffer asked for each event socket (SO_RCVBUFFORCE as root)
+CPU_SHARE_SMALL = (1000, 0.05)  # at most 5% of one core at 1,000 sockets
+CPU_SHARE_LARGE = (50000, 0.20)  # at most 20% at 50,000 sockets
+WINDOW_PROTOS = {"tcp": "tcp", "tcp6": "tcp", "udp": "udp", "udp6": "udp"}
+EVIDENCE_KINDS = ("sample", "time_wait", "destroy", "conntrack")
+
+# sock_diag multicast groups (linux/sock_diag.h, Linux 4.9+) and the INET_DIAG_PROTOCOL attribute.
+SKNLGRP_GROUPS = ((1, "tcp"), (2, "udp"), (3, "tcp"), (4, "udp"))
+INET_DIAG_PROTOCOL = 10
+_INET_DIAG_MSG_SIZE = 72
+# ctnetlink multicast groups (linux/netfilter/nfnetlink_compat.h): NEW 1, DESTROY 3.
+NFNLGRP_CONNTRACK_NEW = 1
+NFNLGRP_CONNTRACK_DESTROY = 3
+IPCTNL_MSG_CT_DELETE = 2
+# The proc connector (linux/connector.h, linux/cn_proc.h).
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+CN_VAL_PROC = 1
+PROC_CN_MCAST_LISTEN = 1
+PROC_EVENT_EXEC = 0x00000002
+PROC_EVENT_EXIT = 0x80000000
+_CN_MSG = struct.Struct("=IIIIHH")  # idx, val, seq, ack, len, flags
+_PROC_EVENT = struct.Struct("=IIQII")  # what, cpu, timestamp, pid, tgid
+
+
+def cpu_share(socket_count):
+    """The share of one core the window may use with `socket_count` sockets: 5% up to 1,000,
+    20% from 50,000, log-linear in between (the cost of a sample grows with the sockets)."""
+    (low_n, low), (high_n, high) = CPU_SHARE_SMALL, CPU_SHARE_LARGE
+    if socket_count <= low_n:
+        return low
+    if socket_count >= high_n:
+        return high
+    import math
+    ratio = math.log(socket_count / float(low_n)) / math.log(high_n / float(low_n))
+    return low + (high - low) * ratio
+
+
+def plain_address(address):
+    """An address as the window writes it: IPv4-mapped IPv6 as IPv4 (one key per connection,
+    whether the socket or conntrack saw it)."""
+    if address is not None and address.startswith("::ffff:") and "." in address:
+        return address[7:]
+    return address
+
+
+class Observations(object):
+    """Aggregates per flow key, bounded: never a record per connection.
+
+    A key is (netns, proto, role, local, local_port, remote, remote_port). Role "client" keeps
+    the remote port and drops the local (ephemeral) one; role "server" keeps the local port
+    (a listening one) and drops the remote.
+    """
+
+    def __init__(self, max_keys=MAX_FLOW_KEYS, max_processes=MAX_WINDOW_PROCESSES):
+        self.flows = {}
+        self.max_keys = max_keys
+        self.overflow = 0
+        self.processes = {}
+        self.max_processes = max_processes
+        self.processes_overflow = 0
+
+    def flow(self, key, now):
+        """The record of `key` (created when there is room), or None (counted as overflow)."""
+        record = self.flows.get(key)
+        if record is None:
+            if len(self.flows) >= self.max_keys:
+                self.overflow += 1
+                return None
+            # first_seen, last_seen, counts per evidence kind, samples alive, holders, uids,
+            # sockets alive at the last sample, the sample since which one was
+            record = self.flows[key] = [now, now, {}, 0, {}, set(), 0, 0]
+        else:
+            record[1] = now
+        return record
+
+    def add(self, key, now, kind, uid=None, holder=None):
+        """One more connection of `key` seen by `kind` (None: seen again, not counted)."""
+        record = self.flow(key, now)
+        if record is None:
+            return None
+        if kind is not None:
+            record[2][kind] = record[2].get(kind, 0) + 1
+        if uid is not None and uid >= 0 and len(record[5]) < MAX_UIDS:
+            record[5].add(uid)
+        if holder is not None:
+            self.hold(record, holder)
+        return record
+
+    @staticmethod
+    def alive(record, sample):
+        """One more socket of the flow alive from sample number `sample` on."""
+        if not record[6]:
+            record[7] = sample
+        record[6] += 1
+
+    def gone(self, key, sample, last_seen):
+        """One socket of `key`, alive at the sample before number `sample`, is gone."""
+        record = self.flows.get(key)
+        if record is None or not record[6]:
+            return
+        record[6] -= 1
+        if last_seen is not None and last_seen > record[1]:
+            record[1] = last_seen
+        if not record[6]:
+            record[3] += sample - record[7]
+
+    @staticmethod
+    def hold(record, holder):
+        """`holder` is (pid, comm, via); the first MAX_HOLDERS pids are kept."""
+        holders = record[4]
+        if holder[0] in holders or len(holders) < MAX_HOLDERS:
+            if holders.get(holder[0], (None, None, "listener"))[2] == "listener":
+                holders[holder[0]] = holder
+
+    def process(self, netns, uid, comm, cmdline, pid, now):
+        """A process seen by an exec event."""
+        key = (netns, uid, comm, cmdline)
+        record = self.processes.get(key)
+        if record is None:
+            if len(self.processes) >= self.max_processes:
+                self.processes_overflow += 1
+                return
+            record = self.processes[key] = [now, now, 0, []]
+        record[1] = now
+        record[2] += 1
+        if len(record[3]) < MAX_PIDS:
+            record[3].append(pid)
+
+    def flows_document(self, samples):
+        out = []
+        for key in sorted(self.flows, key=_flow_sort_key):
+            netns, proto, role, local, local_port, remote, remote_port = key
+            first, last, counts, alive, holders, uids = self.flows[key][:6]
+            out.append({
+                "netns": netns, "proto": proto, "role": role,
+                "local": local, "local_port": local_port, "remote": remote, "remote_port": remote_port,
+                "first_seen": round(first, 3), "last_seen": round(last, 3),
+                "connections": max(counts.get("sample", 0) + counts.get("time_wait", 0),
+                                   counts.get("destroy", 0), counts.get("conntrack", 0)),
+                "evidence": dict((kind, counts[kind]) for kind in EVIDENCE_KINDS if kind in counts),
+                "samples": alive,
+                "persistent": samples > 0 and alive == samples,
+                "holders": [{"pid": pid, "comm": comm, "via": via}
+                            for pid, comm, via in sorted(holders.values())],
+                "uids": sorted(uids),
+            })
+        return out
+
+    def processes_document(self):
+        out = []
+        for key in sorted(self.processes, key=lambda k: (k[0] or 0, k[1], k[2], k[3])):
+            netns, uid, comm, cmdline = key
+            first, last, execs, pids = self.processes[key]
+            out.append({"netns": netns, "uid": uid, "comm": comm, "cmdline": list(cmdline),
+                        "execs": execs, "first_seen": round(first, 3), "last_seen": round(last, 3),
+                        "pids": pids})
+        return out
+
+
+def _flow_sort_key(key):
+    return tuple("" if part is None else (str(part) if not isinstance(part, int) else "%020d" % part)
+                 for part in key)
+
+
+def flow_key(netns, record, listening):
+    """The flow key of a connected socket record, or None for a socket that is no connection
+    (listening, unconnected UDP). `listening` holds the (proto, port) pairs that listen."""
+    proto = WINDOW_PROTOS.get(record[0])
+    if proto is None or record[6] == "LISTEN" or not record[5]:
+        return None
+    local, remote = plain_address(record[2]), plain_address(record[4])
+    if (proto, record[3]) in listening:
+        return (netns, proto, "server", local, record[3], remote, None)
+    return (netns, proto, "client", local, None, remote, record[5])
+
+
+def _listening_port(record):
+    """(proto, port) of a listening TCP socket or a bound, unconnected UDP one, else None."""
+    proto = WINDOW_PROTOS.get(record[0])
+    if record[1] and ((proto == "tcp" and record[6] == "LISTEN") or
+                      (proto == "udp" and not record[5] and record[3])):
+        return proto, record[3]
+    return None
+
+
+class EventSource(object):
+    """One netlink event stream: its socket, what it gave, and why it is missing if it is."""
+
+    def __init__(self, name):
+        self.name = name
+        self.sock = None
+        self.state = "missing"
+        self.reason = None
+        self.events = 0
+        self.lost = 0  # ENOBUFS: the receive buffer overflowed, events were dropped
+
+    def fail(self, error, what):
+        code = getattr(error, "errno", None)
+        self.state = "denied" if code in _DENIED else "missing"
+        self.reason = "%s: %s" % (what, os.strerror(code) if code else (str(error) or "failed"))
+        self.close()
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def to_dict(self):
+        out = {"state": self.state, "events": self.events, "lost": self.lost}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+def _event_socket(protocol, groups):
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+    try:
+        for option in (33, socket.SO_RCVBUF):  # SO_RCVBUFFORCE (root), else what is allowed
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, EVENT_BUFFER)
+                break
+            except OSError:
+                continue
+        sock.bind((0, groups))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def open_sources(proc_root):
+    """The event sources of the payload's own namespace, each opened or said missing and why."""
+    destroy = EventSource("sock_destroy")
+    conntrack = EventSource("conntrack")
+    proc = EventSource("proc_connector")
+    try:
+        destroy.sock = _event_socket(NETLINK_SOCK_DIAG, sum(1 << (group - 1) for group, _ in SKNLGRP_GROUPS))
+        destroy.state = "used"
+    except OSError as error:
+        destroy.fail(error, "sock_diag destroy groups (Linux 4.9+)")
+
+    obstacle = None
+    if not os.path.exists(os.path.join(proc_root, "sys/net/netfilter/nf_conntrack_max")):
+        obstacle = "this namespace tracks no connections (no nf_conntrack)"
+    else:
+        try:
+            modules = _read_small_text(os.path.join(proc_root, "modules"))
+            builtin = _read_small_text("/lib/modules/%s/modules.builtin" % os.uname()[2]) if modules else None
+            obstacle = conntrack_netlink_obstacle(modules, builtin)
+        except OSError as error:
+            obstacle = "cannot read the module list: %s" % os.strerror(error.errno or 0)
+    if obstacle:
+        conntrack.reason = obstacle
+    else:
+        try:
+            conntrack.sock = _event_socket(NETLINK_NETFILTER, (1 << (NFNLGRP_CONNTRACK_NEW - 1)) |
+                                           (1 << (NFNLGRP_CONNTRACK_DESTROY - 1)))
+            conntrack.state = "used"
+        except OSError as error:
+            conntrack.fail(error, "ctnetlink event groups")
+
+    try:
+        proc.sock = _event_socket(NETLINK_CONNECTOR, CN_IDX_PROC)
+        body = struct.pack("=I", PROC_CN_MCAST_LISTEN)
+        message = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(body), 0) + body
+        proc.sock.sendto(_NLMSGHDR.pack(_NLMSGHDR.size + len(message), NLMSG_DONE, 0, 0, 0) + message, (0, 0))
+        proc.state = "used"
+    except OSError as error:
+        proc.fail(error, "proc connector")
+    if proc.sock is not None and _in_child_pid_namespace(proc_root):
+        proc.state = "missing"
+        proc.reason = "proc connector: the kernel sends the events of the initial pid namespace only"
+        proc.close()
+    return [destroy, conntrack, proc]
+
+
+def _in_child_pid_namespace(proc_root):
+    """Whether the payload runs in a pid namespace below the initial one (NSpid lists two pids)."""
+    try:
+        with _open_text(os.path.join(proc_root, "self", "status")) as handle:
+            for line in handle:
+                if line.startswith("NSpid:"):
+                    return len(line.split()) > 2
+    except OSError:
+        pass
+    return False
+
+
+def _messages(data):
+    """(type, body start, end) of each netlink message in a datagram."""
+    offset = 0
+    size = len(data)
+    while offset + _NLMSGHDR.size <= size:
+        length, kind = _NLMSGHDR.unpack_from(data, offset)[:2]
+        if length < _NLMSGHDR.size or offset + length > size:
+            return
+        yield kind, offset + _NLMSGHDR.size, offset + length
+        offset += (length + 3) & ~3
+
+
+class Window(object):
+    """The observation of this machine over a window: samples on a budget, and events."""
+
+    def __init__(self, proc_root, use_netlink=True, observations=None):
+        self.proc_root = proc_root
+        self.use_netlink = use_netlink
+        self.obs = observations or Observations()
+        self.samples = 0
+        self.sample_cpu = 0.0
+        self.interval = None
+        self.first_cost = None
+        self.own_pid = _own_pid_in(proc_root)
+        self.own_netns = None
+        try:
+            self.own_netns = os.stat("/proc/self/ns/net").st_ino if self.own_pid else None
+        except OSError:
+            pass
+        self.pid_info = {}  # pid -> (netns, comm, uid): processes met so far
+        self.holder_of = {}  # inode -> (pid, comm): the held sockets of the last sample
+        self.rows = {}  # netns -> the socket rows (records) of the last sample
+        self.key_of = {}  # live record -> its flow key
+        self.last_sample = None
+        self.listening = {}  # netns -> {(proto, port): listening sockets}
+        self.listener_holder = {}  # (netns, proto, port) -> (pid, comm)
+        self.local_addresses = set()
+        self.sources = []
+        self.notes = []
+        self.socket_count = 0
+
+    # Samples ----------------------------------------------------------------------------
+
+    def _namespace_rows(self):
+        """(netns, records with inode, records of inode 0) of every namespace reachable."""
+        readers = {}
+        for pid, info in self.pid_info.items():
+            if info[0] is not None:
+                readers.setdefault(info[0], pid)
+        if self.own_netns is not None:
+            readers[self.own_netns] = self.own_pid
+        out = []
+        for netns, pid in sorted(readers.items()):
+            own = netns == self.own_netns and self.use_netlink
+            records, inodeless = [], []
+            for filename in ("tcp", "tcp6", "udp", "udp6"):
+                try:
+                    if own:
+                        family, protocol = NETLINK_TABLES[filename]
+                        records.extend(netlink_inet_sockets(family, protocol, filename, inodeless)[0])
+                        continue
+                except OSError:
+                    pass
+                try:
+                    with _open_text(os.path.join(self.proc_root, str(pid), "net", filename)) as handle:
+                        records.extend(parse_inet_table(handle, filename, inodeless)[0])
+                except OSError:
+                    continue
+            out.append((netns, records, inodeless))
+        return out
+
+    def _walk_fds(self, wanted):
+        """inode -> (pid, comm) for the inodes of `wanted` among every process's fds."""
+        found = {}
+        seen = {}
+        try:
+            pids = list_pids(self.proc_root)
+        except OSError:
+            return found
+        for pid in pids:
+            if pid == self.own_pid:
+                continue
+            base = os.path.join(self.proc_root, str(pid))
+            info = self.pid_info.get(pid) or self._process_info(base)
+            if info is None:
+                continue
+            seen[pid] = info
+            if not wanted:
+                continue
+            try:
+                inodes = read_socket_inodes(base + "/fd")
+            except OSError:
+                continue
+            for inode in wanted.intersection(inodes):
+                found[inode] = (pid, info[1])
+        self.pid_info = seen
+        return found
+
+    @staticmethod
+    def _process_info(base):
+        try:
+            netns = os.stat(base + "/ns/net").st_ino
+        except OSError:
+            netns = None
+        try:
+            comm = _read_bytes(base + "/comm").rstrip(b"\n")
+        except OSError:
+            return None
+        return netns, decode_text(comm)[0], None
+
+    def sample(self):
+        """One sample: every namespace's connections, and the holders of the new ones.
+
+        Only what changed since the last sample costs Python work per socket: the rows are
+        compared as sets (at C speed), and the fds are walked only when a new socket needs
+        its holder.
+        """
+        cpu = time.process_time()
+        now = time.time()
+        if not self.pid_info:
+            self._walk_fds(set())  # the namespaces to read, on the first sample
+        changes = []
+        wanted = set()
+        count = 0
+        for netns, records, inodeless in self._namespace_rows():
+            rows = set(records)
+            rows.update(inodeless)
+            count += len(rows)
+            before = self.rows.get(netns, frozenset())
+            fresh, gone = rows - before, before - rows
+            self.rows[netns] = rows
+            wanted.update(record[1] for record in fresh if record[1])
+            changes.append((netns, fresh, gone))
+        holders = self._walk_fds(wanted) if wanted else {}
+        for netns, fresh, gone in changes:
+            self._apply(netns, fresh, gone, holders, now)
+        self.last_sample = now
+        self.samples += 1
+        self.socket_count = count
+        cost = time.process_time() - cpu
+        self.sample_cpu += cost
+        if self.first_cost is None:
+            self.first_cost = cost
+        return cost
+
+    def _apply(self, netns, fresh, gone, holders, now):
+        """Record what changed in one namespace since the last sample."""
+        listening = self.listening.setdefault(netns, {})
+        closed = set()
+        for record in gone:
+            self.holder_of.pop(record[1], None)
+            port = _listening_port(record)
+            if port is not None:
+                listening[port] = listening.get(port, 1) - 1
+                if not listening[port]:
+                    del listening[port]
+            key = self.key_of.pop(record, None)
+            if key is not None:
+                closed.add((record[0], record[2], record[3], record[4], record[5]))
+                self.obs.gone(key, self.samples, self.last_sample)
+        for record in fresh:
+            port = _listening_port(record)
+            if port is not None:
+                listening[port] = listening.get(port, 0) + 1
+                holder = holders.get(record[1])
+                if holder is not None:
+                    self.listener_holder[(netns,) + port] = holder
+        for record in fresh:
+            if not record[1] and (record[6] != "TIME_WAIT" or not self.samples):
+                continue  # TIME_WAIT rows of the first sample closed before the window
+            key = flow_key(netns, record, listening)
+            if key is None:
+                continue
+            holder = holders.get(record[1])
+            if holder is not None:
+                self.holder_of[record[1]] = holder
+            kind = "sample" if record[1] else "time_wait"
+            if (record[0], record[2], record[3], record[4], record[5]) in closed:
+                kind = None  # a connection seen already, in another state (closed, TIME_WAIT)
+            flow = self.obs.add(key, now, kind, record[7],
+                                None if holder is None else (holder[0], holder[1], "socket"))
+            if flow is None:
+                continue
+            if record[1]:
+                self.key_of[record] = key
+                self.obs.alive(flow, self.samples)
+            self._listener_holds(flow, key)
+
+    def _listener_holds(self, flow, key):
+        """A server-side flow is also held by whoever holds the listening socket of its port."""
+        if key[2] == "server":
+            listener = self.listener_holder.get((key[0], key[1], key[4]))
+            if listener is not None:
+                Observations.hold(flow, (listener[0], listener[1], "listener"))
+
+    def finish(self):
+        """Close the flows still alive at the last sample."""
+        for key in self.key_of.values():
+            self.obs.gone(key, self.samples, self.last_sample)
+        self.key_of = {}
+
+    # Events -----------------------------------------------------------------------------
+
+    def drain(self, source):
+        """Read every pending datagram of one event source."""
+        while source.sock is not None:
+            try:
+                data = source.sock.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno == errno.ENOBUFS:
+                    source.lost += 1
+                    continue
+                source.fail(error, "reading events")
+                return
+            now = time.time()
+            for kind, start, end in _messages(data):
+                if source.name == "sock_destroy" and kind == SOCK_DIAG_BY_FAMILY:
+                    self._destroyed(data, start, end, now)
+                elif source.name == "conntrack" and kind >> 8 == NFNL_SUBSYS_CTNETLINK:
+                    self._tracked(data, start, end, kind & 0xFF, now)
+                elif source.name == "proc_connector":
+                    self._proc_event(data, start, end, now)
+                else:
+                    continue
+                source.events += 1
+
+    def _destroyed(self, data, start, end, now):
+        if end - start < _INET_DIAG_MSG_SIZE:
+            return
+        family, state_number = data[start], data[start + 1]
+        sport, dport = struct.unpack_from("!HH", data, start + 4)
+        size = 4 if family == socket.AF_INET else 16
+        src, dst = data[start + 8:start + 8 + size], data[start + 24:start + 24 + size]
+        uid, inode = struct.unpack_from("=II", data, start + 64)
+        protocol = _attributes(data, start + _INET_DIAG_MSG_SIZE, end, (INET_DIAG_PROTOCOL,)).get(INET_DIAG_PROTOCOL)
+        number = data[protocol[0]] if protocol and protocol[1] > protocol[0] else socket.IPPROTO_TCP
+        name = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp"}.get(number)
+        if name is None or family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        if family == socket.AF_INET6:
+            name += "6"
+        state = STATES.get(state_number, "CLOSE")
+        record = (name, inode, socket.inet_ntop(family, src), sport, socket.inet_ntop(family, dst),
+                  dport, state, uid, None)
+        netns = self.own_netns
+        key = flow_key(netns, record, self.listening.get(netns, ()))
+        if key is None:
+            return
+        holder = self.holder_of.get(inode) if inode else None
+        flow = self.obs.add(key, now, "destroy", uid,
+                            None if holder is None else (holder[0], holder[1], "socket"))
+        if flow is not None:
+            self._listener_holds(flow, key)
+
+    def _tracked(self, data, start, end, message, now):
+        if message not in (IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_DELETE):
+            return
+        entry = _conntrack_entry(data, start + _NFGENMSG.size, end, {})
+        if entry is None or entry["proto"] not in ("tcp", "udp"):
+            return
+        original, reply = entry["original"], entry["reply"]
+        kind = "conntrack" if message == IPCTNL_MSG_CT_NEW else None
+        netns = self.own_netns
+        client, server = plain_address(original["src"]), plain_address(reply["src"])
+        if client in self.local_addresses:
+            self.obs.add((netns, entry["proto"], "client", client, None,
+                          plain_address(original["dst"]), original["dport"]), now, kind)
+        if server in self.local_addresses:
+            key = (netns, entry["proto"], "server", server, reply["sport"], plain_address(reply["dst"]), None)
+            flow = self.obs.add(key, now, kind)
+            if flow is not None:
+                self._listener_holds(flow, key)
+
+    def _proc_event(self, data, start, end, now):
+        if end - start < _CN_MSG.size + _PROC_EVENT.size:
+            return
+        what, _cpu, _stamp, pid, tgid = _PROC_EVENT.unpack_from(data, start + _CN_MSG.size)
+        if what != PROC_EVENT_EXEC or pid != tgid:
+            return
+        base = os.path.join(self.proc_root, str(tgid))
+        try:
+            status = parse_status(_read_bytes(base + "/status").decode("utf-8", "backslashreplace"))
+            comm = decode_text(_read_bytes(base + "/comm").rstrip(b"\n"))[0]
+            raw = parse_cmdline(_read_bytes(base + "/cmdline")[:1024])
+            netns = os.stat(base + "/ns/net").st_ino
+        except (OSError, ValueError, IndexError):
+            return  # gone before it could be read: counted as an event, not named
+        cmdline = tuple(decode_text(arg)[0] for arg in raw[:8])
+        self.obs.process(netns, status["uid"], comm, cmdline, tgid, now)
+        self.pid_info[tgid] = (netns, comm, status["uid"])
+
+    # The whole window -------------------------------------------------------------------
+
+    def run(self, seconds, started):
+        """Observe from now until `started` + `seconds` (wall clock)."""
+        deadline = started + seconds
+        if self.own_netns is not None:
+            self.local_addresses = self._own_addresses()
+            self.sources = open_sources(self.proc_root)
+        self.cpu_start = time.process_time()
+        try:
+            self._loop(deadline, started)
+        finally:
+            for source in self.sources:
+                source.close()
+        self.finish()
+        self.cpu = time.process_time() - self.cpu_start
+        self.ended = time.time()
+
+    def _loop(self, deadline, started):
+        import select
+        next_sample = time.time()
+        while True:
+            now = time.time()
+            if now >= next_sample:
+                cost = self.sample()
+                share = cpu_share(self.socket_count)
+                elapsed = max(time.time() - started, 1e-3)
+                # What the events cost so far is left out of the samples' share.
+                events_rate = max(0.0, time.process_time() - self.cpu_start - self.sample_cpu) / elapsed
+                self.interval = max(MIN_INTERVAL, cost / max(share - events_rate, share / 4.0))
+                next_sample = time.time() + self.interval
+                if now >= deadline:
+                    return
+                if next_sample > deadline:
+                    next_sample = deadline  # the last sample closes the window
+            sockets = [source.sock for source in self.sources if source.sock is not None]
+            timeout = max(0.0, next_sample - time.time())
+            if not sockets:
+                time.sleep(timeout)
+                continue
+            ready = select.select(sockets, [], [], timeout)[0]
+            for source in self.sources:
+                if source.sock is not None and source.sock in ready:
+                    self.drain(source)
+
+    def _own_addresses(self):
+        addresses = set(["127.0.0.1", "::1"])
+        net = "/proc/self/net"
+        try:
+            with _open_text(os.path.join(net, "fib_trie")) as handle:
+                fib = handle.read()
+            with _open_text(os.path.join(net, "route")) as handle:
+                route = handle.read()
+            addresses.update(entry[1] for entry in ipv4_addresses(fib, route))
+        except OSError:
+            pass
+        try:
+            with _open_text(os.path.join(net, "if_inet6")) as handle:
+                addresses.update(entry[2] for entry in parse_if_inet6(handle))
+        except OSError:
+            pass
+        return addresses
+
+    def to_dict(self, requested, start_at, started):
+        """The snapshot's `window` section (docs/snapshot.md)."""
+        return {
+            "version": WINDOW_VERSION,
+            "requested": requested,
+            "start_at": start_at,
+            "started_at": round(started, 3),
+            "ended_at": round(self.ended, 3),
+            "interval": round(self.interval or 0.0, 3),
+            "samples": self.samples,
+            "first_sample_cpu": round(self.first_cost or 0.0, 4),
+            "cpu_seconds": round(self.cpu, 3),
+            "cpu_share": round(cpu_share(self.socket_count), 3),
+            "sources": dict((source.name, source.to_dict()) for source in self.sources) or {
+                name: {"state": "missing", "events": 0, "lost": 0,
+                       "reason": "not the live /proc of the payload's own namespace"}
+                for name in ("sock_destroy", "conntrack", "proc_connector")},
+            "max_flows": self.obs.max_keys,
+            "flows_overflow": self.obs.overflow,
+            "flows": self.obs.flows_document(self.samples),
+            "max_processes": self.obs.max_processes,
+            "processes_overflow": self.obs.processes_overflow,
+            "processes": self.obs.processes_document(),
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1691,6 +2411,40 @@ def write_framed(document, stream):
     stream.write(("%s\n" % FRAME_END).encode("ascii"))
 
 
+def window_problem(window, start_at, now):
+    """Why `--window` / `--start-at` cannot be honoured (a phrase), or None."""
+    if not 0 <= window <= MAX_WINDOW or window != window:
+        return "--window must be between 0 and %d seconds" % MAX_WINDOW
+    if start_at is not None:
+        if start_at != start_at or start_at - now > MAX_START_AHEAD:
+            return "--start-at is more than %d s ahead of this machine's clock" % MAX_START_AHEAD
+        if window <= 0:
+            return "--start-at needs --window"
+    return None
+
+
+def capture(proc_root="/proc", etc_root="/etc", use_netlink=True, window=0.0, start_at=None,
+            sleep=time.sleep):
+    """The snapshot document: one instant, or with `window` seconds of observation before it.
+
+    With `start_at` (a Unix time at most MAX_START_AHEAD seconds ahead), the window starts
+    then; a time in the past starts it now. The instant part (namespaces, processes) is
+    captured at the end of the window, so that it is the window's last sample.
+    """
+    if window <= 0:
+        return collect(proc_root, etc_root, use_netlink=use_netlink, compact=True)
+    if start_at is not None:
+        delay = start_at - time.time()
+        if delay > 0:
+            sleep(delay)
+    started = time.time()
+    observer = Window(proc_root, use_netlink=use_netlink)
+    observer.run(window, started)
+    document = collect(proc_root, etc_root, use_netlink=use_netlink, compact=True, second_pass=True)
+    document["window"] = observer.to_dict(window, start_at, started)
+    return document
+
+
 def main(argv=None):
     """Command line entry: capture and write the snapshot to stdout. Returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -1703,10 +2457,22 @@ def main(argv=None):
                         help="read sockets from /proc/net text only (no sock_diag)")
     parser.add_argument("--ssh-session", action="store_true",
                         help="name the sshd processes this runs under (the collector's own session)")
+    parser.add_argument("--window", type=float, default=0.0, metavar="SECONDS",
+                        help="observe for this many seconds before the snapshot (0: one instant)")
+    parser.add_argument("--start-at", type=float, default=None, metavar="UNIX_TIME",
+                        help="start the window at this time (at most %d s ahead)" % MAX_START_AHEAD)
     options = parser.parse_args(argv)
+    problem = window_problem(options.window, options.start_at, time.time())
+    if problem:
+        sys.stderr.write("capture: %s\n" % problem)
+        return 2
+    if options.window > 0 and __name__ == "__main__":
+        # Interrupted, the payload ends at once and leaves nothing: the kernel's default action.
+        for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE"):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
     try:
-        document = collect(options.proc_root, options.etc_root,
-                           use_netlink=not options.no_netlink, compact=True)
+        document = capture(options.proc_root, options.etc_root, not options.no_netlink,
+                           options.window, options.start_at)
     except OSError as error:
         sys.stderr.write("capture: cannot read %s: %s\n" % (options.proc_root, error))
         return 1
