@@ -106,7 +106,8 @@ def _stitch(snapshots: list[Snapshot], group_by: str, show_external: bool, stale
     counts = {"exact": _draw(join_exact(index), links)}
     connected = connected_datagram_tuples(index.ends) if index.datagram_tracks else set()
     # the later joins only look at what the exact join left (a few percent of the sockets)
-    rest = [end for end in index.ends if end.state is not EndState.PAIRED]
+    paired = EndState.PAIRED
+    rest = [end for end in index.ends if end.state is not paired]
     counts["through NAT"] = _draw(join_translated(index, rest, [snapshot.name for snapshot in snapshots]), links)
     counts["to listeners"] = _draw(join_listeners(index, rest), links)
     counts["datagram flows from conntrack"] = _draw(join_tracked_datagrams(index, connected), links)

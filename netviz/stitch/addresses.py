@@ -39,6 +39,9 @@ class Scope(enum.IntEnum):
     LINK = 2
 
 
+# Members as module constants: looking a member up on its Enum class is slow in a hot loop.
+_ANYWHERE, _LOOPBACK, _LINK = Scope.GLOBAL, Scope.LOOPBACK, Scope.LINK
+
 _scope_cache: dict[str, Scope] = {}
 
 
@@ -49,9 +52,9 @@ def scope(address: str) -> Scope:
         try:
             parsed = ipaddress.ip_address(address)
         except ValueError:
-            found = Scope.GLOBAL
+            found = _ANYWHERE
         else:
-            found = Scope.LOOPBACK if parsed.is_loopback else Scope.LINK if parsed.is_link_local else Scope.GLOBAL
+            found = _LOOPBACK if parsed.is_loopback else _LINK if parsed.is_link_local else _ANYWHERE
         if len(_scope_cache) < 1_000_000:
             _scope_cache[address] = found
     return found
@@ -74,6 +77,8 @@ class Locality(enum.IntEnum):
     MACHINE = 2  # link-local: the same machine only
     NETNS = 3  # loopback: the same namespace of the same machine only
 
+
+_GLOBAL, _SHARED, _MACHINE, _NETNS = Locality.GLOBAL, Locality.SHARED, Locality.MACHINE, Locality.NETNS
 
 # A zone: None (anywhere in the group), a machine index, or (machine index, namespace inode).
 Zone = object
@@ -124,26 +129,34 @@ class AddressBook:
         locality = self.locality.get(address)
         if locality is None:
             found = scope(address)
-            if found is Scope.LOOPBACK:
-                locality = Locality.NETNS
-            elif found is Scope.LINK:
-                locality = Locality.MACHINE
+            if found is _LOOPBACK:
+                locality = _NETNS
+            elif found is _LINK:
+                locality = _MACHINE
             elif len(self.machines.get(address, ())) > 1:
-                locality = Locality.SHARED
+                locality = _SHARED
             else:
-                locality = Locality.GLOBAL
+                locality = _GLOBAL
             self.locality[address] = locality
         return locality
 
     def zone(self, machine: int, netns: int, local: str, remote: str) -> Zone:
         """Where the peer of a (local, remote) socket must live: None (anywhere), the machine,
         or (machine, namespace); the peer computes the same zone from the same two addresses."""
-        reach = max(self.locality_of(local), self.locality_of(remote))
-        if reach is Locality.GLOBAL:
+        locality = self.locality
+        reach = locality.get(local)
+        if reach is None:
+            reach = self.locality_of(local)
+        far = locality.get(remote)
+        if far is None:
+            far = self.locality_of(remote)
+        if far > reach:
+            reach = far
+        if reach is _GLOBAL:
             return None
-        if reach is Locality.SHARED:
+        if reach is _SHARED:
             return self.shared_zone(machine, local, remote)
-        return machine if reach is Locality.MACHINE else (machine, netns)
+        return machine if reach is _MACHINE else (machine, netns)
 
     def shared_zone(self, machine: int, local: str, remote: str) -> Optional[int]:
         """The zone of a pair of addresses, one at least owned by several machines, neither
@@ -155,8 +168,8 @@ class AddressBook:
         exact reversed four-tuple joins it (one machine claiming another's address must not turn
         that machine's flows into unresolved ones). Both ends compute the same zone.
         """
-        shared, other = (local, remote) if self.locality[local] is Locality.SHARED else (remote, local)
-        if self.locality[other] is not Locality.GLOBAL:
+        shared, other = (local, remote) if self.locality[local] is _SHARED else (remote, local)
+        if self.locality[other] is not _GLOBAL:
             return machine  # both shared
         other_owners = self.machines.get(other)
         if other_owners is None or len(other_owners) != 1 or not other_owners.isdisjoint(self.machines[shared]):
@@ -173,12 +186,12 @@ class AddressBook:
         locality = self.locality.get(address)
         if locality is None:
             locality = self.locality_of(address)
-        if locality is Locality.NETNS:
+        if locality is _NETNS:
             return target_machine == machine and target_netns == netns
         owners = self.machines.get(address)
-        if locality is Locality.MACHINE:  # link-local: any namespace of the machine
+        if locality is _MACHINE:  # link-local: any namespace of the machine
             return target_machine == machine and (owners is None or machine in owners)
-        if locality is Locality.SHARED and machine in owners:  # docker0: the machine's own
+        if locality is _SHARED and machine in owners:  # docker0: the machine's own
             return target_machine == machine
         if owners is None:
             return True  # no machine claims it: the exact tuple is the only evidence
@@ -187,9 +200,9 @@ class AddressBook:
     def locations(self, machine: int, netns: int, address: str) -> Optional[list[tuple[int, int]]]:
         """The namespaces where `address`, seen from (machine, netns), lives; None when ambiguous."""
         found = scope(address)
-        if found is Scope.LOOPBACK:
+        if found is _LOOPBACK:
             return [(machine, netns)]
-        if found is Scope.LINK:
+        if found is _LINK:
             return [(machine, ns) for ns in sorted(self.namespaces.get((machine, address), ()))]
         owners = self.machines.get(address)
         if not owners:
@@ -204,7 +217,7 @@ class AddressBook:
 
     def in_group(self, address: str) -> bool:
         """Should a peer at `address` be in the group: a scoped address, or one a machine owns?"""
-        return scope(address) is not Scope.GLOBAL or address in self.machines
+        return scope(address) is not _ANYWHERE or address in self.machines
 
 
 def address_claims(snapshots: Sequence[Snapshot], shown: int = 5) -> list[str]:
@@ -221,7 +234,7 @@ def address_claims(snapshots: Sequence[Snapshot], shown: int = 5) -> list[str]:
         mine = {normalize_address(address.address) for namespace in snapshot.namespaces
                 for address in namespace.addresses}
         for address in mine:
-            if scope(address) is Scope.GLOBAL:
+            if scope(address) is _ANYWHERE:
                 owners.setdefault(address, []).append(snapshot.name)
     shared = {address: names for address, names in owners.items() if len(names) > 1}
     if not shared:

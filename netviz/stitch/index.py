@@ -35,6 +35,10 @@ class EndState(enum.Enum):
     TRANSLATED_OUT = "translated out"  # NATed, and every translation leaves the group: outside
 
 
+# Members as module constants: looking a member up on its Enum class is slow in a hot loop.
+_OPEN = EndState.OPEN
+
+
 class End:
     """One socket of one machine, reduced to what the joins need.
 
@@ -66,7 +70,7 @@ class End:
         self.listener = listener
         self.zone = zone
         self.collector = collector
-        self.state = EndState.OPEN
+        self.state = _OPEN
 
 
 # Translation: (translating machine, its namespace, reply tuple (src, sport, dst, dport)).

@@ -16,7 +16,10 @@ from netviz.kinds import DATAGRAM_PROTOCOLS
 from netviz.stitch.addresses import AddressBook, Scope, scope
 from netviz.stitch.index import End, EndState, SocketIndex
 
+# Members as module constants: looking a member up on its Enum class is slow in a hot loop.
 OPEN, PAIRED, AMBIGUOUS = EndState.OPEN, EndState.PAIRED, EndState.AMBIGUOUS
+TRANSLATED, TRANSLATED_OUT = EndState.TRANSLATED, EndState.TRANSLATED_OUT
+_ANYWHERE = Scope.GLOBAL
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,26 @@ def join_exact(index: SocketIndex) -> Iterator[Pair]:
 
     An end with several candidates, or whose candidate has several, is ambiguous: never guessed.
     """
-    crowded = index.crowded
+    crowded, connections, reachable = index.crowded, index.connections, index.book.reachable
     for end in index.ends:
         if end.state is not OPEN:
             continue
+        if end not in crowded and len(end.locals_) == 1 and len(end.remotes) == 1:
+            # the common case, a million times: one address each side, a key nobody else has
+            local, far = end.locals_[0], end.remotes[0]
+            other = connections.get((end.kind, far, end.remote_port, local, end.local_port, end.zone))
+            if other is None:
+                continue
+            if other.__class__ is not list:
+                if (
+                    other is not end
+                    and other.state is not PAIRED
+                    and reachable(end.machine, end.netns, far, other.machine, other.netns)
+                    and reachable(other.machine, other.netns, local, end.machine, end.netns)
+                ):
+                    end.state = other.state = PAIRED
+                    yield end, other, EXACT
+                continue
         found = exact_candidates(index, end)
         if len(found) == 1:
             other = found[0]
@@ -75,21 +94,6 @@ def exact_candidates(index: SocketIndex, end: End) -> list[End]:
     """Unpaired sockets whose four-tuple is `end`'s reversed and that each end can reach."""
     reachable = index.book.reachable
     single = len(end.locals_) == 1 and len(end.remotes) == 1
-    if single and end not in index.crowded:
-        # the common case: one address each side, a key nobody else has
-        local, far = end.locals_[0], end.remotes[0]
-        bucket = index.connections.get((end.kind, far, end.remote_port, local, end.local_port, end.zone))
-        if bucket is None:
-            return []
-        if bucket.__class__ is not list:
-            if (
-                bucket is not end
-                and bucket.state is not PAIRED
-                and reachable(end.machine, end.netns, far, bucket.machine, bucket.netns)
-                and reachable(bucket.machine, bucket.netns, local, end.machine, end.netns)
-            ):
-                return [bucket]
-            return []
     found: list[End] = []
     for far in end.remotes:
         for local in end.locals_:
@@ -155,11 +159,11 @@ def leftovers(ends: Iterable[End], book: AddressBook) -> Iterator[tuple[End, Opt
             yield end, None
         elif state is AMBIGUOUS:
             yield end, "several sockets or namespaces could be its peer"
-        elif state is EndState.TRANSLATED:
+        elif state is TRANSLATED:
             yield end, "NAT in the group translated it, to no socket that was captured"
-        elif state is EndState.TRANSLATED_OUT:
+        elif state is TRANSLATED_OUT:
             yield end, None  # NAT decided where it went: outside
-        elif any(scope(far) is not Scope.GLOBAL for far in end.remotes):
+        elif any(scope(far) is not _ANYWHERE for far in end.remotes):
             yield end, "no socket of its own machine has the reversed address and port"
         elif any(book.in_group(far) for far in end.remotes):
             yield end, "its peer machine is in the group, but has no such socket nor a listener for it"
