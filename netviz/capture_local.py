@@ -24,8 +24,11 @@ def _write(document: dict, stream: BinaryIO) -> None:
     payload.write_plain(document, stream)
 
 
-def capture_to(output: Optional[Path], proc_root: Path = Path("/proc")) -> None:
+def capture_to(output: Optional[Path], proc_root: Path = Path("/proc"), window: float = 0.0) -> None:
     """Capture this machine and write the snapshot JSON to `output`, or to stdout when None.
+
+    With `window` seconds (> 0), the payload observes the machine that long first and the
+    snapshot gains its `window` section (docs/snapshot.md).
 
     The file is written by netviz.files.write_file: a regular file is replaced atomically (a
     reader never sees half a snapshot, a failed capture leaves an existing file untouched) and
@@ -35,7 +38,7 @@ def capture_to(output: Optional[Path], proc_root: Path = Path("/proc")) -> None:
     if not proc_root.is_dir():
         raise CaptureError(f"{proc_root}: not a directory (is procfs mounted there?)")
     try:
-        document = payload.collect(str(proc_root), compact=True)
+        document = payload.capture(str(proc_root), window=window)
     except OSError as error:
         raise CaptureError(f"{proc_root}: cannot read: {error.strerror or error}") from None
 

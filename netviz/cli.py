@@ -55,6 +55,18 @@ def _output_target(text: str) -> Path:
     return Path(text)
 
 
+def _duration(text: str) -> float:
+    """--window: a DURATION (30s, 2m, plain seconds), refused at once when malformed."""
+    from netviz.duration import parse_duration
+
+    if isinstance(text, (int, float)):
+        return float(text)  # the default, passed through the parser by typer
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 @app.command()
 def capture(
     output: Annotated[
@@ -62,12 +74,17 @@ def capture(
         typer.Option("--output", "-o", parser=_output_target, help="Write the snapshot here (default: stdout)."),
     ] = None,
     proc_root: Annotated[Path, typer.Option(help="Where /proc is mounted (for tests and chroots).")] = Path("/proc"),
+    window: Annotated[
+        float,
+        typer.Option("--window", metavar="DURATION", parser=_duration,
+                     help="Observe the machine this long first (30s, 2m; 0: one instant)."),
+    ] = 0.0,
 ) -> None:
     """Capture a snapshot of this machine's processes, sockets and addresses as JSON."""
     from netviz.capture_local import capture_to
 
     try:
-        capture_to(output, proc_root=proc_root)
+        capture_to(output, proc_root=proc_root, window=window)
     except NetvizError as error:
         _fail(error)
 

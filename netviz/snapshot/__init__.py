@@ -15,6 +15,7 @@ The package, along its seams (docs/architecture.md, "Snapshots and socket kinds"
 - legacy.py   the original capture.py's format
 - files.py    snapshot files: safe reading, strict JSON, load_snapshot
 - writer.py   a Snapshot back into a document
+- window.py   the optional `window` section: observations over a time window
 
 The public names are re-exported here: `from netviz.snapshot import load_snapshot`.
 """
@@ -58,6 +59,7 @@ from netviz.snapshot.model import (
     Socket,
 )
 from netviz.snapshot.parse import parse_any, parse_snapshot
+from netviz.snapshot.window import Window, WindowFlow, WindowHolder, WindowProcess, WindowSource
 from netviz.snapshot.writer import dump_snapshot, snapshot_to_document
 
 PROTOS = KIND_NAMES  # the socket kinds a snapshot may hold: netviz.kinds is where they are defined
@@ -69,5 +71,6 @@ __all__ = [
     "CheckedStrings", "ConntrackEntry", "ConntrackTuple", "Coverage", "HostInfo", "Namespace", "Process",
     "Snapshot", "SnapshotTooLarge", "Socket", "canonical_address", "check_document_size", "dump_snapshot",
     "file_kind", "load_snapshot", "loads_document", "parse_any", "parse_legacy", "parse_snapshot",
-    "read_snapshot_bytes", "snapshot_from_bytes", "snapshot_to_document",
+    "read_snapshot_bytes", "snapshot_from_bytes", "snapshot_to_document", "Window", "WindowFlow",
+    "WindowHolder", "WindowProcess", "WindowSource",
 ]

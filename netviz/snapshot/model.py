@@ -8,7 +8,10 @@ docs/snapshot.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from netviz.snapshot.window import Window
 
 
 @dataclass(frozen=True)
@@ -127,3 +130,5 @@ class Snapshot:
     # The sshd processes of the SSH session the payload ran in: netviz's own connection to the
     # machine, never a flow of the machine's own (empty for local and legacy captures).
     ssh_session_pids: tuple[int, ...] = ()
+    # What the machine showed over a time window (--window); None for an instant capture.
+    window: Optional["Window"] = None

@@ -26,6 +26,7 @@ from netviz.snapshot.limits import (
 )
 from netviz.snapshot.model import Coverage, Namespace, Process, Snapshot, Socket
 from netviz.snapshot.readers import _address, _conntrack, _coverage, _host, _process, _socket_record, _unkeyed
+from netviz.snapshot.window import read_window
 
 
 def _namespace(node: _Field, budget: list[int], strings: CheckedStrings, seen: tuple[set[int], set[int]]) -> Namespace:
@@ -107,10 +108,13 @@ def parse_snapshot(doc: object, source: str, name: Optional[str] = None, *,
     session = top.key("ssh_session", required=False)
     session_pids = () if session.missing else session.key("pids").integers(1, MAX_PID, MAX_SESSION_PIDS)
 
+    window_node = top.key("window", required=False)
+    window = None if window_node.missing else read_window(window_node)
+
     machine = name or _default_name(host.hostname, source)
     return Snapshot(name=machine, source=source, host=host, coverage=coverage, namespaces=namespaces,
                     processes=tuple(processes), warnings=_coverage_warnings(machine, coverage),
-                    ssh_session_pids=session_pids)
+                    ssh_session_pids=session_pids, window=window)
 
 
 def _coverage_warnings(machine: str, coverage: Coverage) -> tuple[str, ...]:

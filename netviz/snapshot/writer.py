@@ -8,6 +8,7 @@ from typing import Any
 from netviz.kinds import MULTIHOMED_KINDS
 from netviz.snapshot.format import SCHEMA
 from netviz.snapshot.model import ConntrackTuple, Process, Snapshot, Socket
+from netviz.snapshot.window import window_to_document
 
 
 def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
@@ -70,6 +71,8 @@ def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
     }
     if snapshot.ssh_session_pids:
         document["ssh_session"] = {"pids": list(snapshot.ssh_session_pids)}
+    if snapshot.window is not None:
+        document["window"] = window_to_document(snapshot.window)
     return document
 
 
