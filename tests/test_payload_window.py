@@ -209,8 +209,10 @@ def test_start_at_waits_for_the_common_start() -> None:
 
 
 def test_window_runs_on_python_3_6() -> None:
-    interpreter = shutil.which("python3.6")
-    if interpreter is None or subprocess.run([interpreter, "-c", "pass"], capture_output=True).returncode:
+    from tests.test_payload_compat import _interpreters
+
+    interpreter = _interpreters().get("3.6")
+    if interpreter is None:
         pytest.skip("no Python 3.6 installed")
     result = subprocess.run([interpreter, "-", "--framed", "--window", "1"], stdin=open(PAYLOAD, "rb"),
                             capture_output=True, timeout=120)

@@ -1631,6 +1631,7 @@ MAX_PIDS = 8  # per short-lived process record
 EVENT_BUFFER = 8 << 20  # receive buffer asked for each event socket (SO_RCVBUFFORCE as root)
 CPU_SHARE_SMALL = (1000, 0.05)  # at most 5% of one core at 1,000 sockets
 CPU_SHARE_LARGE = (50000, 0.20)  # at most 20% at 50,000 sockets
+BUDGET_MARGIN = 0.8  # the sampling aims at this fraction of the share: samples vary in cost
 WINDOW_PROTOS = {"tcp": "tcp", "tcp6": "tcp", "udp": "udp", "udp6": "udp"}
 EVIDENCE_KINDS = ("sample", "time_wait", "destroy", "conntrack")
 
@@ -2045,7 +2046,7 @@ class Window(object):
         for netns, records, inodeless in self._namespace_rows():
             rows = set(records)
             rows.update(inodeless)
-            count += len(rows)
+            count += len(records)
             before = self.rows.get(netns, frozenset())
             fresh, gone = rows - before, before - rows
             self.rows[netns] = rows
@@ -2117,7 +2118,8 @@ class Window(object):
         """Close the flows still alive at the last sample."""
         for key in self.key_of.values():
             self.obs.gone(key, self.samples, self.last_sample)
-        self.key_of = {}
+        # The closing capture comes next: what only the samples needed is let go first.
+        self.key_of, self.rows, self.holder_of, self.pid_info = {}, {}, {}, {}
 
     # Events -----------------------------------------------------------------------------
 
@@ -2236,11 +2238,7 @@ class Window(object):
             now = time.time()
             if now >= next_sample:
                 cost = self.sample()
-                share = cpu_share(self.socket_count)
-                elapsed = max(time.time() - started, 1e-3)
-                # What the events cost so far is left out of the samples' share.
-                events_rate = max(0.0, time.process_time() - self.cpu_start - self.sample_cpu) / elapsed
-                self.interval = max(MIN_INTERVAL, cost / max(share - events_rate, share / 4.0))
+                self.interval = self._next_interval(cost, started)
                 next_sample = time.time() + self.interval
                 if now >= deadline:
                     return
@@ -2255,6 +2253,14 @@ class Window(object):
             for source in self.sources:
                 if source.sock is not None and source.sock in ready:
                     self.drain(source)
+
+    def _next_interval(self, cost, started):
+        """Seconds until the next sample: the window's CPU (samples and events alike) stays under
+        BUDGET_MARGIN of its share, the next sample costing what the last one did."""
+        target = BUDGET_MARGIN * cpu_share(self.socket_count)
+        spent = time.process_time() - self.cpu_start
+        elapsed = time.time() - started
+        return max(MIN_INTERVAL, cost / target, (spent + cost) / target - elapsed)
 
     def _own_addresses(self):
         addresses = set(["127.0.0.1", "::1"])
