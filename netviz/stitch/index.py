@@ -102,14 +102,12 @@ class SocketIndex:
     def _add_sockets(self, machine: Machine, netns: int, sockets: Sequence) -> None:
         """File one namespace's sockets. This loop runs a million times: the TCP/UDP case is inlined."""
         index = machine.index
-        netns_zone = (index, netns)
         owner_of = machine.owner.get
         session_sockets = machine.session_sockets
         connections = self.connections
         add_end = self.ends.append
         book = self.book
-        singles, locality, shared_zone = book.singles, book.locality, book.shared_zone
-        anywhere, shared, machine_only = Locality.GLOBAL, Locality.SHARED, Locality.MACHINE
+        singles, locality, zone_of, anywhere = book.singles, book.locality, book.zone, Locality.GLOBAL
         for socket in sockets:
             kind = JOIN_PROTOCOL.get(socket.proto)
             if kind is None:
@@ -136,15 +134,9 @@ class SocketIndex:
             locals_ = singles.get(local) or book.single(local)
             remotes = singles.get(remote) or book.single(remote)
             local, remote = locals_[0], remotes[0]
-            reach = locality[local]
-            if locality[remote] > reach:
-                reach = locality[remote]
-            if reach is anywhere:
-                zone: Zone = None
-            elif reach is shared:
-                zone = shared_zone(index, local, remote)
-            else:
-                zone = index if reach is machine_only else netns_zone
+            # most pairs are two addresses usable anywhere: their zone is None (AddressBook.zone)
+            zone = None if locality[local] is anywhere and locality[remote] is anywhere \
+                else zone_of(index, netns, local, remote)
             inode = socket.inode
             end = End(index, netns, kind, inode, local_port, remote_port, locals_, remotes, owner_of(inode), False,
                       zone, inode in session_sockets)
