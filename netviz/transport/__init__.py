@@ -30,6 +30,7 @@ from netviz.transport.base import (
     HostFailure,
     Timings,
     Transport,
+    WindowPlan,
 )
 from netviz.transport.local import LocalTransport, local_target, run_child
 from netviz.transport.ssh import (
@@ -81,6 +82,7 @@ __all__ = [
     "Timings",
     "Transport",
     "TransportOptions",
+    "WindowPlan",
     "connect",
     "fetch_framed",
     "fingerprint",

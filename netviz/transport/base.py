@@ -69,6 +69,53 @@ class HostFailure(Exception):
         self.message = message
 
 
+# Seconds between choosing a group's window and its start: time for every machine to log in
+# before the window opens. Bounded by the group's largest connect_timeout (a group that logs
+# in fast does not wait long); a machine that takes longer starts its window late (the payload
+# starts at once when the time is past) and its snapshot says so (window.started_at).
+WINDOW_START_DELAY = 3.0
+WINDOW_START_DELAY_MIN = 0.5
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """One observation window for a whole group (`--window`): every machine's payload gets
+    `--window seconds --start-at start_at`, so all of them observe the same wall-clock
+    interval, each by its own clock (clock skew between machines shifts their windows by as
+    much). `delay` is how far ahead of the plan's making `start_at` lies.
+
+    The window and the wait for it are not charged to command_timeout: every limit of a
+    machine's command (the remote `timeout -k`, the local child's timeout, the run's wait for
+    the output and the watchdog's deadline) is extended by `extra`.
+    """
+
+    seconds: float
+    start_at: float
+    delay: float
+
+    @classmethod
+    def starting_soon(cls, seconds: float, connect_timeouts: list[float], now: float) -> WindowPlan:
+        """A window of `seconds` starting WINDOW_START_DELAY from `now`, or sooner when every
+        machine's connect_timeout is shorter (never sooner than WINDOW_START_DELAY_MIN)."""
+        delay = min(WINDOW_START_DELAY, max(connect_timeouts, default=WINDOW_START_DELAY))
+        delay = max(WINDOW_START_DELAY_MIN, delay)
+        return cls(seconds=seconds, start_at=round(now + delay, 3), delay=delay)
+
+    @property
+    def extra(self) -> float:
+        """Seconds added to a machine's command limits: the wait for the start and the window."""
+        return self.delay + self.seconds
+
+    def payload_arguments(self) -> list[str]:
+        """The payload's options for this window (docs/snapshot.md, "window")."""
+        return ["--window", f"{self.seconds:g}", "--start-at", f"{self.start_at:.3f}"]
+
+
+def window_extra(window: Optional[WindowPlan]) -> float:
+    """Seconds a window adds to a machine's command limits (0 without one)."""
+    return window.extra if window is not None else 0.0
+
+
 @dataclass
 class Timings:
     """Seconds spent per phase on one machine (0 for phases not reached)."""

@@ -13,10 +13,21 @@ import selectors
 import subprocess
 import sys
 import time
+from typing import Optional
 
 from netviz.budget import BudgetExceeded, OutputShare
 from netviz.inventory import HostSpec
-from netviz.transport.base import BAD_OUTPUT, MAX_STDERR, PAYLOAD_ERROR, TIMEOUT, Attempt, HostFailure, Timings
+from netviz.transport.base import (
+    BAD_OUTPUT,
+    MAX_STDERR,
+    PAYLOAD_ERROR,
+    TIMEOUT,
+    Attempt,
+    HostFailure,
+    Timings,
+    WindowPlan,
+    window_extra,
+)
 
 # Seconds the watchdog waits past the command's own timeout (the child is killed at that one).
 LOCAL_SLACK = 10.0
@@ -31,15 +42,25 @@ def local_target(name: str, command_timeout: float) -> HostSpec:
 
 
 class LocalTransport:
-    """The Transport to this machine: `sys.executable - --framed`, the payload on its stdin."""
+    """The Transport to this machine: `sys.executable - --framed`, the payload on its stdin.
+
+    With a `window` (WindowPlan), the payload observes the machine over it; the wait for the
+    window's start and the window itself are added to the command's timeout.
+    """
+
+    def __init__(self, window: Optional[WindowPlan] = None) -> None:
+        self.window = window
 
     def fetch(self, target: HostSpec, payload: bytes, attempt: Attempt, timings: Timings) -> bytes:
-        """Run the payload here within `target.command_timeout`; return its raw stdout."""
-        return run_child([sys.executable, "-", "--framed"], payload, target.command_timeout, attempt, timings)
+        """Run the payload here within `target.command_timeout` (plus the window); return its raw stdout."""
+        argv = [sys.executable, "-", "--framed"]
+        if self.window is not None:
+            argv += self.window.payload_arguments()
+        return run_child(argv, payload, target.command_timeout + window_extra(self.window), attempt, timings)
 
     def deadline(self, target: HostSpec) -> float:
-        """The command's timeout and a little slack: `fetch` kills the child at the timeout."""
-        return target.command_timeout + LOCAL_SLACK
+        """The command's timeout (plus the window) and a little slack: `fetch` kills the child at the timeout."""
+        return target.command_timeout + window_extra(self.window) + LOCAL_SLACK
 
     def descriptors(self, target: HostSpec) -> int:
         """The child's three pipes and a selector."""

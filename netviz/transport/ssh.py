@@ -52,6 +52,8 @@ from netviz.transport.base import (
     Attempt,
     HostFailure,
     Timings,
+    WindowPlan,
+    window_extra,
 )
 from netviz.transport.ssh_command import (
     KILL_GRACE,
@@ -270,6 +272,7 @@ class TransportOptions:
     known_hosts: KnownHosts = field(default_factory=KnownHosts)
     accept_new_host_keys: bool = False
     sudo_password: Optional[str] = None  # only for hosts with `sudo: password`
+    window: Optional[WindowPlan] = None  # --window: one observation window for every machine
 
 
 _FABRIC_CONFIG_LOCK = threading.Lock()
@@ -541,15 +544,16 @@ def fetch_framed(
     connection = connect(spec, options, attempt, timings)
     try:
         proof = PasswordProof.new() if password is not None else None
-        command = remote_command(spec, with_password=password is not None, proof=proof)
+        command = remote_command(spec, with_password=password is not None, proof=proof, window=options.window)
         # The password goes only to a wrapper that proved it is netviz's (see PasswordProof); the
         # wrapper proves it first thing, so a login that has not within connect_timeout (10 s
         # at least) runs something else.
         withheld = None
         if password is not None and proof is not None:
             withheld = Withheld((password + "\n").encode("utf-8"), proof, max(spec.connect_timeout, PROOF_WAIT_MIN))
-        # Our side waits for the remote `timeout -k` to act, plus slack for the network.
-        wait = spec.command_timeout + KILL_GRACE + 5
+        # Our side waits for the remote `timeout -k` to act, plus slack for the network; a
+        # window (and the wait for its start) is not charged to command_timeout.
+        wait = spec.command_timeout + window_extra(options.window) + KILL_GRACE + 5
         started = time.monotonic()
         # The command never holds the sudo password (it travels on stdin), so it may be logged.
         log.debug("%s: running %s", spec.name, command)
@@ -557,7 +561,7 @@ def fetch_framed(
         timings.command = time.monotonic() - started
         log.debug("%s: exit status %s, %d bytes of output, %d of stderr, %.2f s", spec.name, output.exit_status,
                   len(output.stdout), len(output.stderr), timings.command)
-        return interpret(output, spec, password)
+        return interpret(output, spec, password, window=options.window)
     except HostFailure as failure:
         raise HostFailure(failure.kind, scrub(failure.message, password)) from None
     finally:
@@ -578,9 +582,11 @@ class SSHTransport:
     def deadline(self, target: HostSpec) -> float:
         """Each connection phase has its own limit, for the machine and each jump host: DNS, TCP,
         banner + key exchange (twice connect_timeout), authentication, opening the channel; the
-        command has its own timeout plus the remote kill grace; a little slack on top."""
+        command has its own timeout (plus the window, if any) and the remote kill grace; a
+        little slack on top."""
         hops = 1 + len(target.jump)
-        return target.connect_timeout * 6 * hops + target.command_timeout + KILL_GRACE + 10
+        command = target.command_timeout + window_extra(self.options.window)
+        return target.connect_timeout * 6 * hops + command + KILL_GRACE + 10
 
     def descriptors(self, target: HostSpec) -> int:
         """DESCRIPTORS_PER_HOP for the machine and for each jump host on the way."""

@@ -34,6 +34,8 @@ from netviz.transport.base import (
     UNREACHABLE,
     Attempt,
     HostFailure,
+    WindowPlan,
+    window_extra,
 )
 
 PYTHON_CANDIDATES = ("python3", "/usr/libexec/platform-python", "python")
@@ -114,7 +116,9 @@ def scrub(text: str, secret: Optional[str]) -> str:
     return text.replace(secret, SCRUBBED) if secret else text
 
 
-def remote_command(spec: HostSpec, with_password: bool, proof: Optional[PasswordProof] = None) -> str:
+def remote_command(
+    spec: HostSpec, with_password: bool, proof: Optional[PasswordProof] = None, window: Optional[WindowPlan] = None
+) -> str:
     """The one shell command sent to the machine. Every inventory value in it is shlex-quoted.
 
     It picks the first Python 3.6+ that exists, wraps it in `timeout -k` (so a hung payload dies on
@@ -124,8 +128,14 @@ def remote_command(spec: HostSpec, with_password: bool, proof: Optional[Password
 
     The script is handed to `sh -c` by the user's login shell, whatever that is: it is kept on
     one line and free of `!`, which csh-family shells would mangle even inside single quotes.
+
+    With a `window`, the payload gets its `--window` and `--start-at`, and the remote timeout
+    is longer by the wait for the start and the window (command_timeout covers the collection
+    after it). Without one, the command is the instant capture's, byte for byte.
     """
-    seconds = max(1, math.ceil(spec.command_timeout))
+    seconds = max(1, math.ceil(spec.command_timeout + window_extra(window)))
+    extra = [shlex.quote(argument) for argument in window.payload_arguments()] if window is not None else []
+    arguments = " ".join(["- --framed --ssh-session"] + extra)
     candidates = (spec.python,) if spec.python else PYTHON_CANDIDATES
     no_python = shlex.quote(f"{FAIL_MARKER} {NO_PYTHON} no Python 3.6+ found (tried {', '.join(candidates)})")
     statements = [f"echo {START_MARKER} >&2"]
@@ -152,11 +162,11 @@ def remote_command(spec: HostSpec, with_password: bool, proof: Optional[Password
         f'if [ -d "/proc/$PPID" ]; then set -- sh -c {shlex.quote(REMOTE_GUARD)} netviz-guard "$PPID" "$py" "$@"; fi',
     ]
     if spec.sudo == SUDO_NO:
-        statements.append('exec "$@" - --framed --ssh-session')
+        statements.append(f'exec "$@" {arguments}')
     else:
         statements += [
             f"command -v sudo >/dev/null 2>&1 || {{ echo '{FAIL_MARKER} {SUDO} sudo is not installed' >&2; exit 126; }}",
-            'if msg=$(sudo -n true 2>&1); then exec sudo -n -- "$@" - --framed --ssh-session; fi',
+            f'if msg=$(sudo -n true 2>&1); then exec sudo -n -- "$@" {arguments}; fi',
         ]
         if with_password:
             # Validate the password alone first (a wrong one must not make sudo eat payload lines
@@ -165,7 +175,7 @@ def remote_command(spec: HostSpec, with_password: bool, proof: Optional[Password
             statements += [
                 "msg=$(printf '%s\\n' \"$pw\" | sudo -S -p '' -v 2>&1) ||"
                 f" {{ echo '{FAIL_MARKER} {SUDO}' \"${{msg:-sudo refused the password}}\" >&2; exit 126; }}",
-                "{ printf '%s\\n' \"$pw\"; exec cat; } | sudo -k -S -p '' -- \"$@\" - --framed --ssh-session",
+                "{ printf '%s\\n' \"$pw\"; exec cat; } | sudo -k -S -p '' -- \"$@\" " + arguments,
             ]
         else:
             statements.append(f"echo '{FAIL_MARKER} {SUDO}' \"$msg\" >&2; exit 126")
@@ -307,10 +317,13 @@ def _read_until_eof(
         poller.poll(min(remaining, 1.0) * 1000)
 
 
-def interpret(output: CommandOutput, spec: HostSpec, secret: Optional[str]) -> bytes:
+def interpret(
+    output: CommandOutput, spec: HostSpec, secret: Optional[str], window: Optional[WindowPlan] = None
+) -> bytes:
     """Turn exit status and stderr into a HostFailure, or return stdout for frame decoding.
 
-    Every text quoted from the machine (stdout or stderr) is scrubbed of `secret` first.
+    Every text quoted from the machine (stdout or stderr) is scrubbed of `secret` first;
+    `window` (the one the command was given) only words a timeout.
     """
     stderr = scrub(output.stderr.decode("utf-8", errors="replace"), secret)
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
@@ -345,8 +358,10 @@ def interpret(output: CommandOutput, spec: HostSpec, secret: Optional[str]) -> b
         )
     status = output.exit_status
     if status in (124, 137):
+        after = f" after its {window.seconds:g} s window" if window is not None else ""
         raise HostFailure(
-            TIMEOUT, f"payload did not finish within {math.ceil(spec.command_timeout)} s (stopped on the machine)"
+            TIMEOUT,
+            f"payload did not finish within {math.ceil(spec.command_timeout)} s{after} (stopped on the machine)",
         )
     if status < 0:
         # paramiko's -1: the channel closed without an exit status (killed, or the link dropped).
