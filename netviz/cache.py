@@ -25,6 +25,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import secrets
@@ -108,6 +109,15 @@ class CachedHost:
 
 
 @dataclass(frozen=True)
+class RunWindow:
+    """The observation window a run's machines were given (--window): its length and the Unix
+    time it started at, by the collector's clock."""
+
+    seconds: float
+    start_at: float
+
+
+@dataclass(frozen=True)
 class Run:
     """A run read back from the cache."""
 
@@ -119,6 +129,7 @@ class Run:
     interrupted: bool = False  # stopped by SIGINT/SIGTERM: only some machines finished
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # inventory groups, for --only/--exclude
     sequence: Optional[int] = None  # the cache's number for the run (its order); None in older runs
+    window: Optional[RunWindow] = None  # --window; None for an instant capture and in older runs
 
     def snapshot_files(self) -> list[tuple[CachedHost, Path]]:
         """Every host that has a snapshot (fresh or stale), with its file."""
@@ -372,6 +383,7 @@ class RunWriter:
     def finish(
         self, *, now: Optional[float] = None, keep: int = KEEP_RUNS, interrupted: bool = False,
         order: Sequence[str] = (), groups: Optional[Mapping[str, Sequence[str]]] = None,
+        window: Optional[RunWindow] = None,
     ) -> Run:
         """Write the manifest, point `latest` at this run, prune old runs; return the run.
 
@@ -392,8 +404,11 @@ class RunWriter:
             "hosts": [entry.as_dict() for entry in self._hosts],
             "groups": {name: list(members) for name, members in sorted((groups or {}).items())},
         }
+        if window is not None:  # optional keys: an instant run's manifest is as before
+            document["window_seconds"] = window.seconds
+            document["window_start_at"] = window.start_at
         run = Run(self.run_id, self.path, self.started_at, finished, tuple(self._hosts), interrupted,
-                  {name: tuple(members) for name, members in (groups or {}).items()}, self.sequence)
+                  {name: tuple(members) for name, members in (groups or {}).items()}, self.sequence, window)
         try:
             text = json.dumps(document, indent=2, sort_keys=True) + "\n"
             write_file(self.path / MANIFEST, text.encode(), special=False)
@@ -449,6 +464,16 @@ def _read_sequence(value: object) -> Optional[int]:
     return value
 
 
+def _read_window(document: dict) -> Optional[RunWindow]:
+    """The run's window (absent for instant runs and in manifests written before windows)."""
+    seconds, start_at = document.get("window_seconds"), document.get("window_start_at")
+    if seconds is None and start_at is None:
+        return None
+    if not all(type(value) in (int, float) and math.isfinite(value) and value >= 0 for value in (seconds, start_at)):
+        raise ValueError("window_seconds/window_start_at: expected two numbers")
+    return RunWindow(float(seconds), float(start_at))
+
+
 def _snapshot_name(value: object) -> Optional[str]:
     """A snapshot's file name from a manifest: a plain name in the run directory. The run's own
     manifest is no snapshot: an older netviz wrote a host named `manifest` there, and lost it."""
@@ -494,7 +519,7 @@ def read_run(path: Path) -> Run:
             )
         return Run(str(document["run"]), path, float(document["started_at"]), float(document["finished_at"]),
                    tuple(hosts), document.get("interrupted") is True, _read_groups(document.get("groups")),
-                   _read_sequence(document.get("sequence")))
+                   _read_sequence(document.get("sequence")), _read_window(document))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CacheError(f"{manifest}: malformed manifest: {error}") from None
 

@@ -279,7 +279,15 @@ def _setup_logging(level: str) -> None:
         raise typer.BadParameter(str(error), param_hint="--log") from None
 
 
-def _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config):
+_WindowOption = Annotated[
+    float,
+    typer.Option("--window", metavar="DURATION", parser=_duration,
+                 help="Every machine observes the same interval this long (30s, 2m; 0: one instant). "
+                 "Not charged to connect_timeout or command_timeout."),
+]
+
+
+def _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config, window=0.0):
     from netviz.pipeline import CollectRequest
 
     return CollectRequest(
@@ -290,6 +298,7 @@ def _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys
         accept_new_host_keys=accept_new_host_keys,
         ssh_config=ssh_config,
         ask_sudo_password=lambda: console.ask_secret("sudo password for the machines with `sudo: password`: "),
+        window=window,
     )
 
 
@@ -312,6 +321,7 @@ def collect(
     accept_new_host_keys: _AcceptOption = False,
     ssh_config: _SshConfigOption = None,
     log: _LogOption = "warning",
+    window: _WindowOption = 0.0,
 ) -> None:
     """Collect snapshots from every machine of the inventory into the cache (no stitching).
 
@@ -324,7 +334,7 @@ def collect(
     _stop_on_sigterm()
     try:
         outcome = collect_group(
-            _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config),
+            _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config, window),
             console.CollectProgress(),
         )
     except KeyboardInterrupt:
@@ -332,6 +342,8 @@ def collect(
     except NetvizError as error:
         _fail(error)
     console.collect_summary(outcome.results, title=f"run {outcome.run.run_id}")
+    for message in outcome.window_notes:
+        console.warning(message)
     if outcome.cache_problem is not None:  # collecting is caching: nothing is left of the run
         _fail(CacheError(f"the cache cannot be written ({outcome.cache_problem}): nothing was cached"))
     console.info(f"snapshots in {outcome.run.path}")
@@ -359,6 +371,7 @@ def run(
     only: _OnlyOption = None,
     exclude: _ExcludeOption = None,
     detail: _DetailOption = Detail.auto,
+    window: _WindowOption = 0.0,
 ) -> None:
     """Collect from every machine in parallel, stitch and render, in one go.
 
@@ -376,7 +389,7 @@ def run(
     _stop_on_sigterm()
     try:
         collected = collect_group(
-            _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config),
+            _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config, window),
             console.CollectProgress(),
         )
         console.collect_summary(collected.results, title=f"run {collected.run.run_id}")

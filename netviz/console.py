@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Optional
 
@@ -111,12 +113,14 @@ class CollectProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.enabled = is_terminal() if enabled is None else enabled
+        self._window = _window_column()
         self._progress = Progress(
             TextColumn("[bold]collecting[/]"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[counts]}"),
             TimeElapsedColumn(),
+            self._window,
             TextColumn("{task.fields[running]}", style="dim", markup=False),  # machine names: never markup
             console=err_console,
             transient=True,
@@ -139,6 +143,10 @@ class CollectProgress:
         self._progress.start()
         self._task = self._progress.add_task("collect", total=total, **self._fields())
 
+    def observing(self, start_at: float, seconds: float) -> None:
+        """Say, while the machines observe, how long until the window opens or ends."""
+        self._window.window = (start_at, seconds)
+
     def started(self, name: str) -> None:
         self._running[name] = None
         if self._task is not None:
@@ -155,6 +163,35 @@ class CollectProgress:
 
     def end(self) -> None:
         self._progress.stop()
+
+
+def window_status(start_at: float, seconds: float, now: float) -> str:
+    """What the machines are doing at `now` with a window of `seconds` from `start_at`."""
+    if now < start_at:
+        return f"{seconds:g} s window opens in {math.ceil(start_at - now)} s"
+    left = start_at + seconds - now
+    if left > 0:
+        return f"observing {seconds:g} s window, {math.ceil(left)} s left"
+    return "window over, collecting"
+
+
+def _window_column():
+    """A progress column with the window's state, worked out at each refresh (the time left
+    changes on its own); its `window` is (start_at, seconds), None for an instant capture.
+    Built on first use: rich.progress is imported only when progress is shown."""
+    from rich.progress import ProgressColumn
+
+    class WindowColumn(ProgressColumn):
+        def __init__(self) -> None:
+            super().__init__()
+            self.window: Optional[tuple[float, float]] = None
+
+        def render(self, task) -> Text:
+            if self.window is None:
+                return Text("")
+            return Text(window_status(*self.window, time.time()), style="cyan")
+
+    return WindowColumn()
 
 
 SUMMARY_ALL_ROWS_UP_TO = 40  # machines; past that the table lists the failed and the slowest only

@@ -21,6 +21,7 @@ from netviz.cache import (
     CachedHost,
     CacheWriteError,
     Run,
+    RunWindow,
     RunWriter,
     StitchInputs,
     default_cache_dir,
@@ -50,6 +51,7 @@ from netviz.transport import (
     SSHTransport,
     Transport,
     TransportOptions,
+    WindowPlan,
     local_target,
 )
 
@@ -70,6 +72,10 @@ class Reporter(Protocol):
 
     def begin(self, total: int) -> None: ...
 
+    def observing(self, start_at: float, seconds: float) -> None:
+        """The machines observe from `start_at` (Unix time) for `seconds` (--window)."""
+        ...
+
     def started(self, name: str) -> None: ...
 
     def finished(self, result: HostResult) -> None: ...
@@ -81,6 +87,9 @@ class QuietReporter:
     """A Reporter that shows nothing (library use, tests)."""
 
     def begin(self, total: int) -> None:
+        pass
+
+    def observing(self, start_at: float, seconds: float) -> None:
         pass
 
     def started(self, name: str) -> None:
@@ -105,6 +114,7 @@ class CollectRequest:
     ssh_config: Optional[Path] = None
     # Asked once per run, only if a host has `sudo: password` and NETVIZ_SUDO_PASSWORD is unset.
     ask_sudo_password: Optional[Callable[[], Optional[str]]] = None
+    window: float = 0.0  # --window: seconds every machine observes (0: one instant, as always)
 
 
 @dataclass
@@ -120,6 +130,8 @@ class CollectOutcome:
     # failed machines' last good snapshots come from `previous`, the cache's latest run.
     cache_problem: Optional[str] = None
     previous: Optional[Run] = None
+    # --window: the machines whose window did not cover the group's (late, or a clock ahead)
+    window_notes: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -165,8 +177,9 @@ class _Recording:
     why the run is not cached. An unsafe cache (CacheError) is not caught: it stops everything.
     """
 
-    def __init__(self, root: Path, started_at: float) -> None:
+    def __init__(self, root: Path, started_at: float, window: Optional[WindowPlan] = None) -> None:
         self.started_at = started_at
+        self.window = window
         self.problem: Optional[str] = None
         self.previous: Optional[Run] = None
         self._entries: dict[str, CachedHost] = {}  # what a run only in memory lists
@@ -215,13 +228,15 @@ class _Recording:
         """The run: written to the cache (manifest, `latest`), else only in memory."""
         if self._writer is not None:
             try:
-                return self._writer.finish(order=order, groups=groups, interrupted=interrupted)
+                return self._writer.finish(order=order, groups=groups, interrupted=interrupted,
+                                           window=_manifest_window(self.window))
             except CacheWriteError as error:
                 self._give_up(error)
         rank = {name: index for index, name in enumerate(order)}
         hosts = sorted(self._entries.values(), key=lambda entry: rank.get(entry.host, len(rank)))
         return Run(self.run_id, self.root / self.run_id, self.started_at, time.time(), tuple(hosts), interrupted,
-                   {name: tuple(members) for name, members in (groups or {}).items()})
+                   {name: tuple(members) for name, members in (groups or {}).items()},
+                   window=_manifest_window(self.window))
 
     def _give_up(self, error: CacheWriteError) -> None:
         self.problem = str(error)
@@ -239,6 +254,11 @@ class _Recording:
                               cache_problem=self.problem, previous=self.previous)
 
 
+def _manifest_window(window: Optional[WindowPlan]) -> Optional[RunWindow]:
+    """What the run's manifest records of the group's window."""
+    return RunWindow(window.seconds, window.start_at) if window is not None else None
+
+
 def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) -> CollectOutcome:
     """Collect every selected machine (or this machine alone) and write the run to the cache.
 
@@ -249,14 +269,16 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
     reporter = reporter or QuietReporter()
     started_at = time.time()
     cache_root = Path(request.cache_dir).expanduser() if request.cache_dir else default_cache_dir()
-    hosts, groups, transport = _group_and_transport(request)
-    recording = _Recording(cache_root, started_at)
+    hosts, groups, transport, window = _group_and_transport(request)
+    recording = _Recording(cache_root, started_at, window)
 
     def finished(result: HostResult) -> None:
         reporter.finished(result)
         recording.record(result)  # a cache that cannot be written is given up, never raised across the pool
 
     reporter.begin(len(hosts))
+    if window is not None:
+        reporter.observing(window.start_at, window.seconds)
     try:
         results = collect(
             hosts,
@@ -270,27 +292,74 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
     finally:
         reporter.end()
     run = recording.finish(order=[spec.name for spec in hosts], groups=groups)
-    return recording.outcome(results, run, groups)
+    outcome = recording.outcome(results, run, groups)
+    outcome.window_notes = window_notes(results, window) if window is not None else []
+    return outcome
 
 
-def _group_and_transport(request: CollectRequest) -> tuple[list[HostSpec], dict[str, list[str]], Transport]:
-    """The machines to collect, the inventory's groups, and the transport that reaches them.
+WINDOW_TOLERANCE = 1.0  # seconds a machine's window may be off the group's before it is said
+
+
+def window_notes(results: Sequence[HostResult], window: WindowPlan) -> list[str]:
+    """What the snapshots show of machines whose window did not cover the group's interval.
+
+    Each machine's payload times its window by its own clock. A window that began more than
+    WINDOW_TOLERANCE after the group's start began late (a slow login, a later wave of a pool
+    smaller than the group, or a clock ahead of this one). A snapshot captured, by the
+    machine's clock, after netviz received it proves a clock ahead by at least the difference
+    (a clock behind cannot be told apart from a slow machine and is not reported).
+    """
+    notes = []
+    for result in results:
+        snapshot = result.snapshot
+        if snapshot is None or snapshot.window is None:
+            continue
+        late = snapshot.window.started_at - window.start_at
+        if late > WINDOW_TOLERANCE:
+            notes.append(f"{result.name}: its window began {late:.1f} s after the group's (a slow login, "
+                         "or its clock is ahead): flows with the other machines may be missed")
+        ahead = snapshot.host.captured_at - result.finished_at
+        if ahead > WINDOW_TOLERANCE:
+            notes.append(f"{result.name}: its clock is at least {ahead:.1f} s ahead of this machine's: "
+                         "its window covered an earlier interval by as much")
+    return notes
+
+
+def _group_and_transport(
+    request: CollectRequest,
+) -> tuple[list[HostSpec], dict[str, list[str]], Transport, Optional[WindowPlan]]:
+    """The machines to collect, the inventory's groups, the transport that reaches them, and
+    the group's observation window (None for an instant capture).
 
     Without an inventory the group is this machine alone: a group of one on the local transport
     (the payload in a child process, no SSH), collected on the same path as any inventory.
+    The window's start is chosen last (after any sudo password prompt), just before the
+    fan-out: see WindowPlan.starting_soon.
     """
     if request.inventory is None:
         if request.limit:
             raise InventoryError("--limit needs --inventory")
         here = local_target(socket.gethostname() or "localhost", LOCAL_COMMAND_TIMEOUT)
-        return [here], {}, LocalTransport()
+        # No login to wait for: the child starts the window at once (the shortest delay).
+        window = _window_plan(request.window, [0.0])
+        return [here], {}, LocalTransport(window), window
     hosts, groups = load_selection(request)
+    password = sudo_password(hosts, request.ask_sudo_password)
+    window = _window_plan(request.window, [host.connect_timeout for host in hosts])
     options = TransportOptions(
         known_hosts=KnownHosts(),
         accept_new_host_keys=request.accept_new_host_keys,
-        sudo_password=sudo_password(hosts, request.ask_sudo_password),
+        sudo_password=password,
+        window=window,
     )
-    return hosts, groups, SSHTransport(options)
+    return hosts, groups, SSHTransport(options), window
+
+
+def _window_plan(seconds: float, connect_timeouts: list[float]) -> Optional[WindowPlan]:
+    """The group's window starting soon (None for an instant capture)."""
+    if seconds <= 0:
+        return None
+    return WindowPlan.starting_soon(seconds, connect_timeouts, time.time())
 
 
 def _finish_interrupted(recording: _Recording, hosts: Sequence[HostSpec], interruption: Interrupted) -> Interrupted:
@@ -448,5 +517,5 @@ def stitch_run(
         raise NothingCollected(f"no machine gave a usable snapshot: {failed}")
     drawn = draw(group, fmt, stale=inputs.stale, groups=collected.groups, options=options,
                  render_options=render_options, on_notice=on_notice)
-    warnings = list(collected.warnings) + list(inputs.warnings) + drawn.warnings
+    warnings = list(collected.warnings) + collected.window_notes + list(inputs.warnings) + drawn.warnings
     return RunOutcome(collected, drawn.data, fmt, drawn.graph, warnings, drawn.notices)
