@@ -127,7 +127,8 @@ def _draw(pairs: Iterable[Pair], links: Links) -> int:
     """Fold the pairs a join yields into links as they come (the join's next step may depend on
     the ends it just settled, never on the links); returns how many."""
     count = 0
-    for end, other, evidence in pairs:
-        links.add_pair(end, other, evidence)
+    add_pair = links.add_pair
+    for end, other, server_address, evidence in pairs:
+        add_pair(end, other, server_address, evidence)
         count += 1
     return count

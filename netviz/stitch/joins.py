@@ -1,16 +1,15 @@
 """The joins that need no conntrack: exact four-tuples, listeners, and what is left over.
 
 Each join walks the ends still OPEN, replaces the state of those it settles (EndState) and
-yields what it learned: pairs `(end, other, Evidence)`, the first end being the one the join
-started from. netviz.stitch.links turns pairs into flows; netviz.stitch.nat holds the joins
-that follow conntrack.
+yields what it learned: pairs `(end, other, server address, Evidence)`, the first end being the
+one the join started from. netviz.stitch.links turns pairs into flows; netviz.stitch.nat holds
+the joins that follow conntrack.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from netviz.kinds import DATAGRAM_PROTOCOLS
 from netviz.stitch.addresses import AddressBook, Scope, scope
@@ -22,19 +21,22 @@ TRANSLATED, TRANSLATED_OUT = EndState.TRANSLATED, EndState.TRANSLATED_OUT
 _ANYWHERE = Scope.GLOBAL
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """How a join knows that two ends are one connection."""
+class Evidence(NamedTuple):
+    """How a join knows that two ends are one connection. A handful of values serve every pair
+    (EXACT, TO_LISTENER, ...): nothing is built per pair."""
 
-    server_address: Optional[str] = None  # the address the client reached; None: the server end's own
-    inferred: bool = False  # the server side is a listener, or the pair was deduced (not two sockets seen)
+    inferred: bool = False  # no server socket seen: attached to a listener (TCP, SCTP), or seen in conntrack only
     via: Optional[str] = None  # the machine whose NAT translated the connection
     initiator: bool = False  # the first end is known to have opened the connection
 
 
 EXACT = Evidence()  # two sockets whose four-tuples are each other's reversed
+TO_LISTENER = Evidence(inferred=True, initiator=True)  # a client attached to the listener accepting it
+TO_BOUND = Evidence(initiator=True)  # a connected datagram client and the bound socket it sends to
+TRACKED = Evidence(inferred=True, initiator=True)  # two bound datagram sockets that only conntrack links
 
-Pair = tuple[End, End, Evidence]
+# (end, other, the address the client reached (None: the server end's own), evidence)
+Pair = tuple[End, End, Optional[str], Evidence]
 
 
 def settle(end: End, other: End) -> None:
@@ -75,7 +77,7 @@ def join_exact(index: SocketIndex) -> Iterator[Pair]:
                     and reachable(other.machine, other.netns, local, end.machine, end.netns)
                 ):
                     end.state = other.state = PAIRED
-                    yield end, other, EXACT
+                    yield end, other, None, EXACT
                 continue
         found = exact_candidates(index, end)
         if len(found) == 1:
@@ -85,7 +87,7 @@ def join_exact(index: SocketIndex) -> Iterator[Pair]:
                 mark_ambiguous((end, other))
                 continue
             settle(end, other)
-            yield end, other, EXACT
+            yield end, other, None, EXACT
         elif found:
             mark_ambiguous((end, *found))
 
@@ -138,7 +140,7 @@ def join_listeners(index: SocketIndex, ends: Iterable[End]) -> Iterator[Pair]:
         if len(found) == 1 and not ambiguous:
             listener, far = found[0]
             settle(end, listener)
-            yield end, listener, Evidence(far, inferred=end.kind not in DATAGRAM_PROTOCOLS, initiator=True)
+            yield end, listener, far, TO_BOUND if end.kind in DATAGRAM_PROTOCOLS else TO_LISTENER
         elif found or ambiguous:
             end.state = AMBIGUOUS
 

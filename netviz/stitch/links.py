@@ -42,8 +42,9 @@ class Links:
         self.links: dict[LinkKey, list] = {}
         self.tallies = [Tally() for _ in machines]
 
-    def add_pair(self, end: End, other: End, evidence: Evidence) -> None:
-        """Record the connection between `end` and `other` (a peer socket or a listener).
+    def add_pair(self, end: End, other: End, server_address: Optional[str], evidence: Evidence) -> None:
+        """Record the connection between `end` and `other` (a peer socket or a listener) that the
+        client reached at `server_address` (None: the server socket's own address).
 
         Direction comes from the listeners in each end's namespace; when neither or both listen,
         from `evidence.initiator` (NAT, a socket attached to a listener), else it is undirected.
@@ -60,7 +61,7 @@ class Links:
             client, server, directed = other, end, True
         else:
             client, server, directed = end, other, evidence.initiator
-        self._add_link(client, server, evidence.server_address, directed, evidence.inferred, evidence.via)
+        self._add_link(client, server, server_address, directed, evidence.inferred, evidence.via)
 
     def add_unresolved(self, end: End, why: str) -> None:
         """A connection whose peer should be in the group but could not be told apart."""

@@ -1,7 +1,7 @@
 """The joins that follow conntrack: translated connections (NAT) and datagrams only conntrack saw.
 
 Like netviz.stitch.joins, each join replaces the state of the ends it settles and yields pairs
-`(end, other, Evidence)`.
+`(end, other, server address, Evidence)`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from netviz.kinds import DATAGRAM_PROTOCOLS
 from netviz.stitch.index import End, EndState, SocketIndex, Translation
-from netviz.stitch.joins import AMBIGUOUS, OPEN, PAIRED, Evidence, Pair, settle
+from netviz.stitch.joins import AMBIGUOUS, OPEN, PAIRED, TRACKED, Evidence, Pair, settle
 
 # Translations followed one after another for one connection (masquerade, then DNAT, ...).
 MAX_TRANSLATION_HOPS = 4
@@ -29,6 +29,7 @@ def join_translated(index: SocketIndex, ends: Iterable[End], names: Sequence[str
     if not index.translations:
         return
     book = index.book
+    through = [Evidence(via=name, initiator=True) for name in names]  # by translating machine
     for end in ends:
         if end.state is not OPEN:
             continue
@@ -45,7 +46,7 @@ def join_translated(index: SocketIndex, ends: Iterable[End], names: Sequence[str
         if len(found) == 1:
             ((target, nat_machine, address),) = found.values()
             settle(end, target)
-            yield end, target, Evidence(address, via=names[nat_machine], initiator=True)
+            yield end, target, address, through[nat_machine]
         elif found:
             end.state = AMBIGUOUS
         elif translated:
@@ -137,4 +138,4 @@ def join_tracked_datagrams(index: SocketIndex, connected: set[tuple[str, str, in
         receivers = index.listeners_for(machine, netns, dst, dport, kind)
         if not senders or not receivers or senders[0] is receivers[0]:
             continue  # not both ends in the group, or not told apart: nothing to draw
-        yield senders[0], receivers[0], Evidence(dst, inferred=True, initiator=True)
+        yield senders[0], receivers[0], dst, TRACKED
