@@ -314,3 +314,36 @@ def test_late_windows_and_clocks_ahead_are_reported(tmp_path):
     ahead = HostResult("here", "ok", snapshot=snapshot, finished_at=snapshot.host.captured_at - 5)
     [note] = window_notes([ahead], on_time)
     assert "clock is at least 5.0 s ahead" in note
+
+
+def local_window_payloads() -> list[int]:
+    """Pids of payloads on this machine observing a window (their command lines say so)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"--start-at" in (entry / "cmdline").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_ctrl_c_during_a_local_window_kills_the_child(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "netviz", "collect", "--cache", str(tmp_path / "cache"),
+                                "--window", "60s"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        child = wait_until(lambda: [pid for pid in local_window_payloads()
+                                    if Path(f"/proc/{pid}/stat").read_text().split()[3] == str(process.pid)],
+                           20, "the payload observing")
+        time.sleep(1)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+        exited_after = time.monotonic() - signalled
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == EXIT_INTERRUPTED, stderr.decode()
+    assert exited_after < 5, exited_after
+    wait_until(lambda: not set(child) & set(local_window_payloads()), 5, "the payload to end")
