@@ -437,9 +437,10 @@ class _Resolver:
         config = self._lookup(host, where + f" (jump {text})")
         identities = _identity_files(self.defaults.get("identity_file"), where)
         identities += tuple(str(Path(p).expanduser()) for p in config.get("identityfile", []))
-        known_hosts = self.defaults.get("known_hosts") or (config.get("userknownhostsfile") or "").split()[:1]
-        if isinstance(known_hosts, list):
-            known_hosts = known_hosts[0] if known_hosts else None
+        # checked as the host's own known_hosts is: a number or NaN in defaults is text or an error
+        known_hosts = _text(self.defaults.get("known_hosts"), where, "known_hosts")
+        if known_hosts is None and config.get("userknownhostsfile"):
+            known_hosts = config["userknownhostsfile"].split()[0]
         return HostSpec(
             name=text,
             address=config.get("hostname") or host,

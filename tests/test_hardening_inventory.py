@@ -333,3 +333,14 @@ def test_lab_machine_runs_a_hostile_interpreter_path_without_a_shell_reading_it(
     machine.exec(["sh", "-c", "cd ~root && touch nv-m0"], check=True)
     assert _markers(machine) == ["/root/nv-m0"]
     assert not list(Path.home().glob("nv-m*")) and not list(tmp_path.glob("nv-m*"))
+
+
+def test_a_jump_hop_checks_the_known_hosts_of_defaults_like_a_host_does(tmp_path):
+    """Found by the property test above: `known_hosts: .nan` (a float to YAML) reached a jump hop
+    unchecked and ended in a TypeError from pathlib instead of one line naming the key."""
+    path = tmp_path / "hosts.yaml"
+    path.write_text("defaults:\n  known_hosts: [a, b]\nhosts:\n  db1:\n    address: 10.0.0.13\n    jump: bastion.example.com\n")
+    with pytest.raises(InventoryError, match="known_hosts"):
+        load_inventory(path, paramiko.SSHConfig())
+    path.write_text("defaults:\n  known_hosts: .nan\nhosts:\n  db1:\n    address: 10.0.0.13\n    jump: bastion.example.com\n")
+    assert load_inventory(path, paramiko.SSHConfig()).hosts[0].jump[0].known_hosts.endswith("nan")
