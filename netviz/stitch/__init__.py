@@ -103,7 +103,7 @@ def _stitch(snapshots: list[Snapshot], group_by: str, show_external: bool, stale
     book = AddressBook(snapshots)
     index = SocketIndex(machines, book)
     links = Links(machines, index, group_by, show_external)
-    counts = {"exact": _draw(join_exact(index), links)}
+    counts = {"exact pairs": _draw(join_exact(index), links)}
     connected = connected_datagram_tuples(index.ends) if index.datagram_tracks else set()
     # the later joins only look at what the exact join left (a few percent of the sockets)
     paired = EndState.PAIRED
