@@ -23,6 +23,8 @@ KIND_OUTSIDE = "outside"
 
 # The comm shown for sockets that no visible process holds (non-root capture, kernel sockets).
 UNATTRIBUTED = "(unattributed)"
+# The comm shown for a machine's end of connections a window saw that no process was seen holding.
+SHORT_LIVED = "(short-lived)"
 
 # A node key: (machine index, rank, identity). rank 0 = a process or a machine, 1 = sockets without a
 # visible owner, 2 = the outside world seen from that machine. identity is the comm (group-by
@@ -33,6 +35,7 @@ NodeKey = tuple[int, int, Union[str, int]]
 RANK_OWNED = 0
 RANK_UNATTRIBUTED = 1
 RANK_OUTSIDE = 2
+RANK_SHORT_LIVED = 3  # a window's connections with no holder seen (netviz.stitch.window)
 
 
 def node_key(group_by: str, machine: int, pid: Optional[int], comm: str) -> NodeKey:
@@ -104,6 +107,21 @@ class UnresolvedConnection:
                 "remote_port": self.remote_port, "pid": self.pid, "why": self.why}
 
 
+@dataclass(frozen=True)
+class HostWindow:
+    """A machine's observation window, and what it could not see (its coverage)."""
+
+    started_at: float
+    ended_at: float
+    samples: int
+    sources: tuple[tuple[str, str], ...]  # (event source, used/missing/denied), by name
+    flows_overflow: int  # observations dropped past the payload's cap on flow keys
+
+    def to_json(self) -> dict[str, Any]:
+        return {"started_at": self.started_at, "ended_at": self.ended_at, "samples": self.samples,
+                "sources": dict(self.sources), "flows_overflow": self.flows_overflow}
+
+
 @dataclass
 class HostEntry:
     """One machine of the group, with what could not be drawn from it."""
@@ -120,6 +138,7 @@ class HostEntry:
     outside_outbound: int = 0
     unresolved: int = 0
     unresolved_examples: tuple[UnresolvedConnection, ...] = ()  # the first few, for a reader to check
+    window: Optional[HostWindow] = None  # only when the machine's snapshot has a window
 
     @property
     def outside(self) -> int:
@@ -139,6 +158,7 @@ class HostEntry:
             "unresolved": self.unresolved,
             **({"unresolved_examples": [example.to_json() for example in self.unresolved_examples]}
                if self.unresolved_examples else {}),
+            **({"window": self.window.to_json()} if self.window is not None else {}),
         }
 
 
@@ -162,6 +182,10 @@ class Node:
     # busiest first; empty in a stitched graph. Only static formats aggregate, so the JSON
     # document never carries it.
     folded: tuple[str, ...] = ()
+    # Window views only: the machine's end of connections no process was seen holding (comm
+    # SHORT_LIVED), and whether `cmdline` was inferred from an exec event rather than seen.
+    short_lived: bool = False
+    command_inferred: bool = False
 
     @property
     def is_root(self) -> bool:
@@ -184,6 +208,9 @@ class Node:
             "listening": [item.to_json() for item in self.listening],
             "ingress": [item.to_json() for item in self.ingress],
             "sockets": self.sockets,
+            # only in graphs with a window: instant documents keep their exact bytes
+            **({"short_lived": True} if self.short_lived else {}),
+            **({"command_inferred": True} if self.command_inferred else {}),
         }
 
 
@@ -191,6 +218,33 @@ def is_unconfined(context: str) -> bool:
     """Is this security context unconfined? AppArmor writes "unconfined", SELinux
     "unconfined_u:unconfined_r:unconfined_t:s0"."""
     return context == "unconfined" or "unconfined_t" in context
+
+
+@dataclass(frozen=True)
+class FlowWindow:
+    """What the machines' observation windows saw of a flow's connections (absent in instant mode)."""
+
+    first_seen: float  # Unix seconds, the earliest evidence at either end
+    last_seen: float
+    connections: int  # distinct connections during the window (a lower bound), not samples
+    persistent: bool  # alive in every sample of the window
+    seconds: float  # the length of the window
+
+    @property
+    def per_minute(self) -> float:
+        """Connections per minute over the window (0 for a window of no length)."""
+        return round(self.connections * 60.0 / self.seconds, 1) if self.seconds > 0 else 0.0
+
+    def rate_text(self) -> str:
+        """`~N per minute` for short-lived flows, `persistent` for the others."""
+        if self.persistent:
+            return "persistent"
+        rate = self.per_minute
+        return f"~{rate:.0f} per minute" if rate >= 1 else f"~{rate:g} per minute"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"first_seen": self.first_seen, "last_seen": self.last_seen, "connections": self.connections,
+                "persistent": self.persistent, "per_minute": self.per_minute}
 
 
 @dataclass
@@ -209,6 +263,12 @@ class Flow:
     via: Optional[str] = None
     client_pids: tuple[int, ...] = ()
     server_pids: tuple[int, ...] = ()
+    window: Optional[FlowWindow] = None  # only when a snapshot of the group has a window
+
+    @property
+    def short_lived(self) -> bool:
+        """Seen by a window and not alive through all of it."""
+        return self.window is not None and not self.window.persistent
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -224,6 +284,7 @@ class Flow:
             "via": self.via,
             "client_pids": list(self.client_pids),
             "server_pids": list(self.server_pids),
+            **(self.window.to_json() if self.window is not None else {}),
         }
 
 

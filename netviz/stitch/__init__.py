@@ -45,7 +45,9 @@ The phases, one module each (docs/architecture.md, "The stitch"):
    nat.join_translated, joins.join_listeners, nat.join_tracked_datagrams; then joins.leftovers
    says which ends are outside and which unresolved, and why.
 4. links.Links folds pairs and leftovers into links and per-machine counts.
-5. build.build_graph makes the FlowGraph.
+5. window.join_windows (only when a snapshot has a window): the window's flow keys joined
+   across the group, each end attributed to a process only from a holder seen for its key.
+6. build.build_graph makes the FlowGraph.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from netviz.stitch.joins import Pair, join_exact, join_listeners, leftovers
 from netviz.stitch.links import Links
 from netviz.stitch.machines import Machine
 from netviz.stitch.nat import connected_datagram_tuples, join_tracked_datagrams, join_translated
+from netviz.stitch.window import join_windows
 
 __all__ = ["MAX_UNRESOLVED_EXAMPLES", "WILDCARDS", "address_claims", "normalize_address", "stitch"]
 
@@ -120,7 +123,9 @@ def _stitch(snapshots: list[Snapshot], group_by: str, show_external: bool, stale
         else:
             links.add_unresolved(end, why)
     log.debug("stitch: %s, %d left unmatched", ", ".join(f"{n} {phase}" for phase, n in counts.items()), unmatched)
-    return build_graph(machines, index, links, stale)
+    # the window phase only when a machine was observed over a window: instant graphs stay as they were
+    window = join_windows(machines, book, index, group_by) if any(s.window for s in snapshots) else None
+    return build_graph(machines, index, links, stale, window)
 
 
 def _draw(pairs: Iterable[Pair], links: Links) -> int:

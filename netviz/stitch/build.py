@@ -11,11 +11,15 @@ from netviz.graph import (
     KIND_OUTSIDE,
     KIND_PROCESS,
     RANK_OUTSIDE,
+    RANK_SHORT_LIVED,
     RANK_UNATTRIBUTED,
+    SHORT_LIVED,
     UNATTRIBUTED,
     Flow,
     FlowGraph,
+    FlowWindow,
     HostEntry,
+    HostWindow,
     Ingress,
     Listening,
     Node,
@@ -28,12 +32,17 @@ from netviz.stitch.addresses import Scope, address_sort_key, normalize_address, 
 from netviz.stitch.index import SocketIndex
 from netviz.stitch.links import Links, Tally
 from netviz.stitch.machines import Machine
+from netviz.stitch.window import Holder, ShortLived, WindowLink, WindowLinks
 
 MAX_UNRESOLVED_EXAMPLES = 10  # per machine, in the graph's `unresolved_examples`
 
 
-def build_graph(machines: Sequence[Machine], index: SocketIndex, links: Links, stale: frozenset[str]) -> FlowGraph:
-    """The FlowGraph of the group; node ids and flow ids follow the sorted natural keys."""
+def build_graph(machines: Sequence[Machine], index: SocketIndex, links: Links, stale: frozenset[str],
+                window: Optional[WindowLinks] = None) -> FlowGraph:
+    """The FlowGraph of the group; node ids and flow ids follow the sorted natural keys.
+
+    `window` (None in instant mode) adds what the observation windows saw: its facts on the
+    flows drawn, flows of their own for the others, and their short-lived nodes."""
     group_by = links.group_by
     listening = _listening(machines, index)
     ingress: dict[NodeKey, set[Ingress]] = {}
@@ -43,6 +52,10 @@ def build_graph(machines: Sequence[Machine], index: SocketIndex, links: Links, s
     for client_key, server_key, *_ in links.links:
         wanted.add(client_key)
         wanted.add(server_key)
+    if window is not None:
+        for client_key, server_key, *_ in window.links:
+            wanted.add(client_key)
+            wanted.add(server_key)
     wanted.update(listening)
     wanted.update(ingress)
     if group_by == "host":
@@ -52,11 +65,12 @@ def build_graph(machines: Sequence[Machine], index: SocketIndex, links: Links, s
     ordered = sorted(wanted)
     ids = {key: f"n{number}" for number, key in enumerate(ordered, start=1)}
     nodes = [
-        _node(machines, group_by, key, ids[key], members.get(key, []), listening.get(key, set()), ingress.get(key, set()))
+        _node(machines, group_by, key, ids[key], members.get(key, []), listening.get(key, set()), ingress.get(key, set()),
+              window)
         for key in ordered
     ]
     hosts = [_host(machine, links.tallies[machine.index], stale) for machine in machines]
-    return FlowGraph(group_by=group_by, hosts=hosts, nodes=nodes, flows=_flows(links, ordered, ids))
+    return FlowGraph(group_by=group_by, hosts=hosts, nodes=nodes, flows=_flows(links, ordered, ids, window))
 
 
 def _listening(machines: Sequence[Machine], index: SocketIndex) -> dict[NodeKey, set[Listening]]:
@@ -69,15 +83,21 @@ def _listening(machines: Sequence[Machine], index: SocketIndex) -> dict[NodeKey,
     return listening
 
 
-def _flows(links: Links, ordered: list[NodeKey], ids: dict[NodeKey, str]) -> list[Flow]:
+def _flows(links: Links, ordered: list[NodeKey], ids: dict[NodeKey, str],
+           window: Optional[WindowLinks] = None) -> list[Flow]:
     rank_of = {key: rank for rank, key in enumerate(ordered)}
 
     def flow_order(item: tuple[tuple, list]) -> tuple:
         (client_key, server_key, kind, port, directed, inferred, via), _ = item
         return (rank_of[client_key], rank_of[server_key], kind, port, not directed, inferred, via or "")
 
+    items = sorted(links.links.items(), key=flow_order)
+    seen: dict[tuple, FlowWindow] = {}
+    if window is not None:
+        items, seen = _with_window(items, window)
+        items.sort(key=flow_order)
     flows = []
-    for number, (key, link) in enumerate(sorted(links.links.items(), key=flow_order), start=1):
+    for number, (key, link) in enumerate(items, start=1):
         client_key, server_key, kind, port, directed, inferred, via = key
         count, address, client_pids, server_pids = link
         flows.append(
@@ -85,10 +105,43 @@ def _flows(links: Links, ordered: list[NodeKey], ids: dict[NodeKey, str]) -> lis
                 id=f"f{number}", client=ids[client_key], server=ids[server_key], proto=kind,
                 server_port=port, server_address=address, count=count, directed=directed,
                 inferred=inferred, via=via, client_pids=tuple(sorted(client_pids)),
-                server_pids=tuple(sorted(server_pids)),
+                server_pids=tuple(sorted(server_pids)), window=seen.get(key),
             )
         )
     return flows
+
+
+def _with_window(items: list[tuple[tuple, list]], window: WindowLinks) -> tuple[list[tuple[tuple, list]], dict]:
+    """The instant links (in flow order) and the window's: a window link goes to the first directed
+    instant link between the same nodes on the same service, else it becomes a link of its own
+    with count 0 (none of its connections was alive at the closing capture)."""
+    first: dict[tuple, tuple] = {}
+    for key, _ in items:
+        client_key, server_key, kind, port, directed, _inferred, _via = key
+        if directed:
+            first.setdefault((client_key, server_key, kind, port), key)
+    items = [(key, [link[0], link[1], set(link[2]), set(link[3])]) for key, link in items]
+    by_key = dict(items)
+    seen: dict[tuple, FlowWindow] = {}
+    for short_key, found in window.links.items():
+        facts = _flow_window(found)
+        key = first.get(short_key)
+        if key is None:
+            key = (*short_key, True, found.inferred, None)
+            link = [0, found.server_address, set(), set()]
+            items.append((key, link))
+            by_key[key] = link
+        link = by_key[key]
+        link[2].update(found.client_pids)
+        link[3].update(found.server_pids)
+        seen[key] = facts
+    return items, seen
+
+
+def _flow_window(link: WindowLink) -> FlowWindow:
+    facts = link.seen
+    return FlowWindow(first_seen=facts.first_seen, last_seen=facts.last_seen, connections=facts.connections,
+                      persistent=facts.persistent, seconds=facts.seconds)
 
 
 def _members(machines: Sequence[Machine], group_by: str, wanted: set[NodeKey]) -> dict[NodeKey, list]:
@@ -105,12 +158,15 @@ def _members(machines: Sequence[Machine], group_by: str, wanted: set[NodeKey]) -
 
 
 def _node(machines: Sequence[Machine], group_by: str, key: NodeKey, node_id: str, processes: list,
-          listening: set[Listening], ingress: set[Ingress]) -> Node:
+          listening: set[Listening], ingress: set[Ingress], window: Optional[WindowLinks] = None) -> Node:
     machine_index, rank, _ = key
     machine = machines[machine_index]
     host = machine.snapshot.name
     if rank == RANK_OUTSIDE:
         return Node(id=node_id, host=host, kind=KIND_OUTSIDE, comm="outside")
+    if rank == RANK_SHORT_LIVED:
+        assert window is not None
+        return _short_lived_node(machine, node_id, window.short_lived[key])
     if rank == RANK_UNATTRIBUTED:
         held = set(machine.owner)
         count = sum(1 for ns in machine.snapshot.namespaces for s in ns.sockets if s.inode not in held)
@@ -129,12 +185,16 @@ def _node(machines: Sequence[Machine], group_by: str, key: NodeKey, node_id: str
             sockets=sum(len(ns.sockets) for ns in machine.snapshot.namespaces),
         )
     first = processes[0] if processes else None
+    gone: Optional[Holder] = window.holders.get(key) if window is not None else None
+    pids = tuple(process.pid for process in processes)
+    if not pids and gone is not None:  # seen holding the key's sockets during the window only
+        pids = tuple(sorted(gone.pids))
     return Node(
         id=node_id,
         host=host,
         kind=KIND_PROCESS,
-        comm=first.comm if first else str(key[2]),
-        pids=tuple(process.pid for process in processes),
+        comm=first.comm if first else gone.comm if gone is not None else str(key[2]),
+        pids=pids,
         users=tuple(sorted({process.user if process.user is not None else str(process.uid) for process in processes})),
         contexts=tuple(sorted({process.context for process in processes if process.context is not None})),
         cmdline=(" ".join(first.cmdline) if first and first.cmdline else (first.comm if first else "")),
@@ -142,6 +202,27 @@ def _node(machines: Sequence[Machine], group_by: str, key: NodeKey, node_id: str
         ingress=tuple(sorted(ingress)),
         sockets=len(inodes),
     )
+
+
+def _short_lived_node(machine: Machine, node_id: str, entry: ShortLived) -> Node:
+    """A machine's end of connections no process was seen holding: its uids, and the command of
+    the one exec group that matches them all, marked inferred."""
+    names = {process.uid: process.user for process in machine.snapshot.processes if process.user is not None}
+    command = next(iter(entry.commands)) if len(entry.commands) == 1 and not entry.unknown_command else ""
+    return Node(
+        id=node_id, host=machine.snapshot.name, kind=KIND_PROCESS, comm=SHORT_LIVED,
+        users=tuple(sorted(names.get(uid, str(uid)) for uid in entry.uids)), cmdline=command,
+        short_lived=True, command_inferred=bool(command),
+    )
+
+
+def _host_window(snapshot: Snapshot) -> Optional[HostWindow]:
+    window = snapshot.window
+    if window is None:
+        return None
+    return HostWindow(started_at=window.started_at, ended_at=window.ended_at, samples=window.samples,
+                      sources=tuple((source.name, source.state) for source in window.sources),
+                      flows_overflow=window.flows_overflow)
 
 
 def _host(machine: Machine, tally: Tally, stale: frozenset[str]) -> HostEntry:
@@ -169,6 +250,7 @@ def _host(machine: Machine, tally: Tally, stale: frozenset[str]) -> HostEntry:
         unresolved=tally.unresolved,
         # the same few whatever the order of the input: the first in sorted order
         unresolved_examples=tuple(sorted(tally.unresolved_examples, key=_example_order)[:MAX_UNRESOLVED_EXAMPLES]),
+        window=_host_window(snapshot),
     )
 
 

@@ -1,0 +1,231 @@
+"""The window phase: the group's window observations (docs/snapshot.md, "window") joined into flows.
+
+A machine observed over a window reports flow keys: connections of one namespace grouped by
+(proto, role, local, local port, remote, remote port), the ephemeral port left out. A client key
+(local L, remote R:P) on one machine is the other end of a server key (local R:P, remote L) on the
+machine that owns R, where R:P listens, exactly as the instant exact join pairs sockets: loopback
+only inside one namespace of one machine, link-local inside one machine (AddressBook.locations).
+When the server's machine has no such key (no window, or no evidence reached it), the client key
+is attached to the listener that accepts R:P in the instant snapshot, marked inferred.
+
+Each end is attributed to a process only from evidence: a holder the payload saw for that key (its
+socket among the process's fds at a sample, or, on the server side, the listener of the port). A
+key seen only by events (a connection that lived between two samples) goes to a "(short-lived)"
+node of its machine, keyed by the socket owner's uid; when exactly one group of exec events of
+that uid and namespace is known, its command is named on the node, marked inferred. A wrong
+process is never named: a key whose holders are several nodes, or a pid that now runs another
+command, goes to the short-lived node too.
+
+What this phase produces, `WindowLinks`, the build phase turns into flow fields (first_seen,
+last_seen, connections, persistent, per_minute) on the flows the instant joins drew, or into
+flows of their own with `count` 0 (nothing of them was alive at the closing capture).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Optional
+
+from netviz.graph import RANK_SHORT_LIVED, NodeKey, node_key
+from netviz.snapshot.window import Window, WindowFlow, WindowHolder
+from netviz.stitch.addresses import AddressBook, normalize_address
+from netviz.stitch.index import SocketIndex
+from netviz.stitch.machines import Machine
+
+
+@dataclass
+class Seen:
+    """What a window says about the connections of one link."""
+
+    first_seen: float
+    last_seen: float
+    connections: int
+    persistent: bool
+    seconds: float  # the length of the window that saw them (the longest, when several did)
+
+    def merge(self, other: "Seen") -> None:
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.connections += other.connections
+        self.persistent = self.persistent or other.persistent
+        self.seconds = max(self.seconds, other.seconds)
+
+
+@dataclass
+class WindowLink:
+    """A link the window saw: its facts, the address reached, the pids known at each end."""
+
+    seen: Seen
+    server_address: str
+    inferred: bool
+    client_pids: set[int] = field(default_factory=set)
+    server_pids: set[int] = field(default_factory=set)
+
+
+@dataclass
+class ShortLived:
+    """The machine-level end of connections no process was seen holding."""
+
+    uids: set[int] = field(default_factory=set)
+    commands: set[str] = field(default_factory=set)  # inferred from exec events, when unambiguous
+    unknown_command: bool = False  # some connection of it has no command to name
+
+
+@dataclass
+class Holder:
+    """A process seen holding a key's socket that is gone from the closing capture."""
+
+    comm: str
+    pids: set[int] = field(default_factory=set)
+
+
+# (client node, server node, proto, server port)
+WindowKey = tuple[NodeKey, NodeKey, str, int]
+
+
+@dataclass
+class WindowLinks:
+    """Everything the window phase learned, for build_graph."""
+
+    links: dict[WindowKey, WindowLink] = field(default_factory=dict)
+    short_lived: dict[NodeKey, ShortLived] = field(default_factory=dict)
+    holders: dict[NodeKey, Holder] = field(default_factory=dict)
+
+
+def _seen(flow: WindowFlow, window: Window) -> Seen:
+    return Seen(flow.first_seen, flow.last_seen, flow.connections, flow.persistent,
+                window.ended_at - window.started_at)
+
+
+class _Ends:
+    """Turns a key's evidence into the node of one end (process, or the machine's short-lived node)."""
+
+    def __init__(self, machines: Sequence[Machine], group_by: str, result: WindowLinks) -> None:
+        self.machines = machines
+        self.group_by = group_by
+        self.result = result
+
+    def holder_node(self, machine: Machine, holders: Sequence[WindowHolder]) -> tuple[Optional[NodeKey], set[int]]:
+        """The one node of the holders, and their pids; (None, ()) when there is no single one."""
+        keys: set[NodeKey] = set()
+        pids: set[int] = set()
+        for holder in holders:
+            alive = machine.process.get(holder.pid)
+            if alive is not None and alive.comm != holder.comm:
+                return None, set()  # the pid now runs another command: never name the wrong one
+            key = node_key(self.group_by, machine.index, holder.pid, holder.comm)
+            keys.add(key)
+            pids.add(holder.pid)
+            if alive is None or not alive.sockets:
+                self.result.holders.setdefault(key, Holder(holder.comm)).pids.add(holder.pid)
+        if len(keys) != 1:
+            return None, set()
+        return keys.pop(), pids
+
+    def short_lived(self, machine: Machine, flow: WindowFlow, window: Window) -> NodeKey:
+        """The machine-level node of a key with no holder: one per uid when the uid is known."""
+        uid = flow.uids[0] if len(flow.uids) == 1 else None
+        if self.group_by == "host":
+            return node_key("host", machine.index, None, "")
+        identity: object = ("" if uid is None else str(uid)) if self.group_by == "process" else (-1 if uid is None else uid)
+        key: NodeKey = (machine.index, RANK_SHORT_LIVED, identity)  # type: ignore[assignment]
+        entry = self.result.short_lived.setdefault(key, ShortLived())
+        entry.uids.update(flow.uids)
+        command = _exec_command(window, flow.netns, uid)
+        if command is None:
+            entry.unknown_command = True
+        else:
+            entry.commands.add(command)
+        return key
+
+
+def _exec_command(window: Window, netns: Optional[int], uid: Optional[int]) -> Optional[str]:
+    """The command of the one exec group of that uid and namespace, when exactly one matches."""
+    if uid is None:
+        return None
+    matches = [p for p in window.processes if p.uid == uid and (p.netns is None or p.netns == netns)]
+    if len(matches) != 1:
+        return None
+    found = matches[0]
+    return " ".join(found.cmdline) if found.cmdline else found.comm
+
+
+def join_windows(machines: Sequence[Machine], book: AddressBook, index: SocketIndex, group_by: str) -> WindowLinks:
+    """Join every client key of the group to its server key (or listener); see the module docstring."""
+    result = WindowLinks()
+    ends = _Ends(machines, group_by, result)
+    servers: dict[tuple, list[tuple[Machine, WindowFlow]]] = {}
+    for machine in machines:
+        window = machine.snapshot.window
+        if window is None:
+            continue
+        for flow in window.flows:
+            if flow.role == "server":
+                key = (machine.index, flow.netns, flow.proto, normalize_address(flow.local), flow.local_port)
+                servers.setdefault(key, []).append((machine, flow))
+    for machine in machines:
+        window = machine.snapshot.window
+        if window is None:
+            continue
+        for flow in window.flows:
+            if flow.role == "client":
+                _join_client(machines, book, index, ends, servers, machine, window, flow)
+    return result
+
+
+def _join_client(machines: Sequence[Machine], book: AddressBook, index: SocketIndex, ends: _Ends,
+                 servers: dict, machine: Machine, window: Window, flow: WindowFlow) -> None:
+    """Find the server end of one client key and record the link; a key whose server cannot be
+    told (outside the group, several candidates, nothing listening) is left out."""
+    local, remote, port = normalize_address(flow.local), normalize_address(flow.remote), flow.remote_port
+    assert port is not None
+    netns = flow.netns if flow.netns is not None else 0
+    locations = book.locations(machine.index, netns, remote)
+    if not locations:
+        return  # outside the group, or an address several other machines claim
+    matches = []
+    for server_machine, server_netns in locations:
+        for candidate_machine, candidate in servers.get((server_machine, server_netns, flow.proto, remote, port), ()):
+            if normalize_address(candidate.remote) == local:
+                matches.append((candidate_machine, candidate))
+    seen = _seen(flow, window)
+    client_key, client_pids = ends.holder_node(machine, [h for h in flow.holders if h.via == "socket"])
+    if client_key is None:
+        client_key = ends.short_lived(machine, flow, window)
+    if len(matches) > 1:
+        return  # two namespaces claim the same tuple: never guessed
+    inferred = False
+    server_pids: set[int] = set()
+    if matches:
+        server_machine_, server_flow = matches[0]
+        server_window = server_machine_.snapshot.window
+        assert server_window is not None
+        other = _seen(server_flow, server_window)
+        seen.first_seen = min(seen.first_seen, other.first_seen)
+        seen.last_seen = max(seen.last_seen, other.last_seen)
+        seen.connections = max(seen.connections, other.connections)
+        seen.persistent = seen.persistent or other.persistent
+        server_key, server_pids = ends.holder_node(server_machine_, server_flow.holders)
+        if server_key is None:
+            server_key = ends.short_lived(server_machine_, server_flow, server_window)
+    else:
+        listeners = index.listeners_for(machine.index, netns, remote, port, flow.proto)
+        if not listeners:
+            return  # nothing in the group accepts it: outside, or unresolved
+        listener = listeners[0]
+        server_machine = machines[listener.machine]
+        server_key = server_machine.key(listener.owner)
+        if listener.owner is not None:
+            server_pids = {listener.owner}
+        inferred = True
+    key: WindowKey = (client_key, server_key, flow.proto, port)
+    link = result_link = ends.result.links.get(key)
+    if link is None:
+        ends.result.links[key] = WindowLink(seen, remote, inferred, set(client_pids), set(server_pids))
+        return
+    result_link.seen.merge(seen)
+    link.server_address = min(link.server_address, remote)
+    link.inferred = link.inferred and inferred
+    link.client_pids.update(client_pids)
+    link.server_pids.update(server_pids)
