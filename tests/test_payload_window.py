@@ -142,7 +142,11 @@ def test_window_sees_short_connections_that_an_instant_misses(namespace: str) ->
 
     snapshot = parse_snapshot(json.loads(out), "window")
     window = snapshot.window
-    assert window is not None and window.samples >= 5
+    # At least the window's first and last samples. How many fit between them depends on what a
+    # sample costs on this machine (the payload keeps to its CPU share: on a busy host with many
+    # processes a sample is expensive and only the two are taken); the event streams counted below
+    # are what must see every short connection either way.
+    assert window is not None and window.samples >= 2
     seen = _oracle_counts(events)
     assert tcp_sent >= 100 and udp_sent >= 10
     assert seen[("tcp", 7001)] == tcp_sent and seen[("udp", 7002)] == udp_sent  # the oracle is whole
