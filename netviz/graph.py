@@ -242,6 +242,14 @@ class FlowWindow:
         rate = self.per_minute
         return f"~{rate:.0f} per minute" if rate >= 1 else f"~{rate:g} per minute"
 
+    def merged(self, other: Optional["FlowWindow"]) -> "FlowWindow":
+        """The facts of two flows drawn as one (an aggregated view)."""
+        if other is None:
+            return self
+        return FlowWindow(first_seen=min(self.first_seen, other.first_seen), last_seen=max(self.last_seen, other.last_seen),
+                          connections=self.connections + other.connections,
+                          persistent=self.persistent or other.persistent, seconds=max(self.seconds, other.seconds))
+
     def to_json(self) -> dict[str, Any]:
         return {"first_seen": self.first_seen, "last_seen": self.last_seen, "connections": self.connections,
                 "persistent": self.persistent, "per_minute": self.per_minute}

@@ -23,12 +23,16 @@ SECONDS = 10.0
 
 def key(role: str, local: str, remote: str, port: int, *, proto: str = "tcp", connections: int = 1,
         persistent: bool = False, holders: Sequence[tuple[int, str, str]] = (), uids: Sequence[int] = (1000,),
-        netns: Optional[int] = HOST_NETNS, first: float = 1.0, last: float = 9.0) -> WindowFlow:
-    """A window flow key: `port` is the server's port (remote for a client key, local for a server key)."""
+        netns: Optional[int] = HOST_NETNS, first: float = 1.0, last: float = 9.0,
+        evidence: Optional[dict[str, int]] = None) -> WindowFlow:
+    """A window flow key: `port` is the server's port (remote for a client key, local for a server key).
+    Its evidence: by default sampled when a holder was seen, else destroy notifications."""
+    if evidence is None:
+        evidence = {"sample" if any(via == "socket" for *_, via in holders) else "destroy": connections}
     return WindowFlow(
         netns=netns, proto=proto, role=role, local=local, local_port=port if role == "server" else None,
         remote=remote, remote_port=port if role == "client" else None, first_seen=START + first,
-        last_seen=START + last, connections=connections, evidence={"destroy": connections},
+        last_seen=START + last, connections=connections, evidence=evidence,
         samples=5 if persistent else 0, persistent=persistent,
         holders=tuple(WindowHolder(pid, comm, via) for pid, comm, via in holders), uids=tuple(uids))
 
@@ -158,6 +162,24 @@ def test_group_by_pid_and_host():
     assert {(f.proto, f.server_port) for f in by_pid.flows} == {("tcp", 8080)}  # nothing listens on udp/8080
     by_host = stitch(snapshots, group_by="host")
     assert edges(by_host) == {("web/web", "db/db", "tcp", 8080, 0, "inferred")}
+
+
+def test_connections_no_sample_caught_are_not_given_to_the_holder_of_the_key():
+    """One key for a long-lived client and a one-shot one of another command: only the sampled
+    connection is the holder's; the 40 that only destroy events saw go to the machine."""
+    web = Machine("web", "10.0.0.1")
+    snapshots = [
+        observed(web.build(), [key("client", "10.0.0.1", "10.0.0.2", 8080, connections=40, persistent=True,
+                                   holders=[(10, "app", "socket")], evidence={"sample": 1, "destroy": 40})]),
+        observed(server_machine().build(), [key("server", "10.0.0.2", "10.0.0.1", 8080, connections=41,
+                                                persistent=True, holders=[(50, "server", "listener")])]),
+    ]
+    graph = stitch(snapshots)
+    assert edges(graph) == {("web/app", "db/server", "tcp", 8080, 0),
+                            ("web/" + SHORT_LIVED, "db/server", "tcp", 8080, 0)}
+    facts = {graph.node(flow.client).comm: flow.window for flow in graph.flows}
+    assert (facts["app"].connections, facts["app"].persistent) == (1, True)
+    assert (facts[SHORT_LIVED].connections, facts[SHORT_LIVED].persistent) == (39, False)
 
 
 # ------------------------------------------------------------------ persistent: the instant flow enriched

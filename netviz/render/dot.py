@@ -67,6 +67,10 @@ def node_label(node: Node) -> str:
         return "<" + "<BR/>".join(lines + _folded(node)) + ">"
     if node.pids:
         lines.append(_pids(node.pids))
+    if node.short_lived:
+        lines.append("<I>no process seen holding it</I>")
+        if node.cmdline:
+            lines.append("<I>inferred: " + label_text(node.cmdline, limit=60) + "</I>")
     users = []
     for user in node.users:
         text = "user " + label_text(user)
@@ -127,6 +131,9 @@ def edge_label(flow: Flow) -> str:
     text = f"{flow.proto}/{flow.server_port}"
     if flow.count > 1:
         text += f" ×{flow.count}"
+    if flow.short_lived:
+        assert flow.window is not None
+        text += f" {flow.window.rate_text()}"
     if flow.inferred:
         text += " inferred"
     if flow.via:
@@ -142,7 +149,7 @@ def _node_attributes(node: Node) -> str:
         attributes.append('shape=ellipse, style="dashed"')
     elif node.kind == KIND_HOST:
         attributes.append("shape=box3d")
-    elif node.comm == UNATTRIBUTED and not node.pids:
+    elif node.short_lived or (node.comm == UNATTRIBUTED and not node.pids):
         attributes.append('style="rounded,dashed", color=gray40')
     if node.ingress:
         attributes.append(f"peripheries=2, color={INGRESS_COLOR}")
@@ -156,6 +163,8 @@ def _edge_attributes(flow: Flow) -> str:
     styles = []
     if not flow.directed:
         attributes.append("dir=none")
+        styles.append("dashed")
+    elif flow.short_lived:  # a window saw it come and go: dashed like an unproven edge, but with its arrow
         styles.append("dashed")
     if flow.inferred:
         styles.append("dotted")
@@ -187,6 +196,8 @@ def _bundled_edges(graph: FlowGraph) -> list[str]:
         attributes = [f"label=<{label_text(text)}>"] if labelled else [f'tooltip="{label_text(text)}"']
         if not any(flow.directed for flow in flows):
             attributes.append('dir=none, style="dashed"')
+        elif all(flow.short_lived for flow in flows):
+            attributes.append('style="dashed"')
         if total > 1:
             attributes.append(f"penwidth={min(1 + total.bit_length() * 0.5, 6):.1f}")
         out.append(f"  {client} -> {server} [{', '.join(attributes)}];")

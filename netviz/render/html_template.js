@@ -87,6 +87,13 @@
     if (via && via.length) text += ' via ' + via.join(',');
     return text;
   }
+  // A flow an observation window saw come and go (its `persistent` is false), and its rate.
+  function isShortLived(flow) { return flow.persistent === false; }
+  function rateText(flow) {
+    var rate = Number(flow.per_minute) || 0;
+    return '~' + (rate >= 1 ? Math.round(rate) : rate) + ' per minute';
+  }
+  var hasWindow = docFlows.some(function (flow) { return flow.persistent !== undefined; });
   function machineLabel(machine) {
     var text = shorten(machine.name, 48);
     var host = machine.host;
@@ -138,6 +145,7 @@
       var classes = [node.kind || 'process'];
       if (listening.length) classes.push('listening');
       if (list(node.ingress).length) classes.push('ingress');
+      if (node.short_lived) classes.push('short-lived');
       var element = { group: 'nodes', data: { id: id, label: label, kind: node.kind }, position: position(id), classes: classes.join(' ') };
       element.data.machine = machine.name;
       elements.push(element);
@@ -156,12 +164,15 @@
       if (flow.inferred) classes.push('inferred');
       if (flow.via) classes.push('nat');
       if (String(flow.client) === String(flow.server)) classes.push('loop');
+      if (isShortLived(flow)) classes.push('short-lived');
       var count = flow.count || 1;
+      var label = flowLabel(flow.proto, flow.server_port, count, flow.via ? [String(flow.via)] : null);
+      if (isShortLived(flow)) label += ' ' + rateText(flow);
       elements.push({
         group: 'edges',
         data: {
           id: String(flow.id), source: String(flow.client), target: String(flow.server), flow: String(flow.id),
-          label: flowLabel(flow.proto, flow.server_port, count, flow.via ? [String(flow.via)] : null), weight: count,
+          label: label, weight: count,
         },
         classes: classes.join(' '),
       });
@@ -218,6 +229,7 @@
       if (!edge.directed) classes.push('undirected');
       if (via.length) classes.push('nat');
       if (edge.source === edge.target) classes.push('loop');
+      if (edge.flows.every(isShortLived)) classes.push('short-lived');
       elements.push({
         group: 'edges',
         data: { id: id, source: edge.source, target: edge.target, label: flowLabel(edge.proto, edge.port, edge.count, via), weight: edge.count },
@@ -264,6 +276,8 @@
     { selector: 'edge.loop', style: { 'curve-style': 'bezier', 'loop-direction': '-45deg', 'loop-sweep': '-60deg' } },
     { selector: 'edge.undirected', style: { 'target-arrow-shape': 'none' } },
     { selector: 'edge.inferred', style: { 'line-style': 'dashed' } },
+    { selector: 'edge.short-lived', style: { 'line-style': 'dashed', 'line-dash-pattern': [4, 3], 'line-color': '#b07d1a', 'target-arrow-color': '#b07d1a' } },
+    { selector: 'node.short-lived', style: { 'background-color': '#c9ccd2', 'border-width': 1, 'border-style': 'dashed', 'border-color': '#6d737d' } },
     { selector: 'edge.nat', style: { 'line-color': '#8e44ad', 'target-arrow-color': '#8e44ad', 'color': '#6c2f87' } },
     { selector: 'edge.ingress-mark', style: {
       'line-color': '#e07b00', 'line-style': 'dotted', 'target-arrow-shape': 'none', 'label': '', 'width': 1, 'curve-style': 'straight' } },
@@ -276,7 +290,7 @@
     { selector: '.hidden', style: { 'display': 'none' } },
   ];
 
-  var state = { groupBy: hasProcessLevel ? 'process' : 'machine', showExternal: true, showIngress: true, query: '' };
+  var state = { groupBy: hasProcessLevel ? 'process' : 'machine', showExternal: true, showIngress: true, showShortLived: true, query: '' };
   var views = {}; // groupBy -> removed Cytoscape collection, kept to restore quickly
 
   var initialElements = processViewElements();
@@ -389,7 +403,9 @@
     var flows = flowsOf.get(String(node.id)) || { out: [], in: [] };
     var rows = [
       ['machine', node.host], ['kind', node.kind], ['comm', node.kind === 'process' ? node.comm : null],
-      ['pids', list(node.pids)], ['users', list(node.users)], ['context', list(node.contexts)], ['cmdline', node.cmdline],
+      ['pids', list(node.pids)], ['users', list(node.users)], ['context', list(node.contexts)],
+      [node.command_inferred ? 'command (inferred from exec events)' : 'cmdline', node.cmdline],
+      ['short-lived', node.short_lived ? 'connections of the window that no process was seen holding' : null],
       ['listening', list(node.listening).map(function (l) { return l.proto + ' ' + endpoint(l.address, l.port); })],
       ['ingress', list(node.ingress).map(describeIngress)],
       ['sockets', node.sockets], ['addresses', machine && machine.host ? list(machine.host.addresses) : []],
@@ -422,6 +438,9 @@
         ['client pids', list(flow.client_pids)], ['server pids', list(flow.server_pids)],
         ['connections', flow.count], ['directed', flow.directed === false ? 'no (neither end listens)' : 'yes'],
         ['inferred', flow.inferred ? 'yes (peer socket not captured)' : null], ['NAT via', flow.via],
+        ['seen in the window', flow.connections === undefined ? null : flow.connections + ' connections, ' + (isShortLived(flow) ? rateText(flow) : 'persistent')],
+        ['first seen', flow.first_seen === undefined ? null : new Date(flow.first_seen * 1000).toISOString()],
+        ['last seen', flow.last_seen === undefined ? null : new Date(flow.last_seen * 1000).toISOString()],
       ]);
       return;
     }
@@ -618,6 +637,9 @@
       if (state.showIngress) marks.removeClass('hidden'); else marks.addClass('hidden');
       var ingressMachines = cy.nodes('.has-ingress');
       if (state.showIngress) ingressMachines.addClass('show-ingress'); else ingressMachines.removeClass('show-ingress');
+      // persistent only / everything seen (a window's short-lived flows and their machine-level ends)
+      var shortLived = cy.elements('.short-lived');
+      if (state.showShortLived) shortLived.removeClass('hidden'); else shortLived.addClass('hidden');
     });
   }
   var groupButtons = { process: document.getElementById('group-process'), machine: document.getElementById('group-machine') };
@@ -661,6 +683,12 @@
   document.getElementById('show-ingress').addEventListener('change', function (event) {
     state.showIngress = event.target.checked;
     applyFilters();
+  });
+  document.getElementById('window-filter').hidden = !hasWindow;
+  document.getElementById('show-short-lived').addEventListener('change', function (event) {
+    state.showShortLived = event.target.checked;
+    applyFilters();
+    runSearch(state.query);
   });
   document.getElementById('fit').addEventListener('click', fitAll);
 

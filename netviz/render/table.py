@@ -10,6 +10,8 @@ from netviz.graph import KIND_HOST, KIND_OUTSIDE, Flow, FlowGraph, Node
 from netviz.textsafe import for_terminal
 
 HEADERS = ("client", "server", "service", "count", "notes")
+# With a window: distinct connections it saw, and "persistent" or their rate
+WINDOW_HEADERS = ("client", "server", "service", "count", "seen", "rate", "notes")
 MACHINE_HEADERS = ("machine", "connections", "flows", "nodes", "outside", "unresolved")
 BUSIEST_MACHINES = 10  # rows of the machine table
 BUSIEST_SHOWN = 5  # items in the one-line summaries of a run
@@ -21,6 +23,8 @@ def _endpoint(node: Node) -> str:
         return name
     if node.kind == KIND_OUTSIDE:
         return f"{for_terminal(node.host, limit=40)}: (outside)"
+    if node.short_lived and node.cmdline:
+        name += f" ({for_terminal(node.cmdline, limit=40)}, inferred)"
     pids = ""
     if node.pids:
         pids = f"[{node.pids[0]}" + (f" +{len(node.pids) - 1}" if len(node.pids) > 1 else "") + "]"
@@ -28,13 +32,15 @@ def _endpoint(node: Node) -> str:
 
 
 def busiest_flows(graph: FlowGraph) -> list[Flow]:
-    """Flows by connection count, largest first (graph order among equals)."""
-    return sorted(graph.flows, key=lambda flow: -flow.count)
+    """Flows by connection count, largest first, then by connections a window saw (graph order
+    among equals)."""
+    return sorted(graph.flows, key=lambda flow: (-flow.count, -(flow.window.connections if flow.window else 0)))
 
 
 def table_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """Headers and one row per flow, busiest first."""
+    """Headers and one row per flow, busiest first; two more columns when a window saw the flows."""
     nodes = graph.nodes_by_id()
+    windowed = any(flow.window is not None for flow in graph.flows)
     rows = []
     for flow in busiest_flows(graph):
         notes = []
@@ -44,16 +50,13 @@ def table_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]
             notes.append("inferred")
         if flow.via:
             notes.append(f"via {for_terminal(flow.via, limit=40)}")
-        rows.append(
-            (
-                _endpoint(nodes[flow.client]),
-                _endpoint(nodes[flow.server]),
-                f"{flow.proto}/{flow.server_port}",
-                str(flow.count),
-                ", ".join(notes),
-            )
-        )
-    return HEADERS, rows
+        row: tuple[str, ...] = (_endpoint(nodes[flow.client]), _endpoint(nodes[flow.server]),
+                                f"{flow.proto}/{flow.server_port}", str(flow.count))
+        if windowed:
+            window = flow.window
+            row += (str(window.connections), window.rate_text()) if window is not None else ("", "")
+        rows.append(row + (", ".join(notes),))
+    return (WINDOW_HEADERS if windowed else HEADERS), rows
 
 
 @dataclass

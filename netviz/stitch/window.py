@@ -151,6 +151,25 @@ def _exec_command(window: Window, netns: Optional[int], uid: Optional[int]) -> O
     return " ".join(found.cmdline) if found.cmdline else found.comm
 
 
+def _client_parts(flow: WindowFlow) -> list[tuple[tuple[WindowHolder, ...], int, bool]]:
+    """A client key's connections split by what names them: (holders, connections, persistent).
+
+    A key is a class of connections (every process of the machine dialling one service from one
+    address shares it), and a holder was seen only for the sockets a sample caught (`evidence`
+    kind `sample`). So the sampled connections go to the holders, and the rest (seen by
+    TIME_WAIT rows and events only) to no process: a long-lived client and a one-shot one of
+    another command sharing the key are never both given to the first.
+    """
+    holders = tuple(holder for holder in flow.holders if holder.via == "socket")
+    if not holders:
+        return [((), flow.connections, flow.persistent)]
+    sampled = min(flow.evidence.get("sample", 0), flow.connections)
+    rest = flow.connections - sampled
+    if rest <= 0:
+        return [(holders, flow.connections, flow.persistent)]
+    return [(holders, sampled, flow.persistent), ((), rest, False)]
+
+
 def join_windows(machines: Sequence[Machine], book: AddressBook, index: SocketIndex, group_by: str) -> WindowLinks:
     """Join every client key of the group to its server key (or listener); see the module docstring."""
     result = WindowLinks()
@@ -164,68 +183,101 @@ def join_windows(machines: Sequence[Machine], book: AddressBook, index: SocketIn
             if flow.role == "server":
                 key = (machine.index, flow.netns, flow.proto, normalize_address(flow.local), flow.local_port)
                 servers.setdefault(key, []).append((machine, flow))
+    found: list[tuple[Machine, Window, WindowFlow, Optional[tuple[Machine, WindowFlow]]]] = []
+    uses: dict[int, int] = {}  # id of a server key -> client keys that reached it
     for machine in machines:
         window = machine.snapshot.window
         if window is None:
             continue
         for flow in window.flows:
-            if flow.role == "client":
-                _join_client(machines, book, index, ends, servers, machine, window, flow)
+            if flow.role != "client":
+                continue
+            server = _server_key(book, servers, machine, flow)
+            if server is False:
+                continue  # several namespaces hold the tuple, or the address is outside the group
+            found.append((machine, window, flow, server or None))
+            if server:
+                uses[id(server[1])] = uses.get(id(server[1]), 0) + 1
+    for machine, window, flow, server in found:
+        # the server key's facts are the client's own only when no other client key shares it
+        alone = server is not None and uses[id(server[1])] == 1
+        _link_client(machines, index, ends, machine, window, flow, server, alone)
     return result
 
 
-def _join_client(machines: Sequence[Machine], book: AddressBook, index: SocketIndex, ends: _Ends,
-                 servers: dict, machine: Machine, window: Window, flow: WindowFlow) -> None:
-    """Find the server end of one client key and record the link; a key whose server cannot be
-    told (outside the group, several candidates, nothing listening) is left out."""
-    local, remote, port = normalize_address(flow.local), normalize_address(flow.remote), flow.remote_port
-    assert port is not None
-    netns = flow.netns if flow.netns is not None else 0
-    locations = book.locations(machine.index, netns, remote)
+def _server_key(book: AddressBook, servers: dict, machine: Machine, flow: WindowFlow):
+    """The server key at the far end of a client key: (machine, key), None when no machine of
+    the group has one (a listener may still accept it), False when it cannot be told."""
+    local, remote = normalize_address(flow.local), normalize_address(flow.remote)
+    locations = book.locations(machine.index, flow.netns if flow.netns is not None else 0, remote)
     if not locations:
-        return  # outside the group, or an address several other machines claim
-    matches = []
-    for server_machine, server_netns in locations:
-        for candidate_machine, candidate in servers.get((server_machine, server_netns, flow.proto, remote, port), ()):
-            if normalize_address(candidate.remote) == local:
-                matches.append((candidate_machine, candidate))
-    seen = _seen(flow, window)
-    client_key, client_pids = ends.holder_node(machine, [h for h in flow.holders if h.via == "socket"])
-    if client_key is None:
-        client_key = ends.short_lived(machine, flow, window)
+        return False  # outside the group, or an address several other machines claim
+    matches = [
+        (candidate_machine, candidate)
+        for server_machine, server_netns in locations
+        for candidate_machine, candidate in servers.get((server_machine, server_netns, flow.proto, remote,
+                                                          flow.remote_port), ())
+        if normalize_address(candidate.remote) == local
+    ]
     if len(matches) > 1:
-        return  # two namespaces claim the same tuple: never guessed
+        return False  # two namespaces claim the same tuple: never guessed
+    return matches[0] if matches else None
+
+
+def _link_client(machines: Sequence[Machine], index: SocketIndex, ends: _Ends, machine: Machine, window: Window,
+                 flow: WindowFlow, server: Optional[tuple[Machine, WindowFlow]], alone: bool) -> None:
+    """Record the links of one client key: its server end, then one link per part (_client_parts)."""
+    remote, port = normalize_address(flow.remote), flow.remote_port
+    assert port is not None
     inferred = False
     server_pids: set[int] = set()
-    if matches:
-        server_machine_, server_flow = matches[0]
-        server_window = server_machine_.snapshot.window
-        assert server_window is not None
-        other = _seen(server_flow, server_window)
-        seen.first_seen = min(seen.first_seen, other.first_seen)
-        seen.last_seen = max(seen.last_seen, other.last_seen)
-        seen.connections = max(seen.connections, other.connections)
-        seen.persistent = seen.persistent or other.persistent
-        server_key, server_pids = ends.holder_node(server_machine_, server_flow.holders)
-        if server_key is None:
-            server_key = ends.short_lived(server_machine_, server_flow, server_window)
+    if server is not None:
+        server_machine, server_flow = server
+        server_key, server_pids = ends.holder_node(
+            server_machine, [h for h in server_flow.holders if h.via == "socket"])
+        if server_key is None:  # the process that accepts is the server of every connection
+            server_key, server_pids = ends.holder_node(
+                server_machine, [h for h in server_flow.holders if h.via == "listener"])
     else:
-        listeners = index.listeners_for(machine.index, netns, remote, port, flow.proto)
-        if not listeners:
+        server_key = None
+    if server_key is None:
+        listeners = index.listeners_for(machine.index, flow.netns if flow.netns is not None else 0,
+                                        remote, port, flow.proto)
+        if listeners:
+            listener = listeners[0]
+            server_key = machines[listener.machine].key(listener.owner)
+            server_pids = set() if listener.owner is None else {listener.owner}
+            inferred = server is None  # only the client's side says the connection reached it
+        elif server is not None:
+            server_machine, server_flow = server
+            server_window = server_machine.snapshot.window
+            assert server_window is not None
+            server_key = ends.short_lived(server_machine, server_flow, server_window)
+        else:
             return  # nothing in the group accepts it: outside, or unresolved
-        listener = listeners[0]
-        server_machine = machines[listener.machine]
-        server_key = server_machine.key(listener.owner)
-        if listener.owner is not None:
-            server_pids = {listener.owner}
-        inferred = True
-    key: WindowKey = (client_key, server_key, flow.proto, port)
-    link = result_link = ends.result.links.get(key)
+    parts = _client_parts(flow)
+    for holders, connections, persistent in parts:
+        seen = Seen(flow.first_seen, flow.last_seen, connections, persistent, window.ended_at - window.started_at)
+        if server is not None and alone and len(parts) == 1:
+            other = _seen(server[1], window)
+            seen.first_seen = min(seen.first_seen, other.first_seen)
+            seen.last_seen = max(seen.last_seen, other.last_seen)
+            seen.connections = max(seen.connections, other.connections)
+            seen.persistent = seen.persistent or other.persistent
+        client_key, client_pids = ends.holder_node(machine, holders) if holders else (None, set())
+        if client_key is None:
+            client_key = ends.short_lived(machine, flow, window)
+        _add(ends.result, (client_key, server_key, flow.proto, port), seen, remote, inferred, client_pids, server_pids)
+
+
+def _add(result: WindowLinks, key: WindowKey, seen: Seen, address: str, inferred: bool,
+         client_pids: set[int], server_pids: set[int]) -> None:
+    link = result.links.get(key)
     if link is None:
-        ends.result.links[key] = WindowLink(seen, remote, inferred, set(client_pids), set(server_pids))
+        result.links[key] = WindowLink(seen, address, inferred, set(client_pids), set(server_pids))
         return
-    result_link.seen.merge(seen)
-    link.server_address = min(link.server_address, remote)
+    link.seen.merge(seen)
+    link.server_address = min(link.server_address, address)
     link.inferred = link.inferred and inferred
     link.client_pids.update(client_pids)
     link.server_pids.update(server_pids)
