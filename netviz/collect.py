@@ -85,7 +85,7 @@ def payload_source() -> bytes:
 
 def validate_output(name: str, stdout: bytes) -> tuple[str, "Snapshot"]:
     """Decode the frame and validate the snapshot; any problem is a bad_output HostFailure."""
-    from netviz.framing import FrameError, decode_framed
+    from netviz.snapshot.framing import FrameError, decode_framed
     from netviz.snapshot import SnapshotTooLarge, loads_document, parse_snapshot
 
     try:

@@ -176,7 +176,7 @@ def test_missing_optional_files_are_notes_not_crashes(tmp_path):
 
 
 def test_main_writes_framed_output_for_a_proc_root(fake_root, capsysbinary):
-    from netviz.framing import decode_framed
+    from netviz.snapshot.framing import decode_framed
 
     proc, etc, _, _ = fake_root
     assert capture.main(["--framed", "--proc-root", str(proc), "--etc-root", str(etc)]) == 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from netviz.framing import decode_framed
+from netviz.snapshot.framing import decode_framed
 from netviz.payload import capture
 from netviz.snapshot import parse_snapshot
 

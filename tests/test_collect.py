@@ -11,7 +11,7 @@ import time
 import pytest
 
 from netviz.collect import FAILED, OK, collect, collect_local, validate_output
-from netviz.framing import encode_framed
+from netviz.snapshot.framing import encode_framed
 from netviz.inventory import HostSpec
 from netviz.transport import BAD_OUTPUT, DNS, REFUSED, TIMEOUT, UNREACHABLE, HostFailure, TransportOptions
 

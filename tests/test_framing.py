@@ -7,7 +7,7 @@ import json
 import pytest
 
 from netviz.errors import NetvizError
-from netviz.framing import FrameError, decode_framed, encode_framed
+from netviz.snapshot.framing import FrameError, decode_framed, encode_framed
 from netviz.payload import capture
 
 DOC = {"schema": "netviz.snapshot/1", "text": "caf\u00e9 \u2603 \"q\" \n", "n": list(range(500))}

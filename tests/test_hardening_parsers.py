@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-import netviz.framing as framing
+import netviz.snapshot.framing as framing
 from netviz.errors import NetvizError, SnapshotError
-from netviz.framing import FrameError, decode_framed, encode_framed
+from netviz.snapshot.framing import FrameError, decode_framed, encode_framed
 from netviz.payload import capture
 from netviz.snapshot import parse_snapshot
 

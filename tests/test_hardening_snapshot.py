@@ -24,7 +24,7 @@ from benchmarks.synth import write_fleet
 from netviz.cli import app
 from netviz.collect import validate_output
 from netviz.errors import EXIT_ERROR, EXIT_PARTIAL, SnapshotError
-from netviz.framing import encode_framed
+from netviz.snapshot.framing import encode_framed
 from netviz.group import load_group
 from netviz.payload import capture
 from netviz.snapshot import dump_snapshot, load_snapshot, loads_document, parse_any, parse_legacy, parse_snapshot

@@ -57,7 +57,7 @@ def _interpreters() -> dict[str, str]:
 def test_payload_runs_on_every_installed_python():
     import json
 
-    from netviz.framing import decode_framed
+    from netviz.snapshot.framing import decode_framed
     from netviz.snapshot import parse_snapshot
 
     interpreters = _interpreters()

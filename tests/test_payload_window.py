@@ -23,7 +23,7 @@ import pytest
 
 from netviz.duration import parse_duration
 from netviz.errors import SnapshotError
-from netviz.framing import decode_framed
+from netviz.snapshot.framing import decode_framed
 from netviz.payload import capture
 from netviz.snapshot import parse_snapshot, snapshot_to_document
 

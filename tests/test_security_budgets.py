@@ -28,7 +28,7 @@ from netviz import budget as budget_module
 from netviz.budget import MAX_JSON_VALUES, BudgetExceeded, OutputBudget, json_values
 from netviz.collect import FAILED, OK, collect
 from netviz.errors import SnapshotError
-from netviz.framing import BEGIN, END, FrameError, decode_framed, encode_framed
+from netviz.snapshot.framing import BEGIN, END, FrameError, decode_framed, encode_framed
 from netviz.group import load_group
 from netviz.inventory import load_inventory
 from netviz.snapshot import SnapshotTooLarge, dump_snapshot, loads_document, parse_snapshot, read_snapshot_bytes
@@ -146,7 +146,7 @@ def test_a_zip_bomb_frame_is_refused_without_inflating_it_all() -> None:
 
 
 def test_a_frame_of_exactly_the_limit_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    import netviz.framing as framing
+    import netviz.snapshot.framing as framing
 
     monkeypatch.setattr(framing, "MAX_JSON_BYTES", 1000)
     assert decode_framed(frame_of(b"[" + b" " * 998 + b"]")) == "[" + " " * 998 + "]"

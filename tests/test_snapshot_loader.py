@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from netviz.errors import SnapshotError
-from netviz.framing import encode_framed
+from netviz.snapshot.framing import encode_framed
 from netviz.snapshot import (
     Snapshot,
     dump_snapshot,

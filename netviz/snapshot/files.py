@@ -14,6 +14,7 @@ import orjson
 from netviz.budget import MAX_JSON_BYTES, MAX_JSON_VALUES, json_values
 from netviz.errors import SnapshotError
 from netviz.snapshot.fast import CheckedStrings
+from netviz.snapshot.framing import FrameError, decode_framed
 from netviz.snapshot.format import FRAME_BEGIN
 from netviz.snapshot.limits import MAX_FILE_BYTES
 from netviz.snapshot.model import Snapshot
@@ -111,9 +112,6 @@ def snapshot_from_bytes(data: bytes, source: str, name: Optional[str] = None, *,
                         strings: Optional[CheckedStrings] = None) -> Snapshot:
     """Validate the content of a snapshot file: netviz.snapshot/1 JSON (plain or in the transport
     framing) or the original capture.py JSON. Problems raise SnapshotError naming `source`."""
-    # Imported here: netviz.framing takes its markers from netviz.snapshot.format, so importing
-    # it while this package initialises would be circular.
-    from netviz.framing import FrameError, decode_framed
 
     first = _LEADING_SPACE.match(data).end()  # (no stripped copy of a large file)
     if data[first:first + 1] != b"{" and _FRAME_BEGIN in data:

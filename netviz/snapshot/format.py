@@ -4,7 +4,7 @@ docs/snapshot.md describes the format. The payload (netviz/payload/capture.py) i
 machines and cannot import netviz: it keeps its own copies of these names, and
 tests/test_snapshot_vocabulary.py pins them to the ones here.
 
-Standard library only, and nothing from netviz: netviz/framing.py imports it too.
+Standard library only, and nothing from netviz: netviz/snapshot/framing.py imports it too.
 """
 
 from __future__ import annotations
