@@ -227,6 +227,43 @@ def test_a_client_key_whose_server_is_outside_the_group_is_not_drawn():
     assert stitch(snapshots).flows == []
 
 
+def test_a_key_translated_by_conntrack_reaches_the_real_server_via_the_translating_machine():
+    """web dials a virtual address; lb's conntrack (its entry outlives the short connections)
+    sends it to db:8080. The flow goes to db's server process, via lb."""
+    web, lb = Machine("web", "10.0.0.1"), Machine("lb", "10.0.0.9")
+    lb.conntrack("tcp", ("10.0.0.1:40001", "10.0.0.100:80"), ("10.0.0.2:8080", "10.0.0.1:40001"))
+    snapshots = [
+        observed(web.build(), [key("client", "10.0.0.1", "10.0.0.100", 80, connections=30)]),
+        lb.build(),
+        observed(server_machine().build(), [key("server", "10.0.0.2", "10.0.0.1", 8080, connections=30,
+                                                holders=[(50, "server", "listener")])]),
+    ]
+    assert edges(stitch(snapshots)) == {("web/" + SHORT_LIVED, "db/server", "tcp", 8080, 0, "via=lb")}
+
+
+def test_a_key_translated_to_two_servers_is_not_drawn():
+    web, lb = Machine("web", "10.0.0.1"), Machine("lb", "10.0.0.9")
+    lb.conntrack("tcp", ("10.0.0.1:40001", "10.0.0.100:80"), ("10.0.0.2:8080", "10.0.0.1:40001"))
+    lb.conntrack("tcp", ("10.0.0.1:40002", "10.0.0.100:80"), ("10.0.0.3:8080", "10.0.0.1:40002"))
+    snapshots = [observed(web.build(), [key("client", "10.0.0.1", "10.0.0.100", 80, connections=30)]),
+                 lb.build(), observed(server_machine().build(), [])]
+    assert stitch(snapshots).flows == []
+
+
+def test_link_local_keys_join_across_machines_when_one_server_key_of_the_group_matches():
+    a, b, c = Machine("a", "10.0.0.1", "fe80::1"), Machine("b", "10.0.0.2", "fe80::2"), Machine("c", "10.0.0.3")
+    b.listen(b.process(22, "sshd"), "tcp", "[::]:22")
+    c.listen(c.process(23, "sshd"), "tcp", "[::]:22")
+    client = key("client", "fe80::1", "fe80::2", 22, holders=[(7, "ssh", "socket")], connections=3)
+    server_b = key("server", "fe80::2", "fe80::1", 22, holders=[(22, "sshd", "listener")], connections=3)
+    server_c = key("server", "fe80::2", "fe80::1", 22, holders=[(23, "sshd", "listener")], connections=3)
+    graph = stitch([observed(a.build(), [client]), observed(b.build(), [server_b]), observed(c.build(), [])])
+    assert edges(graph) == {("a/ssh", "b/sshd", "tcp", 22, 0)}
+    # the same reversed tuple on two machines: never guessed
+    graph = stitch([observed(a.build(), [client]), observed(b.build(), [server_b]), observed(c.build(), [server_c])])
+    assert graph.flows == []
+
+
 # ------------------------------------------------------------------ instant mode unchanged
 
 def test_without_a_window_the_document_has_no_window_keys():

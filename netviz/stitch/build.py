@@ -117,9 +117,9 @@ def _with_window(items: list[tuple[tuple, list]], window: WindowLinks) -> tuple[
     with count 0 (none of its connections was alive at the closing capture)."""
     first: dict[tuple, tuple] = {}
     for key, _ in items:
-        client_key, server_key, kind, port, directed, _inferred, _via = key
+        client_key, server_key, kind, port, directed, _inferred, via = key
         if directed:
-            first.setdefault((client_key, server_key, kind, port), key)
+            first.setdefault((client_key, server_key, kind, port, via), key)
     items = [(key, [link[0], link[1], set(link[2]), set(link[3])]) for key, link in items]
     by_key = dict(items)
     seen: dict[tuple, FlowWindow] = {}
@@ -127,7 +127,8 @@ def _with_window(items: list[tuple[tuple, list]], window: WindowLinks) -> tuple[
         facts = _flow_window(found)
         key = first.get(short_key)
         if key is None:
-            key = (*short_key, True, found.inferred, None)
+            client_key, server_key, kind, port, via = short_key
+            key = (client_key, server_key, kind, port, True, found.inferred, via)
             link = [0, found.server_address, set(), set()]
             items.append((key, link))
             by_key[key] = link

@@ -6,7 +6,11 @@ A machine observed over a window reports flow keys: connections of one namespace
 machine that owns R, where R:P listens, exactly as the instant exact join pairs sockets: loopback
 only inside one namespace of one machine, link-local inside one machine (AddressBook.locations).
 When the server's machine has no such key (no window, or no evidence reached it), the client key
-is attached to the listener that accepts R:P in the instant snapshot, marked inferred.
+is attached to the listener that accepts R:P in the instant snapshot, marked inferred. A key whose
+tuple a closing capture's conntrack shows translated (its entry outlives a short connection) is
+followed through that one translation to the real server (`via` the translating machine); two
+different translations draw nothing. A link-local R with no key on the client's machine joins
+the one server key of the group that holds the reversed tuple (machines on one link).
 
 Each end is attributed to a process only from evidence: a holder the payload saw for that key (its
 socket among the process's fds at a sample, or, on the server side, the listener of the port). A
@@ -29,7 +33,7 @@ from typing import Optional
 
 from netviz.graph import RANK_SHORT_LIVED, NodeKey, node_key
 from netviz.snapshot.window import Window, WindowFlow, WindowHolder
-from netviz.stitch.addresses import AddressBook, normalize_address
+from netviz.stitch.addresses import AddressBook, Scope, normalize_address, scope
 from netviz.stitch.index import SocketIndex
 from netviz.stitch.machines import Machine
 
@@ -80,8 +84,8 @@ class Holder:
     pids: set[int] = field(default_factory=set)
 
 
-# (client node, server node, proto, server port)
-WindowKey = tuple[NodeKey, NodeKey, str, int]
+# (client node, server node, proto, server port, via: the translating machine or None)
+WindowKey = tuple[NodeKey, NodeKey, str, int, Optional[str]]
 
 
 @dataclass
@@ -170,20 +174,51 @@ def _client_parts(flow: WindowFlow) -> list[tuple[tuple[WindowHolder, ...], int,
     return [(holders, sampled, flow.persistent), ((), rest, False)]
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where a client key's connections arrive, seen from (machine, netns): the client's own
+    namespace, or the one whose conntrack translated them (`via`, its machine's name)."""
+
+    machine: int
+    netns: int
+    client: str  # the client's address as the server sees it (after SNAT)
+    address: str
+    port: int
+    via: Optional[str]
+
+
+# (proto, client address, dialled address, dialled port) -> (zone, machine, netns, reply tuple)
+Translated = dict[tuple[str, str, str, int], list[tuple[object, int, int, tuple[str, int, str, int]]]]
+
+
+def _translated(index: SocketIndex) -> Translated:
+    """The closing captures' conntrack translations by tuple without the client's port: a
+    short-lived connection's entry outlives it (conntrack keeps it in TIME_WAIT)."""
+    found: Translated = {}
+    for (kind, src, _sport, dst, dport, zone), entries in index.translations.items():
+        for machine, netns, reply in entries:
+            found.setdefault((kind, src, dst, dport), []).append((zone, machine, netns, reply))
+    return found
+
+
 def join_windows(machines: Sequence[Machine], book: AddressBook, index: SocketIndex, group_by: str) -> WindowLinks:
     """Join every client key of the group to its server key (or listener); see the module docstring."""
     result = WindowLinks()
     ends = _Ends(machines, group_by, result)
     servers: dict[tuple, list[tuple[Machine, WindowFlow]]] = {}
+    by_tuple: dict[tuple, list[tuple[Machine, WindowFlow]]] = {}  # (proto, local, port): link-local joins
     for machine in machines:
         window = machine.snapshot.window
         if window is None:
             continue
         for flow in window.flows:
             if flow.role == "server":
-                key = (machine.index, flow.netns, flow.proto, normalize_address(flow.local), flow.local_port)
-                servers.setdefault(key, []).append((machine, flow))
-    found: list[tuple[Machine, Window, WindowFlow, Optional[tuple[Machine, WindowFlow]]]] = []
+                local = normalize_address(flow.local)
+                servers.setdefault((machine.index, flow.netns, flow.proto, local, flow.local_port), []).append(
+                    (machine, flow))
+                by_tuple.setdefault((flow.proto, local, flow.local_port), []).append((machine, flow))
+    translated = _translated(index) if index.translations else {}
+    found: list[tuple[Machine, Window, WindowFlow, _Target, Optional[tuple[Machine, WindowFlow]]]] = []
     uses: dict[int, int] = {}  # id of a server key -> client keys that reached it
     for machine in machines:
         window = machine.snapshot.window
@@ -192,45 +227,72 @@ def join_windows(machines: Sequence[Machine], book: AddressBook, index: SocketIn
         for flow in window.flows:
             if flow.role != "client":
                 continue
-            server = _server_key(book, servers, machine, flow)
+            target = _target(machines, translated, machine, flow)
+            if target is None:
+                continue  # translated to several places: never guessed
+            server = _server_key(book, servers, by_tuple, target, flow.proto)
             if server is False:
                 continue  # several namespaces hold the tuple, or the address is outside the group
-            found.append((machine, window, flow, server or None))
+            found.append((machine, window, flow, target, server or None))
             if server:
                 uses[id(server[1])] = uses.get(id(server[1]), 0) + 1
-    for machine, window, flow, server in found:
+    for machine, window, flow, target, server in found:
         # the server key's facts are the client's own only when no other client key shares it
         alone = server is not None and uses[id(server[1])] == 1
-        _link_client(machines, index, ends, machine, window, flow, server, alone)
+        _link_client(machines, index, ends, machine, window, flow, target, server, alone)
     return result
 
 
-def _server_key(book: AddressBook, servers: dict, machine: Machine, flow: WindowFlow):
-    """The server key at the far end of a client key: (machine, key), None when no machine of
-    the group has one (a listener may still accept it), False when it cannot be told."""
-    local, remote = normalize_address(flow.local), normalize_address(flow.remote)
-    locations = book.locations(machine.index, flow.netns if flow.netns is not None else 0, remote)
-    if not locations:
-        return False  # outside the group, or an address several other machines claim
+def _target(machines: Sequence[Machine], translated: Translated, machine: Machine, flow: WindowFlow) -> Optional[_Target]:
+    """Where the key's connections arrive: through the one translation conntrack shows for its
+    tuple (DNAT, SNAT), else at the address dialled. None: translated to several places."""
+    local, remote, port = normalize_address(flow.local), normalize_address(flow.remote), flow.remote_port
+    assert port is not None
+    netns = flow.netns if flow.netns is not None else 0
+    entries = [entry for entry in translated.get((flow.proto, local, remote, port), ())
+               if entry[0] is None or entry[0] == machine.index]
+    if not entries:
+        return _Target(machine.index, netns, local, remote, port, None)
+    replies = {(reply[0], reply[1], reply[2]) for _, _, _, reply in entries}
+    if len(replies) != 1:
+        return None
+    (server_address, server_port, client_address), = replies
+    _, via_machine, via_netns, _ = min(entries, key=lambda entry: machines[entry[1]].snapshot.name)
+    return _Target(via_machine, via_netns, client_address, server_address, server_port,
+                   machines[via_machine].snapshot.name)
+
+
+def _server_key(book: AddressBook, servers: dict, by_tuple: dict, target: _Target, proto: str):
+    """The server key at the target: (machine, key), None when no machine of the group has one
+    (a listener may still accept it), False when it cannot be told.
+
+    A link-local address is each machine's own, but on one link, between machines of the group,
+    it is ordinary traffic: with no key on the client's machine, exactly one server key of the
+    group holding the reversed tuple joins it."""
+    locations = book.locations(target.machine, target.netns, target.address)
     matches = [
         (candidate_machine, candidate)
-        for server_machine, server_netns in locations
-        for candidate_machine, candidate in servers.get((server_machine, server_netns, flow.proto, remote,
-                                                          flow.remote_port), ())
-        if normalize_address(candidate.remote) == local
+        for server_machine, server_netns in locations or ()
+        for candidate_machine, candidate in servers.get((server_machine, server_netns, proto, target.address,
+                                                          target.port), ())
+        if normalize_address(candidate.remote) == target.client
     ]
-    if len(matches) > 1:
-        return False  # two namespaces claim the same tuple: never guessed
+    if not matches and scope(target.address) is Scope.LINK:
+        matches = [(candidate_machine, candidate)
+                   for candidate_machine, candidate in by_tuple.get((proto, target.address, target.port), ())
+                   if normalize_address(candidate.remote) == target.client]
+        return matches[0] if len(matches) == 1 else False
+    if len(matches) > 1 or (not matches and not locations):
+        return False  # two namespaces claim the tuple; outside the group; claimed by several others
     return matches[0] if matches else None
 
 
 def _link_client(machines: Sequence[Machine], index: SocketIndex, ends: _Ends, machine: Machine, window: Window,
-                 flow: WindowFlow, server: Optional[tuple[Machine, WindowFlow]], alone: bool) -> None:
+                 flow: WindowFlow, target: _Target, server: Optional[tuple[Machine, WindowFlow]], alone: bool) -> None:
     """Record the links of one client key: its server end, then one link per part (_client_parts)."""
-    remote, port = normalize_address(flow.remote), flow.remote_port
-    assert port is not None
     inferred = False
     server_pids: set[int] = set()
+    server_key: Optional[NodeKey] = None
     if server is not None:
         server_machine, server_flow = server
         server_key, server_pids = ends.holder_node(
@@ -238,11 +300,8 @@ def _link_client(machines: Sequence[Machine], index: SocketIndex, ends: _Ends, m
         if server_key is None:  # the process that accepts is the server of every connection
             server_key, server_pids = ends.holder_node(
                 server_machine, [h for h in server_flow.holders if h.via == "listener"])
-    else:
-        server_key = None
     if server_key is None:
-        listeners = index.listeners_for(machine.index, flow.netns if flow.netns is not None else 0,
-                                        remote, port, flow.proto)
+        listeners = index.listeners_for(target.machine, target.netns, target.address, target.port, flow.proto)
         if listeners:
             listener = listeners[0]
             server_key = machines[listener.machine].key(listener.owner)
@@ -267,7 +326,8 @@ def _link_client(machines: Sequence[Machine], index: SocketIndex, ends: _Ends, m
         client_key, client_pids = ends.holder_node(machine, holders) if holders else (None, set())
         if client_key is None:
             client_key = ends.short_lived(machine, flow, window)
-        _add(ends.result, (client_key, server_key, flow.proto, port), seen, remote, inferred, client_pids, server_pids)
+        _add(ends.result, (client_key, server_key, flow.proto, target.port, target.via), seen, target.address,
+             inferred, client_pids, server_pids)
 
 
 def _add(result: WindowLinks, key: WindowKey, seen: Seen, address: str, inferred: bool,
