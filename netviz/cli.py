@@ -166,14 +166,14 @@ def _chosen_format(fmt, output: Optional[Path]) -> str:
 
 def _print_flow_table(graph) -> None:
     """The flow table (busiest first) and the busiest machines, in the terminal."""
-    from netviz.render.table import machine_rows, table_footer, table_rows, unresolved_lines
+    from netviz.render.table import machine_rows, table_footer, table_rows, unresolved_lines, window_lines
 
     headers, rows = table_rows(graph)
     console.print_table(headers, rows)
     machine_headers, machines = machine_rows(graph)
     if machines:
         console.print_table(machine_headers, machines)
-    for line in unresolved_lines(graph):
+    for line in unresolved_lines(graph) + window_lines(graph):
         console.info(line)
     console.info(table_footer(graph))
 

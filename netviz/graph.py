@@ -117,6 +117,17 @@ class HostWindow:
     sources: tuple[tuple[str, str], ...]  # (event source, used/missing/denied), by name
     flows_overflow: int  # observations dropped past the payload's cap on flow keys
 
+    def describe(self) -> str:
+        """`window 10 s, 20 samples; events not seen: conntrack (missing)`: what a reader must know
+        before trusting an absent short-lived flow."""
+        text = f"window {self.ended_at - self.started_at:.0f} s, {self.samples} samples"
+        unused = [f"{name} ({state})" for name, state in self.sources if state != "used"]
+        if unused:
+            text += "; events not seen: " + ", ".join(unused)
+        if self.flows_overflow:
+            text += f"; {self.flows_overflow} observations past the cap"
+        return text
+
     def to_json(self) -> dict[str, Any]:
         return {"started_at": self.started_at, "ended_at": self.ended_at, "samples": self.samples,
                 "sources": dict(self.sources), "flows_overflow": self.flows_overflow}

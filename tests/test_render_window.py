@@ -70,6 +70,17 @@ def test_svg_shows_the_rate_and_a_dashed_edge():
     assert "~600 per minute" in svg and "stroke-dasharray" in svg
 
 
+def test_each_format_says_which_event_sources_a_window_lacked():
+    """A reader must know that a machine's window had no conntrack events before trusting an
+    absent short-lived flow (the snapshots of window_graph say conntrack: missing)."""
+    graph = window_graph()
+    line = "window 10 s, 5 samples; events not seen: conntrack (missing)"
+    assert render_dot(graph).count(line) == 2
+    assert f"web: {line}" in render_table_text(graph) and f"db: {line}" in render_table_text(graph)
+    assert "events not seen" not in render_table_text(instant_graph())
+    assert "window" not in render_dot(instant_graph())
+
+
 def test_table_adds_seen_and_rate_columns_only_with_a_window():
     headers, rows = table_rows(window_graph())
     assert headers == ("client", "server", "service", "count", "seen", "rate", "notes")
@@ -117,6 +128,8 @@ def test_the_html_toggle_hides_short_lived_flows(tmp_path: Path):
                   .map(e => ({label: e.data('label'), style: e.style('line-style')}))"""
     with open_page(path) as (page, log):
         assert page.is_visible("#window-filter")
+        assert "2 machines observed without some event sources" in page.inner_text("#notices")
+        assert "web (conntrack missing)" in page.inner_text("#notices")
         edges = page.evaluate(shown)
         labels = sorted(edge["label"] for edge in edges)
         assert len(labels) == 2 and any("~600 per minute" in label for label in labels), edges

@@ -124,6 +124,8 @@ def cluster_label(host: HostEntry) -> str:
         notes.append("legacy snapshot: no direction")
     if notes:
         lines.append(label_text("; ".join(notes)))
+    if host.window is not None:
+        lines.append(label_text(host.window.describe(), limit=200))
     return "<" + "<BR/>".join(lines) + ">"
 
 

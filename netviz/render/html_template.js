@@ -711,6 +711,16 @@
     var partial = hosts.filter(function (host) { return host.complete === false; }).map(function (host) { return String(host.name); });
     if (stale.length) lines.push(namesLine(stale, 'drawn from an earlier snapshot (not reached this run)'));
     if (partial.length) lines.push(namesLine(partial, 'captured partially (not every process or namespace could be read)'));
+    // A window without an event source misses connections that live between two samples.
+    var blind = hosts.filter(function (host) {
+      var sources = (host.window && host.window.sources) || {};
+      return Object.keys(sources).some(function (name) { return sources[name] !== 'used'; });
+    }).map(function (host) {
+      var sources = host.window.sources;
+      return String(host.name) + ' (' + Object.keys(sources).filter(function (name) { return sources[name] !== 'used'; })
+        .map(function (name) { return name + ' ' + sources[name]; }).join(', ') + ')';
+    });
+    if (blind.length) lines.push(namesLine(blind, 'observed without some event sources (short-lived connections may be missing)'));
     var box = document.getElementById('notices');
     lines.forEach(function (line) {
       var paragraph = document.createElement('p');

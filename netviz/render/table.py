@@ -128,6 +128,13 @@ def unresolved_lines(graph: FlowGraph, limit: int = BUSIEST_SHOWN) -> list[str]:
     return lines
 
 
+def window_lines(graph: FlowGraph) -> list[str]:
+    """One line per machine observed over a window: its length, samples, and the event sources
+    it had to do without (what a short-lived flow needs to be seen at all)."""
+    return [f"{for_terminal(host.name, limit=60)}: {host.window.describe()}" for host in graph.hosts
+            if host.window is not None]
+
+
 def _address_port(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
@@ -159,6 +166,7 @@ def render_table_text(graph: FlowGraph) -> str:
         lines += _aligned(headers, rows)
     lines.append("")
     lines.extend(unresolved_lines(graph))
+    lines.extend(window_lines(graph))
     lines.extend(for_terminal(note, limit=400) for note in graph.notes)
     lines.append(table_footer(graph))
     return "\n".join(lines) + "\n"
