@@ -182,6 +182,18 @@ def test_connections_no_sample_caught_are_not_given_to_the_holder_of_the_key():
     assert (facts[SHORT_LIVED].connections, facts[SHORT_LIVED].persistent) == (39, False)
 
 
+def test_a_holder_without_sampled_connections_still_holds_one():
+    web = Machine("web", "10.0.0.1")
+    snapshots = [
+        observed(web.build(), [key("client", "10.0.0.1", "10.0.0.2", 8080, connections=5,
+                                   holders=[(10, "app", "socket")], evidence={"time_wait": 5})]),
+        observed(server_machine().build(), []),
+    ]
+    graph = stitch(snapshots)
+    facts = {graph.node(flow.client).comm: flow.window.connections for flow in graph.flows}
+    assert facts == {"app": 1, SHORT_LIVED: 4}
+
+
 # ------------------------------------------------------------------ persistent: the instant flow enriched
 
 def test_a_persistent_connection_enriches_the_instant_flow():

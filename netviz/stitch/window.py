@@ -167,7 +167,9 @@ def _client_parts(flow: WindowFlow) -> list[tuple[tuple[WindowHolder, ...], int,
     holders = tuple(holder for holder in flow.holders if holder.via == "socket")
     if not holders:
         return [((), flow.connections, flow.persistent)]
-    sampled = min(flow.evidence.get("sample", 0), flow.connections)
+    # a holder seen is at least one connection of the key, even one the payload counted under
+    # another kind (a tuple seen again after it closed)
+    sampled = min(max(flow.evidence.get("sample", 0), 1), flow.connections)
     rest = flow.connections - sampled
     if rest <= 0:
         return [(holders, flow.connections, flow.persistent)]
