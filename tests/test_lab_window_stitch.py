@@ -1,8 +1,9 @@
 """`netviz run --window` end to end: a client on one lab machine opens and closes ~20 TCP
-connections a second to a server on another; the map draws that flow between the right
-machines and to the server process, short-lived, with more than one connection.
+connections a second to a server on another, and a shell loop starts a one-shot UDP client
+(a new process each time) five times a second; the map draws both flows between the right
+machines and to the server processes, short-lived, with more than one connection.
 
-The oracle is the client's own log: one line per connection, with its time.
+The oracle is the clients' own logs: one line per connection or query, with its time.
 """
 
 from __future__ import annotations
@@ -30,6 +31,26 @@ SERVER = (
     "    c.recv(16)\n"
     "    c.close()\n"
 )
+UDP_PORT = 7172
+UDP_SERVER = (
+    "import socket\n"
+    "open('/proc/self/comm', 'w').write('udp-server')\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    f"s.bind(('0.0.0.0', {UDP_PORT}))\n"
+    "while True:\n"
+    "    data, peer = s.recvfrom(64)\n"
+    "    s.sendto(data, peer)\n"
+)
+# one query, a new process each time (a resolver client, a cron job): connect, send, wait, exit
+UDP_QUERY = (
+    "import socket, sys, time\n"
+    "c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "c.settimeout(2)\n"
+    f"c.connect((sys.argv[1], {UDP_PORT}))\n"
+    "c.send(b'q')\n"
+    "c.recv(64)\n"
+    "print(time.time(), flush=True)\n"
+)
 # ~20 connections a second, each closed at once; one line per connection on stdout.
 CLIENT = (
     "import socket, sys, time\n"
@@ -56,32 +77,55 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
             assert time.monotonic() < deadline, "the server did not listen"
             time.sleep(0.05)
         client.run(["python3", "-u", "-c", CLIENT, server.ipv4], log_name="churn-client")
+        server.run(["python3", "-c", UDP_SERVER], log_name="udp-server")
+        deadline = time.monotonic() + 20
+        while f":{UDP_PORT}" not in server.exec(["ss", "-ulnH"]).stdout:
+            assert time.monotonic() < deadline, "the UDP server did not bind"
+            time.sleep(0.05)
+        loop = f"while true; do python3 -c \"$0\" {server.ipv4}; sleep 0.2; done"
+        client.run(["sh", "-c", loop, UDP_QUERY], log_name="udp-queries")
         yield lab
 
 
-def test_short_lived_connections_are_drawn_between_the_right_machines(lab, tmp_path):
-    inventory = lab.write_inventory(tmp_path / "hosts.yaml")
-    output = tmp_path / "map.json"
+@pytest.fixture(scope="module")
+def document(lab, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The map of one 5 s window, as JSON."""
+    where = tmp_path_factory.mktemp("window-run")
+    inventory = lab.write_inventory(where / "hosts.yaml")
+    output = where / "map.json"
     result = subprocess.run(
-        [sys.executable, "-m", "netviz", "run", "-i", str(inventory), "--cache", str(tmp_path / "cache"),
+        [sys.executable, "-m", "netviz", "run", "-i", str(inventory), "--cache", str(where / "cache"),
          "--window", "5s", "-f", "json", "-o", str(output)],
         cwd=REPO, capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr.decode(errors="replace")
-    document = json.loads(output.read_text())
+    return json.loads(output.read_text())
+
+
+def check_flows(lab, document: dict, proto: str, port: int, server_comm: str, clients: tuple[str, ...],
+                log_name: str) -> None:
+    """Every flow on the service goes from m00 to the server process on m01 (never another),
+    short-lived; the connections seen agree with the client's own log."""
     nodes = {node["id"]: node for node in document["nodes"]}
-    flows = [flow for flow in document["flows"] if flow["server_port"] == PORT]
+    flows = [flow for flow in document["flows"] if (flow["proto"], flow["server_port"]) == (proto, port)]
     assert len(flows) >= 1, document["flows"]
-    for flow in flows:  # every flow on the port: from m00 to the server process on m01, never another
+    for flow in flows:
         client, server = nodes[flow["client"]], nodes[flow["server"]]
-        assert (client["host"], server["host"], server["comm"]) == ("m00", "m01", "churn-server"), flow
-        assert client["comm"] in ("churn-client", "(short-lived)"), client
+        assert (client["host"], server["host"], server["comm"]) == ("m00", "m01", server_comm), flow
+        assert client["comm"] in clients, client
         assert flow["persistent"] is False and flow["directed"] is True, flow
     seen = sum(flow["connections"] for flow in flows)
-    # the oracle: the client's own count of the connections it made during m00's window
     window = next(host["window"] for host in document["hosts"] if host["name"] == "m00")
-    log = (lab.machines["m00"].dir / "logs" / "churn-client.log").read_text().split()
+    log = (lab.machines["m00"].dir / "logs" / f"{log_name}.log").read_text().split()
     made = sum(1 for stamp in log if window["started_at"] <= float(stamp) <= window["ended_at"])
-    assert made > 20, made
-    # a lower bound, never more than were made (a connection straddling the window's edges counts)
+    # a lower bound, never more than were made (one straddling each edge of the window counts)
     assert 1 < seen <= made + 2, (seen, made, flows)
     assert seen >= made * 0.5, (seen, made, flows)
+
+
+def test_short_lived_tcp_connections_are_drawn_between_the_right_machines(lab, document):
+    check_flows(lab, document, "tcp", PORT, "churn-server", ("churn-client", "(short-lived)"), "churn-client")
+
+
+def test_one_shot_udp_clients_are_drawn_to_the_server_process(lab, document):
+    # each query is a new python3 process: named only if a sample caught its socket
+    check_flows(lab, document, "udp", UDP_PORT, "udp-server", ("python3", "(short-lived)"), "udp-queries")
