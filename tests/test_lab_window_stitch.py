@@ -51,6 +51,23 @@ UDP_QUERY = (
     "c.recv(64)\n"
     "print(time.time(), flush=True)\n"
 )
+LL_PORT = 7173
+LL_SERVER = (
+    "import socket\n"
+    "open('/proc/self/comm', 'w').write('ll-server')\n"
+    f"s = socket.create_server(('::', {LL_PORT}), family=socket.AF_INET6)\n"
+    "held = []\n"
+    "while True:\n"
+    "    held.append(s.accept()[0])\n"
+)
+# one connection to the server machine's link-local address, held open
+LL_CLIENT = (
+    "import socket, sys, time\n"
+    "open('/proc/self/comm', 'w').write('ll-client')\n"
+    f"c = socket.create_connection((sys.argv[1] + '%eth0', {LL_PORT}))\n"
+    "print(c.getsockname(), c.getpeername(), flush=True)\n"
+    "time.sleep(100000)\n"
+)
 # ~20 connections a second, each closed at once; one line per connection on stdout.
 CLIENT = (
     "import socket, sys, time\n"
@@ -84,7 +101,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
             time.sleep(0.05)
         loop = f"while true; do python3 -c \"$0\" {server.ipv4}; sleep 0.2; done"
         client.run(["sh", "-c", loop, UDP_QUERY], log_name="udp-queries")
+        server.run(["python3", "-c", LL_SERVER], log_name="ll-server")
+        link_local = _link_local(server)
+        client.run(["python3", "-u", "-c", LL_CLIENT, link_local], log_name="ll-client")
+        deadline = time.monotonic() + 20
+        while f":{LL_PORT}" not in client.exec(["ss", "-tnH"]).stdout:
+            assert time.monotonic() < deadline, "the link-local connection was not made"
+            time.sleep(0.05)
         yield lab
+
+
+def _link_local(machine) -> str:
+    """The machine's fe80:: address on eth0, once it is usable (not tentative)."""
+    deadline = time.monotonic() + 20
+    while True:
+        line = machine.exec(["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"]).stdout
+        if "inet6 fe80" in line and "tentative" not in line:
+            return line.split("inet6 ", 1)[1].split("/", 1)[0]
+        assert time.monotonic() < deadline, f"no usable link-local address on {machine.name}: {line!r}"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +164,14 @@ def test_short_lived_tcp_connections_are_drawn_between_the_right_machines(lab, d
 def test_one_shot_udp_clients_are_drawn_to_the_server_process(lab, document):
     # each query is a new python3 process: named only if a sample caught its socket
     check_flows(lab, document, "udp", UDP_PORT, "udp-server", ("python3", "(short-lived)"), "udp-queries")
+
+
+def test_a_connection_over_link_local_ipv6_is_drawn_between_the_two_machines(lab, document):
+    """Link-local addresses are each machine's own, but on one link they join machines: the one
+    server key of the group holding the reversed tuple is the connection's other end."""
+    nodes = {node["id"]: node for node in document["nodes"]}
+    flows = [flow for flow in document["flows"] if (flow["proto"], flow["server_port"]) == ("tcp", LL_PORT)]
+    assert [(nodes[f["client"]]["host"], nodes[f["client"]]["comm"], nodes[f["server"]]["host"],
+             nodes[f["server"]]["comm"]) for f in flows] == [("m00", "ll-client", "m01", "ll-server")], flows
+    assert flows[0]["persistent"] is True and flows[0]["connections"] == 1, flows
+    assert flows[0]["server_address"].startswith("fe80:"), flows
