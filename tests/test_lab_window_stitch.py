@@ -1,14 +1,24 @@
 """`netviz run --window` end to end: a client on one lab machine opens and closes ~20 TCP
 connections a second to a server on another, and a shell loop starts a one-shot UDP client
-(a new process each time) five times a second; the map draws both flows between the right
-machines and to the server processes, short-lived, with more than one connection.
+(a new process each time) five times a second; an HTTP client without keep-alive, a cron-like
+loop starting a one-shot TCP client every second, and a proxy that recycles its pooled backend
+connection every 1.5 s run beside them. The map draws every flow between the right machines and
+to the server processes, short-lived, with more than one connection, and never names a client
+wrongly.
 
 The oracle is the clients' own logs: one line per connection or query, with its time.
+
+NETVIZ_WINDOW_REPEAT=N runs the window N times on the same lab (each test once per window, its id
+ending in [windowK]), to measure how many of N windows draw every flow right; the default is one,
+so CI stays fast. NETVIZ_WINDOW_LENGTH sets the window (default 5s). For example:
+
+    NETVIZ_WINDOW_REPEAT=10 NETVIZ_WINDOW_LENGTH=10s pytest tests/test_lab_window_stitch.py -rf
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -68,6 +78,74 @@ LL_CLIENT = (
     "print(c.getsockname(), c.getpeername(), flush=True)\n"
     "time.sleep(100000)\n"
 )
+HTTP_PORT = 7174
+# HTTP/1.0 (the handler's default): the server closes the connection after each response
+HTTP_SERVER = (
+    "import http.server\n"
+    "open('/proc/self/comm', 'w').write('http-server')\n"
+    "class Handler(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200)\n"
+    "        self.send_header('Content-Length', '2')\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(b'ok')\n"
+    "    def log_message(self, *args):\n"
+    "        pass\n"
+    f"http.server.HTTPServer(('0.0.0.0', {HTTP_PORT}), Handler).serve_forever()\n"
+)
+# urllib sends 'Connection: close': one TCP connection per request, ~10 a second
+HTTP_CLIENT = (
+    "import sys, time, urllib.request\n"
+    "open('/proc/self/comm', 'w').write('http-client')\n"
+    "while True:\n"
+    f"    urllib.request.urlopen('http://%s:{HTTP_PORT}/' % sys.argv[1], timeout=5).read()\n"
+    "    print(time.time(), flush=True)\n"
+    "    time.sleep(0.1)\n"
+)
+CRON_PORT = 7175
+POOL_PORT = 7176
+# answers every message on every connection until the peer closes it (a thread per connection)
+ECHO_SERVER = (
+    "import socket, sys, threading\n"
+    "open('/proc/self/comm', 'w').write(sys.argv[1])\n"
+    "s = socket.create_server(('0.0.0.0', int(sys.argv[2])))\n"
+    "def serve(c):\n"
+    "    while True:\n"
+    "        data = c.recv(64)\n"
+    "        if not data:\n"
+    "            c.close()\n"
+    "            return\n"
+    "        c.sendall(data)\n"
+    "while True:\n"
+    "    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()\n"
+)
+# a cron job's one-shot client: one connection, one exchange, exit (a new process each second)
+CRON_JOB = (
+    "import socket, sys, time\n"
+    "open('/proc/self/comm', 'w').write('cron-job')\n"
+    f"c = socket.create_connection((sys.argv[1], {CRON_PORT}), timeout=5)\n"
+    "c.sendall(b'tick')\n"
+    "c.recv(64)\n"
+    "c.close()\n"
+    "print(time.time(), flush=True)\n"
+)
+# a proxy's pool of one backend connection: a request every 0.1 s on it, and the connection
+# closed and opened anew every 1.5 s (as pgbouncer's server_lifetime or haproxy's pool do)
+POOL_PROXY = (
+    "import socket, sys, time\n"
+    "open('/proc/self/comm', 'w').write('pool-proxy')\n"
+    "while True:\n"
+    f"    c = socket.create_connection((sys.argv[1], {POOL_PORT}), timeout=5)\n"
+    "    print(time.time(), flush=True)\n"
+    "    end = time.time() + 1.5\n"
+    "    while time.time() < end:\n"
+    "        c.sendall(b'q')\n"
+    "        c.recv(64)\n"
+    "        time.sleep(0.1)\n"
+    "    c.close()\n"
+)
+REPEAT = max(1, int(os.environ.get("NETVIZ_WINDOW_REPEAT", "1") or 1))
+WINDOW = os.environ.get("NETVIZ_WINDOW_LENGTH", "5s") or "5s"
 # ~20 connections a second, each closed at once; one line per connection on stdout.
 CLIENT = (
     "import socket, sys, time\n"
@@ -108,7 +186,24 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         while f":{LL_PORT}" not in client.exec(["ss", "-tnH"]).stdout:
             assert time.monotonic() < deadline, "the link-local connection was not made"
             time.sleep(0.05)
+        server.run(["python3", "-c", HTTP_SERVER], log_name="http-server")
+        server.run(["python3", "-c", ECHO_SERVER, "cron-server", str(CRON_PORT)], log_name="cron-server")
+        server.run(["python3", "-c", ECHO_SERVER, "pool-backend", str(POOL_PORT)], log_name="pool-backend")
+        for port in (HTTP_PORT, CRON_PORT, POOL_PORT):
+            _wait_listening(server, port)
+        client.run(["python3", "-u", "-c", HTTP_CLIENT, server.ipv4], log_name="http-client")
+        cron = f"while true; do python3 -c \"$0\" {server.ipv4}; sleep 1; done"
+        client.run(["sh", "-c", cron, CRON_JOB], log_name="cron-jobs")
+        client.run(["python3", "-u", "-c", POOL_PROXY, server.ipv4], log_name="pool-proxy")
+        time.sleep(1)  # every client made its first connection before the first window
         yield lab
+
+
+def _wait_listening(machine, port: int) -> None:
+    deadline = time.monotonic() + 20
+    while f":{port}" not in machine.exec(["ss", "-tlnH"]).stdout:
+        assert time.monotonic() < deadline, f"nothing listens on port {port} on {machine.name}"
+        time.sleep(0.05)
 
 
 def _link_local(machine) -> str:
@@ -122,24 +217,24 @@ def _link_local(machine) -> str:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=range(REPEAT), ids=lambda run: f"window{run}")
 def document(lab, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The map of one 5 s window, as JSON."""
+    """The map of one window (5 s unless NETVIZ_WINDOW_LENGTH says), as JSON (one per repeat)."""
     where = tmp_path_factory.mktemp("window-run")
     inventory = lab.write_inventory(where / "hosts.yaml")
     output = where / "map.json"
     result = subprocess.run(
         [sys.executable, "-m", "netviz", "run", "-i", str(inventory), "--cache", str(where / "cache"),
-         "--window", "5s", "-f", "json", "-o", str(output)],
+         "--window", WINDOW, "-f", "json", "-o", str(output)],
         cwd=REPO, capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     return json.loads(output.read_text())
 
 
 def check_flows(lab, document: dict, proto: str, port: int, server_comm: str, clients: tuple[str, ...],
-                log_name: str) -> None:
+                log_name: str, short_lived: bool = True) -> None:
     """Every flow on the service goes from m00 to the server process on m01 (never another),
-    short-lived; the connections seen agree with the client's own log."""
+    short-lived unless told otherwise; the connections seen agree with the client's own log."""
     nodes = {node["id"]: node for node in document["nodes"]}
     flows = [flow for flow in document["flows"] if (flow["proto"], flow["server_port"]) == (proto, port)]
     assert len(flows) >= 1, document["flows"]
@@ -147,7 +242,9 @@ def check_flows(lab, document: dict, proto: str, port: int, server_comm: str, cl
         client, server = nodes[flow["client"]], nodes[flow["server"]]
         assert (client["host"], server["host"], server["comm"]) == ("m00", "m01", server_comm), flow
         assert client["comm"] in clients, client
-        assert flow["persistent"] is False and flow["directed"] is True, flow
+        assert flow["directed"] is True, flow
+        if short_lived:
+            assert flow["persistent"] is False, flow
     seen = sum(flow["connections"] for flow in flows)
     window = next(host["window"] for host in document["hosts"] if host["name"] == "m00")
     log = (lab.machines["m00"].dir / "logs" / f"{log_name}.log").read_text().split()
@@ -175,3 +272,21 @@ def test_a_connection_over_link_local_ipv6_is_drawn_between_the_two_machines(lab
              nodes[f["server"]]["comm"]) for f in flows] == [("m00", "ll-client", "m01", "ll-server")], flows
     assert flows[0]["persistent"] is True and flows[0]["connections"] == 1, flows
     assert flows[0]["server_address"].startswith("fe80:"), flows
+
+
+def test_http_without_keep_alive_is_drawn_to_the_http_server(lab, document):
+    check_flows(lab, document, "tcp", HTTP_PORT, "http-server", ("http-client", "(short-lived)"), "http-client")
+
+
+def test_a_cron_like_loop_of_one_shot_clients_is_drawn_to_the_server(lab, document):
+    # each job is a new process living a few milliseconds: named only if a sample caught its socket
+    check_flows(lab, document, "tcp", CRON_PORT, "cron-server", ("cron-job", "(short-lived)"), "cron-jobs")
+
+
+def test_a_proxy_recycling_its_pooled_connection_is_drawn_from_the_proxy(lab, document):
+    """The proxy lives through the whole window and holds each backend connection ~1.5 s, so a
+    sample sees it: the flow's client is the proxy process itself, never the machine, and the
+    flow counts each recycled connection. The pool nearly always holds one, so the flow may be
+    persistent (some connection alive at every sample) or not (a sample fell between two)."""
+    check_flows(lab, document, "tcp", POOL_PORT, "pool-backend", ("pool-proxy",), "pool-proxy",
+                short_lived=False)
