@@ -114,7 +114,7 @@ class HostWindow:
     started_at: float
     ended_at: float
     samples: int
-    sources: tuple[tuple[str, str], ...]  # (event source, used/missing/denied), by name
+    sources: tuple[tuple[str, str], ...]  # (event source, used/missing/denied/untracked), by name
     flows_overflow: int  # observations dropped past the payload's cap on flow keys
 
     def describe(self) -> str:

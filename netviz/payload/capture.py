@@ -1907,6 +1907,27 @@ def open_sources(proc_root):
     return [destroy, conntrack, proc]
 
 
+UNTRACKED_REASON = "no events: this namespace's traffic is not tracked (no conntrack rule)"
+
+
+def mark_untracked(source, proc_root):
+    """Say so when ctnetlink events were open but the namespace tracks nothing.
+
+    A kernel with nf_conntrack tracks a namespace's connections only once a rule or a NAT table
+    there needs it: until then its table stays empty and no event arrives, however busy it is.
+    No event and an empty table (which would hold at least the session that runs the payload,
+    were it tracked) mean the events could not have seen anything: state `untracked`."""
+    if source.state != "used" or source.events:
+        return
+    try:
+        count = _read_small_text(os.path.join(proc_root, "sys/net/netfilter/nf_conntrack_count"))
+    except OSError:
+        return
+    if count is not None and count.strip() == "0":
+        source.state = "untracked"
+        source.reason = UNTRACKED_REASON
+
+
 def _in_child_pid_namespace(proc_root):
     """Whether the payload runs in a pid namespace below the initial one (NSpid lists two pids)."""
     try:
@@ -2227,6 +2248,9 @@ class Window(object):
         finally:
             for source in self.sources:
                 source.close()
+        for source in self.sources:
+            if source.name == "conntrack":
+                mark_untracked(source, self.proc_root)
         self.finish()
         self.cpu = time.process_time() - self.cpu_start
         self.ended = time.time()

@@ -27,7 +27,8 @@ FLOW_ROLES = ("client", "server")
 EVIDENCE_KINDS = ("sample", "time_wait", "destroy", "conntrack")
 HOLDER_VIA = ("socket", "listener")
 SOURCE_NAMES = ("sock_destroy", "conntrack", "proc_connector")
-SOURCE_STATES = ("used", "missing", "denied")
+# untracked: conntrack events were open, but the namespace tracks nothing (no rule needs it)
+SOURCE_STATES = ("used", "missing", "denied", "untracked")
 _COUNT = 1 << 62
 
 
@@ -78,7 +79,7 @@ class WindowProcess:
 
 @dataclass(frozen=True)
 class WindowSource:
-    """One event source: used, missing (the kernel lacks it) or denied, and what it gave."""
+    """One event source: used, missing (the kernel lacks it), denied or untracked, and what it gave."""
 
     name: str
     state: str
