@@ -290,3 +290,12 @@ def test_a_proxy_recycling_its_pooled_connection_is_drawn_from_the_proxy(lab, do
     persistent (some connection alive at every sample) or not (a sample fell between two)."""
     check_flows(lab, document, "tcp", POOL_PORT, "pool-backend", ("pool-proxy",), "pool-proxy",
                 short_lived=False)
+
+
+def test_the_link_local_connection_is_counted_drawn_not_unresolved(lab, document):
+    """The instant alone counts the live link-local connection unresolved at both ends; once the
+    window joins it, it is drawn with its count and neither machine counts it unresolved."""
+    flow = next(f for f in document["flows"] if (f["proto"], f["server_port"]) == ("tcp", LL_PORT))
+    assert flow["count"] == 1, flow
+    for host in document["hosts"]:
+        assert not [u for u in host.get("unresolved_examples", []) if LL_PORT in (u["local_port"], u["remote_port"])], host

@@ -65,7 +65,7 @@ from netviz.stitch.joins import Pair, join_exact, join_listeners, leftovers
 from netviz.stitch.links import Links
 from netviz.stitch.machines import Machine
 from netviz.stitch.nat import connected_datagram_tuples, join_tracked_datagrams, join_translated
-from netviz.stitch.window import join_windows
+from netviz.stitch.window import join_windows, settle_link_local
 
 __all__ = ["MAX_UNRESOLVED_EXAMPLES", "WILDCARDS", "address_claims", "normalize_address", "stitch"]
 
@@ -125,6 +125,8 @@ def _stitch(snapshots: list[Snapshot], group_by: str, show_external: bool, stale
     log.debug("stitch: %s, %d left unmatched", ", ".join(f"{n} {phase}" for phase, n in counts.items()), unmatched)
     # the window phase only when a machine was observed over a window: instant graphs stay as they were
     window = join_windows(machines, book, index, group_by) if any(s.window for s in snapshots) else None
+    if window is not None:
+        settle_link_local(links, window)
     return build_graph(machines, index, links, stale, window)
 
 

@@ -90,6 +90,36 @@ class Links:
             # the far side's listeners are not in the group: no direction can be proven
             self._accumulate((inside, outside, end.kind, end.remote_port, False, False, None), end.remotes[0], pids, ())
 
+    def settle_link_local(self, key: tuple, server_address: str, client_pids: set[int], inferred: bool) -> int:
+        """Draw the live connections of a link-local flow the window joined between two machines.
+
+        The instant joins keep a link-local address to its own machine, so each live socket of
+        such a connection was counted unresolved at both ends. `key` is the window link's
+        (client node, server node, proto, port, via); a client end is settled only with the one
+        server end holding its reversed tuple. Returns how many connections were settled."""
+        client_key, server_key, proto, port, via = key
+        client_tally, server_tally = self.tallies[client_key[0]], self.tallies[server_key[0]]
+        clients = [u for u in client_tally.unresolved_examples
+                   if (u.proto, u.remote, u.remote_port) == (proto, server_address, port)
+                   and (u.pid in client_pids if client_pids else u.pid is None)]
+        settled = []
+        for client in clients:
+            servers = [u for u in server_tally.unresolved_examples
+                       if (u.proto, u.local, u.local_port, u.remote, u.remote_port)
+                       == (proto, server_address, port, client.local, client.local_port)]
+            if len(servers) == 1:
+                settled.append((client, servers[0]))
+        for client, server in settled:
+            client_tally.unresolved_examples.remove(client)
+            server_tally.unresolved_examples.remove(server)
+            client_tally.unresolved -= 1
+            server_tally.unresolved -= 1
+            pids = () if client.pid is None else (client.pid,)
+            server_pids = () if server.pid is None else (server.pid,)
+            self._accumulate((client_key, server_key, proto, port, True, inferred, via), server_address, pids,
+                             server_pids)
+        return len(settled)
+
     def _count_collector_session(self, *ends: End) -> None:
         """netviz's own SSH session to a machine, seen from both ends (netviz ran on a machine of
         the group, or reached it through a jump host of the group): the connection exists only

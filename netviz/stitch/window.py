@@ -35,6 +35,7 @@ from netviz.graph import RANK_SHORT_LIVED, NodeKey, node_key
 from netviz.snapshot.window import Window, WindowFlow, WindowHolder
 from netviz.stitch.addresses import AddressBook, Scope, normalize_address, scope
 from netviz.stitch.index import SocketIndex
+from netviz.stitch.links import Links
 from netviz.stitch.machines import Machine
 
 
@@ -343,3 +344,11 @@ def _add(result: WindowLinks, key: WindowKey, seen: Seen, address: str, inferred
     link.inferred = link.inferred and inferred
     link.client_pids.update(client_pids)
     link.server_pids.update(server_pids)
+
+
+def settle_link_local(links: Links, window: WindowLinks) -> None:
+    """The window's link-local joins take their live connections out of the instant's unresolved
+    counts, and the flow is drawn with them (its `count`), as any joined connection is."""
+    for key, link in window.links.items():
+        if scope(link.server_address) is Scope.LINK and key[0][0] != key[1][0]:
+            links.settle_link_local(key, link.server_address, link.client_pids, link.inferred)
