@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
 
 import paramiko
 import pytest
@@ -22,21 +21,11 @@ from netviz.cache import INTERRUPTED, MANIFEST
 from netviz.errors import EXIT_INTERRUPTED, EXIT_OK, Interrupted
 from netviz.pipeline import CollectRequest, collect_group
 from netviz.snapshot import load_snapshot
+from tests.lab.fixtures import wait_until
 from tests.lab.scenario import graph_flow_keys
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIO = ("web", "db", "cache")
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def command_lines(machine) -> dict[int, str]:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 import yaml
@@ -32,7 +32,7 @@ from netviz.transport import KILL_GRACE, LocalTransport, SSHTransport, Transport
 from netviz.transport.base import WINDOW_START_DELAY, WINDOW_START_DELAY_MIN
 from netviz.transport.local import LOCAL_SLACK
 from netviz.transport.ssh_command import PasswordProof
-from tests.lab.fixtures import _teardown_on_sigterm, skip_unless_lab_possible, unique_prefix
+from tests.lab.fixtures import _teardown_on_sigterm, skip_unless_lab_possible, unique_prefix, wait_until
 from tests.lab.lab import SUDO_NOPASSWD_USER, bare_lab
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,17 +52,6 @@ CLIENT = (
     f"c = socket.create_connection((sys.argv[1], {PORT}))\n"
     "time.sleep(100000)\n"
 )
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def netviz(*arguments: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
