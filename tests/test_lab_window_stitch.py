@@ -2,7 +2,7 @@
 connections a second to a server on another, and a shell loop starts a one-shot UDP client
 (a new process each time) five times a second; an HTTP client without keep-alive, a cron-like
 loop starting a one-shot TCP client every second, and a proxy that recycles its pooled backend
-connection every 1.5 s run beside them. The map draws every flow between the right machines and
+connection every 3 s run beside them. The map draws every flow between the right machines and
 to the server processes, short-lived, with more than one connection, and never names a client
 wrongly.
 
@@ -130,14 +130,15 @@ CRON_JOB = (
     "print(time.time(), flush=True)\n"
 )
 # a proxy's pool of one backend connection: a request every 0.1 s on it, and the connection
-# closed and opened anew every 1.5 s (as pgbouncer's server_lifetime or haproxy's pool do)
+# closed and opened anew every POOL_HOLD seconds (as pgbouncer's server_lifetime or haproxy's pool do)
+POOL_HOLD = 3.0
 POOL_PROXY = (
     "import socket, sys, time\n"
     "open('/proc/self/comm', 'w').write('pool-proxy')\n"
     "while True:\n"
     f"    c = socket.create_connection((sys.argv[1], {POOL_PORT}), timeout=5)\n"
     "    print(time.time(), flush=True)\n"
-    "    end = time.time() + 1.5\n"
+    f"    end = time.time() + {POOL_HOLD}\n"
     "    while time.time() < end:\n"
     "        c.sendall(b'q')\n"
     "        c.recv(64)\n"
@@ -284,12 +285,23 @@ def test_a_cron_like_loop_of_one_shot_clients_is_drawn_to_the_server(lab, docume
 
 
 def test_a_proxy_recycling_its_pooled_connection_is_drawn_from_the_proxy(lab, document):
-    """The proxy lives through the whole window and holds each backend connection ~1.5 s, so a
-    sample sees it: the flow's client is the proxy process itself, never the machine, and the
-    flow counts each recycled connection. The pool nearly always holds one, so the flow may be
-    persistent (some connection alive at every sample) or not (a sample fell between two)."""
-    check_flows(lab, document, "tcp", POOL_PORT, "pool-backend", ("pool-proxy",), "pool-proxy",
-                short_lived=False)
+    """The proxy lives through the whole window and holds each backend connection POOL_HOLD
+    seconds, so a sample sees it while the samples come closer than that: the flow's client is
+    the proxy process itself, never the machine, and the flow counts each recycled connection.
+    The pool nearly always holds one, so the flow may be persistent (some connection alive at
+    every sample) or not (a sample fell between two).
+
+    The sampling keeps to a CPU budget, so on a loaded machine its gaps grow; a connection
+    opened and closed inside one gap is then an event only, drawn "(short-lived)". The strict
+    claim is checked only when the window's samples came closer than the hold."""
+    window = next(host["window"] for host in document["hosts"] if host["name"] == "m00")
+    gap = (window["ended_at"] - window["started_at"]) / max(1, window["samples"] - 1)
+    strict = gap < POOL_HOLD / 2
+    clients = ("pool-proxy",) if strict else ("pool-proxy", "(short-lived)")
+    check_flows(lab, document, "tcp", POOL_PORT, "pool-backend", clients, "pool-proxy", short_lived=False)
+    nodes = {node["id"]: node for node in document["nodes"]}
+    assert any(nodes[flow["client"]]["comm"] == "pool-proxy" for flow in document["flows"]
+               if flow["server_port"] == POOL_PORT), (window["samples"], gap, document["flows"])
 
 
 def test_the_link_local_connection_is_counted_drawn_not_unresolved(lab, document):

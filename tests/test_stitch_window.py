@@ -216,6 +216,37 @@ def test_a_persistent_connection_enriches_the_instant_flow():
     assert flow.window.rate_text() == "persistent"
 
 
+def test_a_connection_only_the_closing_capture_saw_is_short_lived_not_persistent():
+    """A one-shot client that began after the window's last sample is in the closing capture only:
+    its flow is drawn short-lived, seen at that capture, with its live connections counted."""
+    web = Machine("web", "10.0.0.1")
+    query = web.process(10, "python3")
+    web.connect(query, "udp", "10.0.0.1:40000", "10.0.0.2:53")
+    db = Machine("db", "10.0.0.2")
+    resolver = db.process(50, "resolver")
+    db.listen(resolver, "udp", "0.0.0.0:53")
+    graph = stitch([observed(web.build(), []), observed(db.build(), [])])
+    (flow,) = graph.flows
+    assert flow.window is not None and flow.short_lived, flow
+    assert (flow.window.connections, flow.window.persistent) == (1, False)
+    assert flow.window.first_seen == flow.window.last_seen == web.build().host.captured_at
+    assert flow.to_json()["persistent"] is False
+
+
+def test_a_machine_whose_window_overflowed_leaves_the_instant_flow_without_window_facts():
+    """Past the payload's cap on flow keys the window may have dropped a long-lived key: whether the
+    connection lasted is then unknown, and nothing is claimed."""
+    web = Machine("web", "10.0.0.1")
+    app = web.process(10, "app")
+    web.connect(app, "tcp", "10.0.0.1:40000", "10.0.0.2:8080")
+    db = server_machine()
+    db.connect(50, "tcp", "10.0.0.2:8080", "10.0.0.1:40000")
+    web_snapshot = observed(web.build(), [])
+    web_snapshot = dataclasses.replace(web_snapshot, window=dataclasses.replace(web_snapshot.window, flows_overflow=3))
+    (flow,) = stitch([web_snapshot, observed(db.build(), [])]).flows
+    assert flow.window is None and not flow.short_lived
+
+
 # ------------------------------------------------------------------ scoping
 
 def test_loopback_keys_join_only_inside_their_machine_and_namespace():

@@ -70,7 +70,7 @@ def build_graph(machines: Sequence[Machine], index: SocketIndex, links: Links, s
         for key in ordered
     ]
     hosts = [_host(machine, links.tallies[machine.index], stale) for machine in machines]
-    return FlowGraph(group_by=group_by, hosts=hosts, nodes=nodes, flows=_flows(links, ordered, ids, window))
+    return FlowGraph(group_by=group_by, hosts=hosts, nodes=nodes, flows=_flows(machines, links, ordered, ids, window))
 
 
 def _listening(machines: Sequence[Machine], index: SocketIndex) -> dict[NodeKey, set[Listening]]:
@@ -83,7 +83,7 @@ def _listening(machines: Sequence[Machine], index: SocketIndex) -> dict[NodeKey,
     return listening
 
 
-def _flows(links: Links, ordered: list[NodeKey], ids: dict[NodeKey, str],
+def _flows(machines: Sequence[Machine], links: Links, ordered: list[NodeKey], ids: dict[NodeKey, str],
            window: Optional[WindowLinks] = None) -> list[Flow]:
     rank_of = {key: rank for rank, key in enumerate(ordered)}
 
@@ -94,7 +94,7 @@ def _flows(links: Links, ordered: list[NodeKey], ids: dict[NodeKey, str],
     items = sorted(links.links.items(), key=flow_order)
     seen: dict[tuple, FlowWindow] = {}
     if window is not None:
-        items, seen = _with_window(items, window)
+        items, seen = _with_window(machines, items, window)
         items.sort(key=flow_order)
     flows = []
     for number, (key, link) in enumerate(items, start=1):
@@ -111,10 +111,15 @@ def _flows(links: Links, ordered: list[NodeKey], ids: dict[NodeKey, str],
     return flows
 
 
-def _with_window(items: list[tuple[tuple, list]], window: WindowLinks) -> tuple[list[tuple[tuple, list]], dict]:
+def _with_window(machines: Sequence[Machine], items: list[tuple[tuple, list]],
+                 window: WindowLinks) -> tuple[list[tuple[tuple, list]], dict]:
     """The instant links (in flow order) and the window's: a window link goes to the first directed
     instant link between the same nodes on the same service, else it becomes a link of its own
-    with count 0 (none of its connections was alive at the closing capture)."""
+    with count 0 (none of its connections was alive at the closing capture).
+
+    An instant link no window link reached, from a machine that was observed, began after the
+    window's last sample (a one-shot client caught only by the closing capture): it is drawn
+    short-lived, seen at that capture, never as if it had lasted the whole window."""
     first: dict[tuple, tuple] = {}
     for key, _ in items:
         client_key, server_key, kind, port, directed, _inferred, via = key
@@ -136,6 +141,12 @@ def _with_window(items: list[tuple[tuple, list]], window: WindowLinks) -> tuple[
         link[2].update(found.client_pids)
         link[3].update(found.server_pids)
         seen[key] = facts
+    for key, link in items:
+        observed = machines[key[0][0]].snapshot
+        if key not in seen and observed.window is not None and not observed.window.flows_overflow:
+            length = observed.window.ended_at - observed.window.started_at
+            seen[key] = FlowWindow(first_seen=observed.host.captured_at, last_seen=observed.host.captured_at,
+                                   connections=link[0], persistent=False, seconds=length)
     return items, seen
 
 
