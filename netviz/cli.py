@@ -136,7 +136,7 @@ _ExcludeOption = Annotated[
 ]
 _DetailOption = Annotated[
     Detail,
-    typer.Option("--detail", help="DOT/SVG/PNG: fold each machine's quieter processes past a size (auto), "
+    typer.Option("--detail", help="DOT/SVG/PNG/PDF: fold each machine's quieter processes past a size (auto), "
                  "always (aggregate), or never (full). JSON, table and HTML keep everything."),
 ]
 
@@ -158,10 +158,21 @@ def _options(group_by: GroupBy, show_external: bool, only, exclude, detail: Deta
 
 
 def _chosen_format(fmt, output: Optional[Path]) -> str:
-    """--format, else what --output's extension asks for, else dot."""
-    from netviz.render import format_from_suffix
+    """--format, else what --output's extension asks for, else dot (no --output, or a name
+    without an extension such as /dev/stdout). An extension no format claims is a usage error:
+    writing DOT into `map.pdf` would only fail later, in whatever opens it."""
+    from netviz.render import RENDERERS, format_from_suffix
 
-    return (fmt.value if fmt else None) or (format_from_suffix(output) if output is not None else None) or "dot"
+    if fmt:
+        return fmt.value
+    if output is None or not output.suffix:
+        return "dot"
+    chosen = format_from_suffix(output)
+    if chosen is None:
+        known = ", ".join("." + suffix for renderer in RENDERERS.values() for suffix in renderer.suffixes)
+        raise typer.BadParameter(f"{output}: no output format has the extension {output.suffix!r} "
+                                 f"(known: {known}); or name the format with --format", param_hint="--output")
+    return chosen
 
 
 def _print_flow_table(graph) -> None:

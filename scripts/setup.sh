@@ -13,8 +13,10 @@ packages=(graphviz python3-venv)
 daemon_packages=()
 if [ "$want_tests" = 1 ]; then
   # The test lab: real sshd machines in namespaces, real programs holding sockets, a real browser;
-  # conntrack (conntrack-tools) reads the connection tracking table as a second, independent client.
+  # conntrack (conntrack-tools) reads the connection tracking table as a second, independent client;
+  # pdftotext (poppler-utils) reads the PDF maps back.
   packages+=(openssh-server openssh-client iproute2 socat procps lsof util-linux sudo openssl iputils-ping strace nftables iptables conntrack
+             poppler-utils
              chromium)
   # Real daemons the lab starts inside its machines (tests/lab/services.py), without recommends
   # (gunicorn's would bring setproctitle, which renames its processes).

@@ -42,7 +42,7 @@ def test_format_from_suffix():
     assert format_from_suffix(Path("g.gv")) == "dot"
     assert format_from_suffix(Path("flows.txt")) == "table"
     assert format_from_suffix(Path("archive.tar")) is None
-    assert set(FORMATS) == {"dot", "svg", "png", "json", "table", "html"}
+    assert set(FORMATS) >= {"dot", "svg", "png", "pdf", "json", "table", "html"}
 
 
 def test_a_format_added_to_the_registry_is_offered_everywhere(monkeypatch):
@@ -63,7 +63,7 @@ def test_a_format_added_to_the_registry_is_offered_everywhere(monkeypatch):
 def test_detail_reaches_only_the_formats_that_fold():
     from netviz.render import RENDERERS, RenderOptions
 
-    assert {name for name, renderer in RENDERERS.items() if renderer.folds} == {"dot", "svg", "png"}
+    assert {name for name, renderer in RENDERERS.items() if renderer.folds} == {"dot", "svg", "png", "pdf"}
     g = graph()
     assert render(g, "json", options=RenderOptions(detail="aggregate")) == render(g, "json")
     with pytest.raises(Exception, match="unknown format 'nope'"):

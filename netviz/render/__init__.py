@@ -86,6 +86,7 @@ RENDERERS: dict[str, Renderer] = {
         Renderer("dot", ("dot", "gv"), True, "Graphviz source", _static("dot")),
         Renderer("svg", ("svg",), True, "a picture drawn by Graphviz", _static("svg")),
         Renderer("png", ("png",), True, "a picture drawn by Graphviz", _static("png")),
+        Renderer("pdf", ("pdf",), True, "a document drawn by Graphviz", _static("pdf")),
         Renderer("json", ("json",), False, "the graph as netviz.graph/1 JSON", _json),
         Renderer("table", ("txt",), False, "the busiest flows first, as text", _table),
         Renderer("html", ("html", "htm"), False, "an interactive map in one file", _html),
