@@ -9,6 +9,7 @@ real sshd machines of the lab (one of them through sudo), and on this machine wi
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,6 +174,43 @@ def test_ctrl_c_during_the_window_ends_the_run_and_every_payload(group, tmp_path
     # The remote guard ends each payload once its session is gone (within about a second).
     for machine in machines:
         wait_until(lambda: not window_payloads(machine), 5, f"the payload on {machine.name} to end")
+
+
+def _python36() -> str:
+    """The real path of a Python 3.6 interpreter on this machine (the oldest the payload supports)."""
+    for candidate in ("python3.6", str(Path.home() / ".pyenv/versions/3.6.15/bin/python3.6")):
+        probe = subprocess.run([candidate, "-c", "import sys; print(sys.executable, sys.version_info[:2] == (3, 6))"],
+                               capture_output=True, text=True) if shutil.which(candidate) else None
+        if probe is not None and probe.returncode == 0 and probe.stdout.split()[-1] == "True":
+            return probe.stdout.split()[0]
+    pytest.skip("no Python 3.6 on this machine (CI's machine has one under ~/.pyenv)")
+
+
+def test_a_window_through_a_jump_host_on_python_3_6(group, tmp_path):
+    """m01 reached through m00 as a jump host, its payload run by Python 3.6: the window is
+    observed there all the same, and the connection alive through it is persistent."""
+    interpreter = _python36()
+    hosts = tmp_path / "hosts.yaml"
+    document = yaml.safe_load(group.write_inventory(hosts).read_text())
+    document["hosts"]["m01"].update({"jump": "m00", "python": interpreter})
+    hosts.write_text(yaml.safe_dump(document, sort_keys=False))
+    cache = tmp_path / "cache"
+    m01 = group.machines["m01"]
+    log_size = m01.sshd_log.stat().st_size
+    result, _ = netviz("collect", "-i", str(hosts), "--cache", str(cache), "--window", "3s")
+    assert result.returncode == EXIT_OK, result.stderr.decode()
+    entry = next(entry for entry in latest_manifest(cache)["hosts"] if entry["host"] == "m01")
+    snapshot = load_snapshot(cache / "latest" / entry["snapshot"], name="m01")
+    assert snapshot.host.python.startswith("3.6."), snapshot.host.python
+    window = snapshot.window
+    assert window is not None and window.requested == 3.0 and window.samples >= 2, window
+    server = [flow for flow in window.flows if flow.local_port == PORT and flow.role == "server"]
+    assert server and server[0].persistent, window.flows
+    # the login came through m00: m01's sshd saw it from m00's address
+    with open(m01.sshd_log) as log:
+        log.seek(log_size)
+        logins = [line for line in log if "Accepted publickey" in line]
+    assert logins and all(f"from {group.machines['m00'].ipv4} " in line for line in logins), logins
 
 
 # ------------------------------------------------------------------------------------------

@@ -923,7 +923,11 @@ class Lab:
             f"mount --bind {q(str(d / 'hostname'))} /etc/hostname",
             f"mount --bind {q(str(d / 'hosts'))} /etc/hosts",
             *(f"mount --bind {q(str(etc / name))} /etc/{name}" for name in ("passwd", "group", "shadow", "sudoers")),
-            f"mount --bind {q(str(d / 'root-home'))} /root",
+            # This machine's interpreters built under /root/.pyenv (Python 3.6, the oldest the payload
+            # supports) stay usable at their own paths, for inventories that name them.
+            f"if [ -d /root/.pyenv/versions ]; then mkdir -p {q(str(d / 'root-home' / '.pyenv' / 'versions'))} && "
+            f"mount --bind /root/.pyenv/versions {q(str(d / 'root-home' / '.pyenv' / 'versions'))}; fi",
+            f"mount --rbind {q(str(d / 'root-home'))} /root",
             "mount -t tmpfs -o mode=755 netviz-lab-home /home",
         ]
         for user in LAB_USERS:
