@@ -141,7 +141,7 @@ def _merged_flows(graph: FlowGraph, stands_for: dict[str, str], rank: dict[str, 
                 id=flow.id, client=client, server=server, proto=flow.proto, server_port=flow.server_port,
                 server_address=flow.server_address, count=flow.count, directed=flow.directed,
                 inferred=flow.inferred, via=flow.via, client_pids=flow.client_pids, server_pids=flow.server_pids,
-                window=flow.window,
+                window=flow.window, dialled=flow.dialled,
             )
             continue
         seen.count += flow.count
@@ -150,6 +150,7 @@ def _merged_flows(graph: FlowGraph, stands_for: dict[str, str], rank: dict[str, 
         seen.server_address = min(seen.server_address, flow.server_address)
         seen.client_pids = tuple(sorted(set(seen.client_pids) | set(flow.client_pids)))
         seen.server_pids = tuple(sorted(set(seen.server_pids) | set(flow.server_pids)))
+        seen.dialled = tuple(sorted(set(seen.dialled) | set(flow.dialled)))
     return sorted(
         merged.values(),
         key=lambda flow: (rank[flow.client], rank[flow.server], flow.proto, flow.server_port,

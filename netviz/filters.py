@@ -5,7 +5,8 @@ command, or a service (a port, `proto/port`, an address or network the server li
 Names may be shell-style patterns (`web*`, `kworker/*`). The rules, documented in docs/graph.md:
 
 - a flow *matches* a term when either end is on a machine or runs a command the term names, or
-  when its service does (port, `proto/port`, server address in the network);
+  when its service does (port, `proto/port`, server address in the network), or, translated, its
+  front (the address and port dialled) or the machine that translated it (`via`);
 - a node *matches* when its machine or command is named, or it listens on the service;
 - `--only`: keep the flows that match some term, the nodes they touch, and the nodes that match
   some term themselves (an idle listener of `--only 5432` stays);
@@ -183,6 +184,12 @@ class _Matcher:
 
     def flow(self, term: Term, flow: Flow) -> bool:
         if term.serves(flow.proto, flow.server_port) or (term.port is None and term.contains(flow.server_address)):
+            return True
+        # a translated flow is also the service its clients dialled, on the machine that translated it
+        if any(term.serves(flow.proto, port) or (term.port is None and term.contains(address))
+               for address, port in flow.dialled):
+            return True
+        if flow.via is not None and flow.via in self.machines(term):
             return True
         named = self.identified(term)
         return flow.client in named or flow.server in named

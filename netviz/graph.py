@@ -283,6 +283,13 @@ class Flow:
     client_pids: tuple[int, ...] = ()
     server_pids: tuple[int, ...] = ()
     window: Optional[FlowWindow] = None  # only when a snapshot of the group has a window
+    # the fronts the clients dialled when `via` translated them: (address, port) on the NAT machine
+    dialled: tuple[tuple[str, int], ...] = ()
+
+    def dialled_text(self) -> str:
+        """`10.0.0.254:15432`, `[fd00::1]:80`: the fronts dialled, comma-separated."""
+        return ", ".join(f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+                         for address, port in self.dialled)
 
     @property
     def short_lived(self) -> bool:
@@ -304,6 +311,8 @@ class Flow:
             "client_pids": list(self.client_pids),
             "server_pids": list(self.server_pids),
             **(self.window.to_json() if self.window is not None else {}),
+            **({"dialled": [{"address": address, "port": port} for address, port in self.dialled]}
+               if self.dialled else {}),
         }
 
 

@@ -147,6 +147,10 @@ def test_nat_gateway_draws_the_client_to_the_real_server_via_the_gateway(nat_gat
         # the address the server end uses, after translation
         ipv6 = nodes[flow["client"]]["comm"] == "nat6-client"
         assert flow["server_address"] == (db.ipv6 if ipv6 else db.ipv4), flow
+        # and the front the client dialled: through gw, the gateway's address and forwarded port
+        assert len(flow["dialled"]) == 1, flow
+        if flow["via"] == "gw":
+            assert flow["dialled"] == [{"address": gw.ipv6 if ipv6 else gw.ipv4, "port": GATEWAY_PORT}], flow
     hosts = hosts_by_name(graph)
     assert all(entry["unresolved"] == 0 for entry in hosts.values()), hosts
     assert hosts["web"]["outside"]["outbound"] == 0 and hosts["cache"]["outside"]["outbound"] == 0

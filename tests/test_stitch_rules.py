@@ -376,6 +376,41 @@ def test_nat_on_a_gateway_machine_with_masquerade():
     graph = stitch([client.build(), gateway.build(), server.build()])
     assert edges(graph) == {("client/psql", "server/postgres", "tcp", 5432, 1, "via=gw")}
     assert graph.unresolved == 0
+    # the front the client dialled, on the gateway, is kept: the server end only shows 5432
+    (flow,) = graph.flows
+    assert flow.dialled == (("10.0.0.254", 15432),) and flow.server_address == "192.168.1.10"
+    assert flow.to_json()["dialled"] == [{"address": "10.0.0.254", "port": 15432}]
+
+
+def test_a_translated_flow_is_found_by_its_front_and_its_translating_machine():
+    """`--only 15432`, `--only 10.0.0.254` and `--only gw` find the flow the gateway translated,
+    though neither end is on gw nor serves 15432; an untranslated flow keeps no front."""
+    from netviz.filters import FilterSpec, apply_filters
+    from netviz.render.table import table_rows
+
+    client = Machine("client", "10.0.0.1")
+    gateway = Machine("gw", "10.0.0.254", "192.168.1.254")
+    server = Machine("server", "192.168.1.10")
+    client.process(1, "psql")
+    server.process(2, "postgres")
+    server.listen(2, "tcp", "0.0.0.0:5432")
+    client.connect(1, "tcp", "10.0.0.1:40000", "10.0.0.254:15432")
+    server.connect(2, "tcp", "192.168.1.10:5432", "192.168.1.254:61000")
+    gateway.conntrack("tcp", ("10.0.0.1:40000", "10.0.0.254:15432"), ("192.168.1.10:5432", "192.168.1.254:61000"))
+    client.process(3, "curl")
+    server.process(4, "nginx")
+    server.listen(4, "tcp", "0.0.0.0:80")
+    client.connect(3, "tcp", "10.0.0.1:40001", "192.168.1.10:80")
+    server.connect(4, "tcp", "192.168.1.10:80", "10.0.0.1:40001")
+    graph = stitch([client.build(), gateway.build(), server.build()])
+    assert {flow.server_port: flow.dialled for flow in graph.flows} == {5432: (("10.0.0.254", 15432),), 80: ()}
+    for term in ("15432", "tcp/15432", "10.0.0.254", "gw"):
+        kept = apply_filters(graph, FilterSpec.parse([term], [])).graph
+        assert [flow.server_port for flow in kept.flows] == [5432], term
+    dropped = apply_filters(graph, FilterSpec.parse([], ["gw"])).graph
+    assert [flow.server_port for flow in dropped.flows] == [80]
+    _, rows = table_rows(graph)
+    assert any("via gw (dialled 10.0.0.254:15432)" in row[-1] for row in rows), rows
 
 
 def test_nat_for_udp_reaches_the_bound_socket_behind_it():

@@ -140,6 +140,8 @@ def edge_label(flow: Flow) -> str:
         text += " inferred"
     if flow.via:
         text += f" via {flow.via}"
+        if flow.dialled:
+            text += f" {flow.dialled_text()}"
     if not flow.directed:
         text += " (no listener)"
     return "<" + label_text(text) + ">"

@@ -49,7 +49,8 @@ def table_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]
         if flow.inferred:
             notes.append("inferred")
         if flow.via:
-            notes.append(f"via {for_terminal(flow.via, limit=40)}")
+            notes.append(f"via {for_terminal(flow.via, limit=40)}"
+                         + (f" (dialled {flow.dialled_text()})" if flow.dialled else ""))
         row: tuple[str, ...] = (_endpoint(nodes[flow.client]), _endpoint(nodes[flow.server]),
                                 f"{flow.proto}/{flow.server_port}", str(flow.count))
         if windowed:

@@ -99,13 +99,14 @@ def _flows(machines: Sequence[Machine], links: Links, ordered: list[NodeKey], id
     flows = []
     for number, (key, link) in enumerate(items, start=1):
         client_key, server_key, kind, port, directed, inferred, via = key
-        count, address, client_pids, server_pids = link
+        count, address, client_pids, server_pids, dialled = link
         flows.append(
             Flow(
                 id=f"f{number}", client=ids[client_key], server=ids[server_key], proto=kind,
                 server_port=port, server_address=address, count=count, directed=directed,
                 inferred=inferred, via=via, client_pids=tuple(sorted(client_pids)),
                 server_pids=tuple(sorted(server_pids)), window=seen.get(key),
+                dialled=tuple(sorted(dialled, key=lambda front: (address_sort_key(front[0]), front[1]))),
             )
         )
     return flows
@@ -125,7 +126,7 @@ def _with_window(machines: Sequence[Machine], items: list[tuple[tuple, list]],
         client_key, server_key, kind, port, directed, _inferred, via = key
         if directed:
             first.setdefault((client_key, server_key, kind, port, via), key)
-    items = [(key, [link[0], link[1], set(link[2]), set(link[3])]) for key, link in items]
+    items = [(key, [link[0], link[1], set(link[2]), set(link[3]), set(link[4])]) for key, link in items]
     by_key = dict(items)
     seen: dict[tuple, FlowWindow] = {}
     for short_key, found in window.links.items():
@@ -134,7 +135,7 @@ def _with_window(machines: Sequence[Machine], items: list[tuple[tuple, list]],
         if key is None:
             client_key, server_key, kind, port, via = short_key
             key = (client_key, server_key, kind, port, True, found.inferred, via)
-            link = [0, found.server_address, set(), set()]
+            link = [0, found.server_address, set(), set(), set()]
             items.append((key, link))
             by_key[key] = link
         link = by_key[key]

@@ -61,7 +61,10 @@ class Links:
             client, server, directed = other, end, True
         else:
             client, server, directed = end, other, evidence.initiator
-        self._add_link(client, server, server_address, directed, evidence.inferred, evidence.via)
+        # a translated connection keeps the front its client dialled (the NAT machine's address and
+        # port), which neither end's socket on the server side shows
+        dialled = (end.remotes[0], end.remote_port) if evidence.via and client is end else None
+        self._add_link(client, server, server_address, directed, evidence.inferred, evidence.via, dialled)
 
     def add_unresolved(self, end: End, why: str) -> None:
         """A connection whose peer should be in the group but could not be told apart."""
@@ -141,7 +144,8 @@ class Links:
         return None, False
 
     def _add_link(
-        self, client: End, server: End, server_address: Optional[str], directed: bool, inferred: bool, via: Optional[str]
+        self, client: End, server: End, server_address: Optional[str], directed: bool, inferred: bool, via: Optional[str],
+        dialled: Optional[tuple[str, int]] = None,
     ) -> None:
         client_machine = self.machines[client.machine]
         server_machine = self.machines[server.machine]
@@ -172,16 +176,22 @@ class Links:
             server_port, server_address = client.local_port, client.locals_[0]
         self._accumulate(
             (client_key, server_key, server.kind, server_port, directed, inferred, via),
-            server_address, client_pids, server_pids,
+            server_address, client_pids, server_pids, dialled,
         )
 
-    def _accumulate(self, key: LinkKey, server_address: str, client_pids: Iterable[int], server_pids: Iterable[int]) -> None:
+    def _accumulate(self, key: LinkKey, server_address: str, client_pids: Iterable[int], server_pids: Iterable[int],
+                    dialled: Optional[tuple[str, int]] = None) -> None:
+        """One more connection on the link: [count, lowest server address, client pids, server pids,
+        the fronts dialled through NAT]."""
         link = self.links.get(key)
         if link is None:
-            self.links[key] = [1, server_address, set(client_pids), set(server_pids)]
+            self.links[key] = [1, server_address, set(client_pids), set(server_pids),
+                               {dialled} if dialled else set()]
             return
         link[0] += 1
         if server_address < link[1]:
             link[1] = server_address
         link[2].update(client_pids)
         link[3].update(server_pids)
+        if dialled:
+            link[4].add(dialled)
