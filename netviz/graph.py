@@ -53,9 +53,10 @@ def node_key(group_by: str, machine: int, pid: Optional[int], comm: str) -> Node
     return (machine, RANK_OWNED, comm)
 
 
-def outside_key(group_by: str, machine: int) -> NodeKey:
-    """The single node standing for every peer outside the group, as seen from one machine."""
-    return (machine, RANK_OUTSIDE, "" if group_by == "process" else 0)
+def outside_key(group_by: str, machine: int, address: str = "") -> NodeKey:
+    """A peer outside the group as seen from one machine: one node per peer address, and the
+    node with no address standing for the peers past the per-machine cap."""
+    return (machine, RANK_OUTSIDE, address)
 
 
 @dataclass(frozen=True, order=True)
@@ -197,6 +198,8 @@ class Node:
     # SHORT_LIVED), and whether `cmdline` was inferred from an exec event rather than seen.
     short_lived: bool = False
     command_inferred: bool = False
+    # Outside nodes only: the peer's address ("" for the node standing for the peers past the cap).
+    address: str = ""
 
     @property
     def is_root(self) -> bool:
@@ -222,6 +225,7 @@ class Node:
             # only in graphs with a window: instant documents keep their exact bytes
             **({"short_lived": True} if self.short_lived else {}),
             **({"command_inferred": True} if self.command_inferred else {}),
+            **({"address": self.address} if self.address else {}),
         }
 
 

@@ -70,7 +70,11 @@ def test_show_external_adds_outside_nodes(fleet):
     without = json.loads(invoke(str(fleet), "--format", "json").stdout)
     with_external = json.loads(invoke(str(fleet), "--format", "json", "--show-external").stdout)
     assert not [node for node in without["nodes"] if node["kind"] == "outside"]
-    assert len([node for node in with_external["nodes"] if node["kind"] == "outside"]) == 3
+    outside = [node for node in with_external["nodes"] if node["kind"] == "outside"]
+    # one node per outside peer of each machine, named by its address
+    assert {node["host"] for node in outside} == {"m0000", "m0001", "m0002"} and len(outside) == 6
+    assert all(node["address"] for node in outside)
+    assert len({(node["host"], node["address"]) for node in outside}) == len(outside)
     assert without["summary"]["outside"] == with_external["summary"]["outside"] > 0
 
 

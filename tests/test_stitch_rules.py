@@ -48,7 +48,17 @@ def test_peer_outside_the_group_is_counted_not_drawn():
     assert graph.unresolved == 0
 
 
-def test_show_external_draws_one_outside_node_per_machine():
+def _outside_edges(graph) -> set[tuple]:
+    """(client, server, proto, port, count, directed), an outside end named `host/outside ADDRESS`."""
+    def name(node_id: str) -> str:
+        node = graph.node(node_id)
+        return f"{node.host}/outside {node.address}".rstrip() if node.kind == "outside" else f"{node.host}/{node.comm}"
+    return {(name(f.client), name(f.server), f.proto, f.server_port, f.count, f.directed) for f in graph.flows}
+
+
+def test_show_external_draws_each_outside_peer_by_address_with_its_direction():
+    """Inbound: from the peer to the listening process. Outbound: from the process to the peer's
+    port, directed (a socket on a port nothing listens on was made by connect())."""
     web, db = web_and_db()
     web.listen(100, "tcp", "0.0.0.0:443")
     web.connect(100, "tcp", "10.0.0.1:443", "203.0.113.9:51000")
@@ -56,14 +66,34 @@ def test_show_external_draws_one_outside_node_per_machine():
     web.connect(100, "tcp", "10.0.0.1:40001", "198.51.100.7:443")
     db.connect(200, "tcp", "10.0.0.2:5432", "203.0.113.9:50000")
     graph = stitch([web.build(), db.build()], show_external=True)
-    outside = [node for node in graph.nodes if node.kind == "outside"]
-    assert sorted(node.host for node in outside) == ["db", "web"]
-    assert edges(graph) == {
-        ("web/outside", "web/app", "tcp", 443, 2),
-        ("web/app", "web/outside", "tcp", 443, 1, "undirected"),
-        ("db/outside", "db/postgres", "tcp", 5432, 1),
+    assert _outside_edges(graph) == {
+        ("web/outside 203.0.113.9", "web/app", "tcp", 443, 1, True),
+        ("web/outside 203.0.113.10", "web/app", "tcp", 443, 1, True),
+        ("web/app", "web/outside 198.51.100.7", "tcp", 443, 1, True),
+        ("db/outside 203.0.113.9", "db/postgres", "tcp", 5432, 1, True),
     }
+    outbound = next(f for f in graph.flows if graph.node(f.server).kind == "outside")
+    assert outbound.server_address == "198.51.100.7"
+    assert graph.node(outbound.server).to_json()["address"] == "198.51.100.7"
     assert edges(stitch([web.build(), db.build()])) == set()
+
+
+def test_outside_peers_past_the_cap_share_one_node_the_busiest_keep_their_address():
+    from netviz.stitch.links import MAX_OUTSIDE_PEERS
+
+    web, db = web_and_db()
+    web.listen(100, "tcp", "0.0.0.0:443")
+    for peer in range(MAX_OUTSIDE_PEERS + 5):
+        web.connect(100, "tcp", "10.0.0.1:443", f"203.0.113.{peer + 1}:51000")
+    for port in (51001, 51002, 51003):  # the busiest peer: three connections
+        web.connect(100, "tcp", "10.0.0.1:443", f"203.0.113.{MAX_OUTSIDE_PEERS + 5}:{port}")
+    graph = stitch([web.build(), db.build()], show_external=True)
+    outside = [node for node in graph.nodes if node.kind == "outside"]
+    assert len(outside) == MAX_OUTSIDE_PEERS + 1 and sum(1 for node in outside if not node.address) == 1
+    counts = {graph.node(f.client).address: f.count for f in graph.flows if graph.node(f.client).kind == "outside"}
+    assert counts[f"203.0.113.{MAX_OUTSIDE_PEERS + 5}"] == 4
+    assert sum(counts.values()) == MAX_OUTSIDE_PEERS + 5 + 3
+    assert counts[""] == 5  # the quietest peers
 
 
 # ---------------------------------------------------------------- rule 2: scoped addresses

@@ -59,6 +59,8 @@ def _listening(node: Node) -> str:
 def node_label(node: Node) -> str:
     """The HTML-like label of a node, lines joined with <BR/>."""
     if node.kind == KIND_OUTSIDE:
+        if node.address:
+            return f"<<I>outside</I><BR/>{label_text(node.address)}>"
         return "<<I>outside the group</I>>"
     lines = [f"<B>{label_text(node.comm)}</B>"]
     if node.kind == KIND_HOST:

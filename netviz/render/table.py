@@ -22,7 +22,8 @@ def _endpoint(node: Node) -> str:
     if node.kind == KIND_HOST:
         return name
     if node.kind == KIND_OUTSIDE:
-        return f"{for_terminal(node.host, limit=40)}: (outside)"
+        peer = f" {for_terminal(node.address, limit=45)}" if node.address else ""
+        return f"{for_terminal(node.host, limit=40)}: (outside{peer})"
     if node.short_lived and node.cmdline:
         name += f" ({for_terminal(node.cmdline, limit=40)}, inferred)"
     pids = ""
@@ -143,10 +144,10 @@ def _address_port(address: str, port: int) -> str:
 def table_footer(graph: FlowGraph) -> str:
     """One line: what is drawn, and what is not (the notes of a filtered view are said apart)."""
     summary = graph.summary()
-    return (
-        f"{summary['hosts']} machines, {summary['flows']} flows ({summary['connections']} connections); "
-        f"not drawn: {summary['outside']} outside, {summary['unresolved']} unresolved"
-    )
+    drawn = f"{summary['hosts']} machines, {summary['flows']} flows ({summary['connections']} connections); "
+    if any(node.kind == KIND_OUTSIDE for node in graph.nodes):  # --show-external draws them
+        return drawn + f"{summary['outside']} outside (drawn); not drawn: {summary['unresolved']} unresolved"
+    return drawn + f"not drawn: {summary['outside']} outside, {summary['unresolved']} unresolved"
 
 
 def _aligned(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:

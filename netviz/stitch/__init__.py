@@ -124,6 +124,7 @@ def _stitch(snapshots: list[Snapshot], group_by: str, show_external: bool, stale
             links.add_unresolved(end, why)
     log.debug("stitch: %s, %d left unmatched", ", ".join(f"{n} {phase}" for phase, n in counts.items()), unmatched)
     # the window phase only when a machine was observed over a window: instant graphs stay as they were
+    links.draw_outside()
     window = join_windows(machines, book, index, group_by) if any(s.window for s in snapshots) else None
     if window is not None:
         settle_link_local(links, window)

@@ -172,11 +172,11 @@ def _members(machines: Sequence[Machine], group_by: str, wanted: set[NodeKey]) -
 
 def _node(machines: Sequence[Machine], group_by: str, key: NodeKey, node_id: str, processes: list,
           listening: set[Listening], ingress: set[Ingress], window: Optional[WindowLinks] = None) -> Node:
-    machine_index, rank, _ = key
+    machine_index, rank, identity = key
     machine = machines[machine_index]
     host = machine.snapshot.name
     if rank == RANK_OUTSIDE:
-        return Node(id=node_id, host=host, kind=KIND_OUTSIDE, comm="outside")
+        return Node(id=node_id, host=host, kind=KIND_OUTSIDE, comm="outside", address=str(identity))
     if rank == RANK_SHORT_LIVED:
         assert window is not None
         return _short_lived_node(machine, node_id, window.short_lived[key])

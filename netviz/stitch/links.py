@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from netviz.graph import UnresolvedConnection, outside_key
+from netviz.graph import NodeKey, UnresolvedConnection, outside_key
+from netviz.stitch.addresses import address_sort_key
 from netviz.stitch.index import End, SocketIndex
 from netviz.stitch.joins import Evidence
 from netviz.stitch.machines import Machine
@@ -27,8 +28,11 @@ class Tally:
     unresolved_examples: list[UnresolvedConnection] = field(default_factory=list)
 
 
-# link key -> [count, server address, client pids, server pids]
+# link key -> [count, server address, client pids, server pids, fronts dialled through NAT]
 LinkKey = tuple
+
+# outside peers drawn by address per machine (--show-external); the rest share one node
+MAX_OUTSIDE_PEERS = 16
 
 
 class Links:
@@ -41,6 +45,8 @@ class Links:
         self.show_external = show_external
         self.links: dict[LinkKey, list] = {}
         self.tallies = [Tally() for _ in machines]
+        # outside connections to draw (--show-external): (end, inbound, inside node, pids)
+        self._outside: list[tuple[End, bool, NodeKey, tuple[int, ...]]] = []
 
     def add_pair(self, end: End, other: End, server_address: Optional[str], evidence: Evidence) -> None:
         """Record the connection between `end` and `other` (a peer socket or a listener) that the
@@ -84,14 +90,31 @@ class Links:
             tally.outside_outbound += 1
         if not self.show_external:
             return
-        inside = machine.key(end.owner)
-        outside = outside_key(self.group_by, end.machine)
-        pids = machine.holders(end.inode, end.owner)
-        if inbound:
-            self._accumulate((outside, inside, end.kind, end.local_port, True, False, None), end.locals_[0], (), pids)
-        else:
-            # the far side's listeners are not in the group: no direction can be proven
-            self._accumulate((inside, outside, end.kind, end.remote_port, False, False, None), end.remotes[0], pids, ())
+        self._outside.append((end, inbound, machine.key(end.owner), tuple(machine.holders(end.inode, end.owner))))
+
+    def draw_outside(self) -> None:
+        """Draw the outside connections kept by add_outside (with --show-external): one node per
+        peer address, the MAX_OUTSIDE_PEERS busiest of each machine, the others on one node.
+
+        An inbound connection goes from the peer to the listening process. An outbound one goes
+        from the process to the peer's port, directed: its local port has no listener, so its
+        socket was made by connect(), not accepted (a listener closed since is the exception)."""
+        busiest: dict[tuple[int, str], int] = {}
+        for end, _, _, _ in self._outside:
+            busiest[(end.machine, end.remotes[0])] = busiest.get((end.machine, end.remotes[0]), 0) + 1
+        ranked: dict[int, list[tuple[int, str]]] = {}
+        for (machine, address), count in busiest.items():
+            ranked.setdefault(machine, []).append((-count, address))
+        named = {(machine, address) for machine, peers in ranked.items()
+                 for _, address in sorted(peers, key=lambda peer: (peer[0], address_sort_key(peer[1])))[:MAX_OUTSIDE_PEERS]}
+        for end, inbound, inside, pids in self._outside:
+            peer = end.remotes[0] if (end.machine, end.remotes[0]) in named else ""
+            outside = outside_key(self.group_by, end.machine, peer)
+            if inbound:
+                self._accumulate((outside, inside, end.kind, end.local_port, True, False, None), end.locals_[0], (), pids)
+            else:
+                self._accumulate((inside, outside, end.kind, end.remote_port, True, False, None), end.remotes[0], pids, ())
+        self._outside.clear()
 
     def settle_link_local(self, key: tuple, server_address: str, client_pids: set[int], inferred: bool) -> int:
         """Draw the live connections of a link-local flow the window joined between two machines.
