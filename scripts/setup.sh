@@ -21,6 +21,9 @@ if [ "$want_tests" = 1 ]; then
   # Real daemons the lab starts inside its machines (tests/lab/services.py), without recommends
   # (gunicorn's would bring setproctitle, which renames its processes).
   daemon_packages+=(nginx redis-server gunicorn python3-redis postgresql curl)
+  # npm installs mermaid-cli, the Mermaid format's consumer in the tests (below); Node.js from
+  # elsewhere (NodeSource) brings its own npm.
+  command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 
 missing=()
@@ -69,4 +72,12 @@ if [ "$want_tests" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
 else
   .venv/bin/python -m pip install -q .
+fi
+
+if [ "$want_tests" = 1 ] && [ ! -x .venv/mermaid/node_modules/.bin/mmdc ]; then
+  # mermaid-cli draws the Mermaid format in the tests, in Debian's Chromium (no browser download);
+  # it lives inside .venv with its npm cache, so a fresh clone gets it and nothing else changes.
+  mkdir -p .venv/mermaid
+  PUPPETEER_SKIP_DOWNLOAD=1 npm install --silent --no-audit --no-fund --cache .venv/npm-cache \
+    --prefix .venv/mermaid "@mermaid-js/mermaid-cli@^11.17.0" >/dev/null
 fi

@@ -72,6 +72,29 @@ def _table(graph: FlowGraph, options: RenderOptions, on_notice: Notice) -> bytes
     return render_table_text(graph).encode("utf-8")
 
 
+def _rows(fmt: str) -> Callable[[FlowGraph, RenderOptions, Notice], bytes]:
+    """CSV or TSV: one row per flow (netviz.render.csv)."""
+
+    def draw(graph: FlowGraph, options: RenderOptions, on_notice: Notice) -> bytes:
+        from netviz.render.csv import render_rows
+
+        return render_rows(graph, fmt).encode("utf-8")
+
+    return draw
+
+
+def _graphml(graph: FlowGraph, options: RenderOptions, on_notice: Notice) -> bytes:
+    from netviz.render.graphml import render_graphml
+
+    return render_graphml(graph).encode("utf-8")
+
+
+def _mermaid(graph: FlowGraph, options: RenderOptions, on_notice: Notice) -> bytes:
+    from netviz.render.mermaid import render_mermaid
+
+    return render_mermaid(graph, on_notice).encode("utf-8")
+
+
 def _html(graph: FlowGraph, options: RenderOptions, on_notice: Notice) -> bytes:
     if importlib.util.find_spec("netviz.render.html") is None:
         raise RenderError("the HTML map is not available in this build; use --format svg or json")
@@ -90,6 +113,10 @@ RENDERERS: dict[str, Renderer] = {
         Renderer("json", ("json",), False, "the graph as netviz.graph/1 JSON", _json),
         Renderer("table", ("txt",), False, "the busiest flows first, as text", _table),
         Renderer("html", ("html", "htm"), False, "an interactive map in one file", _html),
+        Renderer("csv", ("csv",), False, "one row per flow, for spreadsheets", _rows("csv")),
+        Renderer("tsv", ("tsv",), False, "one row per flow, tab-separated", _rows("tsv")),
+        Renderer("graphml", ("graphml",), False, "the graph for yEd, Gephi, networkx", _graphml),
+        Renderer("mermaid", ("mmd", "mermaid"), False, "a flowchart for Markdown documents", _mermaid),
     )
 }
 FORMATS = tuple(RENDERERS)

@@ -1,0 +1,96 @@
+"""The flows as CSV or TSV: one row per flow (a class of connections between two processes on
+one service), with a header, for spreadsheets and for `grep`/`cut`/`awk` in a pipe.
+
+Names come from untrusted machines, so every cell is made safe twice:
+- for the text: control, format (bidi, zero-width) and separator characters are written as
+  `\\xNN`/`\\uNNNN` (netviz.textsafe), so a row is always one line and shows no escape sequence;
+  the stdlib csv writer quotes commas and quotes;
+- for spreadsheets: a cell that would start with `=`, `+`, `-`, `@` (or a tab, a carriage return,
+  or their full-width forms) gets a leading `'`, as OWASP advises against formula injection, so
+  that Calc, Excel or Sheets show it as text instead of evaluating it.
+Exact names are in the JSON format.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+
+from netviz.graph import KIND_HOST, KIND_OUTSIDE, Flow, FlowGraph, Node
+from netviz.textsafe import for_terminal
+
+HEADERS = ("client_host", "client_process", "client_pids", "server_host", "server_process", "server_pids",
+           "proto", "server_address", "server_port", "state", "count", "directed", "inferred", "via")
+# Only when the graph has a window (the same rule as the table and the JSON document)
+WINDOW_HEADERS = ("connections", "persistent", "per_minute")
+
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection");
+# the full-width forms count in some locales.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+# How each format writes its rows: "\n" ends a row (for pipes; every CSV reader accepts it)
+DIALECTS = {"csv": csv.excel, "tsv": csv.excel_tab}
+
+
+def cell(text: str) -> str:
+    """A cell for untrusted text: controls escaped, never read as a formula."""
+    safe = for_terminal(text, limit=sys.maxsize)
+    return "'" + safe if safe.startswith(FORMULA_PREFIXES) else safe
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _end(node: Node, pids: tuple[int, ...]) -> tuple[str, str, str]:
+    """Machine, process and pids of one end of a flow (the flow's own pids, those that held its sockets)."""
+    if node.kind == KIND_HOST:
+        process = ""
+    elif node.kind == KIND_OUTSIDE:
+        process = "(outside)"
+    else:
+        process = node.comm
+    return cell(node.host), cell(process), " ".join(str(pid) for pid in pids)
+
+
+def _state(flow: Flow) -> str:
+    """What the graph knows of the connections' state: open at the capture, or over a window."""
+    if flow.window is None:
+        return "open"
+    return "persistent" if flow.window.persistent else "short-lived"
+
+
+def _window_cells(flow: Flow) -> tuple[str, ...]:
+    window = flow.window
+    if window is None:
+        return ("", "", "")
+    return (str(window.connections), _flag(window.persistent), f"{window.per_minute:g}")
+
+
+def has_window(graph: FlowGraph) -> bool:
+    """Does the graph carry window facts (then the rows have the window columns)?"""
+    return any(host.window is not None for host in graph.hosts) or any(flow.window is not None for flow in graph.flows)
+
+
+def flow_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """Headers and one row of safe cells per flow, in the graph's order (client, server, service)."""
+    nodes = graph.nodes_by_id()
+    windowed = has_window(graph)
+    rows = []
+    for flow in graph.flows:
+        row = (*_end(nodes[flow.client], flow.client_pids), *_end(nodes[flow.server], flow.server_pids),
+               flow.proto, cell(flow.server_address), str(flow.server_port), _state(flow), str(flow.count),
+               _flag(flow.directed), _flag(flow.inferred), cell(flow.via or ""))
+        rows.append(row + _window_cells(flow) if windowed else row)
+    return (HEADERS + WINDOW_HEADERS if windowed else HEADERS), rows
+
+
+def render_rows(graph: FlowGraph, fmt: str = "csv") -> str:
+    """The flows as `csv` or `tsv` text, header first, rows ending in "\\n"."""
+    out = io.StringIO()
+    writer = csv.writer(out, dialect=DIALECTS[fmt], lineterminator="\n")
+    headers, rows = flow_rows(graph)
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return out.getvalue()
