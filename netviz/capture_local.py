@@ -24,8 +24,9 @@ def _write(document: dict, stream: BinaryIO) -> None:
     payload.write_plain(document, stream)
 
 
-def capture_to(output: Optional[Path], proc_root: Path = Path("/proc"), window: float = 0.0) -> None:
-    """Capture this machine and write the snapshot JSON to `output`, or to stdout when None.
+def capture_to(output: Optional[Path], proc_root: Path = Path("/proc"), window: float = 0.0) -> dict:
+    """Capture this machine and write the snapshot JSON to `output`, or to stdout when None;
+    return the snapshot's `coverage` (what the capture could not see, docs/snapshot.md).
 
     With `window` seconds (> 0), the payload observes the machine that long first and the
     snapshot gains its `window` section (docs/snapshot.md).
@@ -48,7 +49,7 @@ def capture_to(output: Optional[Path], proc_root: Path = Path("/proc"), window: 
             sys.stdout.buffer.flush()
         except BrokenPipeError:
             raise CaptureError("stdout was closed before the snapshot was written") from None
-        return
+        return document["coverage"]
 
     buffer = io.BytesIO()
     _write(document, buffer)
@@ -56,3 +57,4 @@ def capture_to(output: Optional[Path], proc_root: Path = Path("/proc"), window: 
         write_file(output, buffer.getvalue())
     except OSError as error:
         raise CaptureError(f"{output}: cannot write: {error.strerror or error}") from None
+    return document["coverage"]

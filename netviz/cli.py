@@ -12,17 +12,107 @@ from typing import Annotated, Optional
 
 import typer
 
+from typer.core import TyperCommand, TyperGroup
+
 from netviz import __version__
 from netviz import console
-from netviz.errors import EXIT_PARTIAL, CacheError, NetvizError, RenderError
+from netviz.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_NOTHING,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    CacheError,
+    NetvizError,
+    RenderError,
+)
 from netviz.options import Detail, GroupBy, StitchOptions
 from netviz.render import FORMATS, RenderOptions, formats_help
+
+# ------------------------------------------------------------------------------------------
+# Exit codes: the one table. Each command's --help lists the codes it can return, and
+# docs/cli.md's table says the same words (tests/test_cli_usability.py compares them).
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "every machine gave a snapshot (and the output was written)",
+    EXIT_ERROR: "an error: bad inventory or ssh_config, unreadable snapshot, missing tool, cannot write",
+    EXIT_USAGE: "wrong usage (unknown option, bad value, an --output extension no format claims)",
+    EXIT_PARTIAL: "some machines failed (with --require-complete: or their capture was partial), or (stitch) "
+    "some snapshot files were skipped, or (run) the cache could not be written; the output was still "
+    "written (with stale snapshots where available)",
+    EXIT_NOTHING: "no machine has any snapshot, fresh or stale: nothing was rendered",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM): running machines are cancelled",
+}
+COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
+    "run": (EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOTHING, EXIT_INTERRUPTED),
+    "collect": (EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOTHING, EXIT_INTERRUPTED),
+    "stitch": (EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED),
+    "capture": (EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED),
+}
+COMMAND_ORDER = ("run", "collect", "stitch", "capture")  # the one to start with first
+HELP_WIDTH_ON_TERMINAL = 120  # at most; a narrower terminal wraps narrower
+
+
+class _HelpContext(typer.Context):
+    """Help wraps to the terminal; piped or redirected, it is never wrapped, so that a grep of
+    `netviz run --help` finds an option and its whole description on one line."""
+
+    def make_formatter(self):
+        if sys.stdout.isatty():
+            return self.formatter_class(width=self.terminal_width, max_width=HELP_WIDTH_ON_TERMINAL)
+        return self.formatter_class(width=1_000_000, max_width=1_000_000)
+
+
+class _Command(TyperCommand):
+    """A command whose help names arguments by their metavar (typer would add `<list[Path]>`)
+    and ends with the exit codes the command can return."""
+
+    context_class = _HelpContext
+
+    def format_options(self, ctx, formatter) -> None:
+        arguments = [(param.metavar or param.name.upper(), param.help or "")
+                     for param in self.get_params(ctx) if param.param_type_name == "argument"]
+        options = [record for param in self.get_params(ctx)
+                   if param.param_type_name == "option" and (record := param.get_help_record(ctx))]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+    def format_epilog(self, ctx, formatter) -> None:
+        super().format_epilog(ctx, formatter)
+        codes = COMMAND_EXIT_CODES.get(self.name or "")
+        if codes:
+            with formatter.section("Exit codes"):
+                formatter.write_dl([(str(code), EXIT_CODES[code]) for code in codes])
+
+
+class _Group(TyperGroup):
+    """The commands in the order a user needs them; Ctrl-C (or SIGTERM) ends any command with 130."""
+
+    context_class = _HelpContext
+
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(names))
+
+    def invoke(self, ctx):
+        _stop_on_sigterm()
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            console.error("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
 
 app = typer.Typer(
     name="netviz",
     help="Map which process talks to which across a group of Linux machines (agentless, over SSH).",
+    cls=_Group,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
+    rich_markup_mode=None,  # plain help: no boxes to cut at 80 columns, greppable in a pipe
     pretty_exceptions_enable=False,
 )
 
@@ -67,26 +157,42 @@ def _duration(text: str) -> float:
         raise typer.BadParameter(str(error)) from None
 
 
-@app.command()
+@app.command(cls=_Command, short_help="This machine's snapshot, as JSON.")
 def capture(
     output: Annotated[
         Optional[Path],
-        typer.Option("--output", "-o", parser=_output_target, help="Write the snapshot here (default: stdout)."),
+        typer.Option("--output", "-o", metavar="FILE", parser=_output_target,
+                     help="Write the snapshot here (default: stdout)."),
     ] = None,
-    proc_root: Annotated[Path, typer.Option(help="Where /proc is mounted (for tests and chroots).")] = Path("/proc"),
+    proc_root: Annotated[
+        Path, typer.Option("--proc-root", metavar="DIR", help="Where /proc is mounted (for tests and chroots).")
+    ] = Path("/proc"),
     window: Annotated[
         float,
         typer.Option("--window", metavar="DURATION", parser=_duration,
                      help="Observe the machine this long first (30s, 2m; 0: one instant)."),
     ] = 0.0,
+    require_complete: Annotated[
+        bool,
+        typer.Option("--require-complete", help="Exit 3 when the capture is partial (not root, or processes "
+                     "or namespaces it could not read); the snapshot is still written."),
+    ] = False,
 ) -> None:
-    """Capture a snapshot of this machine's processes, sockets and addresses as JSON."""
+    """Capture a snapshot of this machine's processes, sockets and addresses as JSON.
+
+    A partial capture (see the snapshot's coverage) is said on stderr.
+    """
     from netviz.capture_local import capture_to
 
     try:
-        capture_to(output, proc_root=proc_root, window=window)
+        coverage = capture_to(output, proc_root=proc_root, window=window)
     except NetvizError as error:
         _fail(error)
+    partial = console.partial_capture(coverage)
+    if partial is not None:
+        console.warning(f"partial capture: {partial}; the snapshot lacks what could not be read")
+        if require_complete:
+            raise typer.Exit(EXIT_PARTIAL)
 
 
 # The --format choices come from the renderer registry (netviz.render.RENDERERS).
@@ -112,14 +218,19 @@ def _write_output(data: bytes, output: Optional[Path]) -> None:
 
 
 
+def _choices(choices: type[Enum]) -> str:
+    """`[process|pid|host]`: an option's choices as its metavar."""
+    return "[" + "|".join(choice.value for choice in choices) + "]"
+
+
 _FormatOption = Annotated[
     Optional[OutputFormat],
-    typer.Option("--format", "-f", help="Output format (default: from --output's extension, else dot): "
+    typer.Option("--format", "-f", metavar="FORMAT", help="Output format (default: from --output's extension, else dot): "
                  + formats_help() + "."),
 ]
 _GroupByOption = Annotated[
     GroupBy,
-    typer.Option("--group-by", help="One node per command on a machine (process), per pid, or per machine (host)."),
+    typer.Option("--group-by", metavar=_choices(GroupBy), help="One node per command on a machine (process), per pid, or per machine (host)."),
 ]
 _ShowExternalOption = Annotated[
     bool, typer.Option("--show-external", help="Draw connections to peers outside the group, one node per machine.")
@@ -136,7 +247,7 @@ _ExcludeOption = Annotated[
 ]
 _DetailOption = Annotated[
     Detail,
-    typer.Option("--detail", help="DOT/SVG/PNG/PDF: fold each machine's quieter processes past a size (auto), "
+    typer.Option("--detail", metavar=_choices(Detail), help="DOT/SVG/PNG/PDF: fold each machine's quieter processes past a size (auto), "
                  "always (aggregate), or never (full). JSON, table and HTML keep everything."),
 ]
 
@@ -189,7 +300,7 @@ def _print_flow_table(graph) -> None:
     console.info(table_footer(graph))
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Stitch snapshots (by default the latest cached run) and draw the map.")
 def stitch(
     paths: Annotated[
         Optional[list[Path]],
@@ -201,7 +312,8 @@ def stitch(
     ] = None,
     fmt: _FormatOption = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", parser=_output_target, help="Write here (default: stdout).")
+        Optional[Path],
+        typer.Option("--output", "-o", metavar="FILE", parser=_output_target, help="Write here (default: stdout)."),
     ] = None,
     group_by: _GroupByOption = GroupBy.process,
     show_external: _ShowExternalOption = False,
@@ -264,7 +376,7 @@ _LimitOption = Annotated[
     typer.Option("--limit", "-l", metavar="NAMES", help="Only these hosts or groups (comma-separated, repeatable)."),
 ]
 _ParallelOption = Annotated[
-    int, typer.Option("--parallel", "-p", min=1, max=1024, help="Machines collected at the same time.")
+    int, typer.Option("--parallel", "-p", metavar="N", min=1, max=1024, help="Machines collected at the same time.")
 ]
 _CacheOption = Annotated[
     Optional[Path],
@@ -288,6 +400,20 @@ def _setup_logging(level: str) -> None:
         console.setup_logging(level)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--log") from None
+
+
+_RequireCompleteOption = Annotated[
+    bool,
+    typer.Option("--require-complete", help="A machine whose capture is partial (not root, or processes or "
+                 "namespaces it could not read: the snapshot's coverage) counts as failed (exit 3)."),
+]
+
+
+def _exit_code(code: int, results, require_complete: bool) -> int:
+    """The exit code, with --require-complete: a partial capture fails its machine (exit 3)."""
+    if require_complete and code == EXIT_OK and console.partial_machines(results):
+        return EXIT_PARTIAL
+    return code
 
 
 _WindowOption = Annotated[
@@ -314,8 +440,13 @@ def _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM ends a run like Ctrl-C does: machines cancelled, exit code 130."""
+    """SIGTERM ends a command like Ctrl-C does: machines cancelled, exit code 130. (Only the main
+    thread may set a handler: a library caller running the app in a thread keeps its own.)"""
     import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
 
     def interrupt(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
@@ -323,7 +454,7 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Collect snapshots into the cache; print the run's directory.")
 def collect(
     inventory: _InventoryOption = None,
     limit: _LimitOption = None,
@@ -333,16 +464,18 @@ def collect(
     ssh_config: _SshConfigOption = None,
     log: _LogOption = "warning",
     window: _WindowOption = 0.0,
+    require_complete: _RequireCompleteOption = False,
 ) -> None:
     """Collect snapshots from every machine of the inventory into the cache (no stitching).
 
-    Exit codes: 0 all machines ok, 3 some failed, 4 none gave a snapshot, 130 interrupted.
+    Without --inventory, collects this machine alone (no SSH). Prints the run's directory on
+    stdout (`run=$(netviz collect ...)`, then `netviz stitch "$run"`); the progress and the
+    summary go to stderr.
     """
     from netviz.errors import EXIT_NOTHING, Interrupted
     from netviz.pipeline import collect_group
 
     _setup_logging(log)
-    _stop_on_sigterm()
     try:
         outcome = collect_group(
             _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config, window),
@@ -352,22 +485,22 @@ def collect(
         _fail(Interrupted("interrupted"))
     except NetvizError as error:
         _fail(error)
-    console.collect_summary(outcome.results, title=f"run {outcome.run.run_id}")
+    console.collect_summary(outcome.results, title=f"run {outcome.run.run_id}", require_complete=require_complete)
     for message in outcome.window_notes:
         console.warning(message)
     if outcome.cache_problem is not None:  # collecting is caching: nothing is left of the run
         _fail(CacheError(f"the cache cannot be written ({outcome.cache_problem}): nothing was cached"))
-    console.info(f"snapshots in {outcome.run.path}")
+    print(outcome.run.path, flush=True)  # the one line on stdout: run=$(netviz collect ...)
     if not any(host.snapshot for host in outcome.run.hosts):
         raise typer.Exit(EXIT_NOTHING)
-    raise typer.Exit(outcome.exit_code)
+    raise typer.Exit(_exit_code(outcome.exit_code, outcome.results, require_complete))
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Collect, stitch and draw the map, in one go.")
 def run(
     inventory: _InventoryOption = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", parser=_output_target,
+        Optional[Path], typer.Option("--output", "-o", metavar="FILE", parser=_output_target,
                                    help="Write the map here (default: DOT on stdout).")
     ] = None,
     fmt: _FormatOption = None,
@@ -383,11 +516,11 @@ def run(
     exclude: _ExcludeOption = None,
     detail: _DetailOption = Detail.auto,
     window: _WindowOption = 0.0,
+    require_complete: _RequireCompleteOption = False,
 ) -> None:
     """Collect from every machine in parallel, stitch and render, in one go.
 
-    Without --inventory, maps this machine alone (no SSH). Exit codes: 0 all machines ok,
-    3 some failed (the map was still written), 4 no machine gave a snapshot, 130 interrupted.
+    Without --inventory, maps this machine alone (no SSH).
     """
     from netviz.errors import Interrupted
     from netviz.pipeline import collect_group, stitch_run
@@ -397,13 +530,13 @@ def run(
     table_on_terminal = chosen == "table" and output is None
     _setup_logging(log)
     options, render_options = _options(group_by, show_external, only, exclude, detail)
-    _stop_on_sigterm()
     try:
         collected = collect_group(
             _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config, window),
             console.CollectProgress(),
         )
-        console.collect_summary(collected.results, title=f"run {collected.run.run_id}")
+        console.collect_summary(collected.results, title=f"run {collected.run.run_id}",
+                                require_complete=require_complete)
         with console.working("stitching and drawing"):
             outcome = stitch_run(collected, None if table_on_terminal else chosen, options=options,
                                  render_options=render_options, on_notice=console.warning)
@@ -422,4 +555,4 @@ def run(
         _fail(Interrupted("interrupted"))
     except NetvizError as error:
         _fail(error)
-    raise typer.Exit(outcome.exit_code)
+    raise typer.Exit(_exit_code(outcome.exit_code, collected.results, require_complete))

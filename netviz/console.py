@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import sys
@@ -70,12 +71,29 @@ def working(what: str) -> Iterator[None]:
         yield
 
 
+# Wide enough for any table: a table piped to grep keeps each row on one line.
+UNWRAPPED_WIDTH = 100_000
+
+
+def _print_table(console: Console, table: Table) -> None:
+    """A table fitted to the terminal; in a pipe or a file, each row whole on one line (rich
+    would fold the cells at its idea of the width, 80 columns, and `| grep` would see pieces)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    # console.print(width=...) cannot go past the console's own width: drawn on one as wide as
+    # needed, then written out as plain text (no colours off a terminal anyway)
+    drawn = io.StringIO()
+    Console(file=drawn, width=UNWRAPPED_WIDTH, color_system=None, highlight=False).print(table)
+    console.out("\n".join(line.rstrip() for line in drawn.getvalue().splitlines()), highlight=False)
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], footer: Optional[str] = None) -> None:
     """A table on stdout (cells are untrusted: escaped for the terminal, markup disabled)."""
     table = Table(*[Column(header, overflow="fold") for header in headers], box=box.SIMPLE_HEAD)
     for row in rows:
         table.add_row(*[safe_text(cell) for cell in row])
-    out_console.print(table)
+    _print_table(out_console, table)
     if footer:
         err_console.print(safe_text(footer))
 
@@ -194,24 +212,73 @@ def _window_column():
     return WindowColumn()
 
 
+def partial_capture(coverage) -> Optional[str]:
+    """What a capture could not see, in a few words, or None when it saw everything.
+
+    `coverage` is a snapshot's Coverage or the payload's `coverage` object (docs/snapshot.md):
+    a capture is complete only when it ran as root and nothing was denied to it."""
+    value = coverage.get if isinstance(coverage, dict) else (lambda key: getattr(coverage, key))
+    if value("complete"):
+        return None
+    counts = [(value("processes_denied"), "process", "processes"),
+              (value("namespaces_denied"), "network namespace", "network namespaces")]
+    unread = " and ".join(f"{count} {one if count == 1 else many}" for count, one, many in counts if count)
+    if value("euid") != 0:
+        what = f": {unread} could not be read" if unread else ""
+        return f"ran as uid {value('euid')}, not root{what} (run as root, or sudo: true)"
+    return f"ran as root: {unread or 'part of the machine'} could not be read (the snapshot's coverage notes say why)"
+
+
+def partial_machines(results) -> dict[str, str]:
+    """The machines that answered with a partial capture, and what each could not see."""
+    partial = {}
+    for result in results:
+        reason = partial_capture(result.snapshot.coverage) if result.ok and result.snapshot is not None else None
+        if reason is not None:
+            partial[result.name] = reason
+    return partial
+
+
 SUMMARY_ALL_ROWS_UP_TO = 40  # machines; past that the table lists the failed and the slowest only
 SUMMARY_SLOWEST_SHOWN = 5
 
 
-def collect_summary(results, title: Optional[str] = None) -> None:
-    """The end-of-run table on stderr: host, status, category, seconds, sockets (and the message).
+def collect_summary(results, title: Optional[str] = None, require_complete: bool = False) -> None:
+    """The end-of-run table on stderr: host, status, category, seconds, sockets; then one line per
+    machine that failed or gave a partial capture, and the totals.
 
-    A fleet of hundreds would scroll the failures away: past SUMMARY_ALL_ROWS_UP_TO machines the
-    table keeps the failed machines and the slowest that answered, says how many it left out, and
-    counts the failures per category.
+    A machine that answered with a partial capture (not root, or denied: its snapshot's coverage)
+    is `partial`, never counted in "all N machines ok"; with `require_complete` it counts as
+    failed, category `partial`. A fleet of hundreds would scroll the failures away: past
+    SUMMARY_ALL_ROWS_UP_TO machines the table keeps the failed and partial machines and the
+    slowest that answered, says how many it left out, and counts the failures per category.
     """
     results = list(results)
+    partial = partial_machines(results)
+    if require_complete:
+        results = [_failed_as_partial(result, partial[result.name]) if result.name in partial else result
+                   for result in results]
+        partial = {}
     shown = results
     if len(results) > SUMMARY_ALL_ROWS_UP_TO:
-        failed_rows = [result for result in results if not result.ok]
+        failed_rows = [result for result in results if not result.ok or result.name in partial]
         slowest = sorted((result for result in results if result.ok), key=lambda result: -result.seconds)
         keep = {id(result) for result in failed_rows + slowest[:SUMMARY_SLOWEST_SHOWN]}
         shown = [result for result in results if id(result) in keep]
+    _print_table(err_console, _summary_table(shown, partial, title))
+    if len(shown) < len(results):
+        err_console.print(f"{len(results) - len(shown)} more machines answered ok (not listed; the run's "
+                          "manifest has every machine)", soft_wrap=True)
+    # Messages are long (fingerprints, paths): one line each under the table reads better than a column.
+    for result in results:
+        if not result.ok:
+            err_console.print(_machine_line(result.name, result.kind or "failed", result.message, "red"), soft_wrap=True)
+        elif result.name in partial:
+            err_console.print(_machine_line(result.name, "partial", partial[result.name], "yellow"), soft_wrap=True)
+    _print_totals(results, partial)
+
+
+def _summary_table(shown, partial: dict[str, str], title: Optional[str]) -> Table:
     table = Table(
         Column("host", overflow="fold"),
         Column("status"),
@@ -223,6 +290,8 @@ def collect_summary(results, title: Optional[str] = None) -> None:
     )
     for result in shown:
         status = Text("ok", style="green") if result.ok else Text("failed", style="bold red")
+        if result.name in partial:
+            status = Text("partial", style="yellow")
         sockets = result.sockets
         table.add_row(
             safe_text(result.name, limit=200),
@@ -231,29 +300,45 @@ def collect_summary(results, title: Optional[str] = None) -> None:
             f"{result.seconds:.1f}",
             "" if sockets is None else str(sockets),
         )
-    err_console.print(table)
-    if len(shown) < len(results):
-        err_console.print(f"{len(results) - len(shown)} more machines answered ok (not listed; the run's "
-                          "manifest has every machine)")
-    # Messages are long (fingerprints, paths): one line each under the table reads better than a column.
-    for result in results:
-        if not result.ok:
-            line = safe_text(result.name, limit=200, style="bold")
-            line.append_text(safe_text(f" ({result.kind}): ", style="red"))
-            line.append_text(safe_text(result.message, limit=1000))
-            err_console.print(line)
-    failed = sum(1 for result in results if not result.ok)
+    return table
+
+
+def _machine_line(name: str, category: str, message: str, style: str) -> Text:
+    """`db1 (refused): connection refused by 10.0.0.13:22`."""
+    line = safe_text(name, limit=200, style="bold")
+    line.append_text(safe_text(f" ({category}): ", style=style))
+    line.append_text(safe_text(message, limit=1000))
+    return line
+
+
+def _print_totals(results, partial: dict[str, str]) -> None:
+    """`2 of 5 machines failed (1 refused, 1 timeout)`, `1 of 5 machines gave a partial capture`,
+    or `all 5 machines ok`."""
+    failed = [result for result in results if not result.ok]
     if failed:
         kinds: dict[str, int] = {}
-        for result in results:
-            if not result.ok:
-                kinds[result.kind or "failed"] = kinds.get(result.kind or "failed", 0) + 1
+        for result in failed:
+            kinds[result.kind or "failed"] = kinds.get(result.kind or "failed", 0) + 1
         by_kind = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items(), key=lambda item: (-item[1], item[0])))
-        line = Text(str(failed), style="bold red")
+        line = Text(str(len(failed)), style="bold red")
         line.append_text(safe_text(f" of {len(results)} machines failed ({by_kind})"))
-        err_console.print(line)
-    else:
+        err_console.print(line, soft_wrap=True)
+    if partial:
+        line = Text(str(len(partial)), style="yellow")
+        line.append_text(safe_text(f" of {len(results)} machines gave a partial capture: their map lacks what "
+                                   "could not be read (--require-complete makes that a failure)"))
+        err_console.print(line, soft_wrap=True)
+    if not failed and not partial:
         err_console.print(f"[green]all {len(results)} machines ok[/]")
+
+
+def _failed_as_partial(result, reason: str):
+    """`result` shown as a failure of category `partial` (--require-complete)."""
+    import dataclasses
+
+    from netviz.collect import FAILED
+
+    return dataclasses.replace(result, status=FAILED, kind="partial", message=f"partial capture: {reason}")
 
 
 def ask_secret(prompt: str) -> Optional[str]:
