@@ -38,11 +38,16 @@ RANK_OUTSIDE = 2
 RANK_SHORT_LIVED = 3  # a window's connections with no holder seen (netviz.stitch.window)
 
 
-def node_key(group_by: str, machine: int, pid: Optional[int], comm: str) -> NodeKey:
+# Between a command and its network namespace in a group-by-process node key (a byte no comm holds).
+NETNS_SEPARATOR = "\x00"
+
+
+def node_key(group_by: str, machine: int, pid: Optional[int], comm: str, netns: str = "") -> NodeKey:
     """The node a socket end belongs to, for one granularity.
 
     `pid` is None for a socket no visible process holds; under group-by host every socket of a
-    machine belongs to the machine node.
+    machine belongs to the machine node. `netns` names a network namespace other than the
+    machine's own (a container's): under group-by process, a command there is a node of its own.
     """
     if group_by == "host":
         return (machine, RANK_OWNED, 0)
@@ -50,7 +55,7 @@ def node_key(group_by: str, machine: int, pid: Optional[int], comm: str) -> Node
         return (machine, RANK_UNATTRIBUTED, "" if group_by == "process" else 0)
     if group_by == "pid":
         return (machine, RANK_OWNED, pid)
-    return (machine, RANK_OWNED, comm)
+    return (machine, RANK_OWNED, f"{comm}{NETNS_SEPARATOR}{netns}" if netns else comm)
 
 
 def outside_key(group_by: str, machine: int, address: str = "") -> NodeKey:
@@ -200,6 +205,10 @@ class Node:
     command_inferred: bool = False
     # Outside nodes only: the peer's address ("" for the node standing for the peers past the cap).
     address: str = ""
+    # A network namespace other than the machine's own (a container's): its inode, and its name
+    # when the snapshot knows one (`ip netns`, Docker); empty for the machine's own namespace.
+    netns: str = ""
+    netns_name: str = ""
 
     @property
     def is_root(self) -> bool:
@@ -226,6 +235,8 @@ class Node:
             **({"short_lived": True} if self.short_lived else {}),
             **({"command_inferred": True} if self.command_inferred else {}),
             **({"address": self.address} if self.address else {}),
+            **({"netns": int(self.netns)} if self.netns else {}),
+            **({"netns_name": self.netns_name} if self.netns_name else {}),
         }
 
 

@@ -414,3 +414,39 @@ def test_own_namespace_is_captured_even_when_no_other_process_is_visible(load):
     ports = {s["local_port"] for s in namespace["sockets"] if s["state"] == "LISTEN"}
     assert load["tcp"][2] in ports
     assert doc["coverage"]["unattributed_sockets"] == len(namespace["sockets"])
+
+
+@needs_root
+def test_a_named_network_namespace_carries_its_name_and_a_stale_file_does_not():
+    """`ip netns add NAME`: the namespace a process lives in is named in the snapshot (from the
+    bind mount under /run/netns, checked against ss inside it); a regular file under /run/netns is
+    not a namespace and names nothing."""
+    name = "nvname" + uuid.uuid4().hex[:8]
+    stale = Path("/run/netns") / ("nvstale" + uuid.uuid4().hex[:8])
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    holder = None
+    try:
+        stale.write_text("")  # not a bind mount: its inode is a file's, on another filesystem
+        holder = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-c",
+                                   "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\n"
+                                   "s.listen()\nprint('ready', flush=True)\ntime.sleep(60)"],
+                                  stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        inode = os.stat(f"/run/netns/{name}").st_ino
+        assert os.stat(f"/proc/{holder.pid}/ns/net").st_ino == inode
+        assert "LISTEN" in subprocess.run(["ip", "netns", "exec", name, "ss", "-tlnH"], capture_output=True,
+                                          text=True, check=True).stdout
+        with open(PAYLOAD, "rb") as source:
+            result = subprocess.run([sys.executable, "-"], stdin=source, capture_output=True, timeout=120)
+        assert result.returncode == 0, result.stderr.decode()
+        document = json.loads(result.stdout)
+        names = {entry["inode"]: entry.get("name") for entry in document["namespaces"]}
+        assert names[inode] == name
+        assert stale.name not in names.values()
+        assert parse_snapshot(document, "live").namespaces[[e["inode"] for e in document["namespaces"]].index(inode)].name == name
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        stale.unlink(missing_ok=True)
+        subprocess.run(["ip", "netns", "del", name], check=False)

@@ -27,7 +27,11 @@ def test_node_keys_per_granularity_sort_without_mixing_types():
     assert node_key("host", 3, 812, "nginx") == (3, 0, 0)
     assert node_key("process", 0, None, "") == (0, RANK_UNATTRIBUTED, "")
     assert node_key("pid", 0, None, "") == (0, RANK_UNATTRIBUTED, 0)
-    assert outside_key("pid", 2) == (2, RANK_OUTSIDE, 0)
+    assert outside_key("pid", 2) == (2, RANK_OUTSIDE, "")
+    assert outside_key("process", 2, "203.0.113.9") == (2, RANK_OUTSIDE, "203.0.113.9")
+    # a command in a container's namespace is a node apart from the same command on the machine
+    assert node_key("process", 0, 812, "nginx", "4026532281") != node_key("process", 0, 813, "nginx")
+    assert node_key("pid", 0, 812, "nginx", "4026532281") == (0, 0, 812)
     for group_by in ("process", "pid", "host"):
         keys = [node_key(group_by, 0, pid, comm) for pid, comm in ((5, "b"), (None, ""), (2, "a"))]
         keys.append(outside_key(group_by, 0))

@@ -128,3 +128,34 @@ def test_undirected_and_inferred_edges_are_marked():
 def test_machine_without_flows_still_gets_a_cluster():
     source = render_dot(stitch([Machine("quiet", "10.0.0.1").build()]))
     assert "subgraph cluster_1 {" in source and 'empty_1 [label="no flows"' in source
+
+
+@needs_dot
+def test_a_container_namespace_is_a_box_inside_its_machine_for_the_real_dot():
+    """Graphviz itself reads the namespace as a cluster nested in the machine's, holding the
+    container's process and not the machine's process of the same name."""
+    import dataclasses
+    import json
+
+    box = Machine("box", "10.0.0.2", "172.17.0.1")
+    box.namespace(7001, "172.17.0.2")
+    box.process(1, "systemd")
+    box.process(50, "socat")
+    box.process(60, "socat", netns=7001)
+    box.listen(60, "tcp", "0.0.0.0:80", netns=7001)
+    box.connect(50, "tcp", "172.17.0.1:40000", "172.17.0.2:80")
+    box.connect(60, "tcp", "172.17.0.2:80", "172.17.0.1:40000", netns=7001)
+    snapshot = box.build()
+    snapshot = dataclasses.replace(snapshot, namespaces=tuple(
+        dataclasses.replace(ns, name="web<1>") if ns.inode == 7001 else ns for ns in snapshot.namespaces))
+    graph = stitch([snapshot])
+    container = next(node for node in graph.nodes if node.netns)
+    layout = json.loads(subprocess.run(["dot", "-Tjson"], input=render_dot(graph), capture_output=True,
+                                       text=True, check=True).stdout)
+    clusters = {obj["name"]: obj for obj in layout["objects"] if obj["name"].startswith("cluster")}
+    inner = clusters["cluster_1_1"]
+    assert "netns web&lt;1&gt;" in inner["label"] or "netns web<1>" in inner["label"], inner["label"]
+    members = {layout["objects"][index]["name"] for index in inner["nodes"]}
+    assert members == {container.id}
+    outer = {layout["objects"][index]["name"] for index in clusters["cluster_1"]["nodes"]}
+    assert container.id in outer and len(outer) == 2  # the machine's socat beside the box

@@ -443,6 +443,33 @@ def test_a_translated_flow_is_found_by_its_front_and_its_translating_machine():
     assert any("via gw (dialled 10.0.0.254:15432)" in row[-1] for row in rows), rows
 
 
+def test_a_command_in_a_container_namespace_is_a_node_apart_named_by_its_namespace():
+    """socat on the machine talking to socat in a container of the same machine: two nodes (not a
+    socat -> socat loop), the container's carrying its namespace and the name the snapshot knows."""
+    import dataclasses
+
+    box = Machine("box", "10.0.0.2", "172.17.0.1")
+    box.namespace(7001, "172.17.0.2")
+    box.process(1, "systemd")  # pid 1's namespace is the machine's own
+    box.process(50, "socat")
+    box.process(60, "socat", netns=7001)
+    box.listen(60, "tcp", "0.0.0.0:80", netns=7001)
+    box.connect(50, "tcp", "172.17.0.1:40000", "172.17.0.2:80")
+    box.connect(60, "tcp", "172.17.0.2:80", "172.17.0.1:40000", netns=7001)
+    snapshot = box.build()
+    named = dataclasses.replace(snapshot, namespaces=tuple(
+        dataclasses.replace(ns, name="web-1") if ns.inode == 7001 else ns for ns in snapshot.namespaces))
+    graph = stitch([named])
+    (flow,) = graph.flows
+    client, server = graph.node(flow.client), graph.node(flow.server)
+    assert flow.client != flow.server and client.comm == server.comm == "socat"
+    assert (client.netns, server.netns, server.netns_name) == ("", "7001", "web-1")
+    assert server.to_json()["netns"] == 7001 and "netns" not in client.to_json()
+    # grouped by pid, the two were always apart; the namespace is said the same way
+    by_pid = stitch([named], group_by="pid")
+    assert {graph_node.netns for graph_node in by_pid.nodes} == {"", "7001"}
+
+
 def test_nat_for_udp_reaches_the_bound_socket_behind_it():
     client = Machine("client", "10.0.0.1")
     client.process(1, "dig")

@@ -1195,6 +1195,37 @@ def _netns_key(path):
     return info.st_dev, info.st_ino
 
 
+# Where bind mounts give network namespaces a name: `ip netns add NAME`, and Docker's sandboxes.
+NAMESPACE_NAME_DIRS = ("netns", "docker/netns")
+MAX_NAMESPACE_NAMES = 4096
+
+
+def namespace_names(run_root="/run"):
+    """netns inode -> the name a bind mount under `run_root` gives it (read-only: listed, stat'ed).
+
+    Only entries on the namespace filesystem count (the device of /proc/self/ns/net): a regular
+    file left behind under the same name is not a namespace."""
+    try:
+        nsfs = os.stat("/proc/self/ns/net").st_dev
+    except OSError:
+        return {}
+    names = {}
+    for sub in NAMESPACE_NAME_DIRS:
+        directory = os.path.join(run_root, sub).encode()
+        try:
+            entries = sorted(os.listdir(directory))[:MAX_NAMESPACE_NAMES]
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = os.stat(os.path.join(directory, entry))
+            except OSError:
+                continue
+            if info.st_dev == nsfs and info.st_ino not in names:
+                names[info.st_ino] = decode_text(entry[:MAX_NAME])[0]
+    return names
+
+
 def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc"):
     """Read every table of one network namespace from `net_dir` (a /proc/PID/net directory).
 
@@ -1594,25 +1625,33 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False,
         known.difference_update(process["sockets"])
     coverage.unattributed_sockets = len(known)
 
+    names = namespace_names() if proc_root == "/proc" else {}
     return {
         "schema": SCHEMA,
         "payload_version": PAYLOAD_VERSION,
         "host": host,
         "coverage": coverage.to_dict(os.geteuid()),
         "namespaces": [
-            {
-                "inode": netns,
-                "pids": count,
-                "addresses": table["addresses"],
-                "sockets": (SocketList(table["sockets"]) if compact
-                            else [socket_to_dict(record) for record in table["sockets"]]),
-                "unkeyed": table["unkeyed"],
-                "conntrack": table["conntrack"],
-            }
+            _namespace_entry(netns, count, table, names.get(netns), compact)
             for netns, count, table in namespaces
         ],
         "processes": processes,
     }
+
+
+def _namespace_entry(netns, count, table, name, compact):
+    entry = {
+        "inode": netns,
+        "pids": count,
+        "addresses": table["addresses"],
+        "sockets": (SocketList(table["sockets"]) if compact
+                    else [socket_to_dict(record) for record in table["sockets"]]),
+        "unkeyed": table["unkeyed"],
+        "conntrack": table["conntrack"],
+    }
+    if name is not None:
+        entry["name"] = name  # only when known: older readers see the same document
+    return entry
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,6 +106,11 @@ def _folded(node: Node) -> list[str]:
     return lines
 
 
+def namespace_label(netns: str, name: str) -> str:
+    """`netns web-1` (the name the snapshot knows), else `netns 4026532281` (its inode)."""
+    return f"<<I>netns {label_text(name or netns)}</I>>"
+
+
 def cluster_label(host: HostEntry) -> str:
     lines = [f"<B>{label_text(host.name)}</B>"]
     if host.hostname != host.name:
@@ -235,8 +240,18 @@ def render_dot(graph: FlowGraph, *, bundle_edges: bool = False) -> str:
         nodes = by_host.get(host.name, [])
         if not nodes:
             out.append(f'    empty_{number} [label="no flows", shape=plaintext];')
+        namespaces: dict[str, list[Node]] = {}
         for node in nodes:
-            out.append(f"    {node.id} [{_node_attributes(node)}];")
+            if node.netns:  # a container's namespace: drawn as a box inside the machine
+                namespaces.setdefault(node.netns, []).append(node)
+            else:
+                out.append(f"    {node.id} [{_node_attributes(node)}];")
+        for inner, (netns, members) in enumerate(sorted(namespaces.items()), start=1):
+            out.append(f"    subgraph cluster_{number}_{inner} {{")
+            out.append(f"      label={namespace_label(netns, members[0].netns_name)};")
+            out.append('      style="rounded,dashed"; color=gray60;')
+            out.extend(f"      {node.id} [{_node_attributes(node)}];" for node in members)
+            out.append("    }")
         out.append("  }")
     if bundle_edges:
         out.extend(_bundled_edges(graph))

@@ -29,7 +29,10 @@ def _endpoint(node: Node) -> str:
     pids = ""
     if node.pids:
         pids = f"[{node.pids[0]}" + (f" +{len(node.pids) - 1}" if len(node.pids) > 1 else "") + "]"
-    return f"{for_terminal(node.host, limit=40)}: {name}{pids}"
+    where = for_terminal(node.host, limit=40)
+    if node.netns:  # a container's namespace on that machine
+        where += f"/{for_terminal(node.netns_name or node.netns, limit=40)}"
+    return f"{where}: {name}{pids}"
 
 
 def busiest_flows(graph: FlowGraph) -> list[Flow]:

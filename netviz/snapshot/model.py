@@ -66,6 +66,7 @@ class Namespace:
     sockets: tuple[Socket, ...]
     unkeyed: dict[str, dict[str, int]]
     conntrack: Optional[tuple[ConntrackEntry, ...]]
+    name: Optional[str] = None  # what `ip netns` or the container runtime calls it, when known
 
 
 @dataclass(frozen=True)

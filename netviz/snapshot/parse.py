@@ -56,8 +56,9 @@ def _namespace(node: _Field, budget: list[int], strings: CheckedStrings, seen: t
     if len(fresh) != len(keyed) or not fresh.isdisjoint(seen_sockets):
         _name_repeated_inode(sockets_node, sockets, seen_sockets)
     seen_sockets |= fresh
+    name = node.optional("name", lambda field: field.text(255, nullable=True), None)
     return Namespace(inode=inode, pids=pids, addresses=addresses, sockets=sockets,
-                     unkeyed=_unkeyed(node.key("unkeyed")), conntrack=conntrack)
+                     unkeyed=_unkeyed(node.key("unkeyed")), conntrack=conntrack, name=name or None)
 
 
 def _name_repeated_inode(sockets_node: _Field, sockets: tuple[Socket, ...], earlier: set[int]) -> None:

@@ -9,6 +9,7 @@ from typing import Optional
 from netviz.graph import (
     KIND_HOST,
     KIND_OUTSIDE,
+    NETNS_SEPARATOR,
     KIND_PROCESS,
     RANK_OUTSIDE,
     RANK_SHORT_LIVED,
@@ -31,7 +32,7 @@ from netviz.snapshot import Snapshot
 from netviz.stitch.addresses import Scope, address_sort_key, normalize_address, scope
 from netviz.stitch.index import SocketIndex
 from netviz.stitch.links import Links, Tally
-from netviz.stitch.machines import Machine
+from netviz.stitch.machines import Machine, main_namespace
 from netviz.stitch.window import Holder, ShortLived, WindowLink, WindowLinks
 
 MAX_UNRESOLVED_EXAMPLES = 10  # per machine, in the graph's `unresolved_examples`
@@ -164,7 +165,7 @@ def _members(machines: Sequence[Machine], group_by: str, wanted: set[NodeKey]) -
         for process in machine.snapshot.processes:
             if not process.sockets:
                 continue
-            key = node_key(group_by, machine.index, process.pid, process.comm)
+            key = node_key(group_by, machine.index, process.pid, process.comm, machine.netns_tag(process.netns))
             if key in wanted:
                 members.setdefault(key, []).append(process)
     return members
@@ -202,11 +203,14 @@ def _node(machines: Sequence[Machine], group_by: str, key: NodeKey, node_id: str
     pids = tuple(process.pid for process in processes)
     if not pids and gone is not None:  # seen holding the key's sockets during the window only
         pids = tuple(sorted(gone.pids))
+    netns = machine.netns_tag(first.netns) if first else str(key[2]).partition(NETNS_SEPARATOR)[2]
     return Node(
         id=node_id,
         host=host,
         kind=KIND_PROCESS,
-        comm=first.comm if first else gone.comm if gone is not None else str(key[2]),
+        comm=first.comm if first else gone.comm if gone is not None else str(key[2]).partition(NETNS_SEPARATOR)[0],
+        netns=netns,
+        netns_name=machine.netns_names.get(int(netns), "") if netns else "",
         pids=pids,
         users=tuple(sorted({process.user if process.user is not None else str(process.uid) for process in processes})),
         contexts=tuple(sorted({process.context for process in processes if process.context is not None})),
@@ -240,7 +244,7 @@ def _host_window(snapshot: Snapshot) -> Optional[HostWindow]:
 
 def _host(machine: Machine, tally: Tally, stale: frozenset[str]) -> HostEntry:
     snapshot = machine.snapshot
-    main = _main_namespace(snapshot)
+    main = main_namespace(snapshot)
     addresses: set[str] = set()
     for namespace in snapshot.namespaces:
         if namespace.inode != main:
@@ -272,11 +276,4 @@ def _example_order(example: UnresolvedConnection) -> tuple:
             example.remote_port, example.pid is None, example.pid or 0, example.why)
 
 
-def _main_namespace(snapshot: Snapshot) -> Optional[int]:
-    """The machine's own network namespace: pid 1's, else the one with the most processes."""
-    for process in snapshot.processes:
-        if process.pid == 1 and process.netns is not None:
-            return process.netns
-    if not snapshot.namespaces:
-        return None
-    return min(snapshot.namespaces, key=lambda namespace: (-namespace.pids, namespace.inode)).inode
+

@@ -19,6 +19,8 @@ class Machine:
         self.owner: dict[int, int] = {}  # socket inode -> lowest holder pid
         self.shared: dict[int, list[int]] = {}  # socket inode -> every holder, when more than one
         self.process = {process.pid: process for process in snapshot.processes}
+        self.main_netns = main_namespace(snapshot)
+        self.netns_names = {namespace.inode: namespace.name for namespace in snapshot.namespaces if namespace.name}
         for process in sorted(snapshot.processes, key=lambda item: item.pid):
             for inode in process.sockets:
                 first = self.owner.get(inode)
@@ -45,9 +47,24 @@ class Machine:
             return UNATTRIBUTED
         return self.process[pid].comm
 
+    def netns_tag(self, netns: Optional[int]) -> str:
+        """How a node key names the namespace `netns`: empty for the machine's own (or unknown)."""
+        return "" if netns is None or netns == self.main_netns else str(netns)
+
     def key(self, pid: Optional[int]) -> NodeKey:
         """The node of a socket owned by `pid` (None: no visible owner), memoised."""
         key = self.keys.get(pid)
         if key is None:
-            key = self.keys[pid] = node_key(self.group_by, self.index, pid, self.comm(pid))
+            netns = self.netns_tag(self.process[pid].netns) if pid is not None else ""
+            key = self.keys[pid] = node_key(self.group_by, self.index, pid, self.comm(pid), netns)
         return key
+
+
+def main_namespace(snapshot: Snapshot) -> Optional[int]:
+    """The machine's own network namespace: pid 1's, else the one with the most processes."""
+    for process in snapshot.processes:
+        if process.pid == 1 and process.netns is not None:
+            return process.netns
+    if not snapshot.namespaces:
+        return None
+    return min(snapshot.namespaces, key=lambda namespace: (-namespace.pids, namespace.inode)).inode

@@ -111,15 +111,17 @@ class _Ends:
         self.group_by = group_by
         self.result = result
 
-    def holder_node(self, machine: Machine, holders: Sequence[WindowHolder]) -> tuple[Optional[NodeKey], set[int]]:
-        """The one node of the holders, and their pids; (None, ()) when there is no single one."""
+    def holder_node(self, machine: Machine, holders: Sequence[WindowHolder],
+                    netns: Optional[int]) -> tuple[Optional[NodeKey], set[int]]:
+        """The one node of the holders of a key of namespace `netns`, and their pids; (None, ())
+        when there is no single one."""
         keys: set[NodeKey] = set()
         pids: set[int] = set()
         for holder in holders:
             alive = machine.process.get(holder.pid)
             if alive is not None and alive.comm != holder.comm:
                 return None, set()  # the pid now runs another command: never name the wrong one
-            key = node_key(self.group_by, machine.index, holder.pid, holder.comm)
+            key = node_key(self.group_by, machine.index, holder.pid, holder.comm, machine.netns_tag(netns))
             keys.add(key)
             pids.add(holder.pid)
             if alive is None or not alive.sockets:
@@ -299,10 +301,10 @@ def _link_client(machines: Sequence[Machine], index: SocketIndex, ends: _Ends, m
     if server is not None:
         server_machine, server_flow = server
         server_key, server_pids = ends.holder_node(
-            server_machine, [h for h in server_flow.holders if h.via == "socket"])
+            server_machine, [h for h in server_flow.holders if h.via == "socket"], server_flow.netns)
         if server_key is None:  # the process that accepts is the server of every connection
             server_key, server_pids = ends.holder_node(
-                server_machine, [h for h in server_flow.holders if h.via == "listener"])
+                server_machine, [h for h in server_flow.holders if h.via == "listener"], server_flow.netns)
     if server_key is None:
         listeners = index.listeners_for(target.machine, target.netns, target.address, target.port, flow.proto)
         if listeners:
@@ -326,7 +328,7 @@ def _link_client(machines: Sequence[Machine], index: SocketIndex, ends: _Ends, m
             seen.last_seen = max(seen.last_seen, other.last_seen)
             seen.connections = max(seen.connections, other.connections)
             seen.persistent = seen.persistent or other.persistent
-        client_key, client_pids = ends.holder_node(machine, holders) if holders else (None, set())
+        client_key, client_pids = ends.holder_node(machine, holders, flow.netns) if holders else (None, set())
         if client_key is None:
             client_key = ends.short_lived(machine, flow, window)
         _add(ends.result, (client_key, server_key, flow.proto, target.port, target.via), seen, target.address,
