@@ -156,6 +156,7 @@ class HostEntry:
     unresolved: int = 0
     unresolved_examples: tuple[UnresolvedConnection, ...] = ()  # the first few, for a reader to check
     window: Optional[HostWindow] = None  # only when the machine's snapshot has a window
+    key: str = ""  # the natural key (machine_key), the same in every run: set by with_natural_keys
 
     @property
     def outside(self) -> int:
@@ -163,6 +164,7 @@ class HostEntry:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **({"key": self.key} if self.key else {}),
             "name": self.name,
             "hostname": self.hostname,
             "machine_id": self.machine_id,
@@ -209,6 +211,7 @@ class Node:
     # when the snapshot knows one (`ip netns`, Docker); empty for the machine's own namespace.
     netns: str = ""
     netns_name: str = ""
+    key: str = ""  # the natural key (node_natural_key), the same in every run: set by with_natural_keys
 
     @property
     def is_root(self) -> bool:
@@ -221,6 +224,7 @@ class Node:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            **({"key": self.key} if self.key else {}),
             "host": self.host,
             "kind": self.kind,
             "comm": self.comm,
@@ -228,7 +232,8 @@ class Node:
             "users": list(self.users),
             "contexts": list(self.contexts),
             "cmdline": self.cmdline,
-            "listening": [item.to_json() for item in self.listening],
+            "listening": [{**({"key": listener_key(self, item)} if self.key else {}), **item.to_json()}
+                          for item in self.listening],
             "ingress": [item.to_json() for item in self.ingress],
             "sockets": self.sockets,
             # only in graphs with a window: instant documents keep their exact bytes
@@ -300,6 +305,7 @@ class Flow:
     window: Optional[FlowWindow] = None  # only when a snapshot of the group has a window
     # the fronts the clients dialled when `via` translated them: (address, port) on the NAT machine
     dialled: tuple[tuple[str, int], ...] = ()
+    key: str = ""  # the natural key (flow_natural_key), the same in every run: set by with_natural_keys
 
     def dialled_text(self) -> str:
         """`10.0.0.254:15432`, `[fd00::1]:80`: the fronts dialled, comma-separated."""
@@ -314,6 +320,7 @@ class Flow:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            **({"key": self.key} if self.key else {}),
             "client": self.client,
             "server": self.server,
             "proto": self.proto,
@@ -393,6 +400,65 @@ class FlowGraph:
             if flow.server != flow.client:
                 totals[flow.server] = totals.get(flow.server, 0) + flow.count
         return totals
+
+
+# ------------------------------------------------------------------------------------------
+# natural keys: the same text in every run where it is the same thing (ids are positional)
+
+HOST_NAMESPACE = "host"  # how a key names the machine's own network namespace
+_KEY_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", ">": "\\>"})
+
+
+def _part(text: object) -> str:
+    """One part of a key, its separators escaped, so that a comm holding `|` cannot make two
+    different things share a key."""
+    return str(text).translate(_KEY_ESCAPES)
+
+
+def machine_key(name: str) -> str:
+    """A machine's key: its name in the group (the inventory name)."""
+    return _part(name)
+
+
+def namespace_key(node: Node) -> str:
+    """`machine|namespace` of a node: the namespace's name when the snapshot knows one, else its
+    inode; `host` for the machine's own."""
+    return f"{machine_key(node.host)}|{_part(node.netns_name or node.netns or HOST_NAMESPACE)}"
+
+
+def node_natural_key(node: Node, group_by: str) -> str:
+    """`web1` (group-by host), `web1|host|nginx` (process), `web1|host|nginx|812` (pid),
+    `web1|outside|203.0.113.9` (an outside peer; `*` for the peers past the cap)."""
+    if node.kind == KIND_HOST:
+        return machine_key(node.host)
+    if node.kind == KIND_OUTSIDE:
+        return f"{machine_key(node.host)}|outside|{_part(node.address or '*')}"
+    key = f"{namespace_key(node)}|{_part(node.comm)}"
+    if group_by == "pid" and len(node.pids) == 1 and not node.short_lived:
+        key += f"|{node.pids[0]}"
+    return key
+
+
+def flow_natural_key(flow: Flow, client_key: str, server_key: str) -> str:
+    """`client>server|proto|port|via`: the two node keys, the service and the NAT machine."""
+    return f"{client_key}>{server_key}|{flow.proto}|{flow.server_port}|{_part(flow.via or '')}"
+
+
+def listener_key(node: Node, item: Listening) -> str:
+    """`machine|namespace|proto|address|port`: a port open on a machine, whoever holds it."""
+    return f"{namespace_key(node)}|{item.proto}|{item.address}|{item.port}"
+
+
+def with_natural_keys(graph: FlowGraph) -> FlowGraph:
+    """Set the natural key of every machine, node and flow of a stitched graph (in place)."""
+    for host in graph.hosts:
+        host.key = machine_key(host.name)
+    for node in graph.nodes:
+        node.key = node_natural_key(node, graph.group_by)
+    keys = {node.id: node.key for node in graph.nodes}
+    for flow in graph.flows:
+        flow.key = flow_natural_key(flow, keys[flow.client], keys[flow.server])
+    return graph
 
 
 def renumbered(graph: FlowGraph, hosts: list[HostEntry], nodes: list[Node], flows: list[Flow],

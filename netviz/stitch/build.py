@@ -27,6 +27,7 @@ from netviz.graph import (
     NodeKey,
     UnresolvedConnection,
     node_key,
+    with_natural_keys,
 )
 from netviz.snapshot import Snapshot
 from netviz.stitch.addresses import Scope, address_sort_key, normalize_address, scope
@@ -71,7 +72,8 @@ def build_graph(machines: Sequence[Machine], index: SocketIndex, links: Links, s
         for key in ordered
     ]
     hosts = [_host(machine, links.tallies[machine.index], stale) for machine in machines]
-    return FlowGraph(group_by=group_by, hosts=hosts, nodes=nodes, flows=_flows(machines, links, ordered, ids, window))
+    graph = FlowGraph(group_by=group_by, hosts=hosts, nodes=nodes, flows=_flows(machines, links, ordered, ids, window))
+    return with_natural_keys(graph)
 
 
 def _listening(machines: Sequence[Machine], index: SocketIndex) -> dict[NodeKey, set[Listening]]:
