@@ -69,9 +69,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 if [ "$want_tests" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[test]'
+  # setuptools notes every editable install ("Editable installation. Please be careful with
+  # folders ... same name as your package"): true of any checkout, and ten lines of noise here.
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e '.[test]'
+  echo "netviz setup: done; next, run the tests (as root): scripts/test.sh"
 else
   .venv/bin/python -m pip install -q .
+  echo "netviz setup: done; next, map this machine (as root, to see every process): .venv/bin/netviz run --output map.svg"
 fi
 
 if [ "$want_tests" = 1 ] && [ ! -x .venv/mermaid/node_modules/.bin/mmdc ]; then
