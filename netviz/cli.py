@@ -49,9 +49,12 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "collect": (EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOTHING, EXIT_INTERRUPTED),
     "stitch": (EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED),
     "capture": (EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED),
+    "history": (EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED),
+    "diff": (EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED),
 }
-COMMAND_ORDER = ("run", "collect", "stitch", "capture")  # the one to start with first
+COMMAND_ORDER = ("run", "collect", "stitch", "capture", "history", "diff")  # the one to start with first
 HELP_WIDTH_ON_TERMINAL = 120  # at most; a narrower terminal wraps narrower
+UNWRAPPED_HELP_WIDTH = 1_000_000  # in a pipe: never wrapped
 
 
 class _HelpContext(typer.Context):
@@ -61,7 +64,15 @@ class _HelpContext(typer.Context):
     def make_formatter(self):
         if sys.stdout.isatty():
             return self.formatter_class(width=self.terminal_width, max_width=HELP_WIDTH_ON_TERMINAL)
-        return self.formatter_class(width=1_000_000, max_width=1_000_000)
+        return self.formatter_class(width=UNWRAPPED_HELP_WIDTH, max_width=UNWRAPPED_HELP_WIDTH)
+
+
+def _first_column(formatter, rows) -> int:
+    """The widest first column before a description moves to the next line: click's 30 on a
+    terminal; unwrapped, every description stays on its option's line (for grep)."""
+    if formatter.width < UNWRAPPED_HELP_WIDTH:
+        return 30
+    return max(len(first) for first, _ in rows)
 
 
 class _Command(TyperCommand):
@@ -78,7 +89,7 @@ class _Command(TyperCommand):
         for title, rows in (("Arguments", arguments), ("Options", options)):
             if rows:
                 with formatter.section(title):
-                    formatter.write_dl(rows)
+                    formatter.write_dl(rows, col_max=_first_column(formatter, rows))
 
     def format_epilog(self, ctx, formatter) -> None:
         super().format_epilog(ctx, formatter)
@@ -486,8 +497,8 @@ def collect(
     except NetvizError as error:
         _fail(error)
     console.collect_summary(outcome.results, title=f"run {outcome.run.run_id}", require_complete=require_complete)
-    for message in outcome.window_notes:
-        console.warning(message)
+    for message in outcome.window_notes + (outcome.warnings if outcome.cache_problem is None else []):
+        console.warning(message)  # with the cache written, warnings are the history's
     if outcome.cache_problem is not None:  # collecting is caching: nothing is left of the run
         _fail(CacheError(f"the cache cannot be written ({outcome.cache_problem}): nothing was cached"))
     print(outcome.run.path, flush=True)  # the one line on stdout: run=$(netviz collect ...)
@@ -556,3 +567,74 @@ def run(
     except NetvizError as error:
         _fail(error)
     raise typer.Exit(_exit_code(outcome.exit_code, collected.results, require_complete))
+
+
+# ------------------------------------------------------------------------------------------
+# the run history (netviz/history.py, docs/history.md)
+
+
+class _Listing(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _since(text: Optional[str]) -> Optional[float]:
+    import time
+
+    from netviz.when import parse_span
+
+    if text is None:
+        return None
+    try:
+        return time.time() - parse_span(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from None
+
+
+@app.command(cls=_Command, short_help="The collected runs, or one flow's or node's timeline.")
+def history(
+    since: Annotated[Optional[str], typer.Option("--since", metavar="SPAN", help="Only runs of the last SPAN (10m, 2h, 7d).")] = None,
+    flow: Annotated[Optional[str], typer.Option("--flow", metavar="TERM", help="Timeline of every flow whose key contains TERM.")] = None,
+    node: Annotated[Optional[str], typer.Option("--node", metavar="TERM", help="Timeline of every node whose key contains TERM.")] = None,
+    fmt: Annotated[_Listing, typer.Option("--format", "-f", help="table or json.")] = _Listing.table,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Recreate the history database from the cached runs first.")] = False,
+    cache_dir: _CacheOption = None,
+) -> None:
+    """The runs in the cache's history, one line each: when, machines ok and failed, flows, and flows
+    new and gone since the previous run. With --flow or --node: first and last seen, runs seen out of
+    runs taken, the counts run by run."""
+    from netviz.history_report import history_job
+
+    try:
+        report = history_job(cache_dir, since=_since(since), flow=flow, node=node, fmt=fmt.value, rebuild_first=rebuild)
+    except NetvizError as error:
+        _fail(error)
+    for note in report.notes:
+        console.info(note)
+    sys.stdout.write(report.text)
+
+
+@app.command(cls=_Command, short_help="What changed between two runs (default: the last two).")
+def diff(
+    first: Annotated[Optional[str], typer.Argument(metavar="A", help="A run id, `latest`, a cached run's directory, or a time: -2h, yesterday, 2026-12-01T10:00.")] = None,
+    second: Annotated[Optional[str], typer.Argument(metavar="B", help="The same; default: the newest run.")] = None,
+    fmt: Annotated[_Listing, typer.Option("--format", "-f", help="table or json.")] = _Listing.table,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit with 1 when machines, flows or listeners changed (counts alone do not), as git diff --exit-code.")] = False,
+    cache_dir: _CacheOption = None,
+) -> None:
+    """Machines added, removed or unreachable; flows added and removed; counts changed; listeners
+    opened, closed or held by another process. A machine not captured in one run is reported
+    unreachable and its flows are not compared."""
+    from netviz.history_report import diff_job
+
+    try:
+        report = diff_job(cache_dir, first, second, fmt=fmt.value)
+    except NetvizError as error:
+        _fail(error)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    for note in report.notes:
+        console.info(note)
+    sys.stdout.write(report.text)
+    if exit_code and report.diff is not None and report.diff.changed:
+        raise typer.Exit(EXIT_ERROR)

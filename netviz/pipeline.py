@@ -293,6 +293,12 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
         reporter.end()
     run = recording.finish(order=[spec.name for spec in hosts], groups=groups)
     outcome = recording.outcome(results, run, groups)
+    if outcome.cache_problem is None:  # the history follows the cache: a run not cached is not recorded
+        from netviz.history import record_collected
+
+        problem = record_collected(cache_root, run, {r.name: r.snapshot for r in results if r.snapshot is not None})
+        if problem is not None:
+            outcome.warnings.append(problem)
     outcome.window_notes = window_notes(results, window) if window is not None else []
     return outcome
 

@@ -1,0 +1,188 @@
+"""The run history: real SQLite files in real caches (runs written by the cache's writer, and one
+real `netviz collect` of this machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from history_runs import lab, wide, write_run
+
+from netviz.cache import list_runs
+from netviz.history import (
+    SCHEMA_VERSION,
+    HistoryError,
+    history_path,
+    migrate,
+    open_history,
+    read_facts,
+    record_collected,
+    recorded_runs,
+    run_lines,
+    sync,
+    timelines,
+)
+
+HERE = Path(__file__).parent
+NETVIZ = [sys.executable, "-m", "netviz"]
+
+
+@pytest.fixture
+def cache(tmp_path) -> Path:
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    return root
+
+
+def netviz(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(NETVIZ + list(args), capture_output=True, text=True, timeout=300)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def consistent(root: Path) -> sqlite3.Connection:
+    """The history holds exactly the cache's runs, each whole; returns the open database."""
+    connection = open_history(root)
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert recorded_runs(connection) == {path.name for path in list_runs(root)}
+    for run, flows in connection.execute("SELECT id, flows FROM run"):
+        assert connection.execute("SELECT count(*) FROM flow_seen WHERE run = ?", (run,)).fetchone()[0] == flows
+    return connection
+
+
+def test_a_run_is_recorded_whole_private_and_in_wal_mode(cache):
+    run = write_run(cache, lab())
+    path = history_path(cache)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    connection = consistent(cache)
+    assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert connection.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+    facts = read_facts(connection, run.run_id)
+    assert set(facts.flows) == {"web|host|app>db|host|postgres|tcp|5432|", "web|host|app>db|host|olddb|tcp|6000|"}
+    assert facts.listeners["db|host|tcp|0.0.0.0|5432"] == {"db|host|postgres"}
+    assert {name: machine.status for name, machine in facts.machines.items()} == {"web": "ok", "db": "ok"}
+
+
+def test_new_and_gone_follow_the_previous_run(cache):
+    write_run(cache, lab())
+    write_run(cache, lab(extra_flow=True, old_flow=False))
+    lines = run_lines(open_history(cache))
+    assert [(line.flows, line.flows_new, line.flows_gone) for line in lines] == [(2, None, None), (2, 1, 1)]
+
+
+def test_pruned_runs_leave_the_history_and_their_identities_with_them(cache):
+    write_run(cache, lab(), keep=2)
+    write_run(cache, lab(old_flow=False), keep=2)
+    write_run(cache, lab(old_flow=False), keep=2)  # the cache prunes the first run
+    connection = consistent(cache)
+    assert len(recorded_runs(connection)) == 2
+    assert not timelines(connection, "olddb", "flow")  # seen only in the pruned run
+    assert connection.execute("SELECT count(*) FROM flow WHERE key LIKE '%olddb%'").fetchone() == (0,)
+    assert [line.flows_new for line in run_lines(connection)] == [None, 0]
+
+
+def test_a_flow_timeline_counts_runs_seen_out_of_runs_taken(cache):
+    for extra in (False, True, False, True):
+        write_run(cache, lab(extra_flow=extra))
+    timeline, = timelines(open_history(cache), "newdb", "flow")
+    assert (timeline.seen, timeline.taken) == (2, 4)
+    assert [count for _, _, count in timeline.counts] == [None, 1, None, 1]
+    assert timeline.first_seen < timeline.last_seen
+
+
+def test_an_older_schema_is_migrated_keeping_its_runs(cache):
+    path = history_path(cache)
+    old = sqlite3.connect(path, isolation_level=None)
+    migrate(old, target=1)
+    old.close()
+    run = write_run(cache, lab(), record=False)
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA foreign_keys = ON")
+    sync(connection, cache)  # a v1 database records (the same tables), as an older netviz did
+    assert connection.execute("SELECT version FROM schema_version").fetchone() == (1,)
+    connection.close()
+    upgraded = open_history(cache)
+    assert upgraded.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+    indexes = {name for (name,) in upgraded.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"flow_seen_by_flow", "node_seen_by_node", "run_by_time"} <= indexes
+    assert recorded_runs(upgraded) == {run.run_id}
+
+
+def test_a_newer_schema_is_refused_with_a_hint(cache):
+    connection = open_history(cache)
+    connection.execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION + 1}")
+    connection.close()
+    with pytest.raises(HistoryError, match="newer netviz.*--rebuild"):
+        open_history(cache)
+
+
+def test_a_corrupt_database_says_so_in_one_line_and_rebuild_recreates_it(cache):
+    runs = [write_run(cache, lab()), write_run(cache, lab(extra_flow=True))]
+    for suffix in ("-wal", "-shm"):
+        Path(f"{history_path(cache)}{suffix}").unlink(missing_ok=True)
+    history_path(cache).write_bytes(b"this is not a database" * 200)
+    broken = netviz("history", "--cache", str(cache), check=False)
+    assert broken.returncode == 1
+    assert broken.stdout == ""
+    assert len(broken.stderr.strip().splitlines()) == 1
+    assert "unreadable" in broken.stderr and "--rebuild" in broken.stderr
+    rebuilt = netviz("history", "--rebuild", "--cache", str(cache))
+    assert [run.run_id for run in runs] == [line.split()[2] for line in rebuilt.stdout.splitlines()[1:]]
+    assert "rebuilt from 2 cached run(s)" in rebuilt.stderr
+    consistent(cache)
+
+
+def test_a_collector_killed_while_recording_leaves_a_history_the_next_run_mends(cache):
+    # A run with 3,000 flows takes long enough to record that the kill lands inside some transaction.
+    writer = subprocess.Popen([sys.executable, str(HERE / "history_runs.py"), str(cache), "50", "3000"],
+                              stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "recorded\n"  # one run whole, then kill the next one's recording
+    time.sleep(1.5)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    connection = open_history(cache)
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    for run, flows in connection.execute("SELECT id, flows FROM run"):  # every run there is whole
+        assert connection.execute("SELECT count(*) FROM flow_seen WHERE run = ?", (run,)).fetchone()[0] == flows
+    connection.close()
+    write_run(cache, lab())  # the next collection records what the killed one did not
+    consistent(cache)
+
+
+def test_two_collectors_on_one_cache_both_land_in_the_history(cache):
+    writers = [subprocess.Popen([sys.executable, str(HERE / "history_runs.py"), str(cache), "6", "200"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for writer in writers:
+        _, errors = writer.communicate(timeout=300)
+        assert writer.returncode == 0, errors
+    connection = consistent(cache)
+    assert len(recorded_runs(connection)) == 12
+    assert [line.flows for line in run_lines(connection)] == [200] * 12
+    assert [line.flows_new for line in run_lines(connection)][1:] == [0] * 11
+
+
+def test_a_history_that_cannot_be_written_is_one_warning_and_the_run_stays_cached(cache):
+    run = write_run(cache, lab(), record=False)
+    history_path(cache).mkdir()  # not a file: cannot be opened as a database
+    problem = record_collected(cache, run, {})
+    assert problem is not None and "history" in problem and "\n" not in problem
+    assert [path.name for path in list_runs(cache)] == [run.run_id]
+
+
+def test_collect_records_the_run_and_history_lists_it(cache):
+    collected = netviz("collect", "--cache", str(cache), check=False)
+    assert collected.returncode in (0, 3), collected.stderr  # 3: a partial capture when not root
+    shown = netviz("history", "--cache", str(cache), "--format", "json")
+    runs = json.loads(shown.stdout)["runs"]
+    assert [run["run"] for run in runs] == [Path(collected.stdout.strip()).name]
+    assert runs[0]["machines_ok"] == 1 and runs[0]["flows_new"] is None
+    assert "recorded" not in shown.stderr  # collect recorded it: history had nothing to mend
