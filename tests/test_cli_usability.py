@@ -79,7 +79,7 @@ def test_the_table_piped_to_grep_keeps_each_flow_on_one_line(tmp_path):
     assert done.returncode == 0, done.stderr
     graph = json.loads(netviz("stitch", str(tmp_path), "--format", "json").stdout)
     flows = [line for line in done.stdout.splitlines() if re.search(r"\b(tcp|udp)/\d+\b", line)]
-    endpoint = r"\bm\d{4}: [^\s\[]+\[\d+( \+\d+)?\]"  # m0000: app[500 +7], whole
+    endpoint = r"\bm\d{4}(/\d+)?: [^\s\[]+\[\d+( \+\d+)?\]"  # m0000: app[500 +7], whole
     assert flows and all(len(re.findall(endpoint, line)) == 2 for line in flows), done.stdout
     assert len(flows) == len(graph["flows"])
     assert max(len(line) for line in done.stdout.splitlines()) > 80  # it would have been folded
@@ -114,7 +114,8 @@ def test_bash_completes_commands_options_and_choices():
 
     assert complete("netviz", "r") == ["run"]
     assert complete("netviz", "run", "--gro") == ["--group-by"]
-    assert complete("netviz", "run", "--group-by", "p") == ["process", "pid"]
+    grouped = complete("netviz", "run", "--group-by", "p")
+    assert {"process", "pid"} <= set(grouped) and all(choice.startswith("p") for choice in grouped)
     assert "pdf" in complete("netviz", "stitch", "-f", "p")
 
 
@@ -160,7 +161,7 @@ def test_top_level_help_lists_run_first_and_each_summary_whole():
     text = help_of()
     section = text[text.index("Commands:"):].splitlines()[1:]
     listed = [line.split()[0] for line in section if line.strip()]
-    assert listed == list(COMMANDS)
+    assert listed[:len(COMMANDS)] == list(COMMANDS)
     assert "..." not in "\n".join(section) and "…" not in text
     assert "--install-completion" in text and "--show-completion" in text
 
@@ -199,7 +200,7 @@ def test_ctrl_c_ends_any_command_with_130_and_writes_nothing(tmp_path):
     try:
         deadline = time.monotonic() + 60
         fds = Path(f"/proc/{process.pid}/fd")
-        while not any(os.readlink(fd).startswith("socket:") for fd in _listing(fds)):
+        while not any(_link(fd).startswith("socket:") for fd in _listing(fds)):
             assert time.monotonic() < deadline and process.poll() is None, "the window never started"
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
@@ -209,6 +210,13 @@ def test_ctrl_c_ends_any_command_with_130_and_writes_nothing(tmp_path):
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not output.exists()
+
+
+def _link(fd: Path) -> str:
+    try:
+        return os.readlink(fd)
+    except OSError:  # closed meanwhile
+        return ""
 
 
 def _listing(directory: Path) -> list[Path]:
