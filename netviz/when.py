@@ -21,7 +21,7 @@ def parse_span(text: str) -> float:
 
 
 def parse_when(text: str, now: float) -> float:
-    """Unix time of `-2h` (before now), `yesterday` (24 h before now), `now`, or an ISO 8601 date
+    """Unix time of `-2h` or `2h` (before now), `yesterday` (24 h before now), `now`, or an ISO 8601 date
     and time (local time unless it says its zone: `Z`, `+01:00`); ValueError otherwise."""
     spec = text.strip()
     if spec == "now":
@@ -30,6 +30,8 @@ def parse_when(text: str, now: float) -> float:
         return now - 86400.0
     if spec.startswith("-"):
         return now - parse_span(spec[1:])
+    if _SPAN.match(spec) and not spec.strip().isdigit():  # `2h`: as `-2h`, which a shell line needs after `--`
+        return now - parse_span(spec)
     try:
         moment = datetime.fromisoformat(spec.replace("Z", "+00:00") if spec.endswith("Z") else spec)
     except ValueError:
