@@ -157,4 +157,21 @@ def test_layout_of_a_machine_level_graph_and_of_empty_machines() -> None:
     layout = compute_layout(g.build())
     assert layout["nodes"][node] == layout["machines"]["a"][:2]
     assert "empty" in layout["machines"]
-    assert compute_layout({"hosts": [], "nodes": [], "flows": []}) == {"nodes": {}, "machines": {}}
+    assert compute_layout({"hosts": [], "nodes": [], "flows": []}) == {"nodes": {}, "machines": {}, "ring": {}}
+
+
+def test_ring_puts_hosts_that_talk_side_by_side() -> None:
+    """The host view's order: each host follows the ones it talks to most, whatever their names."""
+    g = GraphBuilder()
+    names = ["a", "b", "c", "d", "e", "f"]
+    procs = {name: g.process(g.host(name, [f"10.0.0.{i}"]), "app", [i]) for i, name in enumerate(names)}
+    # Two cliques that never talk to each other: {a, c, e} and {b, d, f}.
+    for x, y in (("a", "c"), ("c", "e"), ("a", "e"), ("b", "d"), ("d", "f"), ("b", "f")):
+        g.flow(procs[x], procs[y], "tcp", 80, "10.0.0.1", count=5)
+    ring = compute_layout(g.build())["ring"]
+    order = sorted(ring, key=lambda name: ring[name][2])
+    assert sorted([sorted(order[:3]), sorted(order[3:])]) == [["a", "c", "e"], ["b", "d", "f"]], order
+    # Evenly spaced on one circle, far enough apart for a label line each.
+    radii = {round((x * x + y * y) ** 0.5, 1) for x, y, _ in ring.values()}
+    assert len(radii) == 1 and radii.pop() >= 6 * 22 / (2 * 3.1416)
+    assert compute_layout(g.build())["ring"] == ring

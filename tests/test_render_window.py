@@ -128,7 +128,7 @@ def test_the_html_toggle_hides_short_lived_flows(tmp_path: Path):
                   .map(e => ({label: e.data('label'), style: e.style('line-style')}))"""
     with open_page(path) as (page, log):
         assert page.is_visible("#window-filter")
-        assert "2 machines observed without some event sources" in page.inner_text("#notices")
+        assert "2 hosts observed without some event sources" in page.inner_text("#notices")
         assert "web (conntrack missing)" in page.inner_text("#notices")
         edges = page.evaluate(shown)
         labels = sorted(edge["label"] for edge in edges)

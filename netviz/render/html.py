@@ -33,6 +33,14 @@ PROCESS_STEP_X = 120.0
 PROCESS_STEP_Y = 64.0
 MACHINE_PADDING = 40.0
 MACHINE_GAP = 90.0
+# The host view (and the first view of a large map) puts hosts on a ring, in an order where hosts
+# that talk sit side by side, with radial labels. RING_STEP is the arc between two hosts: a little
+# more than a label's line height (the page draws them at font size 16), so neighbouring labels
+# never touch.
+RING_STEP = 22.0
+RING_MIN_RADIUS = 220.0
+# How many of the hosts placed last pull on the choice of the next one.
+RING_WINDOW = 3
 
 _MARKER = re.compile(r"@@(?:POLICY|TITLE|STYLE|DATA|LIBRARY|APP)@@")
 
@@ -87,9 +95,11 @@ def embed_json(value: Any) -> str:
 def compute_layout(graph_doc: dict[str, Any]) -> dict[str, Any]:
     """Give every node a position and every machine a box, deterministically, in linear time.
 
-    Returns `{"nodes": {node_id: [x, y]}, "machines": {host_name: [x, y, width, height]}}` where
-    (x, y) of a machine is the centre of its box. Nodes of kind `host` (a graph grouped by machine)
-    sit at their machine's centre; all other nodes are laid on a grid inside their machine.
+    Returns `{"nodes": {node_id: [x, y]}, "machines": {host_name: [x, y, width, height]},
+    "ring": {host_name: [x, y, angle]}}` where (x, y) of a machine is the centre of its box. Nodes
+    of kind `host` (a graph grouped by machine) sit at their machine's centre; all other nodes are
+    laid on a grid inside their machine. `ring` places the hosts for the host view (see
+    `ring_layout`).
     """
     members: dict[str, list[dict[str, Any]]] = {}
     for host in graph_doc.get("hosts", []):
@@ -109,7 +119,8 @@ def compute_layout(graph_doc: dict[str, Any]) -> dict[str, Any]:
     # Shelf packing: fill rows left to right up to a width that makes the whole roughly 16:10.
     total_area = sum((w + MACHINE_GAP) * (h + MACHINE_GAP) for _, w, h in sizes.values())
     widest = max((w for _, w, _ in sizes.values()), default=0.0)
-    shelf_width = max(widest, math.sqrt(total_area * 1.6))
+    # A fifth wider than the exact 16:10 square root, or a few equal boxes end up one per row.
+    shelf_width = max(widest, 1.2 * math.sqrt(total_area * 1.6))
     machines: dict[str, list[float]] = {}
     x = y = shelf_height = 0.0
     for name, (_, width, height) in sizes.items():
@@ -133,7 +144,72 @@ def compute_layout(graph_doc: dict[str, Any]) -> dict[str, Any]:
             row, column = divmod(slot, columns)
             positions[str(node["id"])] = [left + column * PROCESS_STEP_X, top + row * PROCESS_STEP_Y]
             slot += 1
-    return {"nodes": positions, "machines": machines}
+    return {"nodes": positions, "machines": machines, "ring": ring_layout(graph_doc, list(members))}
+
+
+def ring_layout(graph_doc: dict[str, Any], names: list[str]) -> dict[str, list[float]]:
+    """Place hosts on a circle, hosts that talk most next to each other: `{name: [x, y, angle]}`.
+
+    The page draws each flow between two hosts as a curve bent toward the centre, so it leaves
+    its host inwards and never crosses another host; the order only decides how long the curves
+    are. `angle` is in radians, 0 pointing right, clockwise on screen, the first host at the top.
+    """
+    order = ring_order(graph_doc, names)
+    radius = max(RING_MIN_RADIUS, len(order) * RING_STEP / (2 * math.pi))
+    ring: dict[str, list[float]] = {}
+    for index, name in enumerate(order):
+        angle = -math.pi / 2 + 2 * math.pi * index / max(1, len(order))
+        ring[name] = [round(radius * math.cos(angle), 2), round(radius * math.sin(angle), 2), round(angle, 6)]
+    return ring
+
+
+def ring_order(graph_doc: dict[str, Any], names: list[str]) -> list[str]:
+    """Order hosts so that each follows the ones it talks to most (greedy, deterministic).
+
+    Starts from the host with the most connections to others; then, each time, takes the host
+    with the most connections to the last RING_WINDOW hosts placed (ties and silent hosts: the
+    given order). Linear in flows plus quadratic in hosts, with a small constant (a scan per step).
+    """
+    host_of = {str(node.get("id")): str(node.get("host")) for node in graph_doc.get("nodes", [])}
+    weights: dict[str, dict[str, int]] = {name: {} for name in names}
+    for flow in graph_doc.get("flows", []):
+        a, b = host_of.get(str(flow.get("client"))), host_of.get(str(flow.get("server")))
+        if a is None or b is None or a == b or a not in weights or b not in weights:
+            continue
+        count = int(flow.get("count") or 1)
+        weights[a][b] = weights[a].get(b, 0) + count
+        weights[b][a] = weights[b].get(a, 0) + count
+    if not names:
+        return []
+    rank = {name: index for index, name in enumerate(names)}
+    total = {name: sum(peers.values()) for name, peers in weights.items()}
+    first = min(names, key=lambda name: (-total[name], rank[name]))
+    order = [first]
+    placed = {first}
+    # Only hosts that talk to the window have a score; the others wait in the given order.
+    score: dict[str, int] = {}
+    silent = iter(names)
+
+    def pull(name: str, sign: int) -> None:
+        for peer, weight in weights[name].items():
+            if peer not in placed:
+                score[peer] = score.get(peer, 0) + sign * weight
+                if score[peer] <= 0:
+                    del score[peer]
+
+    pull(first, 1)
+    while len(order) < len(names):
+        if score:
+            chosen = min(score, key=lambda name: (-score[name], rank[name]))
+            del score[chosen]
+        else:
+            chosen = next(name for name in silent if name not in placed)
+        placed.add(chosen)
+        order.append(chosen)
+        pull(chosen, 1)
+        if len(order) > RING_WINDOW:
+            pull(order[-RING_WINDOW - 1], -1)
+    return order
 
 
 @lru_cache(maxsize=1)

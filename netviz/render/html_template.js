@@ -101,15 +101,34 @@
     if (host && host.complete === false) text += ' (partial)';
     return text;
   }
-  function machineOutsideLabel(machine) {
+  function outsideText(machine) {
     var outside = (machine.host && machine.host.outside) || {};
     var inbound = outside.inbound || 0, outbound = outside.outbound || 0;
-    if (!inbound && !outbound) return machineLabel(machine);
-    return machineLabel(machine) + '  \u2014 outside: ' + inbound + ' in, ' + outbound + ' out';
+    return inbound || outbound ? '  \u2014 outside: ' + inbound + ' in, ' + outbound + ' out' : '';
   }
+  function machineOutsideLabel(machine) { return machineLabel(machine) + outsideText(machine); }
+  // A host's box in the process view says where the host is: its first addresses.
+  function addressText(machine) {
+    var addresses = list(machine.host && machine.host.addresses).map(String);
+    if (!addresses.length) return '';
+    return ' \u00b7 ' + addresses.slice(0, 2).join(', ') + (addresses.length > 2 ? ' +' + (addresses.length - 2) : '');
+  }
+  function boxLabel(machine) { return machineLabel(machine) + addressText(machine); }
+  function boxOutsideLabel(machine) { return boxLabel(machine) + outsideText(machine); }
+  function runsAsRoot(node) { return list(node.users).indexOf('root') >= 0; }
 
   // ---- the two views, as Cytoscape element lists -------------------------------------
 
+  function processLabel(node) {
+    var listening = list(node.listening);
+    var label = shorten(nodeName(node), 24);
+    if (node.kind === 'process' && listening.length) {
+      // One port per line entry, even when it listens on IPv4 and IPv6 alike.
+      var ports = Array.from(new Set(listening.map(function (l) { return l.port; })));
+      label += '\n' + ports.slice(0, 3).map(function (port) { return ':' + port; }).join(' ') + (ports.length > 3 ? ' \u2026' : '');
+    }
+    return label;
+  }
   function position(id) {
     var xy = layout.nodes[id];
     return xy ? { x: xy[0], y: xy[1] } : { x: 0, y: 0 };
@@ -125,7 +144,7 @@
       elements.push({
         group: 'nodes',
         data: {
-          id: machineId(machine), label: machineLabel(machine), labelOutside: machineOutsideLabel(machine),
+          id: machineId(machine), label: boxLabel(machine), labelOutside: boxOutsideLabel(machine),
           machine: machine.name, w: box[2], h: box[3],
         },
         position: { x: box[0], y: box[1] },
@@ -136,16 +155,12 @@
       var id = String(node.id);
       var machine = machines.get(String(node.host));
       var listening = list(node.listening);
-      var label = shorten(nodeName(node), 24);
-      if (node.kind === 'process' && listening.length) {
-        // One port per line entry, even when it listens on IPv4 and IPv6 alike.
-        var ports = Array.from(new Set(listening.map(function (l) { return l.port; })));
-        label += '\n' + ports.slice(0, 3).map(function (port) { return ':' + port; }).join(' ') + (ports.length > 3 ? ' \u2026' : '');
-      }
+      var label = processLabel(node);
       var classes = [node.kind || 'process'];
       if (listening.length) classes.push('listening');
       if (list(node.ingress).length) classes.push('ingress');
       if (node.short_lived) classes.push('short-lived');
+      if (runsAsRoot(node)) classes.push('root');
       var element = { group: 'nodes', data: { id: id, label: label, kind: node.kind }, position: position(id), classes: classes.join(' ') };
       element.data.machine = machine.name;
       elements.push(element);
@@ -180,60 +195,163 @@
     return elements;
   }
 
-  // Machine view: one node per machine; flows between two machines on one service fold into one edge.
+  // Host view: one node per host on a ring (netviz ordered it so that hosts that talk sit side
+  // by side), labels radial so that neighbours never overprint, each flow between two hosts a
+  // curve bent toward the centre: it leaves its host inward and crosses no other host. A host
+  // can be expanded in place into its processes. Flows between the same two hosts fold into one
+  // edge per direction, direct and translated (via NAT) apart.
+  var ring = layout.ring || {};
+  var RING_FONT = 16, RING_GAP = 6, RING_BEND = 0.3, RING_PARALLEL = 14;
+  var expanded = new Set(); // names of hosts drawn as their processes in the host view
   var aggregated = new Map(); // aggregated edge id -> list of flows
-  function machineViewElements() {
+  var measure = document.createElement('canvas').getContext('2d');
+  function textWidth(text, size) {
+    measure.font = size + 'px Helvetica Neue, Helvetica, sans-serif';
+    return measure.measureText(text).width;
+  }
+  function ringSpot(machine) {
+    var spot = ring[machine.name];
+    if (spot) return { x: spot[0], y: spot[1], angle: spot[2] };
+    var box = layout.machines[machine.name] || [0, 0];
+    return { x: box[0], y: box[1], angle: 0 };
+  }
+  // Where a label sits so that it starts just outside its node, along the radius, read left to right.
+  function radialLabel(text, angle, size) {
+    var reach = size / 2 + RING_GAP + textWidth(text, RING_FONT) / 2;
+    var right = Math.cos(angle) >= -1e-9;
+    return { mx: reach * Math.cos(angle), my: reach * Math.sin(angle), rot: right ? angle : angle + Math.PI };
+  }
+  function processCount(machine) { return machine.nodes.filter(function (node) { return node.kind === 'process'; }).length; }
+  // An expanded host's box goes inward from its place on the ring, its processes on their grid.
+  function expandedBox(machine) {
+    var spot = ringSpot(machine);
+    var box = layout.machines[machine.name] || [0, 0, 100, 100];
+    var radius = Math.sqrt(spot.x * spot.x + spot.y * spot.y);
+    var inward = Math.max(0, radius - Math.max(box[2], box[3]) / 2 - 40);
+    var scale = radius ? inward / radius : 0;
+    return { x: spot.x * scale, y: spot.y * scale, dx: spot.x * scale - box[0], dy: spot.y * scale - box[1], w: box[2], h: box[3] };
+  }
+  function hostNodeElement(machine) {
+    var spot = ringSpot(machine);
+    var size = Math.min(16, 8 + Math.sqrt(processCount(machine)));
+    // Only the name: outside counts would make every label of a ring three times as long (they
+    // are in the host's details).
+    var label = machineLabel(machine);
+    var plain = radialLabel(label, spot.angle, size);
+    return {
+      group: 'nodes',
+      data: {
+        id: machineNodeId(machine), label: label, labelOutside: label, machine: machine.name, size: size,
+        mx: plain.mx, my: plain.my, rot: plain.rot, reach: textWidth(label, RING_FONT) / 2 + RING_FONT / 2,
+        loopDir: (Math.atan2(-Math.cos(spot.angle), Math.sin(spot.angle)) * 180 / Math.PI) + 'deg',
+      },
+      position: { x: spot.x, y: spot.y },
+      classes: 'machine-node' + (machine.hasIngress ? ' has-ingress' : '') + (machine.host && machine.host.stale ? ' stale' : ''),
+    };
+  }
+  function expandedElements(machine) {
+    var at = expandedBox(machine);
+    var elements = [{
+      group: 'nodes',
+      data: { id: machineId(machine), label: boxLabel(machine), labelOutside: boxOutsideLabel(machine), machine: machine.name, w: at.w, h: at.h },
+      position: { x: at.x, y: at.y },
+      classes: 'machine expanded' + (machine.host && machine.host.stale ? ' stale' : ''),
+    }];
+    machine.nodes.forEach(function (node) {
+      if (node.kind === 'outside') return;
+      var id = String(node.id), xy = position(id);
+      var classes = [node.kind || 'process'];
+      if (list(node.listening).length) classes.push('listening');
+      if (list(node.ingress).length) classes.push('ingress');
+      if (node.short_lived) classes.push('short-lived');
+      if (runsAsRoot(node)) classes.push('root');
+      elements.push({ group: 'nodes', data: { id: id, label: processLabel(node), kind: node.kind, machine: machine.name },
+        position: { x: xy.x + at.dx, y: xy.y + at.dy }, classes: classes.join(' ') });
+    });
+    return elements;
+  }
+  // The control point of a curve between two hosts on the ring, as Cytoscape's distance from the
+  // midpoint of source -> target (positive to the left of that direction, as Cytoscape measures).
+  function ringBend(source, target, offset) {
+    var mx = (source.x + target.x) / 2, my = (source.y + target.y) / 2;
+    var dx = target.x - source.x, dy = target.y - source.y, length = Math.sqrt(dx * dx + dy * dy) || 1;
+    var nx = -dy / length, ny = dx / length;
+    var qx = mx * RING_BEND, qy = my * RING_BEND;
+    return (qx - mx) * nx + (qy - my) * ny + offset;
+  }
+  function hostViewElements() {
     var elements = [];
+    aggregated = new Map();
     machineList.forEach(function (machine) {
-      var box = layout.machines[machine.name] || [0, 0];
-      var processes = machine.nodes.filter(function (node) { return node.kind === 'process'; }).length;
-      elements.push({
-        group: 'nodes',
-        data: {
-          id: machineNodeId(machine), label: machineLabel(machine), labelOutside: machineOutsideLabel(machine),
-          machine: machine.name, size: Math.min(90, 24 + 5 * Math.sqrt(processes)),
-        },
-        position: { x: box[0], y: box[1] },
-        classes: 'machine-node' + (machine.hasIngress ? ' has-ingress' : '') + (machine.host && machine.host.stale ? ' stale' : ''),
-      });
+      if (expanded.has(machine.name) && hasProcessLevel) elements = elements.concat(expandedElements(machine));
+      else elements.push(hostNodeElement(machine));
     });
-    // Outside nodes keep their own identity: they are not processes of the machine.
-    docNodes.forEach(function (node) {
-      if (node.kind !== 'outside') return;
-      elements.push({ group: 'nodes', data: { id: String(node.id), label: 'outside', kind: 'outside' }, position: position(String(node.id)), classes: 'outside' });
-    });
+    // Flows to peers outside the group are counted on the host's label (the external toggle).
     function endOf(node) {
-      if (node.kind === 'outside') return String(node.id);
-      return machineNodeId(machines.get(String(node.host)));
+      if (!node || node.kind === 'outside') return null;
+      var machine = machines.get(String(node.host));
+      return expanded.has(machine.name) && hasProcessLevel ? String(node.id) : machineNodeId(machine);
     }
     var byKey = new Map();
     usableFlows.forEach(function (flow) {
       var source = endOf(nodeById.get(String(flow.client)));
       var target = endOf(nodeById.get(String(flow.server)));
-      var key = [source, target, flow.proto, flow.server_port, flow.directed !== false].join('|');
+      if (source === null || target === null) return;
+      var directed = flow.directed !== false;
+      if (!directed && target < source) { var swap = source; source = target; target = swap; }
+      var via = flow.via ? String(flow.via) : '';
+      var key = [source, target, via, directed].join('|');
       var edge = byKey.get(key);
       if (!edge) {
-        edge = { source: source, target: target, proto: flow.proto, port: flow.server_port, directed: flow.directed !== false, count: 0, via: new Set(), flows: [] };
+        edge = { source: source, target: target, via: via, directed: directed, count: 0, services: new Map(), flows: [] };
         byKey.set(key, edge);
       }
-      edge.count += flow.count || 1;
-      if (flow.via) edge.via.add(String(flow.via));
+      var count = flow.count || 1;
+      edge.count += count;
+      var service = String(flow.proto || '') + (flow.server_port === null || flow.server_port === undefined ? '' : ' ' + flow.server_port);
+      edge.services.set(service, (edge.services.get(service) || 0) + count);
       edge.flows.push(flow);
     });
-    var index = 0;
+    var lookup = new Map();
+    elements.forEach(function (element) { if (element.group === 'nodes') lookup.set(element.data.id, element); });
+    function cyPositionOf(id) {
+      var element = lookup.get(id);
+      if (!element) return { x: 0, y: 0, ring: false };
+      return { x: element.position.x, y: element.position.y, ring: element.classes.indexOf('machine-node') === 0, loopDir: element.data.loopDir };
+    }
+    // Parallel edges between one pair of hosts (two directions, direct and via NAT) side by side.
+    var pairs = new Map();
     byKey.forEach(function (edge) {
-      var id = 'machine-flow:' + index++;
-      aggregated.set(id, edge.flows);
-      var via = Array.from(edge.via).sort();
-      var classes = [];
-      if (!edge.directed) classes.push('undirected');
-      if (via.length) classes.push('nat');
-      if (edge.source === edge.target) classes.push('loop');
-      if (edge.flows.every(isShortLived)) classes.push('short-lived');
-      elements.push({
-        group: 'edges',
-        data: { id: id, source: edge.source, target: edge.target, label: flowLabel(edge.proto, edge.port, edge.count, via), weight: edge.count },
-        classes: classes.join(' '),
+      var pair = edge.source < edge.target ? edge.source + '|' + edge.target : edge.target + '|' + edge.source;
+      if (!pairs.has(pair)) pairs.set(pair, []);
+      pairs.get(pair).push(edge);
+    });
+    var index = 0;
+    pairs.forEach(function (edges) {
+      edges.forEach(function (edge, k) {
+        var id = 'machine-flow:' + index++;
+        aggregated.set(id, edge.flows);
+        var services = Array.from(edge.services).sort(function (a, b) { return b[1] - a[1] || (a[0] < b[0] ? -1 : 1); });
+        var label = services.slice(0, 3).map(function (s) { return s[0] + (s[1] > 1 ? ' \u00d7' + s[1] : ''); }).join(', ') +
+          (services.length > 3 ? ', \u2026' : '') + (edge.via ? ' via ' + edge.via : '');
+        var classes = [];
+        if (!edge.directed) classes.push('undirected');
+        if (edge.via) classes.push('nat');
+        if (edge.source === edge.target) classes.push('loop');
+        if (edge.flows.every(isShortLived)) classes.push('short-lived');
+        var data = { id: id, source: edge.source, target: edge.target, label: label, weight: edge.count };
+        var source = cyPositionOf(edge.source), target = cyPositionOf(edge.target);
+        if (source.ring && target.ring && edge.source !== edge.target) {
+          // The pair's edges fan out around the bend, in a side fixed by the pair (not the direction).
+          var forward = edge.source < edge.target ? 1 : -1;
+          data.bend = ringBend(source, target, forward * (k - (edges.length - 1) / 2) * RING_PARALLEL);
+          classes.push('ring-edge');
+        } else if (edge.source === edge.target && source.ring) {
+          data.loopDir = source.loopDir;
+          classes.push('ring-loop');
+        }
+        if (byKey.size <= 60) classes.push('labelled'); // few enough to read every label
+        elements.push({ group: 'edges', data: data, classes: classes.join(' ') });
       });
     });
     return elements;
@@ -260,7 +378,9 @@
     { selector: 'node.machine.with-outside, node.machine-node.with-outside', style: { 'label': 'data(labelOutside)' } },
     { selector: 'node.machine-node', style: {
       'shape': 'round-rectangle', 'width': 'data(size)', 'height': 'data(size)', 'background-color': '#5b7fb8',
-      'font-size': 14, 'font-weight': 'bold', 'min-zoomed-font-size': 5, 'text-wrap': 'none' } },
+      'font-size': RING_FONT, 'min-zoomed-font-size': 6, 'text-wrap': 'none', 'text-valign': 'center', 'text-halign': 'center',
+      'text-margin-x': 'data(mx)', 'text-margin-y': 'data(my)', 'text-rotation': 'data(rot)' } },
+    { selector: 'node.root', style: { 'outline-width': 1.5, 'outline-color': '#c62828', 'outline-offset': 1.5 } },
     { selector: 'node.machine-node.has-ingress.show-ingress', style: { 'border-width': 3, 'border-color': '#e07b00' } },
     { selector: 'node.stale', style: { 'border-style': 'dashed', 'border-width': 2 } },
     { selector: 'node.ingress-mark', style: {
@@ -279,6 +399,14 @@
     { selector: 'edge.short-lived', style: { 'line-style': 'dashed', 'line-dash-pattern': [4, 3], 'line-color': '#b07d1a', 'target-arrow-color': '#b07d1a' } },
     { selector: 'node.short-lived', style: { 'background-color': '#c9ccd2', 'border-width': 1, 'border-style': 'dashed', 'border-color': '#6d737d' } },
     { selector: 'edge.nat', style: { 'line-color': '#8e44ad', 'target-arrow-color': '#8e44ad', 'color': '#6c2f87' } },
+    // Host view: curves bent toward the centre of the ring; their labels only when few or chosen.
+    { selector: 'edge.ring-edge', style: {
+      'curve-style': 'unbundled-bezier', 'control-point-distances': 'data(bend)', 'control-point-weights': 0.5,
+      'edge-distances': 'node-position', 'label': '', 'arrow-scale': 0.7, 'width': 'mapData(weight, 1, 200, 0.8, 4)' } },
+    { selector: 'edge.ring-loop', style: {
+      'loop-direction': 'data(loopDir)', 'loop-sweep': '-40deg', 'control-point-step-size': 18, 'label': '', 'arrow-scale': 0.7 } },
+    { selector: 'edge.ring-edge.labelled, edge.ring-loop.labelled, edge.ring-edge.highlight, edge.ring-edge.match, edge.ring-loop.highlight', style: {
+      'label': 'data(label)', 'text-rotation': 'autorotate', 'text-background-color': '#ffffff', 'text-background-opacity': 0.85, 'text-background-padding': 1 } },
     { selector: 'edge.ingress-mark', style: {
       'line-color': '#e07b00', 'line-style': 'dotted', 'target-arrow-shape': 'none', 'label': '', 'width': 1, 'curve-style': 'straight' } },
     { selector: '.faded', style: { 'opacity': 0.13 } },
@@ -287,13 +415,67 @@
     { selector: 'edge.highlight', style: { 'line-color': '#ff6a00', 'target-arrow-color': '#ff6a00', 'width': 3, 'z-index': 20, 'min-zoomed-font-size': 4 } },
     { selector: '.match', style: { 'border-width': 4, 'border-color': '#d81b60', 'line-color': '#d81b60', 'target-arrow-color': '#d81b60', 'z-index': 30 } },
     { selector: '.focus', style: { 'border-width': 4, 'border-color': '#d32f2f', 'line-color': '#d32f2f', 'target-arrow-color': '#d32f2f', 'z-index': 40 } },
-    { selector: '.hidden', style: { 'display': 'none' } },
+    { selector: '.hidden, .out-of-focus', style: { 'display': 'none' } },
+    // A focused neighbourhood of the host view is laid out anew: straight labels, plain curves.
+    { selector: 'node.machine-node.refocused', style: { 'text-rotation': 'none', 'text-margin-x': 0, 'text-margin-y': 3, 'text-valign': 'bottom' } },
+    { selector: 'edge.refocused', style: { 'curve-style': 'bezier' } },
   ];
 
-  var state = { groupBy: hasProcessLevel ? 'process' : 'machine', showExternal: true, showIngress: true, showShortLived: true, query: '' };
-  var views = {}; // groupBy -> removed Cytoscape collection, kept to restore quickly
+  // ---- the view's state, also kept in the URL fragment so that a link reopens the same view ----
 
-  var initialElements = processViewElements();
+  // #view=host&q=postgres&focus=n12&hops=2&open=web1,db1&external=0&ingress=0&short=0
+  function readFragment() {
+    var params = new URLSearchParams(window.location.hash.replace(/^#/, ''));
+    var hops = parseInt(params.get('hops') || '1', 10);
+    return {
+      view: params.get('view'), q: params.get('q') || '', focus: params.get('focus'),
+      hops: hops >= 1 && hops <= 5 ? hops : 1,
+      open: (params.get('open') || '').split(',').filter(function (name) { return machines.has(name); }),
+      external: params.get('external') !== '0', ingress: params.get('ingress') !== '0', short: params.get('short') !== '0',
+    };
+  }
+  function writeFragment() {
+    var params = new URLSearchParams();
+    params.set('view', state.groupBy);
+    if (state.query) params.set('q', state.query);
+    if (state.focus) { params.set('focus', state.focus); params.set('hops', String(state.hops)); }
+    if (expanded.size) params.set('open', Array.from(expanded).join(','));
+    if (!state.showExternal) params.set('external', '0');
+    if (!state.showIngress) params.set('ingress', '0');
+    if (!state.showShortLived) params.set('short', '0');
+    try { window.history.replaceState(null, '', '#' + params.toString()); } catch (error) { /* a sandboxed frame */ }
+  }
+  var fragment = readFragment();
+  fragment.open.forEach(function (name) { expanded.add(name); });
+
+  // Would the process view, fitted to the screen, draw its process labels? Cytoscape skips a
+  // label drawn under 'min-zoomed-font-size' (7 px; process labels are 10 px at zoom 1): past
+  // that size the first view is the host view, which stays readable to a few hundred hosts.
+  var PROCESS_FONT = 10, MIN_FONT = 7;
+  function processViewReadable() {
+    var left = Infinity, top = Infinity, right = -Infinity, bottom = -Infinity;
+    Object.keys(layout.machines).forEach(function (name) {
+      var box = layout.machines[name];
+      left = Math.min(left, box[0] - box[2] / 2); right = Math.max(right, box[0] + box[2] / 2);
+      top = Math.min(top, box[1] - box[3] / 2 - 30); bottom = Math.max(bottom, box[1] + box[3] / 2);
+    });
+    var area = document.getElementById('graph');
+    return viewOf(left, top, right, bottom, area.clientWidth, area.clientHeight).zoom * PROCESS_FONT >= MIN_FONT;
+  }
+  function initialMode() {
+    if (!hasProcessLevel) return 'host';
+    if (fragment.view === 'process' || fragment.view === 'host') return fragment.view;
+    return processViewReadable() ? 'process' : 'host';
+  }
+
+  var state = {
+    groupBy: initialMode(), showExternal: fragment.external, showIngress: fragment.ingress, showShortLived: fragment.short,
+    query: '', focus: null, hops: fragment.hops,
+  };
+  var views = {}; // groupBy -> removed Cytoscape collection, kept to restore quickly
+  function buildView(mode) { return mode === 'host' && hasProcessLevel ? hostViewElements() : processViewElements(); }
+
+  var initialElements = buildView(state.groupBy);
   timings.elements = performance.now();
 
   // Fit the map from the positions we already have: Cytoscape's own fit measures every element
@@ -302,9 +484,17 @@
     var left = Infinity, top = Infinity, right = -Infinity, bottom = -Infinity;
     elements.forEach(function (element) {
       if (!element.position) return;
+      var x = element.position.x, y = element.position.y;
       var halfW = (element.data.w || 60) / 2 + 10, halfH = (element.data.h || 30) / 2 + 30;
-      left = Math.min(left, element.position.x - halfW); right = Math.max(right, element.position.x + halfW);
-      top = Math.min(top, element.position.y - halfH); bottom = Math.max(bottom, element.position.y + halfH);
+      if (element.data.reach !== undefined) {
+        // A radial label: its centre is at the margins, its extent at most half its width around.
+        var r = element.data.reach;
+        left = Math.min(left, x - 15, x + element.data.mx - r); right = Math.max(right, x + 15, x + element.data.mx + r);
+        top = Math.min(top, y - 15, y + element.data.my - r); bottom = Math.max(bottom, y + 15, y + element.data.my + r);
+        return;
+      }
+      left = Math.min(left, x - halfW); right = Math.max(right, x + halfW);
+      top = Math.min(top, y - halfH); bottom = Math.max(bottom, y + halfH);
     });
     return viewOf(left, top, right, bottom, width, height);
   }
@@ -318,7 +508,12 @@
   // The same for the nodes now drawn (after a group-by switch, or the Fit button).
   function fitAll() {
     var nodes = cy.nodes().filter(function (node) { return !node.hasClass('hidden'); });
-    var elements = nodes.map(function (node) { return { position: node.position(), data: node.data() }; });
+    var elements = nodes.map(function (node) {
+      var data = node.data();
+      // A node laid out anew (focus) has its label below it, not where its margins say.
+      if (node.hasClass('refocused')) data = { size: data.size };
+      return { position: node.position(), data: data };
+    });
     var view = fitView(elements, cy.width(), cy.height());
     cy.viewport({ zoom: view.zoom, pan: view.pan });
   }
@@ -376,7 +571,7 @@
   }
   function clearDetails() {
     detailsTitle.textContent = 'Details';
-    detailsBody.replaceChildren(el('p', 'Click a machine, a process or a flow.', 'hint'));
+    detailsBody.replaceChildren(el('p', 'Click a host, a process or a flow.', 'hint'));
   }
   function describeFlow(flow, from) {
     var client = nodeById.get(String(flow.client)), server = nodeById.get(String(flow.server));
@@ -402,7 +597,7 @@
     var machine = machines.get(String(node.host));
     var flows = flowsOf.get(String(node.id)) || { out: [], in: [] };
     var rows = [
-      ['machine', node.host], ['kind', node.kind], ['comm', node.kind === 'process' ? node.comm : null],
+      ['host', node.host], ['kind', node.kind], ['comm', node.kind === 'process' ? node.comm : null],
       ['pids', list(node.pids)], ['users', list(node.users)], ['context', list(node.contexts)],
       [node.command_inferred ? 'command (inferred from exec events)' : 'cmdline', node.cmdline],
       ['short-lived', node.short_lived ? 'connections of the window that no process was seen holding' : null],
@@ -468,7 +663,8 @@
   function boxesOf(nodes) {
     var names = new Set();
     nodes.forEach(function (node) { if (node.isNode() && node.data('machine') !== undefined) names.add(node.data('machine')); });
-    if (state.groupBy !== 'process' || !hasProcessLevel) return cy.collection();
+    if (!hasProcessLevel) return cy.collection();
+    // In the host view only expanded hosts have a box; elementsById skips the others.
     return elementsById(Array.from(names, function (name) { return machineId(machines.get(name)); }));
   }
   // One collection from many ids at once (a union per id would cost quadratic time).
@@ -489,7 +685,7 @@
     flowIds.forEach(function (id) {
       var flow = flowById.get(id);
       var machine = flow && flow.via ? machines.get(String(flow.via)) : null;
-      if (machine) ids.push(state.groupBy === 'process' ? machineId(machine) : machineNodeId(machine));
+      if (machine) ids.push(machineId(machine), machineNodeId(machine));
     });
     return elementsById(ids);
   }
@@ -502,6 +698,9 @@
       showFlowDetails(flows, target.data('label'));
     } else if (target.hasClass('ingress-mark')) {
       return selectElement(cy.getElementById(target.data('of')));
+    } else if (target.hasClass('machine-node') && hasProcessLevel && !expanded.has(target.data('machine'))) {
+      // A click on a host of the host view opens it into its processes.
+      return expand(target.data('machine'));
     } else if (target.hasClass('machine') || target.hasClass('machine-node')) {
       var machine = machines.get(target.data('machine'));
       var inside = target.hasClass('machine') ? target.union(membersOf(machine)) : target;
@@ -517,7 +716,118 @@
     focusOn(keep, 'highlight');
     target.addClass('focus');
     window.netviz.selected = target.id();
+    focusButton.disabled = false;
   }
+  function clearSelection() {
+    window.netviz.selected = null;
+    focusButton.disabled = true;
+    clearDetails();
+    runSearch(state.query);
+  }
+
+  // ---- expand a host of the host view into its processes, and back ----------------------
+
+  function rebuildHostView() {
+    var current = cy.elements();
+    focusOn(null);
+    cy.batch(function () { current.edges().remove(); current.nodes().remove(); });
+    var elements = hostViewElements();
+    cy.batch(function () { cy.add(elements.filter(function (element) { return element.group === 'nodes'; })); });
+    cy.batch(function () { cy.add(elements.filter(function (element) { return element.group === 'edges'; })); });
+    applyFilters();
+  }
+  function expand(name) {
+    if (!machines.has(name) || !hasProcessLevel) return;
+    expanded.add(name);
+    if (state.groupBy !== 'host') return writeFragment();
+    clearFocus();
+    rebuildHostView();
+    selectElement(cy.getElementById(machineId(machines.get(name))));
+    updateCollapse();
+    writeFragment();
+  }
+  function collapseAll() {
+    expanded.clear();
+    if (state.groupBy === 'host') { clearFocus(); rebuildHostView(); clearSelection(); }
+    updateCollapse();
+    writeFragment();
+  }
+  var collapseButton = document.getElementById('collapse');
+  function updateCollapse() { collapseButton.hidden = !(state.groupBy === 'host' && expanded.size); }
+  collapseButton.addEventListener('click', collapseAll);
+
+  // ---- focus: a node's neighbourhood of N hops, the rest hidden --------------------------
+
+  var focusButton = document.getElementById('focus');
+  var hopsBox = document.getElementById('hops');
+  var savedPositions = null;
+  function neighbourhood(target, hops) {
+    var start = target.isEdge() ? target.union(target.connectedNodes()) : target;
+    if (target.hasClass('machine')) start = start.union(membersOf(machines.get(target.data('machine'))).filter(function (n) { return n.length; }));
+    var levels = new Map();
+    start.nodes().forEach(function (node) { levels.set(node.id(), 0); });
+    var keep = start, frontier = start.nodes();
+    for (var hop = 1; hop <= hops; hop++) {
+      var next = frontier.neighborhood().nodes().filter(function (node) { return !levels.has(node.id()); });
+      next.forEach(function (node) { levels.set(node.id(), hop); });
+      keep = keep.union(next);
+      frontier = next;
+    }
+    keep = keep.union(keep.nodes().edgesWith(keep.nodes())).union(start.edges());
+    return { keep: keep.union(boxesOf(keep)), levels: levels };
+  }
+  function applyFocus(id, hops) {
+    clearFocus();
+    var target = cy.getElementById(id);
+    if (!target.length) return false;
+    state.focus = id;
+    state.hops = hops;
+    hopsBox.value = String(hops);
+    var found = neighbourhood(target, hops);
+    cy.batch(function () { cy.elements().difference(found.keep).addClass('out-of-focus'); });
+    if (state.groupBy === 'host') {
+      // The kept hosts are scattered round the ring: lay them out in rings by hop instead.
+      var nodes = found.keep.nodes();
+      savedPositions = new Map();
+      nodes.forEach(function (node) { savedPositions.set(node.id(), Object.assign({}, node.position())); });
+      cy.batch(function () { found.keep.addClass('refocused'); });
+      nodes.layout({
+        name: 'concentric', animate: false, fit: false, minNodeSpacing: 40, avoidOverlap: true,
+        concentric: function (node) { return hops + 1 - (found.levels.has(node.id()) ? found.levels.get(node.id()) : hops); },
+        levelWidth: function () { return 1; },
+      }).run();
+    }
+    fitAll();
+    document.getElementById('unfocus').hidden = false;
+    window.netviz.focused = id;
+    writeFragment();
+    return true;
+  }
+  function clearFocus() {
+    if (!state.focus) return;
+    state.focus = null;
+    cy.batch(function () {
+      cy.elements('.out-of-focus').removeClass('out-of-focus');
+      if (savedPositions) {
+        savedPositions.forEach(function (at, id) { var node = cy.getElementById(id); if (node.length) node.position(at); });
+        cy.elements('.refocused').removeClass('refocused');
+      }
+    });
+    savedPositions = null;
+    document.getElementById('unfocus').hidden = true;
+    window.netviz.focused = null;
+    fitAll();
+    writeFragment();
+  }
+  focusButton.addEventListener('click', function () {
+    if (window.netviz.selected) applyFocus(window.netviz.selected, Number(hopsBox.value) || 1);
+  });
+  hopsBox.addEventListener('change', function () {
+    state.hops = Number(hopsBox.value) || 1;
+    if (state.focus) applyFocus(state.focus, state.hops);
+  });
+  document.getElementById('unfocus').addEventListener('click', clearFocus);
+  cy.on('dbltap', 'node', function (event) { applyFocus(event.target.id(), Number(hopsBox.value) || 1); });
   function aggregatedFlows(edge) {
     if (aggregated.has(edge.id())) return aggregated.get(edge.id());
     var flow = flowById.get(edge.id());
@@ -526,9 +836,7 @@
 
   cy.on('tap', function (event) {
     if (event.target === cy) {
-      window.netviz.selected = null;
-      clearDetails();
-      runSearch(state.query);
+      clearSelection();
     } else {
       selectElement(event.target);
     }
@@ -592,6 +900,12 @@
       ids = ids.concat(result.nodes, result.flows);
     } else {
       machineList.forEach(function (machine) {
+        if (expanded.has(machine.name)) {
+          // An expanded host shows its own matching processes.
+          if (machineHit.has(machine.name)) ids.push(machineId(machine));
+          machine.nodes.forEach(function (n) { if (nodeHit.has(String(n.id))) ids.push(String(n.id)); });
+          return;
+        }
         var hit = machineHit.has(machine.name) || machine.nodes.some(function (n) { return n.kind !== 'outside' && nodeHit.has(String(n.id)); });
         if (hit) ids.push(machineNodeId(machine));
       });
@@ -602,7 +916,7 @@
     var matched = elementsById(ids);
     matched = matched.filter(function (element) { return !element.hasClass('hidden'); });
     var parts = [];
-    if (result.machines.length) parts.push(result.machines.length + (result.machines.length === 1 ? ' machine' : ' machines'));
+    if (result.machines.length) parts.push(result.machines.length + (result.machines.length === 1 ? ' host' : ' hosts'));
     if (result.nodes.length) parts.push(result.nodes.length + (result.nodes.length === 1 ? ' process' : ' processes'));
     if (result.flows.length) parts.push(result.flows.length + (result.flows.length === 1 ? ' flow' : ' flows'));
     searchCount.textContent = parts.length ? parts.join(', ') : 'no match';
@@ -642,20 +956,23 @@
       if (state.showShortLived) shortLived.removeClass('hidden'); else shortLived.addClass('hidden');
     });
   }
-  var groupButtons = { process: document.getElementById('group-process'), machine: document.getElementById('group-machine') };
+  var groupButtons = { process: document.getElementById('group-process'), host: document.getElementById('group-host') };
   function setGroupBy(mode) {
+    if (mode === 'machine') mode = 'host'; // the older name of the host view
     if (mode === state.groupBy || (mode === 'process' && !hasProcessLevel)) return;
+    clearFocus();
     focusOn(null);
     // Edges out first and in last, for the same reason as at start-up (see the cytoscape() call).
     var current = cy.elements();
     cy.batch(function () { current.edges().remove(); current.nodes().remove(); });
-    views[state.groupBy] = current;
-    var next = views[mode];
+    // The host view changes with what is expanded: it is built anew each time.
+    if (state.groupBy === 'process') views.process = current;
+    var next = mode === 'process' ? views.process : null;
     if (next) {
       cy.batch(function () { next.nodes().restore(); });
       cy.batch(function () { next.edges().restore(); });
     } else {
-      var elements = mode === 'machine' ? machineViewElements() : processViewElements();
+      var elements = buildView(mode);
       cy.batch(function () { cy.add(elements.filter(function (element) { return element.group === 'nodes'; })); });
       cy.batch(function () { cy.add(elements.filter(function (element) { return element.group === 'edges'; })); });
     }
@@ -663,9 +980,10 @@
     window.netviz.groupBy = mode;
     updateButtons();
     applyFilters();
-    clearDetails();
-    runSearch(state.query);
+    clearSelection();
+    updateCollapse();
     fitAll();
+    writeFragment();
   }
   function updateButtons() {
     Object.keys(groupButtons).forEach(function (mode) {
@@ -674,7 +992,7 @@
     groupButtons.process.disabled = !hasProcessLevel;
   }
   groupButtons.process.addEventListener('click', function () { setGroupBy('process'); });
-  groupButtons.machine.addEventListener('click', function () { setGroupBy('machine'); });
+  groupButtons.host.addEventListener('click', function () { setGroupBy('host'); });
   document.getElementById('show-external').addEventListener('change', function (event) {
     state.showExternal = event.target.checked;
     applyFilters();
@@ -683,6 +1001,7 @@
   document.getElementById('show-ingress').addEventListener('change', function (event) {
     state.showIngress = event.target.checked;
     applyFilters();
+    writeFragment();
   });
   document.getElementById('window-filter').hidden = !hasWindow;
   document.getElementById('show-short-lived').addEventListener('change', function (event) {
@@ -691,6 +1010,46 @@
     runSearch(state.query);
   });
   document.getElementById('fit').addEventListener('click', fitAll);
+  document.getElementById('show-external').addEventListener('change', writeFragment);
+  document.getElementById('show-short-lived').addEventListener('change', writeFragment);
+
+  // Esc: back to the whole map (no search, no selection, no focus).
+  function clearAll() {
+    clearTimeout(searchTimer);
+    searchBox.value = '';
+    state.query = '';
+    clearFocus();
+    clearSelection();
+    writeFragment();
+  }
+  document.addEventListener('keydown', function (event) {
+    if (event.key !== 'Escape') return;
+    clearAll();
+    if (document.activeElement === searchBox) searchBox.blur();
+  });
+
+  // ---- export: the current view as PNG, the data as JSON ---------------------------------
+
+  function download(blob, name) {
+    var url = URL.createObjectURL(blob);
+    var link = document.createElement('a');
+    link.href = url;
+    link.download = name;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 60000);
+  }
+  function exportPng() {
+    // What is on screen, at twice its pixels, on the map's own background.
+    download(cy.png({ output: 'blob', full: false, scale: 2, bg: '#fbfcfd' }), 'netviz-map.png');
+  }
+  function exportJson() {
+    // The graph document the page was written from (as `netviz stitch --format json` writes it).
+    download(new Blob([JSON.stringify(graph, null, 1)], { type: 'application/json' }), 'netviz-graph.json');
+  }
+  document.getElementById('export-png').addEventListener('click', exportPng);
+  document.getElementById('export-json').addEventListener('click', exportJson);
 
   // ---- what the map leaves out or is unsure of ----------------------------------------
 
@@ -699,7 +1058,7 @@
   // the map must know that before trusting an absent flow.
   function namesLine(names, what) {
     var shown = names.slice(0, 8).join(', ') + (names.length > 8 ? ', \u2026 (' + names.length + ' in all)' : '');
-    return (names.length === 1 ? '1 machine ' : names.length + ' machines ') + what + ': ' + shown;
+    return (names.length === 1 ? '1 host ' : names.length + ' hosts ') + what + ': ' + shown;
   }
   function showNotices() {
     var lines = (graph.notes || []).map(String);
@@ -733,7 +1092,7 @@
 
   var summary = graph.summary || {};
   document.getElementById('summary').textContent =
-    (summary.hosts !== undefined ? summary.hosts : machineList.length) + ' machines \u00b7 ' +
+    (summary.hosts !== undefined ? summary.hosts : machineList.length) + ' hosts \u00b7 ' +
     docNodes.length + ' nodes \u00b7 ' + usableFlows.length + ' flows' +
     (summary.outside ? ' \u00b7 ' + summary.outside + ' outside' : '') +
     (summary.unresolved ? ' \u00b7 ' + summary.unresolved + ' unresolved' : '') +
@@ -744,10 +1103,21 @@
   window.netviz = {
     cy: cy, graph: graph, groupBy: state.groupBy, selected: null, lastSearch: null,
     skippedFlows: docFlows.length - usableFlows.length,
-    setGroupBy: setGroupBy, search: runSearch,
+    setGroupBy: setGroupBy, search: runSearch, expand: expand, collapseAll: collapseAll,
+    focus: applyFocus, unfocus: clearFocus, clear: clearAll, focused: null,
   };
   updateButtons();
+  document.getElementById('show-external').checked = state.showExternal;
+  document.getElementById('show-ingress').checked = state.showIngress;
+  document.getElementById('show-short-lived').checked = state.showShortLived;
+  hopsBox.value = String(state.hops);
   applyFilters();
+  updateCollapse();
+  // The legend starts folded: open, it would hide a corner of the map.
+  document.getElementById('legend').open = false;
+  // A link with a fragment reopens its view: the search, then the focus.
+  if (fragment.q) { searchBox.value = fragment.q; runSearch(fragment.q); }
+  if (fragment.focus) applyFocus(fragment.focus, fragment.hops);
   timings.built = performance.now();
   cy.one('render', function () {
     timings.rendered = performance.now();

@@ -85,8 +85,10 @@ def browser(width: int = 1400, height: int = 900) -> Iterator[Any]:
 
 
 @contextmanager
-def open_page(html_path: Path, width: int = 1400, height: int = 900, timeout_s: float = 30.0) -> Iterator[tuple[Any, PageLog]]:
-    """Open `html_path` from disk and wait for the map's `window.netvizReady`; yields (page, log)."""
+def open_page(html_path: Path, width: int = 1400, height: int = 900, timeout_s: float = 30.0,
+              fragment: str = "") -> Iterator[tuple[Any, PageLog]]:
+    """Open `html_path` from disk (with `#fragment` when given) and wait for the map's
+    `window.netvizReady`; yields (page, log)."""
     with browser(width, height) as context:
         page = context.pages[0] if context.pages else context.new_page()
         log = PageLog(profile=context.netviz_profile)
@@ -94,7 +96,7 @@ def open_page(html_path: Path, width: int = 1400, height: int = 900, timeout_s: 
         page.on("console", lambda message: log.console_errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: log.page_errors.append(str(error)))
         page.add_init_script(_RECORD_VIOLATIONS)
-        page.goto(Path(html_path).resolve().as_uri())
+        page.goto(Path(html_path).resolve().as_uri() + (f"#{fragment}" if fragment else ""))
         page.wait_for_function("window.netvizReady === true", timeout=timeout_s * 1000)
         yield page, log
 
