@@ -241,7 +241,7 @@ _FormatOption = Annotated[
 ]
 _GroupByOption = Annotated[
     GroupBy,
-    typer.Option("--group-by", metavar=_choices(GroupBy), help="One node per command on a machine (process), per pid, or per machine (host)."),
+    typer.Option("--group-by", metavar=_choices(GroupBy), help="One node per command on a machine (process), per pid, per machine (host), or per systemd unit, container or pod of a machine (else the command)."),
 ]
 _ShowExternalOption = Annotated[
     bool, typer.Option("--show-external", help="Draw connections to peers outside the group, one node per machine.")

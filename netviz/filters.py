@@ -4,6 +4,8 @@ A term names a machine (its name, hostname, an inventory group, or one of its ad
 command, or a service (a port, `proto/port`, an address or network the server listens on).
 Names may be shell-style patterns (`web*`, `kworker/*`). The rules, documented in docs/graph.md:
 
+- `unit=NAME`, `container=NAME`, `image=NAME`, `pod=NAMESPACE/NAME` (patterns allowed) name the
+  processes whose identity (netviz.identity) has it, and nothing else;
 - a flow *matches* a term when either end is on a machine or runs a command the term names, or
   when its service does (port, `proto/port`, server address in the network), or, translated, its
   front (the address and port dialled) or the machine that translated it (`via`);
@@ -35,6 +37,8 @@ Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 _PROTO_PORT = re.compile(r"^(?P<proto>[a-z]+)/(?P<port>[0-9]{1,5})$")
 _GLOB_CHARACTERS = set("*?[")
+# `FIELD=NAME` terms: what a process is (netviz.identity), matched against the nodes' fields
+IDENTITY_FIELDS = ("unit", "container", "image", "pod")
 
 
 @dataclass(frozen=True)
@@ -45,16 +49,19 @@ class Term:
     port: Optional[int] = None  # a bare number or proto/port
     proto: Optional[str] = None  # only with proto/port
     network: Optional[Network] = None  # an address (a /32 or /128) or a network
+    field: Optional[str] = None  # `unit=...`, `container=...`, `image=...`, `pod=...`: what it names
+    value: str = ""  # with `field`: the name or pattern after the `=`
 
     @property
     def is_pattern(self) -> bool:
-        return any(char in _GLOB_CHARACTERS for char in self.text)
+        return any(char in _GLOB_CHARACTERS for char in (self.value if self.field else self.text))
 
     def names(self, name: str) -> bool:
         """Does the term name `name` (exactly, or as a shell-style pattern)?"""
+        wanted = self.value if self.field else self.text
         if self.is_pattern:
-            return fnmatch.fnmatchcase(name, self.text)
-        return name == self.text
+            return fnmatch.fnmatchcase(name, wanted)
+        return name == wanted
 
     def serves(self, proto: str, port: int) -> bool:
         """Is `proto` `port` the service this term names?"""
@@ -78,6 +85,11 @@ def parse_term(text: str) -> Term:
     text = text.strip()
     if not text:
         raise ValueError("an empty filter term matches nothing")
+    field, equals, value = text.partition("=")
+    if equals and field in IDENTITY_FIELDS:
+        if not value:
+            raise ValueError(f"{text!r}: name a {field} after the '='")
+        return Term(text, field=field, value=value)
     if text.isdigit():
         port = int(text)
         if not 0 < port < 65536:
@@ -150,6 +162,8 @@ class _Matcher:
 
     def machines(self, term: Term) -> frozenset[str]:
         """Names of the machines the term names (by name, hostname, group or address)."""
+        if term.field is not None:
+            return frozenset()  # `unit=...` and the like name processes, never machines
         if term not in self._machines:
             in_groups = set().union(*(members for group, members in self.groups.items() if term.names(group)))
             self._machines[term] = frozenset(
@@ -163,6 +177,10 @@ class _Matcher:
         """Ids of the nodes on a named machine or running a named command (outside nodes have none)."""
         if term not in self._identified:
             machines = self.machines(term)
+            if term.field is not None:
+                self._identified[term] = frozenset(
+                    node.id for node in self.graph.nodes if _names_field(term, getattr(node, term.field, "")))
+                return self._identified[term]
             self._identified[term] = frozenset(
                 node.id for node in self.graph.nodes
                 if node.host in machines or (node.kind != KIND_OUTSIDE and term.names(node.comm))
@@ -193,6 +211,13 @@ class _Matcher:
             return True
         named = self.identified(term)
         return flow.client in named or flow.server in named
+
+
+def _names_field(term: Term, value: str) -> bool:
+    """A `FIELD=` term against a node's field; a pod is named with or without its namespace."""
+    if not value:
+        return False
+    return term.names(value) or (term.field == "pod" and term.names(value.rpartition("/")[2]))
 
 
 def apply_filters(graph: FlowGraph, spec: FilterSpec) -> FilterResult:

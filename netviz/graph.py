@@ -14,7 +14,10 @@ from typing import Any, Optional, Union
 
 GRAPH_SCHEMA = "netviz.graph/1"
 
-GROUP_BY_CHOICES = ("process", "pid", "host")
+GROUP_BY_CHOICES = ("process", "pid", "host", "unit", "container", "pod")
+# Groupings by what a process is (netviz.identity): a process the field does not name falls back
+# to its command, as under group-by process, so nothing leaves the map.
+IDENTITY_GROUPS = ("unit", "container", "pod")
 
 # Kinds of node.
 KIND_PROCESS = "process"
@@ -52,7 +55,7 @@ def node_key(group_by: str, machine: int, pid: Optional[int], comm: str, netns: 
     if group_by == "host":
         return (machine, RANK_OWNED, 0)
     if pid is None:
-        return (machine, RANK_UNATTRIBUTED, "" if group_by == "process" else 0)
+        return (machine, RANK_UNATTRIBUTED, 0 if group_by == "pid" else "")
     if group_by == "pid":
         return (machine, RANK_OWNED, pid)
     return (machine, RANK_OWNED, f"{comm}{NETNS_SEPARATOR}{netns}" if netns else comm)
@@ -211,6 +214,12 @@ class Node:
     # when the snapshot knows one (`ip netns`, Docker); empty for the machine's own namespace.
     netns: str = ""
     netns_name: str = ""
+    # Who the processes are (netviz.identity), when all of the node's processes agree: the
+    # systemd unit, the container (name, else short id) and its image, the pod (`namespace/name`).
+    unit: str = ""
+    container: str = ""
+    image: str = ""
+    pod: str = ""
     key: str = ""  # the natural key (node_natural_key), the same in every run: set by with_natural_keys
 
     @property
@@ -242,6 +251,7 @@ class Node:
             **({"address": self.address} if self.address else {}),
             **({"netns": int(self.netns)} if self.netns else {}),
             **({"netns_name": self.netns_name} if self.netns_name else {}),
+            **{name: getattr(self, name) for name in ("unit", "container", "image", "pod") if getattr(self, name)},
         }
 
 
@@ -433,7 +443,8 @@ def node_natural_key(node: Node, group_by: str) -> str:
         return machine_key(node.host)
     if node.kind == KIND_OUTSIDE:
         return f"{machine_key(node.host)}|outside|{_part(node.address or '*')}"
-    key = f"{namespace_key(node)}|{_part(node.comm)}"
+    named = getattr(node, group_by, "") if group_by in IDENTITY_GROUPS else ""
+    key = f"{namespace_key(node)}|{_part(f'{group_by}={named}' if named else node.comm)}"
     if group_by == "pid" and len(node.pids) == 1 and not node.short_lived:
         key += f"|{node.pids[0]}"
     return key

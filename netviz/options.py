@@ -21,6 +21,9 @@ class GroupBy(str, Enum):
     process = "process"  # one command on a machine
     pid = "pid"  # one process
     host = "host"  # one machine
+    unit = "unit"  # one systemd unit on a machine (else the command)
+    container = "container"  # one container on a machine (else the command)
+    pod = "pod"  # one Kubernetes pod on a machine (else the command)
 
 
 class Detail(str, Enum):

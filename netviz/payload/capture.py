@@ -759,7 +759,123 @@ def read_process(proc_root, pid, users, coverage):
             process["fd_denied"] = True
     if denied:
         coverage.processes_denied += 1
+    if inodes:  # only processes that can be drawn pay for it
+        cgroup = read_cgroup(base)
+        if cgroup:
+            process["cgroup"] = cgroup
     return process, inodes
+
+
+MAX_CGROUP = 1024  # characters of a cgroup path kept
+
+
+def read_cgroup(base):
+    """The process's cgroup path: the unified (v2) line's, else systemd's (v1), else the first
+    line's; None when unreadable. Units, containers and pods are read from it by the client."""
+    try:
+        raw = _read_bytes(base + "/cgroup")[:16384]
+    except OSError:
+        return None
+    unified = systemd = first = None
+    for line in raw.decode("utf-8", "backslashreplace").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":
+            unified = parts[2]
+        elif parts[1] == "name=systemd":
+            systemd = parts[2]
+        elif first is None:
+            first = parts[2]
+    # a hybrid machine leaves the unified hierarchy at "/": systemd's then says more
+    chosen = unified if unified and unified != "/" else (systemd or first or unified)
+    return chosen[:MAX_CGROUP] if chosen else None
+
+
+# Container ids in cgroup paths (Docker, containerd, CRI-O, Podman): 64 hex digits.
+_CONTAINER_ID = None
+MAX_RUNTIME_FILE = 1 << 20  # bytes read of one runtime state file
+MAX_CONTAINERS_NAMED = 1024
+
+
+def _read_small_regular(path, limit):
+    """The bytes of a regular file (never a FIFO or device: opened non-blocking, checked), cut at
+    `limit`; None when it is not one or cannot be read."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        import stat as stat_module
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        left = limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def container_ids(processes):
+    """The container ids that the processes' cgroup paths name (64 hex digits), sorted."""
+    global _CONTAINER_ID
+    if _CONTAINER_ID is None:
+        import re
+        _CONTAINER_ID = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
+    found = set()
+    for process in processes:
+        found.update(_CONTAINER_ID.findall(process.get("cgroup") or ""))
+    return sorted(found)
+
+
+def read_runtime(processes, root="/"):
+    """What the machine's container runtimes and kubelet say about the containers the processes
+    run in, read-only from their state files: Docker's config.v2.json (name, image) per id, and
+    the kubelet's /var/log/containers links (pod, namespace, container name) per id."""
+    wanted = container_ids(processes)[:MAX_CONTAINERS_NAMED]
+    containers = {}
+    for cid in wanted:
+        raw = _read_small_regular(os.path.join(root, "var/lib/docker/containers", cid, "config.v2.json"),
+                                  MAX_RUNTIME_FILE)
+        if raw is None:
+            continue
+        try:
+            config = json.loads(raw.decode("utf-8", "replace"))
+            name = config.get("Name") or ""
+            image = (config.get("Config") or {}).get("Image") or ""
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(name, str) and isinstance(image, str):
+            containers[cid] = {"runtime": "docker", "name": name.lstrip("/")[:MAX_NAME], "image": image[:MAX_NAME]}
+    wanted_set = set(wanted)
+    try:
+        logs = sorted(os.listdir(os.path.join(root, "var/log/containers")))[:65536]
+    except OSError:
+        logs = []
+    for entry in logs:
+        # <pod>_<namespace>_<container>-<id>.log (kubelet's links to the pods' logs)
+        if not entry.endswith(".log") or len(entry) < 70 or entry[-69] != "-":
+            continue
+        cid = entry[-68:-4]
+        if cid not in wanted_set:
+            continue
+        parts = entry[:-69].split("_")
+        if len(parts) != 3:
+            continue
+        pod, namespace, container = parts
+        found = containers.setdefault(cid, {})
+        found.update({"pod": pod[:MAX_NAME], "pod_namespace": namespace[:MAX_NAME],
+                      "container": container[:MAX_NAME]})
+    return {"containers": containers} if containers else None
 
 
 def read_context(base):
@@ -1626,7 +1742,8 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False,
     coverage.unattributed_sockets = len(known)
 
     names = namespace_names() if proc_root == "/proc" else {}
-    return {
+    runtime = read_runtime(processes) if proc_root == "/proc" else None
+    document = {
         "schema": SCHEMA,
         "payload_version": PAYLOAD_VERSION,
         "host": host,
@@ -1637,6 +1754,9 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False,
         ],
         "processes": processes,
     }
+    if runtime:
+        document["runtime"] = runtime  # only when a runtime named something: older readers see the same
+    return document
 
 
 def _namespace_entry(netns, count, table, name, compact):

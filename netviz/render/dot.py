@@ -69,6 +69,7 @@ def node_label(node: Node) -> str:
         return "<" + "<BR/>".join(lines + _folded(node)) + ">"
     if node.pids:
         lines.append(_pids(node.pids))
+    lines.extend(_identity_lines(node))
     if node.short_lived:
         lines.append("<I>no process seen holding it</I>")
         if node.cmdline:
@@ -86,6 +87,19 @@ def node_label(node: Node) -> str:
     for item in node.ingress:
         lines.append(_font("ingress " + label_text(item.describe()), INGRESS_COLOR))
     return "<" + "<BR/>".join(lines) + ">"
+
+
+def _identity_lines(node: Node) -> list[str]:
+    """Who the node's processes are (unit, container and image, pod), unless its name says it."""
+    lines = []
+    if node.unit and node.unit != node.comm:
+        lines.append("unit " + label_text(node.unit))
+    if node.container and node.container != node.comm:
+        image = f" ({label_text(node.image, limit=40)})" if node.image else ""
+        lines.append("container " + label_text(node.container) + image)
+    if node.pod and node.pod != node.comm:
+        lines.append("pod " + label_text(node.pod))
+    return lines
 
 
 def _folded(node: Node) -> list[str]:

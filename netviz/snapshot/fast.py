@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 from netviz.kinds import KIND_NAMES, REPEATED_INODE_KINDS
 from netviz.snapshot.fields import _MISSING, _STATE, T, _are_integers, _is_text
 from netviz.snapshot.format import canonical_address
-from netviz.snapshot.limits import MAX_ARG_TEXT, MAX_ARGS, MAX_INODE, MAX_PID, MAX_SOCKETS, UID_RANGE
+from netviz.snapshot.limits import MAX_ARG_TEXT, MAX_ARGS, MAX_CGROUP_TEXT, MAX_INODE, MAX_PID, MAX_SOCKETS, UID_RANGE
 from netviz.snapshot.model import ConntrackEntry, ConntrackTuple, Process, Socket
 
 
@@ -129,7 +129,12 @@ _PLAIN_PROCESS_KEYS = ("pid", "ppid", "comm", "cmdline", "uid", "euid", "user", 
 def _plain_process(value: object) -> Optional[Process]:
     """A process record with exactly the ten keys of the common case (no `fd_denied`, `*_hex` or
     `cmdline_truncated`), else None (for the field-by-field reader)."""
-    if type(value) is not dict or len(value) != len(_PLAIN_PROCESS_KEYS):
+    if type(value) is not dict:
+        return None
+    cgroup = value.get("cgroup")  # the one optional key of the common case
+    if len(value) != len(_PLAIN_PROCESS_KEYS) + (cgroup is not None):
+        return None
+    if cgroup is not None and not _is_text(cgroup, MAX_CGROUP_TEXT):
         return None
     try:
         pid, ppid, comm, cmdline, sockets = value["pid"], value["ppid"], value["comm"], value["cmdline"], value["sockets"]
@@ -145,4 +150,4 @@ def _plain_process(value: object) -> Optional[Process]:
             and len(set(sockets)) == len(sockets)):
         return None
     return Process(pid=pid, ppid=ppid, comm=comm, cmdline=tuple(cmdline), uid=uid, euid=euid, user=user,
-                   context=context, netns=netns, sockets=tuple(sorted(sockets)))
+                   context=context, netns=netns, sockets=tuple(sorted(sockets)), cgroup=cgroup)

@@ -24,3 +24,6 @@ MAX_SESSION_PIDS = 64  # the sshd processes above the payload (two or three in p
 MAX_PID = (1 << 31) - 1
 MAX_INODE = (1 << 64) - 1
 UID_RANGE = (-1, (1 << 32) - 1)  # -1: unknown
+
+MAX_CGROUP_TEXT = 1024  # a process's cgroup path (the payload keeps at most this)
+MAX_CONTAINERS = 4096  # runtime.containers entries

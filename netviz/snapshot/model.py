@@ -85,6 +85,19 @@ class Process:
     comm_hex: Optional[str] = None  # exact bytes of comm when they are not valid UTF-8
     cmdline_hex: Optional[tuple[str, ...]] = None  # same, per argument
     cmdline_truncated: bool = False  # the payload cut an oversized command line
+    cgroup: Optional[str] = None  # its cgroup path (only for processes holding sockets; netviz.identity reads it)
+
+
+@dataclass(frozen=True)
+class Container:
+    """What a container runtime's or the kubelet's state files say about one container id."""
+
+    runtime: Optional[str] = None  # "docker" when Docker's state named it
+    name: Optional[str] = None
+    image: Optional[str] = None
+    pod: Optional[str] = None  # Kubernetes: the pod, its namespace, the container's name in it
+    pod_namespace: Optional[str] = None
+    container: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -133,3 +146,5 @@ class Snapshot:
     ssh_session_pids: tuple[int, ...] = ()
     # What the machine showed over a time window (--window); None for an instant capture.
     window: Optional["Window"] = None
+    # Container ids (64 hex digits) -> what the runtimes' state files say (empty when nothing).
+    containers: dict[str, Container] = field(default_factory=dict)

@@ -25,7 +25,16 @@ from netviz.snapshot.limits import (
     MAX_SOCKETS,
 )
 from netviz.snapshot.model import Coverage, Namespace, Process, Snapshot, Socket
-from netviz.snapshot.readers import _address, _conntrack, _coverage, _host, _process, _socket_record, _unkeyed
+from netviz.snapshot.readers import (
+    _address,
+    _conntrack,
+    _coverage,
+    _host,
+    _process,
+    _socket_record,
+    _unkeyed,
+    read_containers,
+)
 from netviz.snapshot.window import read_window
 
 
@@ -112,10 +121,13 @@ def parse_snapshot(doc: object, source: str, name: Optional[str] = None, *,
     window_node = top.key("window", required=False)
     window = None if window_node.missing else read_window(window_node)
 
+    runtime = top.key("runtime", required=False)
+    containers = {} if runtime.missing else read_containers(runtime)
+
     machine = name or _default_name(host.hostname, source)
     return Snapshot(name=machine, source=source, host=host, coverage=coverage, namespaces=namespaces,
                     processes=tuple(processes), warnings=_coverage_warnings(machine, coverage),
-                    ssh_session_pids=session_pids, window=window)
+                    ssh_session_pids=session_pids, window=window, containers=containers)
 
 
 def _coverage_warnings(machine: str, coverage: Coverage) -> tuple[str, ...]:

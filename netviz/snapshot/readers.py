@@ -6,12 +6,16 @@ They accept exactly the valid records and name what is wrong with the others; th
 
 from __future__ import annotations
 
+import re
+
 from netviz.kinds import KIND_NAMES
 from netviz.snapshot.fields import _HEX, _STATE, _Field, _show
 from netviz.snapshot.limits import (
     MAX_ADDRESSES,
     MAX_ARG_TEXT,
     MAX_ARGS,
+    MAX_CGROUP_TEXT,
+    MAX_CONTAINERS,
     MAX_INODE,
     MAX_NOTES,
     MAX_PID,
@@ -19,7 +23,7 @@ from netviz.snapshot.limits import (
     MAX_UNKEYED_STATES,
     UID_RANGE,
 )
-from netviz.snapshot.model import Address, ConntrackEntry, ConntrackTuple, Coverage, HostInfo, Process, Socket
+from netviz.snapshot.model import Address, ConntrackEntry, ConntrackTuple, Container, Coverage, HostInfo, Process, Socket
 
 
 def _host(node: _Field) -> HostInfo:
@@ -138,4 +142,28 @@ def _process(node: _Field) -> Process:
         comm_hex=node.optional("comm_hex", _hex_text, None),
         cmdline_hex=cmdline_hex,
         cmdline_truncated=node.optional("cmdline_truncated", _Field.boolean, False),
+        cgroup=node.optional("cgroup", lambda f: f.text(MAX_CGROUP_TEXT), None),
     )
+
+
+_CONTAINER_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+def read_containers(node: _Field) -> dict[str, Container]:
+    """The snapshot's `runtime.containers`: id -> Container (docs/snapshot.md, "runtime")."""
+    containers: dict[str, Container] = {}
+    entries = node.key("containers", required=False)
+    if entries.missing:
+        return containers
+    if not isinstance(entries.value, dict):
+        raise entries.fail(f"expected an object, got {type(entries.value).__name__}")
+    if len(entries.value) > MAX_CONTAINERS:
+        raise entries.fail(f"too many containers ({len(entries.value)} > {MAX_CONTAINERS})")
+    for cid in sorted(entries.value):
+        if not isinstance(cid, str) or not _CONTAINER_ID.match(cid):
+            raise entries.fail(f"not a container id: {cid[:80]!r}")
+        item = entries.key(cid)
+        fields = {name: item.optional(name, lambda f: f.text(255, nullable=True), None)
+                  for name in ("runtime", "name", "image", "pod", "pod_namespace", "container")}
+        containers[cid] = Container(**fields)
+    return containers

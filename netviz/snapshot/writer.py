@@ -42,6 +42,8 @@ def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
             out["cmdline_hex"] = list(p.cmdline_hex)
         if p.cmdline_truncated:
             out["cmdline_truncated"] = True
+        if p.cgroup is not None:
+            out["cgroup"] = p.cgroup
         return out
 
     host = snapshot.host
@@ -73,6 +75,10 @@ def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
         document["ssh_session"] = {"pids": list(snapshot.ssh_session_pids)}
     if snapshot.window is not None:
         document["window"] = window_to_document(snapshot.window)
+    if snapshot.containers:
+        document["runtime"] = {"containers": {
+            cid: {key: value for key, value in vars(container).items() if value is not None}
+            for cid, container in snapshot.containers.items()}}
     return document
 
 

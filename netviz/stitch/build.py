@@ -167,7 +167,7 @@ def _members(machines: Sequence[Machine], group_by: str, wanted: set[NodeKey]) -
         for process in machine.snapshot.processes:
             if not process.sockets:
                 continue
-            key = node_key(group_by, machine.index, process.pid, process.comm, machine.netns_tag(process.netns))
+            key = machine.key(process.pid)
             if key in wanted:
                 members.setdefault(key, []).append(process)
     return members
@@ -206,11 +206,14 @@ def _node(machines: Sequence[Machine], group_by: str, key: NodeKey, node_id: str
     if not pids and gone is not None:  # seen holding the key's sockets during the window only
         pids = tuple(sorted(gone.pids))
     netns = machine.netns_tag(first.netns) if first else str(key[2]).partition(NETNS_SEPARATOR)[2]
+    who = _shared_identity(machine, processes)
     return Node(
         id=node_id,
         host=host,
         kind=KIND_PROCESS,
-        comm=first.comm if first else gone.comm if gone is not None else str(key[2]).partition(NETNS_SEPARATOR)[0],
+        comm=(machine.name(first.pid) if first else gone.comm if gone is not None
+              else str(key[2]).partition(NETNS_SEPARATOR)[0]),
+        **who,
         netns=netns,
         netns_name=machine.netns_names.get(int(netns), "") if netns else "",
         pids=pids,
@@ -221,6 +224,18 @@ def _node(machines: Sequence[Machine], group_by: str, key: NodeKey, node_id: str
         ingress=tuple(sorted(ingress)),
         sockets=len(inodes),
     )
+
+
+def _shared_identity(machine: Machine, processes: list) -> dict[str, str]:
+    """The unit, container, image and pod the node's processes all share (absent when they differ)."""
+    shared: dict[str, str] = {}
+    identities = [machine.identity(process.pid) for process in processes]
+    for field, value_of in (("unit", lambda i: i.unit), ("container", lambda i: i.container),
+                            ("image", lambda i: i.image), ("pod", lambda i: i.pod or i.pod_uid)):
+        values = {value_of(identity) for identity in identities}
+        if len(values) == 1 and None not in values:
+            shared[field] = values.pop()
+    return shared
 
 
 def _short_lived_node(machine: Machine, node_id: str, entry: ShortLived) -> Node:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Optional
 
-from netviz.graph import UNATTRIBUTED, NodeKey, node_key
+from netviz.graph import IDENTITY_GROUPS, UNATTRIBUTED, NodeKey, node_key
+from netviz.identity import Identity, identify
 from netviz.snapshot import Snapshot
 
 
@@ -29,6 +30,7 @@ class Machine:
                 else:
                     self.shared.setdefault(inode, [first]).append(process.pid)
         self.keys: dict[Optional[int], NodeKey] = {}  # pid -> node key, memoised by key()
+        self._identities: dict[Optional[str], Identity] = {}  # cgroup path -> identity
         # The sockets of the sshd processes the payload ran under: netviz's own session (and,
         # behind a jump host, the jump's forwarded connection arrives on it too).
         self.session_sockets: frozenset[int] = frozenset(
@@ -51,13 +53,37 @@ class Machine:
         """How a node key names the namespace `netns`: empty for the machine's own (or unknown)."""
         return "" if netns is None or netns == self.main_netns else str(netns)
 
+    def identity(self, pid: int) -> Identity:
+        """Who the process is (unit, container, pod), memoised per cgroup path."""
+        cgroup = self.process[pid].cgroup
+        found = self._identities.get(cgroup)
+        if found is None:
+            found = self._identities[cgroup] = identify(cgroup, self.snapshot.containers)
+        return found
+
+    def name(self, pid: Optional[int]) -> str:
+        """What the node of `pid` is called: its command, or under group-by unit, container or pod
+        the unit, container or pod when the process has one."""
+        if pid is None or self.group_by not in IDENTITY_GROUPS:
+            return self.comm(pid)
+        return group_label(self.identity(pid), self.group_by) or self.comm(pid)
+
     def key(self, pid: Optional[int]) -> NodeKey:
         """The node of a socket owned by `pid` (None: no visible owner), memoised."""
         key = self.keys.get(pid)
         if key is None:
             netns = self.netns_tag(self.process[pid].netns) if pid is not None else ""
-            key = self.keys[pid] = node_key(self.group_by, self.index, pid, self.comm(pid), netns)
+            key = self.keys[pid] = node_key(self.group_by, self.index, pid, self.name(pid), netns)
         return key
+
+
+def group_label(identity: Identity, group_by: str) -> Optional[str]:
+    """The name a process has under an identity grouping, None when it has none there."""
+    if group_by == "unit":
+        return identity.unit
+    if group_by == "container":
+        return identity.container
+    return identity.pod or (f"pod {identity.pod_uid}" if identity.pod_uid else None)
 
 
 def main_namespace(snapshot: Snapshot) -> Optional[int]:

@@ -121,7 +121,8 @@ class _Ends:
             alive = machine.process.get(holder.pid)
             if alive is not None and alive.comm != holder.comm:
                 return None, set()  # the pid now runs another command: never name the wrong one
-            key = node_key(self.group_by, machine.index, holder.pid, holder.comm, machine.netns_tag(netns))
+            key = (machine.key(holder.pid) if alive is not None
+                   else node_key(self.group_by, machine.index, holder.pid, holder.comm, machine.netns_tag(netns)))
             keys.add(key)
             pids.add(holder.pid)
             if alive is None or not alive.sockets:
@@ -135,7 +136,7 @@ class _Ends:
         uid = flow.uids[0] if len(flow.uids) == 1 else None
         if self.group_by == "host":
             return node_key("host", machine.index, None, "")
-        identity: object = ("" if uid is None else str(uid)) if self.group_by == "process" else (-1 if uid is None else uid)
+        identity: object = (-1 if uid is None else uid) if self.group_by == "pid" else ("" if uid is None else str(uid))
         key: NodeKey = (machine.index, RANK_SHORT_LIVED, identity)  # type: ignore[assignment]
         entry = self.result.short_lived.setdefault(key, ShortLived())
         entry.uids.update(flow.uids)

@@ -1,0 +1,116 @@
+"""Who a process is, beyond its command: its systemd unit, its container and its Kubernetes pod.
+
+Read from what the snapshot already holds: the process's cgroup path (`/proc/PID/cgroup`) and the
+runtime state the payload found for the container ids in those paths (`runtime.containers`).
+Each field is None when the path does not say it: never guessed.
+
+The cgroup layouts read (v2 unified paths and v1 `name=systemd` paths alike):
+
+- systemd units: the innermost `*.service` component (`/system.slice/nginx.service`,
+  `/user.slice/user-1000.slice/user@1000.service`), else the innermost `*.scope` that is not a
+  container's (`session-3.scope`).
+- containers, by runtime: `docker-ID.scope` and `/docker/ID` (Docker), `cri-containerd-ID.scope`
+  (containerd), `crio-ID.scope` (CRI-O), `libpod-ID.scope` and `/libpod_parent/libpod-ID` (Podman),
+  and a bare 64-hex component under `kubepods` (the cgroupfs driver).
+- Kubernetes pods: `kubepods-<qos>-pod<UID>.slice` (systemd driver, `_` for `-` in the uid) and
+  `/kubepods/<qos>/pod<UID>/` (cgroupfs driver).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from netviz.snapshot.model import Container
+
+_ID = r"([0-9a-f]{64})"
+_CONTAINER_PATTERNS = (
+    ("docker", re.compile(rf"(?:^|/)docker-{_ID}\.scope$")),
+    ("docker", re.compile(rf"(?:^|/)docker/{_ID}$")),
+    ("containerd", re.compile(rf"(?:^|/)cri-containerd-{_ID}\.scope$")),
+    ("cri-o", re.compile(rf"(?:^|/)crio-{_ID}\.scope$")),
+    ("podman", re.compile(rf"(?:^|/)libpod-{_ID}(?:\.scope)?$")),
+)
+_KUBEPODS_CONTAINER = re.compile(rf"(?:^|/)kubepods[^ ]*/{_ID}$")
+_POD_SYSTEMD = re.compile(r"kubepods(?:-[a-z]+)?-pod([0-9a-f_]{36})\.slice")
+_POD_CGROUPFS = re.compile(r"/kubepods/(?:[a-z]+/)?pod([0-9a-f-]{36})(?:/|$)")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a process's cgroup path and the runtimes' state say about it (None: not said)."""
+
+    unit: Optional[str] = None
+    container_id: Optional[str] = None
+    runtime: Optional[str] = None
+    container_name: Optional[str] = None
+    image: Optional[str] = None
+    pod_uid: Optional[str] = None
+    pod: Optional[str] = None  # `namespace/name`, when the kubelet's files name it
+    k8s_container: Optional[str] = None
+
+    @property
+    def container(self) -> Optional[str]:
+        """How a map names the container: its name, else its short id."""
+        if self.container_name:
+            return self.container_name
+        return self.container_id[:12] if self.container_id else None
+
+
+def identify(cgroup: Optional[str], containers: dict[str, Container]) -> Identity:
+    """The identity a cgroup path gives, completed by the runtime state of its container."""
+    if not cgroup:
+        return Identity()
+    path = cgroup.rstrip("/")
+    runtime, container_id = _container(path)
+    pod_uid = _pod_uid(path)
+    state = containers.get(container_id) if container_id else None
+    pod = None
+    if state is not None and state.pod:
+        pod = f"{state.pod_namespace}/{state.pod}" if state.pod_namespace else state.pod
+    return Identity(
+        unit=_unit(path, container_id),
+        container_id=container_id,
+        runtime=(state.runtime if state is not None and state.runtime else runtime),
+        container_name=state.name if state is not None else None,
+        image=state.image if state is not None else None,
+        pod_uid=pod_uid,
+        pod=pod,
+        k8s_container=state.container if state is not None else None,
+    )
+
+
+def _container(path: str) -> tuple[Optional[str], Optional[str]]:
+    """(runtime, id) of the innermost component naming a container."""
+    components = path.split("/")
+    for end in range(len(components), 0, -1):
+        prefix = "/".join(components[:end])
+        for runtime, pattern in _CONTAINER_PATTERNS:
+            found = pattern.search(prefix)
+            if found:
+                return runtime, found.group(1)
+        found = _KUBEPODS_CONTAINER.search(prefix)
+        if found:
+            return None, found.group(1)
+    return None, None
+
+
+def _pod_uid(path: str) -> Optional[str]:
+    found = _POD_SYSTEMD.search(path)
+    if found:
+        return found.group(1).replace("_", "-")
+    found = _POD_CGROUPFS.search(path + "/")
+    return found.group(1) if found else None
+
+
+def _unit(path: str, container_id: Optional[str]) -> Optional[str]:
+    """The innermost service unit, else the innermost scope that is not a container's."""
+    components = [part for part in path.split("/") if part]
+    for part in reversed(components):
+        if part.endswith(".service"):
+            return part
+    for part in reversed(components):
+        if part.endswith(".scope") and not (container_id and container_id in part):
+            return part
+    return None

@@ -1,0 +1,215 @@
+"""Who a process is: systemd unit, container and pod, from cgroup paths and runtime state.
+
+netviz.identity reads the layouts each runtime writes; the payload reads /proc/PID/cgroup and the
+runtimes' state files (read-only); the stitch groups and filters by what they say. The live test
+puts real processes holding real sockets into cgroups laid out as Docker and Kubernetes do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from snapbuilder import Machine
+
+from netviz.filters import FilterSpec, apply_filters
+from netviz.identity import identify
+from netviz.payload import capture
+from netviz.snapshot import parse_snapshot
+from netviz.snapshot.model import Container
+from netviz.stitch import stitch
+
+CID = "3f2a" + "0" * 56 + "beef"
+OTHER = "9" * 64
+POD_UID = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+SYSTEMD_V1 = Path("/sys/fs/cgroup/systemd")
+
+
+# ------------------------------------------------------------------ the layouts
+
+@pytest.mark.parametrize("path, unit, runtime, container_id, pod_uid", [
+    ("/system.slice/nginx.service", "nginx.service", None, None, None),
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/app-foo.service", "app-foo.service", None, None, None),
+    ("/user.slice/user-1000.slice/user@1000.service", "user@1000.service", None, None, None),
+    ("/user.slice/user-0.slice/session-3.scope", "session-3.scope", None, None, None),
+    (f"/system.slice/docker-{CID}.scope", None, "docker", CID, None),
+    (f"/docker/{CID}", None, "docker", CID, None),
+    (f"/system.slice/crio-{CID}.scope", None, "cri-o", CID, None),
+    (f"/machine.slice/libpod-{CID}.scope/container", None, "podman", CID, None),
+    (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_UID.replace('-', '_')}.slice/"
+     f"cri-containerd-{CID}.scope", None, "containerd", CID, POD_UID),
+    (f"/kubepods/burstable/pod{POD_UID}/{CID}", None, None, CID, POD_UID),
+    (f"/kubepods.slice/kubepods-pod{POD_UID.replace('-', '_')}.slice/crio-{CID}.scope", None, "cri-o", CID, POD_UID),
+    ("/", None, None, None, None),
+    ("/init.scope", "init.scope", None, None, None),
+    (f"/system.slice/docker-{CID[:-1]}.scope", "docker-" + CID[:-1] + ".scope", None, None, None),  # 63 digits: no id
+])
+def test_each_layout_names_what_it_says_and_nothing_else(path, unit, runtime, container_id, pod_uid):
+    found = identify(path, {})
+    assert (found.unit, found.runtime, found.container_id, found.pod_uid) == (unit, runtime, container_id, pod_uid)
+    assert found.container_name is None and found.pod is None  # no runtime state: not guessed
+    assert found.container == (container_id[:12] if container_id else None)
+
+
+def test_runtime_state_names_the_container_and_the_pod():
+    state = {CID: Container(runtime="docker", name="web-1", image="nginx:1.25", pod="web-7d9f", pod_namespace="shop",
+                            container="nginx")}
+    found = identify(f"/kubepods/burstable/pod{POD_UID}/{CID}", state)
+    assert (found.container, found.image, found.pod, found.k8s_container) == ("web-1", "nginx:1.25", "shop/web-7d9f", "nginx")
+    assert identify(f"/docker/{OTHER}", state).container == OTHER[:12]
+
+
+# ------------------------------------------------------------------ the payload's reading
+
+def test_runtime_state_is_read_for_the_containers_seen_only(tmp_path):
+    docker = tmp_path / "var/lib/docker/containers"
+    for cid, name in ((CID, "/web-1"), (OTHER, "/not-running-here")):
+        (docker / cid).mkdir(parents=True)
+        (docker / cid / "config.v2.json").write_text(json.dumps({"Name": name, "Config": {"Image": "nginx:1.25"}}))
+    logs = tmp_path / "var/log/containers"
+    logs.mkdir(parents=True)
+    (logs / f"web-7d9f_shop_nginx-{CID}.log").write_text("")
+    (logs / f"other_shop_x-{OTHER}.log").write_text("")
+    (logs / "not_a_kubelet_link.log").write_text("")
+    processes = [{"pid": 10, "cgroup": f"/kubepods/besteffort/pod{POD_UID}/{CID}"}, {"pid": 11, "cgroup": "/"}]
+    runtime = capture.read_runtime(processes, root=str(tmp_path))
+    assert runtime == {"containers": {CID: {"runtime": "docker", "name": "web-1", "image": "nginx:1.25",
+                                            "pod": "web-7d9f", "pod_namespace": "shop", "container": "nginx"}}}
+    assert capture.read_runtime([{"pid": 11, "cgroup": "/"}], root=str(tmp_path)) is None
+
+
+def test_a_fifo_or_a_broken_state_file_is_skipped_without_blocking(tmp_path):
+    docker = tmp_path / "var/lib/docker/containers"
+    (docker / CID).mkdir(parents=True)
+    os.mkfifo(docker / CID / "config.v2.json")  # opened blocking, this would hang the capture
+    (docker / OTHER).mkdir(parents=True)
+    (docker / OTHER / "config.v2.json").write_text("{not json")
+    processes = [{"pid": 10, "cgroup": f"/docker/{CID}"}, {"pid": 11, "cgroup": f"/docker/{OTHER}"}]
+    assert capture.read_runtime(processes, root=str(tmp_path)) is None
+
+
+def test_the_cgroup_line_chosen(tmp_path):
+    proc = tmp_path / "1"
+    proc.mkdir()
+    for content, expected in (
+        ("0::/system.slice/nginx.service\n", "/system.slice/nginx.service"),
+        ("12:pids:/docker/x\n1:name=systemd:/system.slice/docker-y.scope\n0::/\n", "/system.slice/docker-y.scope"),
+        ("4:memory:/kubepods/pod1/abc\n", "/kubepods/pod1/abc"),
+        ("", None),
+    ):
+        (proc / "cgroup").write_text(content)
+        assert capture.read_cgroup(str(proc)) == expected
+
+
+# ------------------------------------------------------------------ live: real cgroups, real sockets
+
+@pytest.fixture
+def cgroup_root():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (moves processes between cgroups)")
+    if not (SYSTEMD_V1 / "cgroup.procs").exists():
+        pytest.skip("needs the name=systemd cgroup hierarchy at /sys/fs/cgroup/systemd")
+    root = SYSTEMD_V1 / f"nvid{uuid.uuid4().hex[:8]}"
+    root.mkdir()
+    started: list[subprocess.Popen] = []
+    yield root, started
+    for process in started:
+        process.kill()
+        process.wait()
+    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [root]:
+        directory.rmdir()
+
+
+HOLDER = ("import socket, sys, time\nopen('/proc/self/comm', 'w').write(sys.argv[1])\n"
+          "s = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen()\nprint('ready', flush=True)\ntime.sleep(60)")
+
+
+def _start_in(cgroup_root, path: str, comm: str) -> int:
+    """A process holding a listening socket, in its own network namespace, in cgroup `path`."""
+    root, started = cgroup_root
+    directory = root / path.lstrip("/")
+    directory.mkdir(parents=True)
+    process = subprocess.Popen(["unshare", "--net", "--", sys.executable, "-c", HOLDER, comm],
+                               stdout=subprocess.PIPE, text=True)
+    started.append(process)
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    (directory / "cgroup.procs").write_text(str(process.pid))
+    return process.pid
+
+
+def test_live_processes_in_docker_and_kubernetes_cgroups_are_named_and_grouped(cgroup_root):
+    root, _ = cgroup_root
+    docker = _start_in(cgroup_root, f"/system.slice/docker-{CID}.scope", "web")
+    pod_path = (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_UID.replace('-', '_')}.slice/"
+                f"cri-containerd-{OTHER}.scope")
+    kube = _start_in(cgroup_root, pod_path, "api")
+    with open(capture.__file__, "rb") as source:
+        result = subprocess.run([sys.executable, "-"], stdin=source, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    document = json.loads(result.stdout)
+    cgroups = {process["pid"]: process.get("cgroup") for process in document["processes"]}
+    prefix = "/" + root.name
+    assert cgroups[docker] == f"{prefix}/system.slice/docker-{CID}.scope"
+    assert cgroups[kube] == prefix + pod_path
+    snapshot = parse_snapshot(document, "live")
+    by_pid = {process.pid: process for process in snapshot.processes}
+    assert identify(by_pid[docker].cgroup, {}).container_id == CID
+    found = identify(by_pid[kube].cgroup, {})
+    assert (found.container_id, found.pod_uid, found.runtime) == (OTHER, POD_UID, "containerd")
+
+
+# ------------------------------------------------------------------ the stitch: nodes, group-by, filters
+
+def _machine_with_identities() -> list:
+    """web: nginx in a Docker container and nginx of a systemd unit, both serving db's clients."""
+    web = Machine("web", "10.0.0.1")
+    web.process(10, "nginx")
+    web.process(11, "nginx")
+    web.process(12, "nginx")
+    web.listen([10, 11], "tcp", "0.0.0.0:80")
+    web.listen(12, "tcp", "0.0.0.0:8080")
+    db = Machine("db", "10.0.0.2")
+    db.process(20, "curl")
+    db.connect(20, "tcp", "10.0.0.2:40000", "10.0.0.1:80")
+    db.connect(20, "tcp", "10.0.0.2:40001", "10.0.0.1:8080")
+    web.connect(10, "tcp", "10.0.0.1:80", "10.0.0.2:40000")
+    web.connect(12, "tcp", "10.0.0.1:8080", "10.0.0.2:40001")
+    built = web.build()
+    cgroups = {10: "/system.slice/nginx.service", 11: "/system.slice/nginx.service", 12: f"/docker/{CID}"}
+    built = dataclasses.replace(
+        built, processes=tuple(dataclasses.replace(p, cgroup=cgroups.get(p.pid)) for p in built.processes),
+        containers={CID: Container(runtime="docker", name="shop-web", image="nginx:1.25", pod="web-7d9f",
+                                   pod_namespace="shop")})
+    return [built, db.build()]
+
+
+def test_group_by_unit_and_container_draw_one_node_each_with_the_fields_in_json():
+    by_unit = stitch(_machine_with_identities(), group_by="unit")
+    names = {(node.host, node.comm) for node in by_unit.nodes}
+    assert {("web", "nginx.service"), ("web", "nginx"), ("db", "curl")} <= names
+    by_container = stitch(_machine_with_identities(), group_by="container")
+    container = next(node for node in by_container.nodes if node.comm == "shop-web")
+    assert (container.container, container.image, container.unit) == ("shop-web", "nginx:1.25", "")
+    assert container.to_json()["container"] == "shop-web" and container.pod == "shop/web-7d9f"
+    by_pod = stitch(_machine_with_identities(), group_by="pod")
+    assert {("web", "shop/web-7d9f"), ("web", "nginx")} <= {(node.host, node.comm) for node in by_pod.nodes}
+    # under group-by process the two nginx are one node: the fields say only what all share
+    by_process = stitch(_machine_with_identities())
+    nginx = next(node for node in by_process.nodes if node.comm == "nginx")
+    assert nginx.unit == "" and nginx.container == ""
+    assert "unit" not in nginx.to_json()
+
+
+def test_filters_name_units_containers_and_images():
+    graph = stitch(_machine_with_identities(), group_by="pid")
+    for term, port in (("unit=nginx.service", 80), ("container=shop-*", 8080), ("image=nginx:1.25", 8080),
+                       ("pod=web-*", 8080), ("pod=shop/web-7d9f", 8080)):
+        kept = apply_filters(graph, FilterSpec.parse([term], [])).graph
+        assert {flow.server_port for flow in kept.flows} == {port}, term
+    assert not apply_filters(graph, FilterSpec.parse(["unit=postgresql.service"], [])).graph.flows
