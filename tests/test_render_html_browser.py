@@ -3,6 +3,7 @@ no network, no script from names; and a screenshot."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -341,3 +342,136 @@ def test_clicking_a_machine_lists_its_unresolved_examples(tmp_path: Path) -> Non
         assert ("tcp 10.0.0.1:40000 \u2192 10.0.0.2:6000 pid 100: its peer machine is in the group, but has no such "
                 "socket nor a listener for it") in items
         assert log.page_errors == []
+
+
+# ------------------------------------------------------------------ legend, Esc, focus, fragment, export
+
+VISIBLE_NODES = """() => window.netviz.cy.nodes().filter(n => n.visible() && !n.hasClass('machine')
+                         && !n.hasClass('ingress-mark')).map(n => n.id()).sort()"""
+
+
+def neighbourhood(doc: dict[str, Any], start: str, hops: int) -> set[str]:
+    """Node ids within `hops` flows of `start` in the document (the oracle for focus)."""
+    peers: dict[str, set[str]] = {}
+    for flow in doc["flows"]:
+        peers.setdefault(flow["client"], set()).add(flow["server"])
+        peers.setdefault(flow["server"], set()).add(flow["client"])
+    seen, frontier = {start}, {start}
+    for _ in range(hops):
+        frontier = {peer for node in frontier for peer in peers.get(node, ())} - seen
+        seen |= frontier
+    return seen
+
+
+def test_legend_says_what_the_marks_mean_and_root_is_an_outline(lab_page: Any, lab_doc: dict[str, Any]) -> None:
+    page, _, _ = lab_page
+    page.click("#legend summary")
+    legend = page.inner_text("#legend")
+    for words in ("root", "ingress", "short-lived", "neither end listens", "inferred", "via", "host"):
+        assert words in legend, words
+    outline = "(id) => window.netviz.cy.getElementById(id).style('outline-width')"
+    # chronyd runs as root (the builder's default user), nginx as www-data: only a mark, same fill.
+    assert page.evaluate(outline, node_id(lab_doc, "chronyd", "web1")) != "0px"
+    assert page.evaluate(outline, node_id(lab_doc, "nginx")) == "0px"
+    fill = "(id) => window.netviz.cy.getElementById(id).style('background-color')"
+    assert page.evaluate(fill, node_id(lab_doc, "chronyd", "web1")) == page.evaluate(fill, node_id(lab_doc, "tcpdump"))
+
+
+def test_focus_shows_the_n_hop_neighbourhood_and_esc_clears_everything(lab_page: Any, lab_doc: dict[str, Any]) -> None:
+    page, _, _ = lab_page
+    everything = page.evaluate(VISIBLE_NODES)
+    postgres = node_id(lab_doc, "postgres")
+    click_node(page, postgres)
+    page.wait_for_function("(id) => window.netviz.selected === id", arg=postgres)
+    page.click("#focus")
+    page.wait_for_function("(id) => window.netviz.focused === id", arg=postgres)
+    assert set(page.evaluate(VISIBLE_NODES)) == neighbourhood(lab_doc, postgres, 1)
+    page.select_option("#hops", "2")
+    page.wait_for_function("() => window.location.hash.includes('hops=2')")
+    assert set(page.evaluate(VISIBLE_NODES)) == neighbourhood(lab_doc, postgres, 2)
+    assert len(neighbourhood(lab_doc, postgres, 2)) > len(neighbourhood(lab_doc, postgres, 1))
+    assert page.is_visible("#unfocus")
+
+    search(page, "redis")
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => window.netviz.focused === null && window.netviz.selected === null")
+    assert page.evaluate(VISIBLE_NODES) == everything
+    assert page.input_value("#search") == "" and page.evaluate("window.netviz.lastSearch.query") == ""
+    assert page.evaluate("() => window.netviz.cy.elements('.faded, .match, .highlight').length") == 0
+    assert page.text_content("#details-title") == "Details"
+
+
+def test_host_view_opens_a_host_on_click_and_keeps_direct_and_nat_apart(tmp_path: Path) -> None:
+    g = GraphBuilder()
+    a, b, gw = g.host("a", ["10.0.0.1"]), g.host("b", ["10.0.0.2"]), g.host("gw", ["10.0.0.9"])
+    curl = g.process(a, "curl", [1])
+    nginx = g.process(b, "nginx", [2], listening=[("tcp", "0.0.0.0", 80)])
+    g.process(b, "redis", [3], listening=[("tcp", "127.0.0.1", 6379)])
+    g.process(gw, "sshd", [4])
+    g.flow(curl, nginx, "tcp", 80, "10.0.0.2", count=2)
+    g.flow(curl, nginx, "tcp", 80, "10.0.0.9", count=5, via=gw)
+    html_path = tmp_path / "nat.html"
+    html_path.write_text(render_html(g.build()), encoding="utf-8")
+    edges = "() => window.netviz.cy.edges().map(e => [e.source().data('machine'), e.target().data('machine'), e.data('label')]).sort()"
+    with open_page(html_path, fragment="view=host") as (page, log):
+        assert page.evaluate("window.netviz.groupBy") == "host"
+        assert page.evaluate(edges) == [["a", "b", "tcp 80 \u00d72"], ["a", "b", "tcp 80 \u00d75 via gw"]]
+        # The two curves are drawn apart, not on top of each other.
+        bends = page.evaluate("() => window.netviz.cy.edges().map(e => e.controlPoints()[0])")
+        assert abs(bends[0]["x"] - bends[1]["x"]) + abs(bends[0]["y"] - bends[1]["y"]) > 5
+
+        host_b = page.evaluate("() => window.netviz.cy.nodes('.machine-node').filter(n => n.data('machine') === 'b')[0].id()")
+        before = len(page.evaluate(VISIBLE_NODES))
+        click_node(page, host_b)
+        page.wait_for_function("() => window.location.hash.includes('open=b')")
+        after = page.evaluate(VISIBLE_NODES)
+        assert nginx in after and len(after) == before - 1 + 2  # b gives way to its two processes
+        assert page.evaluate(edges) == [["a", "b", "tcp 80 \u00d72"], ["a", "b", "tcp 80 \u00d75 via gw"]]
+        assert page.evaluate("() => window.netviz.cy.edges().map(e => e.target().id())") == [nginx, nginx]
+        assert page.is_visible("#collapse")
+        page.click("#collapse")
+        page.wait_for_function("() => !window.location.hash.includes('open=')")
+        assert len(page.evaluate(VISIBLE_NODES)) == before
+        assert log.page_errors == []
+
+
+def test_the_url_fragment_reopens_the_view(tmp_path: Path, lab_doc: dict[str, Any]) -> None:
+    html_path = tmp_path / "map.html"
+    html_path.write_text(render_html(lab_doc), encoding="utf-8")
+    with open_page(html_path) as (page, _):
+        page.click("#group-host")
+        page.uncheck("#show-external")
+        app1 = page.evaluate("() => window.netviz.cy.nodes('.machine-node').filter(n => n.data('machine') === 'app1')[0].id()")
+        click_node(page, app1)
+        page.wait_for_function("() => window.location.hash.includes('open=app1')")
+        search(page, "postgres")
+        gunicorn = node_id(lab_doc, "gunicorn")
+        page.evaluate("(id) => window.netviz.focus(id, 2)", gunicorn)
+        fragment = page.evaluate("window.location.hash").lstrip("#")
+        shown = page.evaluate(VISIBLE_NODES)
+    for part in ("view=host", "q=postgres", "external=0", "open=app1", f"focus={gunicorn}", "hops=2"):
+        assert part in fragment, (part, fragment)
+    with open_page(html_path, fragment=fragment) as (page, log):
+        assert page.evaluate("window.netviz.groupBy") == "host"
+        assert page.input_value("#search") == "postgres" and page.evaluate("window.netviz.lastSearch.query") == "postgres"
+        assert page.is_checked("#show-external") is False
+        assert page.evaluate("window.netviz.focused") == gunicorn and page.input_value("#hops") == "2"
+        assert page.evaluate(VISIBLE_NODES) == shown
+        assert log.page_errors == []
+
+
+def test_export_the_view_as_png_and_the_data_as_json(tmp_path: Path, lab_doc: dict[str, Any]) -> None:
+    html_path = tmp_path / "map.html"
+    html_path.write_text(render_html(lab_doc), encoding="utf-8")
+    with open_page(html_path) as (page, log):
+        with page.expect_download() as png_download:
+            page.click("#export-png")
+        png = Path(png_download.value.path()).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        assert png_download.value.suggested_filename == "netviz-map.png"
+        with page.expect_download() as json_download:
+            page.click("#export-json")
+        assert json.loads(Path(json_download.value.path()).read_text()) == lab_doc
+        # Nothing left the machine: the page and its own blobs only.
+        assert all(url.startswith(("file://", "blob:")) for url in log.requests), log.requests
+        assert log.page_errors == [] and page.evaluate("window.__cspViolations") == []

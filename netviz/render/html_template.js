@@ -879,6 +879,11 @@
   }
   var searchCount = document.getElementById('search-count');
   function runSearch(query) {
+    var found = matchSearch(query);
+    writeFragment();
+    return found;
+  }
+  function matchSearch(query) {
     state.query = query;
     var result = searchModel(query);
     window.netviz.lastSearch = { query: query, machines: result.machines, nodes: result.nodes, flows: result.flows };
