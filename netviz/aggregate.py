@@ -141,12 +141,14 @@ def _merged_flows(graph: FlowGraph, stands_for: dict[str, str], rank: dict[str, 
                 id=flow.id, client=client, server=server, proto=flow.proto, server_port=flow.server_port,
                 server_address=flow.server_address, count=flow.count, directed=flow.directed,
                 inferred=flow.inferred, via=flow.via, client_pids=flow.client_pids, server_pids=flow.server_pids,
-                window=flow.window, dialled=flow.dialled,
+                window=flow.window, dialled=flow.dialled, traffic=flow.traffic,
             )
             continue
         seen.count += flow.count
         if flow.window is not None:
             seen.window = flow.window.merged(seen.window)
+        if flow.traffic is not None:
+            seen.traffic = flow.traffic.merged(seen.traffic)
         seen.server_address = min(seen.server_address, flow.server_address)
         seen.client_pids = tuple(sorted(set(seen.client_pids) | set(flow.client_pids)))
         seen.server_pids = tuple(sorted(set(seen.server_pids) | set(flow.server_pids)))

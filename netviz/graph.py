@@ -296,6 +296,71 @@ class FlowWindow:
                 "persistent": self.persistent, "per_minute": self.per_minute}
 
 
+def human_bytes(count: Optional[int]) -> str:
+    """`950 B`, `5.2 MB` (decimal units, as `ss` and most tools print rates); "?" for unknown."""
+    if count is None:
+        return "?"
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class FlowTraffic:
+    """What the kernel's TCP counters (tcp_info) say about a flow's connections, from the client's
+    view; absent when no connection of the flow had them (docs/graph.md, "Traffic")."""
+
+    connections: int  # connections whose counters were read (at most the flow's count)
+    bytes_sent: Optional[int]  # client -> server, acknowledged, summed; None: no counter read had bytes
+    bytes_received: Optional[int]  # server -> client, summed
+    retransmits: int  # segments retransmitted, both directions, summed
+    rtts: tuple[int, ...] = field(default=(), repr=False)  # each connection's smoothed RTT (µs), sorted
+
+    @property
+    def rtt_median_ms(self) -> float:
+        """The median of the connections' RTTs, milliseconds (the lower middle for an even count)."""
+        return self.rtts[(len(self.rtts) - 1) // 2] / 1000.0 if self.rtts else 0.0
+
+    @property
+    def rtt_max_ms(self) -> float:
+        return self.rtts[-1] / 1000.0 if self.rtts else 0.0
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes both ways (0 when unknown): what edge widths and `--sort bytes` weigh."""
+        return (self.bytes_sent or 0) + (self.bytes_received or 0)
+
+    def bytes_text(self) -> str:
+        """`5.2 MB / 1.1 kB`: bytes sent and received from the client's view ("?" when unknown)."""
+        return f"{human_bytes(self.bytes_sent)} / {human_bytes(self.bytes_received)}"
+
+    def rtt_text(self) -> str:
+        """`0.41 / 2.3`: the median and the largest RTT, milliseconds."""
+        return f"{self.rtt_median_ms:.3g} / {self.rtt_max_ms:.3g}"
+
+    def merged(self, other: Optional["FlowTraffic"]) -> "FlowTraffic":
+        """The counters of two flows drawn as one (an aggregated view)."""
+        if other is None:
+            return self
+
+        def total(a: Optional[int], b: Optional[int]) -> Optional[int]:
+            return None if a is None and b is None else (a or 0) + (b or 0)
+
+        return FlowTraffic(connections=self.connections + other.connections,
+                           bytes_sent=total(self.bytes_sent, other.bytes_sent),
+                           bytes_received=total(self.bytes_received, other.bytes_received),
+                           retransmits=self.retransmits + other.retransmits,
+                           rtts=tuple(sorted(self.rtts + other.rtts)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"connections": self.connections, "bytes_sent": self.bytes_sent,
+                "bytes_received": self.bytes_received, "rtt_median_ms": self.rtt_median_ms,
+                "rtt_max_ms": self.rtt_max_ms, "retransmits": self.retransmits}
+
+
 @dataclass
 class Flow:
     """Connections between two nodes on one service, collapsed into one edge with a count."""
@@ -316,6 +381,7 @@ class Flow:
     # the fronts the clients dialled when `via` translated them: (address, port) on the NAT machine
     dialled: tuple[tuple[str, int], ...] = ()
     key: str = ""  # the natural key (flow_natural_key), the same in every run: set by with_natural_keys
+    traffic: Optional[FlowTraffic] = None  # only when some connection's tcp_info was captured
 
     def dialled_text(self) -> str:
         """`10.0.0.254:15432`, `[fd00::1]:80`: the fronts dialled, comma-separated."""
@@ -345,6 +411,8 @@ class Flow:
             **(self.window.to_json() if self.window is not None else {}),
             **({"dialled": [{"address": address, "port": port} for address, port in self.dialled]}
                if self.dialled else {}),
+            # only where counters were captured: documents without them keep their exact bytes
+            **({"traffic": self.traffic.to_json()} if self.traffic is not None else {}),
         }
 
 

@@ -926,15 +926,61 @@ _INET_DIAG_REQ = struct.Struct("=BBBBI48x")
 _INET_DIAG_REPLY = struct.Struct("=IH10xBB2xHH16s16s24xII")
 _RECV_SIZE = 1 << 16
 
+# tcp_info through sock_diag: the INET_DIAG_INFO attribute, asked for with its bit in idiag_ext.
+# /proc/net/tcp has no traffic counters; this struct is what `ss -tin` prints. UDP sockets get no
+# INET_DIAG_INFO at all (udp_diag fills only the queue sizes), so only TCP has counters.
+INET_DIAG_INFO = 2
+_INET_DIAG_MSG_END = 16 + 72  # nlmsghdr + inet_diag_msg: the attributes follow
+TCP_INFO_COLUMNS = ("bytes_acked", "bytes_received", "rtt", "rttvar", "total_retrans", "ca_state")
+TCP_INFO_VERSION = 1
+# struct tcp_info (linux/tcp.h) grows at its end; the fields kept and the kernel that has them:
+# tcpi_ca_state at 1, tcpi_rtt and tcpi_rttvar (microseconds) at 68 and 72, tcpi_total_retrans
+# at 100 (all 2.6.x: 104 bytes), tcpi_bytes_acked and tcpi_bytes_received at 120 and 128
+# (Linux 4.1+: 136 bytes and more). The attribute's length says which fields it holds.
+_TCP_INFO_BYTES = struct.Struct("=xB66xII24xI16xQQ")  # 136 bytes
+_TCP_INFO_BASE = struct.Struct("=xB66xII24xI")  # 104 bytes
+_NLATTR_HEADER = struct.Struct("=HH")
+_LISTEN = 10  # TCP_LISTEN: a listener's tcp_info says nothing about traffic
 
-def netlink_inet_sockets(family, protocol, proto, inodeless=None):
+
+def _find_attribute(data, start, end, wanted):
+    """(payload start, payload end) of the first netlink attribute of type `wanted` in
+    data[start:end], or None."""
+    unpack = _NLATTR_HEADER.unpack_from
+    while start + 4 <= end:
+        length, kind = unpack(data, start)
+        if length < 4 or start + length > end:
+            return None
+        if kind & 0x3FFF == wanted:
+            return start + 4, start + length
+        start += (length + 3) & ~3
+    return None
+
+
+def tcp_info_counters(data, start, end):
+    """(bytes_acked, bytes_received, rtt, rttvar, total_retrans, ca_state) from a tcp_info
+    struct in data[start:end]; the byte counters are None before Linux 4.1 (a shorter struct),
+    and the whole is None for a struct too short to hold the others."""
+    size = end - start
+    if size >= _TCP_INFO_BYTES.size:
+        ca_state, rtt, rttvar, retrans, sent, received = _TCP_INFO_BYTES.unpack_from(data, start)
+        return sent, received, rtt, rttvar, retrans, ca_state
+    if size >= _TCP_INFO_BASE.size:
+        ca_state, rtt, rttvar, retrans = _TCP_INFO_BASE.unpack_from(data, start)
+        return None, None, rtt, rttvar, retrans, ca_state
+    return None
+
+
+def netlink_inet_sockets(family, protocol, proto, inodeless=None, counters=None):
     """Dump the inet sockets of one family and protocol with NETLINK_SOCK_DIAG.
 
     Returns the same (records, unkeyed) as parse_inet_table on the matching /proc/net file,
     several times faster. Raises OSError when the kernel lacks the diag module for the
     protocol (the caller then reads the /proc/net text instead). With `inodeless` (a list),
     the rows of inode 0 (TIME_WAIT) are also appended to it as records of inode 0: a window
-    keeps their tuples as evidence of connections that just closed.
+    keeps their tuples as evidence of connections that just closed. With `counters` (a dict,
+    TCP only), the kernel's tcp_info of every socket that is not listening is stored there as
+    inode -> tcp_info_counters(...).
     """
     length4 = 4 if family == socket.AF_INET else 16
     little_endian = sys.byteorder == "little"
@@ -945,7 +991,14 @@ def netlink_inet_sockets(family, protocol, proto, inodeless=None):
     ntop = socket.inet_ntop
     unpack = _INET_DIAG_REPLY.unpack_from
     append = records.append
-    request = _INET_DIAG_REQ.pack(family, protocol, 0, 0, 0xFFFFFFFF)
+    ext = 0
+    if counters is not None and protocol == socket.IPPROTO_TCP:
+        ext = 1 << (INET_DIAG_INFO - 1)
+    else:
+        counters = None
+    info_at = _INET_DIAG_MSG_END  # where the last message had its tcp_info: the kernel's order repeats
+    nla = _NLATTR_HEADER.unpack_from
+    request = _INET_DIAG_REQ.pack(family, protocol, ext, 0, 0xFFFFFFFF)
     header = _NLMSGHDR.pack(_NLMSGHDR.size + len(request), SOCK_DIAG_BY_FAMILY,
                             NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
@@ -985,6 +1038,19 @@ def netlink_inet_sockets(family, protocol, proto, inodeless=None):
                             sport = ((sport & 0xFF) << 8) | (sport >> 8)
                             dport = ((dport & 0xFF) << 8) | (dport >> 8)
                         append((proto, inode, local, sport, remote, dport, state, uid, None))
+                        if counters is not None and state_number != _LISTEN:
+                            end = min(offset + length, size)
+                            at = offset + info_at
+                            if at + 4 <= end and nla(buffer, at)[1] & 0x3FFF == INET_DIAG_INFO:
+                                span = (at + 4, at + nla(buffer, at)[0])
+                            else:
+                                span = _find_attribute(buffer, offset + _INET_DIAG_MSG_END, end, INET_DIAG_INFO)
+                                if span is not None:
+                                    info_at = span[0] - 4 - offset
+                            if span is not None and span[1] <= end:
+                                found = tcp_info_counters(buffer, span[0], span[1])
+                                if found is not None:
+                                    counters[inode] = found
                 elif kind == NLMSG_DONE:
                     done = True
                     break
@@ -1362,6 +1428,8 @@ def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc"):
                 stats.update(parse_sockstat(handle))
         except OSError:
             pass
+    # Traffic counters (tcp_info) come only with the netlink dump: the text has none.
+    tcp_info = {} if use_netlink else None
     for filename, proto in INET_TABLES:
         if tcp_table_is_empty(stats, proto):
             continue
@@ -1370,10 +1438,12 @@ def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc"):
         if use_netlink and filename in NETLINK_TABLES:
             family, protocol = NETLINK_TABLES[filename]
             try:
-                records, counts = netlink_inet_sockets(family, protocol, proto)
+                records, counts = netlink_inet_sockets(family, protocol, proto, counters=tcp_info)
             except OSError:
                 records = None  # no diag module for this protocol: read the text
         if records is None:
+            if proto in ("tcp", "tcp6"):
+                tcp_info = None
             try:
                 with _open_text(os.path.join(net_dir, filename)) as handle:
                     records, counts = parse_inet_table(handle, proto)
@@ -1384,6 +1454,8 @@ def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc"):
         sockets.extend(records)
         if counts:
             unkeyed[proto] = counts
+        if tcp_info is None and proto in ("tcp", "tcp6") and any(r[6] != "LISTEN" for r in records):
+            coverage.note(TCP_INFO_MISSING)
 
     # Packet sockets bound to one interface name it by index: map indexes to names from
     # if_inet6 first, and from igmp/dev_mcast/igmp6 only when some index is still unknown.
@@ -1463,7 +1535,19 @@ def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc"):
     if absent:
         conntrack = conntrack_without_procfs(proc_root, coverage, use_netlink)
 
-    return {"addresses": addresses, "sockets": sockets, "unkeyed": unkeyed, "conntrack": conntrack}
+    return {"addresses": addresses, "sockets": sockets, "unkeyed": unkeyed, "conntrack": conntrack,
+            "tcp_info": tcp_info}
+
+
+TCP_INFO_MISSING = ("traffic counters (tcp_info) unknown for TCP connections read from /proc/PID/net "
+                    "text: netlink reaches only the payload's own network namespace")
+
+
+def tcp_info_document(counters, inodes):
+    """A namespace's `tcp_info` section: {"version", "columns", "sockets": {inode: row}} for the
+    inodes kept (docs/snapshot.md)."""
+    rows = dict((str(inode), list(counters[inode])) for inode in sorted(inodes) if inode in counters)
+    return {"version": TCP_INFO_VERSION, "columns": list(TCP_INFO_COLUMNS), "sockets": rows}
 
 
 def _read_small_text(path, limit=1 << 20):
@@ -1771,6 +1855,8 @@ def _namespace_entry(netns, count, table, name, compact):
     }
     if name is not None:
         entry["name"] = name  # only when known: older readers see the same document
+    if table.get("tcp_info") is not None:  # only where netlink read them: older readers ignore it
+        entry["tcp_info"] = tcp_info_document(table["tcp_info"], map(_INODE, table["sockets"]))
     return entry
 
 

@@ -12,6 +12,8 @@ from netviz.textsafe import for_terminal
 HEADERS = ("client", "server", "service", "count", "notes")
 # With a window: distinct connections it saw, and "persistent" or their rate
 WINDOW_HEADERS = ("client", "server", "service", "count", "seen", "rate", "notes")
+# With TCP counters: bytes sent / received (client's view), RTT median / max (ms), retransmits
+TRAFFIC_HEADERS = ("bytes", "rtt ms", "retrans")
 MACHINE_HEADERS = ("machine", "connections", "flows", "nodes", "outside", "unresolved")
 BUSIEST_MACHINES = 10  # rows of the machine table
 BUSIEST_SHOWN = 5  # items in the one-line summaries of a run
@@ -35,18 +37,25 @@ def _endpoint(node: Node) -> str:
     return f"{where}: {name}{pids}"
 
 
-def busiest_flows(graph: FlowGraph) -> list[Flow]:
+def busiest_flows(graph: FlowGraph, by_bytes: bool = False) -> list[Flow]:
     """Flows by connection count, largest first, then by connections a window saw (graph order
-    among equals)."""
-    return sorted(graph.flows, key=lambda flow: (-flow.count, -(flow.window.connections if flow.window else 0)))
+    among equals); `by_bytes`: by bytes moved both ways first (flows without counters last)."""
+    def order(flow: Flow) -> tuple[int, ...]:
+        busy = (-flow.count, -(flow.window.connections if flow.window else 0))
+        if by_bytes:
+            return (-(flow.traffic.total_bytes if flow.traffic else -1),) + busy
+        return busy
+    return sorted(graph.flows, key=order)
 
 
-def table_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """Headers and one row per flow, busiest first; two more columns when a window saw the flows."""
+def table_rows(graph: FlowGraph, by_bytes: bool = False) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """Headers and one row per flow, busiest first (by connections, or by bytes); two more columns
+    when a window saw the flows, three when the capture read TCP counters."""
     nodes = graph.nodes_by_id()
     windowed = any(flow.window is not None for flow in graph.flows)
+    measured = any(flow.traffic is not None for flow in graph.flows)
     rows = []
-    for flow in busiest_flows(graph):
+    for flow in busiest_flows(graph, by_bytes):
         notes = []
         if not flow.directed:
             notes.append("undirected")
@@ -60,8 +69,15 @@ def table_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]
         if windowed:
             window = flow.window
             row += (str(window.connections), window.rate_text()) if window is not None else ("", "")
+        if measured:
+            traffic = flow.traffic
+            row += ((traffic.bytes_text(), traffic.rtt_text(), str(traffic.retransmits)) if traffic is not None
+                    else ("", "", ""))
         rows.append(row + (", ".join(notes),))
-    return (WINDOW_HEADERS if windowed else HEADERS), rows
+    headers = WINDOW_HEADERS if windowed else HEADERS
+    if measured:  # the counters' columns before the notes
+        headers = headers[:-1] + TRAFFIC_HEADERS + headers[-1:]
+    return headers, rows
 
 
 @dataclass

@@ -8,7 +8,7 @@ docs/snapshot.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 if TYPE_CHECKING:
     from netviz.snapshot.window import Window
@@ -58,6 +58,19 @@ class ConntrackEntry:
     netns: int
 
 
+class TcpInfo(NamedTuple):
+    """A TCP socket's traffic counters, from the kernel's tcp_info (docs/snapshot.md, `tcp_info`).
+
+    A named tuple, not a dataclass: a busy machine has tens of thousands."""
+
+    bytes_acked: Optional[int]  # bytes sent and acknowledged by the peer (None: kernel before 4.1)
+    bytes_received: Optional[int]  # bytes received in order (None: kernel before 4.1)
+    rtt: int  # smoothed round-trip time, microseconds
+    rttvar: int  # its mean deviation, microseconds
+    total_retrans: int  # segments retransmitted over the connection's life
+    ca_state: int  # congestion state: 0 open, 1 disorder, 2 CWR, 3 recovery, 4 loss
+
+
 @dataclass(frozen=True)
 class Namespace:
     inode: int
@@ -67,6 +80,9 @@ class Namespace:
     unkeyed: dict[str, dict[str, int]]
     conntrack: Optional[tuple[ConntrackEntry, ...]]
     name: Optional[str] = None  # what `ip netns` or the container runtime calls it, when known
+    # socket inode -> its traffic counters; None when the capture could not read them (a
+    # namespace read from /proc text, an older payload)
+    tcp_info: Optional[dict[int, TcpInfo]] = None
 
 
 @dataclass(frozen=True)

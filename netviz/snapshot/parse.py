@@ -35,6 +35,7 @@ from netviz.snapshot.readers import (
     _unkeyed,
     read_containers,
 )
+from netviz.snapshot.traffic import read_tcp_info
 from netviz.snapshot.window import read_window
 
 
@@ -66,8 +67,10 @@ def _namespace(node: _Field, budget: list[int], strings: CheckedStrings, seen: t
         _name_repeated_inode(sockets_node, sockets, seen_sockets)
     seen_sockets |= fresh
     name = node.optional("name", lambda field: field.text(255, nullable=True), None)
+    tcp_info = node.optional("tcp_info", read_tcp_info, None)
     return Namespace(inode=inode, pids=pids, addresses=addresses, sockets=sockets,
-                     unkeyed=_unkeyed(node.key("unkeyed")), conntrack=conntrack, name=name or None)
+                     unkeyed=_unkeyed(node.key("unkeyed")), conntrack=conntrack, name=name or None,
+                     tcp_info=tcp_info)
 
 
 def _name_repeated_inode(sockets_node: _Field, sockets: tuple[Socket, ...], earlier: set[int]) -> None:

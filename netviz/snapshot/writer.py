@@ -8,6 +8,7 @@ from typing import Any
 from netviz.kinds import MULTIHOMED_KINDS
 from netviz.snapshot.format import SCHEMA
 from netviz.snapshot.model import ConntrackTuple, Process, Snapshot, Socket
+from netviz.snapshot.traffic import tcp_info_to_document
 from netviz.snapshot.window import window_to_document
 
 
@@ -71,6 +72,9 @@ def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
             for ns in snapshot.namespaces],
         "processes": [process(p) for p in snapshot.processes],
     }
+    for entry, namespace in zip(document["namespaces"], snapshot.namespaces):
+        if namespace.tcp_info is not None:
+            entry["tcp_info"] = tcp_info_to_document(namespace.tcp_info)
     if snapshot.ssh_session_pids:
         document["ssh_session"] = {"pids": list(snapshot.ssh_session_pids)}
     if snapshot.window is not None:

@@ -110,6 +110,7 @@ def _flows(machines: Sequence[Machine], links: Links, ordered: list[NodeKey], id
                 inferred=inferred, via=via, client_pids=tuple(sorted(client_pids)),
                 server_pids=tuple(sorted(server_pids)), window=seen.get(key),
                 dialled=tuple(sorted(dialled, key=lambda front: (address_sort_key(front[0]), front[1]))),
+                traffic=links.traffic.facts(key) if links.traffic.any else None,
             )
         )
     return flows

@@ -16,6 +16,7 @@ from netviz.stitch.addresses import address_sort_key
 from netviz.stitch.index import End, SocketIndex
 from netviz.stitch.joins import Evidence
 from netviz.stitch.machines import Machine
+from netviz.stitch.traffic import LinkTraffic
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Links:
         self.show_external = show_external
         self.links: dict[LinkKey, list] = {}
         self.tallies = [Tally() for _ in machines]
+        self.traffic = LinkTraffic(machines)  # the connections' TCP counters, per link
         # outside connections to draw (--show-external): (end, inbound, inside node, pids)
         self._outside: list[tuple[End, bool, NodeKey, tuple[int, ...]]] = []
 
@@ -111,9 +113,13 @@ class Links:
             peer = end.remotes[0] if (end.machine, end.remotes[0]) in named else ""
             outside = outside_key(self.group_by, end.machine, peer)
             if inbound:
-                self._accumulate((outside, inside, end.kind, end.local_port, True, False, None), end.locals_[0], (), pids)
+                key = (outside, inside, end.kind, end.local_port, True, False, None)
+                self._accumulate(key, end.locals_[0], (), pids)
             else:
-                self._accumulate((inside, outside, end.kind, end.remote_port, True, False, None), end.remotes[0], pids, ())
+                key = (inside, outside, end.kind, end.remote_port, True, False, None)
+                self._accumulate(key, end.remotes[0], pids, ())
+            if self.traffic.any:
+                self.traffic.add_end(key, end, is_client=not inbound)
         self._outside.clear()
 
     def settle_link_local(self, key: tuple, server_address: str, client_pids: set[int], inferred: bool) -> int:
@@ -197,10 +203,11 @@ class Links:
             client_key, server_key = server_key, client_key
             client_pids, server_pids = server_pids, client_pids
             server_port, server_address = client.local_port, client.locals_[0]
-        self._accumulate(
-            (client_key, server_key, server.kind, server_port, directed, inferred, via),
-            server_address, client_pids, server_pids, dialled,
-        )
+            client, server = server, client
+        key = (client_key, server_key, server.kind, server_port, directed, inferred, via)
+        self._accumulate(key, server_address, client_pids, server_pids, dialled)
+        if self.traffic.any:
+            self.traffic.add_pair(key, client, server)
 
     def _accumulate(self, key: LinkKey, server_address: str, client_pids: Iterable[int], server_pids: Iterable[int],
                     dialled: Optional[tuple[str, int]] = None) -> None:

@@ -1,0 +1,177 @@
+"""Traffic counters: the payload's tcp_info through sock_diag, the snapshot's `tcp_info` section and
+the flows' `traffic`, on real loopback connections that moved known numbers of bytes.
+
+`ss -tin` (iproute2) reads the same kernel struct and is the independent oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+
+import pytest
+
+from netviz.errors import SnapshotError
+from netviz.payload import capture
+from netviz.snapshot import dump_snapshot, parse_snapshot
+from netviz.stitch import stitch
+
+needs_ss = pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+
+SENT, RECEIVED = 250_000, 12_345
+
+
+def _exchange(listener: socket.socket, to_server: int, to_client: int) -> tuple[socket.socket, socket.socket]:
+    """A connection to `listener` that moved `to_server` bytes one way and `to_client` back."""
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    for sender, receiver, size in ((client, server, to_server), (server, client, to_client)):
+        sender.sendall(b"x" * size)
+        got = 0
+        while got < size:
+            got += len(receiver.recv(1 << 20))
+    return client, server
+
+
+@pytest.fixture()
+def loopback():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    pairs = [_exchange(listener, SENT, RECEIVED), _exchange(listener, 3 * SENT, 0)]
+    yield listener, pairs
+    for client, server in pairs:
+        client.close()
+        server.close()
+    listener.close()
+
+
+def _inode(sock: socket.socket) -> int:
+    return os.fstat(sock.fileno()).st_ino
+
+
+def _ss_counters(port: int) -> dict[str, int]:
+    """bytes_acked, bytes_received, rtt (µs) and total retransmits of the socket on local `port`,
+    as `ss -tin` prints them."""
+    out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    found: dict[str, int] = {}
+    for name in ("bytes_acked", "bytes_received"):
+        match = re.search(rf"\b{name}:(\d+)", out)
+        found[name] = int(match.group(1)) if match else 0  # ss leaves a zero counter out
+    rtt = re.search(r"\brtt:([\d.]+)/([\d.]+)", out)
+    assert rtt, out
+    found["rtt"] = round(float(rtt.group(1)) * 1000)
+    retrans = re.search(r"\bretrans:\d+/(\d+)", out)
+    found["total_retrans"] = int(retrans.group(1)) if retrans else 0
+    return found
+
+
+def test_netlink_counters_are_the_bytes_each_end_moved(loopback):
+    listener, ((client, server), (client2, server2)) = loopback
+    counters: dict[int, tuple] = {}
+    capture.netlink_inet_sockets(socket.AF_INET, socket.IPPROTO_TCP, "tcp", counters=counters)
+    sent, received, rtt, _rttvar, retrans, ca_state = counters[_inode(client)]
+    assert sent in (SENT, SENT + 1)  # the kernel may count the SYN as one byte acknowledged
+    assert received == RECEIVED
+    assert 0 < rtt < 1_000_000 and retrans == 0 and ca_state == 0
+    assert counters[_inode(server)][:2] == (RECEIVED, SENT)
+    assert counters[_inode(client2)][0] in (3 * SENT, 3 * SENT + 1)
+    assert counters[_inode(server2)][1] == 3 * SENT
+    assert _inode(listener) not in counters  # a listener moves nothing
+
+
+@needs_ss
+def test_counters_agree_with_ss(loopback):
+    _listener, ((client, _server), _) = loopback
+    counters: dict[int, tuple] = {}
+    capture.netlink_inet_sockets(socket.AF_INET, socket.IPPROTO_TCP, "tcp", counters=counters)
+    expected = _ss_counters(client.getsockname()[1])
+    sent, received, rtt, _rttvar, retrans, _ = counters[_inode(client)]
+    assert {"bytes_acked": sent, "bytes_received": received, "rtt": rtt, "total_retrans": retrans} == expected
+
+
+def test_udp_and_plain_dumps_carry_no_counters(loopback):
+    counters: dict[int, tuple] = {}
+    records, _ = capture.netlink_inet_sockets(socket.AF_INET, socket.IPPROTO_UDP, "udp", counters=counters)
+    assert counters == {}
+    records, _ = capture.netlink_inet_sockets(socket.AF_INET, socket.IPPROTO_TCP, "tcp")
+    assert records  # the dump without INET_DIAG_INFO still lists the sockets
+
+
+def test_tcp_info_struct_by_length():
+    """The fields are read only where the kernel's struct has them."""
+    full = bytearray(232)
+    full[1] = 4  # ca_state: loss
+    struct.pack_into("=II", full, 68, 1500, 250)
+    struct.pack_into("=I", full, 100, 7)
+    struct.pack_into("=QQ", full, 120, 1 << 40, 99)
+    assert capture.tcp_info_counters(full, 0, 232) == (1 << 40, 99, 1500, 250, 7, 4)
+    assert capture.tcp_info_counters(full, 0, 136) == (1 << 40, 99, 1500, 250, 7, 4)
+    assert capture.tcp_info_counters(full, 0, 104) == (None, None, 1500, 250, 7, 4)  # before Linux 4.1
+    assert capture.tcp_info_counters(full, 0, 103) is None
+
+
+def _own_namespace(doc: dict) -> dict:
+    own = os.stat("/proc/self/ns/net").st_ino
+    return next(ns for ns in doc["namespaces"] if ns["inode"] == own)
+
+
+def test_snapshot_section_round_trips_through_the_loader(loopback):
+    listener, ((client, server), _) = loopback
+    doc = json.loads(capture.dumps_document(capture.collect(compact=True)))
+    section = _own_namespace(doc)["tcp_info"]
+    assert section["version"] == 1 and section["columns"][:2] == ["bytes_acked", "bytes_received"]
+    assert section["sockets"][str(_inode(server))][:2] == [RECEIVED, SENT]
+    snapshot = parse_snapshot(doc, "live")
+    namespace = next(ns for ns in snapshot.namespaces if ns.tcp_info)
+    assert namespace.tcp_info[_inode(server)].bytes_received == SENT
+    assert _inode(listener) not in namespace.tcp_info
+    assert parse_snapshot(json.loads(dump_snapshot(snapshot)), "again").namespaces == snapshot.namespaces
+
+
+def test_loader_checks_the_section():
+    doc = json.loads(capture.dumps_document(capture.collect(compact=True)))
+    section = _own_namespace(doc)["tcp_info"]
+    section["sockets"]["12"] = [1, 2, 3, 4, 5, 0, "a later column"]  # extra columns are ignored
+    assert parse_snapshot(doc, "x")
+    section["sockets"]["12"] = [1, 2, -3, 4, 5, 0]
+    with pytest.raises(SnapshotError, match=r"tcp_info\.sockets\.12\[2\]: -3 is out of range"):
+        parse_snapshot(doc, "x")
+    section["sockets"]["12"] = [1, 2, 3]
+    with pytest.raises(SnapshotError, match="at least 6 values"):
+        parse_snapshot(doc, "x")
+    section["sockets"] = {"0x1": [1, 2, 3, 4, 5, 0]}
+    with pytest.raises(SnapshotError, match="not a socket inode"):
+        parse_snapshot(doc, "x")
+    del _own_namespace(doc)["tcp_info"]  # a snapshot from a payload without counters
+    assert all(ns.tcp_info is None for ns in parse_snapshot(doc, "x").namespaces
+               if ns.inode == os.stat("/proc/self/ns/net").st_ino)
+
+
+def test_flow_sums_its_connections(loopback):
+    listener, _ = loopback
+    snapshot = parse_snapshot(json.loads(capture.dumps_document(capture.collect(compact=True))), "m")
+    graph = stitch([snapshot]).to_json_dict()
+    port = listener.getsockname()[1]
+    (flow,) = [flow for flow in graph["flows"] if flow["server_port"] == port]
+    traffic = flow["traffic"]
+    assert traffic["connections"] == flow["count"] == 2
+    assert 4 * SENT <= traffic["bytes_sent"] <= 4 * SENT + 2
+    assert traffic["bytes_received"] == RECEIVED
+    assert 0 < traffic["rtt_median_ms"] <= traffic["rtt_max_ms"] < 1000
+    assert traffic["retransmits"] == 0
+
+
+def test_flows_without_counters_have_no_traffic_key(loopback):
+    listener, _ = loopback
+    doc = json.loads(capture.dumps_document(capture.collect(compact=True)))
+    for namespace in doc["namespaces"]:
+        namespace.pop("tcp_info", None)
+    graph = stitch([parse_snapshot(doc, "m")]).to_json_dict()
+    assert graph["flows"] and all("traffic" not in flow for flow in graph["flows"])
