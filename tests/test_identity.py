@@ -131,11 +131,12 @@ HOLDER = ("import socket, sys, time\nopen('/proc/self/comm', 'w').write(sys.argv
 
 
 def _start_in(cgroup_root, path: str, comm: str) -> int:
-    """A process holding a listening socket, in its own network namespace, in cgroup `path`."""
+    """A process holding a listening socket in network and mount namespaces of its own (as a
+    container runtime starts one), moved into cgroup `path`."""
     root, started = cgroup_root
     directory = root / path.lstrip("/")
     directory.mkdir(parents=True)
-    process = subprocess.Popen(["unshare", "--net", "--", sys.executable, "-c", HOLDER, comm],
+    process = subprocess.Popen(["unshare", "--net", "--mount", "--", sys.executable, "-c", HOLDER, comm],
                                stdout=subprocess.PIPE, text=True)
     started.append(process)
     assert process.stdout is not None and process.stdout.readline() == "ready\n"
