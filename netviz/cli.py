@@ -27,7 +27,7 @@ from netviz.errors import (
     NetvizError,
     RenderError,
 )
-from netviz.options import Detail, GroupBy, StitchOptions
+from netviz.options import Detail, GroupBy, SortBy, StitchOptions
 from netviz.render import FORMATS, RenderOptions, formats_help
 
 # ------------------------------------------------------------------------------------------
@@ -262,6 +262,12 @@ _DetailOption = Annotated[
                  "always (aggregate), or never (full). JSON, table and HTML keep everything."),
 ]
 
+_SortOption = Annotated[
+    SortBy,
+    typer.Option("--sort", metavar=_choices(SortBy), help="Table: busiest flows first by connections (count), "
+                 "or by bytes moved both ways (bytes; flows without TCP counters last)."),
+]
+
 
 def _filter_spec(only: Optional[list[str]], exclude: Optional[list[str]], groups=None):
     """The parsed --only/--exclude values (a bad term is a usage error, exit 2)."""
@@ -273,10 +279,11 @@ def _filter_spec(only: Optional[list[str]], exclude: Optional[list[str]], groups
         raise typer.BadParameter(str(error), param_hint="--only/--exclude") from None
 
 
-def _options(group_by: GroupBy, show_external: bool, only, exclude, detail: Detail) -> tuple[StitchOptions, RenderOptions]:
+def _options(group_by: GroupBy, show_external: bool, only, exclude, detail: Detail,
+             sort: SortBy = SortBy.count) -> tuple[StitchOptions, RenderOptions]:
     """The stitch and render options, built once from the command line."""
     return (StitchOptions(group_by=group_by, show_external=show_external, filters=_filter_spec(only, exclude)),
-            RenderOptions(detail=detail.value))
+            RenderOptions(detail=detail.value, sort=sort.value))
 
 
 def _chosen_format(fmt, output: Optional[Path]) -> str:
@@ -297,11 +304,11 @@ def _chosen_format(fmt, output: Optional[Path]) -> str:
     return chosen
 
 
-def _print_flow_table(graph) -> None:
+def _print_flow_table(graph, sort: SortBy = SortBy.count) -> None:
     """The flow table (busiest first) and the busiest machines, in the terminal."""
     from netviz.render.table import machine_rows, table_footer, table_rows, unresolved_lines, window_lines
 
-    headers, rows = table_rows(graph)
+    headers, rows = table_rows(graph, by_bytes=sort is SortBy.bytes)
     console.print_table(headers, rows)
     machine_headers, machines = machine_rows(graph)
     if machines:
@@ -339,6 +346,7 @@ def stitch(
     only: _OnlyOption = None,
     exclude: _ExcludeOption = None,
     detail: _DetailOption = Detail.auto,
+    sort: _SortOption = SortBy.count,
 ) -> None:
     """Stitch snapshots into process-to-process flows and draw them (DOT on stdout by default)."""
     from netviz.pipeline import stitch_snapshots
@@ -348,7 +356,7 @@ def stitch(
         console.setup_logging(log)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--log") from None
-    options, render_options = _options(group_by, show_external, only, exclude, detail)
+    options, render_options = _options(group_by, show_external, only, exclude, detail, sort)
     chosen = _chosen_format(fmt, output)
     table_on_terminal = chosen == "table" and output is None
     try:
@@ -362,7 +370,7 @@ def stitch(
         for message in drawn.notices:
             console.info(message)
         if table_on_terminal:
-            _print_flow_table(drawn.graph)
+            _print_flow_table(drawn.graph, sort)
         else:
             _write_output(drawn.data, output)
             for line in unresolved_lines(drawn.graph):
@@ -526,6 +534,7 @@ def run(
     only: _OnlyOption = None,
     exclude: _ExcludeOption = None,
     detail: _DetailOption = Detail.auto,
+    sort: _SortOption = SortBy.count,
     window: _WindowOption = 0.0,
     require_complete: _RequireCompleteOption = False,
 ) -> None:
@@ -540,7 +549,7 @@ def run(
     chosen = _chosen_format(fmt, output)
     table_on_terminal = chosen == "table" and output is None
     _setup_logging(log)
-    options, render_options = _options(group_by, show_external, only, exclude, detail)
+    options, render_options = _options(group_by, show_external, only, exclude, detail, sort)
     try:
         collected = collect_group(
             _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config, window),
@@ -556,7 +565,7 @@ def run(
         for message in outcome.notices:
             console.info(message)
         if table_on_terminal:
-            _print_flow_table(outcome.graph)
+            _print_flow_table(outcome.graph, sort)
         else:
             _write_output(outcome.data, output)
             console.info(table_footer(outcome.graph))

@@ -26,6 +26,13 @@ class GroupBy(str, Enum):
     pod = "pod"  # one Kubernetes pod on a machine (else the command)
 
 
+class SortBy(str, Enum):
+    """The order of the table's flows: connections, or bytes moved (TCP counters)."""
+
+    count = "count"
+    bytes = "bytes"
+
+
 class Detail(str, Enum):
     """How much the static pictures (dot, svg, png) show past a size."""
 

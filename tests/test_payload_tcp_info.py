@@ -13,6 +13,8 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +177,51 @@ def test_flows_without_counters_have_no_traffic_key(loopback):
         namespace.pop("tcp_info", None)
     graph = stitch([parse_snapshot(doc, "m")]).to_json_dict()
     assert graph["flows"] and all("traffic" not in flow for flow in graph["flows"])
+
+
+def test_table_sorts_by_bytes_on_request(tmp_path):
+    """`--sort bytes`: the flow that moved the most comes first, whatever its connection count;
+    the table shows the bytes, RTT and retransmit columns."""
+    busy, chatty = socket.socket(), socket.socket()
+    for listener in (busy, chatty):
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+    held = [_exchange(busy, 2_000_000, 0)] + [_exchange(chatty, 10, 10) for _ in range(3)]
+    try:
+        path = tmp_path / "snapshot.json"
+        path.write_text(capture.dumps_document(capture.collect(compact=True)))
+        ports = [f"tcp/{listener.getsockname()[1]}" for listener in (busy, chatty)]
+
+        def table(*sort: str) -> list[str]:
+            command = [sys.executable, "-m", "netviz", "stitch", str(path), "-f", "table",
+                       "--only", ports[0], "--only", ports[1], *sort]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                                    cwd=Path(__file__).resolve().parent.parent)
+            assert result.returncode == 0, result.stderr
+            return result.stdout.splitlines()
+
+        by_count, by_bytes = table(), table("--sort", "bytes")
+        header = next(line for line in by_count if "client" in line)
+        assert all(column in header for column in ("bytes", "rtt ms", "retrans")), header
+
+        def rows(lines: list[str]) -> list[str]:
+            return [line for line in lines if any(f"{port} " in line for port in ports)]
+
+        assert ports[1] in rows(by_count)[0] and ports[0] in rows(by_count)[1], by_count  # 3 connections first
+        assert ports[0] in rows(by_bytes)[0] and "2.0 MB / 0 B" in rows(by_bytes)[0], by_bytes
+    finally:
+        for pair in held:
+            for sock in pair:
+                sock.close()
+        busy.close()
+        chatty.close()
+
+
+def test_streamed_section_is_the_json_of_the_plain_one():
+    """write_json formats the compact rows itself: the same JSON as the plain dict, nulls (a kernel
+    before 4.1) included, sorted by inode."""
+    counters = {30: (5, 6, 7, 8, 9, 1), 4: (None, None, 7, 8, 0, 0)}
+    compact = capture.dumps_document({"namespaces": [{"tcp_info": capture.tcp_info_document(counters, True)}]})
+    plain = capture.tcp_info_document(counters, False)
+    assert json.loads(compact)["namespaces"][0]["tcp_info"] == plain
+    assert list(plain["sockets"]) == ["4", "30"] and compact.index('"4"') < compact.index('"30"')

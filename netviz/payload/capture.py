@@ -937,10 +937,11 @@ TCP_INFO_VERSION = 1
 # tcpi_ca_state at 1, tcpi_rtt and tcpi_rttvar (microseconds) at 68 and 72, tcpi_total_retrans
 # at 100 (all 2.6.x: 104 bytes), tcpi_bytes_acked and tcpi_bytes_received at 120 and 128
 # (Linux 4.1+: 136 bytes and more). The attribute's length says which fields it holds.
-_TCP_INFO_BYTES = struct.Struct("=xB66xII24xI16xQQ")  # 136 bytes
+_TCP_INFO_FIELDS = "xB66xII24xI16xQQ"
+_TCP_INFO_BYTES = struct.Struct("=" + _TCP_INFO_FIELDS)  # 136 bytes
 _TCP_INFO_BASE = struct.Struct("=xB66xII24xI")  # 104 bytes
 _NLATTR_HEADER = struct.Struct("=HH")
-_LISTEN = 10  # TCP_LISTEN: a listener's tcp_info says nothing about traffic
+_INFO_ATTRIBUTE = struct.Struct("=HH" + _TCP_INFO_FIELDS)  # the attribute's header, then the fields
 
 
 def _find_attribute(data, start, end, wanted):
@@ -997,7 +998,10 @@ def netlink_inet_sockets(family, protocol, proto, inodeless=None, counters=None)
     else:
         counters = None
     info_at = _INET_DIAG_MSG_END  # where the last message had its tcp_info: the kernel's order repeats
-    nla = _NLATTR_HEADER.unpack_from
+    info_unpack = _INFO_ATTRIBUTE.unpack_from
+    info_size = _INFO_ATTRIBUTE.size
+    info_type = INET_DIAG_INFO
+    with_counters = counters is not None
     request = _INET_DIAG_REQ.pack(family, protocol, ext, 0, 0xFFFFFFFF)
     header = _NLMSGHDR.pack(_NLMSGHDR.size + len(request), SOCK_DIAG_BY_FAMILY,
                             NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
@@ -1038,19 +1042,23 @@ def netlink_inet_sockets(family, protocol, proto, inodeless=None, counters=None)
                             sport = ((sport & 0xFF) << 8) | (sport >> 8)
                             dport = ((dport & 0xFF) << 8) | (dport >> 8)
                         append((proto, inode, local, sport, remote, dport, state, uid, None))
-                        if counters is not None and state_number != _LISTEN:
-                            end = min(offset + length, size)
+                        if with_counters and state_number != 10:  # TCP_LISTEN: a listener moves nothing
+                            # the common case in one unpack: a full tcp_info where the last one was
+                            end = offset + length
                             at = offset + info_at
-                            if at + 4 <= end and nla(buffer, at)[1] & 0x3FFF == INET_DIAG_INFO:
-                                span = (at + 4, at + nla(buffer, at)[0])
-                            else:
+                            found = None
+                            if at + info_size <= end <= size:
+                                (attribute_length, attribute_type, ca_state, rtt, rttvar, retrans,
+                                 acked, received) = info_unpack(buffer, at)
+                                if attribute_type == info_type and info_size <= attribute_length <= end - at:
+                                    found = (acked, received, rtt, rttvar, retrans, ca_state)
+                            if found is None and end <= size:  # elsewhere, or a shorter struct (an older kernel)
                                 span = _find_attribute(buffer, offset + _INET_DIAG_MSG_END, end, INET_DIAG_INFO)
                                 if span is not None:
                                     info_at = span[0] - 4 - offset
-                            if span is not None and span[1] <= end:
-                                found = tcp_info_counters(buffer, span[0], span[1])
-                                if found is not None:
-                                    counters[inode] = found
+                                    found = tcp_info_counters(buffer, span[0], span[1])
+                            if found is not None:
+                                counters[inode] = found
                 elif kind == NLMSG_DONE:
                     done = True
                     break
@@ -1543,10 +1551,16 @@ TCP_INFO_MISSING = ("traffic counters (tcp_info) unknown for TCP connections rea
                     "text: netlink reaches only the payload's own network namespace")
 
 
-def tcp_info_document(counters, inodes):
-    """A namespace's `tcp_info` section: {"version", "columns", "sockets": {inode: row}} for the
-    inodes kept (docs/snapshot.md)."""
-    rows = dict((str(inode), list(counters[inode])) for inode in sorted(inodes) if inode in counters)
+class TcpInfoRows(dict):
+    """A namespace's counters (inode -> tuple), turned into JSON only when written (write_json):
+    a dict of 50,000 lists keyed by strings would cost megabytes more at the peak."""
+
+
+def tcp_info_document(counters, compact):
+    """A namespace's `tcp_info` section: {"version", "columns", "sockets": {inode: row}}
+    (docs/snapshot.md); with `compact`, the rows are left as they are, for write_json."""
+    rows = (TcpInfoRows(counters) if compact
+            else dict((str(inode), list(counters[inode])) for inode in sorted(counters)))
     return {"version": TCP_INFO_VERSION, "columns": list(TCP_INFO_COLUMNS), "sockets": rows}
 
 
@@ -1856,7 +1870,7 @@ def _namespace_entry(netns, count, table, name, compact):
     if name is not None:
         entry["name"] = name  # only when known: older readers see the same document
     if table.get("tcp_info") is not None:  # only where netlink read them: older readers ignore it
-        entry["tcp_info"] = tcp_info_document(table["tcp_info"], map(_INODE, table["sockets"]))
+        entry["tcp_info"] = tcp_info_document(table["tcp_info"], compact)
     return entry
 
 
@@ -2601,6 +2615,26 @@ def _socket_json(records, dumps):
                      for record in records])
 
 
+_TCP_INFO_ROW = '"%d":[%d,%d,%d,%d,%d,%d]'
+
+
+def _write_tcp_info(section, write, dumps):
+    """A `tcp_info` section, its rows (TcpInfoRows) formatted in chunks, sorted by inode."""
+    rows = section["sockets"]
+    if not isinstance(rows, TcpInfoRows):
+        write(dumps(section))
+        return
+    write('{"version":%d,"columns":%s,"sockets":{' % (section["version"], dumps(section["columns"])))
+    inodes = sorted(rows)
+    for start in range(0, len(inodes), _CHUNK):
+        if start:
+            write(",")
+        write(",".join([_TCP_INFO_ROW % ((inode,) + rows[inode]) if rows[inode][0] is not None
+                        else '"%d":%s' % (inode, dumps(list(rows[inode])))  # before Linux 4.1: nulls
+                        for inode in inodes[start:start + _CHUNK]]))
+    write("}}")
+
+
 def write_json(document, write):
     """Write a snapshot document as compact ASCII JSON through `write(str)`, in pieces.
 
@@ -2639,6 +2673,8 @@ def write_json(document, write):
                     write(dumps(name) + ":")
                     if name == "sockets":
                         write_list(item, socket_chunk)
+                    elif name == "tcp_info":
+                        _write_tcp_info(item, write, dumps)
                     else:
                         write(dumps(item))
                 write("}")

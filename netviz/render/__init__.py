@@ -25,6 +25,7 @@ class RenderOptions:
 
     detail: str = "auto"  # dot/svg/png: fold quieter processes past a size (auto), always, never (full)
     timeout: float = 120.0  # seconds the Graphviz layout may take (svg/png)
+    sort: str = "count"  # table: busiest flows by connections (count) or by bytes moved (bytes)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def _json(graph: FlowGraph, options: RenderOptions, on_notice: Notice) -> bytes:
 def _table(graph: FlowGraph, options: RenderOptions, on_notice: Notice) -> bytes:
     from netviz.render.table import render_table_text
 
-    return render_table_text(graph).encode("utf-8")
+    return render_table_text(graph, by_bytes=options.sort == "bytes").encode("utf-8")
 
 
 def _rows(fmt: str) -> Callable[[FlowGraph, RenderOptions, Notice], bytes]:

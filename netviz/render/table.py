@@ -178,9 +178,10 @@ def _aligned(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]
     return lines
 
 
-def render_table_text(graph: FlowGraph) -> str:
-    """Aligned plain text, for files and pipes: the flows, then the busiest machines, then the footer."""
-    lines = _aligned(*table_rows(graph))
+def render_table_text(graph: FlowGraph, by_bytes: bool = False) -> str:
+    """Aligned plain text, for files and pipes: the flows (by connections, or by bytes), then the
+    busiest machines, then the footer."""
+    lines = _aligned(*table_rows(graph, by_bytes))
     headers, rows = machine_rows(graph)
     if rows:
         lines += ["", f"busiest machines (top {len(rows)} of {len(graph.hosts)}, by connections)"]
