@@ -144,7 +144,7 @@ def test_default_svg_of_a_large_fleet_is_aggregated_and_drawn():
     svg = render(graph, "svg", on_notice=notices.append, timeout=120)
     assert svg.lstrip().startswith(b"<?xml") or b"<svg" in svg[:400]
     assert any("aggregated" in notice for notice in notices)
-    assert svg.count(b'class="node"') == len(static_view(graph).graph.nodes)
+    assert svg.count(b'class="node"') == len(static_view(graph).graph.nodes) + 1  # and the legend
 
 
 def test_flows_that_become_one_add_up():

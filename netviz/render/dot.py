@@ -15,15 +15,21 @@ import math
 
 from netviz.aggregate import EDGE_LABEL_LIMIT
 from netviz.graph import KIND_HOST, KIND_OUTSIDE, UNATTRIBUTED, Flow, FlowGraph, HostEntry, Node, is_unconfined
+from netviz.render.legend import LEGEND_ID, legend_node
 from netviz.textsafe import for_terminal
 
 MAX_PIDS_SHOWN = 6
 MAX_LISTENING_SHOWN = 4
 MAX_FOLDED_SHOWN = 4
 MAX_SERVICES_SHOWN = 3
-ROOT_COLOR = "red"
+# Colour is kept for what is rare and worth seeing: most processes of a machine run as root, so
+# root is only written (`user root`), never coloured.
 UNCONFINED_COLOR = "red"
 INGRESS_COLOR = "darkorange3"
+# Top to bottom, machines side by side, with room between nodes and ranks: measured with the real
+# `dot` on a small stack and the golden fleet (tests/test_render_dot_geometry.py), left to right
+# stacked the machines and sent their edges, far from their labels, across the other machines.
+GRAPH_ATTRIBUTES = 'rankdir=TB, nodesep=0.8, ranksep=1.0, charset="UTF-8", fontname="Helvetica", fontsize=11, newrank=true'
 
 
 def label_text(text: str, limit: int = 120) -> str:
@@ -75,11 +81,7 @@ def node_label(node: Node) -> str:
         lines.append("<I>no process seen holding it</I>")
         if node.cmdline:
             lines.append("<I>inferred: " + label_text(node.cmdline, limit=60) + "</I>")
-    users = []
-    for user in node.users:
-        text = "user " + label_text(user)
-        users.append(_font(text, ROOT_COLOR) if user in ("root", "0") else text)
-    lines.extend(users)
+    lines.extend("user " + label_text(user) for user in node.users)
     for context in node.contexts:
         text = label_text(context)
         lines.append(_font(text, UNCONFINED_COLOR) if is_unconfined(context) else text)
@@ -171,37 +173,49 @@ def edge_label(flow: Flow) -> str:
     return "<" + label_text(text) + ">"
 
 
-def _node_attributes(node: Node) -> str:
+def _node_attributes(node: Node, used: set[str]) -> str:
+    """The node's attributes; the style keys of the legend it needs are added to `used`."""
     attributes = [f"label={node_label(node)}"]
     if node.kind == KIND_OUTSIDE:
         attributes.append('shape=ellipse, style="dashed"')
+        used.add("node-outside")
     elif node.kind == KIND_HOST:
         attributes.append("shape=box3d")
+        used.add("node-machine")
     elif node.short_lived or (node.comm == UNATTRIBUTED and not node.pids):
         attributes.append('style="rounded,dashed", color=gray40')
+        used.add("node-unowned")
     if node.ingress:
         attributes.append(f"peripheries=2, color={INGRESS_COLOR}")
-    elif node.is_root:
-        attributes.append(f"color={ROOT_COLOR}")
+        used.add("node-ingress")
+    if node.kind != KIND_HOST and node.is_unconfined:
+        used.add("unconfined")
     return ", ".join(attributes)
 
 
-def _edge_attributes(flow: Flow) -> str:
+def _edge_attributes(flow: Flow, used: set[str]) -> str:
+    """The flow's edge attributes; the style keys of the legend it needs are added to `used`."""
     attributes = [f"label={edge_label(flow)}"]
+    used.add("edge")
     styles = []
     if not flow.directed:
         attributes.append("dir=none")
         styles.append("dashed")
+        used.add("edge-undirected")
     elif flow.short_lived:  # a window saw it come and go: dashed like an unproven edge, but with its arrow
         styles.append("dashed")
+        used.add("edge-short-lived")
     if flow.inferred:
         styles.append("dotted")
+        used.add("edge-inferred")
     if styles:
         attributes.append(f'style="{",".join(styles)}"')
     if flow.traffic is not None and flow.traffic.total_bytes:
         attributes.append(f"penwidth={traffic_width(flow.traffic.total_bytes):.1f}")
+        used.add("edge-width-bytes")
     elif flow.count > 1:
         attributes.append(f"penwidth={min(1 + flow.count.bit_length() * 0.5, 6):.1f}")
+        used.add("edge-width")
     return ", ".join(attributes)
 
 
@@ -211,7 +225,7 @@ def traffic_width(total_bytes: int) -> float:
     return max(1.0, min(1 + (math.log10(max(total_bytes, 1)) - 3) * 0.7, 6.0))
 
 
-def _bundled_edges(graph: FlowGraph) -> list[str]:
+def _bundled_edges(graph: FlowGraph, used: set[str]) -> list[str]:
     """One edge per ordered pair of nodes, labelled with its busiest services (aggregated views:
     the edges, more than the nodes, are what makes a large layout slow and unreadable)."""
     pairs: dict[tuple[str, str], list[Flow]] = {}
@@ -230,12 +244,16 @@ def _bundled_edges(graph: FlowGraph) -> list[str]:
             text += f", +{len(ranked) - MAX_SERVICES_SHOWN}"
         total = sum(flow.count for flow in flows)
         attributes = [f"label=<{label_text(text)}>"] if labelled else [f'tooltip="{label_text(text)}"']
+        used.add("edge")
         if not any(flow.directed for flow in flows):
             attributes.append('dir=none, style="dashed"')
+            used.add("edge-undirected")
         elif all(flow.short_lived for flow in flows):
             attributes.append('style="dashed"')
+            used.add("edge-short-lived")
         if total > 1:
             attributes.append(f"penwidth={min(1 + total.bit_length() * 0.5, 6):.1f}")
+            used.add("edge-width")
         out.append(f"  {client} -> {server} [{', '.join(attributes)}];")
     return out
 
@@ -245,13 +263,15 @@ def graph_label(graph: FlowGraph) -> str:
     return "<" + "<BR/>".join(label_text(note, limit=400) for note in graph.notes) + ">"
 
 
-def render_dot(graph: FlowGraph, *, bundle_edges: bool = False) -> str:
+def render_dot(graph: FlowGraph, *, bundle_edges: bool = False, legend: bool = True) -> str:
     """The whole graph as DOT text (deterministic: hosts, nodes and flows come sorted).
 
-    `bundle_edges` draws parallel flows between two nodes as one edge (aggregated views)."""
+    `bundle_edges` draws parallel flows between two nodes as one edge (aggregated views);
+    `legend` adds a node explaining each style the drawing uses (netviz.render.legend)."""
+    used: set[str] = set()
     out = [
         "digraph netviz {",
-        '  graph [rankdir=LR, charset="UTF-8", fontname="Helvetica", fontsize=11, newrank=true];',
+        f"  graph [{GRAPH_ATTRIBUTES}];",
         '  node [shape=box, style="rounded", fontname="Helvetica", fontsize=10];',
         '  edge [fontname="Helvetica", fontsize=9];',
     ]
@@ -270,19 +290,24 @@ def render_dot(graph: FlowGraph, *, bundle_edges: bool = False) -> str:
             if node.netns:  # a container's namespace: drawn as a box inside the machine
                 namespaces.setdefault(node.netns, []).append(node)
             else:
-                out.append(f"    {node.id} [{_node_attributes(node)}];")
+                out.append(f"    {node.id} [{_node_attributes(node, used)}];")
         for inner, (netns, members) in enumerate(sorted(namespaces.items()), start=1):
             out.append(f"    subgraph cluster_{number}_{inner} {{")
             out.append(f"      label={namespace_label(netns, members[0].netns_name)};")
-            out.append('      style="rounded,dashed"; color=gray60;')
-            out.extend(f"      {node.id} [{_node_attributes(node)}];" for node in members)
+            out.append('      style="rounded,dashed"; color=gray60; labelloc="b";')
+            used.add("namespace")
+            out.extend(f"      {node.id} [{_node_attributes(node, used)}];" for node in members)
             out.append("    }")
         out.append("  }")
     if bundle_edges:
-        out.extend(_bundled_edges(graph))
+        out.extend(_bundled_edges(graph, used))
     else:
         for flow in graph.flows:
-            out.append(f"  {flow.client} -> {flow.server} [{_edge_attributes(flow)}];")
+            out.append(f"  {flow.client} -> {flow.server} [{_edge_attributes(flow, used)}];")
+    key = legend_node(used) if legend else None
+    if key is not None:  # below everything else: the last rank, outside every machine
+        out.append(key)
+        out.append(f"  {{ rank=sink; {LEGEND_ID}; }}")
     if graph.notes:  # set last: clusters declared before do not inherit it
         out.append(f'  graph [label={graph_label(graph)}, labelloc="t", labeljust="l"];')
     out.append("}")
