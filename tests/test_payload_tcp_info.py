@@ -57,11 +57,13 @@ def _inode(sock: socket.socket) -> int:
     return os.fstat(sock.fileno()).st_ino
 
 
-def _ss_counters(port: int) -> dict[str, int]:
-    """bytes_acked, bytes_received, rtt (µs) and total retransmits of the socket on local `port`,
-    as `ss -tin` prints them."""
-    out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
+def _ss_counters(sock: socket.socket) -> dict[str, int]:
+    """bytes_acked, bytes_received, rtt (µs) and total retransmits of the connected socket, as
+    `ss -tin` prints them (filtered by both ends: other sockets may share its local port)."""
+    local, remote = sock.getsockname()[1], sock.getpeername()[1]
+    out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{local} and dport = :{remote} )"],
                          capture_output=True, text=True, check=True).stdout
+    assert out.count("\n\t") == 1, out  # exactly one socket
     found: dict[str, int] = {}
     for name in ("bytes_acked", "bytes_received"):
         match = re.search(rf"\b{name}:(\d+)", out)
@@ -93,7 +95,7 @@ def test_counters_agree_with_ss(loopback):
     _listener, ((client, _server), _) = loopback
     counters: dict[int, tuple] = {}
     capture.netlink_inet_sockets(socket.AF_INET, socket.IPPROTO_TCP, "tcp", counters=counters)
-    expected = _ss_counters(client.getsockname()[1])
+    expected = _ss_counters(client)
     sent, received, rtt, _rttvar, retrans, _ = counters[_inode(client)]
     assert {"bytes_acked": sent, "bytes_received": received, "rtt": rtt, "total_retrans": retrans} == expected
 
@@ -225,3 +227,19 @@ def test_streamed_section_is_the_json_of_the_plain_one():
     plain = capture.tcp_info_document(counters, False)
     assert json.loads(compact)["namespaces"][0]["tcp_info"] == plain
     assert list(plain["sockets"]) == ["4", "30"] and compact.index('"4"') < compact.index('"30"')
+
+
+def test_csv_carries_the_counters(loopback):
+    """CSV read back by the stdlib reader: the traffic columns hold the flow's numbers."""
+    import csv
+    import io
+
+    from netviz.render.csv import render_rows
+
+    listener, _ = loopback
+    snapshot = parse_snapshot(json.loads(capture.dumps_document(capture.collect(compact=True))), "m")
+    rows = list(csv.DictReader(io.StringIO(render_rows(stitch([snapshot])))))
+    (row,) = [row for row in rows if row["server_port"] == str(listener.getsockname()[1])]
+    assert 4 * SENT <= int(row["bytes_sent"]) <= 4 * SENT + 2 and int(row["bytes_received"]) == RECEIVED
+    assert float(row["rtt_max_ms"]) >= float(row["rtt_median_ms"]) > 0 and row["retransmits"] == "0"
+    assert all(row["bytes_sent"] == "" for row in rows if row["proto"] == "udp")

@@ -24,6 +24,8 @@ HEADERS = ("client_host", "client_process", "client_pids", "server_host", "serve
            "proto", "server_address", "server_port", "state", "count", "directed", "inferred", "via")
 # Only when the graph has a window (the same rule as the table and the JSON document)
 WINDOW_HEADERS = ("connections", "persistent", "per_minute")
+# Only when some flow has TCP counters (as the JSON `traffic`): numbers, empty where unknown
+TRAFFIC_HEADERS = ("bytes_sent", "bytes_received", "rtt_median_ms", "rtt_max_ms", "retransmits")
 
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection");
 # the full-width forms count in some locales.
@@ -68,6 +70,15 @@ def _window_cells(flow: Flow) -> tuple[str, ...]:
     return (str(window.connections), _flag(window.persistent), f"{window.per_minute:g}")
 
 
+def _traffic_cells(flow: Flow) -> tuple[str, ...]:
+    traffic = flow.traffic
+    if traffic is None:
+        return ("",) * len(TRAFFIC_HEADERS)
+    return tuple("" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+                 for value in (traffic.bytes_sent, traffic.bytes_received, traffic.rtt_median_ms,
+                               traffic.rtt_max_ms, traffic.retransmits))
+
+
 def has_window(graph: FlowGraph) -> bool:
     """Does the graph carry window facts (then the rows have the window columns)?"""
     return any(host.window is not None for host in graph.hosts) or any(flow.window is not None for flow in graph.flows)
@@ -77,13 +88,17 @@ def flow_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]]
     """Headers and one row of safe cells per flow, in the graph's order (client, server, service)."""
     nodes = graph.nodes_by_id()
     windowed = has_window(graph)
+    measured = any(flow.traffic is not None for flow in graph.flows)
     rows = []
     for flow in graph.flows:
         row = (*_end(nodes[flow.client], flow.client_pids), *_end(nodes[flow.server], flow.server_pids),
                flow.proto, cell(flow.server_address), str(flow.server_port), _state(flow), str(flow.count),
                _flag(flow.directed), _flag(flow.inferred), cell(flow.via or ""))
-        rows.append(row + _window_cells(flow) if windowed else row)
-    return (HEADERS + WINDOW_HEADERS if windowed else HEADERS), rows
+        if windowed:
+            row += _window_cells(flow)
+        rows.append(row + _traffic_cells(flow) if measured else row)
+    headers = HEADERS + WINDOW_HEADERS if windowed else HEADERS
+    return (headers + TRAFFIC_HEADERS if measured else headers), rows
 
 
 def render_rows(graph: FlowGraph, fmt: str = "csv") -> str:
