@@ -86,11 +86,12 @@ def stages(graph, detail: str, timeout: float) -> None:
     engine = layout_engine(len(view.graph.nodes), edges)
     started = time.perf_counter()
     try:
-        render_image(source, "svg", node_count=len(view.graph.nodes), edge_count=edges, timeout=timeout)
-        layout = f"{time.perf_counter() - started:6.2f} s"
+        svg = render_image(source, "svg", node_count=len(view.graph.nodes), edge_count=edges, timeout=timeout)
+        layout = f"{time.perf_counter() - started:6.2f} s, SVG {len(svg) / 1e6:.2f} MB"
     except RenderError as error:
         layout = f"failed: {error}"
-    kept = "full detail" if not view.aggregated else f"{view.kept_per_machine} busiest kept per machine"
+    kept = ("full detail" if not view.aggregated else "machine overview" if view.notice and view.notice.startswith("overview")
+            else f"{view.kept_per_machine} busiest kept per machine")
     print(f"    {detail:9} {len(graph.nodes):5} nodes / {len(graph.flows):6} flows -> {len(view.graph.nodes):5} nodes / "
           f"{edges:6} edges ({kept}); fold {fold_seconds:5.2f} s, DOT text {dot_seconds:5.2f} s, "
           f"{engine} layout {layout}")
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             graph = stitch(snapshots, group_by=group_by)
             print(f"group-by {group_by}: stitched in {time.perf_counter() - started:.2f} s")
             stages(graph, "auto", arguments.timeout)
+            stages(graph, "aggregate", arguments.timeout)
             if arguments.full:
                 stages(graph, "full", arguments.timeout)
             seconds = timed_svg(graph, Path(temporary), f"{group_by}.svg")

@@ -27,6 +27,15 @@ FULL_EDGE_LIMIT = 1000
 NODE_BUDGET = 600
 EDGE_BUDGET = 3000
 MOST_KEPT_PER_MACHINE = 3
+# Past this many process nodes or machines, `auto` draws the machine-level overview instead: one
+# node per machine, flows summed between machines. Sixty boxes of process detail in eight machine
+# boxes is about what a page shows legibly; past it edges and labels cross whatever is between.
+OVERVIEW_PROCESS_LIMIT = 60
+OVERVIEW_MACHINE_LIMIT = 8
+# The overview draws the busiest machine pairs only (the table, JSON and HTML list every flow):
+# a dense fleet (each of 200 machines talking to 24 others) has thousands, a hairball whatever
+# the layout.
+OVERVIEW_EDGE_LIMIT = 250
 # Past this many drawn edges their labels are left out (kept as tooltips): thousands of labels
 # cover the drawing, and the table, JSON and HTML list every service.
 EDGE_LABEL_LIMIT = 1000
@@ -38,7 +47,7 @@ class StaticView:
 
     graph: FlowGraph
     notice: str | None = None
-    kept_per_machine: int | None = None  # None: full detail
+    kept_per_machine: int | None = None  # None: full detail; 0 for the machine-level overview
 
     @property
     def aggregated(self) -> bool:
@@ -176,24 +185,65 @@ def _note(graph: FlowGraph, nodes: list[Node], kept: int, edges: int) -> str:
 
 
 def aggregate(graph: FlowGraph) -> StaticView:
-    """The most detailed folding that fits the budgets. When none fits the edge budget (a dense
+    """The most detailed folding that fits the budgets, folded level by level from the most
+    detailed and stopping at the first that fits. When none fits the edge budget (a dense
     fleet: every machine talks to dozens of others), the one with the fewest edges among those
     within the node budget, the more detailed among equals (keeping a machine's busiest client
     apart often adds no edge at all)."""
-    views = [(kept, fold(graph, kept)) for kept in range(MOST_KEPT_PER_MACHINE, -1, -1)]
-    for kept, view in views:
-        if len(view.nodes) <= NODE_BUDGET and drawn_edges(view) <= EDGE_BUDGET:
+    best: tuple[int, FlowGraph] | None = None
+    for kept in range(MOST_KEPT_PER_MACHINE, -1, -1):
+        view = fold(graph, kept)
+        edges = drawn_edges(view)
+        if len(view.nodes) <= NODE_BUDGET and edges <= EDGE_BUDGET:
             return StaticView(view, view.notes[-1], kept)
-    within = [(kept, view) for kept, view in views if len(view.nodes) <= NODE_BUDGET] or views[-1:]
-    kept, view = min(within, key=lambda item: (drawn_edges(item[1]), -item[0]))
+        # strictly fewer edges wins, so that among equals the more detailed (earlier) stays
+        if best is None or (len(view.nodes) <= NODE_BUDGET and (edges < drawn_edges(best[1]) or len(best[1].nodes) > NODE_BUDGET)):
+            best = (kept, view)
+    assert best is not None
+    kept, view = best
     return StaticView(view, view.notes[-1], kept)
 
 
+def needs_overview(graph: FlowGraph) -> bool:
+    """Too many processes or machines for a legible picture of processes?"""
+    processes = sum(1 for node in graph.nodes if node.kind != KIND_OUTSIDE and node.kind != KIND_HOST)
+    return processes > OVERVIEW_PROCESS_LIMIT or len(graph.hosts) > OVERVIEW_MACHINE_LIMIT
+
+
+def overview(graph: FlowGraph) -> StaticView:
+    """One node per machine (listing its processes, busiest first), flows summed between
+    machines and drawn one edge per pair labelled with its busiest services; the
+    OVERVIEW_EDGE_LIMIT busiest pairs only, and no flow inside a machine (the machine's node
+    lists its processes). What was left out is said in the note."""
+    nodes, flows = _folded(graph, 0, fold_single=True)
+    between = [flow for flow in flows if flow.client != flow.server]
+    pairs: dict[tuple[str, str], int] = {}
+    for flow in between:
+        pairs[(flow.client, flow.server)] = pairs.get((flow.client, flow.server), 0) + flow.count
+    busiest = set(sorted(pairs, key=lambda pair: (-pairs[pair], pair))[:OVERVIEW_EDGE_LIMIT])
+    drawn = [flow for flow in between if (flow.client, flow.server) in busiest]
+    inside = sum(flow.count for flow in flows if flow.client == flow.server)
+    left = sum(count for pair, count in pairs.items() if pair not in busiest)
+    machines = sum(1 for node in nodes if node.kind == KIND_HOST)
+    note = (f"overview for a static layout: {len(graph.nodes)} nodes drawn as {machines} machines, parallel flows "
+            f"between two machines as one edge")
+    if len(pairs) > len(busiest):
+        note += f"; the {len(busiest)} busiest of {len(pairs)} machine pairs drawn ({left} connections between the others not drawn)"
+    if inside:
+        note += f"; {inside} connections inside machines not drawn"
+    note += "; --detail aggregate keeps the busiest processes, --detail full draws everything"
+    view = renumbered(graph, list(graph.hosts), nodes, drawn, list(graph.notes) + [note])
+    return StaticView(view, note, 0)
+
+
 def static_view(graph: FlowGraph, detail: str = "auto") -> StaticView:
-    """What DOT, SVG and PNG draw for `detail`: `full` (everything), `aggregate` (always fold),
-    or `auto` (fold past FULL_NODE_LIMIT nodes or FULL_EDGE_LIMIT flows)."""
+    """What DOT, SVG and PNG draw for `detail`: `full` (everything), `aggregate` (always fold
+    each machine's quieter processes), or `auto`: everything up to OVERVIEW_PROCESS_LIMIT
+    process nodes and OVERVIEW_MACHINE_LIMIT machines, the machine-level overview past that."""
     if detail not in DETAIL_CHOICES:
         raise ValueError(f"unknown detail {detail!r}; use one of {', '.join(DETAIL_CHOICES)}")
-    if detail == "full" or (detail == "auto" and not needs_aggregation(graph)):
+    if detail == "aggregate":
+        return aggregate(graph)
+    if detail == "full" or graph.group_by == "host" or not needs_overview(graph):
         return StaticView(graph)
-    return aggregate(graph)
+    return overview(graph)

@@ -74,11 +74,11 @@ def test_small_graphs_are_drawn_in_full():
 def test_large_graphs_fold_within_the_budgets_and_say_so():
     graph = synthetic(60)
     assert aggregate.needs_aggregation(graph)
-    view = static_view(graph)
+    view = static_view(graph, "aggregate")
     assert view.aggregated
     assert len(view.graph.nodes) <= aggregate.NODE_BUDGET and drawn_edges(view.graph) <= aggregate.EDGE_BUDGET
     notices: list[str] = []
-    dot = render(graph, "dot", on_notice=notices.append).decode()
+    dot = render(graph, "dot", on_notice=notices.append, detail="aggregate").decode()
     assert notices == [view.notice] and "folded into 60 machine nodes" in view.notice
     assert "aggregated for a static layout" in dot and "folded:" in dot
     assert dot.count(" -> ") == drawn_edges(view.graph)
@@ -90,7 +90,7 @@ def test_large_graphs_fold_within_the_budgets_and_say_so():
 
 def test_a_fleet_too_dense_for_the_budget_gets_the_fewest_edges_then_the_most_detail():
     graph = synthetic(200, 80)
-    view = static_view(graph)
+    view = static_view(graph, "aggregate")
     edges = {kept: drawn_edges(fold(graph, kept)) for kept in range(aggregate.MOST_KEPT_PER_MACHINE + 1)}
     assert min(edges.values()) > aggregate.EDGE_BUDGET  # no level fits
     assert drawn_edges(view.graph) == min(edges.values())
@@ -138,13 +138,14 @@ def test_aggregated_dot_with_hostile_names_is_valid_for_graphviz():
 
 
 @needs_graphviz
-def test_default_svg_of_a_large_fleet_is_aggregated_and_drawn():
+def test_default_svg_of_a_large_fleet_is_the_machine_overview():
     graph = synthetic(60)
     notices: list[str] = []
     svg = render(graph, "svg", on_notice=notices.append, timeout=120)
     assert svg.lstrip().startswith(b"<?xml") or b"<svg" in svg[:400]
-    assert any("aggregated" in notice for notice in notices)
-    assert svg.count(b'class="node"') == len(static_view(graph).graph.nodes) + 1  # and the legend
+    assert any(notice.startswith("overview for a static layout") for notice in notices)
+    assert svg.count(b'class="node"') == 60 + 1  # one per machine, and the legend
+    assert b'class="cluster"' not in svg  # the node is the machine: no box around it
 
 
 def test_flows_that_become_one_add_up():
@@ -172,12 +173,71 @@ def test_flows_that_become_one_add_up():
 
 def test_thousands_of_edges_lose_their_labels_not_their_services():
     graph = synthetic(200, 80)
-    view = static_view(graph)
+    view = static_view(graph, "aggregate")
     assert drawn_edges(view.graph) > aggregate.EDGE_LABEL_LIMIT
-    dot = render(graph, "dot").decode()
+    dot = render(graph, "dot", detail="aggregate").decode()
     edges = [line for line in dot.splitlines() if " -> " in line]
     assert edges and not any("label=" in line for line in edges)
     assert all('tooltip="' in line for line in edges)
     assert "labels left out" in view.notice
-    smaller = static_view(synthetic(60))
+    smaller = static_view(synthetic(60), "aggregate")
     assert drawn_edges(smaller.graph) <= aggregate.EDGE_LABEL_LIMIT or "labels left out" in smaller.notice
+
+
+def test_past_eight_machines_auto_draws_one_node_per_machine_and_says_what_it_left_out():
+    graph = synthetic(9, 60)
+    assert len(graph.hosts) > aggregate.OVERVIEW_MACHINE_LIMIT
+    view = static_view(graph)
+    hosts = {node.host for node in view.graph.nodes if node.kind == "host"}
+    assert hosts == {host.name for host in graph.hosts}
+    assert all(node.kind in ("host", "outside") for node in view.graph.nodes)
+    assert all(flow.client != flow.server for flow in view.graph.flows)  # inside a machine: in its node
+    between = Counter({key: count for key, count in machine_traffic(graph).items() if key[0] != key[1]})
+    assert machine_traffic(view.graph) == between  # every pair drawn here (fewer than the limit)
+    inside = sum(count for key, count in machine_traffic(graph).items() if key[0] == key[1])
+    assert f"{inside} connections inside machines not drawn" in view.notice
+    dot = render(graph, "dot").decode()
+    assert "subgraph cluster_" not in dot and dot.count(" -> ") == drawn_edges(view.graph)
+    assert render(graph, "dot", detail="full").decode().count(" -> ") == len(graph.flows)
+
+
+def test_past_sixty_processes_auto_draws_the_overview_and_below_it_everything():
+    graph = synthetic(4, 300)
+    processes = sum(1 for node in graph.nodes if node.kind == "process")
+    view = static_view(graph)
+    assert (processes > aggregate.OVERVIEW_PROCESS_LIMIT) == view.aggregated
+    small = synthetic(3, 60)
+    assert sum(1 for node in small.nodes if node.kind == "process") <= aggregate.OVERVIEW_PROCESS_LIMIT
+    assert static_view(small).graph is small
+
+
+def test_the_overview_draws_the_busiest_machine_pairs_only(monkeypatch):
+    graph = synthetic(12, 200)
+    pairs = {(c, s) for (c, s, _, _) in machine_traffic(graph) if c != s}
+    monkeypatch.setattr(aggregate, "OVERVIEW_EDGE_LIMIT", 10)
+    view = static_view(graph)
+    drawn = machine_traffic(view.graph)
+    assert len({(c, s) for (c, s, _, _) in drawn}) == 10 < len(pairs)
+    totals = Counter()
+    for (client, server, _, _), count in machine_traffic(graph).items():
+        if client != server:
+            totals[(client, server)] += count
+    threshold = sorted(totals.values(), reverse=True)[9]
+    assert all(totals[(c, s)] >= threshold for (c, s, _, _) in drawn)
+    assert f"the 10 busiest of {len(pairs)} machine pairs drawn" in view.notice
+
+
+def test_aggregate_stops_at_the_first_fold_that_fits(monkeypatch):
+    """Folding is the costly part: levels past the first that fits are never built."""
+    graph = synthetic(60)
+    levels: list[int] = []
+    real_fold = aggregate.fold
+
+    def recording_fold(graph, kept):
+        levels.append(kept)
+        return real_fold(graph, kept)
+
+    monkeypatch.setattr(aggregate, "fold", recording_fold)
+    view = aggregate.aggregate(graph)
+    assert levels == list(range(aggregate.MOST_KEPT_PER_MACHINE, view.kept_per_machine - 1, -1))
+    assert view.kept_per_machine > 0  # a fit was found before the last level

@@ -236,3 +236,21 @@ def test_no_legend_when_asked_or_nothing_is_drawn():
     assert "legend [" not in render_dot(stack_graph(), legend=False)
     from snapbuilder import Machine as Quiet
     assert "legend [" not in render_dot(stitch([Quiet("quiet", "10.0.0.1").build()]))
+
+
+@needs_dot
+def test_the_machine_overview_of_a_fleet_has_no_label_over_another_or_over_a_machine():
+    """Past eight machines the default picture is one node per machine: Graphviz must draw it
+    with no edge through a machine it does not join and no label over a label or a machine."""
+    from benchmarks.synth import make_fleet
+    from netviz.aggregate import static_view
+    from netviz.snapshot import parse_snapshot
+
+    documents = make_fleet(200, 200, seed=1)  # the fleet of benchmarks/bench_render.py
+    graph = stitch([parse_snapshot(document, source=f"synthetic {i}") for i, document in enumerate(documents)])
+    view = static_view(graph)
+    assert view.notice.startswith("overview")
+    layout = parse(run_dot(render_dot(view.graph, bundle_edges=True)))
+    assert sum(1 for edge in layout.edges if edge.label) == len(layout.edges) > 40
+    assert crossings(layout) == []
+    assert [problem for problem in label_overlaps(layout) if "crossed by" not in problem] == []

@@ -193,6 +193,16 @@ def _node_attributes(node: Node, used: set[str]) -> str:
     return ", ".join(attributes)
 
 
+def _machine_attributes(node: Node, host: HostEntry, used: set[str]) -> str:
+    """A machine drawn as one node (one node per machine): the machine's title (name,
+    addresses, what was not drawn) and the processes it stands for, in one box; a cluster
+    around it would only add a title for edges to cross."""
+    attributes = _node_attributes(node, used)
+    own = node_label(node)[1:-1].split("<BR/>")[1:]  # all but the name, which the title holds
+    title = cluster_label(host)[1:-1]
+    return f"label=<{'<BR/>'.join([title] + own)}>" + attributes[len(f"label={node_label(node)}"):]
+
+
 def _edge_attributes(flow: Flow, used: set[str]) -> str:
     """The flow's edge attributes; the style keys of the legend it needs are added to `used`."""
     attributes = [f"label={edge_label(flow)}"]
@@ -239,10 +249,11 @@ def _bundled_edges(graph: FlowGraph, used: set[str]) -> list[str]:
             name = f"{flow.proto}/{flow.server_port}"
             services[name] = services.get(name, 0) + flow.count
         ranked = sorted(services.items(), key=lambda item: (-item[1], item[0]))
-        text = ", ".join(f"{name} ×{count}" if count > 1 else name for name, count in ranked[:MAX_SERVICES_SHOWN])
+        items = [f"{name} ×{count}" if count > 1 else name for name, count in ranked[:MAX_SERVICES_SHOWN]]
         if len(ranked) > MAX_SERVICES_SHOWN:
-            text += f", +{len(ranked) - MAX_SERVICES_SHOWN}"
+            items.append(f"+{len(ranked) - MAX_SERVICES_SHOWN}")
         total = sum(flow.count for flow in flows)
+        text = ", ".join(items)
         attributes = [f"label=<{label_text(text)}>"] if labelled else [f'tooltip="{label_text(text)}"']
         used.add("edge")
         if not any(flow.directed for flow in flows):
@@ -279,10 +290,13 @@ def render_dot(graph: FlowGraph, *, bundle_edges: bool = False, legend: bool = T
     for node in graph.nodes:
         by_host.setdefault(node.host, []).append(node)
     for number, host in enumerate(graph.hosts, start=1):
+        nodes = by_host.get(host.name, [])
+        if len(nodes) == 1 and nodes[0].kind == KIND_HOST:  # the node is the machine: no box around it
+            out.append(f"  {nodes[0].id} [{_machine_attributes(nodes[0], host, used)}];")
+            continue
         out.append(f"  subgraph cluster_{number} {{")
         out.append(f"    label={cluster_label(host)};")
         out.append('    style="rounded"; color=gray50;')
-        nodes = by_host.get(host.name, [])
         if not nodes:
             out.append(f'    empty_{number} [label="no flows", shape=plaintext];')
         namespaces: dict[str, list[Node]] = {}
