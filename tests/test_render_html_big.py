@@ -1,0 +1,171 @@
+"""The HTML map of a large fleet in a real headless Chromium: the first view is readable.
+
+On a synthetic fleet of 200 hosts holding 5,000 processes, read from the page where Cytoscape drew
+every label and every edge, and check that no two labels overlap, that every label is drawn at a
+readable size, and that no edge passes through a host it does not join; then that clicking a
+host opens it into its processes and that focus keeps exactly a host's neighbours.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from netviz.render.html import render_html
+from tests.browser.chromium import missing_reason, open_page
+from tests.browser.graphs import synthetic_graph
+
+_MISSING = missing_reason()
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")]
+
+HOSTS, PROCESSES = 200, 5000
+READABLE_PX = 7.0
+
+# Each drawn label as a rotated rectangle in screen pixels: centre, width, height, angle. Width is
+# measured on a canvas in the label's own font; Cytoscape rotates a centred label about its centre.
+LABELS = """() => {
+  const cy = window.netviz.cy, zoom = cy.zoom();
+  const ctx = document.createElement('canvas').getContext('2d');
+  return cy.nodes().filter(n => n.visible() && n.style('label')).map(n => {
+    const size = n.numericStyle('font-size') * zoom;
+    ctx.font = n.style('font-weight') + ' ' + size + 'px ' + n.style('font-family');
+    const at = n.renderedPosition();
+    return {id: n.id(), size: size, halign: n.style('text-halign'), valign: n.style('text-valign'),
+            x: at.x + n.numericStyle('text-margin-x') * zoom, y: at.y + n.numericStyle('text-margin-y') * zoom,
+            w: ctx.measureText(n.style('label')).width, h: size, angle: n.numericStyle('text-rotation') || 0};
+  });
+}"""
+
+# Each drawn edge as its source point, control points and target point (model coordinates), and
+# each drawn node's box.
+GEOMETRY = """() => {
+  const cy = window.netviz.cy;
+  const edges = cy.edges().filter(e => e.visible()).map(e => ({
+    source: e.source().id(), target: e.target().id(),
+    points: [e.sourceEndpoint()].concat(e.controlPoints() || []).concat([e.targetEndpoint()]) }));
+  const nodes = cy.nodes().filter(n => n.visible()).map(n => {
+    const b = n.boundingBox({includeLabels: false, includeOverlays: false});
+    return {id: n.id(), box: [b.x1, b.y1, b.x2, b.y2]};
+  });
+  return {edges: edges, nodes: nodes};
+}"""
+
+
+def corners(label: dict[str, float]) -> list[tuple[float, float]]:
+    cos, sin = math.cos(label["angle"]), math.sin(label["angle"])
+    half_w, half_h = label["w"] / 2, label["h"] / 2
+    return [(label["x"] + dx * cos - dy * sin, label["y"] + dx * sin + dy * cos)
+            for dx, dy in ((-half_w, -half_h), (half_w, -half_h), (half_w, half_h), (-half_w, half_h))]
+
+
+def rectangles_overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
+    """Separating axis test for two convex quadrilaterals."""
+    for shape in (a, b):
+        for index in range(4):
+            (x1, y1), (x2, y2) = shape[index], shape[(index + 1) % 4]
+            axis = (y1 - y2, x2 - x1)
+            project_a = [axis[0] * x + axis[1] * y for x, y in a]
+            project_b = [axis[0] * x + axis[1] * y for x, y in b]
+            if max(project_a) <= min(project_b) or max(project_b) <= min(project_a):
+                return False
+    return True
+
+
+def curve_points(points: list[dict[str, float]], steps: int = 24) -> list[tuple[float, float]]:
+    """Points along an edge as Cytoscape draws it: straight, or a chain of quadratic curves whose
+    joints are the midpoints between consecutive control points."""
+    xy = [(p["x"], p["y"]) for p in points]
+    if len(xy) == 2:
+        return [(xy[0][0] + (xy[1][0] - xy[0][0]) * t / steps, xy[0][1] + (xy[1][1] - xy[0][1]) * t / steps)
+                for t in range(steps + 1)]
+    controls = xy[1:-1]
+    anchors = [xy[0]] + [((a[0] + b[0]) / 2, (a[1] + b[1]) / 2) for a, b in zip(controls, controls[1:])] + [xy[-1]]
+    samples = []
+    for (start, control, end) in zip(anchors, controls, anchors[1:]):
+        for step in range(steps + 1):
+            t = step / steps
+            samples.append(((1 - t) ** 2 * start[0] + 2 * t * (1 - t) * control[0] + t * t * end[0],
+                            (1 - t) ** 2 * start[1] + 2 * t * (1 - t) * control[1] + t * t * end[1]))
+    return samples
+
+
+@pytest.fixture(scope="module")
+def big_doc() -> dict[str, Any]:
+    return synthetic_graph(HOSTS, PROCESSES)
+
+
+@pytest.fixture(scope="module")
+def big_page(tmp_path_factory: pytest.TempPathFactory, big_doc: dict[str, Any]) -> Iterator[Any]:
+    html_path = tmp_path_factory.mktemp("big") / "big.html"
+    html_path.write_text(render_html(big_doc, title="200 hosts"), encoding="utf-8")
+    with open_page(html_path, 1600, 1000, timeout_s=120) as (page, log):
+        yield page
+        assert log.page_errors == [] and log.console_errors == []
+
+
+def test_first_view_is_one_node_per_host(big_page: Any, big_doc: dict[str, Any]) -> None:
+    assert big_page.evaluate("window.netviz.groupBy") == "host"
+    hosts = big_page.evaluate("() => window.netviz.cy.nodes().filter(n => n.visible()).map(n => n.data('machine')).sort()")
+    assert hosts == sorted(h["name"] for h in big_doc["hosts"])
+
+
+def test_first_view_labels_are_readable_and_never_overlap(big_page: Any) -> None:
+    labels = big_page.evaluate(LABELS)
+    assert len(labels) == HOSTS
+    assert min(label["size"] for label in labels) >= READABLE_PX
+    viewport = big_page.evaluate("() => [window.netviz.cy.width(), window.netviz.cy.height()]")
+    shapes = [corners(label) for label in labels]
+    for shape in shapes:  # every label fits on the screen
+        assert all(-1 <= x <= viewport[0] + 1 and -1 <= y <= viewport[1] + 1 for x, y in shape)
+    overlapping = [(labels[i]["id"], labels[j]["id"]) for i in range(len(shapes)) for j in range(i + 1, len(shapes))
+                   if rectangles_overlap(shapes[i], shapes[j])]
+    assert overlapping == []
+
+
+def test_first_view_edges_cross_no_unrelated_host(big_page: Any) -> None:
+    geometry = big_page.evaluate(GEOMETRY)
+    assert len(geometry["edges"]) > 1000
+    cell = 40.0
+    grid: dict[tuple[int, int], list[tuple[str, list[float]]]] = {}
+    for node in geometry["nodes"]:
+        x1, y1, x2, y2 = node["box"]
+        for gx in range(int(x1 // cell), int(x2 // cell) + 1):
+            for gy in range(int(y1 // cell), int(y2 // cell) + 1):
+                grid.setdefault((gx, gy), []).append((node["id"], node["box"]))
+    crossings = set()
+    for edge in geometry["edges"]:
+        for x, y in curve_points(edge["points"]):
+            for node_id, (x1, y1, x2, y2) in grid.get((int(x // cell), int(y // cell)), ()):
+                if node_id not in (edge["source"], edge["target"]) and x1 < x < x2 and y1 < y < y2:
+                    crossings.add((edge["source"], edge["target"], node_id))
+    assert sorted(crossings)[:5] == []
+
+
+def test_expand_and_focus(big_page: Any, big_doc: dict[str, Any]) -> None:
+    count = "() => window.netviz.cy.nodes().filter(n => n.visible() && !n.hasClass('machine')).length"
+    assert big_page.evaluate(count) == HOSTS
+    name = big_doc["hosts"][17]["name"]
+    host_id = big_page.evaluate("(name) => window.netviz.cy.nodes('.machine-node').filter(n => n.data('machine') === name)[0].id()", name)
+    big_page.evaluate("(id) => window.netviz.cy.getElementById(id).emit('tap')", host_id)
+    big_page.wait_for_function("(name) => window.location.hash.includes('open=' + name)", arg=name)
+    processes = [n for n in big_doc["nodes"] if n["host"] == name and n["kind"] == "process"]
+    assert big_page.evaluate(count) == HOSTS - 1 + len(processes)
+    big_page.evaluate("() => window.netviz.collapseAll()")
+    assert big_page.evaluate(count) == HOSTS
+
+    # Focus on a host, one hop: the hosts it exchanges flows with, and nothing else.
+    host_of = {n["id"]: n["host"] for n in big_doc["nodes"]}
+    peers = {name}
+    for flow in big_doc["flows"]:
+        ends = {host_of[flow["client"]], host_of[flow["server"]]}
+        if name in ends:
+            peers |= ends
+    big_page.evaluate("(id) => window.netviz.focus(id, 1)", host_id)
+    shown = big_page.evaluate("() => window.netviz.cy.nodes().filter(n => n.visible()).map(n => n.data('machine')).sort()")
+    assert shown == sorted(peers) and len(shown) < HOSTS
+    big_page.keyboard.press("Escape")
+    big_page.wait_for_function("() => window.netviz.focused === null")
+    assert big_page.evaluate(count) == HOSTS
