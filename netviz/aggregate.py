@@ -1,13 +1,14 @@
-"""Aggregation for the static formats: machines plus their busiest processes, so that a large
-group still lays out in seconds and reads as a map rather than a hairball.
+"""Aggregation for the static formats, so that a large group lays out in seconds and reads as a
+map rather than a hairball.
 
-Graphviz `dot` lays out 500 nodes in 0.5 s but 2,000 in 15.6 s and 5,000 in more than 7 minutes;
-the edges count as much as the nodes (benchmarks/bench_render.py prints the figures). Past
-FULL_NODE_LIMIT nodes or FULL_EDGE_LIMIT flows, DOT, SVG and PNG keep on each machine its
-busiest nodes (by connections) and fold the others into one node per machine; the number kept
+`--detail auto` draws everything up to OVERVIEW_PROCESS_LIMIT process nodes and
+OVERVIEW_MACHINE_LIMIT machines, and past that the machine-level overview (`overview`): one node
+per machine, flows summed between machines. `--detail aggregate` keeps on each machine its
+busiest nodes (by connections) and folds the others into one node per machine; the number kept
 per machine is the largest that fits NODE_BUDGET nodes and EDGE_BUDGET drawn edges (parallel
 flows between two nodes are drawn as one edge in an aggregated view); when none fits, the
-folding with the fewest edges. JSON and HTML always keep the full detail.
+folding with the fewest edges. Graphviz `dot` lays out 500 nodes in 0.5 s but 2,000 in 15.6 s;
+benchmarks/bench_render.py prints the figures. JSON and HTML always keep the full detail.
 
 Pure: no I/O, nothing printed.
 """
