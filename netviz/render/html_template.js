@@ -303,7 +303,7 @@
       var key = [source, target, via, directed].join('|');
       var edge = byKey.get(key);
       if (!edge) {
-        edge = { source: source, target: target, via: via, directed: directed, count: 0, services: new Map(), flows: [] };
+        edge = { key: key, source: source, target: target, via: via, directed: directed, count: 0, services: new Map(), flows: [] };
         byKey.set(key, edge);
       }
       var count = flow.count || 1;
@@ -326,10 +326,10 @@
       if (!pairs.has(pair)) pairs.set(pair, []);
       pairs.get(pair).push(edge);
     });
-    var index = 0;
     pairs.forEach(function (edges) {
       edges.forEach(function (edge, k) {
-        var id = 'machine-flow:' + index++;
+        // Named by its ends: opening a host replaces only the edges that change.
+        var id = 'machine-flow:' + edge.key;
         aggregated.set(id, edge.flows);
         var services = Array.from(edge.services).sort(function (a, b) { return b[1] - a[1] || (a[0] < b[0] ? -1 : 1); });
         var label = services.slice(0, 3).map(function (s) { return s[0] + (s[1] > 1 ? ' \u00d7' + s[1] : ''); }).join(', ') +
@@ -727,13 +727,17 @@
 
   // ---- expand a host of the host view into its processes, and back ----------------------
 
+  // Only what changes is removed and added: at a few thousand edges, restyling all of them
+  // would cost seconds for a host that touches a few dozen.
   function rebuildHostView() {
-    var current = cy.elements();
     focusOn(null);
-    cy.batch(function () { current.edges().remove(); current.nodes().remove(); });
     var elements = hostViewElements();
-    cy.batch(function () { cy.add(elements.filter(function (element) { return element.group === 'nodes'; })); });
-    cy.batch(function () { cy.add(elements.filter(function (element) { return element.group === 'edges'; })); });
+    var wanted = new Set(elements.map(function (element) { return element.data.id; }));
+    var gone = cy.elements().filter(function (element) { return !wanted.has(element.id()); });
+    var fresh = elements.filter(function (element) { return cy.getElementById(element.data.id).empty(); });
+    cy.batch(function () { gone.edges().remove(); gone.nodes().remove(); });
+    cy.batch(function () { cy.add(fresh.filter(function (element) { return element.group === 'nodes'; })); });
+    cy.batch(function () { cy.add(fresh.filter(function (element) { return element.group === 'edges'; })); });
     applyFilters();
   }
   function expand(name) {
