@@ -56,10 +56,34 @@ class RunDiff:
                     or self.flows_removed or self.listeners_opened or self.listeners_closed
                     or self.listeners_replaced)
 
+    def add_listener_change(self, key: str, before: tuple[str, ...], after: tuple[str, ...]) -> None:
+        """A listener held by `before` in A and `after` in B (node keys, sorted; empty: not there)."""
+        if not before:
+            self.listeners_opened.append((key, after))
+        elif not after:
+            self.listeners_closed.append((key, before))
+        elif before != after:
+            self.listeners_replaced.append(Replaced(key, before, after))
+
 
 def compare(a: RunFacts, b: RunFacts) -> RunDiff:
-    """What changed from run `a` to run `b`."""
+    """What changed from run `a` to run `b` (both in memory; netviz.history_diff does the same
+    on two recorded runs in the database)."""
     diff = RunDiff(a, b)
+    skip = compare_machines(diff, a, b)
+    for key in sorted(set(a.flows) | set(b.flows)):
+        place_flow_change(diff, a.flows.get(key), b.flows.get(key), skip)
+    for key in sorted(set(a.listeners) | set(b.listeners)):
+        place = b.listener_places.get(key) or a.listener_places[key]
+        if place[0] not in skip:
+            diff.add_listener_change(key, tuple(sorted(a.listeners.get(key, ()))),
+                                     tuple(sorted(b.listeners.get(key, ()))))
+    return diff
+
+
+def compare_machines(diff: RunDiff, a: RunFacts, b: RunFacts) -> set[str]:
+    """Machines added, removed and unreachable into `diff`; returns the machines whose flows and
+    listeners are not compared (not captured in A or in B)."""
     diff.machines_added = sorted(set(b.machines) - set(a.machines))
     diff.machines_removed = sorted(set(a.machines) - set(b.machines))
     down_a, down_b = a.unreachable(), b.unreachable()
@@ -67,39 +91,21 @@ def compare(a: RunFacts, b: RunFacts) -> RunDiff:
         runs = tuple(run for run, down in (("a", down_a), ("b", down_b)) if name in down)
         facts = b if "b" in runs else a
         diff.unreachable.append(Unreachable(name, runs, facts.machines[name].category))
-    skip = down_a | down_b
-    _compare_flows(diff, a, b, skip)
-    _compare_listeners(diff, a, b, skip)
-    return diff
+    return down_a | down_b
 
 
-def _compare_flows(diff: RunDiff, a: RunFacts, b: RunFacts, skip: set[str]) -> None:
-    for key in sorted(set(a.flows) | set(b.flows)):
-        before, after = a.flows.get(key), b.flows.get(key)
-        either = after or before
-        assert either is not None
-        if {either.client_machine, either.server_machine} & skip:
-            diff.not_compared += 1
-        elif before is None:
-            diff.flows_added.append(after)
-        elif after is None:
-            diff.flows_removed.append(before)
-        elif before.count != after.count:
-            diff.counts_changed.append((before, after))
-
-
-def _compare_listeners(diff: RunDiff, a: RunFacts, b: RunFacts, skip: set[str]) -> None:
-    for key in sorted(set(a.listeners) | set(b.listeners)):
-        place = b.listener_places.get(key) or a.listener_places[key]
-        if place[0] in skip:
-            continue
-        before, after = tuple(sorted(a.listeners.get(key, ()))), tuple(sorted(b.listeners.get(key, ())))
-        if not before:
-            diff.listeners_opened.append((key, after))
-        elif not after:
-            diff.listeners_closed.append((key, before))
-        elif before != after:
-            diff.listeners_replaced.append(Replaced(key, before, after))
+def place_flow_change(diff: RunDiff, before: Optional[FlowSeen], after: Optional[FlowSeen], skip: set[str]) -> None:
+    """One flow's line in A (`before`) and B (`after`), either None when absent, into `diff`."""
+    either = after or before
+    assert either is not None
+    if either.client_machine in skip or either.server_machine in skip:
+        diff.not_compared += 1
+    elif before is None:
+        diff.flows_added.append(after)
+    elif after is None:
+        diff.flows_removed.append(before)
+    elif before.count != after.count:
+        diff.counts_changed.append((before, after))
 
 
 # ------------------------------------------------------------------------------------------

@@ -137,6 +137,8 @@ def open_history(cache_root: Path, *, create: bool = True) -> sqlite3.Connection
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")  # WAL: a crash loses at most the last run, never the file
         connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA cache_size = -65536")  # 64 MiB: a run's rows and the pages they touch stay in memory
+        connection.execute("PRAGMA temp_store = MEMORY")  # the staging tables of `record`
         migrate(connection)
     except sqlite3.DatabaseError as error:
         connection.close()
@@ -267,23 +269,37 @@ def stitch_run_facts(run: Run, preloaded: Optional[Mapping[str, Snapshot]] = Non
 # writing: one transaction per run
 
 
-def _ids(connection: sqlite3.Connection, table: str, rows: Sequence[tuple], columns: str) -> dict[str, int]:
-    """The ids of identities by key, inserting the new ones (`rows` start with the key)."""
-    marks = ", ".join("?" * (columns.count(",") + 1))
-    connection.executemany(f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})", rows)
-    wanted = {row[0] for row in rows}
-    if len(wanted) > 500:  # cheaper to read the whole (small) identity table than to ask key by key
-        return {key: ident for key, ident in connection.execute(f"SELECT key, id FROM {table}") if key in wanted}
-    return {key: ident for key in wanted for (ident,) in
-            connection.execute(f"SELECT id FROM {table} WHERE key = ?", (key,))}
+# A run's rows are staged in temporary tables, then joined to the identity tables on their keys
+# in SQL: identities are interned (inserted once, looked up by their unique key) without a
+# round trip to Python for each id.
+_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS staged_node (key TEXT, machine TEXT, comm TEXT, pids TEXT)",
+    "CREATE TEMP TABLE IF NOT EXISTS staged_flow (key TEXT, client TEXT, server TEXT, proto TEXT, port INTEGER, "
+    "via TEXT, count INTEGER, stale INTEGER, connections INTEGER, first_seen REAL, last_seen REAL)",
+    "CREATE TEMP TABLE IF NOT EXISTS staged_listener (key TEXT, machine TEXT, proto TEXT, address TEXT, "
+    "port INTEGER, node TEXT)",
+    "DELETE FROM staged_node", "DELETE FROM staged_flow", "DELETE FROM staged_listener",
+)
+_INTERN = (  # ?1: the run's id; rows in id order land next to each other in the tables' B-trees
+    "INSERT OR IGNORE INTO node (key, machine, comm) SELECT key, machine, comm FROM staged_node",
+    "INSERT INTO node_seen SELECT ?1, n.id, s.pids FROM staged_node s JOIN node n ON n.key = s.key ORDER BY n.id",
+    "INSERT OR IGNORE INTO flow (key, client, server, proto, port, via) SELECT s.key, c.id, v.id, s.proto, s.port, "
+    "s.via FROM staged_flow s JOIN node c ON c.key = s.client JOIN node v ON v.key = s.server",
+    "INSERT INTO flow_seen SELECT ?1, f.id, s.count, s.stale, s.connections, s.first_seen, s.last_seen "
+    "FROM staged_flow s JOIN flow f ON f.key = s.key ORDER BY f.id",
+    "INSERT OR IGNORE INTO listener (key, machine, proto, address, port) "
+    "SELECT DISTINCT key, machine, proto, address, port FROM staged_listener",
+    "INSERT INTO listener_seen SELECT ?1, l.id, n.id FROM staged_listener s JOIN listener l ON l.key = s.key "
+    "JOIN node n ON n.key = s.node ORDER BY l.id, n.id",
+)
 
 
 def record(connection: sqlite3.Connection, facts: RunFacts) -> bool:
     """Write one run in one transaction; False when the history already has it."""
+    nodes, flows, listeners = _staged_rows(facts)  # made before the write lock: another writer waits less
     with _transaction(connection):
         if connection.execute("SELECT 1 FROM run WHERE run_id = ?", (facts.run_id,)).fetchone():
             return False
-        unreachable = facts.unreachable()
         ok = sum(1 for machine in facts.machines.values() if machine.status == "ok")
         cursor = connection.execute(
             "INSERT INTO run (run_id, sequence, started_at, finished_at, interrupted, window_seconds, machines_ok, "
@@ -294,24 +310,27 @@ def record(connection: sqlite3.Connection, facts: RunFacts) -> bool:
         connection.executemany("INSERT INTO machine_seen VALUES (?, ?, ?, ?, ?, ?)",
                                [(run, m.name, m.status, m.category, int(m.stale), m.captured_at)
                                 for m in facts.machines.values()])
-        nodes = _ids(connection, "node", [(key, machine, comm) for key, (machine, comm, _) in facts.nodes.items()],
-                     "key, machine, comm")
-        connection.executemany("INSERT INTO node_seen VALUES (?, ?, ?)",
-                               [(run, nodes[key], " ".join(map(str, pids)))
-                                for key, (_, _, pids) in facts.nodes.items()])
-        flows = _ids(connection, "flow", [(f.key, nodes[f.client], nodes[f.server], f.proto, f.port, f.via)
-                                          for f in facts.flows.values()], "key, client, server, proto, port, via")
-        connection.executemany(
-            "INSERT INTO flow_seen VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(run, flows[f.key], f.count, int(bool({f.client_machine, f.server_machine} & unreachable)),
-              f.connections, f.first_seen, f.last_seen) for f in facts.flows.values()])
-        listeners = _ids(connection, "listener", [(key, *place) for key, place in facts.listener_places.items()],
-                         "key, machine, proto, address, port")
-        connection.executemany("INSERT INTO listener_seen VALUES (?, ?, ?)",
-                               [(run, listeners[key], nodes[node]) for key, holders in facts.listeners.items()
-                                for node in holders])
+        for statement in _STAGING:
+            connection.execute(statement)
+        connection.executemany("INSERT INTO staged_node VALUES (?, ?, ?, ?)", nodes)
+        connection.executemany("INSERT INTO staged_flow VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", flows)
+        connection.executemany("INSERT INTO staged_listener VALUES (?, ?, ?, ?, ?, ?)", listeners)
+        for statement in _INTERN:
+            connection.execute(statement, (run,) if "?1" in statement else ())
         _summarise_around(connection, run)
     return True
+
+
+def _staged_rows(facts: RunFacts) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """The run's nodes, flows and listener holders as rows of the staging tables."""
+    unreachable = facts.unreachable()
+    nodes = [(key, machine, comm, " ".join(map(str, pids))) for key, (machine, comm, pids) in facts.nodes.items()]
+    flows = [(f.key, f.client, f.server, f.proto, f.port, f.via, f.count,
+              int(bool(unreachable) and (f.client_machine in unreachable or f.server_machine in unreachable)),
+              f.connections, f.first_seen, f.last_seen) for f in facts.flows.values()]
+    listeners = [(key, *facts.listener_places[key], node) for key, holders in facts.listeners.items()
+                 for node in holders]
+    return nodes, flows, listeners
 
 
 def _summarise_around(connection: sqlite3.Connection, run: int) -> None:
@@ -326,17 +345,25 @@ def _summarise_around(connection: sqlite3.Connection, run: int) -> None:
 
 def _summarise(connection: sqlite3.Connection, run: int, previous: Optional[int]) -> None:
     """A flow is new when its run saw it and the previous did not; gone when the previous saw it
-    and this run has no line for it. A flow of a machine not captured (stale) is neither."""
+    and this run has no line for it. A flow of a machine not captured in either run (a stale
+    line, or a machine down in the other run) is neither: it was not seen to start or stop."""
     if previous is None:
         connection.execute("UPDATE run SET flows_new = NULL, flows_gone = NULL WHERE id = ?", (run,))
         return
-    new = connection.execute(
-        "SELECT count(*) FROM flow_seen a WHERE a.run = ? AND a.stale = 0 AND NOT EXISTS "
-        "(SELECT 1 FROM flow_seen b WHERE b.run = ? AND b.flow = a.flow)", (run, previous)).fetchone()[0]
-    gone = connection.execute(
-        "SELECT count(*) FROM flow_seen a WHERE a.run = ? AND a.stale = 0 AND NOT EXISTS "
-        "(SELECT 1 FROM flow_seen b WHERE b.run = ? AND b.flow = a.flow)", (previous, run)).fetchone()[0]
+    new = _only_in(connection, run, previous)
+    gone = _only_in(connection, previous, run)
     connection.execute("UPDATE run SET flows_new = ?, flows_gone = ? WHERE id = ?", (new, gone, run))
+
+
+def _only_in(connection: sqlite3.Connection, run: int, other: int) -> int:
+    """Flows `run` saw (its machines captured) that `other` has no line for, their machines
+    captured in `other` too. Set-based: the ids only in `run`, then their machines."""
+    return connection.execute(
+        "WITH down(machine) AS (SELECT machine FROM machine_seen WHERE run = ?2 AND (status != 'ok' OR stale)) "
+        "SELECT count(*) FROM (SELECT flow FROM flow_seen WHERE run = ?1 AND stale = 0 EXCEPT "
+        "SELECT flow FROM flow_seen WHERE run = ?2) d JOIN flow f ON f.id = d.flow "
+        "JOIN node c ON c.id = f.client JOIN node v ON v.id = f.server "
+        "WHERE c.machine NOT IN down AND v.machine NOT IN down", (run, other)).fetchone()[0]
 
 
 def forget(connection: sqlite3.Connection, run_ids: Sequence[str]) -> None:
@@ -378,20 +405,21 @@ def sync(connection: sqlite3.Connection, cache_root: Path, *,
     longer has, record the ones it lacks (`preloaded`: run id -> machine -> snapshot in memory)."""
     root = trusted_cache_dir(cache_root)
     report = SyncReport()
+    held = recorded_runs(connection)
+    cached = list_runs(root)  # a run's directory is named by its id: only the runs not held are read
+    report.forgotten = sorted(held - {path.name for path in cached})
+    forget(connection, report.forgotten)
     runs: dict[str, Run] = {}
-    for path in list_runs(root):
+    for path in cached:
+        if path.name in held:
+            continue
         try:
             run = read_run(path)
         except NetvizError as error:
             report.skipped.append(f"{path.name}: {error}")
             continue
         runs[run.run_id] = run
-    held = recorded_runs(connection)
-    report.forgotten = sorted(held - set(runs))
-    forget(connection, report.forgotten)
     for run_id, run in runs.items():
-        if run_id in held:
-            continue
         try:
             facts = stitch_run_facts(run, (preloaded or {}).get(run_id))
         except NetvizError as error:

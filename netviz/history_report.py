@@ -10,19 +10,19 @@ from pathlib import Path
 from typing import Optional
 
 from netviz.cache import default_cache_dir, trusted_cache_dir
-from netviz.diff import RunDiff, compare, diff_json, diff_table
+from netviz.diff import RunDiff, diff_json, diff_table
 from netviz.history import (
     RunLine,
     Timeline,
     last_two,
     open_history,
-    read_facts,
     rebuild,
     resolve,
     run_lines,
     sync,
     timelines,
 )
+from netviz.history_diff import diff_recorded
 
 HISTORY_SCHEMA = "netviz.history/1"
 
@@ -115,7 +115,7 @@ def diff_job(cache_dir: Optional[Path], a: Optional[str] = None, b: Optional[str
         newest = last_two(connection)
         first = resolve(connection, a, root, moment) if a is not None else newest[0]
         second = resolve(connection, b, root, moment) if b is not None else newest[1]
-        diff = compare(read_facts(connection, first), read_facts(connection, second))
+        diff = diff_recorded(connection, first, second)
     finally:
         connection.close()
     return Report(diff_json(diff) if fmt == "json" else diff_table(diff), notes, diff)

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from history_runs import lab, write_run
 
+from netviz.diff import compare
+from netviz.history import open_history, read_facts
+from netviz.history_diff import diff_recorded
 from netviz.when import parse_span, parse_when
 
 NETVIZ = [sys.executable, "-m", "netviz"]
@@ -106,3 +109,29 @@ def test_times_and_spans():
     assert parse_when("2026-12-01T10:00Z", 0) == 1796119200.0
     with pytest.raises(ValueError):
         parse_when("last tuesday", 0)
+
+
+@pytest.mark.parametrize("changes", [
+    dict(extra_flow=True, old_flow=False, cache_listener=True),
+    dict(replaced=True, clients=3),
+    dict(clients=2, failed={"db": "refused"}),
+    dict(extra_flow=True, failed={"web": "timeout"}),
+])
+def test_the_diff_computed_in_the_database_equals_the_diff_of_the_runs_read_whole(cache, changes):
+    failed = changes.pop("failed", {})
+    first = write_run(cache, lab())
+    second = write_run(cache, lab(**changes), failed=failed)
+    connection = open_history(cache)
+    in_memory = compare(read_facts(connection, first.run_id), read_facts(connection, second.run_id))
+    in_sql = diff_recorded(connection, first.run_id, second.run_id)
+    assert found(in_sql) == found(in_memory) and in_sql.changed
+    backwards = diff_recorded(connection, second.run_id, first.run_id)
+    assert found(backwards) == found(compare(read_facts(connection, second.run_id),
+                                             read_facts(connection, first.run_id)))
+
+
+def found(diff) -> dict:
+    """What a diff reports (its runs' machines included), without the runs' flows read whole."""
+    report = {name: value for name, value in vars(diff).items() if name not in ("a", "b")}
+    report["runs"] = [(facts.run_id, facts.started_at, facts.machines) for facts in (diff.a, diff.b)]
+    return report

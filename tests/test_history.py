@@ -23,7 +23,11 @@ from netviz.history import (
     history_path,
     migrate,
     open_history,
+    FlowSeen,
+    MachineSeen,
+    RunFacts,
     read_facts,
+    record,
     record_collected,
     recorded_runs,
     run_lines,
@@ -186,3 +190,21 @@ def test_collect_records_the_run_and_history_lists_it(cache):
     assert [run["run"] for run in runs] == [Path(collected.stdout.strip()).name]
     assert runs[0]["machines_ok"] == 1 and runs[0]["flows_new"] is None
     assert "recorded" not in shown.stderr  # collect recorded it: history had nothing to mend
+
+
+def test_flows_of_a_machine_down_without_a_snapshot_are_neither_new_nor_gone(cache):
+    def run(number: int, db: str, flows: bool) -> RunFacts:
+        facts = RunFacts(f"run{number}", number * 600.0, number * 600.0 + 5, sequence=number)
+        facts.machines = {"web": MachineSeen("web", "ok", None, False, number * 600.0),
+                          "db": MachineSeen("db", db, None if db == "ok" else "refused", False, None)}
+        if flows:
+            facts.nodes = {"web|host|app": ("web", "app", (10,)), "db|host|pg": ("db", "pg", (20,))}
+            key = "web|host|app>db|host|pg|tcp|5432|"
+            facts.flows[key] = FlowSeen(key, "web|host|app", "db|host|pg", "web", "db", "tcp", 5432, None, 1)
+        return facts
+
+    connection = open_history(cache)
+    for facts in (run(1, "ok", True), run(2, "failed", False), run(3, "ok", True), run(4, "ok", False)):
+        record(connection, facts)  # db down in run 2 with no snapshot to carry: its flow was not seen
+    assert [(line.flows_new, line.flows_gone) for line in run_lines(connection)] == [
+        (None, None), (0, 0), (0, 0), (0, 1)]
