@@ -26,8 +26,10 @@ def private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
 # Property tests explore new random inputs on every run, which is how they find bugs here. The
 # CI gate (.ci/run) asks for the derandomized profile instead: the same examples on every run of
 # the same code, so that a submission is judged on its change, not on the luck of the draw.
-from hypothesis import settings  # noqa: E402
+from hypothesis import Phase, settings  # noqa: E402
 
-settings.register_profile("ci", derandomize=True)
+# No shrinking in CI: a failure is reported as found (its example printed), rather than spending
+# minutes of the gate's time making it smaller; shrink it locally by running the test again.
+settings.register_profile("ci", derandomize=True, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 if os.environ.get("NETVIZ_HYPOTHESIS_PROFILE"):
     settings.load_profile(os.environ["NETVIZ_HYPOTHESIS_PROFILE"])

@@ -224,18 +224,33 @@ def _dot_reads(dot_text: str, graph) -> None:
     result = subprocess.run(["dot", "-Tjson"], input=dot_text.encode("utf-8"), capture_output=True, timeout=120)
     assert result.returncode == 0 and result.stderr == b"", result.stderr.decode(errors="replace")[:2000]
     laid = json.loads(result.stdout)
-    nodes = [item for item in laid.get("objects", []) if "nodes" not in item and "subgraphs" not in item]
+    nodes = [item for item in laid.get("objects", []) if "nodes" not in item and "subgraphs" not in item
+             and item.get("name") != "legend"]  # the legend of the styles used is not a graph node
     assert len(nodes) == len(graph.nodes)
     assert len(laid.get("edges", [])) == len(graph.flows)
+
+
+def _dot_reads_overview(dot_text: str, graph) -> None:
+    """The overview parses without a warning and draws one node per machine (and the legend):
+    no machine or service name broke out of its label."""
+    result = subprocess.run(["dot", "-Tjson"], input=dot_text.encode("utf-8"), capture_output=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == b"", result.stderr.decode(errors="replace")[:2000]
+    laid = json.loads(result.stdout)
+    names = {item["name"] for item in laid.get("objects", []) if "nodes" not in item and "subgraphs" not in item}
+    assert len(names - {"legend"}) == len({node.host for node in graph.nodes})
 
 
 @needs_dot
 def test_dot_with_every_nasty_name() -> None:
     for group_by in ("process", "pid"):
         graph = _graph(NASTY, group_by)
-        text = render(graph, "dot").decode("utf-8")
+        # Every name drawn: past 60 process nodes `--detail auto` would draw one node per machine.
+        text = render(graph, "dot", detail="full").decode("utf-8")
         _dot_reads(text, graph)
         _assert_terminal_safe(text)  # DOT is what `netviz stitch` writes to stdout by default
+        overview = render(graph, "dot").decode("utf-8")  # the machines' overview, with names in its labels
+        _dot_reads_overview(overview, graph)
+        _assert_terminal_safe(overview)
 
 
 @needs_dot
@@ -243,7 +258,7 @@ def test_dot_with_every_nasty_name() -> None:
 @given(st.lists(_hostile_names(), min_size=30, max_size=40, unique=True))
 def test_dot_with_random_hostile_names(names: list[str]) -> None:
     graph = _graph(names)
-    _dot_reads(render(graph, "dot").decode("utf-8"), graph)
+    _dot_reads(render(graph, "dot", detail="full").decode("utf-8"), graph)
 
 
 @needs_dot
