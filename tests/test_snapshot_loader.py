@@ -85,6 +85,15 @@ def test_round_trip_through_dump_snapshot():
     assert snapshot_to_document(again)["namespaces"][0]["unkeyed"] == {"tcp": {"TIME_WAIT": 3}}
 
 
+def test_a_namespace_name_survives_the_cache():
+    """A container's namespace name (`ip netns`, Docker) is written back by the cache's writer:
+    a map drawn from a cached run names the container's box like a live one."""
+    doc = valid_doc()
+    doc["namespaces"][0]["name"] = "web-container"
+    again = parse_snapshot(json.loads(dump_snapshot(parse_snapshot(doc, "a"))), "a")
+    assert again.namespaces[0].name == "web-container"
+
+
 def broken(path, value):
     doc = valid_doc()
     target = doc

@@ -68,7 +68,8 @@ def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
              "unkeyed": {proto: dict(counts) for proto, counts in ns.unkeyed.items()},
              "conntrack": None if ns.conntrack is None else [
                  {"proto": e.proto, "state": e.state, "original": ct(e.original), "reply": ct(e.reply)}
-                 for e in ns.conntrack]}
+                 for e in ns.conntrack],
+             **({"name": ns.name} if ns.name else {})}
             for ns in snapshot.namespaces],
         "processes": [process(p) for p in snapshot.processes],
     }
