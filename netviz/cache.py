@@ -383,13 +383,14 @@ class RunWriter:
     def finish(
         self, *, now: Optional[float] = None, keep: int = KEEP_RUNS, interrupted: bool = False,
         order: Sequence[str] = (), groups: Optional[Mapping[str, Sequence[str]]] = None,
-        window: Optional[RunWindow] = None,
+        window: Optional[RunWindow] = None, max_age: Optional[float] = None,
     ) -> Run:
         """Write the manifest, point `latest` at this run, prune old runs; return the run.
 
         Machines are listed in `order` (the inventory's; others after, as added). An
         interrupted run gets its manifest (what finished, what did not) but `latest` stays
-        where it was: `netviz stitch RUN` still reads it, with a warning.
+        where it was: `netviz stitch RUN` still reads it, with a warning. `max_age`: prune by
+        age (seconds) rather than keep the newest `keep` runs.
         """
         finished = now if now is not None else time.time()
         rank = {name: index for index, name in enumerate(order)}
@@ -415,7 +416,7 @@ class RunWriter:
             with _locked(self.root):
                 if not interrupted:
                     _point_latest(self.root, run)
-                prune(self.root, keep=keep)
+                prune(self.root, keep=keep, max_age=max_age)
         except OSError as error:
             raise CacheWriteError(f"cannot write the manifest of {self.path}: {error.strerror or error}") from None
         return run
@@ -580,14 +581,21 @@ def find_run(root: Path, name: str) -> Optional[Run]:
     return read_run(path) if _is_directory(path) and _is_regular(path / MANIFEST) else None
 
 
-def prune(root: Path, *, keep: int = KEEP_RUNS, now: Optional[float] = None) -> list[Path]:
-    """Delete all but the newest `keep` runs, and run directories without a manifest left by a
-    collector that died (untouched for ABANDONED_AFTER seconds); return them."""
+def prune(root: Path, *, keep: int = KEEP_RUNS, now: Optional[float] = None,
+          max_age: Optional[float] = None) -> list[Path]:
+    """Delete all but the newest `keep` runs (with `max_age`: the runs started more than that
+    many seconds ago instead), and run directories without a manifest left by a collector that
+    died (untouched for ABANDONED_AFTER seconds); return them. `latest` is always kept."""
     root = trusted_cache_dir(root)
-    runs = [path for path, _ in _listed(root)]
+    listed = _listed(root)
+    if max_age is None:
+        old = [path for path, _ in listed[: max(0, len(listed) - keep)]]
+    else:
+        oldest = (now if now is not None else time.time()) - max_age
+        old = [path for path, run in listed if run is not None and run.started_at < oldest]
     removed = []
     latest = _latest(root, missing_ok=True)
-    for path in runs[: max(0, len(runs) - keep)]:
+    for path in old:
         if latest is not None and path == latest.path:
             continue
         _discard(root, path)

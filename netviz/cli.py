@@ -484,22 +484,61 @@ def collect(
     log: _LogOption = "warning",
     window: _WindowOption = 0.0,
     require_complete: _RequireCompleteOption = False,
+    every: Annotated[Optional[str], typer.Option("--every", metavar="SPAN", help="Keep collecting, a run every SPAN (10m, 1h), until interrupted; a run never overlaps another on the same cache.")] = None,
+    keep: Annotated[Optional[str], typer.Option("--keep", metavar="SPAN", help="Prune the runs older than SPAN (30d), and their history, instead of keeping the newest 30.")] = None,
 ) -> None:
     """Collect snapshots from every machine of the inventory into the cache (no stitching).
 
     Without --inventory, collects this machine alone (no SSH). Prints the run's directory on
     stdout (`run=$(netviz collect ...)`, then `netviz stitch "$run"`); the progress and the
-    summary go to stderr.
+    summary go to stderr. With --every, one line per run until interrupted (exit 0 when stopped
+    between runs).
     """
+    from netviz.cache import default_cache_dir
+    from netviz.schedule import collecting, every as on_schedule
+
+    _setup_logging(log)
+    request = _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config, window)
+    request.keep_for = _span(keep, "--keep")
+    interval = _span(every, "--every")
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+
+    def once() -> int:
+        with collecting(root, lambda: console.warning("another collection is writing to this cache: waiting")):
+            return _collect_once(request, require_complete)
+
+    try:
+        if interval is None:
+            raise typer.Exit(once())
+        on_schedule(interval, once, on_skip=lambda n: console.warning(f"a run outlasted --every: {n} skipped"))
+    except KeyboardInterrupt:  # between runs: a scheduled collector stopped as it should
+        raise typer.Exit(0) from None
+    except NetvizError as error:
+        _fail(error)
+
+
+def _span(text: Optional[str], option: str) -> Optional[float]:
+    from netviz.when import parse_span
+
+    if text is None:
+        return None
+    try:
+        seconds = parse_span(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=option) from None
+    if seconds <= 0:
+        raise typer.BadParameter("must be more than 0", param_hint=option)
+    return seconds
+
+
+def _collect_once(request, require_complete: bool) -> int:
+    """One collection into the cache, its summary on stderr and its directory on stdout; the
+    exit code it earns (a failure to collect at all raises typer.Exit through _fail)."""
     from netviz.errors import EXIT_NOTHING, Interrupted
     from netviz.pipeline import collect_group
 
-    _setup_logging(log)
     try:
-        outcome = collect_group(
-            _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config, window),
-            console.CollectProgress(),
-        )
+        outcome = collect_group(request, console.CollectProgress())
     except KeyboardInterrupt:
         _fail(Interrupted("interrupted"))
     except NetvizError as error:
@@ -511,8 +550,8 @@ def collect(
         _fail(CacheError(f"the cache cannot be written ({outcome.cache_problem}): nothing was cached"))
     print(outcome.run.path, flush=True)  # the one line on stdout: run=$(netviz collect ...)
     if not any(host.snapshot for host in outcome.run.hosts):
-        raise typer.Exit(EXIT_NOTHING)
-    raise typer.Exit(_exit_code(outcome.exit_code, outcome.results, require_complete))
+        return EXIT_NOTHING
+    return _exit_code(outcome.exit_code, outcome.results, require_complete)
 
 
 @app.command(cls=_Command, short_help="Collect, stitch and draw the map, in one go.")

@@ -115,6 +115,7 @@ class CollectRequest:
     # Asked once per run, only if a host has `sudo: password` and NETVIZ_SUDO_PASSWORD is unset.
     ask_sudo_password: Optional[Callable[[], Optional[str]]] = None
     window: float = 0.0  # --window: seconds every machine observes (0: one instant, as always)
+    keep_for: Optional[float] = None  # --keep: prune runs older than this (seconds), not the newest 30
 
 
 @dataclass
@@ -177,9 +178,11 @@ class _Recording:
     why the run is not cached. An unsafe cache (CacheError) is not caught: it stops everything.
     """
 
-    def __init__(self, root: Path, started_at: float, window: Optional[WindowPlan] = None) -> None:
+    def __init__(self, root: Path, started_at: float, window: Optional[WindowPlan] = None,
+                 keep_for: Optional[float] = None) -> None:
         self.started_at = started_at
         self.window = window
+        self.keep_for = keep_for
         self.problem: Optional[str] = None
         self.previous: Optional[Run] = None
         self._entries: dict[str, CachedHost] = {}  # what a run only in memory lists
@@ -229,7 +232,7 @@ class _Recording:
         if self._writer is not None:
             try:
                 return self._writer.finish(order=order, groups=groups, interrupted=interrupted,
-                                           window=_manifest_window(self.window))
+                                           window=_manifest_window(self.window), max_age=self.keep_for)
             except CacheWriteError as error:
                 self._give_up(error)
         rank = {name: index for index, name in enumerate(order)}
@@ -270,7 +273,7 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
     started_at = time.time()
     cache_root = Path(request.cache_dir).expanduser() if request.cache_dir else default_cache_dir()
     hosts, groups, transport, window = _group_and_transport(request)
-    recording = _Recording(cache_root, started_at, window)
+    recording = _Recording(cache_root, started_at, window, request.keep_for)
 
     def finished(result: HostResult) -> None:
         reporter.finished(result)
