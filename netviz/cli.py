@@ -662,27 +662,39 @@ def history(
     sys.stdout.write(report.text)
 
 
+_DiffFormat = Enum("_DiffFormat", {name: name for name in ("table", "json", "dot", "svg", "png", "pdf", "html")},
+                   type=str)  # type: ignore[misc]  # netviz.history_report.DIFF_FORMATS
+
+
 @app.command(cls=_Command, short_help="What changed between two runs (default: the last two).")
 def diff(
-    first: Annotated[Optional[str], typer.Argument(metavar="A", help="A run id, `latest`, a cached run's directory, or a time: -2h, yesterday, 2026-12-01T10:00.")] = None,
+    first: Annotated[Optional[str], typer.Argument(metavar="A", help="A run id, `latest`, a cached run's directory, a time (-2h, yesterday, 2026-12-01T10:00), or a snapshot file or directory of snapshots.")] = None,
     second: Annotated[Optional[str], typer.Argument(metavar="B", help="The same; default: the newest run.")] = None,
-    fmt: Annotated[_Listing, typer.Option("--format", "-f", help="table or json.")] = _Listing.table,
+    fmt: Annotated[Optional[_DiffFormat], typer.Option("--format", "-f", metavar="FORMAT", help="table, json (netviz.diff/1), or a map of both runs with what was added (green), removed (red, dashed) and unchanged (gray): dot, svg, png, pdf, html (default: from --output's extension, else table).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", parser=_output_target, help="Write here (default: stdout).")] = None,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit with 1 when machines, flows or listeners changed (counts alone do not), as git diff --exit-code.")] = False,
     cache_dir: _CacheOption = None,
 ) -> None:
     """Machines added, removed or unreachable; flows added and removed; counts changed; listeners
     opened, closed or held by another process. A machine not captured in one run is reported
     unreachable and its flows are not compared."""
-    from netviz.history_report import diff_job
+    from netviz.history_report import DIFF_FORMATS, diff_job
+    from netviz.render import format_from_suffix
 
+    chosen = fmt.value if fmt else "table"
+    if fmt is None and output is not None and output.suffix:
+        chosen = format_from_suffix(output) or ""
+        if chosen not in DIFF_FORMATS:
+            raise typer.BadParameter(f"{output}: diff writes {', '.join(DIFF_FORMATS)}; name one with --format",
+                                     param_hint="--output")
     try:
-        report = diff_job(cache_dir, first, second, fmt=fmt.value)
+        report = diff_job(cache_dir, first, second, fmt=chosen, on_notice=console.warning)
+        for note in report.notes:
+            console.info(note)
+        _write_output(report.data, output)
     except NetvizError as error:
         _fail(error)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    for note in report.notes:
-        console.info(note)
-    sys.stdout.write(report.text)
     if exit_code and report.diff is not None and report.diff.changed:
         raise typer.Exit(EXIT_ERROR)

@@ -160,6 +160,9 @@ class HostEntry:
     unresolved_examples: tuple[UnresolvedConnection, ...] = ()  # the first few, for a reader to check
     window: Optional[HostWindow] = None  # only when the machine's snapshot has a window
     key: str = ""  # the natural key (machine_key), the same in every run: set by with_natural_keys
+    # A diff map only (netviz.diff_map): added, removed, unreachable (and in which run, why)
+    change: str = ""
+    change_detail: str = ""
 
     @property
     def outside(self) -> int:
@@ -181,6 +184,8 @@ class HostEntry:
             **({"unresolved_examples": [example.to_json() for example in self.unresolved_examples]}
                if self.unresolved_examples else {}),
             **({"window": self.window.to_json()} if self.window is not None else {}),
+            **({"change": self.change} if self.change else {}),
+            **({"change_detail": self.change_detail} if self.change_detail else {}),
         }
 
 
@@ -221,6 +226,7 @@ class Node:
     image: str = ""
     pod: str = ""
     key: str = ""  # the natural key (node_natural_key), the same in every run: set by with_natural_keys
+    change: str = ""  # a diff map only (netviz.diff_map): added, removed, unchanged, not_compared
 
     @property
     def is_root(self) -> bool:
@@ -252,6 +258,7 @@ class Node:
             **({"netns": int(self.netns)} if self.netns else {}),
             **({"netns_name": self.netns_name} if self.netns_name else {}),
             **{name: getattr(self, name) for name in ("unit", "container", "image", "pod") if getattr(self, name)},
+            **({"change": self.change} if self.change else {}),
         }
 
 
@@ -361,6 +368,39 @@ class FlowTraffic:
                 "rtt_max_ms": self.rtt_max_ms, "retransmits": self.retransmits}
 
 
+@dataclass(frozen=True)
+class FlowPeriod:
+    """A flow across the cached runs of a period (`netviz stitch --since`, netviz.period): when it was
+    first and last seen (the runs' start times) and in how many of the period's runs."""
+
+    first_seen: float
+    last_seen: float
+    runs_seen: int
+    runs_taken: int
+
+    @property
+    def always(self) -> bool:
+        """Seen in every run of the period."""
+        return self.runs_seen >= self.runs_taken
+
+    def seen_text(self) -> str:
+        """`seen in 3 of 1,008 runs`."""
+        return f"seen in {self.runs_seen:,} of {self.runs_taken:,} runs"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"first_seen": self.first_seen, "last_seen": self.last_seen, "runs_seen": self.runs_seen,
+                "runs_taken": self.runs_taken, "share": round(self.runs_seen / self.runs_taken, 4)
+                if self.runs_taken else 0.0}
+
+
+# The change marks of a diff map (netviz.diff_map) on hosts, nodes and flows.
+CHANGE_ADDED = "added"
+CHANGE_REMOVED = "removed"
+CHANGE_UNCHANGED = "unchanged"
+CHANGE_NOT_COMPARED = "not_compared"  # a flow or node of a machine unreachable in one of the runs
+CHANGE_UNREACHABLE = "unreachable"  # a machine not captured in one of the runs
+
+
 @dataclass
 class Flow:
     """Connections between two nodes on one service, collapsed into one edge with a count."""
@@ -382,6 +422,9 @@ class Flow:
     dialled: tuple[tuple[str, int], ...] = ()
     key: str = ""  # the natural key (flow_natural_key), the same in every run: set by with_natural_keys
     traffic: Optional[FlowTraffic] = None  # only when some connection's tcp_info was captured
+    change: str = ""  # a diff map only (netviz.diff_map): added, removed, unchanged, not_compared
+    count_before: Optional[int] = None  # a diff map: the count in run A when it changed
+    period: Optional[FlowPeriod] = None  # `stitch --since` only: the runs of the period that saw it
 
     def dialled_text(self) -> str:
         """`10.0.0.254:15432`, `[fd00::1]:80`: the fronts dialled, comma-separated."""
@@ -413,6 +456,9 @@ class Flow:
                if self.dialled else {}),
             # only where counters were captured: documents without them keep their exact bytes
             **({"traffic": self.traffic.to_json()} if self.traffic is not None else {}),
+            **({"change": self.change} if self.change else {}),
+            **({"count_before": self.count_before} if self.count_before is not None else {}),
+            **({"period": self.period.to_json()} if self.period is not None else {}),
         }
 
 

@@ -586,6 +586,14 @@ def resolve(connection: sqlite3.Connection, spec: str, cache_root: Path, now: fl
     return row[0]
 
 
+def newest_run(connection: sqlite3.Connection) -> str:
+    """The run id of the newest run (diff's B when only A is given)."""
+    row = connection.execute(f"SELECT run_id FROM run ORDER BY {RUN_ORDER_DESC} LIMIT 1").fetchone()
+    if row is None:
+        raise HistoryError("the history holds no run: diff needs one to compare with (collect a run)")
+    return row[0]
+
+
 def last_two(connection: sqlite3.Connection) -> tuple[str, str]:
     """The run ids of the two newest runs (diff's default)."""
     rows = connection.execute(f"SELECT run_id FROM run ORDER BY {RUN_ORDER_DESC} LIMIT 2").fetchall()

@@ -7,16 +7,19 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-from netviz.cache import default_cache_dir, trusted_cache_dir
-from netviz.diff import RunDiff, diff_json, diff_table
+from netviz.cache import MANIFEST, default_cache_dir, trusted_cache_dir
+from netviz.diff import RunDiff, compare, diff_json, diff_table
+from netviz.diff_sides import facts as side_facts
 from netviz.history import (
     RunLine,
     Timeline,
     last_two,
+    newest_run,
     open_history,
     rebuild,
+    recorded_runs,
     resolve,
     run_lines,
     sync,
@@ -34,6 +37,7 @@ class Report:
     text: str
     notes: list[str] = field(default_factory=list)
     diff: Optional[RunDiff] = None
+    data: bytes = b""  # what to write (diff: the text, or a map in DIFF_MAP_FORMATS)
 
 
 def _root(cache_dir: Optional[Path]) -> Path:
@@ -104,18 +108,76 @@ def _timelines_json(found: list[Timeline]) -> str:
     return json.dumps({"schema": HISTORY_SCHEMA, "timelines": [line.to_json() for line in found]}, indent=2) + "\n"
 
 
+DIFF_MAP_FORMATS = ("dot", "svg", "png", "pdf", "html")  # the union of the two runs drawn with change marks
+DIFF_FORMATS = ("table", "json") + DIFF_MAP_FORMATS
+
+
 def diff_job(cache_dir: Optional[Path], a: Optional[str] = None, b: Optional[str] = None, *, fmt: str = "table",
-             now: Optional[float] = None) -> Report:
-    """`netviz diff [A] [B]`: by default the last two runs; with A alone, A against the newest."""
+             now: Optional[float] = None, timeout: float = 120.0,
+             on_notice: Optional[Callable[[str], None]] = None) -> Report:
+    """`netviz diff [A] [B]`: by default the last two runs; with A alone, A against the newest.
+    A and B may also be snapshot files or directories (stitched here). `fmt`: table, json (the
+    netviz.diff/1 document) or a map (DIFF_MAP_FORMATS: the union of both runs, marked)."""
+    from netviz.diff_sides import names_snapshots
+
+    if fmt not in DIFF_FORMATS:
+        raise ValueError(f"diff cannot write {fmt!r}: use one of {', '.join(DIFF_FORMATS)}")
     root = _root(cache_dir)
     notes: list[str] = []
-    connection = _open_synced(root, notes)
+    by_hand = [spec is not None and names_snapshots(spec) and not (Path(spec) / MANIFEST).is_file() for spec in (a, b)]
+    connection = None if all(by_hand) else _open_synced(root, notes)
     try:
-        moment = now if now is not None else time.time()
-        newest = last_two(connection)
-        first = resolve(connection, a, root, moment) if a is not None else newest[0]
-        second = resolve(connection, b, root, moment) if b is not None else newest[1]
-        diff = diff_recorded(connection, first, second)
+        side_a, side_b = _sides(connection, root, a, b, now if now is not None else time.time())
+        if fmt in DIFF_MAP_FORMATS:
+            return _diff_map(root, connection, side_a, side_b, fmt, notes, timeout, on_notice)
+        if side_a.recorded and side_b.recorded and connection is not None:
+            assert side_a.run_id is not None and side_b.run_id is not None
+            diff = diff_recorded(connection, side_a.run_id, side_b.run_id)
+        else:
+            diff = compare(side_facts(side_a, root, connection), side_facts(side_b, root, connection))
     finally:
-        connection.close()
-    return Report(diff_json(diff) if fmt == "json" else diff_table(diff), notes, diff)
+        if connection is not None:
+            connection.close()
+    text = diff_json(diff) if fmt == "json" else diff_table(diff)
+    return Report(text, notes, diff, text.encode("utf-8"))
+
+
+def _sides(connection, root: Path, a: Optional[str], b: Optional[str], moment: float):
+    """The two sides the arguments name (netviz.diff_sides)."""
+    from netviz.diff_sides import Side, names_snapshots, snapshot_side
+
+    held = recorded_runs(connection) if connection is not None else None
+    newest: list[str] = []
+    if connection is not None and (a is None or b is None):
+        newest = list(last_two(connection)) if a is None else [newest_run(connection)]
+
+    def side(spec: Optional[str], default: str) -> Side:
+        if spec is not None and names_snapshots(spec):
+            return snapshot_side(spec, held)
+        run_id = resolve(connection, spec, root, moment) if spec is not None else default
+        return Side(spec or run_id, run_id=run_id)
+
+    first = side(a, newest[0] if newest else "")
+    second = side(b, newest[-1] if newest else "")
+    return first, second
+
+
+def _diff_map(root: Path, connection, side_a, side_b, fmt: str, notes: list[str], timeout: float,
+              on_notice: Optional[Callable[[str], None]]) -> Report:
+    """The two sides stitched, compared in memory, and drawn as one map with the change marks."""
+    from netviz.diff_map import diff_graph
+    from netviz.diff_sides import graph_and_facts
+    from netviz.render import RenderOptions, render
+
+    graph_a, facts_a = graph_and_facts(side_a, root, connection)
+    graph_b, facts_b = graph_and_facts(side_b, root, connection)
+    diff = compare(facts_a, facts_b)
+    categories = {name: machine.category for facts in (facts_a, facts_b) for name, machine in facts.machines.items()
+                  if machine.category}
+    title = (f"diff: A = {facts_a.run_id} ({_when(facts_a.started_at)}), "
+             f"B = {facts_b.run_id} ({_when(facts_b.started_at)})")
+    graph = diff_graph(graph_a, graph_b, machines_a=facts_a.machines, machines_b=facts_b.machines,
+                       down_a=facts_a.unreachable(), down_b=facts_b.unreachable(), categories=categories, title=title)
+    # every process is drawn: folding them (--detail) would merge added, removed and unchanged flows
+    data = render(graph, fmt, on_notice=on_notice, options=RenderOptions(detail="full", timeout=timeout))
+    return Report("", notes, diff, data)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import html
 import math
+import re
 
 from netviz.aggregate import EDGE_LABEL_LIMIT
 from netviz.graph import KIND_HOST, KIND_OUTSIDE, UNATTRIBUTED, Flow, FlowGraph, HostEntry, Node, is_unconfined
 from netviz.render.legend import LEGEND_ID, legend_node
+from netviz.render.marks import attributes_text, flow_mark, flow_words, host_mark, node_mark
 from netviz.textsafe import for_terminal
 
 MAX_PIDS_SHOWN = 6
@@ -146,6 +148,8 @@ def cluster_label(host: HostEntry) -> str:
         notes.append("partial capture")
     if host.legacy:
         notes.append("legacy snapshot: no direction")
+    if host.change_detail:  # a diff map: added, removed, unreachable in A or B
+        notes.append(host.change_detail)
     if notes:
         lines.append(label_text("; ".join(notes)))
     if host.window is not None:
@@ -170,6 +174,7 @@ def edge_label(flow: Flow) -> str:
         text += " (no listener)"
     if flow.traffic is not None:
         text += f" {flow.traffic.bytes_text()}, rtt {flow.traffic.rtt_median_ms:.3g} ms"
+    text += flow_words(flow)  # a diff's or a period's words
     return "<" + label_text(text) + ">"
 
 
@@ -190,6 +195,12 @@ def _node_attributes(node: Node, used: set[str]) -> str:
         used.add("node-ingress")
     if node.kind != KIND_HOST and node.is_unconfined:
         used.add("unconfined")
+    styles, marked, key = node_mark(node)  # a diff map: added, removed, unchanged
+    if key is not None:
+        found = re.search(r'style="([^"]*)"', ", ".join(attributes))
+        base = found.group(1) if found else "rounded"
+        attributes.extend(attributes_text(styles, marked, base))
+        used.add(key)
     return ", ".join(attributes)
 
 
@@ -218,6 +229,11 @@ def _edge_attributes(flow: Flow, used: set[str]) -> str:
     if flow.inferred:
         styles.append("dotted")
         used.add("edge-inferred")
+    mark_styles, marked, key = flow_mark(flow)  # a diff's change, a period's "seen in some runs"
+    if key is not None:
+        styles.extend(style for style in mark_styles if style not in styles)
+        attributes.extend(marked)
+        used.add(key)
     if styles:
         attributes.append(f'style="{",".join(styles)}"')
     if flow.traffic is not None and flow.traffic.total_bytes:
@@ -297,6 +313,10 @@ def render_dot(graph: FlowGraph, *, bundle_edges: bool = False, legend: bool = T
         out.append(f"  subgraph cluster_{number} {{")
         out.append(f"    label={cluster_label(host)};")
         out.append('    style="rounded"; color=gray50;')
+        styles, marked, key = host_mark(host)  # a diff map: added, removed, unreachable
+        if key is not None:
+            out.append("    " + "; ".join(attributes_text(styles, marked, "rounded")) + ";")
+            used.add(key)
         if not nodes:
             out.append(f'    empty_{number} [label="no flows", shape=plaintext];')
         namespaces: dict[str, list[Node]] = {}

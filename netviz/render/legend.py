@@ -28,6 +28,15 @@ STYLES: dict[str, tuple[str, str]] = {
     "node-machine": ('<TD BORDER="1"><B>host</B></TD>', "a machine: its processes folded into one node"),
     "node-outside": ('<TD BORDER="1" STYLE="dashed"><I>outside</I></TD>', "a peer outside the group"),
     "namespace": (_DASHED_BOX.format("<I>netns</I>"), "a container's network namespace"),
+    "diff-added": ('<TD><FONT COLOR="#1a7f37">——→</FONT></TD>', "added: in B, not in A (green)"),
+    "diff-removed": ('<TD><FONT COLOR="#cf222e">- - →</FONT></TD>', "removed: in A, not in B (red, dashed)"),
+    "diff-unchanged": ('<TD><FONT COLOR="gray55">——→</FONT></TD>', "unchanged: in A and B (gray; ×count, was ×A\'s)"),
+    "diff-not-compared": ('<TD><FONT COLOR="gray70">·····→</FONT></TD>',
+                          "not compared: a machine unreachable in A or B (dotted)"),
+    "diff-unreachable": ('<TD BORDER="1" STYLE="dashed" COLOR="goldenrod3"> </TD>',
+                         "machine unreachable in A or B: its flows not compared"),
+    "period-some": ('<TD><FONT COLOR="gray45">- - →</FONT></TD>',
+                    "seen in only some runs of the period (dashed: seen in N of M runs)"),
     "unconfined": ('<TD><FONT COLOR="red">unconfined</FONT></TD>', "security context without confinement"),
 }
 
