@@ -347,6 +347,7 @@ def stitch(
     exclude: _ExcludeOption = None,
     detail: _DetailOption = Detail.auto,
     sort: _SortOption = SortBy.count,
+    since: Annotated[Optional[str], typer.Option("--since", metavar="SPAN", help="Every cached run of the last SPAN (7d, 24h) joined in one map, each flow with when it was first and last seen and in how many of the runs (drawn dashed when not in all).")] = None,
 ) -> None:
     """Stitch snapshots into process-to-process flows and draw them (DOT on stdout by default)."""
     from netviz.pipeline import stitch_snapshots
@@ -361,9 +362,18 @@ def stitch(
     table_on_terminal = chosen == "table" and output is None
     try:
         # No argument: the latest cached run; a run id or run directory: that run (stale included).
-        outcome = stitch_snapshots(paths or [], None if table_on_terminal else chosen, cache_dir=cache_dir,
-                                   options=options, render_options=render_options, on_notice=console.warning,
-                                   working=console.working)
+        if since is not None:  # every cached run of the period (netviz.period)
+            from netviz.period import stitch_period
+
+            if paths:
+                raise typer.BadParameter("--since joins the cached runs of a period: give no SNAPSHOT_OR_DIR")
+            with console.working("stitching the period's runs"):
+                outcome = stitch_period(cache_dir, _since(since), None if table_on_terminal else chosen,
+                                        options=options, render_options=render_options, on_notice=console.warning)
+        else:
+            outcome = stitch_snapshots(paths or [], None if table_on_terminal else chosen, cache_dir=cache_dir,
+                                       options=options, render_options=render_options, on_notice=console.warning,
+                                       working=console.working)
         drawn = outcome.drawn
         for message in drawn.warnings:
             console.warning(message)

@@ -4,6 +4,7 @@ the busiest machines, so that the top of a long listing answers "who talks most"
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from netviz.graph import KIND_HOST, KIND_OUTSIDE, Flow, FlowGraph, Node
@@ -14,6 +15,8 @@ HEADERS = ("client", "server", "service", "count", "notes")
 WINDOW_HEADERS = ("client", "server", "service", "count", "seen", "rate", "notes")
 # With TCP counters: bytes sent / received (client's view), RTT median / max (ms), retransmits
 TRAFFIC_HEADERS = ("bytes", "rtt ms", "retrans")
+# `stitch --since`: when each flow was first and last seen in the period's runs, in how many of them
+PERIOD_HEADERS = ("first seen", "last seen", "seen in")
 MACHINE_HEADERS = ("machine", "connections", "flows", "nodes", "outside", "unresolved")
 BUSIEST_MACHINES = 10  # rows of the machine table
 BUSIEST_SHOWN = 5  # items in the one-line summaries of a run
@@ -54,6 +57,7 @@ def table_rows(graph: FlowGraph, by_bytes: bool = False) -> tuple[tuple[str, ...
     nodes = graph.nodes_by_id()
     windowed = any(flow.window is not None for flow in graph.flows)
     measured = any(flow.traffic is not None for flow in graph.flows)
+    periodic = any(flow.period is not None for flow in graph.flows)
     rows = []
     for flow in busiest_flows(graph, by_bytes):
         notes = []
@@ -73,11 +77,25 @@ def table_rows(graph: FlowGraph, by_bytes: bool = False) -> tuple[tuple[str, ...
             traffic = flow.traffic
             row += ((traffic.bytes_text(), traffic.rtt_text(), str(traffic.retransmits)) if traffic is not None
                     else ("", "", ""))
+        if periodic:
+            row += _period_cells(flow)
         rows.append(row + (", ".join(notes),))
     headers = WINDOW_HEADERS if windowed else HEADERS
     if measured:  # the counters' columns before the notes
         headers = headers[:-1] + TRAFFIC_HEADERS + headers[-1:]
+    if periodic:
+        headers = headers[:-1] + PERIOD_HEADERS + headers[-1:]
     return headers, rows
+
+
+def _period_cells(flow: Flow) -> tuple[str, str, str]:
+    """First seen, last seen (local time, to the minute), `3/1,008` runs (`all 12` when in every run)."""
+    period = flow.period
+    if period is None:
+        return ("", "", "")
+    when = [time.strftime("%Y-%m-%d %H:%M", time.localtime(moment)) for moment in (period.first_seen, period.last_seen)]
+    share = f"all {period.runs_taken:,}" if period.always else f"{period.runs_seen:,}/{period.runs_taken:,}"
+    return (when[0], when[1], share)
 
 
 @dataclass
