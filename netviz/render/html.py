@@ -42,6 +42,23 @@ RING_MIN_RADIUS = 220.0
 # How many of the hosts placed last pull on the choice of the next one.
 RING_WINDOW = 3
 
+# Past this many nodes and flows the page carries the compact form (`compact_data`): no process
+# view of everything (it could not be drawn anyway), each host's flows decoded when it is opened.
+COMPACT_ELEMENTS = 20_000
+# Past this many hosts, or this many host-to-host edges, the first view of a compact page is one
+# node per group of hosts (the hosts' `group` when the document gives one, else runs of about
+# AUTO_GROUP_SIZE hosts along the ring order, so hosts that talk share a group).
+GROUP_OVERVIEW_HOSTS = 600
+GROUP_OVERVIEW_EDGES = 8_000
+AUTO_GROUP_SIZE = 100
+# The keys of nodes and flows the compact form writes as array columns; any other key is kept
+# as it is in a trailing object (identity, window, traffic...), so nothing is lost but `key`.
+NODE_COLUMNS = ("id", "host", "kind", "comm", "pids", "users", "contexts", "cmdline", "listening", "ingress", "sockets")
+FLOW_COLUMNS = ("id", "client", "server", "proto", "server_port", "server_address", "count", "directed", "inferred",
+                "via", "client_pids", "server_pids")
+# How many services an edge between two hosts keeps for its label (the busiest).
+EDGE_SERVICES = 6
+
 _MARKER = re.compile(r"@@(?:POLICY|TITLE|STYLE|DATA|LIBRARY|APP)@@")
 
 
@@ -57,8 +74,16 @@ def render_html_graph(graph: SupportsGraphJson, title: str = "netviz") -> str:
 
 
 def render_html(graph_doc: dict[str, Any], title: str = "netviz") -> str:
-    """Render a `netviz.graph/1` document as one self-contained HTML page and return its text."""
-    payload = {"graph": graph_doc, "layout": compute_layout(graph_doc), "title": title}
+    """Render a `netviz.graph/1` document as one self-contained HTML page and return its text.
+
+    Up to COMPACT_ELEMENTS nodes and flows, the page carries the document itself. Past that it
+    carries the compact form of `compact_data` (see there): what the first view draws up front,
+    each host's flows as a line of their own that the page decodes when the host is opened.
+    """
+    if is_compact(graph_doc):
+        data = compact_data(graph_doc, title)
+    else:
+        data = embed_json({"graph": graph_doc, "layout": compute_layout(graph_doc), "title": title})
     template, app_js, style_css, library_js = _assets()
     scripts_hash = " ".join(f"'sha256-{_sha256_b64(text)}'" for text in (library_js, app_js))
     policy = (
@@ -73,12 +98,187 @@ def render_html(graph_doc: dict[str, Any], title: str = "netviz") -> str:
         "@@POLICY@@": html.escape(policy, quote=True),
         "@@TITLE@@": html.escape(title, quote=True),
         "@@STYLE@@": style_css,
-        "@@DATA@@": embed_json(payload),
+        "@@DATA@@": data,
         "@@LIBRARY@@": library_js,
         "@@APP@@": app_js,
     }
     # One pass, so text put in (a process may be called "@@APP@@") is never scanned for markers.
     return _MARKER.sub(lambda match: replacements[match.group(0)], template)
+
+
+def is_compact(graph_doc: dict[str, Any]) -> bool:
+    """Whether the page of this document carries the compact form."""
+    return len(graph_doc.get("nodes", [])) + len(graph_doc.get("flows", [])) > COMPACT_ELEMENTS
+
+
+class _Strings:
+    """Interned strings: each distinct text written once, referred to by its index."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.texts: list[str] = []
+
+    def __call__(self, value: Any) -> int:
+        """The index of `value` (None: -1)."""
+        if value is None:
+            return -1
+        text = str(value)
+        found = self.index.get(text)
+        if found is None:
+            found = self.index[text] = len(self.texts)
+            self.texts.append(text)
+        return found
+
+
+_NUMBERED = re.compile(r"[nf][1-9][0-9]{0,15}\Z")
+
+
+def _short_id(value: Any, prefix: str) -> Any:
+    """`n123` as 123 (the page adds the prefix back), any other id as its text."""
+    text = str(value)
+    return int(text[1:]) if text[:1] == prefix and _NUMBERED.match(text) else text
+
+
+def compact_data(graph_doc: dict[str, Any], title: str = "netviz") -> str:
+    """The page's data block for a large document: a head line, then one line per host.
+
+    The head (JSON) holds what the first view and search need: the hosts as the document has them
+    (without natural keys), every node as an array of columns (strings by index into `strings`),
+    grouped by host, the edges between hosts already summed per (client host, server host, via,
+    directed) with their busiest services and bytes, the groups of the overview, and the ring
+    order. Line i + 1 holds the flows whose client is on host i, as arrays of columns; `lines`
+    gives each line's offset and length, so the page decodes a host's flows only when it shows
+    them. Every line is written by `embed_json`, so no name can close the block.
+    """
+    strings = _Strings()
+    hosts: list[dict[str, Any]] = []
+    host_index: dict[str, int] = {}
+    for host in graph_doc.get("hosts", []):
+        name = str(host.get("name"))
+        if name in host_index:
+            continue
+        host_index[name] = len(hosts)
+        hosts.append({key: value for key, value in host.items() if key != "key"})
+    per_host: list[list[dict[str, Any]]] = [[] for _ in hosts]
+    for node in graph_doc.get("nodes", []):
+        name = str(node.get("host"))
+        if name not in host_index:  # a node of a host the document does not list: give it one
+            host_index[name] = len(hosts)
+            hosts.append({"name": name})
+            per_host.append([])
+        per_host[host_index[name]].append(node)
+
+    node_host: dict[str, int] = {}
+    node_kind: dict[str, Any] = {}
+    node_rows: list[list[list[Any]]] = []
+    for index, nodes in enumerate(per_host):
+        rows = []
+        for node in nodes:
+            node_id = str(node.get("id"))
+            node_host[node_id] = index
+            node_kind[node_id] = node.get("kind")
+            extra = {key: value for key, value in node.items() if key not in NODE_COLUMNS and key != "key"}
+            rows.append([
+                _short_id(node_id, "n"), strings(node.get("kind")), strings(node.get("comm")),
+                list(node.get("pids") or []), [strings(user) for user in node.get("users") or []],
+                [strings(context) for context in node.get("contexts") or []], strings(node.get("cmdline")),
+                [[strings(item.get("proto")), strings(item.get("address")), item.get("port")]
+                 for item in node.get("listening") or []],
+                list(node.get("ingress") or []), node.get("sockets"), extra or 0,
+            ])
+        node_rows.append(rows)
+
+    flow_lines: list[list[list[Any]]] = [[] for _ in hosts]
+    edges: dict[tuple[int, int, int, int], list[Any]] = {}
+    skipped = 0
+    window = False
+    for flow in graph_doc.get("flows", []):
+        client, server = str(flow.get("client")), str(flow.get("server"))
+        if client not in node_host or server not in node_host:
+            skipped += 1
+            continue
+        window = window or "persistent" in flow
+        directed = flow.get("directed") is not False
+        via = strings(flow.get("via")) if flow.get("via") else -1
+        extra = {key: value for key, value in flow.items() if key not in FLOW_COLUMNS and key != "key"}
+        flow_lines[node_host[client]].append([
+            _short_id(flow.get("id"), "f"), _short_id(client, "n"), _short_id(server, "n"),
+            strings(flow.get("proto")), flow.get("server_port"), strings(flow.get("server_address")),
+            flow.get("count"), (1 if directed else 0) | (2 if flow.get("inferred") else 0), via,
+            list(flow.get("client_pids") or []), list(flow.get("server_pids") or []), extra or 0,
+        ])
+        if node_kind[client] == "outside" or node_kind[server] == "outside":
+            continue  # the host view counts these on the host, it does not draw them
+        a, b = node_host[client], node_host[server]
+        if not directed and b < a:
+            a, b = b, a
+        edge = edges.get((a, b, via, directed))
+        if edge is None:
+            # [client host, server host, via, directed, connections, flows, short-lived flows, bytes, services]
+            edge = edges[(a, b, via, directed)] = [a, b, via, 1 if directed else 0, 0, 0, 0, 0, {}]
+        count = int(flow.get("count") or 1)
+        edge[4] += count
+        edge[5] += 1
+        edge[6] += 1 if flow.get("persistent") is False else 0
+        traffic = flow.get("traffic") or {}
+        edge[7] += int(traffic.get("bytes_sent") or 0) + int(traffic.get("bytes_received") or 0)
+        port = flow.get("server_port")
+        service = str(flow.get("proto") or "") + ("" if port is None else f" {port}")
+        edge[8][service] = edge[8].get(service, 0) + count
+    edge_rows = []
+    for edge in edges.values():
+        busiest = sorted(edge[8].items(), key=lambda item: (-item[1], item[0]))
+        edge[8] = [[strings(service), count] for service, count in busiest[:EDGE_SERVICES]] + (
+            [[-1, sum(count for _, count in busiest[EDGE_SERVICES:])]] if len(busiest) > EDGE_SERVICES else [])
+        edge_rows.append(edge)
+
+    names = [str(host["name"]) for host in hosts]
+    order = ring_order({"nodes": [{"id": node_id, "host": names[index]} for node_id, index in node_host.items()],
+                        "flows": graph_doc.get("flows", [])}, names)
+    position = {name: index for index, name in enumerate(names)}
+    ring = [position[name] for name in order]
+    groups = host_groups(hosts, ring) if len(hosts) > GROUP_OVERVIEW_HOSTS or len(edge_rows) > GROUP_OVERVIEW_EDGES else []
+
+    lines = [embed_json(rows) for rows in flow_lines]
+    offsets = []
+    at = 0
+    for line in lines:
+        offsets.append([at, len(line)])
+        at += len(line) + 1
+    head = {
+        "compact": 1, "title": title,
+        "graph": {key: value for key, value in graph_doc.items() if key not in ("hosts", "nodes", "flows")},
+        "hosts": hosts, "strings": strings.texts, "nodes": node_rows, "edges": edge_rows, "ring": ring,
+        "groups": groups, "lines": offsets, "skipped": skipped, "window": window,
+        "counts": {"nodes": sum(len(rows) for rows in node_rows), "flows": sum(len(rows) for rows in flow_lines)},
+    }
+    return embed_json(head) + "\n" + "\n".join(lines)
+
+
+def host_groups(hosts: list[dict[str, Any]], ring: list[int]) -> list[dict[str, Any]]:
+    """The groups of the overview, in ring order: `[{"name", "hosts": [host index...], "auto"}]`.
+
+    A host's `group` (a string, as an inventory may give it) puts it in that group; hosts without
+    one go in runs of about AUTO_GROUP_SIZE along the ring order, named by their first host.
+    """
+    named: dict[str, list[int]] = {}
+    loose: list[int] = []
+    for index in ring:
+        group = hosts[index].get("group")
+        if isinstance(group, str) and group:
+            named.setdefault(group, []).append(index)
+        else:
+            loose.append(index)
+    groups = [{"name": name, "hosts": members, "auto": False} for name, members in named.items()]
+    if loose:
+        runs = max(1, math.ceil(len(loose) / AUTO_GROUP_SIZE))
+        size = math.ceil(len(loose) / runs)
+        for start in range(0, len(loose), size):
+            members = loose[start:start + size]
+            first = str(hosts[members[0]].get("name"))
+            groups.append({"name": f"{first} +{len(members) - 1}" if len(members) > 1 else first,
+                           "hosts": members, "auto": True})
+    return groups
 
 
 def embed_json(value: Any) -> str:
