@@ -213,8 +213,10 @@ class Node:
     # SHORT_LIVED), and whether `cmdline` was inferred from an exec event rather than seen.
     short_lived: bool = False
     command_inferred: bool = False
-    # Outside nodes only: the peer's address ("" for the node standing for the peers past the cap).
+    # Outside nodes only: the peer's address ("" for the node standing for the peers past the cap),
+    # and the first name the observing machine's /etc/hosts gives it ("" when none).
     address: str = ""
+    peer_name: str = ""
     # A network namespace other than the machine's own (a container's): its inode, and its name
     # when the snapshot knows one (`ip netns`, Docker); empty for the machine's own namespace.
     netns: str = ""
@@ -255,6 +257,7 @@ class Node:
             **({"short_lived": True} if self.short_lived else {}),
             **({"command_inferred": True} if self.command_inferred else {}),
             **({"address": self.address} if self.address else {}),
+            **({"peer_name": self.peer_name} if self.peer_name else {}),
             **({"netns": int(self.netns)} if self.netns else {}),
             **({"netns_name": self.netns_name} if self.netns_name else {}),
             **{name: getattr(self, name) for name in ("unit", "container", "image", "pod") if getattr(self, name)},

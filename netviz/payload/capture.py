@@ -837,6 +837,40 @@ def container_ids(processes):
     return sorted(found)
 
 
+MAX_HOSTS_FILE = 1 << 20  # bytes read of /etc/hosts
+MAX_HOSTS_ENTRIES = 4096  # addresses named
+MAX_NAMES_PER_ADDRESS = 8
+
+
+def read_hosts_file(etc_root="/etc"):
+    """The names the machine's hosts file gives to addresses: [[address, [name, ...]], ...],
+    addresses canonical and in file order, names as written (first one first); None when the
+    file cannot be read. Only for naming peers outside the group: never used to resolve."""
+    path = os.path.realpath(os.path.join(etc_root, "hosts"))  # NixOS and others link it
+    raw = _read_small_regular(path, MAX_HOSTS_FILE)
+    if raw is None:
+        return None
+    names = {}
+    order = []
+    for line in raw.decode("utf-8", "replace").split("\n"):
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2:
+            continue
+        address = canonical_address(fields[0].split("%", 1)[0])
+        if address is None:
+            continue
+        if address not in names:
+            if len(order) >= MAX_HOSTS_ENTRIES:
+                continue
+            names[address] = []
+            order.append(address)
+        kept = names[address]
+        for name in fields[1:]:
+            if len(kept) < MAX_NAMES_PER_ADDRESS and name not in kept and len(name) <= 253 and name.isprintable():
+                kept.append(name)
+    return [[address, names[address]] for address in order if names[address]]
+
+
 def read_runtime(processes, root="/"):
     """What the machine's container runtimes and kubelet say about the containers the processes
     run in, read-only from their state files: Docker's config.v2.json (name, image) per id, and
@@ -1854,6 +1888,9 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False,
     }
     if runtime:
         document["runtime"] = runtime  # only when a runtime named something: older readers see the same
+    hosts_file = read_hosts_file(etc_root)
+    if hosts_file:
+        document["hosts_file"] = hosts_file  # names for peers outside the group
     return document
 
 

@@ -69,7 +69,8 @@ def node_label(node: Node) -> str:
     """The HTML-like label of a node, lines joined with <BR/>."""
     if node.kind == KIND_OUTSIDE:
         if node.address:
-            return f"<<I>outside</I><BR/>{label_text(node.address)}>"
+            name = f"<B>{label_text(node.peer_name)}</B><BR/>" if node.peer_name else ""
+            return f"<<I>outside</I><BR/>{name}{label_text(node.address)}>"
         return "<<I>outside the group</I>>"
     lines = [f"<B>{label_text(node.comm)}</B>"]
     if node.kind == KIND_HOST:

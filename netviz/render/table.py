@@ -28,6 +28,8 @@ def _endpoint(node: Node) -> str:
         return name
     if node.kind == KIND_OUTSIDE:
         peer = f" {for_terminal(node.address, limit=45)}" if node.address else ""
+        if node.peer_name:
+            peer = f" {for_terminal(node.peer_name, limit=40)}{peer}"
         return f"{for_terminal(node.host, limit=40)}: (outside{peer})"
     if node.short_lived and node.cmdline:
         name += f" ({for_terminal(node.cmdline, limit=40)}, inferred)"

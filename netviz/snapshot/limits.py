@@ -27,3 +27,6 @@ UID_RANGE = (-1, (1 << 32) - 1)  # -1: unknown
 
 MAX_CGROUP_TEXT = 1024  # a process's cgroup path (the payload keeps at most this)
 MAX_CONTAINERS = 4096  # runtime.containers entries
+MAX_HOSTS_ENTRIES = 4096  # hosts_file: addresses the machine's /etc/hosts names
+MAX_NAMES_PER_ADDRESS = 8
+MAX_HOST_NAME = 253

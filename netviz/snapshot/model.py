@@ -164,3 +164,6 @@ class Snapshot:
     window: Optional["Window"] = None
     # Container ids (64 hex digits) -> what the runtimes' state files say (empty when nothing).
     containers: dict[str, Container] = field(default_factory=dict)
+    # What the machine's /etc/hosts calls addresses (canonical address -> names, first first):
+    # used only to name peers outside the group, never to resolve anything.
+    hosts_names: dict[str, tuple[str, ...]] = field(default_factory=dict)

@@ -16,7 +16,10 @@ from netviz.snapshot.limits import (
     MAX_ARGS,
     MAX_CGROUP_TEXT,
     MAX_CONTAINERS,
+    MAX_HOSTS_ENTRIES,
+    MAX_HOST_NAME,
     MAX_INODE,
+    MAX_NAMES_PER_ADDRESS,
     MAX_NOTES,
     MAX_PID,
     MAX_SOCKETS,
@@ -147,6 +150,22 @@ def _process(node: _Field) -> Process:
 
 
 _CONTAINER_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+def read_hosts_names(node: _Field) -> dict[str, tuple[str, ...]]:
+    """The snapshot's `hosts_file`: [[address, [name, ...]], ...] -> canonical address -> names
+    (docs/snapshot.md, "hosts_file"); an address listed twice keeps its first entry."""
+    names: dict[str, tuple[str, ...]] = {}
+    for entry in node.items(MAX_HOSTS_ENTRIES):
+        pair = entry.items(2)
+        if len(pair) != 2:
+            raise entry.fail("expected [address, [name, ...]]")
+        address = pair[0].address()
+        listed = tuple(name for name in pair[1].texts(MAX_HOST_NAME, MAX_NAMES_PER_ADDRESS))
+        if not all(name and name.isprintable() for name in listed):
+            raise pair[1].fail("a host name must be printable text")
+        names.setdefault(address, listed)
+    return names
 
 
 def read_containers(node: _Field) -> dict[str, Container]:

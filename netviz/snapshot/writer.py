@@ -80,6 +80,8 @@ def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
         document["ssh_session"] = {"pids": list(snapshot.ssh_session_pids)}
     if snapshot.window is not None:
         document["window"] = window_to_document(snapshot.window)
+    if snapshot.hosts_names:
+        document["hosts_file"] = [[address, list(names)] for address, names in snapshot.hosts_names.items()]
     if snapshot.containers:
         document["runtime"] = {"containers": {
             cid: {key: value for key, value in vars(container).items() if value is not None}

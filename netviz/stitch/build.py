@@ -180,7 +180,9 @@ def _node(machines: Sequence[Machine], group_by: str, key: NodeKey, node_id: str
     machine = machines[machine_index]
     host = machine.snapshot.name
     if rank == RANK_OUTSIDE:
-        return Node(id=node_id, host=host, kind=KIND_OUTSIDE, comm="outside", address=str(identity))
+        names = machine.snapshot.hosts_names.get(str(identity)) if identity else None
+        return Node(id=node_id, host=host, kind=KIND_OUTSIDE, comm="outside", address=str(identity),
+                    peer_name=names[0] if names else "")
     if rank == RANK_SHORT_LIVED:
         assert window is not None
         return _short_lived_node(machine, node_id, window.short_lived[key])
