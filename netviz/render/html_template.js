@@ -155,6 +155,59 @@
   }
   // A flow an observation window saw come and go (its `persistent` is false), and its rate.
   function isShortLived(flow) { return flow.persistent === false; }
+  // A diff map's change marks (netviz/diff_map.py: added, removed, unchanged, not compared; a
+  // machine unreachable in one run) and a period map's flows seen in only some of its runs
+  // (netviz/period.py), as classes the style draws; the legend gains a line for each one used.
+  function markClasses(item) {
+    var classes = [];
+    if (item && item.change) classes.push('change-' + item.change);
+    if (item && item.period && item.period.runs_seen < item.period.runs_taken) classes.push('sometimes');
+    return classes;
+  }
+  function hostMarks(machine) {
+    return markClasses(machine.host).map(function (name) { return ' ' + name; }).join('');
+  }
+  function sharedMarks(flows) { // a host-to-host edge: the marks all its flows share
+    if (!flows.length) return [];
+    return markClasses(flows[0]).filter(function (name) {
+      return flows.every(function (flow) { return markClasses(flow).indexOf(name) >= 0; });
+    });
+  }
+  function markWords(flow) {
+    var text = '';
+    if (flow.count_before !== undefined && flow.count_before !== null) text += ' (was \u00d7' + flow.count_before + ')';
+    if (flow.change === 'added' || flow.change === 'removed') text += ' ' + flow.change;
+    if (flow.change === 'not_compared') text += ' not compared';
+    var period = flow.period;
+    if (period && period.runs_seen < period.runs_taken) {
+      text += ' seen in ' + Number(period.runs_seen).toLocaleString('en') + ' of ' + Number(period.runs_taken).toLocaleString('en') + ' runs';
+    }
+    return text;
+  }
+  var MARK_LEGEND = [
+    ['change-added', '#1a7f37', 'solid', 'green: added (in B, not in A)'],
+    ['change-removed', '#cf222e', 'dashed', 'red dashed: removed (in A, not in B)'],
+    ['change-unchanged', '#a0a0a0', 'solid', 'grey: unchanged (in A and B; "was \u00d7N": its count in A)'],
+    ['change-not_compared', '#c8c8c8', 'dotted', 'dotted: not compared (a host unreachable in A or B)'],
+    ['change-unreachable', '#cd9b1d', 'dashed', 'gold dashed box: host unreachable in A or B'],
+    ['sometimes', '#737373', 'dashed', 'grey dashed: seen in only some runs of the period'],
+  ];
+  function addMarkLegend() {
+    var present = new Set();
+    docFlows.concat(docNodes).concat(hosts).forEach(function (item) {
+      markClasses(item).forEach(function (name) { present.add(name); });
+    });
+    var legendList = document.querySelector('#legend ul');
+    MARK_LEGEND.forEach(function (entry) {
+      if (!present.has(entry[0]) || !legendList) return;
+      var line = document.createElement('li'), swatch = document.createElement('i');
+      swatch.className = 'ln mark-' + entry[0];
+      swatch.style.borderTop = '2px ' + entry[2] + ' ' + entry[1];
+      line.appendChild(swatch);
+      line.appendChild(document.createTextNode(entry[3]));
+      legendList.appendChild(line);
+    });
+  }
   function rateText(flow) {
     var rate = Number(flow.per_minute) || 0;
     return '~' + (rate >= 1 ? Math.round(rate) : rate) + ' per minute';
@@ -191,6 +244,7 @@
     var host = machine.host;
     if (host && host.stale) text += ' (stale)';
     if (host && host.complete === false) text += ' (partial)';
+    if (host && host.change_detail) text += ' (' + host.change_detail + ')';
     return text;
   }
   function outsideText(machine) {
@@ -240,7 +294,7 @@
           machine: machine.name, w: box[2], h: box[3],
         },
         position: { x: box[0], y: box[1] },
-        classes: 'machine' + (machine.host && machine.host.stale ? ' stale' : ''),
+        classes: 'machine' + (machine.host && machine.host.stale ? ' stale' : '') + hostMarks(machine),
       });
     });
     docNodes.forEach(function (node) {
@@ -252,6 +306,7 @@
       if (listening.length) classes.push('listening');
       if (list(node.ingress).length) classes.push('ingress');
       if (node.short_lived) classes.push('short-lived');
+      classes = classes.concat(markClasses(node));
       if (runsAsRoot(node)) classes.push('root');
       var element = { group: 'nodes', data: { id: id, label: label, kind: node.kind }, position: position(id), classes: classes.join(' ') };
       element.data.machine = machine.name;
@@ -272,9 +327,11 @@
       if (flow.via) classes.push('nat');
       if (String(flow.client) === String(flow.server)) classes.push('loop');
       if (isShortLived(flow)) classes.push('short-lived');
+      classes = classes.concat(markClasses(flow));
       var count = flow.count || 1;
       var label = flowLabel(flow.proto, flow.server_port, count, flow.via ? [String(flow.via)] : null);
       if (isShortLived(flow)) label += ' ' + rateText(flow);
+      label += markWords(flow);
       var data = {
         id: String(flow.id), source: String(flow.client), target: String(flow.server), flow: String(flow.id),
         label: label, weight: count,
@@ -390,7 +447,7 @@
         loopDir: (Math.atan2(-Math.cos(spot.angle), Math.sin(spot.angle)) * 180 / Math.PI) + 'deg',
       },
       position: { x: spot.x, y: spot.y },
-      classes: 'machine-node' + (machine.hasIngress ? ' has-ingress' : '') + (machine.host && machine.host.stale ? ' stale' : ''),
+      classes: 'machine-node' + (machine.hasIngress ? ' has-ingress' : '') + (machine.host && machine.host.stale ? ' stale' : '') + hostMarks(machine),
     };
   }
   function expandedElements(machine) {
@@ -399,7 +456,7 @@
       group: 'nodes',
       data: { id: machineId(machine), label: boxLabel(machine), labelOutside: boxOutsideLabel(machine), machine: machine.name, w: at.w, h: at.h },
       position: { x: at.x, y: at.y },
-      classes: 'machine expanded' + (machine.host && machine.host.stale ? ' stale' : ''),
+      classes: 'machine expanded' + (machine.host && machine.host.stale ? ' stale' : '') + hostMarks(machine),
     }];
     machine.nodes.forEach(function (node) {
       if (node.kind === 'outside') return;
@@ -408,6 +465,7 @@
       if (list(node.listening).length) classes.push('listening');
       if (list(node.ingress).length) classes.push('ingress');
       if (node.short_lived) classes.push('short-lived');
+      classes = classes.concat(markClasses(node));
       if (runsAsRoot(node)) classes.push('root');
       elements.push({ group: 'nodes', data: { id: id, label: processLabel(node), kind: node.kind, machine: machine.name },
         position: { x: xy.x + at.dx, y: xy.y + at.dy }, classes: classes.join(' ') });
@@ -553,6 +611,7 @@
         if (edge.via) classes.push('nat');
         if (edge.source === edge.target) classes.push('loop');
         if (edge.shortLived === edge.flowCount) classes.push('short-lived');
+        classes = classes.concat(sharedMarks(edge.flows || []));
         var data = { id: id, source: edge.source, target: edge.target, label: label, weight: edge.count };
         if (edge.bytes > 0) { data.bw = trafficWidth(edge.bytes); data.bytes = edge.bytes; }
         var source = cyPositionOf(edge.source), target = cyPositionOf(edge.target);
@@ -615,6 +674,18 @@
     { selector: 'edge.short-lived', style: { 'line-style': 'dashed', 'line-dash-pattern': [4, 3], 'line-color': '#b07d1a', 'target-arrow-color': '#b07d1a' } },
     { selector: 'node.short-lived', style: { 'background-color': '#c9ccd2', 'border-width': 1, 'border-style': 'dashed', 'border-color': '#6d737d' } },
     { selector: 'edge.nat', style: { 'line-color': '#8e44ad', 'target-arrow-color': '#8e44ad', 'color': '#6c2f87' } },
+    // Diff and period maps (markClasses): added green, removed red dashed, unchanged grey,
+    // not compared dotted, a host unreachable in one run gold dashed; seen in some runs: dashed.
+    { selector: 'edge.change-added', style: { 'line-color': '#1a7f37', 'target-arrow-color': '#1a7f37', 'color': '#1a7f37', 'width': 2.5 } },
+    { selector: 'edge.change-removed', style: { 'line-color': '#cf222e', 'target-arrow-color': '#cf222e', 'color': '#cf222e', 'line-style': 'dashed' } },
+    { selector: 'edge.change-unchanged', style: { 'line-color': '#a0a0a0', 'target-arrow-color': '#a0a0a0', 'color': '#555555' } },
+    { selector: 'edge.change-not_compared', style: { 'line-color': '#c8c8c8', 'target-arrow-color': '#c8c8c8', 'line-style': 'dotted', 'color': '#777777' } },
+    { selector: 'edge.sometimes', style: { 'line-color': '#737373', 'target-arrow-color': '#737373', 'line-style': 'dashed' } },
+    { selector: 'node.change-added', style: { 'border-width': 3, 'border-color': '#1a7f37' } },
+    { selector: 'node.change-removed', style: { 'border-width': 2, 'border-style': 'dashed', 'border-color': '#cf222e' } },
+    { selector: 'node.change-unchanged', style: { 'border-width': 1, 'border-color': '#a0a0a0' } },
+    { selector: 'node.change-not_compared', style: { 'border-width': 2, 'border-style': 'dotted', 'border-color': '#b0b0b0' } },
+    { selector: 'node.change-unreachable', style: { 'border-width': 3, 'border-style': 'dashed', 'border-color': '#cd9b1d' } },
     // Host view: curves bent toward the centre of the ring; their labels only when few or chosen.
     { selector: 'edge.ring-edge', style: {
       'curve-style': 'unbundled-bezier', 'control-point-distances': 'data(bend)', 'control-point-weights': 0.5,
@@ -1419,6 +1490,7 @@
   hopsBox.value = String(state.hops);
   applyFilters();
   updateCollapse();
+  addMarkLegend();
   // The legend starts folded: open, it would hide a corner of the map.
   document.getElementById('legend').open = false;
   // A link with a fragment reopens its view: the search, then the focus.
