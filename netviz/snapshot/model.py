@@ -22,8 +22,12 @@ class Address:
     prefix: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Socket:
+    """One socket of a namespace. Slotted: a fleet holds millions of them, and the fifteen fields
+    take 160 bytes this way against 520 with an instance dictionary (benchmarks/bench_stitch.py,
+    docs/scale.md)."""
+
     proto: str
     inode: int
     local: Optional[str]
