@@ -26,6 +26,7 @@ import errno
 import functools
 import hashlib
 import json
+import marshal
 import operator
 import os
 import signal
@@ -954,6 +955,10 @@ NLMSG_DONE = 0x3
 _NLMSGHDR = struct.Struct("=IHHII")
 # inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed inet_diag_sockid (48).
 _INET_DIAG_REQ = struct.Struct("=BBBBI48x")
+# inet_diag_req, the request before SOCK_DIAG_BY_FAMILY: family, src_len, dst_len, ext, a zeroed
+# inet_diag_sockid (48), states, dbs. A dump of it lists both families (TCP and DCCP only).
+_INET_DIAG_REQ_COMPAT = struct.Struct("=BBBB48xII")
+TCPDIAG_GETSOCK = 18
 # One reply message: nlmsghdr (length, type, flags, seq, pid) followed by inet_diag_msg
 # (family, state, timer, retrans, sockid{sport, dport, src[16], dst[16], if, cookie[2]},
 # expires, rqueue, wqueue, uid, inode). Ports are big-endian: swapped below.
@@ -1006,7 +1011,7 @@ def tcp_info_counters(data, start, end):
     return None
 
 
-def netlink_inet_sockets(family, protocol, proto, inodeless=None, counters=None):
+def netlink_inet_sockets(family, protocol, proto, inodeless=None, counters=None, unkeyed_by=None):
     """Dump the inet sockets of one family and protocol with NETLINK_SOCK_DIAG.
 
     Returns the same (records, unkeyed) as parse_inet_table on the matching /proc/net file,
@@ -1016,13 +1021,31 @@ def netlink_inet_sockets(family, protocol, proto, inodeless=None, counters=None)
     keeps their tuples as evidence of connections that just closed. With `counters` (a dict,
     TCP only), the kernel's tcp_info of every socket that is not listening is stored there as
     inode -> tcp_info_counters(...).
+
+    With family AF_UNSPEC (TCP only; netlink_tcp_sockets), the IPv4 and IPv6 sockets come from
+    one dump: the older TCPDIAG_GETSOCK request, which `ss` sends for the same reason (the kernel
+    walks every TCP socket of the machine once per dump). `proto` is then unused: each record
+    is "tcp" or "tcp6" by its own family, and the rows of inode 0 are counted in
+    `unkeyed_by[proto]` (a dict of dicts) instead of the returned `unkeyed`.
     """
-    length4 = 4 if family == socket.AF_INET else 16
     little_endian = sys.byteorder == "little"
     records = []
     unkeyed = {}
+    both = family == socket.AF_UNSPEC
+    if both:
+        # per family: the proto name, the address length, the counts of inode 0, the names seen
+        # (b"\0" * 16 is 0.0.0.0 in one family and :: in the other)
+        protos = {socket.AF_INET: ("tcp", 4, unkeyed_by.setdefault("tcp", {}), {}),
+                  socket.AF_INET6: ("tcp6", 16, unkeyed_by.setdefault("tcp6", {}), {})}
+        current = socket.AF_INET
+        proto, length4, unkeyed, names = protos[current]
+        family = current
+    else:
+        length4 = 4 if family == socket.AF_INET else 16
+        current = family
     states = STATES
-    names = {}
+    if not both:
+        names = {}
     ntop = socket.inet_ntop
     unpack = _INET_DIAG_REPLY.unpack_from
     append = records.append
@@ -1036,8 +1059,14 @@ def netlink_inet_sockets(family, protocol, proto, inodeless=None, counters=None)
     info_size = _INFO_ATTRIBUTE.size
     info_type = INET_DIAG_INFO
     with_counters = counters is not None
-    request = _INET_DIAG_REQ.pack(family, protocol, ext, 0, 0xFFFFFFFF)
-    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(request), SOCK_DIAG_BY_FAMILY,
+    if both:
+        # inet_diag_req: family (ignored by a dump), src_len, dst_len, ext, sockid, states, dbs
+        request = _INET_DIAG_REQ_COMPAT.pack(socket.AF_INET, 0, 0, ext, 0xFFFFFFFF, 0)
+        reply_kind = TCPDIAG_GETSOCK
+    else:
+        request = _INET_DIAG_REQ.pack(family, protocol, ext, 0, 0xFFFFFFFF)
+        reply_kind = SOCK_DIAG_BY_FAMILY
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(request), reply_kind,
                             NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
     try:
@@ -1053,9 +1082,15 @@ def netlink_inet_sockets(family, protocol, proto, inodeless=None, counters=None)
                 break
             offset = 0
             while offset + 16 <= size:
-                (length, kind, _family, state_number, sport, dport, src, dst,
+                (length, kind, message_family, state_number, sport, dport, src, dst,
                  uid, inode) = unpack(buffer, offset)
-                if kind == SOCK_DIAG_BY_FAMILY:
+                if kind == reply_kind:
+                    if message_family != current and both:
+                        if message_family not in protos:
+                            offset += (length + 3) & ~3
+                            continue
+                        current = family = message_family
+                        proto, length4, unkeyed, names = protos[current]
                     state = states.get(state_number) or "UNKNOWN_%d" % state_number
                     if inode == 0:
                         unkeyed[state] = unkeyed.get(state, 0) + 1
@@ -1107,6 +1142,19 @@ def netlink_inet_sockets(family, protocol, proto, inodeless=None, counters=None)
     return records, unkeyed
 
 
+def netlink_tcp_sockets(counters=None):
+    """The tcp and tcp6 tables of this namespace from one sock_diag dump (one walk of the
+    kernel's TCP sockets instead of two): {"tcp": (records, unkeyed), "tcp6": (...)}, each as
+    netlink_inet_sockets gives it for its family. Raises OSError like it."""
+    unkeyed_by = {}
+    records, _ = netlink_inet_sockets(socket.AF_UNSPEC, socket.IPPROTO_TCP, None, counters=counters,
+                                      unkeyed_by=unkeyed_by)
+    tcp = [record for record in records if record[0] == "tcp"]
+    tcp6 = [record for record in records if record[0] == "tcp6"] if len(tcp) < len(records) else []
+    del records[:]
+    return {"tcp": (tcp, unkeyed_by["tcp"]), "tcp6": (tcp6, unkeyed_by["tcp6"])}
+
+
 # Tables read through netlink in the payload's own namespace: /proc file -> (family, protocol).
 NETLINK_TABLES = {
     "tcp": (socket.AF_INET, socket.IPPROTO_TCP),
@@ -1114,6 +1162,321 @@ NETLINK_TABLES = {
     "udp": (socket.AF_INET, socket.IPPROTO_UDP),
     "udp6": (socket.AF_INET6, socket.IPPROTO_UDP),
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Netlink sock_diag in the other network namespaces: a short-lived child enters each one
+# ---------------------------------------------------------------------------------------------
+#
+# A netlink socket dumps the namespace of the task that opens it, so the payload forks a child
+# per namespace: the child enters it (setns(2) on an fd of /proc/PID/ns/net, through ctypes),
+# runs the same dumps as above, sends the records to the parent over a pipe (marshal) and ends
+# with os._exit. The parent reads with a deadline, reaps the child always, and kills it when it
+# overstays; the namespace is then read from /proc/PID/net text, which gives the same records.
+# setns needs CAP_SYS_ADMIN (root); seccomp, a missing libc symbol or an old kernel end it too.
+
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+NAMESPACE_TIMEOUT = 10.0  # seconds one child may take for one namespace's dumps
+MAX_NAMESPACE_REPLY = 64 << 20  # bytes of marshalled records from one child; more: read the text
+NAMESPACE_PARALLEL = 4  # children at once, at most (and no more than the CPUs)
+_LIBC = []
+
+
+def _libc():
+    """The C library through ctypes (with setns), or None where ctypes or setns is missing."""
+    if not _LIBC:
+        libc = None
+        try:
+            import ctypes
+            library = ctypes.CDLL(None, use_errno=True)
+            libc = (library.setns, library.prctl, ctypes.get_errno)  # setns: glibc 2.14+, musl
+        except (ImportError, OSError, AttributeError):
+            libc = None
+        _LIBC.append(libc)
+    return _LIBC[0]
+
+
+class NamespaceEntry(object):
+    """Whether the other namespaces can be entered, learnt from the first attempts: a failure
+    that would repeat in every namespace (no privilege, no setns, a child that hangs) turns
+    the way off for the rest of the capture, with one note saying why."""
+
+    def __init__(self, enabled=True, timeout=NAMESPACE_TIMEOUT):
+        self.reason = None if enabled else "disabled"
+        self.timeout = timeout
+        self.entered = 0
+        self.fallbacks = 0
+
+    def usable(self):
+        return self.reason is None
+
+    def give_up(self, reason, coverage):
+        self.reason = reason
+        coverage.note("other network namespaces read from /proc/PID/net text: %s" % reason)
+
+
+def netlink_tables(tables, counters=None):
+    """The netlink dumps of `tables` ((filename, proto) pairs of NETLINK_TABLES) in the current
+    namespace: {filename: (records, unkeyed), or None when that dump failed (no diag module:
+    the caller reads the text)}. tcp and tcp6 together come from one dump (netlink_tcp_sockets)."""
+    out = {}
+    wanted = set(filename for filename, _ in tables)
+    if "tcp" in wanted and "tcp6" in wanted:
+        try:
+            out.update(netlink_tcp_sockets(counters))
+        except OSError:
+            pass  # a kernel without the older request: one dump per family below
+    for filename, proto in tables:
+        if filename in out:
+            continue
+        family, protocol = NETLINK_TABLES[filename]
+        try:
+            out[filename] = netlink_inet_sockets(family, protocol, proto, counters=counters)
+        except OSError:
+            out[filename] = None
+    return out
+
+
+def _namespace_child(netns_fd, write_fd, tables, with_counters, timeout, parent):
+    """The child's whole life: enter the namespace, dump `tables`, write the reply, _exit."""
+    status = 1
+    try:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(int(timeout) + 2)  # ends the child even if the parent is stopped
+        for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE"):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+        setns, prctl, get_errno = _libc()
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # the parent dies: so does the child
+        if os.getppid() != parent:
+            os._exit(1)  # the parent died before prctl
+        if setns(netns_fd, CLONE_NEWNET) != 0:
+            reply = ("setns", get_errno())
+        else:
+            counters = {} if with_counters else None
+            reply = ("ok", netlink_tables(tables, counters), counters)
+        data = marshal.dumps(reply)
+        reply = None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write_fd, view):]
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _failure(errno_value, message, systemic):
+    error = OSError(errno_value, message)
+    error.systemic = systemic
+    return error
+
+
+class NamespaceChild(object):
+    """One child dumping one namespace: forked by start(), fed by the parent as its pipe is
+    readable, reaped by finish() or kill() (always one of them)."""
+
+    def __init__(self, netns_fd, tables, with_counters=True, timeout=NAMESPACE_TIMEOUT):
+        self.netns_fd = netns_fd
+        self.tables = tables
+        self.with_counters = with_counters
+        self.timeout = timeout
+        self.pid = None
+        self.fd = None
+        self.deadline = None
+        self.chunks = []
+        self.size = 0
+        self.ended = False  # the child closed its end: it is exiting
+        self.failure = None
+
+    def start(self):
+        if _libc() is None:
+            raise _failure(errno.ENOSYS, "no setns through ctypes in this Python", True)
+        read_fd, write_fd = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
+        if pid == 0:  # the child: never returns
+            try:
+                os.close(read_fd)
+            finally:
+                _namespace_child(self.netns_fd, write_fd, self.tables, self.with_counters, self.timeout,
+                                 os.getppid())
+        os.close(write_fd)
+        self.pid, self.fd = pid, read_fd
+        self.deadline = time.monotonic() + self.timeout
+
+    def fileno(self):
+        return self.fd
+
+    def feed(self):
+        """Read what the child wrote; True once it is done (its end closed, or a failure)."""
+        chunk = os.read(self.fd, 1 << 20)
+        if not chunk:
+            self.ended = True
+            return True
+        self.size += len(chunk)
+        if self.size > MAX_NAMESPACE_REPLY:
+            self.failure = _failure(errno.EFBIG, "more than %d bytes of sockets" % MAX_NAMESPACE_REPLY, False)
+            return True
+        self.chunks.append(chunk)
+        return False
+
+    def expired(self, now):
+        if now < self.deadline:
+            return False
+        self.failure = _failure(errno.ETIMEDOUT, "a child took more than %g s" % self.timeout, True)
+        return True
+
+    def kill(self):
+        """End the child now, if it still runs, and reap it."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.pid is not None:
+            pid, self.pid = self.pid, None
+            return _reap(pid, 0)
+        return None
+
+    def finish(self):
+        """(dumped, tcp_info counters) from the reply; raises OSError (with `.systemic`)."""
+        os.close(self.fd)
+        self.fd = None
+        pid, self.pid = self.pid, None
+        status = _reap(pid, self.deadline if self.ended and self.failure is None else 0)
+        if self.failure is not None:
+            raise self.failure
+        data = b"".join(self.chunks)
+        del self.chunks[:]
+        try:
+            reply = marshal.loads(data) if status == 0 else None
+        except (EOFError, ValueError, TypeError):
+            reply = None
+        if reply and reply[0] == "ok":
+            return reply[1], reply[2]
+        if reply and reply[0] == "setns":
+            raise _failure(reply[1], "setns: %s" % os.strerror(reply[1] or 0), True)
+        if status is not None and os.WIFSIGNALED(status):
+            raise _failure(errno.EINTR, "a child was killed by signal %d" % os.WTERMSIG(status), True)
+        raise _failure(errno.EIO, "a child ended without a reply", True)
+
+
+def _reap(pid, deadline):
+    """Wait for the child until `deadline` (monotonic), then kill it: it is reaped either way.
+    Returns its wait status, or None when it had to be killed."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.001)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    os.waitpid(pid, 0)
+    return None
+
+
+def _pump(running, timeout):
+    """Wait up to `timeout` seconds for the running children; returns those that are done."""
+    import select
+    now = time.monotonic()
+    done = [child for child in running if child.expired(now)]
+    if done:
+        return done
+    wait = max(0.0, min([timeout] + [child.deadline - now for child in running]))
+    for child in select.select(running, [], [], wait)[0]:
+        if child.feed():
+            done.append(child)
+    return done
+
+
+def namespace_dump(netns_fd, tables, with_counters=True, timeout=NAMESPACE_TIMEOUT):
+    """The netlink dumps of `tables` in the network namespace of `netns_fd`, by one child that
+    enters it: (netlink_tables(...) there, its tcp_info counters or None). Raises OSError when
+    the namespace could not be read that way; `.systemic` is True when the same would happen
+    in every namespace (setns refused, no ctypes, a child that hangs or dies)."""
+    child = NamespaceChild(netns_fd, tables, with_counters, timeout)
+    child.start()
+    try:
+        while not _pump([child], timeout):
+            pass
+        return child.finish()
+    finally:
+        child.kill()
+
+
+def namespace_parallelism():
+    """How many children dump namespaces at once: the CPUs this process may use, at most
+    NAMESPACE_PARALLEL (each dump is mostly the kernel walking the machine's TCP sockets)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(NAMESPACE_PARALLEL, cpus))
+
+
+class NamespaceDumps(object):
+    """The children of a capture: one per namespace given to add(), at most `parallel` at once,
+    started in the order added; take() returns a namespace's result once its child is done,
+    feeding the others meanwhile. close() kills and reaps whatever still runs."""
+
+    def __init__(self, entry, coverage, parallel):
+        self.entry = entry
+        self.coverage = coverage
+        self.parallel = parallel
+        self.queue = []  # (key, child) not started yet
+        self.running = []
+        self.results = {}  # key -> (dumped, counters), or None: read the text
+
+    def add(self, key, child):
+        self.queue.append((key, child))
+
+    def _start_more(self):
+        while self.queue and len(self.running) < self.parallel and self.entry.usable():
+            key, child = self.queue.pop(0)
+            child.key = key
+            try:
+                child.start()
+            except OSError as error:
+                self._failed(key, error)
+                continue
+            self.running.append(child)
+        if not self.entry.usable():
+            for key, child in self.queue:
+                self.results[key] = None
+            del self.queue[:]
+
+    def _failed(self, key, error):
+        self.results[key] = None
+        self.entry.fallbacks += 1
+        if getattr(error, "systemic", True) and self.entry.usable():
+            self.entry.give_up(str(error.strerror or error), self.coverage)
+
+    def take(self, key):
+        """(dumped, counters) of namespace `key`, or None (not added, or it failed: read the text)."""
+        self._start_more()
+        while key not in self.results and (self.running or self.queue):
+            for child in _pump(self.running, 1.0):
+                self.running.remove(child)
+                try:
+                    self.results[child.key] = child.finish()
+                    self.entry.entered += 1
+                except OSError as error:
+                    self._failed(child.key, error)
+            self._start_more()
+        return self.results.pop(key, None)
+
+    def close(self):
+        for child in self.running:
+            child.kill()
+        del self.running[:]
+        del self.queue[:]
+        self.results.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1419,6 +1782,24 @@ def _netns_key(path):
     return info.st_dev, info.st_ino
 
 
+def _open_namespace(path, key):
+    """An fd of the namespace file `path` when it is still the namespace `key` (the process
+    may have moved or exited since it was stat'ed), else None; None also when it cannot be
+    opened (another user's process without root): its text is read instead."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        info = None
+    if info is None or (info.st_dev, info.st_ino) != key:
+        os.close(fd)
+        return None
+    return fd
+
+
 # Where bind mounts give network namespaces a name: `ip netns add NAME`, and Docker's sandboxes.
 NAMESPACE_NAME_DIRS = ("netns", "docker/netns")
 MAX_NAMESPACE_NAMES = 4096
@@ -1450,12 +1831,15 @@ def namespace_names(run_root="/run"):
     return names
 
 
-def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc"):
+def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc", dumps=None):
     """Read every table of one network namespace from `net_dir` (a /proc/PID/net directory).
 
     Returns {"addresses", "sockets" (records), "unkeyed", "conntrack"}. Raises OSError when
     the directory cannot be read at all (the caller tries another process of the namespace).
-    `use_netlink` says that the namespace is the payload's own, in the live `proc_root`.
+    `use_netlink` says that the namespace is the payload's own, in the live `proc_root`: its
+    TCP and UDP are dumped here through netlink. For another namespace, `dumps` is what a child
+    that entered it dumped (NamespaceDumps.take: (netlink_tables(...), tcp_info counters)).
+    Whatever netlink did not give is read from the text, with the same records.
     """
     sockets = []
     unkeyed = {}
@@ -1463,27 +1847,23 @@ def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc"):
 
     # Building a namespace's tcp/tcp6 text walks every TCP socket of the machine; the
     # namespace's own counters say when there is nothing to find (a PrivateNetwork service).
-    stats = {}
-    for name in ("sockstat", "sockstat6"):
-        try:
-            with _open_text(os.path.join(net_dir, name)) as handle:
-                stats.update(parse_sockstat(handle))
-        except OSError:
-            pass
+    stats = read_sockstat(net_dir)
     # Traffic counters (tcp_info) come only with the netlink dump: the text has none.
-    tcp_info = {} if use_netlink else None
+    tcp_info = None
+    dumped = {}
+    if use_netlink:
+        tcp_info = {}
+        dumped = netlink_tables(netlink_wanted(stats), tcp_info)
+    elif dumps is not None:
+        dumped, tcp_info = dumps
     for filename, proto in INET_TABLES:
         if tcp_table_is_empty(stats, proto):
             continue
         records = None
         counts = None
-        if use_netlink and filename in NETLINK_TABLES:
-            family, protocol = NETLINK_TABLES[filename]
-            try:
-                records, counts = netlink_inet_sockets(family, protocol, proto, counters=tcp_info)
-            except OSError:
-                records = None  # no diag module for this protocol: read the text
-        if records is None:
+        if dumped.get(filename) is not None:
+            records, counts = dumped[filename]
+        if records is None:  # not dumped, or no diag module for this protocol: read the text
             if proto in ("tcp", "tcp6"):
                 tcp_info = None
             try:
@@ -1564,8 +1944,16 @@ def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc"):
 
     conntrack = None
     absent = True
+    # Like the socket tables, each namespace's conntrack text walks the machine's whole table
+    # (every bucket); the namespace's own count says when there is nothing to find.
+    entries = conntrack_count(net_dir)
     for name in ("nf_conntrack", "ip_conntrack"):
         try:
+            if entries == 0 and name == "nf_conntrack":
+                os.stat(os.path.join(net_dir, name))  # the table exists: empty, not walked
+                conntrack = []
+                absent = False
+                break
             with _open_text(os.path.join(net_dir, name)) as handle:
                 conntrack, truncated = parse_nf_conntrack(handle)
             if truncated:
@@ -1582,7 +1970,7 @@ def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc"):
 
 
 TCP_INFO_MISSING = ("traffic counters (tcp_info) unknown for TCP connections read from /proc/PID/net "
-                    "text: netlink reaches only the payload's own network namespace")
+                    "text: only a netlink dump has them")
 
 
 class TcpInfoRows(dict):
@@ -1694,6 +2082,38 @@ def parse_sockstat(text):
     return out
 
 
+def conntrack_count(net_dir):
+    """The number of conntrack entries of a namespace (the `entries` column of its
+    stat/nf_conntrack, the same on every CPU's line), or None when unknown."""
+    try:
+        with _open_text(os.path.join(net_dir, "stat", "nf_conntrack")) as handle:
+            header = handle.readline().split()
+            values = handle.readline().split()
+        if header and header[0] == "entries" and values:
+            return int(values[0], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def read_sockstat(net_dir):
+    """The sockstat and sockstat6 counters of a namespace ({} when unreadable)."""
+    stats = {}
+    for name in ("sockstat", "sockstat6"):
+        try:
+            with _open_text(os.path.join(net_dir, name)) as handle:
+                stats.update(parse_sockstat(handle))
+        except OSError:
+            pass
+    return stats
+
+
+def netlink_wanted(stats):
+    """The (filename, proto) of NETLINK_TABLES worth a dump, by the namespace's sockstat."""
+    return [(filename, proto) for filename, proto in INET_TABLES
+            if filename in NETLINK_TABLES and not tcp_table_is_empty(stats, proto)]
+
+
 def tcp_table_is_empty(stats, proto):
     """True when the sockstat counters show that the tcp or tcp6 table has no row at all.
 
@@ -1768,12 +2188,15 @@ def ssh_session_pids(processes, parent):
     return found
 
 
-def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False, second_pass=False):
+def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False, second_pass=False,
+            enter_namespaces=True, namespace_timeout=NAMESPACE_TIMEOUT):
     """Capture this machine: the snapshot document (a dict, see docs/snapshot.md).
 
     `proc_root` is where procfs is mounted (a fake tree in tests); `etc_root` holds passwd and
-    machine-id. Netlink is used only for the namespace the payload itself lives in, when
-    `proc_root` is the live /proc. With `compact`, each namespace's sockets are a SocketList of
+    machine-id. With `use_netlink` and the live /proc, TCP and UDP are dumped through netlink
+    sock_diag: in the payload's own namespace directly, in every other one by a short-lived
+    child that enters it (with `enter_namespaces`; namespace_dump, at most `namespace_timeout`
+    seconds each); the /proc/PID/net text is the fallback and gives the same records. With `compact`, each namespace's sockets are a SocketList of
     tuples (for write_json, which streams them); otherwise they are plain dicts and the
     document can go straight to json.dumps. With `second_pass` (a window's closing capture),
     the fds are walked once more for the sockets that no process held in the first walk: the
@@ -1830,38 +2253,46 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False,
     if own_netns is not None:
         readers.setdefault(own_netns[1], []).append(own_pid)
 
-    namespaces = []
-    known = set()
-    for netns in sorted(readers):
-        pids = namespace_pids.get(netns, [])
-        table = None
-        for pid in readers[netns]:
-            base = os.path.join(proc_root, str(pid))
-            try:
-                key = _netns_key(base + "/ns/net")
-                if key[1] != netns:
-                    continue  # the process moved to another namespace meanwhile
-                table = read_namespace(base + "/net", coverage,
-                                       use_netlink=use_netlink and key == own_netns,
-                                       proc_root=proc_root)
-                # A pid that exited mid-read may have been reused by a process elsewhere.
-                if _netns_key(base + "/ns/net")[1] != netns:
-                    table = None
+    # Entering namespaces works only from a live /proc that shows our own pid namespace, and
+    # is never tried from a threaded process (`netviz capture` in-process): a forked child of
+    # one may find a lock held forever by a thread that is not there.
+    threads = sys.modules.get("threading")
+    entry = NamespaceEntry(enabled=use_netlink and enter_namespaces and own_netns is not None
+                           and (threads is None or threads.active_count() <= 1),
+                           timeout=namespace_timeout)
+    namespace_fds = []
+    dumps = NamespaceDumps(entry, coverage, namespace_parallelism())
+    try:
+        if entry.usable():
+            # Every other namespace gets its child now, pinned by an fd of its ns/net file; the
+            # children run (a few at once) while the namespaces are read below, in order.
+            for netns in sorted(readers):
+                if own_netns is not None and netns == own_netns[1]:
                     continue
-                break
-            except OSError as error:
-                if error.errno in _DENIED:
+                for pid in readers[netns]:
+                    base = os.path.join(proc_root, str(pid))
+                    try:
+                        key = _netns_key(base + "/ns/net")
+                    except OSError:
+                        continue
+                    netns_fd = _open_namespace(base + "/ns/net", key) if key[1] == netns else None
+                    if netns_fd is None:
+                        continue
+                    namespace_fds.append(netns_fd)
+                    wanted = netlink_wanted(read_sockstat(base + "/net"))
+                    if wanted:
+                        dumps.add(netns, NamespaceChild(netns_fd, wanted, True, namespace_timeout))
                     break
-                continue
-        if table is None:
-            coverage.namespaces_denied += 1
-            coverage.note("namespace %d: /proc/PID/net unreadable" % netns)
-            continue
-        table["sockets"] = _dedupe_sockets(table["sockets"])
-        table["sockets"].sort(key=_INODE)  # stable output: two captures diff cleanly
-        known.update(map(_INODE, table["sockets"]))
-        namespaces.append((netns, len(pids), table))
+        namespaces = _read_namespaces(proc_root, readers, namespace_pids, own_netns, use_netlink, coverage,
+                                      dumps)
+    finally:
+        dumps.close()
+        for netns_fd in namespace_fds:
+            os.close(netns_fd)
 
+    known = set()
+    for netns, _count, table in namespaces:
+        known.update(map(_INODE, table["sockets"]))
     for process in processes:
         inodes = held.pop(process["pid"])
         process["sockets"] = sorted(known.intersection(inodes))
@@ -1892,6 +2323,42 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False,
     if hosts_file:
         document["hosts_file"] = hosts_file  # names for peers outside the group
     return document
+
+
+def _read_namespaces(proc_root, readers, namespace_pids, own_netns, use_netlink, coverage, dumps):
+    """[(netns, pids, table)] of every namespace of `readers` (netns -> pids to read it through),
+    in inode order; the dumps of the other namespaces come from `dumps` (NamespaceDumps)."""
+    namespaces = []
+    for netns in sorted(readers):
+        pids = namespace_pids.get(netns, [])
+        own = use_netlink and own_netns is not None and netns == own_netns[1]
+        dumped = None if own else dumps.take(netns)
+        table = None
+        for pid in readers[netns]:
+            base = os.path.join(proc_root, str(pid))
+            try:
+                key = _netns_key(base + "/ns/net")
+                if key[1] != netns:
+                    continue  # the process moved to another namespace meanwhile
+                table = read_namespace(base + "/net", coverage, use_netlink=own and key == own_netns,
+                                       proc_root=proc_root, dumps=dumped)
+                # A pid that exited mid-read may have been reused by a process elsewhere.
+                if _netns_key(base + "/ns/net")[1] != netns:
+                    table = None
+                    continue
+                break
+            except OSError as error:
+                if error.errno in _DENIED:
+                    break
+                continue
+        if table is None:
+            coverage.namespaces_denied += 1
+            coverage.note("namespace %d: /proc/PID/net unreadable" % netns)
+            continue
+        table["sockets"] = _dedupe_sockets(table["sockets"])
+        table["sockets"].sort(key=_INODE)  # stable output: two captures diff cleanly
+        namespaces.append((netns, len(pids), table))
+    return namespaces
 
 
 def _namespace_entry(netns, count, table, name, compact):
