@@ -53,9 +53,10 @@ GROUP_OVERVIEW_EDGES = 8_000
 AUTO_GROUP_SIZE = 100
 # The keys of nodes and flows the compact form writes as array columns; any other key is kept
 # as it is in a trailing object (identity, window, traffic...), so nothing is lost but `key`.
-NODE_COLUMNS = ("id", "host", "kind", "comm", "pids", "users", "contexts", "cmdline", "listening", "ingress", "sockets")
-FLOW_COLUMNS = ("id", "client", "server", "proto", "server_port", "server_address", "count", "directed", "inferred",
-                "via", "client_pids", "server_pids")
+NODE_COLUMNS = frozenset(("key", "id", "host", "kind", "comm", "pids", "users", "contexts", "cmdline", "listening",
+                          "ingress", "sockets"))
+FLOW_COLUMNS = frozenset(("key", "id", "client", "server", "proto", "server_port", "server_address", "count", "directed",
+                          "inferred", "via", "client_pids", "server_pids"))
 # How many services an edge between two hosts keeps for its label (the busiest).
 EDGE_SERVICES = 6
 
@@ -177,7 +178,8 @@ def compact_data(graph_doc: dict[str, Any], title: str = "netviz") -> str:
             node_id = str(node.get("id"))
             node_host[node_id] = index
             node_kind[node_id] = node.get("kind")
-            extra = {key: value for key, value in node.items() if key not in NODE_COLUMNS and key != "key"}
+            others = node.keys() - NODE_COLUMNS
+            extra = {key: node[key] for key in node if key in others} if others else None
             rows.append([
                 _short_id(node_id, "n"), strings(node.get("kind")), strings(node.get("comm")),
                 list(node.get("pids") or []), [strings(user) for user in node.get("users") or []],
@@ -200,7 +202,8 @@ def compact_data(graph_doc: dict[str, Any], title: str = "netviz") -> str:
         window = window or "persistent" in flow
         directed = flow.get("directed") is not False
         via = strings(flow.get("via")) if flow.get("via") else -1
-        extra = {key: value for key, value in flow.items() if key not in FLOW_COLUMNS and key != "key"}
+        others = flow.keys() - FLOW_COLUMNS
+        extra = {key: flow[key] for key in flow if key in others} if others else None
         flow_lines[node_host[client]].append([
             _short_id(flow.get("id"), "f"), _short_id(client, "n"), _short_id(server, "n"),
             strings(flow.get("proto")), flow.get("server_port"), strings(flow.get("server_address")),

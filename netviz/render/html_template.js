@@ -525,7 +525,9 @@
       return machine && !groupOpen(machine) ? String(groups[groupOf.get(machine.index)].name) : via;
     }
     function edgeFor(source, target, via, directed) {
-      via = viaName(via);
+      // Between groups, all translated flows of a pair are one edge ("via NAT"; the details name
+      // each flow's translating host): one per translating group would multiply the overview's edges.
+      via = via && (source.indexOf('group:') === 0 || target.indexOf('group:') === 0) ? 'NAT' : viaName(via);
       if (!directed && target < source) { var swap = source; source = target; target = swap; }
       var key = [source, target, via, directed].join('|');
       var edge = byKey.get(key);

@@ -96,7 +96,8 @@ def open_page(html_path: Path, width: int = 1400, height: int = 900, timeout_s: 
         page.on("console", lambda message: log.console_errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: log.page_errors.append(str(error)))
         page.add_init_script(_RECORD_VIOLATIONS)
-        page.goto(Path(html_path).resolve().as_uri() + (f"#{fragment}" if fragment else ""))
+        # A large page may take longer to load than Playwright's default 30 s: the caller's limit holds.
+        page.goto(Path(html_path).resolve().as_uri() + (f"#{fragment}" if fragment else ""), timeout=timeout_s * 1000)
         page.wait_for_function("window.netvizReady === true", timeout=timeout_s * 1000)
         yield page, log
 
