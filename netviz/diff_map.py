@@ -60,7 +60,11 @@ def diff_graph(a: FlowGraph, b: FlowGraph, *, machines_a: Collection[str], machi
     summary = (f"flows: {counted[CHANGE_ADDED]} added, {counted[CHANGE_REMOVED]} removed"
                + (f", {counted[CHANGE_NOT_COMPARED]} not compared (a machine unreachable)"
                   if counted[CHANGE_NOT_COMPARED] else ""))
-    graph.notes = [line for line in (title, summary) if line]
+    drawn = {host.name for host in graph.hosts}
+    missing = [f"{name}: unreachable in {'A and B' if name in down_a and name in down_b else 'A' if name in down_a else 'B'}"
+               f"{' (' + str(categories[name]) + ')' if categories.get(name) else ''}, no snapshot to draw"
+               for name in sorted(down - drawn)]
+    graph.notes = [line for line in (title, summary, *missing) if line]
     return graph
 
 
