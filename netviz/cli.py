@@ -603,6 +603,7 @@ def run(
         collected = collect_group(
             _collect_request(inventory, limit, parallel, cache_dir, accept_new_host_keys, ssh_config, window),
             console.CollectProgress(),
+            history_later=True,  # stitch_run records the history from the snapshots it loads for the map
         )
         console.collect_summary(collected.results, title=f"run {collected.run.run_id}",
                                 require_complete=require_complete)

@@ -40,7 +40,7 @@ from netviz.transport import (
 )
 
 if TYPE_CHECKING:
-    from netviz.snapshot import Snapshot
+    from netviz.snapshot import Coverage, Snapshot
 
 DEFAULT_PARALLEL = 32
 # Open files: each machine holds what its transport says (Transport.descriptors); the rest of
@@ -52,9 +52,29 @@ OK = "ok"
 FAILED = "failed"
 
 
+@dataclass(frozen=True)
+class SnapshotSummary:
+    """What is kept of a snapshot once it is written to the cache and dropped from memory:
+    what the collect summary, --require-complete and the window notes read."""
+
+    sockets: int
+    coverage: "Coverage"
+    captured_at: float  # by the machine's clock
+    window_started_at: Optional[float] = None  # --window: when the machine's window began
+
+    @classmethod
+    def of(cls, snapshot: "Snapshot") -> "SnapshotSummary":
+        return cls(sum(len(namespace.sockets) for namespace in snapshot.namespaces), snapshot.coverage,
+                   snapshot.host.captured_at, snapshot.window.started_at if snapshot.window is not None else None)
+
+
 @dataclass
 class HostResult:
-    """What one machine gave: a validated snapshot (status ok) or a failure kind and message."""
+    """What one machine gave: a validated snapshot (status ok) or a failure kind and message.
+
+    A collection of many machines keeps no snapshot: each is written to the cache as its
+    machine answers, then `release()`d, leaving its `summary` (a few hundred bytes).
+    """
 
     name: str
     status: str  # OK or FAILED
@@ -65,6 +85,12 @@ class HostResult:
     snapshot_json: Optional[str] = None
     snapshot: Optional["Snapshot"] = None
     finished_at: float = 0.0  # Unix time
+    summary: Optional[SnapshotSummary] = None  # set from `snapshot` when not given
+    validate_cpu: float = 0.0  # CPU seconds this machine's thread spent decoding and validating
+
+    def __post_init__(self) -> None:
+        if self.summary is None and self.snapshot is not None:
+            self.summary = SnapshotSummary.of(self.snapshot)
 
     @property
     def ok(self) -> bool:
@@ -73,9 +99,17 @@ class HostResult:
     @property
     def sockets(self) -> Optional[int]:
         """How many sockets the snapshot lists (None without a snapshot)."""
-        if self.snapshot is None:
-            return None
-        return sum(len(namespace.sockets) for namespace in self.snapshot.namespaces)
+        return None if self.summary is None else self.summary.sockets
+
+    @property
+    def coverage(self) -> Optional["Coverage"]:
+        """What the capture could read (None without a snapshot)."""
+        return None if self.summary is None else self.summary.coverage
+
+    def release(self) -> None:
+        """Drop the snapshot and its JSON (once written to the cache); the summary stays."""
+        self.snapshot = None
+        self.snapshot_json = None
 
 
 def payload_source() -> bytes:
@@ -122,8 +156,11 @@ def collect_one(
     try:
         stdout = as_transport(transport).fetch(spec, payload, attempt, timings)
         with attempt.output.decoding():  # one snapshot decoded at a time (see OutputBudget)
+            cpu = time.thread_time()
             text, snapshot = validate_output(spec.name, stdout)
-        result = HostResult(spec.name, OK, timings=timings, snapshot_json=text, snapshot=snapshot)
+            cpu = time.thread_time() - cpu
+        del stdout  # the frame: only the JSON text and the snapshot are kept until recorded
+        result = HostResult(spec.name, OK, timings=timings, snapshot_json=text, snapshot=snapshot, validate_cpu=cpu)
     except HostFailure as failure:
         result = HostResult(spec.name, FAILED, failure.kind, failure.message, timings=timings)
     except Exception as error:  # a bug of ours must not take the other machines down
@@ -215,7 +252,22 @@ def collect(
     workers, notice = pool_size(hosts, parallel, transport)
     if notice:
         (on_notice or log.warning)(notice)
-    return run.run(workers, on_start, on_result)
+    cpu, wall = os.times(), time.monotonic()
+    results = run.run(workers, on_start, on_result)
+    if hosts and log.isEnabledFor(logging.DEBUG):
+        log.debug(client_cpu_line(results, cpu, os.times(), time.monotonic() - wall))
+    return results
+
+
+def client_cpu_line(results: Sequence[HostResult], before: os.times_result, after: os.times_result,
+                    wall: float) -> str:
+    """What collecting cost this process (`--log debug`): CPU per machine (user + system, every
+    thread: SSH, decoding, validating, writing the cache) and the share spent validating."""
+    count = max(1, len(results))
+    cpu = (after.user - before.user) + (after.system - before.system)
+    validating = sum(result.validate_cpu for result in results)
+    return (f"collected {len(results)} machines in {wall:.1f} s: client CPU {1000 * cpu / count:.1f} ms per machine "
+            f"({cpu:.1f} s in all), of which {1000 * validating / count:.1f} ms decoding and validating snapshots")
 
 
 class _Collection:
@@ -235,17 +287,31 @@ class _Collection:
         self._started: dict[str, float] = {}
         self._started_lock = threading.Lock()
         self._pending_starts: list[HostSpec] = []
+        # A machine takes a slot before it starts and gives it back once its result is handed to
+        # on_result (or it is given up): the results waiting for the calling thread, each with a
+        # whole snapshot, stay bounded by the pool even when that thread falls behind.
+        self._slots = threading.Semaphore(1)
+        self._stopping = False
 
     def work(self, spec: HostSpec) -> HostResult:
         """Collect one machine (in a worker thread)."""
+        while not self._slots.acquire(timeout=0.2):
+            if self._stopping:
+                break
+        if self._stopping:
+            return HostResult(spec.name, FAILED, TIMEOUT, "cancelled")
         with self._started_lock:
             self._started[spec.name] = self.clock()
             self._pending_starts.append(spec)
-        return collect_one(spec, self.payload, self.transport, self.attempts[spec.name])
+        result = collect_one(spec, self.payload, self.transport, self.attempts[spec.name])
+        if spec.name in self.results:  # given up by the watchdog meanwhile: nobody reads it
+            result.release()
+        return result
 
     def run(self, workers: int, on_start: Optional[Callable[[HostSpec], None]],
             on_result: Optional[Callback]) -> list[HostResult]:
         """Every machine on a pool of `workers`, watched from the calling thread."""
+        self._slots = threading.Semaphore(workers)
         executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netviz-collect")
         futures = {executor.submit(self.work, spec): spec for spec in self.hosts}
         waiting = set(futures)
@@ -261,6 +327,9 @@ class _Collection:
                     self._finish(result, on_result)
         except KeyboardInterrupt:
             raise self._interrupted(executor, futures) from None
+        except BaseException:  # a callback's error (an unsafe cache): no machine goes on alone
+            self._stop(executor)
+            raise
         # Workers given up by the watchdog finish on their own (their attempts are cancelled): no waiting.
         executor.shutdown(wait=False)
         return [self.results[spec.name] for spec in self.hosts]
@@ -274,10 +343,20 @@ class _Collection:
 
     def _finish(self, result: HostResult, on_result: Optional[Callback]) -> None:
         if result.name in self.results:
-            return  # already given up by the watchdog
+            return  # already given up by the watchdog (its slot went back then)
         self.results[result.name] = result
-        if on_result is not None:
-            on_result(result)
+        try:
+            if on_result is not None:
+                on_result(result)
+        finally:
+            self._slots.release()
+
+    def _stop(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
+        """Cancel every machine and let the workers waiting for a slot return."""
+        self._stopping = True
+        for attempt in self.attempts.values():
+            attempt.cancel()
+        executor.shutdown(wait=False, cancel_futures=True)
 
     def _give_up_overdue(self, waiting: set, futures: dict) -> list[HostResult]:
         """Cancel the machines past their transport's deadline (dropped from `waiting`) and
@@ -294,7 +373,7 @@ class _Collection:
             limit = self.transport.deadline(spec)
             if now - began > limit:
                 self.attempts[spec.name].cancel()
-                waiting.discard(future)
+                waiting.discard(future)  # its late result, if any, is dropped by its worker
                 given_up.append(HostResult(spec.name, FAILED, TIMEOUT, f"gave up after {limit:g} s without an answer",
                                            seconds=now - began, finished_at=time.time()))
         return given_up
@@ -303,9 +382,7 @@ class _Collection:
         """Close every connection and child (blocked calls return; each machine's remote guard ends
         its payload once the session is gone), drop the machines not started yet, and give the
         workers a moment to return, so that no thread outlives the call."""
-        for attempt in self.attempts.values():
-            attempt.cancel()
-        executor.shutdown(wait=False, cancel_futures=True)
+        self._stop(executor)
         concurrent.futures.wait(list(futures), timeout=INTERRUPT_GRACE)
         for future, spec in futures.items():
             # Finished just before the signal, not reported yet: a complete result all the same.

@@ -233,7 +233,7 @@ def partial_machines(results) -> dict[str, str]:
     """The machines that answered with a partial capture, and what each could not see."""
     partial = {}
     for result in results:
-        reason = partial_capture(result.snapshot.coverage) if result.ok and result.snapshot is not None else None
+        reason = partial_capture(result.coverage) if result.ok and result.coverage is not None else None
         if reason is not None:
             partial[result.name] = reason
     return partial

@@ -57,6 +57,7 @@ from netviz.transport import (
 
 if TYPE_CHECKING:
     from netviz.graph import FlowGraph
+    from netviz.snapshot import Snapshot
 
 Working = Callable[[str], ContextManager[None]]  # shows what is being done (a spinner), or nothing
 
@@ -133,6 +134,13 @@ class CollectOutcome:
     previous: Optional[Run] = None
     # --window: the machines whose window did not cover the group's (late, or a clock ahead)
     window_notes: list[str] = field(default_factory=list)
+    # The fresh snapshots, by machine, kept in memory only when the run is not cached (with a
+    # cache they are written as their machines answer and dropped: the map is drawn from the cache).
+    snapshots: dict[str, "Snapshot"] = field(default_factory=dict)
+    # The run's history is left to stitch_run, which records it from the snapshots it loads for
+    # the map (collect_group(..., history_later=True): the run is loaded once, not twice).
+    history_pending: bool = False
+    cache_root: Optional[Path] = None
 
     @property
     def exit_code(self) -> int:
@@ -172,10 +180,15 @@ def sudo_password(hosts: Sequence[HostSpec], ask: Optional[Callable[[], Optional
 class _Recording:
     """The run being written to the cache, one machine at a time.
 
-    When the cache cannot be written (a full disk, a read-only file system), what was written
-    of the run is removed at once (a run without a manifest would otherwise stay a day) and the
-    collection goes on: every snapshot is still in memory, so the map is drawn; `problem` says
-    why the run is not cached. An unsafe cache (CacheError) is not caught: it stops everything.
+    Each snapshot is written as its machine answers and then dropped from memory (the result
+    keeps a summary): collecting N machines holds about --parallel snapshots at once, not N.
+
+    When the cache cannot be written (a full disk, a read-only file system), the snapshots
+    already written are read back into memory, what was written of the run is removed at once
+    (a run without a manifest would otherwise stay a day) and the collection goes on with every
+    snapshot kept in memory (that fallback holds all of them), so the map is still drawn;
+    `problem` says why the run is not cached. An unsafe cache (CacheError) is not caught: it
+    stops everything.
     """
 
     def __init__(self, root: Path, started_at: float, window: Optional[WindowPlan] = None,
@@ -186,6 +199,8 @@ class _Recording:
         self.problem: Optional[str] = None
         self.previous: Optional[Run] = None
         self._entries: dict[str, CachedHost] = {}  # what a run only in memory lists
+        self.snapshots: dict[str, Snapshot] = {}  # only while the cache cannot be written
+        self.lost: list[str] = []  # written snapshots that could not be read back (see _give_up)
         self._writer: Optional[RunWriter] = None
         try:
             self._writer = RunWriter(root, now=started_at)
@@ -203,10 +218,14 @@ class _Recording:
         return set(self._entries)
 
     def record(self, result: HostResult) -> None:
-        """Write one machine's result into the run (its snapshot, atomically, at once)."""
+        """Write one machine's result into the run (its snapshot, atomically, at once), then drop
+        the snapshot from the result (kept in memory only when the cache cannot be written)."""
         self._add(result.name, status=result.status, category=result.kind, message=result.message,
                   timings=result.timings.as_dict(), seconds=result.seconds, snapshot_json=result.snapshot_json,
                   collected_at=result.finished_at if result.ok else None)
+        if self._writer is None and result.snapshot is not None:
+            self.snapshots[result.name] = result.snapshot
+        result.release()
 
     def record_unfinished(self, name: str) -> None:
         """A machine an interrupted run did not finish."""
@@ -242,8 +261,21 @@ class _Recording:
                    window=_manifest_window(self.window))
 
     def _give_up(self, error: CacheWriteError) -> None:
+        """Stop writing the run: read back what was written (from now on every snapshot is
+        kept in memory), then remove the run directory."""
+        from netviz.errors import SnapshotError
+        from netviz.snapshot import load_snapshot
+
         self.problem = str(error)
         if self._writer is not None:
+            for entry in self._entries.values():
+                path = self._writer.path / entry.snapshot if entry.snapshot else None
+                if path is None or entry.host in self.snapshots or not os.path.lexists(path):
+                    continue  # nothing fresh, or the snapshot whose write just failed (still in memory)
+                try:
+                    self.snapshots[entry.host] = load_snapshot(path, name=entry.host)
+                except SnapshotError as problem:
+                    self.lost.append(f"{entry.host}: its snapshot could not be read back ({problem})")
             self._writer.discard()
             self._writer = None
 
@@ -253,8 +285,10 @@ class _Recording:
         if self.problem is not None:
             warnings.append(f"the cache cannot be written ({self.problem}): run {run.run_id} is not cached "
                             "(what was written of it is removed); the map is drawn from the snapshots in memory")
+            warnings.extend(self.lost)
         return CollectOutcome(results=results, run=run, warnings=warnings, groups=groups or {},
-                              cache_problem=self.problem, previous=self.previous)
+                              cache_problem=self.problem, previous=self.previous,
+                              snapshots=self.snapshots if self.problem is not None else {}, cache_root=self.root)
 
 
 def _manifest_window(window: Optional[WindowPlan]) -> Optional[RunWindow]:
@@ -262,12 +296,19 @@ def _manifest_window(window: Optional[WindowPlan]) -> Optional[RunWindow]:
     return RunWindow(window.seconds, window.start_at) if window is not None else None
 
 
-def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) -> CollectOutcome:
+def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None, *,
+                  history_later: bool = False) -> CollectOutcome:
     """Collect every selected machine (or this machine alone) and write the run to the cache.
 
-    Each snapshot is written as soon as its machine answers. On SIGINT/SIGTERM (KeyboardInterrupt
-    in the main thread) every connection is closed, the run's manifest is written marked
-    interrupted, naming the machines that finished, and Interrupted is raised.
+    Each snapshot is written as soon as its machine answers, then dropped from memory: the
+    collection holds about `request.parallel` snapshots at once, whatever the number of
+    machines (without a writable cache they are all kept in memory instead). The run's history
+    is then recorded from the cache (a stitch of the run), or, with `history_later`, left to
+    stitch_run (`netviz run`: the snapshots loaded for the map serve both).
+
+    On SIGINT/SIGTERM (KeyboardInterrupt in the main thread) every connection is closed, the
+    run's manifest is written marked interrupted, naming the machines that finished, and
+    Interrupted is raised.
     """
     reporter = reporter or QuietReporter()
     started_at = time.time()
@@ -277,7 +318,9 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
 
     def finished(result: HostResult) -> None:
         reporter.finished(result)
-        recording.record(result)  # a cache that cannot be written is given up, never raised across the pool
+        # Written, then dropped from memory. A cache that cannot be written is given up (the
+        # snapshots are then kept in memory), never raised across the pool.
+        recording.record(result)
 
     reporter.begin(len(hosts))
     if window is not None:
@@ -296,13 +339,16 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None) 
         reporter.end()
     run = recording.finish(order=[spec.name for spec in hosts], groups=groups)
     outcome = recording.outcome(results, run, groups)
-    if outcome.cache_problem is None:  # the history follows the cache: a run not cached is not recorded
-        from netviz.history import record_collected
-
-        problem = record_collected(cache_root, run, {r.name: r.snapshot for r in results if r.snapshot is not None})
-        if problem is not None:
-            outcome.warnings.append(problem)
     outcome.window_notes = window_notes(results, window) if window is not None else []
+    if outcome.cache_problem is None:  # the history follows the cache: a run not cached is not recorded
+        if history_later:
+            outcome.history_pending = True
+        else:
+            from netviz.history import record_collected
+
+            problem = record_collected(cache_root, run, {})  # the run is read back from the cache
+            if problem is not None:
+                outcome.warnings.append(problem)
     return outcome
 
 
@@ -320,14 +366,14 @@ def window_notes(results: Sequence[HostResult], window: WindowPlan) -> list[str]
     """
     notes = []
     for result in results:
-        snapshot = result.snapshot
-        if snapshot is None or snapshot.window is None:
+        summary = result.summary  # what is kept of a snapshot once written to the cache
+        if summary is None or summary.window_started_at is None:
             continue
-        late = snapshot.window.started_at - window.start_at
+        late = summary.window_started_at - window.start_at
         if late > WINDOW_TOLERANCE:
             notes.append(f"{result.name}: its window began {late:.1f} s after the group's (a slow login, "
                          "or its clock is ahead): flows with the other machines may be missed")
-        ahead = snapshot.host.captured_at - result.finished_at
+        ahead = summary.captured_at - result.finished_at
         if ahead > WINDOW_TOLERANCE:
             notes.append(f"{result.name}: its clock is at least {ahead:.1f} s ahead of this machine's: "
                          "its window covered an earlier interval by as much")
@@ -393,6 +439,8 @@ def _uncached_inputs(collected: CollectOutcome) -> StitchInputs:
     latest run (if any), stale."""
     files, names = [], {}
     for host, path in collected.run.snapshot_files():
+        if host.host not in collected.snapshots:
+            continue  # written, then lost with the run (said in the warnings)
         files.append(path)
         names[path] = host.host
     stale: set[str] = set()
@@ -468,6 +516,7 @@ def draw(
     from netviz.render import render
 
     options = options.knowing_groups(groups)
+    render_options = render_options.knowing_groups(groups)  # a large HTML map's overview is by group
     with working(f"stitching {len(group.snapshots)} snapshots"):
         graph, notices = stitch_filtered(group.snapshots, group_by=options.group_by.value,
                                          show_external=options.show_external, stale=stale, filters=options.filters)
@@ -509,22 +558,40 @@ def stitch_run(
 ) -> RunOutcome:
     """Stitch a collected run (fresh snapshots, plus stale ones of failed machines) and render it.
 
-    The fresh snapshots are used as they arrived (already validated); the others are read from
-    the cache by the same loader as `netviz stitch`. Raises NothingCollected (exit 4) when no
-    machine has any snapshot, fresh or stale.
+    A cached run is read back from the cache by the same loader as `netviz stitch` (its
+    snapshots were dropped from memory as they were written); a run the cache could not take
+    is drawn from the snapshots kept in memory, plus the failed machines' last good ones in
+    the cache. With `collected.history_pending`, the run's history is recorded from the
+    snapshots loaded here. Raises NothingCollected (exit 4) when no machine has any snapshot,
+    fresh or stale.
     """
-    fresh = {result.name: result.snapshot for result in collected.results if result.snapshot is not None}
-    inputs = run_inputs(collected.run) if collected.cache_problem is None else _uncached_inputs(collected)
-    preloaded = {path: fresh[inputs.names[path]] for path in inputs.files if inputs.names[path] in fresh}
+    if collected.cache_problem is None:
+        inputs, preloaded = run_inputs(collected.run), {}
+    else:
+        inputs = _uncached_inputs(collected)
+        preloaded = {path: collected.snapshots[name] for path, name in inputs.names.items()
+                     if name in collected.snapshots}
     try:
         group = load_group(list(inputs.files), names=inputs.names, preloaded=preloaded)
     except SnapshotError as error:
         failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results if not r.ok)
         raise NothingCollected(f"no machine gave a usable snapshot: {failed or error}") from None
+    history = _record_history(collected, group) if collected.history_pending else []
     if not group.snapshots:
         failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results)
         raise NothingCollected(f"no machine gave a usable snapshot: {failed}")
     drawn = draw(group, fmt, stale=inputs.stale, groups=collected.groups, options=options,
                  render_options=render_options, on_notice=on_notice)
-    warnings = list(collected.warnings) + collected.window_notes + list(inputs.warnings) + drawn.warnings
+    warnings = (list(collected.warnings) + history + collected.window_notes + list(inputs.warnings)
+                + drawn.warnings)
     return RunOutcome(collected, drawn.data, fmt, drawn.graph, warnings, drawn.notices)
+
+
+def _record_history(collected: CollectOutcome, group: LoadedGroup) -> list[str]:
+    """Record a cached run in the history from its snapshots just loaded; the warning, if any."""
+    from netviz.history import record_collected
+
+    collected.history_pending = False
+    root = collected.cache_root if collected.cache_root is not None else collected.run.path.parent
+    problem = record_collected(root, collected.run, {snapshot.name: snapshot for snapshot in group.snapshots})
+    return [problem] if problem is not None else []
