@@ -9,9 +9,9 @@ format is one function and one entry here (docs/architecture.md, "How to extend"
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 from netviz.errors import RenderError
 from netviz.graph import FlowGraph
@@ -26,6 +26,12 @@ class RenderOptions:
     detail: str = "auto"  # dot/svg/png: fold quieter processes past a size (auto), always, never (full)
     timeout: float = 120.0  # seconds the Graphviz layout may take (svg/png)
     sort: str = "count"  # table: busiest flows by connections (count) or by bytes moved (bytes)
+    # html: the inventory's groups (name -> machine names): a large map's overview is one node per group
+    groups: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def knowing_groups(self, groups: Mapping[str, Sequence[str]]) -> "RenderOptions":
+        """The same options with the inventory's groups, unless some were given already."""
+        return self if not groups or self.groups else replace(self, groups=dict(groups))
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ def _html(graph: FlowGraph, options: RenderOptions, on_notice: Notice) -> bytes:
         raise RenderError("the HTML map is not available in this build; use --format svg or json")
     from netviz.render import html
 
-    return html.render_html_graph(graph).encode("utf-8")
+    return html.render_html_graph(graph, groups=options.groups).encode("utf-8")
 
 
 RENDERERS: dict[str, Renderer] = {

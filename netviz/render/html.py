@@ -23,7 +23,7 @@ import math
 import re
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Mapping, Optional, Protocol, Sequence
 
 CYTOSCAPE_VERSION = "3.34.4"
 
@@ -69,20 +69,23 @@ class SupportsGraphJson(Protocol):
     def to_json_dict(self) -> dict[str, Any]: ...
 
 
-def render_html_graph(graph: SupportsGraphJson, title: str = "netviz") -> str:
+def render_html_graph(graph: SupportsGraphJson, title: str = "netviz",
+                      groups: Optional[Mapping[str, Sequence[str]]] = None) -> str:
     """Render a FlowGraph (or anything with `to_json_dict()`) as a self-contained HTML page."""
-    return render_html(graph.to_json_dict(), title=title)
+    return render_html(graph.to_json_dict(), title=title, groups=groups)
 
 
-def render_html(graph_doc: dict[str, Any], title: str = "netviz") -> str:
+def render_html(graph_doc: dict[str, Any], title: str = "netviz",
+                groups: Optional[Mapping[str, Sequence[str]]] = None) -> str:
     """Render a `netviz.graph/1` document as one self-contained HTML page and return its text.
 
     Up to COMPACT_ELEMENTS nodes and flows, the page carries the document itself. Past that it
     carries the compact form of `compact_data` (see there): what the first view draws up front,
     each host's flows as a line of their own that the page decodes when the host is opened.
+    `groups` (an inventory's: name -> host names) gives the groups of a large map's overview.
     """
     if is_compact(graph_doc):
-        data = compact_data(graph_doc, title)
+        data = compact_data(graph_doc, title, groups)
     else:
         data = embed_json({"graph": graph_doc, "layout": compute_layout(graph_doc), "title": title})
     template, app_js, style_css, library_js = _assets()
@@ -140,7 +143,8 @@ def _short_id(value: Any, prefix: str) -> Any:
     return int(text[1:]) if text[:1] == prefix and _NUMBERED.match(text) else text
 
 
-def compact_data(graph_doc: dict[str, Any], title: str = "netviz") -> str:
+def compact_data(graph_doc: dict[str, Any], title: str = "netviz",
+                 groups: Optional[Mapping[str, Sequence[str]]] = None) -> str:
     """The page's data block for a large document: a head line, then one line per host.
 
     The head (JSON) holds what the first view and search need: the hosts as the document has them
@@ -149,7 +153,10 @@ def compact_data(graph_doc: dict[str, Any], title: str = "netviz") -> str:
     directed) with their busiest services and bytes, the groups of the overview, and the ring
     order. Line i + 1 holds the flows whose client is on host i, as arrays of columns; `lines`
     gives each line's offset and length, so the page decodes a host's flows only when it shows
-    them. Every line is written by `embed_json`, so no name can close the block.
+    them. With an overview by group, the head holds the edges between groups (`groupEdges`,
+    translated flows of a pair summed as one) and the edges between hosts follow the hosts' lines,
+    one line per group holding those that touch its hosts. Every line is written by `embed_json`,
+    so no name can close the block.
     """
     strings = _Strings()
     hosts: list[dict[str, Any]] = []
@@ -240,9 +247,40 @@ def compact_data(graph_doc: dict[str, Any], title: str = "netviz") -> str:
                         "flows": graph_doc.get("flows", [])}, names)
     position = {name: index for index, name in enumerate(names)}
     ring = [position[name] for name in order]
-    groups = host_groups(hosts, ring) if len(hosts) > GROUP_OVERVIEW_HOSTS or len(edge_rows) > GROUP_OVERVIEW_EDGES else []
+    overview = []
+    if len(hosts) > GROUP_OVERVIEW_HOSTS or len(edge_rows) > GROUP_OVERVIEW_EDGES:
+        overview = host_groups(hosts, ring, inventory_group_of(groups or {}, names))
 
     lines = [embed_json(rows) for rows in flow_lines]
+    group_edges: list[list[Any]] = []
+    if overview:
+        # The first view draws groups: their edges are summed here, and the edges between hosts
+        # move to one line per group (those touching its hosts), decoded when the group opens.
+        group_of = {index: g for g, group in enumerate(overview) for index in group["hosts"]}
+        touching: list[list[list[Any]]] = [[] for _ in overview]
+        summed: dict[tuple[int, int, int, int], list[Any]] = {}
+        for edge in edge_rows:
+            ga, gb = group_of[edge[0]], group_of[edge[1]]
+            touching[ga].append(edge)
+            if gb != ga:
+                touching[gb].append(edge)
+            if not edge[3] and gb < ga:
+                ga, gb = gb, ga
+            key = (ga, gb, 1 if edge[2] >= 0 else 0, edge[3])
+            row = summed.get(key)
+            if row is None:
+                row = summed[key] = [ga, gb, key[2], edge[3], 0, 0, 0, 0, {}]
+            for column in (4, 5, 6, 7):
+                row[column] += edge[column]
+            for service, count in edge[8]:
+                row[8][service] = row[8].get(service, 0) + count
+        for row in summed.values():
+            busiest = sorted(row[8].items(), key=lambda item: (-item[1], item[0]))
+            row[8] = [[service, count] for service, count in busiest[:EDGE_SERVICES]] + (
+                [[-1, sum(count for _, count in busiest[EDGE_SERVICES:])]] if len(busiest) > EDGE_SERVICES else [])
+            group_edges.append(row)
+        lines.extend(embed_json(rows) for rows in touching)
+        edge_rows = []
     offsets = []
     at = 0
     for line in lines:
@@ -251,23 +289,43 @@ def compact_data(graph_doc: dict[str, Any], title: str = "netviz") -> str:
     head = {
         "compact": 1, "title": title,
         "graph": {key: value for key, value in graph_doc.items() if key not in ("hosts", "nodes", "flows")},
-        "hosts": hosts, "strings": strings.texts, "nodes": node_rows, "edges": edge_rows, "ring": ring,
-        "groups": groups, "lines": offsets, "skipped": skipped, "window": window,
+        "hosts": hosts, "strings": strings.texts, "nodes": node_rows, "edges": edge_rows, "groupEdges": group_edges,
+        "ring": ring,
+        "groups": overview, "lines": offsets, "skipped": skipped, "window": window,
         "counts": {"nodes": sum(len(rows) for rows in node_rows), "flows": sum(len(rows) for rows in flow_lines)},
     }
     return embed_json(head) + "\n" + "\n".join(lines)
 
 
-def host_groups(hosts: list[dict[str, Any]], ring: list[int]) -> list[dict[str, Any]]:
+def inventory_group_of(groups: Mapping[str, Sequence[str]], names: list[str]) -> dict[str, str]:
+    """Each host's group for the overview: the smallest inventory group that names it (the most
+    specific; `all` and other groups of everything lose to any smaller one), ties by name. A
+    group of every host, or of a single host, says nothing about the map and is not used."""
+    known = set(names)
+    best: dict[str, tuple[int, str]] = {}
+    for group, members in groups.items():
+        inside = known.intersection(members)
+        if len(inside) < 2 or len(inside) == len(known):
+            continue
+        for name in inside:
+            if name not in best or (len(inside), group) < best[name]:
+                best[name] = (len(inside), group)
+    return {name: group for name, (_, group) in best.items()}
+
+
+def host_groups(hosts: list[dict[str, Any]], ring: list[int],
+                group_of: Optional[Mapping[str, str]] = None) -> list[dict[str, Any]]:
     """The groups of the overview, in ring order: `[{"name", "hosts": [host index...], "auto"}]`.
 
-    A host's `group` (a string, as an inventory may give it) puts it in that group; hosts without
-    one go in runs of about AUTO_GROUP_SIZE along the ring order, named by their first host.
+    A host's inventory group (`group_of`, else a `group` key on the host) puts it in that group;
+    hosts without one go in runs of about AUTO_GROUP_SIZE along the ring order, named by their
+    first host.
     """
+    group_of = group_of or {}
     named: dict[str, list[int]] = {}
     loose: list[int] = []
     for index in ring:
-        group = hosts[index].get("group")
+        group = group_of.get(str(hosts[index].get("name"))) or hosts[index].get("group")
         if isinstance(group, str) and group:
             named.setdefault(group, []).append(index)
         else:

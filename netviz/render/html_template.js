@@ -86,15 +86,30 @@
 
   var decodedLines = new Set(); // host indexes whose line of flows is decoded
   var peersOf = new Map(); // host index -> indexes of the hosts it has flows with
-  if (COMPACT) payload.edges.forEach(function (edge) {
-    [[edge[0], edge[1]], [edge[1], edge[0]]].forEach(function (pair) {
-      if (!peersOf.has(pair[0])) peersOf.set(pair[0], new Set());
-      peersOf.get(pair[0]).add(pair[1]);
+  function knowPeers(edges) {
+    edges.forEach(function (edge) {
+      [[edge[0], edge[1]], [edge[1], edge[0]]].forEach(function (pair) {
+        if (!peersOf.has(pair[0])) peersOf.set(pair[0], new Set());
+        peersOf.get(pair[0]).add(pair[1]);
+      });
     });
-  });
+  }
+  if (COMPACT) knowPeers(payload.edges);
+  // With an overview by group, the edges between hosts that touch a group's hosts are a line of
+  // their own after the hosts' lines, decoded when the group opens.
+  var groupLines = new Map(); // group index -> its summed host edges
+  function groupEdgesOf(g) {
+    if (!groupLines.has(g)) {
+      var span = payload.lines[payload.hosts.length + g];
+      var edges = span ? JSON.parse(raw.substr(headEnd + 1 + span[0], span[1])) : [];
+      groupLines.set(g, edges);
+      knowPeers(edges);
+    }
+    return groupLines.get(g);
+  }
   function nodeRef(value) { return typeof value === 'number' ? 'n' + value : value; }
   function decodeLine(index) {
-    if (!COMPACT || decodedLines.has(index) || !payload.lines[index]) return;
+    if (!COMPACT || decodedLines.has(index) || index >= payload.hosts.length) return;
     decodedLines.add(index);
     var span = payload.lines[index];
     JSON.parse(raw.substr(headEnd + 1 + span[0], span[1])).forEach(function (row) {
@@ -119,7 +134,7 @@
     (peersOf.get(machine.index) || new Set()).forEach(decodeLine);
   }
   function loadAllFlows() {
-    if (COMPACT) payload.lines.forEach(function (span, index) { decodeLine(index); });
+    if (COMPACT) payload.hosts.forEach(function (host, index) { decodeLine(index); });
   }
 
   function machineId(machine) { return 'machine:' + machine.index; }
@@ -566,10 +581,32 @@
           });
         });
       });
-      payload.edges.forEach(function (summed) {
+      var hostEdges = payload.edges;
+      if (groups.length) {
+        hostEdges = [];
+        openGroups.forEach(function (g) {
+          groupEdgesOf(g).forEach(function (summed) {
+            // An edge between two open groups is in both their lines: take it from the first.
+            var ga = groupOf.get(summed[0]), gb = groupOf.get(summed[1]);
+            if (ga === gb || g === Math.min(ga, gb) || !openGroups.has(ga === g ? gb : ga)) hostEdges.push(summed);
+          });
+        });
+        // Between two closed groups: netviz summed them (translated flows as one, "via NAT").
+        payload.groupEdges.forEach(function (summed) {
+          if (openGroups.has(summed[0]) || openGroups.has(summed[1])) return;
+          var edge = edgeFor(groupNodeId(summed[0]), groupNodeId(summed[1]), summed[2] ? 'NAT' : '', summed[3] === 1);
+          addSummed(edge, summed, { group: true });
+        });
+      }
+      hostEdges.forEach(function (summed) {
         var a = machineList[summed[0]], b = machineList[summed[1]];
         if (isOpen(a) || isOpen(b)) return;
         var edge = edgeFor(endOfHost(a), endOfHost(b), summed[2] < 0 ? '' : str(summed[2]), summed[3] === 1);
+        addSummed(edge, summed, null);
+      });
+    }
+    function addSummed(edge, summed, kind) {
+      {
         edge.count += summed[4];
         edge.flowCount += summed[5];
         edge.shortLived += summed[6];
@@ -579,8 +616,8 @@
           var name = strings[service[0]];
           edge.services.set(name, (edge.services.get(name) || 0) + service[1]);
         });
-        edge.pending.push(summed);
-      });
+        edge.pending.push(kind ? { group: summed } : summed);
+      }
     }
     var lookup = new Map();
     elements.forEach(function (element) { if (element.group === 'nodes') lookup.set(element.data.id, element); });
@@ -1171,7 +1208,18 @@
     if (pendingEdges.has(edge.id())) {
       // A large map's summed edge: decode the flows of its client hosts and keep those it sums.
       var flows = aggregated.get(edge.id()).slice();
+      var pending = [];
       pendingEdges.get(edge.id()).forEach(function (summed) {
+        if (!summed.group) { pending.push(summed); return; }
+        // Two closed groups: the host edges between them, from the first group's line.
+        var row = summed.group;
+        groupEdgesOf(row[0]).forEach(function (hostEdge) {
+          var ga = groupOf.get(hostEdge[0]), gb = groupOf.get(hostEdge[1]);
+          var ends = (ga === row[0] && gb === row[1]) || (row[3] !== 1 && ga === row[1] && gb === row[0]);
+          if (ends && (hostEdge[2] >= 0 ? 1 : 0) === row[2] && hostEdge[3] === row[3]) pending.push(hostEdge);
+        });
+      });
+      pending.forEach(function (summed) {
         decodeLine(summed[0]);
         if (summed[3] !== 1) decodeLine(summed[1]);
         var a = machineList[summed[0]].name, b = machineList[summed[1]].name, via = summed[2] < 0 ? null : str(summed[2]);
