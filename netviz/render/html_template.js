@@ -409,8 +409,18 @@
   })();
   function groupNodeId(g) { return 'group:' + g; }
   function groupOpen(machine) { return !groups.length || !groupOf.has(machine.index) || openGroups.has(groupOf.get(machine.index)); }
-  // Is the host drawn as its processes (its group, if any, open too)?
-  function isOpen(machine) { return hasProcessLevel && expanded.has(machine.name) && groupOpen(machine); }
+  // Is the host drawn as its processes? (In a closed group too: opening one host of the
+  // overview draws that host, beside its group's node, not the group's hundred hosts.)
+  function isOpen(machine) { return hasProcessLevel && expanded.has(machine.name); }
+  // The groups whose edges between hosts the view needs: the open ones, and those of open hosts.
+  function lineGroups() {
+    var needed = new Set(openGroups);
+    expanded.forEach(function (name) {
+      var machine = machines.get(name);
+      if (machine && groupOf.has(machine.index)) needed.add(groupOf.get(machine.index));
+    });
+    return needed;
+  }
   // Where the host view draws what touches a host that is not open: its node, or its group's.
   function endOfHost(machine) { return groupOpen(machine) ? machineNodeId(machine) : groupNodeId(groupOf.get(machine.index)); }
   function ringSpot(machine) {
@@ -523,6 +533,7 @@
       if (!groupOpen(machine)) {
         var g = groupOf.get(machine.index);
         if (!drawnGroups.has(g)) { drawnGroups.add(g); elements.push(groupNodeElement(g)); }
+        if (isOpen(machine)) elements = elements.concat(expandedElements(machine));
       } else if (isOpen(machine)) elements = elements.concat(expandedElements(machine));
       else elements.push(hostNodeElement(machine));
     });
@@ -584,16 +595,17 @@
       var hostEdges = payload.edges;
       if (groups.length) {
         hostEdges = [];
-        openGroups.forEach(function (g) {
+        var needed = lineGroups();
+        needed.forEach(function (g) {
           groupEdgesOf(g).forEach(function (summed) {
-            // An edge between two open groups is in both their lines: take it from the first.
+            // An edge between two such groups is in both their lines: take it from the first.
             var ga = groupOf.get(summed[0]), gb = groupOf.get(summed[1]);
-            if (ga === gb || g === Math.min(ga, gb) || !openGroups.has(ga === g ? gb : ga)) hostEdges.push(summed);
+            if (ga === gb || g === Math.min(ga, gb) || !needed.has(ga === g ? gb : ga)) hostEdges.push(summed);
           });
         });
-        // Between two closed groups: netviz summed them (translated flows as one, "via NAT").
+        // Between two other groups: netviz summed them (translated flows as one, "via NAT").
         payload.groupEdges.forEach(function (summed) {
-          if (openGroups.has(summed[0]) || openGroups.has(summed[1])) return;
+          if (needed.has(summed[0]) || needed.has(summed[1])) return;
           var edge = edgeFor(groupNodeId(summed[0]), groupNodeId(summed[1]), summed[2] ? 'NAT' : '', summed[3] === 1);
           addSummed(edge, summed, { group: true });
         });
@@ -780,11 +792,7 @@
     try { window.history.replaceState(null, '', '#' + params.toString()); } catch (error) { /* a sandboxed frame */ }
   }
   var fragment = readFragment();
-  fragment.open.forEach(function (name) {
-    expanded.add(name);
-    var index = machines.get(name).index;
-    if (groupOf.has(index)) openGroups.add(groupOf.get(index));
-  });
+  fragment.open.forEach(function (name) { expanded.add(name); });
   fragment.groups.forEach(function (g) { openGroups.add(g); });
 
   // Would the process view, fitted to the screen, draw its process labels? Cytoscape skips a
@@ -1092,12 +1100,13 @@
   function expand(name) {
     if (!machines.has(name) || !hasProcessLevel) return;
     expanded.add(name);
-    var machine = machines.get(name);
-    if (groupOf.has(machine.index)) openGroups.add(groupOf.get(machine.index));
     if (state.groupBy !== 'host') return writeFragment();
     clearFocus();
     rebuildHostView();
-    selectElement(cy.getElementById(machineId(machines.get(name))));
+    var box = cy.getElementById(machineId(machines.get(name)));
+    // A large map's overview is far out: zoom to the opened host.
+    if (COMPACT && box.length) cy.fit(box, 80);
+    selectElement(box);
     updateCollapse();
     writeFragment();
   }
@@ -1541,6 +1550,8 @@
   applyFilters();
   updateCollapse();
   addMarkLegend();
+  // Only a large map's overview draws groups of hosts.
+  if (!groups.length) document.getElementById('legend-group').remove();
   // The legend starts folded: open, it would hide a corner of the map.
   document.getElementById('legend').open = false;
   // A link with a fragment reopens its view: the search, then the focus.
