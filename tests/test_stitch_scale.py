@@ -37,9 +37,13 @@ def test_sockets_are_compact_records():
     assert not hasattr(Socket("tcp", 1, "10.0.0.1", 1, "10.0.0.2", 2, "ESTABLISHED", 0, 4026531840), "__dict__")
 
 
+@pytest.fixture(scope="module")
+def whole(snapshots):
+    return flow_counts(stitch(snapshots))
+
+
 @pytest.mark.parametrize("shards", [1, 3, 7])
-def test_shards_stitched_apart_then_joined_at_their_boundary_give_the_fleet_flows(snapshots, shards):
-    whole = flow_counts(stitch(snapshots))
+def test_shards_stitched_apart_then_joined_at_their_boundary_give_the_fleet_flows(snapshots, whole, shards):
     flows, figures = sharded_stitch(snapshots, shards)
     assert flows == whole
     assert sum(flows.values()) == sum(whole.values()) > 0
