@@ -173,3 +173,25 @@ def test_the_union_keeps_every_key_once_and_marks_both_ways():
     backwards = diff_graph(second, first, machines_a={"web", "db"}, machines_b={"web", "db"})
     flip = {"added": "removed", "removed": "added", "unchanged": "unchanged"}
     assert {flow.key: flip[flow.change] for flow in graph.flows} == {flow.key: flow.change for flow in backwards.flows}
+
+
+@needs_dot
+def test_a_machine_added_in_b_is_boxed_green_and_everything_on_it_added():
+    from snapbuilder import Machine
+
+    from netviz.render.dot import render_dot
+
+    before = lab()
+    after = lab()
+    cache = Machine("cache", "10.0.0.3")
+    cache.process(30, "memcached")
+    cache.listen(30, "tcp", "0.0.0.0:11211")
+    cache.connect(30, "tcp", "10.0.0.3:11211", "10.0.0.1:40000")
+    after["web"].connect(10, "tcp", "10.0.0.1:40000", "10.0.0.3:11211")
+    after["cache"] = cache
+    graph = diff_graph(stitch([m.build(n) for n, m in before.items()]), stitch([m.build(n) for n, m in after.items()]),
+                       machines_a=set(before), machines_b=set(after))
+    edges, named, legend = drawn(render_dot(graph))
+    assert (named["cache"]["color"], named["cache"]["label"].count("added in B")) == (ADDED_COLOR, 1)
+    assert named["memcached"]["color"] == ADDED_COLOR and edges["tcp/11211 added"]["color"] == ADDED_COLOR
+    assert named["web"]["color"] == "gray50"  # a machine in both runs keeps its usual box
