@@ -4,8 +4,10 @@ map whose first view draws at once and whose hosts open; edges weighed by bytes.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import zlib
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,11 @@ browser = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
 
 def split_block(block: str) -> tuple[dict[str, Any], list[Any]]:
     """The head and the decoded lines of a compact data block, read as the page reads them."""
-    head_end = block.index("\n")
-    head = json.loads(block[:head_end])
-    body = block[head_end + 1:]
+    first, packed_head, packed_body = block.split("\n")
+    assert json.loads(first) == {"compact": 1, "packed": "deflate-base64"}
+    assert re.fullmatch(r"[A-Za-z0-9+/=]+", packed_head) and re.fullmatch(r"[A-Za-z0-9+/=]+", packed_body)
+    head = json.loads(zlib.decompress(base64.b64decode(packed_head)))
+    body = zlib.decompress(base64.b64decode(packed_body)).decode("ascii")
     lines = [json.loads(body[start:start + length]) for start, length in head["lines"]]
     return head, lines
 

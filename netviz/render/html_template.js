@@ -5,14 +5,49 @@
   'use strict';
 
   var timings = { start: performance.now() };
-  // A large map's data block is a head line (JSON) and then one line per host holding the flows
-  // whose client is on that host, decoded only when the host is shown (netviz/render/html.py,
-  // compact_data); a small map's is the graph document itself.
+  // A small map's data block is the graph document itself. A large map's (netviz/render/html.py,
+  // compact_data) is a first line saying so, then its head and its body, each deflated and in
+  // base64: the head (JSON) is what the first view needs; the body holds one line per host (the
+  // flows whose client is on that host) and one per group, each decoded only when shown.
   var raw = document.getElementById('netviz-data').textContent;
-  var headEnd = raw.indexOf('\n');
-  var payload = JSON.parse(headEnd < 0 ? raw : raw.slice(0, headEnd));
+  var firstEnd = raw.indexOf('\n');
+  var first = JSON.parse(firstEnd < 0 ? raw : raw.slice(0, firstEnd));
+  if (first.packed) {
+    var headEnd = raw.indexOf('\n', firstEnd + 1);
+    var packedHead = raw.slice(firstEnd + 1, headEnd), packedBody = raw.slice(headEnd + 1);
+    raw = null;
+    inflate(packedHead).then(function (text) { run(JSON.parse(text), packedBody); }, failed);
+  } else {
+    raw = null;
+    run(first, null);
+  }
+  // base64 -> bytes -> the browser's own inflater (DecompressionStream: no library, no network).
+  function inflate(base64) {
+    var binary = atob(base64);
+    var bytes = new Uint8Array(binary.length);
+    for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate'))).text();
+  }
+  function failed(error) {
+    var box = document.getElementById('notices');
+    var line = document.createElement('p');
+    line.textContent = 'This browser could not read the map\'s data (' + String(error) + '): a recent Chromium, Firefox or Safari can.';
+    box.appendChild(line);
+    box.hidden = false;
+  }
+
+  function run(payload, packedBody) {
   var COMPACT = payload.compact === 1;
-  if (!COMPACT) raw = null;
+  // A large map's body, inflated after the first view is drawn (null until then).
+  var body = null;
+  var waiting = []; // what the user asked for before the body was there
+  function whenBody(action) {
+    return function () {
+      var self = this, args = arguments;
+      if (!COMPACT || body !== null) return action.apply(self, args);
+      waiting.push(function () { action.apply(self, args); });
+    };
+  }
   timings.parsed = performance.now();
   var strings = COMPACT ? payload.strings : [];
   function str(index) { return index < 0 ? null : strings[index]; }
@@ -101,7 +136,7 @@
   function groupEdgesOf(g) {
     if (!groupLines.has(g)) {
       var span = payload.lines[payload.hosts.length + g];
-      var edges = span ? JSON.parse(raw.substr(headEnd + 1 + span[0], span[1])) : [];
+      var edges = span ? JSON.parse(body.substr(span[0], span[1])) : [];
       groupLines.set(g, edges);
       knowPeers(edges);
     }
@@ -112,7 +147,7 @@
     if (!COMPACT || decodedLines.has(index) || index >= payload.hosts.length) return;
     decodedLines.add(index);
     var span = payload.lines[index];
-    JSON.parse(raw.substr(headEnd + 1 + span[0], span[1])).forEach(function (row) {
+    JSON.parse(body.substr(span[0], span[1])).forEach(function (row) {
       var flow = {
         id: typeof row[0] === 'number' ? 'f' + row[0] : row[0], client: nodeRef(row[1]), server: nodeRef(row[2]),
         proto: str(row[3]), server_port: row[4], server_address: str(row[5]), count: row[6],
@@ -792,8 +827,8 @@
     try { window.history.replaceState(null, '', '#' + params.toString()); } catch (error) { /* a sandboxed frame */ }
   }
   var fragment = readFragment();
-  fragment.open.forEach(function (name) { expanded.add(name); });
-  fragment.groups.forEach(function (g) { openGroups.add(g); });
+  // (A large map opens them once its body is inflated, after the first view.)
+  if (!COMPACT) fragment.open.forEach(function (name) { expanded.add(name); });
 
   // Would the process view, fitted to the screen, draw its process labels? Cytoscape skips a
   // label drawn under 'min-zoomed-font-size' (7 px; process labels are 10 px at zoom 1): past
@@ -1483,7 +1518,7 @@
     download(new Blob([JSON.stringify(graph, null, 1)], { type: 'application/json' }), 'netviz-graph.json');
   }
   document.getElementById('export-png').addEventListener('click', exportPng);
-  document.getElementById('export-json').addEventListener('click', exportJson);
+  document.getElementById('export-json').addEventListener('click', function () { exportJson(); });
 
   // ---- what the map leaves out or is unsure of ----------------------------------------
 
@@ -1535,6 +1570,12 @@
 
   // ---- what tests and benchmarks read ------------------------------------------------
 
+  // What decodes a large map's body waits for it (a click in the first moments is kept, not lost).
+  expand = whenBody(expand);
+  openGroup = whenBody(openGroup);
+  selectElement = whenBody(selectElement);
+  exportJson = whenBody(exportJson);
+
   window.netviz = {
     cy: cy, graph: graph, groupBy: state.groupBy, selected: null, lastSearch: null,
     skippedFlows: COMPACT ? payload.skipped : docFlows.length - usableFlows.length, compact: COMPACT,
@@ -1555,8 +1596,11 @@
   // The legend starts folded: open, it would hide a corner of the map.
   document.getElementById('legend').open = false;
   // A link with a fragment reopens its view: the search, then the focus.
-  if (fragment.q) { searchBox.value = fragment.q; runSearch(fragment.q); }
-  if (fragment.focus) applyFocus(fragment.focus, fragment.hops);
+  function reopen() {
+    if (fragment.q) { searchBox.value = fragment.q; runSearch(fragment.q); }
+    if (fragment.focus) applyFocus(fragment.focus, fragment.hops);
+  }
+  if (!COMPACT) reopen();
   timings.built = performance.now();
   cy.one('render', function () {
     timings.rendered = performance.now();
@@ -1564,8 +1608,20 @@
     requestAnimationFrame(function () {
       timings.drawn = performance.now();
       window.netvizTimings = timings;
-      window.netvizReady = true;
+      if (!COMPACT) { window.netvizReady = true; return; }
+      // Then a large map inflates its body; what needs it waits until then (whenBody).
+      inflate(packedBody).then(function (text) {
+        body = text;
+        timings.body = performance.now();
+        fragment.groups.forEach(function (g) { openGroups.add(g); });
+        fragment.open.forEach(function (name) { expanded.add(name); });
+        if (fragment.open.length || fragment.groups.length) { rebuildHostView(); updateCollapse(); }
+        reopen();
+        waiting.splice(0).forEach(function (task) { task(); });
+        window.netvizReady = true;
+      }, failed);
     });
   });
   cy.forceRender();
+  }
 })();

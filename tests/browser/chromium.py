@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,14 @@ def open_page(html_path: Path, width: int = 1400, height: int = 900, timeout_s: 
         page.add_init_script(_RECORD_VIOLATIONS)
         # A large page may take longer to load than Playwright's default 30 s: the caller's limit holds.
         page.goto(Path(html_path).resolve().as_uri() + (f"#{fragment}" if fragment else ""), timeout=timeout_s * 1000)
-        page.wait_for_function("window.netvizReady === true", timeout=timeout_s * 1000)
+        # Polled from here: Playwright's wait_for_function polls by evaluating a string inside the
+        # page, which the page's Content-Security-Policy (no eval) refuses once the map is not
+        # ready at the first look (a large map inflates its data after the first view).
+        deadline = time.monotonic() + timeout_s
+        while not page.evaluate("window.netvizReady === true"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the map was not ready after {timeout_s:.0f} s: {log.page_errors or 'no page error'}")
+            time.sleep(0.05)
         yield page, log
 
 
