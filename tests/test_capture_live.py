@@ -292,6 +292,8 @@ def test_payload_writes_nothing(tmp_path):
     pipes = set()  # write ends of the pipes the payload made (fd numbers, inherited by its children)
     for line in log.read_text().splitlines():
         call = re.sub(r"^\d+\s+", "", line)
+        if call.startswith("<... "):
+            continue  # the end of a call interrupted by another process's: its start was checked
         name = call.split("(", 1)[0]
         if name in ("pipe", "pipe2"):
             created = re.match(r"pipe2?\(\[(\d+), (\d+)\]", call)

@@ -1168,11 +1168,14 @@ NETLINK_TABLES = {
 # Netlink sock_diag in the other network namespaces: a short-lived child enters each one
 # ---------------------------------------------------------------------------------------------
 #
-# A netlink socket dumps the namespace of the task that opens it, so the payload forks a child
-# per namespace: the child enters it (setns(2) on an fd of /proc/PID/ns/net, through ctypes),
-# runs the same dumps as above, sends the records to the parent over a pipe (marshal) and ends
-# with os._exit. The parent reads with a deadline, reaps the child always, and kills it when it
-# overstays; the namespace is then read from /proc/PID/net text, which gives the same records.
+# A netlink socket dumps the namespace of the task that opens it, so the payload forks a few
+# children (one per CPU, at most NAMESPACE_PARALLEL) that share the other namespaces: each enters
+# its namespaces one after the other (setns(2) on an fd of /proc/PID/ns/net, through ctypes),
+# runs the same dumps as above in each, sends the records to the parent over a pipe (marshal)
+# and ends with os._exit. They are forked before the parent walks the processes' fds (the
+# parent is small then, and the kernel's walks of the socket tables run beside its own work).
+# The parent reads with a deadline per namespace, reaps every child, and kills one that
+# overstays; a namespace without a reply is read from /proc/PID/net text (the same records).
 # setns needs CAP_SYS_ADMIN (root); seccomp, a missing libc symbol or an old kernel end it too.
 
 CLONE_NEWNET = 0x40000000
@@ -1238,28 +1241,43 @@ def netlink_tables(tables, counters=None):
     return out
 
 
-def _namespace_child(netns_fd, write_fd, tables, with_counters, timeout, parent):
-    """The child's whole life: enter the namespace, dump `tables`, write the reply, _exit."""
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# A child's reply for each namespace in turn: this header (the namespace's index in the child's
+# list, the length of what follows), then marshal.dumps of ("ok", dumped, counters) or ("setns", errno).
+_FRAME = struct.Struct("=II")
+
+
+def _namespace_child(jobs, write_fd, with_counters, timeout, parent):
+    """The child's whole life: enter each namespace of `jobs` ([(netns_fd, tables)]) in turn,
+    dump its tables, write its reply; then _exit."""
     status = 1
     try:
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.alarm(int(timeout) + 2)  # ends the child even if the parent is stopped
         for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE"):
             signal.signal(getattr(signal, name), signal.SIG_DFL)
         setns, prctl, get_errno = _libc()
         prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # the parent dies: so does the child
         if os.getppid() != parent:
             os._exit(1)  # the parent died before prctl
-        if setns(netns_fd, CLONE_NEWNET) != 0:
-            reply = ("setns", get_errno())
-        else:
-            counters = {} if with_counters else None
-            reply = ("ok", netlink_tables(tables, counters), counters)
-        data = marshal.dumps(reply)
-        reply = None
-        view = memoryview(data)
-        while view:
-            view = view[os.write(write_fd, view):]
+        for index, (netns_fd, tables) in enumerate(jobs):
+            signal.alarm(int(timeout) + 2)  # ends the child even if the parent is stopped
+            if setns(netns_fd, CLONE_NEWNET) != 0:
+                reply = ("setns", get_errno())
+            else:
+                counters = {} if with_counters else None
+                reply = ("ok", netlink_tables(tables, counters), counters)
+            data = marshal.dumps(reply)
+            refused = reply[0] == "setns"
+            reply = None
+            _write_all(write_fd, _FRAME.pack(index, len(data)) + data)
+            data = None
+            if refused:
+                break  # what refused one namespace refuses the others
         status = 0
     finally:
         os._exit(status)
@@ -1271,20 +1289,33 @@ def _failure(errno_value, message, systemic):
     return error
 
 
-class NamespaceChild(object):
-    """One child dumping one namespace: forked by start(), fed by the parent as its pipe is
-    readable, reaped by finish() or kill() (always one of them)."""
+def _reply(data):
+    """(dumped, counters) from one namespace's reply; raises OSError (with `.systemic`)."""
+    try:
+        reply = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        reply = None
+    if reply and reply[0] == "ok":
+        return reply[1], reply[2]
+    if reply and reply[0] == "setns":
+        raise _failure(reply[1], "setns: %s" % os.strerror(reply[1] or 0), True)
+    raise _failure(errno.EIO, "a child sent a reply it could not have written", True)
 
-    def __init__(self, netns_fd, tables, with_counters=True, timeout=NAMESPACE_TIMEOUT):
-        self.netns_fd = netns_fd
-        self.tables = tables
+
+class NamespaceChild(object):
+    """One child dumping the namespaces of `jobs` ([(key, netns_fd, tables)]) one after the
+    other: forked by start(), fed by the parent as its pipe is readable (each namespace has
+    `timeout` seconds from the end of the one before), reaped by finish() (always)."""
+
+    def __init__(self, jobs, with_counters=True, timeout=NAMESPACE_TIMEOUT):
+        self.jobs = jobs
         self.with_counters = with_counters
         self.timeout = timeout
         self.pid = None
         self.fd = None
         self.deadline = None
-        self.chunks = []
-        self.size = 0
+        self.buffer = bytearray()
+        self.replies = []  # (key, reply bytes) read and not yet decoded
         self.ended = False  # the child closed its end: it is exiting
         self.failure = None
 
@@ -1302,7 +1333,7 @@ class NamespaceChild(object):
             try:
                 os.close(read_fd)
             finally:
-                _namespace_child(self.netns_fd, write_fd, self.tables, self.with_counters, self.timeout,
+                _namespace_child([job[1:] for job in self.jobs], write_fd, self.with_counters, self.timeout,
                                  os.getppid())
         os.close(write_fd)
         self.pid, self.fd = pid, read_fd
@@ -1317,11 +1348,18 @@ class NamespaceChild(object):
         if not chunk:
             self.ended = True
             return True
-        self.size += len(chunk)
-        if self.size > MAX_NAMESPACE_REPLY:
-            self.failure = _failure(errno.EFBIG, "more than %d bytes of sockets" % MAX_NAMESPACE_REPLY, False)
-            return True
-        self.chunks.append(chunk)
+        buffer = self.buffer
+        buffer += chunk
+        while len(buffer) >= _FRAME.size:
+            index, length = _FRAME.unpack_from(buffer)
+            if length > MAX_NAMESPACE_REPLY or index >= len(self.jobs):
+                self.failure = _failure(errno.EFBIG, "a reply of more than %d bytes" % MAX_NAMESPACE_REPLY, False)
+                return True
+            if len(buffer) < _FRAME.size + length:
+                break
+            self.replies.append((self.jobs[index][0], bytes(buffer[_FRAME.size:_FRAME.size + length])))
+            del buffer[:_FRAME.size + length]
+            self.deadline = time.monotonic() + self.timeout  # the next namespace's turn
         return False
 
     def expired(self, now):
@@ -1330,37 +1368,19 @@ class NamespaceChild(object):
         self.failure = _failure(errno.ETIMEDOUT, "a child took more than %g s" % self.timeout, True)
         return True
 
-    def kill(self):
-        """End the child now, if it still runs, and reap it."""
+    def finish(self):
+        """Close the pipe and reap the child (killed unless it ended by itself). Returns the
+        failure that ended it early, or None."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
         if self.pid is not None:
             pid, self.pid = self.pid, None
-            return _reap(pid, 0)
-        return None
-
-    def finish(self):
-        """(dumped, tcp_info counters) from the reply; raises OSError (with `.systemic`)."""
-        os.close(self.fd)
-        self.fd = None
-        pid, self.pid = self.pid, None
-        status = _reap(pid, self.deadline if self.ended and self.failure is None else 0)
-        if self.failure is not None:
-            raise self.failure
-        data = b"".join(self.chunks)
-        del self.chunks[:]
-        try:
-            reply = marshal.loads(data) if status == 0 else None
-        except (EOFError, ValueError, TypeError):
-            reply = None
-        if reply and reply[0] == "ok":
-            return reply[1], reply[2]
-        if reply and reply[0] == "setns":
-            raise _failure(reply[1], "setns: %s" % os.strerror(reply[1] or 0), True)
-        if status is not None and os.WIFSIGNALED(status):
-            raise _failure(errno.EINTR, "a child was killed by signal %d" % os.WTERMSIG(status), True)
-        raise _failure(errno.EIO, "a child ended without a reply", True)
+            status = _reap(pid, self.deadline if self.ended and self.failure is None else 0)
+            if self.failure is None and status is not None and os.WIFSIGNALED(status):
+                self.failure = _failure(errno.EINTR, "a child was killed by signal %d" % os.WTERMSIG(status),
+                                        True)
+        return self.failure
 
 
 def _reap(pid, deadline):
@@ -1382,7 +1402,8 @@ def _reap(pid, deadline):
 
 
 def _pump(running, timeout):
-    """Wait up to `timeout` seconds for the running children; returns those that are done."""
+    """Wait up to `timeout` seconds for the running children, feeding those that wrote;
+    returns those that are done."""
     import select
     now = time.monotonic()
     done = [child for child in running if child.expired(now)]
@@ -1393,21 +1414,6 @@ def _pump(running, timeout):
         if child.feed():
             done.append(child)
     return done
-
-
-def namespace_dump(netns_fd, tables, with_counters=True, timeout=NAMESPACE_TIMEOUT):
-    """The netlink dumps of `tables` in the network namespace of `netns_fd`, by one child that
-    enters it: (netlink_tables(...) there, its tcp_info counters or None). Raises OSError when
-    the namespace could not be read that way; `.systemic` is True when the same would happen
-    in every namespace (setns refused, no ctypes, a child that hangs or dies)."""
-    child = NamespaceChild(netns_fd, tables, with_counters, timeout)
-    child.start()
-    try:
-        while not _pump([child], timeout):
-            pass
-        return child.finish()
-    finally:
-        child.kill()
 
 
 def namespace_parallelism():
@@ -1421,61 +1427,90 @@ def namespace_parallelism():
 
 
 class NamespaceDumps(object):
-    """The children of a capture: one per namespace given to add(), at most `parallel` at once,
-    started in the order added; take() returns a namespace's result once its child is done,
-    feeding the others meanwhile. close() kills and reaps whatever still runs."""
+    """The children of a capture. add() gives a namespace to dump; the first poll() or take()
+    forks `parallel` children (or fewer) that share the namespaces, in the order added, while
+    the parent goes on with its work; take() returns a namespace's result once it came,
+    feeding the children meanwhile. close() kills and reaps whatever still runs."""
 
-    def __init__(self, entry, coverage, parallel):
+    def __init__(self, entry, coverage, parallel, timeout=NAMESPACE_TIMEOUT):
         self.entry = entry
         self.coverage = coverage
         self.parallel = parallel
-        self.queue = []  # (key, child) not started yet
+        self.timeout = timeout
+        self.jobs = []  # (key, netns_fd, tables) not given to a child yet
         self.running = []
         self.results = {}  # key -> (dumped, counters), or None: read the text
 
-    def add(self, key, child):
-        self.queue.append((key, child))
+    def add(self, key, netns_fd, tables):
+        self.jobs.append((key, netns_fd, tables))
 
-    def _start_more(self):
-        while self.queue and len(self.running) < self.parallel and self.entry.usable():
-            key, child = self.queue.pop(0)
-            child.key = key
-            try:
-                child.start()
-            except OSError as error:
-                self._failed(key, error)
-                continue
-            self.running.append(child)
-        if not self.entry.usable():
-            for key, child in self.queue:
+    def _start(self):
+        jobs, self.jobs = self.jobs, []
+        if not jobs:
+            return
+        count = min(self.parallel, len(jobs))
+        for number in range(count):
+            child = NamespaceChild(jobs[number::count], True, self.timeout)  # turn by turn: the order taken
+            if self.entry.usable():
+                try:
+                    child.start()
+                except OSError as error:
+                    self._failed(error)
+                else:
+                    self.running.append(child)
+                    continue
+            for key, _, _ in child.jobs:
                 self.results[key] = None
-            del self.queue[:]
 
-    def _failed(self, key, error):
-        self.results[key] = None
+    def _failed(self, error):
         self.entry.fallbacks += 1
         if getattr(error, "systemic", True) and self.entry.usable():
             self.entry.give_up(str(error.strerror or error), self.coverage)
 
+    def _collect_replies(self, child):
+        for key, data in child.replies:
+            try:
+                self.results[key] = _reply(data)
+                self.entry.entered += 1
+            except OSError as error:
+                self.results[key] = None
+                self._failed(error)
+        del child.replies[:]
+
+    def _wait(self, timeout):
+        finished = _pump(self.running, timeout)
+        for child in self.running:
+            self._collect_replies(child)
+        for child in finished:
+            self.running.remove(child)
+            failure = child.finish()
+            self._collect_replies(child)
+            if failure is not None:
+                self._failed(failure)
+            for key, _, _ in child.jobs:
+                self.results.setdefault(key, None)  # never answered: its text is read
+
+    def poll(self):
+        """Start the children, and read what they have written; never waits (the parent calls
+        it between processes while it walks their fds)."""
+        if self.jobs:
+            self._start()
+        if self.running:
+            self._wait(0)
+
     def take(self, key):
         """(dumped, counters) of namespace `key`, or None (not added, or it failed: read the text)."""
-        self._start_more()
-        while key not in self.results and (self.running or self.queue):
-            for child in _pump(self.running, 1.0):
-                self.running.remove(child)
-                try:
-                    self.results[child.key] = child.finish()
-                    self.entry.entered += 1
-                except OSError as error:
-                    self._failed(child.key, error)
-            self._start_more()
+        if self.jobs:
+            self._start()
+        while key not in self.results and self.running:
+            self._wait(1.0)
         return self.results.pop(key, None)
 
     def close(self):
         for child in self.running:
-            child.kill()
+            child.finish()
         del self.running[:]
-        del self.queue[:]
+        del self.jobs[:]
         self.results.clear()
 
 
@@ -2195,9 +2230,9 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False,
     `proc_root` is where procfs is mounted (a fake tree in tests); `etc_root` holds passwd and
     machine-id. With `use_netlink` and the live /proc, TCP and UDP are dumped through netlink
     sock_diag: in the payload's own namespace directly, in every other one by a short-lived
-    child that enters it (with `enter_namespaces`; namespace_dump, at most `namespace_timeout`
-    seconds each); the /proc/PID/net text is the fallback and gives the same records. With `compact`, each namespace's sockets are a SocketList of
-    tuples (for write_json, which streams them); otherwise they are plain dicts and the
+    child that enters it (with `enter_namespaces`; NamespaceDumps, at most `namespace_timeout`
+    seconds per namespace); the /proc/PID/net text is the fallback, with the same records.
+    With `compact`, each namespace's sockets are a SocketList of tuples (for write_json, which streams them); otherwise they are plain dicts and the
     document can go straight to json.dumps. With `second_pass` (a window's closing capture),
     the fds are walked once more for the sockets that no process held in the first walk: the
     tables are read after the fds, so a socket created in between has its holder only then.
@@ -2230,12 +2265,66 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False,
         except OSError:
             own_netns = None
 
+    # Entering namespaces works only from a live /proc that shows our own pid namespace, and
+    # is never tried from a threaded process (`netviz capture` in-process): a forked child of
+    # one may find a lock held forever by a thread that is not there.
+    threads = sys.modules.get("threading")
+    entry = NamespaceEntry(enabled=use_netlink and enter_namespaces and own_netns is not None
+                           and (threads is None or threads.active_count() <= 1),
+                           timeout=namespace_timeout)
+    dumps = NamespaceDumps(entry, coverage, namespace_parallelism(), namespace_timeout)
+    namespace_fds = []
+    try:
+        pids = list_pids(proc_root)
+        if entry.usable():
+            # The children dump the other namespaces while this process walks the processes' fds.
+            _start_dumps(proc_root, pids, own_pid, own_netns, dumps, namespace_fds)
+        return _collect(proc_root, etc_root, use_netlink, compact, second_pass, started, coverage, host,
+                        own_pid, own_netns, users, pids, dumps)
+    finally:
+        dumps.close()
+        for netns_fd in namespace_fds:
+            os.close(netns_fd)
+
+
+def _start_dumps(proc_root, pids, own_pid, own_netns, dumps, namespace_fds):
+    """Give every network namespace of `pids` but our own its child (NamespaceDumps.add), pinned
+    by an fd of its ns/net file (kept in `namespace_fds`), with the tables its sockstat says are
+    worth a dump."""
+    seen = set([own_netns])
+    jobs = []
+    for pid in pids:
+        if pid == own_pid:
+            continue
+        base = os.path.join(proc_root, str(pid))
+        try:
+            key = _netns_key(base + "/ns/net")
+        except OSError:
+            continue
+        if key in seen:
+            continue
+        netns_fd = _open_namespace(base + "/ns/net", key)
+        if netns_fd is None:
+            continue
+        seen.add(key)
+        namespace_fds.append(netns_fd)
+        wanted = netlink_wanted(read_sockstat(base + "/net"))
+        if wanted:
+            jobs.append((key[1], netns_fd, wanted))
+    for netns, netns_fd, wanted in sorted(jobs, key=operator.itemgetter(0)):  # the order they are read in
+        dumps.add(netns, netns_fd, wanted)
+
+
+def _collect(proc_root, etc_root, use_netlink, compact, second_pass, started, coverage, host, own_pid,
+             own_netns, users, pids, dumps):
+    """collect(), once the children are on their way."""
     processes = []
     held = {}  # pid -> socket inodes among its fds
     namespace_pids = {}  # netns inode -> pids living in it (in scan order)
-    for pid in list_pids(proc_root):
+    for pid in pids:
         if pid == own_pid:
             continue  # the payload itself
+        dumps.poll()
         result = read_process(proc_root, pid, users, coverage)
         if result is None:
             continue
@@ -2253,42 +2342,7 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False,
     if own_netns is not None:
         readers.setdefault(own_netns[1], []).append(own_pid)
 
-    # Entering namespaces works only from a live /proc that shows our own pid namespace, and
-    # is never tried from a threaded process (`netviz capture` in-process): a forked child of
-    # one may find a lock held forever by a thread that is not there.
-    threads = sys.modules.get("threading")
-    entry = NamespaceEntry(enabled=use_netlink and enter_namespaces and own_netns is not None
-                           and (threads is None or threads.active_count() <= 1),
-                           timeout=namespace_timeout)
-    namespace_fds = []
-    dumps = NamespaceDumps(entry, coverage, namespace_parallelism())
-    try:
-        if entry.usable():
-            # Every other namespace gets its child now, pinned by an fd of its ns/net file; the
-            # children run (a few at once) while the namespaces are read below, in order.
-            for netns in sorted(readers):
-                if own_netns is not None and netns == own_netns[1]:
-                    continue
-                for pid in readers[netns]:
-                    base = os.path.join(proc_root, str(pid))
-                    try:
-                        key = _netns_key(base + "/ns/net")
-                    except OSError:
-                        continue
-                    netns_fd = _open_namespace(base + "/ns/net", key) if key[1] == netns else None
-                    if netns_fd is None:
-                        continue
-                    namespace_fds.append(netns_fd)
-                    wanted = netlink_wanted(read_sockstat(base + "/net"))
-                    if wanted:
-                        dumps.add(netns, NamespaceChild(netns_fd, wanted, True, namespace_timeout))
-                    break
-        namespaces = _read_namespaces(proc_root, readers, namespace_pids, own_netns, use_netlink, coverage,
-                                      dumps)
-    finally:
-        dumps.close()
-        for netns_fd in namespace_fds:
-            os.close(netns_fd)
+    namespaces = _read_namespaces(proc_root, readers, namespace_pids, own_netns, use_netlink, coverage, dumps)
 
     known = set()
     for netns, _count, table in namespaces:
