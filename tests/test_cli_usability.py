@@ -91,7 +91,11 @@ def test_the_table_piped_to_grep_keeps_each_flow_on_one_line(tmp_path):
 
 
 def test_show_completion_prints_a_bash_script_for_netviz():
-    done = netviz("--show-completion", "bash", env={"SHELL": "/bin/bash"})
+    # typed in a bash, as a user does: typer finds the shell among the command's parents (the
+    # `; exit` keeps bash from replacing itself with the command, whatever runs the test suite)
+    done = subprocess.run(["bash", "-c", 'netviz() { "$0" -m netviz "$@"; }; netviz --show-completion; exit $?',
+                           sys.executable], cwd=REPO, env={**os.environ, "SHELL": "/bin/bash"},
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "_NETVIZ_COMPLETE=complete_bash" in done.stdout and "complete " in done.stdout
     assert re.search(r"-F _netviz_completion netviz$", done.stdout, re.M), done.stdout
