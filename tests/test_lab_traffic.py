@@ -144,8 +144,9 @@ def test_a_rate_limited_link_raises_the_rtt_and_retransmits_of_the_flow_through_
     assert limited["bytes_sent"] > 0
     # 1 mbit through a queue of up to 400 ms: tens to hundreds of ms, against well under one on the bridge
     assert limited["rtt_median_ms"] > 20 > 10 * paced["rtt_median_ms"], (limited, paced)
-    # its small queue drops segments, which the sender resends; the paced flow lost none
-    assert limited["retransmits"] > 0 and paced["retransmits"] == 0, (limited, paced)
+    # its small queue drops segments, which the sender resends; the paced flow lost next to none
+    # (a busy machine can delay one segment on the bridge long enough to be resent)
+    assert limited["retransmits"] > 0 and paced["retransmits"] <= limited["retransmits"] // 20, (limited, paced)
     ss_rtt, _ = _ss_facts(_ss(lab.machines["m02"], f"( dport = :{PORT} )"))
     assert ss_rtt > 20, ss_rtt  # the kernel's own reader sees the same queue
 
