@@ -293,3 +293,18 @@ def test_a_namespace_counting_no_conntrack_entry_is_not_walked(tmp_path, entries
     assert capture.conntrack_count(str(net)) == entries
     table = capture.read_namespace(str(net), capture.Coverage())
     assert len(table["conntrack"]) == expected
+
+
+def test_a_child_enters_only_the_namespace_it_was_given(tmp_path):
+    """The child opens the ns/net file itself and checks it is still the namespace listed (the
+    process may have exited and its pid gone to a process elsewhere): if not, no setns, and the
+    parent reads that namespace's text."""
+    def setns(fd, kind):
+        raise AssertionError("setns on a namespace that is not the one listed")
+
+    key = capture._netns_key("/proc/self/ns/net")
+    assert capture._enter(setns, lambda: 0, "/proc/self/ns/net", (key[0], key[1] + 1)) == ("gone", 0)
+    assert capture._enter(setns, lambda: 0, str(tmp_path / "missing"), key)[0] == "gone"
+    with pytest.raises(OSError) as raised:
+        capture._reply(__import__("marshal").dumps(("gone", 3)))
+    assert raised.value.systemic is False  # that namespace only: the others are still entered

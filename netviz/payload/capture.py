@@ -1252,9 +1252,27 @@ def _write_all(fd, data):
 _FRAME = struct.Struct("=II")
 
 
+def _enter(setns, get_errno, path, key):
+    """Enter the network namespace of the file `path` if it is still namespace `key` (st_dev,
+    st_ino); None when entered, else the reply that says why not."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        return ("gone", error.errno or 0)
+    try:
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) != key:
+            return ("gone", 0)  # the process left, and its pid went to another one
+        if setns(fd, CLONE_NEWNET) != 0:
+            return ("setns", get_errno())
+        return None
+    finally:
+        os.close(fd)
+
+
 def _namespace_child(jobs, write_fd, with_counters, timeout, parent):
-    """The child's whole life: enter each namespace of `jobs` ([(netns_fd, tables)]) in turn,
-    dump its tables, write its reply; then _exit."""
+    """The child's whole life: enter each namespace of `jobs` ([(ns/net path, key, tables)]) in
+    turn, dump its tables, write its reply; then _exit."""
     status = 1
     try:
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
@@ -1264,11 +1282,10 @@ def _namespace_child(jobs, write_fd, with_counters, timeout, parent):
         prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # the parent dies: so does the child
         if os.getppid() != parent:
             os._exit(1)  # the parent died before prctl
-        for index, (netns_fd, tables) in enumerate(jobs):
+        for index, (path, key, tables) in enumerate(jobs):
             signal.alarm(int(timeout) + 2)  # ends the child even if the parent is stopped
-            if setns(netns_fd, CLONE_NEWNET) != 0:
-                reply = ("setns", get_errno())
-            else:
+            reply = _enter(setns, get_errno, path, key)
+            if reply is None:
                 counters = {} if with_counters else None
                 reply = ("ok", netlink_tables(tables, counters), counters)
             data = marshal.dumps(reply)
@@ -1299,11 +1316,13 @@ def _reply(data):
         return reply[1], reply[2]
     if reply and reply[0] == "setns":
         raise _failure(reply[1], "setns: %s" % os.strerror(reply[1] or 0), True)
+    if reply and reply[0] == "gone":
+        raise _failure(reply[1] or errno.ESRCH, "the namespace's process is gone", False)
     raise _failure(errno.EIO, "a child sent a reply it could not have written", True)
 
 
 class NamespaceChild(object):
-    """One child dumping the namespaces of `jobs` ([(key, netns_fd, tables)]) one after the
+    """One child dumping the namespaces of `jobs` ([(netns, ns/net path, key, tables)]) one after the
     other: forked by start(), fed by the parent as its pipe is readable (each namespace has
     `timeout` seconds from the end of the one before), reaped by finish() (always)."""
 
@@ -1410,7 +1429,13 @@ def _pump(running, timeout):
     if done:
         return done
     wait = max(0.0, min([timeout] + [child.deadline - now for child in running]))
-    for child in select.select(running, [], [], wait)[0]:
+    poller = select.poll()  # not select(): no limit on fd numbers
+    by_fd = {}
+    for child in running:
+        poller.register(child.fd, select.POLLIN)
+        by_fd[child.fd] = child
+    for fd, _events in poller.poll(int(wait * 1000 + 0.999)):
+        child = by_fd[fd]
         if child.feed():
             done.append(child)
     return done
@@ -1437,12 +1462,14 @@ class NamespaceDumps(object):
         self.coverage = coverage
         self.parallel = parallel
         self.timeout = timeout
-        self.jobs = []  # (key, netns_fd, tables) not given to a child yet
+        self.jobs = []  # (netns, ns/net path, key, tables) not given to a child yet
         self.running = []
         self.results = {}  # key -> (dumped, counters), or None: read the text
 
-    def add(self, key, netns_fd, tables):
-        self.jobs.append((key, netns_fd, tables))
+    def add(self, netns, path, key, tables):
+        """Dump `tables` in namespace `netns` (its inode), entered through the file `path`
+        (/proc/PID/ns/net) if it is still `key` (st_dev, st_ino) then."""
+        self.jobs.append((netns, path, key, tables))
 
     def _start(self):
         jobs, self.jobs = self.jobs, []
@@ -1459,8 +1486,8 @@ class NamespaceDumps(object):
                 else:
                     self.running.append(child)
                     continue
-            for key, _, _ in child.jobs:
-                self.results[key] = None
+            for job in child.jobs:
+                self.results[job[0]] = None
 
     def _failed(self, error):
         self.entry.fallbacks += 1
@@ -1487,8 +1514,8 @@ class NamespaceDumps(object):
             self._collect_replies(child)
             if failure is not None:
                 self._failed(failure)
-            for key, _, _ in child.jobs:
-                self.results.setdefault(key, None)  # never answered: its text is read
+            for job in child.jobs:
+                self.results.setdefault(job[0], None)  # never answered: its text is read
 
     def poll(self):
         """Start the children, and read what they have written; never waits (the parent calls
@@ -1815,24 +1842,6 @@ def conntrack_netlink_obstacle(modules_text, builtin_text):
 def _netns_key(path):
     info = os.stat(path)
     return info.st_dev, info.st_ino
-
-
-def _open_namespace(path, key):
-    """An fd of the namespace file `path` when it is still the namespace `key` (the process
-    may have moved or exited since it was stat'ed), else None; None also when it cannot be
-    opened (another user's process without root): its text is read instead."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-    except OSError:
-        info = None
-    if info is None or (info.st_dev, info.st_ino) != key:
-        os.close(fd)
-        return None
-    return fd
 
 
 # Where bind mounts give network namespaces a name: `ip netns add NAME`, and Docker's sandboxes.
@@ -2273,24 +2282,21 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False,
                            and (threads is None or threads.active_count() <= 1),
                            timeout=namespace_timeout)
     dumps = NamespaceDumps(entry, coverage, namespace_parallelism(), namespace_timeout)
-    namespace_fds = []
     try:
         pids = list_pids(proc_root)
         if entry.usable():
             # The children dump the other namespaces while this process walks the processes' fds.
-            _start_dumps(proc_root, pids, own_pid, own_netns, dumps, namespace_fds)
+            _start_dumps(proc_root, pids, own_pid, own_netns, dumps)
         return _collect(proc_root, etc_root, use_netlink, compact, second_pass, started, coverage, host,
                         own_pid, own_netns, users, pids, dumps)
     finally:
         dumps.close()
-        for netns_fd in namespace_fds:
-            os.close(netns_fd)
 
 
-def _start_dumps(proc_root, pids, own_pid, own_netns, dumps, namespace_fds):
-    """Give every network namespace of `pids` but our own its child (NamespaceDumps.add), pinned
-    by an fd of its ns/net file (kept in `namespace_fds`), with the tables its sockstat says are
-    worth a dump."""
+def _start_dumps(proc_root, pids, own_pid, own_netns, dumps):
+    """Give every network namespace of `pids` but our own to the children (NamespaceDumps.add),
+    with the tables its sockstat says are worth a dump. The children open the ns/net files
+    themselves, one at a time: the parent holds no fd per namespace (a host may have thousands)."""
     seen = set([own_netns])
     jobs = []
     for pid in pids:
@@ -2303,16 +2309,12 @@ def _start_dumps(proc_root, pids, own_pid, own_netns, dumps, namespace_fds):
             continue
         if key in seen:
             continue
-        netns_fd = _open_namespace(base + "/ns/net", key)
-        if netns_fd is None:
-            continue
         seen.add(key)
-        namespace_fds.append(netns_fd)
         wanted = netlink_wanted(read_sockstat(base + "/net"))
         if wanted:
-            jobs.append((key[1], netns_fd, wanted))
-    for netns, netns_fd, wanted in sorted(jobs, key=operator.itemgetter(0)):  # the order they are read in
-        dumps.add(netns, netns_fd, wanted)
+            jobs.append((key[1], base + "/ns/net", key, wanted))
+    for job in sorted(jobs, key=operator.itemgetter(0)):  # the order they are read in
+        dumps.add(*job)
 
 
 def _collect(proc_root, etc_root, use_netlink, compact, second_pass, started, coverage, host, own_pid,
