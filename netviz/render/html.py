@@ -127,6 +127,9 @@ class _Strings:
         """The index of `value` (None: -1)."""
         if value is None:
             return -1
+        found = self.index.get(value) if type(value) is str else None
+        if found is not None:
+            return found
         text = str(value)
         found = self.index.get(text)
         if found is None:
@@ -135,13 +138,13 @@ class _Strings:
         return found
 
 
-_NUMBERED = re.compile(r"[nf][1-9][0-9]{0,15}\Z")
-
-
 def _short_id(value: Any, prefix: str) -> Any:
     """`n123` as 123 (the page adds the prefix back), any other id as its text."""
     text = str(value)
-    return int(text[1:]) if text[:1] == prefix and _NUMBERED.match(text) else text
+    digits = text[1:]
+    if text[:1] == prefix and digits.isascii() and digits.isdigit() and digits[0] != "0" and len(digits) < 16:
+        return int(digits)
+    return text
 
 
 def compact_data(graph_doc: dict[str, Any], title: str = "netviz",
