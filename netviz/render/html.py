@@ -50,7 +50,7 @@ COMPACT_ELEMENTS = 20_000
 # node per group of hosts (the hosts' `group` when the document gives one, else runs of about
 # AUTO_GROUP_SIZE hosts along the ring order, so hosts that talk share a group).
 GROUP_OVERVIEW_HOSTS = 600
-GROUP_OVERVIEW_EDGES = 8_000
+GROUP_OVERVIEW_EDGES = 12_000
 AUTO_GROUP_SIZE = 100
 # The keys of nodes and flows the compact form writes as array columns; any other key is kept
 # as it is in a trailing object (identity, window, traffic...), so nothing is lost but `key`.
