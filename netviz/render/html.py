@@ -286,6 +286,8 @@ def compact_data(graph_doc: dict[str, Any], title: str = "netviz",
             group_edges.append(row)
         lines.extend(embed_json(rows) for rows in touching)
         edge_rows = []
+        # Nor does it need the nodes: they go last in the body, decoded just after the first view.
+        lines.append(embed_json(node_rows))
     offsets = []
     at = 0
     for line in lines:
@@ -294,7 +296,9 @@ def compact_data(graph_doc: dict[str, Any], title: str = "netviz",
     head = {
         "compact": 1, "title": title,
         "graph": {key: value for key, value in graph_doc.items() if key not in ("hosts", "nodes", "flows")},
-        "hosts": hosts, "strings": strings.texts, "nodes": node_rows, "edges": edge_rows, "groupEdges": group_edges,
+        "hosts": hosts, "strings": strings.texts, "nodes": None if overview else node_rows,
+        "processLevel": any(kind != "host" for kind in node_kind.values()),
+        **({"nodesLine": len(lines) - 1} if overview else {}), "edges": edge_rows, "groupEdges": group_edges,
         "ring": ring,
         "groups": overview, "lines": offsets, "skipped": skipped, "window": window,
         "counts": {"nodes": sum(len(rows) for rows in node_rows), "flows": sum(len(rows) for rows in flow_lines)},

@@ -54,11 +54,13 @@
   var graph = COMPACT ? Object.assign({}, payload.graph, { hosts: payload.hosts }) : (payload.graph || {});
   var layout = payload.layout || { nodes: {}, machines: {} };
   var hosts = graph.hosts || [];
-  var docNodes = COMPACT ? decodeNodes() : (graph.nodes || []);
+  // With an overview by group the nodes are in the body too (the groups need none of them): they
+  // are decoded with it, just after the first view.
+  var docNodes = COMPACT ? (payload.nodes ? decodeNodes(payload.nodes) : []) : (graph.nodes || []);
   var docFlows = COMPACT ? [] : (graph.flows || []); // compact: the flows of the lines decoded so far
-  function decodeNodes() {
+  function decodeNodes(rowsByHost) {
     var nodes = [];
-    payload.nodes.forEach(function (rows, index) {
+    rowsByHost.forEach(function (rows, index) {
       var host = String(payload.hosts[index].name);
       rows.forEach(function (row) {
         var node = {
@@ -93,12 +95,13 @@
   hosts.forEach(function (host) { machineFor(String(host.name)).host = host; });
 
   var nodeById = new Map();
-  docNodes.forEach(function (node) {
+  function registerNode(node) {
     nodeById.set(String(node.id), node);
     var machine = machineFor(String(node.host));
     machine.nodes.push(node);
     if ((node.ingress || []).length) machine.hasIngress = true;
-  });
+  }
+  docNodes.forEach(registerNode);
   var flowById = new Map();
   var flowsOf = new Map(); // node id -> {out: [], in: []}
   function flowSlot(id) {
@@ -115,7 +118,8 @@
     flowSlot(String(flow.server)).in.push(flow);
   });
   // A document already grouped by machine has no process level to show.
-  var hasProcessLevel = docNodes.some(function (node) { return node.kind !== 'host'; });
+  var hasProcessLevel = COMPACT && payload.processLevel !== undefined ? payload.processLevel
+    : docNodes.some(function (node) { return node.kind !== 'host'; });
 
   // ---- a large map's flows, decoded host by host ----------------------------------------
 
@@ -1401,7 +1405,7 @@
   searchBox.addEventListener('keydown', function (event) {
     if (event.key !== 'Enter') return;
     clearTimeout(searchTimer);
-    var matched = runSearch(searchBox.value);
+    var matched = runSearch(searchBox.value) || cy.collection();
     if (matched.length) cy.fit(matched.union(boxesOf(matched)), 60);
   });
 
@@ -1562,7 +1566,7 @@
   var summary = graph.summary || {};
   document.getElementById('summary').textContent =
     (summary.hosts !== undefined ? summary.hosts : machineList.length) + ' hosts \u00b7 ' +
-    docNodes.length + ' nodes \u00b7 ' + (COMPACT ? payload.counts.flows : usableFlows.length) + ' flows' +
+    (COMPACT ? payload.counts.nodes : docNodes.length) + ' nodes \u00b7 ' + (COMPACT ? payload.counts.flows : usableFlows.length) + ' flows' +
     (COMPACT && payload.skipped ? ' \u00b7 ' + payload.skipped + ' flows to unknown nodes not drawn' : '') +
     (summary.outside ? ' \u00b7 ' + summary.outside + ' outside' : '') +
     (summary.unresolved ? ' \u00b7 ' + summary.unresolved + ' unresolved' : '') +
@@ -1575,6 +1579,7 @@
   openGroup = whenBody(openGroup);
   selectElement = whenBody(selectElement);
   exportJson = whenBody(exportJson);
+  runSearch = whenBody(runSearch);
 
   window.netviz = {
     cy: cy, graph: graph, groupBy: state.groupBy, selected: null, lastSearch: null,
@@ -1612,6 +1617,10 @@
       // Then a large map inflates its body; what needs it waits until then (whenBody).
       inflate(packedBody).then(function (text) {
         body = text;
+        if (payload.nodesLine !== undefined) {
+          var span = payload.lines[payload.nodesLine];
+          decodeNodes(JSON.parse(body.substr(span[0], span[1]))).forEach(function (node) { docNodes.push(node); registerNode(node); });
+        }
         timings.body = performance.now();
         fragment.groups.forEach(function (g) { openGroups.add(g); });
         fragment.open.forEach(function (name) { expanded.add(name); });
