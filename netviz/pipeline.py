@@ -223,8 +223,8 @@ class _Recording:
         self._add(result.name, status=result.status, category=result.kind, message=result.message,
                   timings=result.timings.as_dict(), seconds=result.seconds, snapshot_json=result.snapshot_json,
                   collected_at=result.finished_at if result.ok else None)
-        if self._writer is None and result.snapshot is not None:
-            self.snapshots[result.name] = result.snapshot
+        if self._writer is None and result.snapshot_json is not None:
+            self.snapshots[result.name] = result.snapshot or _parsed(result)
         result.release()
 
     def record_unfinished(self, name: str) -> None:
@@ -291,6 +291,14 @@ class _Recording:
                               snapshots=self.snapshots if self.problem is not None else {}, cache_root=self.root)
 
 
+def _parsed(result: HostResult) -> "Snapshot":
+    """The snapshot of a result validated in a child process (only its JSON text came back)."""
+    from netviz.snapshot import snapshot_from_bytes
+
+    assert result.snapshot_json is not None
+    return snapshot_from_bytes(result.snapshot_json.encode("utf-8"), result.name, result.name)
+
+
 def _manifest_window(window: Optional[WindowPlan]) -> Optional[RunWindow]:
     """What the run's manifest records of the group's window."""
     return RunWindow(window.seconds, window.start_at) if window is not None else None
@@ -332,6 +340,7 @@ def collect_group(request: CollectRequest, reporter: Optional[Reporter] = None, 
             parallel=request.parallel,
             on_start=lambda spec: reporter.started(spec.name),
             on_result=finished,
+            keep_snapshots=False,  # each is written and dropped as it comes (see _Recording)
         )
     except Interrupted as interruption:
         raise _finish_interrupted(recording, hosts, interruption) from None

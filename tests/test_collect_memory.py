@@ -22,7 +22,7 @@ from netviz.cache import CacheWriteError, RunWriter, latest_run
 from netviz.pipeline import CollectRequest, collect_group, stitch_run
 from netviz.snapshot.framing import encode_framed
 
-MACHINES = 150
+MACHINES = 120
 PARALLEL = 6
 
 
@@ -30,7 +30,7 @@ PARALLEL = 6
 def frames() -> dict[str, bytes]:
     """A framed snapshot per machine (a fleet of small machines that talk to each other)."""
     return {document["host"]["hostname"]: encode_framed(json.dumps(document))
-            for document in make_fleet(MACHINES, 40, seed=3)}
+            for document in make_fleet(MACHINES, 24, seed=3)}
 
 
 class FramesTransport:
@@ -76,7 +76,9 @@ class AliveSnapshots:
 
 @pytest.fixture
 def fleet(tmp_path, frames, monkeypatch):
-    """An inventory of the fleet whose machines the transport double answers; the counter."""
+    """An inventory of the fleet whose machines the transport double answers; the counter.
+    Snapshots are validated in the threads unless a test says otherwise."""
+    monkeypatch.setattr(netviz.collect, "VALIDATE_IN_PROCESSES_FROM", 10**9)
     inventory = tmp_path / "hosts.yaml"
     inventory.write_text("hosts:\n" + "".join(f"  {name}: {{}}\n" for name in sorted(frames)))
     monkeypatch.setattr(netviz.pipeline, "SSHTransport", lambda options: FramesTransport(frames))
@@ -111,6 +113,25 @@ def test_a_collection_holds_about_parallel_snapshots_and_run_draws_from_the_cach
     finally:
         connection.close()
     assert not collected.history_pending
+
+
+def test_a_large_collection_validates_in_child_processes(fleet, tmp_path, frames, monkeypatch):
+    """Past VALIDATE_IN_PROCESSES_FROM machines the snapshots are validated off the SSH threads,
+    in child processes: this process parses none, a bad one is still bad_output, and the map is
+    the same."""
+    inventory, alive = fleet
+    monkeypatch.setattr(netviz.collect, "VALIDATE_IN_PROCESSES_FROM", 64)
+    monkeypatch.setitem(frames, "m0007", frames["m0007"].replace(b"NETVIZ-SNAPSHOT-END", b""))  # truncated
+    request = CollectRequest(inventory=inventory, parallel=PARALLEL, cache_dir=tmp_path / "cache")
+    collected = collect_group(request)
+    assert alive.made == 0  # no snapshot was parsed here
+    bad = [result for result in collected.results if not result.ok]
+    assert [(result.name, result.kind) for result in bad] == [("m0007", "bad_output")], bad
+    assert "truncated" in bad[0].message
+    good = [result for result in collected.results if result.ok]
+    assert all(result.sockets and result.validate_cpu > 0 for result in good)
+    graph = json.loads(stitch_run(collected, "json").data)
+    assert len(graph["hosts"]) == MACHINES - 1
 
 
 def test_without_a_writable_cache_the_snapshots_stay_in_memory_and_the_map_is_drawn(fleet, tmp_path):
