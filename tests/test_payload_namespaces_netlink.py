@@ -77,12 +77,12 @@ for name, process in holders.items():
 out = {"pids": {name: process.pid for name, process in holders.items()}, "ss": {}}
 for label, args in (("netlink", []), ("text", ["--no-netlink"])):
     with open(payload, "rb") as source:
-        run = subprocess.run([sys.executable, "-", *args], stdin=source, capture_output=True, timeout=60)
+        run = subprocess.run([sys.executable, "-", *args], stdin=source, capture_output=True, timeout=300)
     assert run.returncode == 0, run.stderr.decode()
     out[label] = json.loads(run.stdout)
 out["variants"] = {}
 for label, patch in (("refused", REFUSED), ("hung", HUNG)):
-    run = subprocess.run([sys.executable, "-c", RUNNER, payload, patch], capture_output=True, timeout=60)
+    run = subprocess.run([sys.executable, "-c", RUNNER, payload, patch], capture_output=True, timeout=300)
     assert run.returncode == 0, run.stderr.decode()
     out["variants"][label] = json.loads(run.stdout)
 for name in spec:
@@ -144,7 +144,7 @@ def lab():
         script = (LAB.replace("spec_holder", repr(HOLDER)).replace("RUNNER", repr(RUNNER))
                   .replace("REFUSED", repr(REFUSED)).replace("HUNG", repr(HUNG)))
         result = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", script,
-                                 str(PAYLOAD), spec], capture_output=True, text=True, timeout=120)
+                                 str(PAYLOAD), spec], capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)
         data["names"] = names
