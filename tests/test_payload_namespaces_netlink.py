@@ -85,6 +85,15 @@ for label, patch in (("refused", REFUSED), ("hung", HUNG)):
     run = subprocess.run([sys.executable, "-c", RUNNER, payload, patch], capture_output=True, timeout=300)
     assert run.returncode == 0, run.stderr.decode()
     out["variants"][label] = json.loads(run.stdout)
+import signal
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # inherited by the payload below
+run = subprocess.run([sys.executable, "-c", RUNNER, payload, ""], capture_output=True, timeout=300)
+signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+assert run.returncode == 0, run.stderr.decode()
+variant = json.loads(run.stdout)
+out["sigchld_ignored"] = {"children": variant["children"],
+                          "entered": all("tcp_info" in entry for entry in variant["document"]["namespaces"]
+                                         if entry.get("name") in spec and "tcp" in spec[entry["name"]])}
 for name in spec:
     out["ss"][name] = [subprocess.run(["ip", "netns", "exec", name, "ss", option], capture_output=True,
                                       text=True, check=True).stdout for option in ("-tanpH", "-uanpH")]
@@ -308,3 +317,10 @@ def test_a_child_enters_only_the_namespace_it_was_given(tmp_path):
     with pytest.raises(OSError) as raised:
         capture._reply(__import__("marshal").dumps(("gone", 3)))
     assert raised.value.systemic is False  # that namespace only: the others are still entered
+
+
+@needs_root_tools
+def test_children_are_reaped_even_when_sigchld_was_ignored(lab):
+    """A payload started with SIGCHLD ignored (inherited across exec) still waits for its own
+    children: the namespaces are entered, no pid is killed blindly, the capture succeeds."""
+    assert lab["sigchld_ignored"]["entered"] and lab["sigchld_ignored"]["children"] == []

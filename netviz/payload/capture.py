@@ -1341,6 +1341,10 @@ class NamespaceChild(object):
     def start(self):
         if _libc() is None:
             raise _failure(errno.ENOSYS, "no setns through ctypes in this Python", True)
+        if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+            # Inherited from whoever started the payload: children would be reaped by the
+            # kernel, their pids free for reuse before the payload could wait for (or kill) them.
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         read_fd, write_fd = os.pipe()
         try:
             pid = os.fork()
