@@ -121,14 +121,16 @@ def test_hostile_names_stay_data_in_the_compact_form(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(html_module, "COMPACT_ELEMENTS", 5)
     doc = lab_like_graph(hostile=True)
     page = render_html(doc, title="</title><script>window.__pwned=9</script>")
-    assert len(re.findall(r"<script", page, flags=re.IGNORECASE)) == 3
-    assert len(re.findall(r"</script", page, flags=re.IGNORECASE)) == 3
+    # The template's three scripts and the body after them (data the browser never runs).
+    assert len(re.findall(r"<script", page, flags=re.IGNORECASE)) == 4
+    assert len(re.findall(r"</script", page, flags=re.IGNORECASE)) == 4
     assert "<!--" not in page and "\u2028" not in page
     for comm in HOSTILE_COMMS:
         assert comm not in page
     parts = parse(page)
-    assert [attrs.get("type") for attrs, _ in parts.scripts] == ["application/json", None, None]
-    back = decode(parts.scripts[0][1])
+    assert [attrs.get("type") for attrs, _ in parts.scripts] == ["application/json", None, None, "application/octet-stream"]
+    assert parts.scripts[3][0]["id"] == "netviz-body"
+    back = decode(parts.scripts[0][1] + "\n" + parts.scripts[3][1])
     assert without_keys(back["nodes"]) == without_keys(doc["nodes"])
     assert without_keys(back["flows"]) == without_keys(doc["flows"])
 

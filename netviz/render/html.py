@@ -61,7 +61,7 @@ FLOW_COLUMNS = frozenset(("key", "id", "client", "server", "proto", "server_port
 # How many services an edge between two hosts keeps for its label (the busiest).
 EDGE_SERVICES = 6
 
-_MARKER = re.compile(r"@@(?:POLICY|TITLE|STYLE|DATA|LIBRARY|APP)@@")
+_MARKER = re.compile(r"@@(?:POLICY|TITLE|STYLE|DATA|LIBRARY|APP|BODY)@@")
 
 
 class SupportsGraphJson(Protocol):
@@ -85,8 +85,12 @@ def render_html(graph_doc: dict[str, Any], title: str = "netviz",
     each host's flows as a line of their own that the page decodes when the host is opened.
     `groups` (an inventory's: name -> host names) gives the groups of a large map's overview.
     """
+    body = ""
     if is_compact(graph_doc):
-        data = compact_data(graph_doc, title, groups)
+        data, packed_body = compact_parts(graph_doc, title, groups)
+        # After the page's script: the browser runs it, and draws the first view, before it has
+        # parsed the body (most of the page); the page reads the body once the document is loaded.
+        body = f'<script id="netviz-body" type="application/octet-stream">{packed_body}</script>'
     else:
         data = embed_json({"graph": graph_doc, "layout": compute_layout(graph_doc), "title": title})
     template, app_js, style_css, library_js = _assets()
@@ -106,6 +110,7 @@ def render_html(graph_doc: dict[str, Any], title: str = "netviz",
         "@@DATA@@": data,
         "@@LIBRARY@@": library_js,
         "@@APP@@": app_js,
+        "@@BODY@@": body,
     }
     # One pass, so text put in (a process may be called "@@APP@@") is never scanned for markers.
     return _MARKER.sub(lambda match: replacements[match.group(0)], template)
@@ -149,8 +154,14 @@ def _short_id(value: Any, prefix: str) -> Any:
 
 def compact_data(graph_doc: dict[str, Any], title: str = "netviz",
                  groups: Optional[Mapping[str, Sequence[str]]] = None) -> str:
-    """The page's data block for a large document: a first line `{"compact": 1, "packed": ...}`,
-    then the head and the body, each deflated and in base64 (`_pack`).
+    """`compact_parts` as one text: the data block's two lines, then the packed body."""
+    return "\n".join(compact_parts(graph_doc, title, groups))
+
+
+def compact_parts(graph_doc: dict[str, Any], title: str = "netviz",
+                  groups: Optional[Mapping[str, Sequence[str]]] = None) -> tuple[str, str]:
+    """A large document's data block, a first line `{"compact": 1, "packed": ...}` then the head,
+    and its body (the page's last script element), each deflated and in base64 (`_pack`).
 
     The head (JSON) holds what the first view and search need: the hosts as the document has them
     (without natural keys), every node as an array of columns (strings by index into `strings`),
@@ -305,8 +316,8 @@ def compact_data(graph_doc: dict[str, Any], title: str = "netviz",
     }
     # Deflated and in base64 (letters, digits, + / =: nothing a script block could mistake), the
     # page a quarter of its size or less; the browser inflates it with DecompressionStream.
-    return "\n".join([embed_json({"compact": 1, "packed": "deflate-base64"}),
-                      _pack(embed_json(head)), _pack("\n".join(lines))])
+    return (embed_json({"compact": 1, "packed": "deflate-base64"}) + "\n" + _pack(embed_json(head)),
+            _pack("\n".join(lines)))
 
 
 def _pack(text: str) -> str:

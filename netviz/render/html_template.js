@@ -13,10 +13,9 @@
   var firstEnd = raw.indexOf('\n');
   var first = JSON.parse(firstEnd < 0 ? raw : raw.slice(0, firstEnd));
   if (first.packed) {
-    var headEnd = raw.indexOf('\n', firstEnd + 1);
-    var packedHead = raw.slice(firstEnd + 1, headEnd), packedBody = raw.slice(headEnd + 1);
+    var packedHead = raw.slice(firstEnd + 1);
     raw = null;
-    inflate(packedHead).then(function (text) { run(JSON.parse(text), packedBody); }, failed);
+    inflate(packedHead).then(function (text) { run(JSON.parse(text)); }, failed);
   } else {
     raw = null;
     run(first, null);
@@ -36,7 +35,15 @@
     box.hidden = false;
   }
 
-  function run(payload, packedBody) {
+  // The body is the page's last element (after this script): read once the document is parsed.
+  function packedBody() {
+    return new Promise(function (done) {
+      if (document.readyState !== 'loading') done();
+      else document.addEventListener('DOMContentLoaded', function () { done(); }, { once: true });
+    }).then(function () { return inflate(document.getElementById('netviz-body').textContent); });
+  }
+
+  function run(payload) {
   var COMPACT = payload.compact === 1;
   // A large map's body, inflated after the first view is drawn (null until then).
   var body = null;
@@ -1615,7 +1622,7 @@
       window.netvizTimings = timings;
       if (!COMPACT) { window.netvizReady = true; return; }
       // Then a large map inflates its body; what needs it waits until then (whenBody).
-      inflate(packedBody).then(function (text) {
+      packedBody().then(function (text) {
         body = text;
         if (payload.nodesLine !== undefined) {
           var span = payload.lines[payload.nodesLine];
