@@ -1165,7 +1165,7 @@ NETLINK_TABLES = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Netlink sock_diag in the other network namespaces: a short-lived child enters each one
+# Netlink sock_diag in the other network namespaces: short-lived children enter them
 # ---------------------------------------------------------------------------------------------
 #
 # A netlink socket dumps the namespace of the task that opens it, so the payload forks a few
