@@ -358,7 +358,8 @@ def client_cpu_line(results: Sequence[HostResult], before: os.times_result, afte
     count = max(1, len(results))
     cpu = (after.user - before.user) + (after.system - before.system)
     validating = sum(result.validate_cpu for result in results)
-    return (f"collected {len(results)} machines in {wall:.1f} s: client CPU {1000 * cpu / count:.1f} ms per machine "
+    machines = f"{len(results)} machine{'' if len(results) == 1 else 's'}"
+    return (f"collected {machines} in {wall:.1f} s: client CPU {1000 * cpu / count:.1f} ms per machine "
             f"({cpu:.1f} s in all), of which {1000 * validating / count:.1f} ms decoding and validating snapshots")
 
 

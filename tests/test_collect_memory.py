@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import threading
 import weakref
 from pathlib import Path
@@ -88,10 +89,13 @@ def fleet(tmp_path, frames, monkeypatch):
     return inventory, alive
 
 
-def test_a_collection_holds_about_parallel_snapshots_and_run_draws_from_the_cache(fleet, tmp_path):
+def test_a_collection_holds_about_parallel_snapshots_and_run_draws_from_the_cache(fleet, tmp_path, caplog):
     inventory, alive = fleet
     request = CollectRequest(inventory=inventory, parallel=PARALLEL, cache_dir=tmp_path / "cache")
-    collected = collect_group(request, history_later=True)
+    with caplog.at_level(logging.DEBUG, logger="netviz.collect"):
+        collected = collect_group(request, history_later=True)
+    [cost] = [record.getMessage() for record in caplog.records if "client CPU" in record.getMessage()]
+    assert cost.startswith(f"collected {MACHINES} machines in ") and "ms per machine" in cost  # --log debug
     assert alive.made == MACHINES and all(result.ok for result in collected.results)
     # A snapshot is written, then dropped, as its machine answers: never more than the pool holds.
     assert alive.most <= PARALLEL, f"{alive.most} snapshots alive at once with --parallel {PARALLEL}"
