@@ -31,9 +31,9 @@ from netviz.snapshot import dump_snapshot, load_snapshot, parse_snapshot
 from netviz.stitch import stitch
 from tests.snapbuilder import Machine
 
-# One example may take seconds on a loaded machine; much longer means a parser that hangs or
-# blows up on its input (the failure the deadline is there to catch).
-EXAMPLE_DEADLINE = timedelta(seconds=5)
+# One example takes well under a second, and seconds on a very busy machine; far longer means a
+# parser that hangs or blows up on its input (the failure the deadline is there to catch).
+EXAMPLE_DEADLINE = timedelta(seconds=20)
 
 NASTY = [
     'quote " and \' here', "back\\slash\\", "new\nline", "cr\rlf\r\n", "tab\there", "\\N\\G\\E\\T\\H\\L",

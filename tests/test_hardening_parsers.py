@@ -26,9 +26,9 @@ from netviz.snapshot.framing import FrameError, decode_framed, encode_framed
 from netviz.payload import capture
 from netviz.snapshot import parse_snapshot
 
-# One example may take seconds on a loaded machine; much longer means a parser that hangs or
-# blows up on its input (the failure the deadline is there to catch).
-EXAMPLE_DEADLINE = timedelta(seconds=5)
+# One example takes well under a second, and seconds on a very busy machine; far longer means a
+# parser that hangs or blows up on its input (the failure the deadline is there to catch).
+EXAMPLE_DEADLINE = timedelta(seconds=20)
 
 PROC_NET = Path("/proc/net")
 FILES = ("tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", "raw6", "icmp", "icmp6",
