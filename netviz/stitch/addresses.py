@@ -240,6 +240,9 @@ def address_claims(snapshots: Sequence[Snapshot], shown: int = 5) -> list[str]:
     if not shared:
         return []
     forms = set(shared) | {f"{_MAPPED}{address}" for address in shared if "." in address}
+    # as sets: docker0's address is claimed by every Docker host, and a list of 10,000 names
+    # searched for each socket using it made this scan quadratic in the fleet
+    claimants = {address: frozenset(names) for address, names in shared.items()}
     contested: set[str] = set()
     for snapshot in snapshots:
         for namespace in snapshot.namespaces:
@@ -249,8 +252,8 @@ def address_claims(snapshots: Sequence[Snapshot], shown: int = 5) -> list[str]:
                 local, remote = normalize_address(socket.local or ""), normalize_address(socket.remote or "")
                 for claimed, other in ((local, remote), (remote, local)):
                     others = owners.get(other)
-                    if claimed in shared and others is not None and len(others) == 1 \
-                            and others[0] not in shared[claimed]:
+                    if claimed in claimants and others is not None and len(others) == 1 \
+                            and others[0] not in claimants[claimed]:
                         contested.add(claimed)
     return [_claim_warning(address, shared[address], shown) for address in sorted(contested, key=address_sort_key)]
 
