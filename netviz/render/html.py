@@ -24,7 +24,7 @@ import re
 import zlib
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 CYTOSCAPE_VERSION = "3.34.4"
 
@@ -175,6 +175,53 @@ def compact_parts(graph_doc: dict[str, Any], title: str = "netviz",
     so no name can close the block.
     """
     strings = _Strings()
+    hosts, per_host = _hosts_with_their_nodes(graph_doc)
+    node_host, node_kind, node_rows = _node_rows(per_host, strings)
+    flow_lines, edge_rows, skipped, window = _flow_rows(graph_doc, len(hosts), node_host, node_kind, strings)
+
+    names = [str(host["name"]) for host in hosts]
+    order = ring_order({"nodes": [{"id": node_id, "host": names[index]} for node_id, index in node_host.items()],
+                        "flows": graph_doc.get("flows", [])}, names)
+    position = {name: index for index, name in enumerate(names)}
+    ring = [position[name] for name in order]
+    overview = []
+    if len(hosts) > GROUP_OVERVIEW_HOSTS or len(edge_rows) > GROUP_OVERVIEW_EDGES:
+        overview = host_groups(hosts, ring, inventory_group_of(groups or {}, names))
+
+    lines = [embed_json(rows) for rows in flow_lines]
+    group_edges: list[list[Any]] = []
+    if overview:
+        # The first view draws groups: their edges are summed here, and the edges between hosts
+        # move to one line per group (those touching its hosts), decoded when the group opens.
+        group_edges, touching = _group_edges(edge_rows, overview)
+        lines.extend(embed_json(rows) for rows in touching)
+        edge_rows = []
+        # Nor does it need the nodes: they go last in the body, decoded just after the first view.
+        lines.append(embed_json(node_rows))
+    offsets = []
+    at = 0
+    for line in lines:
+        offsets.append([at, len(line)])
+        at += len(line) + 1
+    head = {
+        "compact": 1, "title": title,
+        "graph": {key: value for key, value in graph_doc.items() if key not in ("hosts", "nodes", "flows")},
+        "hosts": hosts, "strings": strings.texts, "nodes": None if overview else node_rows,
+        "processLevel": any(kind != "host" for kind in node_kind.values()),
+        **({"nodesLine": len(lines) - 1} if overview else {}), "edges": edge_rows, "groupEdges": group_edges,
+        "ring": ring,
+        "groups": overview, "lines": offsets, "skipped": skipped, "window": window,
+        "counts": {"nodes": sum(len(rows) for rows in node_rows), "flows": sum(len(rows) for rows in flow_lines)},
+    }
+    # Deflated and in base64 (letters, digits, + / =: nothing a script block could mistake), the
+    # page a quarter of its size or less; the browser inflates it with DecompressionStream.
+    return (embed_json({"compact": 1, "packed": "deflate-base64"}) + "\n" + _pack(embed_json(head)),
+            _pack("\n".join(lines)))
+
+
+def _hosts_with_their_nodes(graph_doc: dict[str, Any]) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """The document's hosts (without natural keys, each once) and each host's nodes; a node of a
+    host the document does not list gets one."""
     hosts: list[dict[str, Any]] = []
     host_index: dict[str, int] = {}
     for host in graph_doc.get("hosts", []):
@@ -186,12 +233,16 @@ def compact_parts(graph_doc: dict[str, Any], title: str = "netviz",
     per_host: list[list[dict[str, Any]]] = [[] for _ in hosts]
     for node in graph_doc.get("nodes", []):
         name = str(node.get("host"))
-        if name not in host_index:  # a node of a host the document does not list: give it one
+        if name not in host_index:
             host_index[name] = len(hosts)
             hosts.append({"name": name})
             per_host.append([])
         per_host[host_index[name]].append(node)
+    return hosts, per_host
 
+
+def _node_rows(per_host: list[list[dict[str, Any]]], strings: _Strings) -> tuple[dict[str, int], dict[str, Any], list[list[list[Any]]]]:
+    """Each host's nodes as arrays of columns; and each node id's host index and kind."""
     node_host: dict[str, int] = {}
     node_kind: dict[str, Any] = {}
     node_rows: list[list[list[Any]]] = []
@@ -212,8 +263,15 @@ def compact_parts(graph_doc: dict[str, Any], title: str = "netviz",
                 list(node.get("ingress") or []), node.get("sockets"), extra or 0,
             ])
         node_rows.append(rows)
+    return node_host, node_kind, node_rows
 
-    flow_lines: list[list[list[Any]]] = [[] for _ in hosts]
+
+def _flow_rows(graph_doc: dict[str, Any], host_count: int, node_host: dict[str, int], node_kind: dict[str, Any],
+               strings: _Strings) -> tuple[list[list[list[Any]]], list[list[Any]], int, bool]:
+    """The flows as arrays of columns, one line per client host; the edges between hosts summed
+    per (client host, server host, via, directed); how many flows named unknown nodes; whether
+    the document has a window."""
+    flow_lines: list[list[list[Any]]] = [[] for _ in range(host_count)]
     edges: dict[tuple[int, int, int, int], list[Any]] = {}
     skipped = 0
     window = False
@@ -253,71 +311,45 @@ def compact_parts(graph_doc: dict[str, Any], title: str = "netviz",
         edge[8][service] = edge[8].get(service, 0) + count
     edge_rows = []
     for edge in edges.values():
-        busiest = sorted(edge[8].items(), key=lambda item: (-item[1], item[0]))
-        edge[8] = [[strings(service), count] for service, count in busiest[:EDGE_SERVICES]] + (
-            [[-1, sum(count for _, count in busiest[EDGE_SERVICES:])]] if len(busiest) > EDGE_SERVICES else [])
+        edge[8] = _busiest_services(edge[8], strings)
         edge_rows.append(edge)
+    return flow_lines, edge_rows, skipped, window
 
-    names = [str(host["name"]) for host in hosts]
-    order = ring_order({"nodes": [{"id": node_id, "host": names[index]} for node_id, index in node_host.items()],
-                        "flows": graph_doc.get("flows", [])}, names)
-    position = {name: index for index, name in enumerate(names)}
-    ring = [position[name] for name in order]
-    overview = []
-    if len(hosts) > GROUP_OVERVIEW_HOSTS or len(edge_rows) > GROUP_OVERVIEW_EDGES:
-        overview = host_groups(hosts, ring, inventory_group_of(groups or {}, names))
 
-    lines = [embed_json(rows) for rows in flow_lines]
-    group_edges: list[list[Any]] = []
-    if overview:
-        # The first view draws groups: their edges are summed here, and the edges between hosts
-        # move to one line per group (those touching its hosts), decoded when the group opens.
-        group_of = {index: g for g, group in enumerate(overview) for index in group["hosts"]}
-        touching: list[list[list[Any]]] = [[] for _ in overview]
-        summed: dict[tuple[int, int, int, int], list[Any]] = {}
-        for edge in edge_rows:
-            ga, gb = group_of[edge[0]], group_of[edge[1]]
-            touching[ga].append(edge)
-            if gb != ga:
-                touching[gb].append(edge)
-            if not edge[3] and gb < ga:
-                ga, gb = gb, ga
-            key = (ga, gb, 1 if edge[2] >= 0 else 0, edge[3])
-            row = summed.get(key)
-            if row is None:
-                row = summed[key] = [ga, gb, key[2], edge[3], 0, 0, 0, 0, {}]
-            for column in (4, 5, 6, 7):
-                row[column] += edge[column]
-            for service, count in edge[8]:
-                row[8][service] = row[8].get(service, 0) + count
-        for row in summed.values():
-            busiest = sorted(row[8].items(), key=lambda item: (-item[1], item[0]))
-            row[8] = [[service, count] for service, count in busiest[:EDGE_SERVICES]] + (
-                [[-1, sum(count for _, count in busiest[EDGE_SERVICES:])]] if len(busiest) > EDGE_SERVICES else [])
-            group_edges.append(row)
-        lines.extend(embed_json(rows) for rows in touching)
-        edge_rows = []
-        # Nor does it need the nodes: they go last in the body, decoded just after the first view.
-        lines.append(embed_json(node_rows))
-    offsets = []
-    at = 0
-    for line in lines:
-        offsets.append([at, len(line)])
-        at += len(line) + 1
-    head = {
-        "compact": 1, "title": title,
-        "graph": {key: value for key, value in graph_doc.items() if key not in ("hosts", "nodes", "flows")},
-        "hosts": hosts, "strings": strings.texts, "nodes": None if overview else node_rows,
-        "processLevel": any(kind != "host" for kind in node_kind.values()),
-        **({"nodesLine": len(lines) - 1} if overview else {}), "edges": edge_rows, "groupEdges": group_edges,
-        "ring": ring,
-        "groups": overview, "lines": offsets, "skipped": skipped, "window": window,
-        "counts": {"nodes": sum(len(rows) for rows in node_rows), "flows": sum(len(rows) for rows in flow_lines)},
-    }
-    # Deflated and in base64 (letters, digits, + / =: nothing a script block could mistake), the
-    # page a quarter of its size or less; the browser inflates it with DecompressionStream.
-    return (embed_json({"compact": 1, "packed": "deflate-base64"}) + "\n" + _pack(embed_json(head)),
-            _pack("\n".join(lines)))
+def _busiest_services(counts: dict[Any, int], intern: Callable[[Any], Any] = lambda service: service) -> list[list[Any]]:
+    """[[service, connections], ...] for the EDGE_SERVICES busiest (ties by service), each service
+    through `intern` (its string index), then [-1, the rest's connections] when there are more."""
+    busiest = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [[intern(service), count] for service, count in busiest[:EDGE_SERVICES]] + (
+        [[-1, sum(count for _, count in busiest[EDGE_SERVICES:])]] if len(busiest) > EDGE_SERVICES else [])
+
+
+def _group_edges(edge_rows: list[list[Any]], overview: list[dict[str, Any]]) -> tuple[list[list[Any]], list[list[list[Any]]]]:
+    """The edges between groups of the overview, summed (a pair's translated flows as one), and
+    for each group the edges between hosts that touch its hosts."""
+    group_of = {index: g for g, group in enumerate(overview) for index in group["hosts"]}
+    touching: list[list[list[Any]]] = [[] for _ in overview]
+    summed: dict[tuple[int, int, int, int], list[Any]] = {}
+    for edge in edge_rows:
+        ga, gb = group_of[edge[0]], group_of[edge[1]]
+        touching[ga].append(edge)
+        if gb != ga:
+            touching[gb].append(edge)
+        if not edge[3] and gb < ga:
+            ga, gb = gb, ga
+        key = (ga, gb, 1 if edge[2] >= 0 else 0, edge[3])
+        row = summed.get(key)
+        if row is None:
+            row = summed[key] = [ga, gb, key[2], edge[3], 0, 0, 0, 0, {}]
+        for column in (4, 5, 6, 7):
+            row[column] += edge[column]
+        for service, count in edge[8]:
+            row[8][service] = row[8].get(service, 0) + count
+    group_edges = []
+    for row in summed.values():
+        row[8] = _busiest_services(row[8])
+        group_edges.append(row)
+    return group_edges, touching
 
 
 def _pack(text: str) -> str:
