@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from netviz.render.html import render_html
-from tests.browser.chromium import PageLog, missing_reason, open_page
+from tests.browser.chromium import PageLog, browser, missing_reason, open_page
 from tests.browser.graphs import HOSTILE_COMMS, GraphBuilder, lab_like_graph
 
 _MISSING = missing_reason()
@@ -458,6 +458,73 @@ def test_the_url_fragment_reopens_the_view(tmp_path: Path, lab_doc: dict[str, An
         assert page.evaluate("window.netviz.focused") == gunicorn and page.input_value("#hops") == "2"
         assert page.evaluate(VISIBLE_NODES) == shown
         assert log.page_errors == []
+
+
+# What the SVG export must hold, read from Cytoscape: the view's extent, each drawn node's
+# centre and label, each drawn edge's ends.
+DRAWN_VIEW = """() => {
+  const cy = window.netviz.cy;
+  const shown = cy.elements(':visible');
+  const extent = cy.extent();
+  return {
+    extent: [extent.x1, extent.y1, extent.w, extent.h],
+    labels: shown.nodes().map(n => n.pstyle('label').strValue).filter(Boolean),
+    centres: shown.nodes().map(n => [n.position().x, n.position().y]),
+    edges: shown.edges().map(e => [e.sourceEndpoint().x, e.sourceEndpoint().y, e.targetEndpoint().x, e.targetEndpoint().y]),
+  };
+}"""
+
+
+def shape_centre(element: Any) -> tuple[float, float]:
+    tag = element.tag.split("}")[1]
+    if tag == "ellipse":
+        return float(element.get("cx")), float(element.get("cy"))
+    if tag == "rect":
+        return float(element.get("x")) + float(element.get("width")) / 2, float(element.get("y")) + float(element.get("height")) / 2
+    xs, ys = zip(*(tuple(map(float, corner.split(","))) for corner in element.get("points").split()))
+    return (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
+
+
+def test_export_the_view_as_svg(tmp_path: Path, lab_doc: dict[str, Any]) -> None:
+    import xml.etree.ElementTree as ElementTree
+
+    html_path = tmp_path / "map.html"
+    html_path.write_text(render_html(lab_doc), encoding="utf-8")
+    with open_page(html_path) as (page, log):
+        drawn = page.evaluate(DRAWN_VIEW)  # the first view: host boxes, processes, edges, labels
+        with page.expect_download() as svg_download:
+            page.click("#export-svg")
+        assert svg_download.value.suggested_filename == "netviz-map.svg"
+        svg_path = tmp_path / "map.svg"
+        svg_path.write_bytes(Path(svg_download.value.path()).read_bytes())
+        assert log.page_errors == [] and page.evaluate("window.__cspViolations") == []
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    root = ElementTree.parse(svg_path).getroot()  # well-formed XML whatever the names hold
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert [float(v) for v in root.get("viewBox").split()] == pytest.approx(drawn["extent"], abs=0.01)
+    texts = ["".join(text.itertext()) for text in root.iter("{http://www.w3.org/2000/svg}text")]
+    # Every drawn label is in the file as text, hostile names included (one tspan per line).
+    for label in drawn["labels"]:
+        assert label.replace("\n", "") in texts, label
+    assert any("<" in text for text in texts)  # lab_like_graph(hostile=True) has names with markup
+    groups = root.findall("svg:g", ns)
+    edge_paths = [g.find("svg:path", ns) for g in groups if g.find("svg:path", ns) is not None]
+    assert len(edge_paths) == len(drawn["edges"]) > 0
+    for path, (x1, y1, x2, y2) in zip(edge_paths, drawn["edges"]):
+        steps = path.get("d").replace("M", "").replace("Q", " ").replace("L", " ").split()
+        assert [float(steps[0]), float(steps[1])] == pytest.approx([x1, y1], abs=0.01)
+        assert [float(steps[-2]), float(steps[-1])] == pytest.approx([x2, y2], abs=0.01)
+    centres = [shape_centre(g[-2] if g[-1].tag.endswith("text") else g[-1]) for g in groups if g.find("svg:path", ns) is None]
+    flat = [value for centre in sorted(centres) for value in centre]
+    assert len(centres) == len(drawn["centres"]) > 10
+    assert flat == pytest.approx([value for centre in sorted(map(tuple, drawn["centres"])) for value in centre], abs=0.01)
+    # An independent reader: the browser opens the file as an SVG document, without a parse error.
+    with browser() as context:
+        page = context.new_page()
+        page.goto(svg_path.resolve().as_uri())
+        assert page.evaluate("document.documentElement.namespaceURI") == ns["svg"]
+        assert page.evaluate("document.getElementsByTagName('parsererror').length") == 0
+        assert page.evaluate("document.querySelectorAll('text').length") == len(texts)
 
 
 def test_export_the_view_as_png_and_the_data_as_json(tmp_path: Path, lab_doc: dict[str, Any]) -> None:

@@ -1506,7 +1506,7 @@
     if (document.activeElement === searchBox) searchBox.blur();
   });
 
-  // ---- export: the current view as PNG, the data as JSON ---------------------------------
+  // ---- export: the current view as PNG or SVG, the data as JSON --------------------------
 
   function download(blob, name) {
     var url = URL.createObjectURL(blob);
@@ -1522,6 +1522,125 @@
     // What is on screen, at twice its pixels, on the map's own background.
     download(cy.png({ output: 'blob', full: false, scale: 2, bg: '#fbfcfd' }), 'netviz-map.png');
   }
+  // The current view as SVG: each drawn node, edge and label written from Cytoscape's own
+  // geometry (endpoints, control points, label boxes) in the view's model coordinates. Names go
+  // in as text nodes, so a hostile process name is text in the file, never markup.
+  var SVG_NS = 'http://www.w3.org/2000/svg';
+  function svgElement(tag, attributes, text) {
+    var element = document.createElementNS(SVG_NS, tag);
+    Object.keys(attributes).forEach(function (name) {
+      if (attributes[name] !== undefined && attributes[name] !== null) element.setAttribute(name, String(attributes[name]));
+    });
+    if (text !== undefined) element.textContent = text;
+    return element;
+  }
+  function svgNumber(value) { return Math.round(value * 100) / 100; }
+  function svgDash(style, width) {
+    if (style === 'dashed') return svgNumber(4 * width) + ' ' + svgNumber(3 * width);
+    if (style === 'dotted') return svgNumber(width) + ' ' + svgNumber(2 * width);
+    return null;
+  }
+  function svgShape(node, grow, paint) {
+    var p = node.position(), w = node.width() + grow, h = node.height() + grow;
+    var shape = node.style('shape');
+    if (shape === 'ellipse') return svgElement('ellipse', Object.assign({ cx: svgNumber(p.x), cy: svgNumber(p.y), rx: svgNumber(w / 2), ry: svgNumber(h / 2) }, paint));
+    if (shape === 'diamond' || shape === 'triangle') {
+      var corners = shape === 'diamond'
+        ? [[0, -h / 2], [w / 2, 0], [0, h / 2], [-w / 2, 0]]
+        : [[0, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]];
+      return svgElement('polygon', Object.assign({ points: corners.map(function (c) { return svgNumber(p.x + c[0]) + ',' + svgNumber(p.y + c[1]); }).join(' ') }, paint));
+    }
+    var radius = shape === 'round-rectangle' ? Math.min(8, w / 4, h / 4) : 0;
+    return svgElement('rect', Object.assign({ x: svgNumber(p.x - w / 2), y: svgNumber(p.y - h / 2), width: svgNumber(w), height: svgNumber(h), rx: svgNumber(radius) }, paint));
+  }
+  function svgLabel(element, box, rotation) {
+    var text = element.pstyle('label').strValue;
+    if (!text) return null;
+    var size = element.pstyle('font-size').pfValue;
+    var lines = String(text).split('\n');
+    var cx = (box.x1 + box.x2) / 2, cy = (box.y1 + box.y2) / 2;
+    var label = svgElement('text', {
+      x: svgNumber(cx), y: svgNumber(cy - (lines.length - 1) * size * 0.6), 'font-size': svgNumber(size),
+      'font-family': 'Helvetica, Arial, sans-serif', 'font-weight': element.style('font-weight') === 'bold' ? 'bold' : null,
+      'text-anchor': 'middle', 'dominant-baseline': 'central', fill: element.style('color'),
+      transform: rotation ? 'rotate(' + svgNumber(rotation * 180 / Math.PI) + ' ' + svgNumber(cx) + ' ' + svgNumber(cy) + ')' : null,
+    });
+    lines.forEach(function (line, index) {
+      label.appendChild(svgElement('tspan', { x: svgNumber(cx), dy: index ? svgNumber(size * 1.2) : null }, line));
+    });
+    return label;
+  }
+  function svgNode(node) {
+    var group = svgElement('g', { 'class': node.classes().join(' '), opacity: node.style('opacity') === '1' ? null : node.style('opacity') });
+    var border = node.pstyle('border-width').pfValue;
+    if (node.pstyle('outline-width').pfValue > 0) {
+      var outline = node.pstyle('outline-width').pfValue;
+      group.appendChild(svgShape(node, border + 2 * (outline + node.pstyle('outline-offset').pfValue),
+        { fill: 'none', stroke: node.style('outline-color'), 'stroke-width': outline }));
+    }
+    group.appendChild(svgShape(node, 0, {
+      fill: node.style('background-color'), 'fill-opacity': node.style('background-opacity'),
+      stroke: border > 0 ? node.style('border-color') : 'none', 'stroke-width': border > 0 ? border : null,
+      'stroke-dasharray': svgDash(node.style('border-style'), border),
+    }));
+    var label = svgLabel(node, node.boundingBox({ includeNodes: false, includeEdges: false, includeLabels: true, includeOverlays: false }),
+      node.pstyle('text-rotation').pfValue);
+    if (label) group.appendChild(label);
+    return group;
+  }
+  function svgEdge(edge) {
+    var group = svgElement('g', { 'class': edge.classes().join(' '), opacity: edge.style('opacity') === '1' ? null : edge.style('opacity') });
+    var from = edge.sourceEndpoint(), to = edge.targetEndpoint();
+    var points = edge.controlPoints() || edge.segmentPoints() || [];
+    var path = 'M' + svgNumber(from.x) + ' ' + svgNumber(from.y);
+    if (edge.controlPoints()) {
+      // Cytoscape's beziers: one quadratic curve per control point, joined at their midpoints.
+      points.forEach(function (point, index) {
+        var next = points[index + 1];
+        var end = next ? { x: (point.x + next.x) / 2, y: (point.y + next.y) / 2 } : to;
+        path += ' Q' + svgNumber(point.x) + ' ' + svgNumber(point.y) + ' ' + svgNumber(end.x) + ' ' + svgNumber(end.y);
+      });
+    } else {
+      points.concat([to]).forEach(function (point) { path += ' L' + svgNumber(point.x) + ' ' + svgNumber(point.y); });
+    }
+    var width = edge.pstyle('width').pfValue, color = edge.style('line-color');
+    group.appendChild(svgElement('path', { d: path, fill: 'none', stroke: color, 'stroke-width': svgNumber(width),
+      'stroke-dasharray': svgDash(edge.style('line-style'), width) }));
+    if (edge.style('target-arrow-shape') !== 'none') {
+      var before = points.length ? points[points.length - 1] : from;
+      var angle = Math.atan2(to.y - before.y, to.x - before.x);
+      var size = Math.max(6, 3 * width) * edge.pstyle('arrow-scale').value;
+      var corner = function (turn) {
+        return svgNumber(to.x - size * Math.cos(angle + turn)) + ',' + svgNumber(to.y - size * Math.sin(angle + turn));
+      };
+      group.appendChild(svgElement('polygon', { points: svgNumber(to.x) + ',' + svgNumber(to.y) + ' ' + corner(0.45) + ' ' + corner(-0.45),
+        fill: edge.style('target-arrow-color') }));
+    }
+    var rotation = edge.pstyle('text-rotation').strValue === 'autorotate'
+      ? Math.atan2(to.y - from.y, to.x - from.x) : 0;
+    if (rotation > Math.PI / 2 || rotation < -Math.PI / 2) rotation += Math.PI; // never upside down
+    var label = svgLabel(edge, edge.boundingBox({ includeNodes: false, includeEdges: false, includeLabels: true,
+      includeSourceLabels: false, includeTargetLabels: false, includeOverlays: false }), rotation);
+    if (label) group.appendChild(label);
+    return group;
+  }
+  function viewAsSvg() {
+    var view = cy.extent();
+    var svg = svgElement('svg', { xmlns: SVG_NS, width: cy.width(), height: cy.height(),
+      viewBox: [view.x1, view.y1, view.w, view.h].map(svgNumber).join(' ') });
+    svg.appendChild(svgElement('title', {}, document.title));
+    svg.appendChild(svgElement('rect', { x: svgNumber(view.x1), y: svgNumber(view.y1), width: svgNumber(view.w), height: svgNumber(view.h), fill: '#fbfcfd' }));
+    // Cytoscape's order: host boxes at the bottom, then edges, then the nodes on top.
+    var shown = cy.elements(':visible');
+    var boxes = shown.nodes('.machine'), others = shown.nodes().not('.machine');
+    boxes.forEach(function (node) { svg.appendChild(svgNode(node)); });
+    shown.edges().forEach(function (edge) { svg.appendChild(svgEdge(edge)); });
+    others.forEach(function (node) { svg.appendChild(svgNode(node)); });
+    return new XMLSerializer().serializeToString(svg);
+  }
+  function exportSvg() {
+    download(new Blob([viewAsSvg()], { type: 'image/svg+xml' }), 'netviz-map.svg');
+  }
   function exportJson() {
     // The graph document the page was written from (as `netviz stitch --format json` writes it;
     // a large map's without the natural keys, its flows in the order of their client's host).
@@ -1529,6 +1648,7 @@
     download(new Blob([JSON.stringify(graph, null, 1)], { type: 'application/json' }), 'netviz-graph.json');
   }
   document.getElementById('export-png').addEventListener('click', exportPng);
+  document.getElementById('export-svg').addEventListener('click', exportSvg);
   document.getElementById('export-json').addEventListener('click', function () { exportJson(); });
 
   // ---- what the map leaves out or is unsure of ----------------------------------------
