@@ -400,9 +400,11 @@ class SyncReport:
 
 
 def sync(connection: sqlite3.Connection, cache_root: Path, *,
-         preloaded: Optional[Mapping[str, Mapping[str, Snapshot]]] = None) -> SyncReport:
+         preloaded: Optional[Mapping[str, Mapping[str, Snapshot]]] = None,
+         stitched: Optional[Mapping[str, FlowGraph]] = None) -> SyncReport:
     """Make the history hold exactly the cache's complete runs: forget the runs the cache no
-    longer has, record the ones it lacks (`preloaded`: run id -> machine -> snapshot in memory)."""
+    longer has, record the ones it lacks (`preloaded`: run id -> machine -> snapshot in memory;
+    `stitched`: run id -> its graph stitched as the history records runs)."""
     root = trusted_cache_dir(cache_root)
     report = SyncReport()
     held = recorded_runs(connection)
@@ -421,7 +423,8 @@ def sync(connection: sqlite3.Connection, cache_root: Path, *,
         runs[run.run_id] = run
     for run_id, run in runs.items():
         try:
-            facts = stitch_run_facts(run, (preloaded or {}).get(run_id))
+            graph = (stitched or {}).get(run_id)
+            facts = facts_of(run, graph) if graph is not None else stitch_run_facts(run, (preloaded or {}).get(run_id))
         except NetvizError as error:
             report.skipped.append(f"{run_id}: {error}")
             continue
@@ -430,13 +433,17 @@ def sync(connection: sqlite3.Connection, cache_root: Path, *,
     return report
 
 
-def record_collected(cache_root: Path, run: Run, snapshots: Mapping[str, Snapshot]) -> Optional[str]:
+def record_collected(cache_root: Path, run: Run, snapshots: Mapping[str, Snapshot],
+                     stitched: Optional[FlowGraph] = None) -> Optional[str]:
     """After a run was written to the cache: record it (and mend the history against the cache).
+    `stitched`: the run's graph when the caller stitched it as the history does (by process, no
+    filters, no outside peers), so that it is not stitched twice.
     Returns a one-line warning when the history could not be written; the run stays cached."""
     try:
         connection = open_history(cache_root)
         try:
-            sync(connection, cache_root, preloaded={run.run_id: snapshots})
+            sync(connection, cache_root, preloaded={run.run_id: snapshots},
+                 stitched={run.run_id: stitched} if stitched is not None else None)
         finally:
             connection.close()
     except sqlite3.Error as error:

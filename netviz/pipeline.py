@@ -42,7 +42,7 @@ from netviz.errors import (
 )
 from netviz.group import LoadedGroup, load_group
 from netviz.inventory import SUDO_PASSWORD, HostSpec, load_inventory, load_ssh_config
-from netviz.options import StitchOptions
+from netviz.options import GroupBy, StitchOptions
 from netviz.render import RenderOptions
 from netviz.transport import (
     SUDO_PASSWORD_ENV,
@@ -519,8 +519,10 @@ def draw(
     render_options: RenderOptions = RenderOptions(),
     on_notice: Optional[Callable[[str], None]] = None,
     working: Working = _not_shown,
+    on_stitched: Optional[Callable[["FlowGraph", StitchOptions], None]] = None,
 ) -> Drawn:
-    """Stitch a loaded group with `options` and render it as `fmt` (None: stitch only)."""
+    """Stitch a loaded group with `options` and render it as `fmt` (None: stitch only).
+    `on_stitched` sees the graph before it is drawn (the run's history reuses it)."""
     from netviz.filters import stitch_filtered
     from netviz.render import render
 
@@ -529,6 +531,8 @@ def draw(
     with working(f"stitching {len(group.snapshots)} snapshots"):
         graph, notices = stitch_filtered(group.snapshots, group_by=options.group_by.value,
                                          show_external=options.show_external, stale=stale, filters=options.filters)
+    if on_stitched is not None:
+        on_stitched(graph, options)
     data = b""
     if fmt is not None:
         with working(f"drawing {fmt}"):
@@ -585,22 +589,36 @@ def stitch_run(
     except SnapshotError as error:
         failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results if not r.ok)
         raise NothingCollected(f"no machine gave a usable snapshot: {failed or error}") from None
-    history = _record_history(collected, group) if collected.history_pending else []
+    history: list[str] = []
+
+    def record_history(graph: Optional["FlowGraph"], used: StitchOptions) -> None:
+        if collected.history_pending:
+            history.extend(_record_history(collected, group, graph if _as_history_stitches(used) else None))
+
     if not group.snapshots:
+        record_history(None, options)
         failed = ", ".join(f"{r.name} ({r.kind})" for r in collected.results)
         raise NothingCollected(f"no machine gave a usable snapshot: {failed}")
     drawn = draw(group, fmt, stale=inputs.stale, groups=collected.groups, options=options,
-                 render_options=render_options, on_notice=on_notice)
+                 render_options=render_options, on_notice=on_notice, on_stitched=record_history)
     warnings = (list(collected.warnings) + history + collected.window_notes + list(inputs.warnings)
                 + drawn.warnings)
     return RunOutcome(collected, drawn.data, fmt, drawn.graph, warnings, drawn.notices)
 
 
-def _record_history(collected: CollectOutcome, group: LoadedGroup) -> list[str]:
-    """Record a cached run in the history from its snapshots just loaded; the warning, if any."""
+def _as_history_stitches(options: StitchOptions) -> bool:
+    """Whether a map stitched with `options` is the graph the history records (by process, no
+    outside peers, no filters): then the run is recorded from it instead of stitched twice."""
+    return options.group_by is GroupBy.process and not options.show_external and not options.filters
+
+
+def _record_history(collected: CollectOutcome, group: LoadedGroup, graph: Optional["FlowGraph"] = None) -> list[str]:
+    """Record a cached run in the history from the graph just stitched for the map (when it is
+    stitched as the history's) or from its snapshots just loaded; the warning, if any."""
     from netviz.history import record_collected
 
     collected.history_pending = False
     root = collected.cache_root if collected.cache_root is not None else collected.run.path.parent
-    problem = record_collected(root, collected.run, {snapshot.name: snapshot for snapshot in group.snapshots})
+    problem = record_collected(root, collected.run, {snapshot.name: snapshot for snapshot in group.snapshots},
+                               stitched=graph)
     return [problem] if problem is not None else []

@@ -208,3 +208,36 @@ def test_flows_of_a_machine_down_without_a_snapshot_are_neither_new_nor_gone(cac
         record(connection, facts)  # db down in run 2 with no snapshot to carry: its flow was not seen
     assert [(line.flows_new, line.flows_gone) for line in run_lines(connection)] == [
         (None, None), (0, 0), (0, 0), (0, 1)]
+
+
+def recorded_contents(root: Path) -> tuple[set, set, set]:
+    connection = open_history(root)
+    try:
+        return (set(connection.execute("SELECT f.key, s.count FROM flow_seen s JOIN flow f ON f.id = s.flow")),
+                set(connection.execute("SELECT n.key, s.pids FROM node_seen s JOIN node n ON n.id = s.node")),
+                set(connection.execute("SELECT l.key, n.key FROM listener_seen s JOIN listener l ON l.id = s.listener "
+                                       "JOIN node n ON n.id = s.node")))
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("group_by, stitches", [("process", 1), ("host", 2)])
+def test_a_run_drawn_as_the_history_records_is_stitched_once(cache, tmp_path, mocker, group_by, stitches):
+    """The map's graph is recorded as is when it is stitched as the history's (by process, no
+    filters, no outside peers); another view costs a second stitch. Either way the history holds
+    what a rebuild, which stitches every run anew, holds."""
+    from typer.testing import CliRunner
+
+    import netviz.stitch
+    from netviz.cli import app
+    from netviz.history import rebuild
+
+    spy = mocker.spy(netviz.stitch, "stitch")
+    result = CliRunner().invoke(app, ["run", "--cache", str(cache), "--group-by", group_by,
+                                      "--format", "json", "-o", str(tmp_path / "map.json")])
+    assert result.exit_code in (0, 3), result.output  # 3: a partial capture when not root
+    assert spy.call_count == stitches
+    recorded = recorded_contents(cache)
+    assert recorded[1], "the run's processes are in the history"
+    rebuild(cache)
+    assert recorded_contents(cache) == recorded
