@@ -118,3 +118,33 @@ def test_since_with_snapshots_given_is_a_usage_error_and_an_empty_period_an_erro
     assert "give no SNAPSHOT_OR_DIR" in netviz("stitch", "--cache", str(root), "--since", "7d", str(tmp_path),
                                                code=2).stderr
     assert "no cached run" in netviz("stitch", "--cache", str(tmp_path / "none"), "--since", "7d", code=1).stderr
+
+
+def test_csv_graphml_and_mermaid_carry_the_period(week):
+    """The formats for tools: CSV columns (UTC times), GraphML data keys read back by networkx,
+    Mermaid's label and dotted arrow for the flow seen in only some runs."""
+    import csv
+    import io
+    from datetime import datetime, timezone
+
+    root, runs = week
+    rows = list(csv.DictReader(io.StringIO(netviz("stitch", "--cache", str(root), "--since", "7d", "-f", "csv").stdout)))
+    by_port = {row["server_port"]: row for row in rows}
+    utc = [datetime.fromtimestamp(run.started_at, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+           for run in runs]
+    assert (by_port["7000"]["first_seen"], by_port["7000"]["last_seen"], by_port["7000"]["runs_seen"],
+            by_port["7000"]["runs_taken"]) == (utc[1], utc[1], "1", "4")
+    assert (by_port["5432"]["first_seen"], by_port["5432"]["last_seen"], by_port["5432"]["runs_seen"]) == (utc[0], utc[3], "4")
+    networkx = pytest.importorskip("networkx", reason="networkx reads GraphML (pip install networkx)")
+    graph = networkx.parse_graphml(netviz("stitch", "--cache", str(root), "--since", "7d", "-f", "graphml").stdout)
+    periods = {data["port"]: (data["period_first_seen"], data["runs_seen"], data["runs_taken"])
+               for _, _, data in graph.edges(data=True)}
+    assert periods == {7000: (runs[1].started_at, 1, 4), 5432: (runs[0].started_at, 4, 4)}
+    mermaid = netviz("stitch", "--cache", str(root), "--since", "7d", "-f", "mermaid").stdout
+    nightly = next(line for line in mermaid.splitlines() if "tcp/7000" in line)
+    always = next(line for line in mermaid.splitlines() if "tcp/5432" in line)
+    assert "-.->" in nightly and "seen in 1 of 4 runs" in nightly
+    assert "-->" in always and "seen in" not in always
+    # Without a period, none of these columns or keys
+    plain = netviz("stitch", "--cache", str(root), "-f", "csv").stdout.splitlines()[0]
+    assert "runs_seen" not in plain and "first_seen" not in plain

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from datetime import datetime, timezone
 
 from netviz.graph import KIND_HOST, KIND_OUTSIDE, Flow, FlowGraph, Node
 from netviz.textsafe import for_terminal
@@ -24,6 +25,8 @@ HEADERS = ("client_host", "client_process", "client_pids", "server_host", "serve
            "proto", "server_address", "server_port", "state", "count", "directed", "inferred", "via")
 # Only when the graph has a window (the same rule as the table and the JSON document)
 WINDOW_HEADERS = ("connections", "persistent", "per_minute")
+# Only for the union of a period (`stitch --since`, as the JSON `period`): UTC times in ISO 8601
+PERIOD_HEADERS = ("first_seen", "last_seen", "runs_seen", "runs_taken")
 # Only when some flow has TCP counters (as the JSON `traffic`): numbers, empty where unknown
 TRAFFIC_HEADERS = ("bytes_sent", "bytes_received", "rtt_median_ms", "rtt_max_ms", "retransmits")
 
@@ -79,6 +82,17 @@ def _traffic_cells(flow: Flow) -> tuple[str, ...]:
                                traffic.rtt_max_ms, traffic.retransmits))
 
 
+def _period_cells(flow: Flow) -> tuple[str, ...]:
+    period = flow.period
+    if period is None:
+        return ("",) * len(PERIOD_HEADERS)
+    return (_utc(period.first_seen), _utc(period.last_seen), str(period.runs_seen), str(period.runs_taken))
+
+
+def _utc(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def has_window(graph: FlowGraph) -> bool:
     """Does the graph carry window facts (then the rows have the window columns)?"""
     return any(host.window is not None for host in graph.hosts) or any(flow.window is not None for flow in graph.flows)
@@ -88,6 +102,7 @@ def flow_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]]
     """Headers and one row of safe cells per flow, in the graph's order (client, server, service)."""
     nodes = graph.nodes_by_id()
     windowed = has_window(graph)
+    periodic = any(flow.period is not None for flow in graph.flows)
     measured = any(flow.traffic is not None for flow in graph.flows)
     rows = []
     for flow in graph.flows:
@@ -96,9 +111,12 @@ def flow_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]]
                _flag(flow.directed), _flag(flow.inferred), cell(flow.via or ""))
         if windowed:
             row += _window_cells(flow)
+        if periodic:
+            row += _period_cells(flow)
         rows.append(row + _traffic_cells(flow) if measured else row)
-    headers = HEADERS + WINDOW_HEADERS if windowed else HEADERS
-    return (headers + TRAFFIC_HEADERS if measured else headers), rows
+    headers = (HEADERS + (WINDOW_HEADERS if windowed else ()) + (PERIOD_HEADERS if periodic else ())
+               + (TRAFFIC_HEADERS if measured else ()))
+    return headers, rows
 
 
 def render_rows(graph: FlowGraph, fmt: str = "csv") -> str:

@@ -63,6 +63,14 @@ WINDOW_KEYS: tuple[tuple[str, str, Callable[[Flow], Optional[Value]]], ...] = (
     ("last_seen", "double", lambda flow: flow.window.last_seen if flow.window else None),
 )
 
+# Declared only for the union of a period (`stitch --since`); times are Unix seconds, as in the JSON.
+PERIOD_KEYS: tuple[tuple[str, str, Callable[[Flow], Optional[Value]]], ...] = (
+    ("period_first_seen", "double", lambda flow: flow.period.first_seen if flow.period else None),
+    ("period_last_seen", "double", lambda flow: flow.period.last_seen if flow.period else None),
+    ("runs_seen", "int", lambda flow: flow.period.runs_seen if flow.period else None),
+    ("runs_taken", "int", lambda flow: flow.period.runs_taken if flow.period else None),
+)
+
 
 def xml_text(text: str) -> str:
     """Untrusted text made fit for XML 1.0 and for the eye: controls written as `\\xNN`."""
@@ -96,7 +104,8 @@ def _add_data(element: ET.Element, prefix: str, keys: tuple, item: object) -> No
 def render_graphml(graph: FlowGraph) -> str:
     """The GraphML document, UTF-8 with its XML declaration, nodes and edges in the graph's order."""
     windowed = any(host.window is not None for host in graph.hosts) or any(f.window is not None for f in graph.flows)
-    edge_keys = EDGE_KEYS + WINDOW_KEYS if windowed else EDGE_KEYS
+    periodic = any(flow.period is not None for flow in graph.flows)
+    edge_keys = EDGE_KEYS + (WINDOW_KEYS if windowed else ()) + (PERIOD_KEYS if periodic else ())
     root = ET.Element("graphml", {"xmlns": GRAPHML_NS, "xmlns:xsi": XSI_NS, "xsi:schemaLocation": SCHEMA_LOCATION})
     ET.SubElement(root, "key", {"id": "g_group_by", "for": "graph", "attr.name": "group_by", "attr.type": "string"})
     ET.SubElement(root, "key", {"id": "g_notes", "for": "graph", "attr.name": "notes", "attr.type": "string"})

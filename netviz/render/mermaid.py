@@ -64,12 +64,20 @@ def _edge_label(flow: Flow) -> str:
         text += f" via {flow.via}"
     if not flow.directed:
         text += " (no listener)"
+    if _sometimes(flow):
+        text += f" {flow.period.seen_text()}"
     return label(text, limit=200)
 
 
+def _sometimes(flow: Flow) -> bool:
+    """Seen in only some runs of a period (`stitch --since`): drawn dotted, as DOT draws it dashed."""
+    return flow.period is not None and not flow.period.always
+
+
 def _arrow(flow: Flow) -> str:
-    """Solid from client to server; dotted when inferred or short-lived; no head when undirected."""
-    dotted = flow.inferred or flow.short_lived
+    """Solid from client to server; dotted when inferred, short-lived or seen in only some runs of
+    a period; no head when undirected."""
+    dotted = flow.inferred or flow.short_lived or _sometimes(flow)
     if flow.directed:
         return "-.->" if dotted else "-->"
     return "-.-" if dotted else "---"
