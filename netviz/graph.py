@@ -280,6 +280,20 @@ class FlowWindow:
     connections: int  # distinct connections during the window (a lower bound), not samples
     persistent: bool  # alive in every sample of the window
     seconds: float  # the length of the window
+    # TCP, when a machine read tcp_info through the window: bytes the client sent and received
+    # inside it, and the span they moved in (Unix seconds); None when not counted
+    bytes_sent: Optional[int] = None
+    bytes_received: Optional[int] = None
+    bytes_since: Optional[float] = None
+    bytes_until: Optional[float] = None
+
+    @property
+    def bytes_per_second(self) -> Optional[float]:
+        """Bytes both ways per second of the span they moved in (None when not counted)."""
+        if self.bytes_sent is None or self.bytes_received is None or self.bytes_since is None or self.bytes_until is None:
+            return None
+        span = self.bytes_until - self.bytes_since
+        return round((self.bytes_sent + self.bytes_received) / span, 1) if span > 0 else None
 
     @property
     def per_minute(self) -> float:
@@ -297,13 +311,27 @@ class FlowWindow:
         """The facts of two flows drawn as one (an aggregated view)."""
         if other is None:
             return self
+        counted = [window for window in (self, other) if window.bytes_sent is not None]
         return FlowWindow(first_seen=min(self.first_seen, other.first_seen), last_seen=max(self.last_seen, other.last_seen),
                           connections=self.connections + other.connections,
-                          persistent=self.persistent or other.persistent, seconds=max(self.seconds, other.seconds))
+                          persistent=self.persistent or other.persistent, seconds=max(self.seconds, other.seconds),
+                          bytes_sent=sum(w.bytes_sent or 0 for w in counted) if counted else None,
+                          bytes_received=sum(w.bytes_received or 0 for w in counted) if counted else None,
+                          bytes_since=min(w.bytes_since or 0.0 for w in counted) if counted else None,
+                          bytes_until=max(w.bytes_until or 0.0 for w in counted) if counted else None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"first_seen": self.first_seen, "last_seen": self.last_seen, "connections": self.connections,
-                "persistent": self.persistent, "per_minute": self.per_minute}
+        out = {"first_seen": self.first_seen, "last_seen": self.last_seen, "connections": self.connections,
+               "persistent": self.persistent, "per_minute": self.per_minute}
+        if self.bytes_sent is not None:  # only when counted, so the JSON of an uncounted window is unchanged
+            out.update(window_bytes_sent=self.bytes_sent, window_bytes_received=self.bytes_received,
+                       bytes_per_second=self.bytes_per_second)
+        return out
+
+    def bytes_rate_text(self) -> Optional[str]:
+        """`2.0 MB/s`: bytes both ways per second while they moved; None when not counted."""
+        rate = self.bytes_per_second
+        return None if rate is None else f"{human_bytes(round(rate))}/s"
 
 
 def human_bytes(count: Optional[int]) -> str:

@@ -2522,8 +2522,9 @@ class Observations(object):
                 self.overflow += 1
                 return None
             # first_seen, last_seen, counts per evidence kind, samples alive, holders, uids,
-            # sockets alive at the last sample, the sample since which one was
-            record = self.flows[key] = [now, now, {}, 0, {}, set(), 0, 0]
+            # sockets alive at the last sample, the sample since which one was; bytes sent and
+            # received inside the window and the span they moved in (ByteCounts; None: unknown)
+            record = self.flows[key] = [now, now, {}, 0, {}, set(), 0, 0, None, None, None, None]
         else:
             record[1] = now
         return record
@@ -2585,8 +2586,12 @@ class Observations(object):
         out = []
         for key in sorted(self.flows, key=_flow_sort_key):
             netns, proto, role, local, local_port, remote, remote_port = key
-            first, last, counts, alive, holders, uids = self.flows[key][:6]
-            out.append({
+            record = self.flows[key]
+            first, last, counts, alive, holders, uids = record[:6]
+            moved = {} if record[8] is None else {
+                "bytes_sent": record[8], "bytes_received": record[9],
+                "bytes_from": round(record[10], 3), "bytes_to": round(record[11], 3)}
+            out.append(dict(moved, **{
                 "netns": netns, "proto": proto, "role": role,
                 "local": local, "local_port": local_port, "remote": remote, "remote_port": remote_port,
                 "first_seen": round(first, 3), "last_seen": round(last, 3),
@@ -2598,7 +2603,7 @@ class Observations(object):
                 "holders": [{"pid": pid, "comm": comm, "via": via}
                             for pid, comm, via in sorted(holders.values())],
                 "uids": sorted(uids),
-            })
+            }))
         return out
 
     def processes_document(self):
@@ -2775,6 +2780,116 @@ def _messages(data):
         offset += (length + 3) & ~3
 
 
+class _Connection(object):
+    """One TCP connection's counters through the window (ByteCounts)."""
+
+    __slots__ = ("key", "ends", "born_after", "first_time", "first_sent", "first_received",
+                 "base_sent", "base_received", "sent", "received", "last_time", "folded")
+
+    def __init__(self, key, ends, now, sent, received, born_after):
+        self.key, self.ends, self.born_after = key, ends, born_after
+        self.first_time, self.first_sent, self.first_received = now, sent, received
+        # born during the window (a sample before did not have it): everything it moved counts
+        self.base_sent, self.base_received = (0, 0) if born_after is not None else (sent, received)
+        self.sent, self.received, self.last_time, self.folded = sent, received, now, False
+
+    def start(self, end):
+        """When its counted bytes began to move: the first sample for a connection alive then;
+        for one born later, its first observation moved back by what it had moved by then at the
+        rate it kept until `end` (never before the sample that did not have it yet)."""
+        if self.born_after is None:
+            return self.first_time
+        before = self.first_sent + self.first_received
+        observed = self.sent + self.received - before
+        if observed > 0 and end > self.first_time:
+            return max(self.born_after, self.first_time - before * (end - self.first_time) / float(observed))
+        return (self.born_after + self.first_time) / 2.0
+
+
+class ByteCounts(object):
+    """What each TCP connection of the window moved, from its tcp_info at every sample and at its
+    destroy event, folded into its flow key's record (Observations) when it goes.
+
+    A connection alive at the first sample counts only what moved after it; one born during the
+    window counts from zero. The span the bytes moved in runs from the connection's start (see
+    _Connection.start) to its destroy event, which carries the final tcp_info, or else to the
+    last sample that saw it (the bytes counted stop there too). Only live connections are kept,
+    and the closed ones of the last two samples, for their destroy event.
+    """
+
+    def __init__(self, obs):
+        self.obs = obs
+        self.key_of_inode = {}  # inode -> (flow key, ends): the keyed TCP sockets of the last sample
+        self.live = {}  # inode -> _Connection
+        self.by_ends = {}  # (proto, local, local port, remote, remote port) -> _Connection, live or just closed
+        self.closing = []  # connections folded at the last sample, then at the one before
+        self.closed_before = []
+
+    def sample(self, counters, now, previous):
+        """The counters of one sample (inode -> tcp_info_counters); `previous`: the time of the
+        sample before, None for the first."""
+        current = {}
+        for inode, values in counters.items():
+            if values is None or values[0] is None:
+                continue  # a kernel older than 4.1: no byte counters
+            connection = self.live.get(inode)
+            if connection is None:
+                known = self.key_of_inode.get(inode)
+                if known is None:
+                    continue
+                connection = _Connection(known[0], known[1], now, values[0], values[1], previous)
+                self.by_ends[known[1]] = connection
+            else:
+                connection.sent, connection.received, connection.last_time = values[0], values[1], now
+            current[inode] = connection
+        for connection in self.closed_before:
+            if self.by_ends.get(connection.ends) is connection:
+                del self.by_ends[connection.ends]
+        self.closed_before, self.closing = self.closing, []
+        for inode, connection in self.live.items():
+            if inode not in current:
+                self._fold(connection, connection.last_time)
+                self.closing.append(connection)
+        self.live = current
+
+    def destroyed(self, ends, values, now):
+        """A connection's destroy event with its final tcp_info."""
+        connection = self.by_ends.pop(ends, None)
+        if connection is None or values is None or values[0] is None:
+            return
+        sent, received = connection.sent, connection.received
+        connection.sent, connection.received = max(sent, values[0]), max(received, values[1])
+        if connection.folded:  # folded already, as of its last sample: add what moved since
+            self._add(connection.key, connection.sent - sent, connection.received - received, None, now)
+            return
+        for inode, live in list(self.live.items()):
+            if live is connection:
+                del self.live[inode]
+                break
+        self._fold(connection, now)
+
+    def finish(self, now):
+        for connection in self.live.values():
+            self._fold(connection, now)
+        self.live, self.by_ends, self.key_of_inode = {}, {}, {}
+        self.closing, self.closed_before = [], []
+
+    def _fold(self, connection, end):
+        connection.folded = True
+        self._add(connection.key, max(0, connection.sent - connection.base_sent),
+                  max(0, connection.received - connection.base_received), connection.start(end), end)
+
+    def _add(self, key, sent, received, start, end):
+        record = self.obs.flows.get(key)
+        if record is None:
+            return
+        record[8] = (record[8] or 0) + sent
+        record[9] = (record[9] or 0) + received
+        if start is not None:
+            record[10] = start if record[10] is None else min(record[10], start)
+        record[11] = end if record[11] is None else max(record[11], end)
+
+
 class Window(object):
     """The observation of this machine over a window: samples on a budget, and events."""
 
@@ -2797,6 +2912,7 @@ class Window(object):
         self.rows = {}  # netns -> the socket rows (records) of the last sample
         self.key_of = {}  # live record -> its flow key
         self.last_sample = None
+        self.bytes = ByteCounts(self.obs)  # TCP connections' bytes, in the namespace read by netlink
         self.listening = {}  # netns -> {(proto, port): listening sockets}
         self.listener_holder = {}  # (netns, proto, port) -> (pid, comm)
         self.local_addresses = set()
@@ -2807,7 +2923,8 @@ class Window(object):
     # Samples ----------------------------------------------------------------------------
 
     def _namespace_rows(self):
-        """(netns, records with inode, records of inode 0) of every namespace reachable."""
+        """(netns, records with inode, records of inode 0, tcp_info counters by inode or None) of
+        every namespace reachable; counters for the payload's own namespace, read by netlink."""
         readers = {}
         for pid, info in self.pid_info.items():
             if info[0] is not None:
@@ -2818,20 +2935,22 @@ class Window(object):
         for netns, pid in sorted(readers.items()):
             own = netns == self.own_netns and self.use_netlink
             records, inodeless = [], []
+            counters = {} if own else None
             for filename in ("tcp", "tcp6", "udp", "udp6"):
                 try:
                     if own:
                         family, protocol = NETLINK_TABLES[filename]
-                        records.extend(netlink_inet_sockets(family, protocol, filename, inodeless)[0])
+                        records.extend(netlink_inet_sockets(family, protocol, filename, inodeless, counters)[0])
                         continue
                 except OSError:
+                    counters = None  # a table read from /proc has no counters: none for the namespace
                     pass
                 try:
                     with _open_text(os.path.join(self.proc_root, str(pid), "net", filename)) as handle:
                         records.extend(parse_inet_table(handle, filename, inodeless)[0])
                 except OSError:
                     continue
-            out.append((netns, records, inodeless))
+            out.append((netns, records, inodeless, counters))
         return out
 
     def _walk_fds(self, wanted):
@@ -2887,7 +3006,10 @@ class Window(object):
         changes = []
         wanted = set()
         count = 0
-        for netns, records, inodeless in self._namespace_rows():
+        counted = None
+        for netns, records, inodeless, counters in self._namespace_rows():
+            if counters is not None:
+                counted = counters
             rows = set(records)
             rows.update(inodeless)
             count += len(records)
@@ -2899,6 +3021,8 @@ class Window(object):
         holders = self._walk_fds(wanted) if wanted else {}
         for netns, fresh, gone in changes:
             self._apply(netns, fresh, gone, holders, now)
+        if counted is not None:
+            self.bytes.sample(counted, now, self.last_sample)
         self.last_sample = now
         self.samples += 1
         self.socket_count = count
@@ -2920,6 +3044,7 @@ class Window(object):
                 if not listening[port]:
                     del listening[port]
             key = self.key_of.pop(record, None)
+            self.bytes.key_of_inode.pop(record[1], None)
             if key is not None:
                 closed.add((record[0], record[2], record[3], record[4], record[5]))
                 self.obs.gone(key, self.samples, self.last_sample)
@@ -2949,6 +3074,8 @@ class Window(object):
             if record[1]:
                 self.key_of[record] = key
                 self.obs.alive(flow, self.samples)
+                if record[0] in ("tcp", "tcp6"):
+                    self.bytes.key_of_inode[record[1]] = (key, (record[0], record[2], record[3], record[4], record[5]))
             self._listener_holds(flow, key)
 
     def _listener_holds(self, flow, key):
@@ -2962,6 +3089,7 @@ class Window(object):
         """Close the flows still alive at the last sample."""
         for key in self.key_of.values():
             self.obs.gone(key, self.samples, self.last_sample)
+        self.bytes.finish(self.last_sample)
         # The closing capture comes next: what only the samples needed is let go first.
         self.key_of, self.rows, self.holder_of, self.pid_info = {}, {}, {}, {}
 
@@ -3000,7 +3128,8 @@ class Window(object):
         size = 4 if family == socket.AF_INET else 16
         src, dst = data[start + 8:start + 8 + size], data[start + 24:start + 24 + size]
         uid, inode = struct.unpack_from("=II", data, start + 64)
-        protocol = _attributes(data, start + _INET_DIAG_MSG_SIZE, end, (INET_DIAG_PROTOCOL,)).get(INET_DIAG_PROTOCOL)
+        attributes = _attributes(data, start + _INET_DIAG_MSG_SIZE, end, (INET_DIAG_PROTOCOL, INET_DIAG_INFO))
+        protocol = attributes.get(INET_DIAG_PROTOCOL)
         number = data[protocol[0]] if protocol and protocol[1] > protocol[0] else socket.IPPROTO_TCP
         name = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp"}.get(number)
         if name is None or family not in (socket.AF_INET, socket.AF_INET6):
@@ -3010,6 +3139,9 @@ class Window(object):
         state = STATES.get(state_number, "CLOSE")
         record = (name, inode, socket.inet_ntop(family, src), sport, socket.inet_ntop(family, dst),
                   dport, state, uid, None)
+        info = attributes.get(INET_DIAG_INFO)
+        if info is not None and number == socket.IPPROTO_TCP:
+            self.bytes.destroyed((name, record[2], sport, record[4], dport), tcp_info_counters(data, *info), now)
         netns = self.own_netns
         key = flow_key(netns, record, self.listening.get(netns, ()))
         if key is None:

@@ -25,6 +25,8 @@ HEADERS = ("client_host", "client_process", "client_pids", "server_host", "serve
            "proto", "server_address", "server_port", "state", "count", "directed", "inferred", "via")
 # Only when the graph has a window (the same rule as the table and the JSON document)
 WINDOW_HEADERS = ("connections", "persistent", "per_minute")
+# Only when some flow's window counted bytes (TCP, tcp_info at each sample): inside the window
+WINDOW_BYTES_HEADERS = ("window_bytes_sent", "window_bytes_received", "bytes_per_second")
 # Only for the union of a period (`stitch --since`, as the JSON `period`): UTC times in ISO 8601
 PERIOD_HEADERS = ("first_seen", "last_seen", "runs_seen", "runs_taken")
 # Only when some flow has TCP counters (as the JSON `traffic`): numbers, empty where unknown
@@ -82,6 +84,14 @@ def _traffic_cells(flow: Flow) -> tuple[str, ...]:
                                traffic.rtt_max_ms, traffic.retransmits))
 
 
+def _window_bytes_cells(flow: Flow) -> tuple[str, ...]:
+    window = flow.window
+    if window is None or window.bytes_sent is None:
+        return ("",) * len(WINDOW_BYTES_HEADERS)
+    rate = window.bytes_per_second
+    return (str(window.bytes_sent), str(window.bytes_received), "" if rate is None else f"{rate:g}")
+
+
 def _period_cells(flow: Flow) -> tuple[str, ...]:
     period = flow.period
     if period is None:
@@ -102,6 +112,7 @@ def flow_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]]
     """Headers and one row of safe cells per flow, in the graph's order (client, server, service)."""
     nodes = graph.nodes_by_id()
     windowed = has_window(graph)
+    moved = any(flow.window is not None and flow.window.bytes_sent is not None for flow in graph.flows)
     periodic = any(flow.period is not None for flow in graph.flows)
     measured = any(flow.traffic is not None for flow in graph.flows)
     rows = []
@@ -111,10 +122,13 @@ def flow_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]]
                _flag(flow.directed), _flag(flow.inferred), cell(flow.via or ""))
         if windowed:
             row += _window_cells(flow)
+        if moved:
+            row += _window_bytes_cells(flow)
         if periodic:
             row += _period_cells(flow)
         rows.append(row + _traffic_cells(flow) if measured else row)
-    headers = (HEADERS + (WINDOW_HEADERS if windowed else ()) + (PERIOD_HEADERS if periodic else ())
+    headers = (HEADERS + (WINDOW_HEADERS if windowed else ()) + (WINDOW_BYTES_HEADERS if moved else ())
+               + (PERIOD_HEADERS if periodic else ())
                + (TRAFFIC_HEADERS if measured else ()))
     return headers, rows
 

@@ -1030,6 +1030,8 @@
         ['inferred', flow.inferred ? 'yes (peer socket not captured)' : null], ['NAT via', flow.via],
         ['seen in the window', flow.connections === undefined ? null : flow.connections + ' connections, ' + (isShortLived(flow) ? rateText(flow) : 'persistent')],
         ['bytes', trafficText(flow.traffic)], ['RTT', rttText(flow.traffic)],
+        ['moved in the window', flow.window_bytes_sent === undefined ? null : humanBytes(flow.window_bytes_sent) + ' sent / '
+          + humanBytes(flow.window_bytes_received) + ' received' + (flow.bytes_per_second ? ', ' + humanBytes(Math.round(flow.bytes_per_second)) + '/s' : '')],
         ['retransmits', flow.traffic ? flow.traffic.retransmits : null],
         ['counters from', flow.traffic ? flow.traffic.connections + ' of ' + (flow.count || 1) + ' connections' : null],
         ['first seen', flow.first_seen === undefined ? null : new Date(flow.first_seen * 1000).toISOString()],

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from netviz.graph import KIND_HOST, KIND_OUTSIDE, Flow, FlowGraph, Node
+from netviz.graph import KIND_HOST, KIND_OUTSIDE, Flow, FlowGraph, FlowWindow, Node
 from netviz.textsafe import for_terminal
 
 HEADERS = ("client", "server", "service", "count", "notes")
@@ -53,6 +53,12 @@ def busiest_flows(graph: FlowGraph, by_bytes: bool = False) -> list[Flow]:
     return sorted(graph.flows, key=order)
 
 
+def _window_rate(window: FlowWindow) -> str:
+    """`persistent`, `~12 per minute`, and the bytes' rate when the window counted them."""
+    moved = window.bytes_rate_text()
+    return window.rate_text() if moved is None else f"{window.rate_text()}, {moved}"
+
+
 def table_rows(graph: FlowGraph, by_bytes: bool = False) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """Headers and one row per flow, busiest first (by connections, or by bytes); two more columns
     when a window saw the flows, three when the capture read TCP counters."""
@@ -74,7 +80,7 @@ def table_rows(graph: FlowGraph, by_bytes: bool = False) -> tuple[tuple[str, ...
                                 f"{flow.proto}/{flow.server_port}", str(flow.count))
         if windowed:
             window = flow.window
-            row += (str(window.connections), window.rate_text()) if window is not None else ("", "")
+            row += (str(window.connections), _window_rate(window)) if window is not None else ("", "")
         if measured:
             traffic = flow.traffic
             row += ((traffic.bytes_text(), traffic.rtt_text(), str(traffic.retransmits)) if traffic is not None

@@ -61,6 +61,25 @@ class WindowFlow:
     persistent: bool
     holders: tuple[WindowHolder, ...]
     uids: tuple[int, ...]
+    # TCP only, when the payload read tcp_info (its own namespace): bytes moved inside the window
+    # by the key's connections, and the span they moved in (first to last observation)
+    moved: Optional["WindowBytes"] = None
+
+
+@dataclass(frozen=True)
+class WindowBytes:
+    """What a flow key's connections moved inside the window (docs/snapshot.md, "window.flows")."""
+
+    sent: int
+    received: int
+    since: float  # Unix seconds: the earliest observation of a connection that moved them
+    until: float  # the latest
+
+    def merged(self, other: Optional["WindowBytes"]) -> "WindowBytes":
+        if other is None:
+            return self
+        return WindowBytes(self.sent + other.sent, self.received + other.received,
+                           min(self.since, other.since), max(self.until, other.until))
 
 
 @dataclass(frozen=True)
@@ -161,7 +180,18 @@ def _flow(node: _Field) -> WindowFlow:
         persistent=node.key("persistent").boolean(),
         holders=tuple(_holder(item) for item in node.key("holders").items(MAX_FLOW_HOLDERS)),
         uids=node.key("uids").integers(0, UID_RANGE[1], MAX_FLOW_UIDS),
+        moved=_moved(node),
     )
+
+
+def _moved(node: _Field) -> Optional[WindowBytes]:
+    """The optional byte counts of a window flow: all four keys, or none."""
+    if node.key("bytes_sent", required=False).missing:
+        return None
+    since, until = _seconds(node.key("bytes_from")), _seconds(node.key("bytes_to"))
+    if until < since:
+        raise node.key("bytes_to").fail("earlier than bytes_from")
+    return WindowBytes(node.key("bytes_sent").integer(), node.key("bytes_received").integer(), since, until)
 
 
 def _process(node: _Field) -> WindowProcess:
@@ -222,6 +252,13 @@ def read_window(node: _Field) -> Window:
     )
 
 
+def _moved_document(moved: Optional[WindowBytes]) -> dict[str, Any]:
+    if moved is None:
+        return {}
+    return {"bytes_sent": moved.sent, "bytes_received": moved.received, "bytes_from": moved.since,
+            "bytes_to": moved.until}
+
+
 def window_to_document(window: Window) -> dict[str, Any]:
     """The `window` section of a Window (read_window of it gives it back)."""
     return {
@@ -238,7 +275,7 @@ def window_to_document(window: Window) -> dict[str, Any]:
                    "first_seen": f.first_seen, "last_seen": f.last_seen, "connections": f.connections,
                    "evidence": dict(f.evidence), "samples": f.samples, "persistent": f.persistent,
                    "holders": [{"pid": h.pid, "comm": h.comm, "via": h.via} for h in f.holders],
-                   "uids": list(f.uids)} for f in window.flows],
+                   "uids": list(f.uids), **_moved_document(f.moved)} for f in window.flows],
         "max_processes": window.max_processes, "processes_overflow": window.processes_overflow,
         "processes": [{"netns": p.netns, "uid": p.uid, "comm": p.comm, "cmdline": list(p.cmdline),
                        "execs": p.execs, "first_seen": p.first_seen, "last_seen": p.last_seen,

@@ -157,8 +157,13 @@ def _with_window(machines: Sequence[Machine], items: list[tuple[tuple, list]],
 
 def _flow_window(link: WindowLink) -> FlowWindow:
     facts = link.seen
+    moved = facts.moved
     return FlowWindow(first_seen=facts.first_seen, last_seen=facts.last_seen, connections=facts.connections,
-                      persistent=facts.persistent, seconds=facts.seconds)
+                      persistent=facts.persistent, seconds=facts.seconds,
+                      bytes_sent=None if moved is None else moved.sent,
+                      bytes_received=None if moved is None else moved.received,
+                      bytes_since=None if moved is None else moved.since,
+                      bytes_until=None if moved is None else moved.until)
 
 
 def _members(machines: Sequence[Machine], group_by: str, wanted: set[NodeKey]) -> dict[NodeKey, list]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from netviz.graph import RANK_SHORT_LIVED, NodeKey, node_key
-from netviz.snapshot.window import Window, WindowFlow, WindowHolder
+from netviz.snapshot.window import Window, WindowBytes, WindowFlow, WindowHolder
 from netviz.stitch.addresses import AddressBook, Scope, normalize_address, scope
 from netviz.stitch.index import SocketIndex
 from netviz.stitch.links import Links
@@ -48,6 +48,7 @@ class Seen:
     connections: int
     persistent: bool
     seconds: float  # the length of the window that saw them (the longest, when several did)
+    moved: Optional[WindowBytes] = None  # bytes from the client's view, when a machine counted them
 
     def merge(self, other: "Seen") -> None:
         self.first_seen = min(self.first_seen, other.first_seen)
@@ -55,6 +56,8 @@ class Seen:
         self.connections += other.connections
         self.persistent = self.persistent or other.persistent
         self.seconds = max(self.seconds, other.seconds)
+        if other.moved is not None:
+            self.moved = other.moved.merged(self.moved)
 
 
 @dataclass
@@ -322,7 +325,8 @@ def _link_client(machines: Sequence[Machine], index: SocketIndex, ends: _Ends, m
             return  # nothing in the group accepts it: outside, or unresolved
     parts = _client_parts(flow)
     for holders, connections, persistent in parts:
-        seen = Seen(flow.first_seen, flow.last_seen, connections, persistent, window.ended_at - window.started_at)
+        seen = Seen(flow.first_seen, flow.last_seen, connections, persistent, window.ended_at - window.started_at,
+                    _client_bytes(flow, server if alone else None) if len(parts) == 1 else None)
         if server is not None and alone and len(parts) == 1:
             other = _seen(server[1], window)
             seen.first_seen = min(seen.first_seen, other.first_seen)
@@ -334,6 +338,19 @@ def _link_client(machines: Sequence[Machine], index: SocketIndex, ends: _Ends, m
             client_key = ends.short_lived(machine, flow, window)
         _add(ends.result, (client_key, server_key, flow.proto, target.port, target.via), seen, target.address,
              inferred, client_pids, server_pids)
+
+
+def _client_bytes(flow: WindowFlow, server: Optional[tuple[Machine, WindowFlow]]) -> Optional[WindowBytes]:
+    """The bytes of a client key's connections from the client's view: its own counts, else its
+    server key's with the directions swapped (`server` only when that key holds no other client's
+    connections). Only for a key whose connections go to one part:
+    bytes are counted per key, and splitting them among holders would be a guess."""
+    if flow.moved is not None:
+        return flow.moved
+    if server is not None and server[1].moved is not None:
+        moved = server[1].moved
+        return WindowBytes(moved.received, moved.sent, moved.since, moved.until)
+    return None
 
 
 def _add(result: WindowLinks, key: WindowKey, seen: Seen, address: str, inferred: bool,
