@@ -49,6 +49,22 @@ PACED_SENDER = (
     "print('sent', total, flush=True)\n"
     "time.sleep(100000)\n"
 ) % RATE
+# Inside a window: waits until argv[2] (Unix time), connects, sends RATE bytes a second for
+# SECONDS, closes, and prints the total and the seconds it took
+WINDOW_SENDER = (
+    "import socket, sys, time\n"
+    "open('/proc/self/comm', 'w').write('window-sender')\n"
+    "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+    "c = socket.create_connection((sys.argv[1], int(sys.argv[3])))\n"
+    f"step, total, start = {RATE} // 20, 0, time.monotonic()\n"
+    f"while time.monotonic() - start < {SECONDS}:\n"
+    "    c.sendall(b'x' * step)\n"
+    "    total += step\n"
+    "    time.sleep(max(0.0, start + total / %d - time.monotonic()))\n"
+    "c.close()\n"
+    "print('sent', total, time.monotonic() - start, flush=True)\n"
+    "time.sleep(100000)\n"
+) % RATE
 FLOOD_SENDER = (
     "import socket, sys\n"
     "open('/proc/self/comm', 'w').write('flood-sender')\n"
@@ -174,3 +190,35 @@ def test_edges_are_drawn_wider_for_more_bytes(captured):
 
     paced, other = (widths[label] for label in sorted(widths, key=sent, reverse=True))
     assert paced > other, widths  # the one that moved more bytes (the paced 15 MB) is the wider
+
+
+def test_a_window_gives_the_bytes_and_the_rate_of_a_sender_inside_it(lab, tmp_path):
+    """`netviz run --window 12s` while m00 opens a connection well inside the window, sends 5 MB/s
+    for 3 s and closes it: the flow's window bytes within 5% of what the sender logged, its rate
+    within 10% of the rate the sender kept (the window begins about WINDOW_START_DELAY after the
+    command starts; the sender begins 4 s after that). It sends to a sink of its own port: the
+    window counts per (client address, service), and the paced sender's key is m00 -> m01:PORT."""
+    from netviz.transport.base import WINDOW_START_DELAY
+
+    sender, sink = lab.machines["m00"], lab.machines["m01"]
+    port = PORT + 1
+    sink.run(["python3", "-c", SINK.replace(str(PORT), str(port))], log_name="window-sink")
+    wait_until(lambda: f":{port}" in sink.exec(["ss", "-tlnH"]).stdout, 20, "the second sink listening")
+    inventory = lab.write_inventory(tmp_path / "hosts.yaml")
+    output = tmp_path / "window.json"
+    begin = time.time() + WINDOW_START_DELAY + 4.0
+    sender.run(["python3", "-u", "-c", WINDOW_SENDER, sink.ipv4, f"{begin:.3f}", str(port)], log_name="window-sender")
+    result = subprocess.run(
+        [sys.executable, "-m", "netviz", "run", "-i", str(inventory), "--window", "12s",
+         "--cache", str(tmp_path / "cache"), "-f", "json", "-o", str(output)], cwd=REPO, capture_output=True, timeout=240)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    _, total, seconds = (sender.dir / "logs" / "window-sender.log").read_text().split()
+    sent, rate = int(total), int(total) / float(seconds)
+    document = json.loads(output.read_text())
+    started = min(host["window"]["started_at"] for host in document["hosts"] if host.get("window"))
+    assert started < begin, (started, begin)  # the sender began inside the window
+    nodes = {node["id"]: node for node in document["nodes"]}
+    (flow,) = [flow for flow in document["flows"] if flow["server_port"] == port]
+    assert nodes[flow["client"]]["comm"] == "window-sender" and nodes[flow["server"]]["host"] == "m01", flow
+    assert abs(flow["window_bytes_sent"] - sent) <= 0.05 * sent, (flow, sent)
+    assert abs(flow["bytes_per_second"] - rate) <= 0.10 * rate, (flow, rate)

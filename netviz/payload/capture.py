@@ -2457,6 +2457,9 @@ CPU_SHARE_LARGE = (50000, 0.20)  # at most 20% at 50,000 sockets
 BUDGET_MARGIN = 0.8  # the sampling aims at this fraction of the share: samples vary in cost
 WINDOW_PROTOS = {"tcp": "tcp", "tcp6": "tcp", "udp": "udp", "udp6": "udp"}
 EVIDENCE_KINDS = ("sample", "time_wait", "destroy", "conntrack")
+# Past this many TCP sockets in the namespace when the window starts, its samples read no tcp_info
+# (no bytes in the window): at 50,000 sockets the counters take the window past its CPU share.
+MAX_BYTES_SOCKETS = 20000
 
 # sock_diag multicast groups (linux/sock_diag.h, Linux 4.9+) and the INET_DIAG_PROTOCOL attribute.
 SKNLGRP_GROUPS = ((1, "tcp"), (2, "udp"), (3, "tcp"), (4, "udp"))
@@ -2913,6 +2916,7 @@ class Window(object):
         self.key_of = {}  # live record -> its flow key
         self.last_sample = None
         self.bytes = ByteCounts(self.obs)  # TCP connections' bytes, in the namespace read by netlink
+        self.count_bytes = True  # run() decides from the namespace's socket count
         self.listening = {}  # netns -> {(proto, port): listening sockets}
         self.listener_holder = {}  # (netns, proto, port) -> (pid, comm)
         self.local_addresses = set()
@@ -2935,7 +2939,7 @@ class Window(object):
         for netns, pid in sorted(readers.items()):
             own = netns == self.own_netns and self.use_netlink
             records, inodeless = [], []
-            counters = {} if own else None
+            counters = {} if own and self.count_bytes else None
             for filename in ("tcp", "tcp6", "udp", "udp6"):
                 try:
                     if own:
@@ -3194,6 +3198,9 @@ class Window(object):
     def run(self, seconds, started):
         """Observe from now until `started` + `seconds` (wall clock)."""
         deadline = started + seconds
+        stats = read_sockstat(os.path.join(self.proc_root, "self", "net"))
+        tcp = stats.get("TCP", {}).get("inuse", 0) + stats.get("TCP6", {}).get("inuse", 0)
+        self.count_bytes = tcp <= MAX_BYTES_SOCKETS
         if self.own_netns is not None:
             self.local_addresses = self._own_addresses()
             self.sources = open_sources(self.proc_root)
