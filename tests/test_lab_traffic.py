@@ -193,10 +193,11 @@ def test_edges_are_drawn_wider_for_more_bytes(captured):
 
 
 def test_a_window_gives_the_bytes_and_the_rate_of_a_sender_inside_it(lab, tmp_path):
-    """`netviz run --window 12s` while m00 opens a connection well inside the window, sends 5 MB/s
+    """`netviz run --window 14s` while m00 opens a connection well inside the window, sends 5 MB/s
     for 3 s and closes it: the flow's window bytes within 5% of what the sender logged, its rate
     within 10% of the rate the sender kept (the window begins about WINDOW_START_DELAY after the
-    command starts; the sender begins 4 s after that). It sends to a sink of its own port: the
+    command starts; the sender begins about 5 s after that, once the first sample, which walks every
+    process's fds, is surely over). It sends to a sink of its own port: the
     window counts per (client address, service), and the paced sender's key is m00 -> m01:PORT."""
     from netviz.transport.base import WINDOW_START_DELAY
 
@@ -206,10 +207,10 @@ def test_a_window_gives_the_bytes_and_the_rate_of_a_sender_inside_it(lab, tmp_pa
     wait_until(lambda: f":{port}" in sink.exec(["ss", "-tlnH"]).stdout, 20, "the second sink listening")
     inventory = lab.write_inventory(tmp_path / "hosts.yaml")
     output = tmp_path / "window.json"
-    begin = time.time() + WINDOW_START_DELAY + 4.0
+    begin = time.time() + WINDOW_START_DELAY + 6.0
     sender.run(["python3", "-u", "-c", WINDOW_SENDER, sink.ipv4, f"{begin:.3f}", str(port)], log_name="window-sender")
     result = subprocess.run(
-        [sys.executable, "-m", "netviz", "run", "-i", str(inventory), "--window", "12s",
+        [sys.executable, "-m", "netviz", "run", "-i", str(inventory), "--window", "14s",
          "--cache", str(tmp_path / "cache"), "-f", "json", "-o", str(output)], cwd=REPO, capture_output=True, timeout=240)
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     _, total, seconds = (sender.dir / "logs" / "window-sender.log").read_text().split()
