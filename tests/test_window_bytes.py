@@ -54,8 +54,9 @@ def test_a_connection_alive_at_the_first_sample_counts_only_what_moved_after_it(
 def test_a_connection_born_in_the_window_counts_from_zero_and_starts_when_its_rate_says() -> None:
     observations, counts = tally()
     counts.sample({}, 100.0, None)
-    counts.sample({7: counters(1_000, 0)}, 101.0, 100.0)  # 1,000 bytes by its first sample
-    counts.sample({7: counters(5_000, 0)}, 103.0, 101.0)  # then 2,000 bytes a second
+    # the kernel counts the SYN as one byte acknowledged: 1,001 is 1,000 bytes of data
+    counts.sample({7: counters(1_001, 0)}, 101.0, 100.0)  # 1,000 bytes by its first sample
+    counts.sample({7: counters(5_001, 0)}, 103.0, 101.0)  # then 2,000 bytes a second
     counts.sample({}, 104.0, 103.0)  # gone, no destroy event: its bytes and its span end at 103
     # started 0.5 s before its first sample, at the rate it kept
     assert moved(observations) == {"bytes_sent": 5_000, "bytes_received": 0, "bytes_from": 100.5, "bytes_to": 103.0}
@@ -64,7 +65,7 @@ def test_a_connection_born_in_the_window_counts_from_zero_and_starts_when_its_ra
 def test_a_connection_seen_once_starts_halfway_between_samples() -> None:
     observations, counts = tally()
     counts.sample({}, 100.0, None)
-    counts.sample({7: counters(4_000, 10)}, 101.0, 100.0)
+    counts.sample({7: counters(4_001, 10)}, 101.0, 100.0)
     counts.finish(101.0)
     assert moved(observations) == {"bytes_sent": 4_000, "bytes_received": 10, "bytes_from": 100.5, "bytes_to": 101.0}
 

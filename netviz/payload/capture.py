@@ -2792,8 +2792,9 @@ class _Connection(object):
     def __init__(self, key, ends, now, sent, received, born_after):
         self.key, self.ends, self.born_after = key, ends, born_after
         self.first_time, self.first_sent, self.first_received = now, sent, received
-        # born during the window (a sample before did not have it): everything it moved counts
-        self.base_sent, self.base_received = (0, 0) if born_after is not None else (sent, received)
+        # born during the window (a sample before did not have it): everything it moved counts,
+        # but its SYN (or SYN-ACK), which the kernel counts as one byte acknowledged
+        self.base_sent, self.base_received = (1, 0) if born_after is not None else (sent, received)
         self.sent, self.received, self.last_time, self.folded = sent, received, now, False
 
     def start(self, end):
@@ -2802,8 +2803,8 @@ class _Connection(object):
         rate it kept until `end` (never before the sample that did not have it yet)."""
         if self.born_after is None:
             return self.first_time
-        before = self.first_sent + self.first_received
-        observed = self.sent + self.received - before
+        before = self.first_sent + self.first_received - self.base_sent - self.base_received
+        observed = self.sent + self.received - self.first_sent - self.first_received
         if observed > 0 and end > self.first_time:
             return max(self.born_after, self.first_time - before * (end - self.first_time) / float(observed))
         return (self.born_after + self.first_time) / 2.0

@@ -1,6 +1,8 @@
 """Traffic: the kernel's TCP counters (a snapshot's `tcp_info`) summed per link.
 
-A connection's counters are read from its client end (bytes sent and received, RTT); when only the
+Bytes sent are the kernel's `bytes_acked` less one: the kernel counts the acknowledged SYN (and
+SYN-ACK) as a byte, so an idle connection would show "1 B" sent. A FIN, once acknowledged, is
+still counted as one byte. A connection's counters are read from its client end (bytes sent and received, RTT); when only the
 server end's are known (its namespace was read through netlink, the client's was not), from the
 server's, mirrored. Retransmits are those of both ends (each counts what it resent). A connection
 whose two ends both lack counters adds nothing, and the flow says how many connections it summed.
@@ -35,10 +37,10 @@ class LinkTraffic:
         """One connection of the link `key`, from `client` to `server` (a peer or a listener)."""
         mine, theirs = self._of(client), self._of(server)
         if mine is not None:
-            self._add(key, mine.bytes_acked, mine.bytes_received, mine.rtt,
+            self._add(key, _data(mine.bytes_acked), mine.bytes_received, mine.rtt,
                       mine.total_retrans + (theirs.total_retrans if theirs is not None else 0))
         elif theirs is not None:
-            self._add(key, theirs.bytes_received, theirs.bytes_acked, theirs.rtt, theirs.total_retrans)
+            self._add(key, theirs.bytes_received, _data(theirs.bytes_acked), theirs.rtt, theirs.total_retrans)
 
     def add_end(self, key: tuple, end: End, is_client: bool) -> None:
         """One connection of which only `end` is captured (a peer outside the group)."""
@@ -46,9 +48,9 @@ class LinkTraffic:
         if found is None:
             return
         if is_client:
-            self._add(key, found.bytes_acked, found.bytes_received, found.rtt, found.total_retrans)
+            self._add(key, _data(found.bytes_acked), found.bytes_received, found.rtt, found.total_retrans)
         else:
-            self._add(key, found.bytes_received, found.bytes_acked, found.rtt, found.total_retrans)
+            self._add(key, found.bytes_received, _data(found.bytes_acked), found.rtt, found.total_retrans)
 
     def _add(self, key: tuple, sent: Optional[int], received: Optional[int], rtt: int, retransmits: int) -> None:
         link = self.links.get(key)
@@ -70,6 +72,11 @@ class LinkTraffic:
         measured, sent, received, retransmits, rtts = link
         return FlowTraffic(connections=measured, bytes_sent=sent, bytes_received=received,
                            retransmits=retransmits, rtts=tuple(sorted(rtts)))
+
+
+def _data(bytes_acked: Optional[int]) -> Optional[int]:
+    """Data bytes sent and acknowledged: `bytes_acked` without the SYN's (None stays unknown)."""
+    return None if bytes_acked is None else max(0, bytes_acked - 1)
 
 
 def _machine_counters(machine: Machine) -> Optional[dict[int, TcpInfo]]:
