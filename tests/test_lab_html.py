@@ -1,8 +1,8 @@
 """The whole chain on the real lab: `netviz run` over SSH to an HTML map, drawn in headless Chromium.
 
 The map must show exactly the flows the lab was built to contain. The screenshot it saves is the
-README's picture (set NETVIZ_SCREENSHOT_DIR to keep it; scripts/lab-screenshot.sh refreshes
-docs/img/lab-map.png).
+README's picture: `NETVIZ_SCREENSHOT_DIR=docs/img scripts/test.sh tests/test_lab_html.py` refreshes
+docs/img/lab-map.png.
 """
 
 from __future__ import annotations
