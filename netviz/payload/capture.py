@@ -2447,6 +2447,7 @@ MAX_WINDOW = 3600.0  # seconds
 MAX_START_AHEAD = 60.0  # seconds: a --start-at further ahead is refused
 MIN_INTERVAL = 0.2  # seconds between two samples, at the least
 MAX_FLOW_KEYS = 20000
+MAX_REMEMBERED_ENDS = 200000  # connections remembered for their destroy event (a hash each)
 MAX_WINDOW_PROCESSES = 4096
 MAX_HOLDERS = 8  # per flow key
 MAX_UIDS = 8  # per flow key
@@ -2816,13 +2817,23 @@ class ByteCounts(object):
 
     A connection alive at the first sample counts only what moved after it; one born during the
     window counts from zero. The span the bytes moved in runs from the connection's start (see
-    _Connection.start) to its destroy event, which carries the final tcp_info, or else to the
+    _Connection.start) to its destroy event, which carries the final tcp_info (less the FIN
+    each side of an orderly close counts as a byte: one byte short after a reset), or else to the
     last sample that saw it (the bytes counted stop there too). Only live connections are kept,
     and the closed ones of the last two samples, for their destroy event.
+
+    A connection born and gone between two samples (the window's reason to be) is known by its
+    destroy event alone: its final tcp_info is all it moved, in a span taken to start halfway
+    between the sample before and its end. The connections of the first sample and those counted
+    already are remembered (a hash of their ends), so that the late destroy of one alive before
+    the window, or counted, is not counted (again).
     """
 
     def __init__(self, obs):
         self.obs = obs
+        self.last_sample = None  # the time of the last sample with counters
+        self.remembered = set()  # hash(ends): connections of the first sample, and those counted
+        self.remembering = True
         self.key_of_inode = {}  # inode -> (flow key, ends): the keyed TCP sockets of the last sample
         self.live = {}  # inode -> _Connection
         self.by_ends = {}  # (proto, local, local port, remote, remote port) -> _Connection, live or just closed
@@ -2855,14 +2866,27 @@ class ByteCounts(object):
                 self._fold(connection, connection.last_time)
                 self.closing.append(connection)
         self.live = current
+        self.last_sample = now
 
-    def destroyed(self, ends, values, now):
-        """A connection's destroy event with its final tcp_info."""
+    def remember(self, ends):
+        """A connection whose destroy event is not to be counted as a whole."""
+        if len(self.remembered) < MAX_REMEMBERED_ENDS:
+            self.remembered.add(hash(ends))
+        else:
+            self.remembering = False  # past the bound, no connection is counted by its destroy alone
+
+    def destroyed(self, ends, values, now, key=None):
+        """A connection's destroy event with its final tcp_info; `key`: its flow key."""
         connection = self.by_ends.pop(ends, None)
-        if connection is None or values is None or values[0] is None:
+        if values is None or values[0] is None:
+            return
+        # the counters of an orderly close count each side's FIN as one byte, as the SYN
+        final_sent, final_received = values[0] - 1, values[1] - 1
+        if connection is None:
+            self._born_and_gone(key, ends, final_sent, final_received, now)
             return
         sent, received = connection.sent, connection.received
-        connection.sent, connection.received = max(sent, values[0]), max(received, values[1])
+        connection.sent, connection.received = max(sent, final_sent), max(received, final_received)
         if connection.folded:  # folded already, as of its last sample: add what moved since
             self._add(connection.key, connection.sent - sent, connection.received - received, None, now)
             return
@@ -2872,14 +2896,26 @@ class ByteCounts(object):
                 break
         self._fold(connection, now)
 
+    def _born_and_gone(self, key, ends, sent, received, now):
+        """Count a connection no sample had, from its destroy event alone."""
+        if key is None or self.last_sample is None or now < self.last_sample or not self.remembering:
+            return
+        if hash(ends) in self.remembered:
+            return  # counted already, or alive before the window: its bytes are not all the window's
+        self.remember(ends)  # a repeated event counts once
+        # less its SYN, which the kernel counts as one byte acknowledged
+        self._add(key, max(0, sent - 1), max(0, received), (self.last_sample + now) / 2.0, now)
+
     def finish(self, now):
         for connection in self.live.values():
             self._fold(connection, now)
         self.live, self.by_ends, self.key_of_inode = {}, {}, {}
+        self.remembered, self.last_sample = set(), None
         self.closing, self.closed_before = [], []
 
     def _fold(self, connection, end):
         connection.folded = True
+        self.remember(connection.ends)
         self._add(connection.key, max(0, connection.sent - connection.base_sent),
                   max(0, connection.received - connection.base_received), connection.start(end), end)
 
@@ -3060,7 +3096,12 @@ class Window(object):
                 holder = holders.get(record[1])
                 if holder is not None:
                     self.listener_holder[(netns,) + port] = holder
+        # the connections alive (or closing) when the window begins: their destroy counts only
+        # what moved after the first sample
+        before_window = not self.samples and netns == self.own_netns and self.count_bytes
         for record in fresh:
+            if before_window and record[0] in ("tcp", "tcp6"):
+                self.bytes.remember((record[0], record[2], record[3], record[4], record[5]))
             if not record[1] and (record[6] != "TIME_WAIT" or not self.samples):
                 continue  # TIME_WAIT rows of the first sample closed before the window
             key = flow_key(netns, record, listening)
@@ -3144,18 +3185,19 @@ class Window(object):
         state = STATES.get(state_number, "CLOSE")
         record = (name, inode, socket.inet_ntop(family, src), sport, socket.inet_ntop(family, dst),
                   dport, state, uid, None)
-        info = attributes.get(INET_DIAG_INFO)
-        if info is not None and number == socket.IPPROTO_TCP:
-            self.bytes.destroyed((name, record[2], sport, record[4], dport), tcp_info_counters(data, *info), now)
         netns = self.own_netns
         key = flow_key(netns, record, self.listening.get(netns, ()))
-        if key is None:
-            return
-        holder = self.holder_of.get(inode) if inode else None
-        flow = self.obs.add(key, now, "destroy", uid,
-                            None if holder is None else (holder[0], holder[1], "socket"))
-        if flow is not None:
-            self._listener_holds(flow, key)
+        flow = None
+        if key is not None:
+            holder = self.holder_of.get(inode) if inode else None
+            flow = self.obs.add(key, now, "destroy", uid,
+                                None if holder is None else (holder[0], holder[1], "socket"))
+            if flow is not None:
+                self._listener_holds(flow, key)
+        info = attributes.get(INET_DIAG_INFO)
+        if info is not None and number == socket.IPPROTO_TCP:
+            self.bytes.destroyed((name, record[2], sport, record[4], dport), tcp_info_counters(data, *info), now,
+                                 key if flow is not None else None)
 
     def _tracked(self, data, start, end, message, now):
         if message not in (IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_DELETE):
