@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from netviz.cli import app
 from tests.browser.chromium import missing_reason, open_page
+from tests.browser.geometry import GEOMETRY, crossings
 from tests.lab.scenario import graph_flow_keys
 
 pytestmark = [pytest.mark.lab, pytest.mark.browser]
@@ -53,6 +54,9 @@ def test_lab_map_in_a_real_browser_shows_exactly_the_lab_flows(lab, tmp_path):
         assert drawn_keys == expected
         labels = {label for _s, _t, label in drawn}
         assert any("5432" in label for label in labels) and any("8125" in label for label in labels)
+        # no edge runs over a process it does not join (the machines' boxes hold them all)
+        boxes = set(page.evaluate("() => window.netviz.cy.nodes('.machine').map(n => n.id())"))
+        assert crossings(page.evaluate(GEOMETRY), skip=boxes.__contains__) == []
         # Only the page itself was loaded: no network, no errors.
         assert all(url.startswith("file://") for url in log.requests), log.requests
         assert not log.page_errors, log.page_errors

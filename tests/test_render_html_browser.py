@@ -12,6 +12,7 @@ import pytest
 
 from netviz.render.html import render_html
 from tests.browser.chromium import PageLog, browser, missing_reason, open_page
+from tests.browser.geometry import GEOMETRY, crossings
 from tests.browser.graphs import HOSTILE_COMMS, GraphBuilder, lab_like_graph
 
 _MISSING = missing_reason()
@@ -542,3 +543,33 @@ def test_export_the_view_as_png_and_the_data_as_json(tmp_path: Path, lab_doc: di
         # Nothing left the machine: the page and its own blobs only.
         assert all(url.startswith(("file://", "blob:")) for url in log.requests), log.requests
         assert log.page_errors == [] and page.evaluate("window.__cspViolations") == []
+
+
+def test_process_view_edges_bend_around_the_processes_between_their_ends(tmp_path: Path) -> None:
+    """Three processes in a row in one machine, the first talking to the last, and a flow between
+    two machines whose straight line runs over a process of a third: every drawn edge keeps clear
+    of every node it does not join (machine boxes aside), read from where Cytoscape drew them."""
+    builder = GraphBuilder()
+    for host, address in (("alpha", "10.0.0.1"), ("beta", "10.0.0.2"), ("gamma", "10.0.0.3")):
+        builder.host(host, [address])
+    first = builder.process("alpha", "first", [11])
+    builder.process("alpha", "middle", [12])
+    last = builder.process("alpha", "last", [13], listening=[("tcp", "0.0.0.0", 9000)])
+    builder.flow(first, last, "tcp", 9000, "127.0.0.1")
+    builder.flow(last, first, "udp", 9001, "127.0.0.1")  # the same pair, the other way
+    far = {host: [builder.process(host, f"{host}-{k}", [100 + k]) for k in range(3)] for host in ("beta", "gamma")}
+    server = builder.process("gamma", "server", [200], listening=[("tcp", "0.0.0.0", 5432)])
+    for client in far["beta"] + [first]:
+        builder.flow(client, server, "tcp", 5432, "10.0.0.3")
+    doc = builder.build()
+    html_path = tmp_path / "rows.html"
+    html_path.write_text(render_html(doc, title="rows"), encoding="utf-8")
+    with open_page(html_path, fragment="view=process") as (page, log):
+        geometry = page.evaluate(GEOMETRY)
+        boxes = set(page.evaluate("() => window.netviz.cy.nodes('.machine').map(n => n.id())"))
+        assert len(geometry["edges"]) == len(doc["flows"])
+        assert crossings(geometry, skip=boxes.__contains__) == []
+        # the pair first <-> last is bent (it was a straight line through `middle`), both ways alike
+        bent = page.evaluate("() => window.netviz.cy.edges('.detour').map(e => e.source().id() + '>' + e.target().id())")
+        assert f"{first}>{last}" in bent and f"{last}>{first}" in bent
+        assert log.page_errors == []

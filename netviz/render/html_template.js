@@ -401,7 +401,102 @@
       if (bytes > 0) { data.bw = trafficWidth(bytes); data.bytes = bytes; data.label += ' ' + humanBytes(bytes); }
       elements.push({ group: 'edges', data: data, classes: classes.join(' ') });
     });
+    if (usableFlows.length <= DETOUR_MAX_FLOWS) bendAroundNodes(elements);
     return elements;
+  }
+
+  // An edge whose straight line would cross a node it does not join (a process between two
+  // others of a machine's grid, or of the machines between two) bends around it: the smallest
+  // bend, on either side, whose curve keeps clear of every other node and label, and whose own
+  // label lands clear of the labels placed before it. The edges of one pair of nodes bend alike,
+  // fanned out around that bend.
+  var DETOUR_BENDS = [40, 64, 96, 136, 184, 240, 320, 420];
+  var DETOUR_FAN = 16, EDGE_FONT = 9;
+  var DETOUR_MAX_FLOWS = 400; // past this the search costs the first view seconds; such maps open on the host view
+  function nodeObstacle(element) {
+    var lines = String(element.data.label || '').split('\n'), wide = 0;
+    lines.forEach(function (line) { wide = Math.max(wide, textWidth(line, 10)); });
+    var half = Math.max(12, Math.min(58, wide / 2 + 2)), at = element.position;
+    return { id: element.data.id, x1: at.x - half, x2: at.x + half, y1: at.y - 12, y2: at.y + 14 + 12 * lines.length };
+  }
+  // The curve from a to b whose control point is `bend` off the midpoint, to the left of a -> b
+  // as Cytoscape measures: its points, and the box of a label of `wide` pixels drawn along it at
+  // its middle (where the tangent is parallel to a -> b).
+  function detourCurve(a, b, bend, wide, lanes) {
+    var dx = b.x - a.x, dy = b.y - a.y, length = Math.sqrt(dx * dx + dy * dy) || 1;
+    var nx = -dy / length, ny = dx / length;
+    var cx = (a.x + b.x) / 2 + nx * bend, cy = (a.y + b.y) / 2 + ny * bend, points = [];
+    for (var step = 1; step < 32; step++) {
+      var t = step / 32, u = 1 - t;
+      points.push([u * u * a.x + 2 * u * t * cx + t * t * b.x, u * u * a.y + 2 * u * t * cy + t * t * b.y]);
+    }
+    var mx = (a.x + b.x) / 2 + nx * bend / 2, my = (a.y + b.y) / 2 + ny * bend / 2;
+    var along = Math.abs(dx / length), across = Math.abs(dy / length), high = EDGE_FONT + 4 + DETOUR_FAN * (lanes - 1);
+    var halfW = (along * wide + across * high) / 2, halfH = (across * wide + along * high) / 2;
+    return { points: points, label: { id: null, x1: mx - halfW, x2: mx + halfW, y1: my - halfH, y2: my + halfH } };
+  }
+  function detourCost(curve, obstacles, labels) {
+    var hit = new Set(), all = obstacles.concat(labels);
+    curve.points.forEach(function (point) {
+      all.forEach(function (o, k) {
+        if (point[0] > o.x1 && point[0] < o.x2 && point[1] > o.y1 && point[1] < o.y2) hit.add(k);
+      });
+    });
+    var box = curve.label, overlaps = labels.filter(function (o) {
+      return box.x1 < o.x2 && o.x1 < box.x2 && box.y1 < o.y2 && o.y1 < box.y2;
+    }).length;
+    return hit.size + overlaps;
+  }
+  // Whether a box is within reach of a curve between a and b (the largest bend, and a label).
+  function nearPair(a, b) {
+    var reach = DETOUR_BENDS[DETOUR_BENDS.length - 1] / 2 + 120;
+    var x1 = Math.min(a.x, b.x) - reach, x2 = Math.max(a.x, b.x) + reach, y1 = Math.min(a.y, b.y) - reach, y2 = Math.max(a.y, b.y) + reach;
+    return function (o) { return o.x2 > x1 && o.x1 < x2 && o.y2 > y1 && o.y1 < y2; };
+  }
+  function bendAroundNodes(elements) {
+    var obstacles = [], at = new Map(), pairs = new Map(), labels = [];
+    elements.forEach(function (element) {
+      if (element.group !== 'nodes') return;
+      at.set(element.data.id, element.position);
+      if (!/\b(machine|ingress-mark)\b/.test(element.classes || '')) obstacles.push(nodeObstacle(element));
+    });
+    elements.forEach(function (element) {
+      var data = element.data;
+      if (element.group !== 'edges' || !data.flow || data.source === data.target) return;
+      var key = data.source < data.target ? data.source + '\u0000' + data.target : data.target + '\u0000' + data.source;
+      if (!pairs.has(key)) pairs.set(key, []);
+      pairs.get(key).push(element);
+    });
+    var blocked = [];
+    pairs.forEach(function (edges) {
+      var first = edges[0].data, low = first.source < first.target;
+      var pair = { edges: edges, a: at.get(low ? first.source : first.target), b: at.get(low ? first.target : first.source), wide: 0 };
+      if (!pair.a || !pair.b) return;
+      edges.forEach(function (element) { pair.wide = Math.max(pair.wide, textWidth(String(element.data.label || ''), EDGE_FONT)); });
+      pair.near = nearPair(pair.a, pair.b);
+      pair.obstacles = obstacles.filter(function (o) { return o.id !== first.source && o.id !== first.target && pair.near(o); });
+      var straight = detourCurve(pair.a, pair.b, 0, pair.wide, edges.length);
+      if (detourCost(straight, pair.obstacles, [])) blocked.push(pair);
+      else labels.push(straight.label); // drawn as it is: later bends keep clear of its label
+    });
+    blocked.forEach(function (pair) {
+      var best = null, fewest = Infinity, nearLabels = labels.filter(pair.near);
+      [0].concat(DETOUR_BENDS).forEach(function (size) {
+        if (fewest === 0) return;
+        [size, -size].forEach(function (bend) {
+          if (fewest === 0 || (size === 0 && bend !== 0)) return;
+          var curve = detourCurve(pair.a, pair.b, bend, pair.wide, pair.edges.length), cost = detourCost(curve, pair.obstacles, nearLabels);
+          if (cost < fewest) { fewest = cost; best = { bend: bend, label: curve.label }; }
+        });
+      });
+      labels.push(best.label);
+      if (best.bend === 0) return;
+      pair.edges.forEach(function (element, k) {
+        var forward = element.data.source < element.data.target ? 1 : -1; // bends are measured per direction
+        element.data.bend = forward * (best.bend + (k - (pair.edges.length - 1) / 2) * DETOUR_FAN);
+        element.classes = (element.classes ? element.classes + ' ' : '') + 'detour';
+      });
+    });
   }
 
   // Host view: one node per host on a ring (netviz ordered it so that hosts that talk sit side
@@ -787,6 +882,10 @@
     { selector: 'edge.ring-edge', style: {
       'curve-style': 'unbundled-bezier', 'control-point-distances': 'data(bend)', 'control-point-weights': 0.5,
       'edge-distances': 'node-position', 'label': '', 'arrow-scale': 0.7, 'width': 'mapData(weight, 1, 200, 0.8, 4)' } },
+    // Process view: an edge bent around the nodes its straight line would cross.
+    { selector: 'edge.detour', style: {
+      'curve-style': 'unbundled-bezier', 'control-point-distances': 'data(bend)', 'control-point-weights': 0.5,
+      'edge-distances': 'node-position' } },
     // Flows with TCP counters are as wide as the bytes they moved (log scale), as in DOT.
     { selector: 'edge[bw]', style: { 'width': 'data(bw)' } },
     { selector: 'node.group-node', style: {
