@@ -95,18 +95,27 @@ def _create_private(path: Path) -> None:
 def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     """Bring the schema to `target`, one step per transaction; return the version found."""
     connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = connection.execute("SELECT version FROM schema_version").fetchone()
-    found = row[0] if row else 0
+    found = _schema_version(connection)
     if found > SCHEMA_VERSION:
         raise HistoryError(f"the history was written by a newer netviz (schema {found}, this one knows "
                            f"{SCHEMA_VERSION}); {REBUILD_HINT}")
-    for version in range(found + 1, target + 1):
+    while True:
         with _transaction(connection):
-            for statement in MIGRATIONS[version - 1]:
+            # Read again under the write lock: another collector may have taken this step while
+            # this one waited for the lock (both saw an empty file; only one may create the tables).
+            current = _schema_version(connection)
+            if current >= target:
+                break
+            for statement in MIGRATIONS[current]:
                 connection.execute(statement)
             connection.execute("DELETE FROM schema_version")
-            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (current + 1,))
     return found
+
+
+def _schema_version(connection: sqlite3.Connection) -> int:
+    row = connection.execute("SELECT version FROM schema_version").fetchone()
+    return row[0] if row else 0
 
 
 @contextlib.contextmanager

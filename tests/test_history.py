@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from history_runs import lab, wide, write_run
 
 from netviz.cache import list_runs
 from netviz.history import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     HistoryError,
     history_path,
@@ -172,6 +174,41 @@ def test_two_collectors_on_one_cache_both_land_in_the_history(cache):
     assert len(recorded_runs(connection)) == 12
     assert [line.flows for line in run_lines(connection)] == [200] * 12
     assert [line.flows_new for line in run_lines(connection)][1:] == [0] * 11
+
+
+def test_a_collector_that_waited_for_the_lock_does_not_create_the_tables_again(cache):
+    """Two collectors open an empty history at once: both read schema 0, one takes the write lock
+    and creates the tables, the other waits for the lock. When its turn comes it must see the
+    schema the first one wrote, not create the tables a second time ('table run already exists')."""
+    path = history_path(cache)
+    first = sqlite3.connect(path, isolation_level=None)
+    first.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    first.execute("BEGIN IMMEDIATE")  # the first collector holds the write lock, schema still 0
+    outcome: list = []
+
+    def second_collector() -> None:
+        connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            outcome.append(migrate(connection))
+        except Exception as error:  # noqa: BLE001 - the assertion below reports it
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    waiting = threading.Thread(target=second_collector)
+    waiting.start()
+    time.sleep(0.5)  # the second collector read schema 0 and now waits for the lock
+    assert waiting.is_alive()
+    for statements in MIGRATIONS:
+        for statement in statements:
+            first.execute(statement)
+    first.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    first.execute("COMMIT")
+    waiting.join(timeout=30)
+    first.close()
+    assert outcome == [0], outcome  # it found an empty file and ended with nothing to do
+    connection = open_history(cache)
+    assert connection.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
 def test_a_history_that_cannot_be_written_is_one_warning_and_the_run_stays_cached(cache):

@@ -64,7 +64,10 @@ else:
         # a new process per query (forked: a Python start per query is too slow on a busy machine)
         child = os.fork()
         if child == 0:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.connect(("127.0.0.1", 7002)); s.send(b"q")
+            # a source port of its own: a random one may repeat an earlier query's within the
+            # 30 s conntrack keeps a UDP entry, and a repeated tuple is no NEW event for the oracle
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 40000 + count))
+            s.connect(("127.0.0.1", 7002)); s.send(b"q")
             os._exit(0)
         os.waitpid(child, 0)
         count += 1
