@@ -124,3 +124,67 @@ def test_expand_and_focus(big_page: Any, big_doc: dict[str, Any]) -> None:
     big_page.keyboard.press("Escape")
     big_page.wait_for_function("() => window.netviz.focused === null")
     assert big_page.evaluate(count) == HOSTS
+
+
+RING_LINKS = "() => window.netviz.hostLinks()"
+
+
+def test_first_view_draws_the_busiest_links_and_each_host_keeps_one(big_page: Any, big_doc: dict[str, Any]) -> None:
+    """6,700 curves between 200 hosts read as a grey disc and cost most of the start-up: the first
+    view draws the 1,500 busiest, every host keeping its own busiest; the rest are kept aside,
+    drawn for a focused host, for a search that matches their flows, and on request."""
+    big_page.evaluate("() => { window.netviz.clear(); window.netviz.collapseAll(); }")
+    host_of = {n["id"]: n["host"] for n in big_doc["nodes"]}
+    links: dict[tuple[str, str, str], int] = {}  # the oracle: links between hosts, from the document
+    for flow in big_doc["flows"]:
+        client, server = host_of[flow["client"]], host_of[flow["server"]]
+        if client != server:
+            key = (client, server, flow["via"] or "")
+            links[key] = links.get(key, 0) + flow["count"]
+    drawn = big_page.evaluate(RING_LINKS)
+    assert len(drawn) == len(links) > 1500
+    assert sorted((e["source"], e["target"], e["count"]) for e in drawn) == \
+        sorted((a, b, count) for (a, b, _), count in links.items())
+    shown = [e for e in drawn if e["shown"]]
+    hidden = [e for e in drawn if not e["shown"]]
+    assert len(shown) == 1500
+    assert big_page.evaluate("() => window.netviz.cy.edges('.ring-edge').length") == 1500  # the rest cost nothing
+    # the busiest are drawn: at most 200 places go to hosts' own busiest links, the rest by count
+    assert max(e["count"] for e in hidden) <= sorted((e["count"] for e in shown), reverse=True)[1300]
+    for host in {h["name"] for h in big_doc["hosts"]}:
+        mine = [e for e in drawn if host in (e["source"], e["target"])]
+        if mine:
+            assert any(e["shown"] for e in mine), host
+            assert max(e["count"] for e in mine if e["shown"]) == max(e["count"] for e in mine), host
+    label = big_page.locator("#links-filter")
+    assert label.is_visible() and f"all {len(links):,} links" in label.inner_text()
+
+    # Focus on a host with hidden links: every one of its links is drawn.
+    name = next(e["source"] for e in hidden)
+    host_id = big_page.evaluate("(name) => window.netviz.cy.nodes('.machine-node').filter(n => n.data('machine') === name)[0].id()", name)
+    big_page.evaluate("(id) => window.netviz.focus(id, 1)", host_id)
+    focused = [e for e in big_page.evaluate(RING_LINKS) if name in (e["source"], e["target"])]
+    assert focused and all(e["shown"] for e in focused)
+    shown_hosts = big_page.evaluate("() => window.netviz.cy.nodes().filter(n => n.visible()).map(n => n.data('machine'))")
+    peers = {e["source"] for e in focused} | {e["target"] for e in focused}
+    assert peers <= set(shown_hosts)  # a peer reached only through an undrawn link is in the focus
+    big_page.keyboard.press("Escape")
+    big_page.wait_for_function("() => window.netviz.focused === null")
+    assert sum(e["shown"] for e in big_page.evaluate(RING_LINKS)) == 1500
+
+    # A search for a flow's port draws the links of the flows it matches.
+    undrawn = {e["id"] for e in big_page.evaluate(RING_LINKS) if not e["shown"]}
+    big_page.evaluate("(q) => window.netviz.search(q)", "5432")
+    matched = set(big_page.evaluate("() => window.netviz.cy.edges('.match.ring-edge').map(e => e.id())"))
+    drawn_now = {e["id"] for e in big_page.evaluate(RING_LINKS) if e["shown"]}
+    assert matched <= drawn_now and matched & undrawn
+    big_page.keyboard.press("Escape")
+    assert sum(e["shown"] for e in big_page.evaluate(RING_LINKS)) == 1500
+
+    # All links, on request; kept in the URL.
+    big_page.locator("#show-all-links").check()
+    assert all(e["shown"] for e in big_page.evaluate(RING_LINKS))
+    assert "links=all" in big_page.evaluate("window.location.hash")
+    big_page.locator("#show-all-links").uncheck()
+    assert sum(e["shown"] for e in big_page.evaluate(RING_LINKS)) == 1500
+    assert "links=all" not in big_page.evaluate("window.location.hash")

@@ -506,6 +506,16 @@
   // edge per direction, direct and translated (via NAT) apart.
   var ring = layout.ring || {};
   var RING_FONT = 16, RING_GAP = 6, RING_BEND = 0.3, RING_PARALLEL = 14;
+  // Past this many links between hosts the host view draws the busiest (every host keeps its own
+  // busiest, so none looks alone); the rest are kept out of Cytoscape (even hidden, each would
+  // cost its style at start-up) and added while their host is focused, while a search matches
+  // their flows, or when the user asks for all. Thousands of curves read as a grey disc anyway.
+  var RING_LINKS_DRAWN = 1500;
+  var ringLinks = { total: 0, drawn: 0 };
+  var undrawnLinks = new Map(); // link id -> its element, not in Cytoscape unless shown for now
+  var undrawnByEnd = new Map(); // host node id -> ids of its undrawn links
+  var linksShown = new Set(); // undrawn links in Cytoscape for now
+  var linksWanted = { focus: new Set(), search: new Set() }; // and why
   var expanded = new Set(); // names of hosts drawn as their processes in the host view
   var aggregated = new Map(); // aggregated edge id -> list of flows
   var pendingEdges = new Map(); // large map: aggregated edge id -> the summed edges whose flows are not decoded yet
@@ -665,6 +675,29 @@
       classes: 'group-node',
     };
   }
+  // The keys of the host view's links left undrawn (class 'minor'): none while they are few or
+  // the user asked for all; else all but the busiest RING_LINKS_DRAWN, each host keeping its own
+  // busiest link. Busiest: most connections, then most bytes; ties by key, so a page reopens alike.
+  function minorRingLinks(byKey, onRing) {
+    var links = [];
+    byKey.forEach(function (edge) {
+      if (edge.source !== edge.target && onRing(edge.source) && onRing(edge.target)) links.push(edge);
+    });
+    var minor = new Set();
+    ringLinks = { total: links.length, drawn: links.length };
+    if (state.showAllLinks || links.length <= RING_LINKS_DRAWN) return minor;
+    links.sort(function (a, b) { return b.count - a.count || b.bytes - a.bytes || (a.key < b.key ? -1 : 1); });
+    var kept = new Set(), hostsWithLink = new Set();
+    links.forEach(function (edge) {
+      [edge.source, edge.target].forEach(function (end) {
+        if (!hostsWithLink.has(end)) { hostsWithLink.add(end); kept.add(edge.key); }
+      });
+    });
+    for (var i = 0; i < links.length && kept.size < RING_LINKS_DRAWN; i++) kept.add(links[i].key);
+    links.forEach(function (edge) { if (!kept.has(edge.key)) minor.add(edge.key); });
+    ringLinks.drawn = links.length - minor.size;
+    return minor;
+  }
   function hostViewElements() {
     var elements = [];
     aggregated = new Map();
@@ -782,6 +815,12 @@
       return { x: element.position.x, y: element.position.y, ring: onRing, loopDir: element.data.loopDir,
         centre: machine && onRing ? ringSpot(machine).centre : null };
     }
+    var minor = minorRingLinks(byKey, function (id) { return cyPositionOf(id).ring; });
+    // A new host view: what was shown for now goes with the old one.
+    undrawnLinks = new Map();
+    undrawnByEnd = new Map();
+    linksShown = new Set();
+    linksWanted = { focus: new Set(), search: new Set() };
     // Parallel edges between one pair of hosts (two directions, direct and via NAT) side by side.
     var pairs = new Map();
     byKey.forEach(function (edge) {
@@ -813,6 +852,16 @@
           var centre = source.centre && source.centre === target.centre ? source.centre : null;
           data.bend = ringBend(source, target, forward * (k - (edges.length - 1) / 2) * RING_PARALLEL, centre);
           classes.push('ring-edge');
+          if (minor.has(edge.key)) {
+            classes.push('minor');
+            var link = { group: 'edges', data: data, classes: classes.join(' ') };
+            undrawnLinks.set(id, link);
+            [edge.source, edge.target].forEach(function (end) {
+              if (!undrawnByEnd.has(end)) undrawnByEnd.set(end, []);
+              undrawnByEnd.get(end).push(id);
+            });
+            return;
+          }
         } else if (edge.source === edge.target && source.ring) {
           data.loopDir = source.loopDir;
           classes.push('ring-loop');
@@ -922,6 +971,7 @@
       open: (params.get('open') || '').split(',').filter(function (name) { return machines.has(name); }),
       groups: (params.get('groups') || '').split(',').map(Number).filter(function (g) { return g >= 0 && g < groups.length && params.get('groups'); }),
       external: params.get('external') !== '0', ingress: params.get('ingress') !== '0', short: params.get('short') !== '0',
+      links: params.get('links') === 'all',
     };
   }
   function writeFragment() {
@@ -934,6 +984,7 @@
     if (!state.showExternal) params.set('external', '0');
     if (!state.showIngress) params.set('ingress', '0');
     if (!state.showShortLived) params.set('short', '0');
+    if (state.showAllLinks) params.set('links', 'all');
     try { window.history.replaceState(null, '', '#' + params.toString()); } catch (error) { /* a sandboxed frame */ }
   }
   var fragment = readFragment();
@@ -962,7 +1013,7 @@
 
   var state = {
     groupBy: initialMode(), showExternal: fragment.external, showIngress: fragment.ingress, showShortLived: fragment.short,
-    query: '', focus: null, hops: fragment.hops,
+    query: '', focus: null, hops: fragment.hops, showAllLinks: fragment.links,
   };
   var views = {}; // groupBy -> removed Cytoscape collection, kept to restore quickly
   function buildView(mode) { return mode === 'host' && hasProcessLevel ? hostViewElements() : processViewElements(); }
@@ -1174,6 +1225,47 @@
     ids.forEach(function (id) { var element = cy.getElementById(id); if (element.length) found.push(element[0]); });
     return cy.collection(found);
   }
+  // Bring the undrawn links wanted (by the focus or the search) into Cytoscape, and take out those
+  // no longer wanted. Each is added as a copy: Cytoscape keeps the data object it is given.
+  function syncShownLinks() {
+    var wanted = new Set(linksWanted.focus);
+    linksWanted.search.forEach(function (id) { wanted.add(id); });
+    var gone = Array.from(linksShown).filter(function (id) { return !wanted.has(id); });
+    var added = Array.from(wanted).filter(function (id) { return !linksShown.has(id) && undrawnLinks.has(id); });
+    if (!gone.length && !added.length) return;
+    cy.batch(function () {
+      elementsById(gone).remove();
+      gone.forEach(function (id) { linksShown.delete(id); });
+      cy.add(added.map(function (id) {
+        var link = undrawnLinks.get(id);
+        return { group: 'edges', data: Object.assign({}, link.data), classes: link.classes };
+      }));
+      added.forEach(function (id) { linksShown.add(id); });
+    });
+  }
+  // The undrawn links within `hops` of the given hosts, and those between the hosts so reached.
+  function undrawnLinksAround(startIds, hops) {
+    var reached = new Set(startIds), frontier = startIds, found = new Set();
+    function otherEnd(id, end) { var data = undrawnLinks.get(id).data; return data.source === end ? data.target : data.source; }
+    for (var hop = 1; hop <= hops; hop++) {
+      var next = [];
+      frontier.forEach(function (end) {
+        var node = cy.getElementById(end);
+        node.neighborhood().nodes().forEach(function (other) {
+          if (!reached.has(other.id())) { reached.add(other.id()); next.push(other.id()); }
+        });
+        (undrawnByEnd.get(end) || []).forEach(function (id) {
+          var other = otherEnd(id, end);
+          if (!reached.has(other)) { reached.add(other); next.push(other); }
+        });
+      });
+      frontier = next;
+    }
+    reached.forEach(function (end) {
+      (undrawnByEnd.get(end) || []).forEach(function (id) { if (reached.has(otherEnd(id, end))) found.add(id); });
+    });
+    return found;
+  }
   function membersOf(machine) {
     return cy.collection(machine.nodes.map(function (node) { return cy.getElementById(String(node.id)); }));
   }
@@ -1242,6 +1334,7 @@
     cy.batch(function () { gone.edges().remove(); gone.nodes().remove(); });
     cy.batch(function () { cy.add(fresh.filter(function (element) { return element.group === 'nodes'; })); });
     cy.batch(function () { cy.add(fresh.filter(function (element) { return element.group === 'edges'; })); });
+    updateLinksControl();
     applyFilters();
   }
   function expand(name) {
@@ -1315,6 +1408,12 @@
     state.focus = id;
     state.hops = hops;
     hopsBox.value = String(hops);
+    if (undrawnLinks.size) {
+      var ends = target.isEdge() ? target.connectedNodes() : target;
+      linksWanted.focus = undrawnLinksAround(ends.map(function (node) { return node.id(); }), hops);
+      syncShownLinks();
+      target = cy.getElementById(id);
+    }
     var found = neighbourhood(target, hops);
     cy.batch(function () { cy.elements().difference(found.keep).addClass('out-of-focus'); });
     if (state.groupBy === 'host') {
@@ -1338,6 +1437,8 @@
   function clearFocus() {
     if (!state.focus) return;
     state.focus = null;
+    linksWanted.focus = new Set();
+    syncShownLinks();
     cy.batch(function () {
       cy.elements('.out-of-focus').removeClass('out-of-focus');
       if (savedPositions) {
@@ -1463,6 +1564,8 @@
     if (!query.trim()) {
       searchCount.textContent = '';
       focusOn(null);
+      linksWanted.search = new Set();
+      syncShownLinks();
       return cy.collection();
     }
     var ids = [];
@@ -1491,6 +1594,8 @@
         if (flows.some(function (f) { return flowHit.has(String(f.id)); })) ids.push(id);
       });
     }
+    linksWanted.search = new Set(ids.filter(function (id) { return undrawnLinks.has(id); }));
+    syncShownLinks();
     var matched = elementsById(Array.from(new Set(ids)));
     matched = matched.filter(function (element) { return !element.hasClass('hidden'); });
     var parts = [];
@@ -1560,6 +1665,7 @@
     applyFilters();
     clearSelection();
     updateCollapse();
+    updateLinksControl();
     fitAll();
     writeFragment();
   }
@@ -1587,6 +1693,20 @@
     state.showShortLived = event.target.checked;
     applyFilters();
     runSearch(state.query);
+  });
+  var linksControl = document.getElementById('links-filter'), linksBox = document.getElementById('show-all-links');
+  function updateLinksControl() {
+    linksControl.hidden = !(state.groupBy === 'host' && ringLinks.total > RING_LINKS_DRAWN);
+    linksControl.lastChild.textContent = ' all ' + ringLinks.total.toLocaleString('en') + ' links';
+    linksControl.title = state.showAllLinks ? 'Every link between hosts is drawn' :
+      'Drawn: the ' + ringLinks.drawn.toLocaleString('en') + ' busiest links between hosts (each host keeps its busiest); ' +
+      'a focused host shows all of its own, a search those whose flows it matches';
+    linksBox.checked = state.showAllLinks;
+  }
+  linksBox.addEventListener('change', function (event) {
+    state.showAllLinks = event.target.checked;
+    if (state.groupBy === 'host') { clearFocus(); focusOn(null); rebuildHostView(); runSearch(state.query); }
+    writeFragment();
   });
   document.getElementById('fit').addEventListener('click', fitAll);
   document.getElementById('show-external').addEventListener('change', writeFragment);
@@ -1815,12 +1935,25 @@
     openGroup: openGroup, groups: groups,
     setGroupBy: setGroupBy, search: runSearch, expand: expand, collapseAll: collapseAll,
     focus: applyFocus, unfocus: clearFocus, clear: clearAll, focused: null,
+    // Every link between hosts of the host view, drawn or not (for tests: what is drawn of the whole).
+    hostLinks: function () {
+      var drawn = cy.edges('.ring-edge').map(function (edge) {
+        return { id: edge.id(), source: edge.source().data('machine'), target: edge.target().data('machine'), count: edge.data('weight'), shown: edge.visible() };
+      });
+      undrawnLinks.forEach(function (link, id) {
+        if (linksShown.has(id)) return;
+        drawn.push({ id: id, source: cy.getElementById(link.data.source).data('machine'), target: cy.getElementById(link.data.target).data('machine'),
+          count: link.data.weight, shown: false });
+      });
+      return drawn;
+    },
   };
   updateButtons();
   document.getElementById('show-external').checked = state.showExternal;
   document.getElementById('show-ingress').checked = state.showIngress;
   document.getElementById('show-short-lived').checked = state.showShortLived;
   hopsBox.value = String(state.hops);
+  updateLinksControl();
   applyFilters();
   updateCollapse();
   addMarkLegend();
