@@ -348,14 +348,21 @@ def human_bytes(count: Optional[int]) -> str:
 
 @dataclass(frozen=True)
 class FlowTraffic:
-    """What the kernel's TCP counters (tcp_info) say about a flow's connections, from the client's
-    view; absent when no connection of the flow had them (docs/graph.md, "Traffic")."""
+    """What the kernel's counters say about a flow's connections, from the client's view: TCP's
+    tcp_info, else conntrack's accounting (UDP, and TCP whose tcp_info was not read); absent when
+    no connection of the flow had either (docs/graph.md, "Traffic")."""
 
     connections: int  # connections whose counters were read (at most the flow's count)
     bytes_sent: Optional[int]  # client -> server, acknowledged, summed; None: no counter read had bytes
     bytes_received: Optional[int]  # server -> client, summed
     retransmits: int  # segments retransmitted, both directions, summed
     rtts: tuple[int, ...] = field(default=(), repr=False)  # each connection's smoothed RTT (µs), sorted
+    # conntrack's accounting (nf_conntrack_acct), for connections without tcp_info: packets, and
+    # bytes of whole IP packets (headers included, so not comparable with bytes_sent)
+    packets_sent: Optional[int] = None
+    packets_received: Optional[int] = None
+    ip_bytes_sent: Optional[int] = None
+    ip_bytes_received: Optional[int] = None
 
     @property
     def rtt_median_ms(self) -> float:
@@ -368,15 +375,23 @@ class FlowTraffic:
 
     @property
     def total_bytes(self) -> int:
-        """Bytes both ways (0 when unknown): what edge widths and `--sort bytes` weigh."""
+        """Bytes both ways (0 when unknown): what edge widths and `--sort bytes` weigh. Data bytes
+        when tcp_info counted any, else conntrack's IP bytes."""
+        if self.bytes_sent is None and self.bytes_received is None:
+            return (self.ip_bytes_sent or 0) + (self.ip_bytes_received or 0)
         return (self.bytes_sent or 0) + (self.bytes_received or 0)
 
     def bytes_text(self) -> str:
-        """`5.2 MB / 1.1 kB`: bytes sent and received from the client's view ("?" when unknown)."""
+        """`5.2 MB / 1.1 kB`: bytes sent and received from the client's view ("?" when unknown);
+        `1.2 kB / 640 B IP` when only conntrack counted them."""
+        if self.bytes_sent is None and self.bytes_received is None and self.ip_bytes_sent is not None:
+            return f"{human_bytes(self.ip_bytes_sent)} / {human_bytes(self.ip_bytes_received)} IP"
         return f"{human_bytes(self.bytes_sent)} / {human_bytes(self.bytes_received)}"
 
     def rtt_text(self) -> str:
-        """`0.41 / 2.3`: the median and the largest RTT, milliseconds."""
+        """`0.41 / 2.3`: the median and the largest RTT, milliseconds ("-" without any)."""
+        if not self.rtts:
+            return "-"
         return f"{self.rtt_median_ms:.3g} / {self.rtt_max_ms:.3g}"
 
     def merged(self, other: Optional["FlowTraffic"]) -> "FlowTraffic":
@@ -391,12 +406,21 @@ class FlowTraffic:
                            bytes_sent=total(self.bytes_sent, other.bytes_sent),
                            bytes_received=total(self.bytes_received, other.bytes_received),
                            retransmits=self.retransmits + other.retransmits,
-                           rtts=tuple(sorted(self.rtts + other.rtts)))
+                           rtts=tuple(sorted(self.rtts + other.rtts)),
+                           packets_sent=total(self.packets_sent, other.packets_sent),
+                           packets_received=total(self.packets_received, other.packets_received),
+                           ip_bytes_sent=total(self.ip_bytes_sent, other.ip_bytes_sent),
+                           ip_bytes_received=total(self.ip_bytes_received, other.ip_bytes_received))
 
     def to_json(self) -> dict[str, Any]:
-        return {"connections": self.connections, "bytes_sent": self.bytes_sent,
-                "bytes_received": self.bytes_received, "rtt_median_ms": self.rtt_median_ms,
-                "rtt_max_ms": self.rtt_max_ms, "retransmits": self.retransmits}
+        out: dict[str, Any] = {
+            "connections": self.connections, "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
+            "rtt_median_ms": self.rtt_median_ms if self.rtts else None,
+            "rtt_max_ms": self.rtt_max_ms if self.rtts else None, "retransmits": self.retransmits}
+        if self.packets_sent is not None:  # only when conntrack counted, so TCP-only JSON is unchanged
+            out.update(packets_sent=self.packets_sent, packets_received=self.packets_received,
+                       ip_bytes_sent=self.ip_bytes_sent, ip_bytes_received=self.ip_bytes_received)
+        return out
 
 
 @dataclass(frozen=True)

@@ -60,3 +60,70 @@ def test_a_sendto_client_is_drawn_from_the_receivers_conntrack(lab_factory, tmp_
               nodes[f["server"]]["comm"], f["proto"], f["server_port"], f["inferred"], f["directed"])
              for f in graph["flows"]]
     assert flows == [("m00", "udp-sender", "m01", "udp-receiver", "udp", 8125, True, True)]
+
+
+# With conntrack's accounting on the receiving machine, UDP flows between machines weigh what its
+# entries counted: packets, and bytes of whole IPv4 packets (28 bytes of headers each).
+ECHO = (
+    "import socket, threading\n"
+    "open('/proc/self/comm', 'w').write('udp-echo')\n"
+    "answering = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "answering.bind(('0.0.0.0', 9125))\n"
+    "silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "silent.bind(('0.0.0.0', 9126))\n"
+    "threading.Thread(target=lambda: [silent.recv(2048) for _ in iter(int, 1)], daemon=True).start()\n"
+    "while True:\n"
+    "    data, peer = answering.recvfrom(2048)\n"
+    "    answering.sendto(b'a' * 400, peer)\n"
+)
+CLIENTS = (
+    "import socket, sys, time\n"
+    "open('/proc/self/comm', 'w').write('udp-clients')\n"
+    "asking = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "asking.connect((sys.argv[1], 9125))\n"
+    "for _ in range(30):\n"
+    "    asking.send(b'q' * 200)\n"
+    "    asking.recv(2048)\n"
+    "telling = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "telling.bind(('0.0.0.0', 0))\n"
+    "for _ in range(20):\n"
+    "    telling.sendto(b's' * 60, (sys.argv[1], 9126))\n"
+    "print('done', flush=True)\n"
+    "time.sleep(3600)\n"
+)
+ACCOUNTING = "echo 1 > /proc/sys/net/netfilter/nf_conntrack_acct"
+
+
+def test_udp_flows_between_machines_weigh_what_the_receivers_conntrack_counted(lab_factory, tmp_path):
+    lab = lab_factory(2)
+    client_machine, server_machine = lab.machines["m00"], lab.machines["m01"]
+    server_machine.exec(["nft", "-f", "-"], input=TRACKING, check=True)
+    server_machine.exec(["sh", "-c", ACCOUNTING], check=True)
+    server_machine.run(["python3", "-c", ECHO], log_name="echo")
+    deadline = time.monotonic() + 20
+    while "0.0.0.0:9126" not in server_machine.exec(["ss", "-uanH"]).stdout:
+        assert time.monotonic() < deadline, "the echo server did not bind"
+        time.sleep(0.05)
+    client_machine.run(["python3", "-c", CLIENTS, server_machine.ipv4], log_name="clients")
+    log = client_machine.dir / "logs" / "clients.log"
+    while "done" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the clients did not finish"
+        time.sleep(0.05)
+
+    inventory = lab.write_inventory(tmp_path / "hosts.yaml", connect_timeout=5, command_timeout=30)
+    output = tmp_path / "map.json"
+    result = CliRunner().invoke(app, ["run", "-i", str(inventory), "--cache", str(tmp_path / "cache"), "-o", str(output)],
+                                env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    graph = json.loads(output.read_text())
+    nodes = {node["id"]: node for node in graph["nodes"]}
+    weights = {(nodes[f["client"]]["comm"], nodes[f["server"]]["comm"], f["server_port"], f["inferred"]):
+               {name: f["traffic"].get(name) for name in ("packets_sent", "ip_bytes_sent", "packets_received",
+                                                            "ip_bytes_received", "bytes_sent")}
+               for f in graph["flows"] if f["proto"] == "udp"}
+    assert weights == {
+        ("udp-clients", "udp-echo", 9125, False): {"packets_sent": 30, "ip_bytes_sent": 30 * 228, "packets_received": 30,
+                                                    "ip_bytes_received": 30 * 428, "bytes_sent": None},
+        ("udp-clients", "udp-echo", 9126, True): {"packets_sent": 20, "ip_bytes_sent": 20 * 88, "packets_received": 0,
+                                                   "ip_bytes_received": 0, "bytes_sent": None},
+    }

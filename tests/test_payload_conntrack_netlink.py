@@ -315,7 +315,7 @@ sys.path.insert(0, sys.argv[1])
 from netviz.payload import capture
 whole = capture.netlink_conntrack()
 cut = capture.netlink_conntrack(limit=3)
-capture.netlink_conntrack.__defaults__ = (3,)
+capture.netlink_conntrack.__defaults__ = (3,) + capture.netlink_conntrack.__defaults__[1:]
 coverage = capture.Coverage()
 noted = capture.conntrack_without_procfs("/proc", coverage, True)
 print(json.dumps({"whole": whole, "cut": cut, "noted": noted, "notes": coverage.notes}))

@@ -178,6 +178,30 @@ def test_traffic_widens_edges_and_shows_in_details(tmp_path: Path) -> None:
         assert log.page_errors == []
 
 
+@browser
+def test_a_flow_only_conntrack_counted_weighs_its_ip_bytes(tmp_path: Path) -> None:
+    g = GraphBuilder()
+    a, b = g.host("a", ["10.0.0.1"]), g.host("b", ["10.0.0.2"])
+    client = g.process(a, "statsd-client", [1])
+    server = g.process(b, "statsd", [2], listening=[("udp", "0.0.0.0", 8125)])
+    counted = g.flow(client, server, "udp", 8125, "10.0.0.2")
+    doc = g.build()
+    (flow,) = doc["flows"]
+    flow["traffic"] = {"connections": 1, "bytes_sent": None, "bytes_received": None, "rtt_median_ms": None,
+                       "rtt_max_ms": None, "retransmits": 0, "packets_sent": 20_000, "packets_received": 0,
+                       "ip_bytes_sent": 1_760_000, "ip_bytes_received": 0}
+    path = tmp_path / "map.html"
+    path.write_text(render_html(doc), encoding="utf-8")
+    with open_page(path, fragment="view=process") as (page, log):
+        width = page.evaluate("(id) => parseFloat(window.netviz.cy.getElementById(id).style('width'))", counted)
+        assert width == pytest.approx(1 + (6.246 - 3) * 0.7, abs=0.05)  # 1.76 MB, on DOT's scale
+        page.evaluate("(id) => window.netviz.cy.getElementById(id).emit('tap')", counted)
+        details = page.inner_text("#details-body")
+        assert "1.8 MB sent / 0 B received (IP packets, headers included; 20000 / 0 packets)" in details
+        assert "RTT" not in details.replace("retransmits", "")
+        assert log.page_errors == []
+
+
 @pytest.fixture(scope="module")
 def big_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     doc = synthetic_graph(2000, 10000)

@@ -28,6 +28,7 @@ PROCESS = {"pid": 100, "ppid": 1, "comm": "nginx", "cmdline": ["nginx", "-g", "d
 CONNTRACK = {"proto": "tcp", "state": "ESTABLISHED",
              "original": {"src": "10.77.0.13", "dst": "10.77.0.12", "sport": 1, "dport": 8080},
              "reply": {"src": "172.17.0.2", "dst": "10.77.0.13", "sport": 80, "dport": None}}
+COUNTERS = [3, 180, 2, (1 << 64) - 1]  # with nf_conntrack_acct; the highest u64 is still a count
 
 # Values near every boundary the readers check, valid and not.
 TEXTS = st.sampled_from([
@@ -81,6 +82,9 @@ def test_the_fast_paths_take_the_common_records():
     assert _plain_process(PROCESS) == _process(_Field("s", "", PROCESS))
     assert _plain_process(PROCESS).sockets == (5001, 5002)
     assert _plain_conntrack(CONNTRACK, NETNS, strings) == _conntrack(_Field("s", "", CONNTRACK), NETNS)
+    counted = dict(CONNTRACK, counters=COUNTERS)
+    assert _plain_conntrack(counted, NETNS, strings).counters == tuple(COUNTERS)
+    assert _plain_conntrack(counted, NETNS, strings) == _conntrack(_Field("s", "", counted), NETNS)
 
 
 @settings(max_examples=500, deadline=None)
@@ -98,7 +102,10 @@ def test_process_fast_path_agrees_with_the_full_check(value):
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(damaged(CONNTRACK, list(CONNTRACK)),
                  damaged(CONNTRACK["original"], list(CONNTRACK["original"])).map(
-                     lambda original: dict(CONNTRACK, original=original))))
+                     lambda original: dict(CONNTRACK, original=original)),
+                 damaged(dict(CONNTRACK, counters=COUNTERS), list(CONNTRACK) + ["counters"]),
+                 st.lists(st.one_of(VALUES, st.integers(-1, 1 << 65)), max_size=5).map(
+                     lambda counters: dict(CONNTRACK, counters=counters))))
 def test_conntrack_fast_path_agrees_with_the_full_check(value):
     same_outcome(_plain_conntrack(value, NETNS, CheckedStrings()), lambda: _conntrack(_Field("s", "", value), NETNS))
 

@@ -501,10 +501,13 @@ def parse_nf_conntrack(text, limit=MAX_CONNTRACK_ENTRIES):
     A line is `[l3name l3num] l4name l4num [timeout] [STATE] src= dst= [sport= dport=] [flags]
     src= dst= [sport= dport=] ...`: the first src/dst group is the original direction, the
     second the reply. The kernel leaves out the timeout, and the TCP state, of a connection
-    offloaded to a flow table. Returns (entries, truncated).
+    offloaded to a flow table. With accounting on (nf_conntrack_acct), each direction's
+    `packets= bytes=` follow its ports and the entry gets `counters`: [original packets,
+    original bytes, reply packets, reply bytes]. Returns (entries, truncated).
     """
     entries = []
     truncated = False
+    counts = {}  # (1 original or 2 reply, "packets" or "bytes") -> count, for the line at hand
     for line in _lines(text):
         fields = line.split()
         if len(fields) < 4:
@@ -535,12 +538,23 @@ def parse_nf_conntrack(text, limit=MAX_CONNTRACK_ENTRIES):
                     current[key] = _bounded(_decimal(value), 65535)
                 except ValueError:
                     pass
+            elif key in ("packets", "bytes"):  # only with nf_conntrack_acct
+                try:
+                    counts.setdefault((len(tuples), key), _bounded(_decimal(value), _UINT64))
+                except ValueError:
+                    pass
         if len(tuples) < 2 or any(t["src"] is None or t["dst"] is None for t in tuples[:2]):
+            counts.clear()
             continue
         if len(entries) >= limit:
             truncated = True
             break
-        entries.append({"proto": proto, "state": state, "original": tuples[0], "reply": tuples[1]})
+        entry = {"proto": proto, "state": state, "original": tuples[0], "reply": tuples[1]}
+        if len(counts) == 4:
+            entry["counters"] = [counts[(1, "packets")], counts[(1, "bytes")],
+                                 counts[(2, "packets")], counts[(2, "bytes")]]
+        counts.clear()
+        entries.append(entry)
     return entries, truncated
 
 
@@ -1574,6 +1588,12 @@ CTA_PROTOINFO_TCP = 1
 CTA_PROTOINFO_DCCP = 2
 CTA_PROTOINFO_SCTP = 3
 CTA_PROTOINFO_STATE = 1  # CTA_PROTOINFO_{TCP,DCCP,SCTP}_STATE, a u8
+CTA_COUNTERS_ORIG = 9  # with nf_conntrack_acct: a nest of the direction's counters
+CTA_COUNTERS_REPLY = 10
+CTA_COUNTERS_PACKETS = 1  # big-endian u64
+CTA_COUNTERS_BYTES = 2
+CTA_COUNTERS32_PACKETS = 3  # big-endian u32, from kernels before 2.6.27
+CTA_COUNTERS32_BYTES = 4
 
 # The names /proc/net/nf_conntrack gives a protocol whose tracker the kernel has
 # (l4proto_name() in net/netfilter/nf_conntrack_standalone.c); it calls every other one
@@ -1717,15 +1737,45 @@ def parse_ctnetlink_entry(data, start, end):
     None when either tuple lacks an address or its protocol number (the text path skips such
     a line too).
     """
-    return _conntrack_entry(data, start, end, {})
+    return _conntrack_entry(data, start, end, {}, counted=True)
 
 
 _BOTH_TUPLES = frozenset((CTA_TUPLE_ORIG, CTA_TUPLE_REPLY))
 _PROTOINFO = frozenset((CTA_PROTOINFO,))
 _STATEFUL = frozenset((6, 33, 132))  # TCP, DCCP and SCTP: their trackers print a state
+_BE64 = struct.Struct("!Q")
+_BE32 = struct.Struct("!I")
+_COUNTER_NESTS = frozenset((CTA_COUNTERS_ORIG, CTA_COUNTERS_REPLY))
 
 
-def _conntrack_entry(data, start, end, names):
+def _direction_counters(data, span):
+    """(packets, bytes) of a CTA_COUNTERS_* nest, or None when either is missing."""
+    found = _attributes(data, span[0], span[1])
+    values = []
+    for wide, narrow in ((CTA_COUNTERS_PACKETS, CTA_COUNTERS32_PACKETS), (CTA_COUNTERS_BYTES, CTA_COUNTERS32_BYTES)):
+        where, shape = found.get(wide), _BE64
+        if where is None:
+            where, shape = found.get(narrow), _BE32
+        if where is None or where[1] - where[0] < shape.size:
+            return None
+        values.append(shape.unpack_from(data, where[0])[0])
+    return values
+
+
+def _conntrack_counters(data, start, end):
+    """[original packets, original bytes, reply packets, reply bytes] of an entry that the kernel
+    counted (nf_conntrack_acct), else None."""
+    top = _attributes(data, start, end, _COUNTER_NESTS)
+    spans = (top.get(CTA_COUNTERS_ORIG), top.get(CTA_COUNTERS_REPLY))
+    if spans[0] is None or spans[1] is None:
+        return None
+    original, reply = _direction_counters(data, spans[0]), _direction_counters(data, spans[1])
+    return None if original is None or reply is None else original + reply
+
+
+def _conntrack_entry(data, start, end, names, counted=False):
+    """An entry as parse_nf_conntrack gives it; its counters are looked for only when `counted`
+    (the namespace counts: walking every message for them would cost the uncounted majority)."""
     # The tuples come first in the kernel's messages; the rest is walked only for a state.
     top = _attributes(data, start, end, _BOTH_TUPLES)
     spans = (top.get(CTA_TUPLE_ORIG), top.get(CTA_TUPLE_REPLY))
@@ -1754,17 +1804,23 @@ def _conntrack_entry(data, start, end, names):
             where = _attributes(data, nested[0], nested[1]).get(CTA_PROTOINFO_STATE)
             if where is not None and where[1] > where[0] and data[where[0]] < len(states):
                 state = states[data[where[0]]]
-    return {"proto": name, "state": state, "original": first, "reply": second}
+    entry = {"proto": name, "state": state, "original": first, "reply": second}
+    if counted:
+        counters = _conntrack_counters(data, start, end)
+        if counters is not None:
+            entry["counters"] = counters
+    return entry
 
 
-def netlink_conntrack(limit=MAX_CONNTRACK_ENTRIES):
+def netlink_conntrack(limit=MAX_CONNTRACK_ENTRIES, counted=True):
     """Dump the conntrack table of the payload's own network namespace over ctnetlink.
 
     Returns (entries, truncated) exactly as parse_nf_conntrack gives them from the
     /proc/net/nf_conntrack text of the same moment (IPv4 and IPv6). Raises OSError on any
     failure (EPERM without CAP_NET_ADMIN, EPROTONOSUPPORT without nfnetlink, a timeout, a
     reply cut short); the caller then reports the table as unknown. The caller also makes sure
-    that no kernel module gets loaded on the way (see conntrack_netlink_obstacle).
+    that no kernel module gets loaded on the way (see conntrack_netlink_obstacle). `counted`:
+    look for the entries' counters (see _conntrack_entry).
     """
     entries = []
     names = {}
@@ -1796,7 +1852,7 @@ def netlink_conntrack(limit=MAX_CONNTRACK_ENTRIES):
                 if length < _NLMSGHDR.size or offset + length > size:
                     raise OSError(errno.EPROTO, "netlink message cut short")
                 if kind == entry_type:
-                    entry = _conntrack_entry(data, offset + body, offset + length, names)
+                    entry = _conntrack_entry(data, offset + body, offset + length, names, counted)
                     if entry is not None:
                         if len(entries) >= limit:
                             return entries, True
@@ -2082,7 +2138,8 @@ def conntrack_without_procfs(proc_root, coverage, use_netlink):
         coverage.note("conntrack unknown: no /proc/net/nf_conntrack and %s" % obstacle)
         return None
     try:
-        conntrack, truncated = netlink_conntrack()
+        accounting = _read_text_or_none(os.path.join(proc_root, "sys/net/netfilter/nf_conntrack_acct"))
+        conntrack, truncated = netlink_conntrack(counted=accounting != "0")
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else (str(error) or "timed out")
         if error.errno in _DENIED:

@@ -31,6 +31,8 @@ WINDOW_BYTES_HEADERS = ("window_bytes_sent", "window_bytes_received", "bytes_per
 PERIOD_HEADERS = ("first_seen", "last_seen", "runs_seen", "runs_taken")
 # Only when some flow has TCP counters (as the JSON `traffic`): numbers, empty where unknown
 TRAFFIC_HEADERS = ("bytes_sent", "bytes_received", "rtt_median_ms", "rtt_max_ms", "retransmits")
+# Only when conntrack counted some flow (nf_conntrack_acct): packets, and bytes of whole IP packets
+CONNTRACK_HEADERS = ("packets_sent", "packets_received", "ip_bytes_sent", "ip_bytes_received")
 
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection");
 # the full-width forms count in some locales.
@@ -79,9 +81,18 @@ def _traffic_cells(flow: Flow) -> tuple[str, ...]:
     traffic = flow.traffic
     if traffic is None:
         return ("",) * len(TRAFFIC_HEADERS)
+    timed = bool(traffic.rtts)
     return tuple("" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-                 for value in (traffic.bytes_sent, traffic.bytes_received, traffic.rtt_median_ms,
-                               traffic.rtt_max_ms, traffic.retransmits))
+                 for value in (traffic.bytes_sent, traffic.bytes_received, traffic.rtt_median_ms if timed else None,
+                               traffic.rtt_max_ms if timed else None, traffic.retransmits))
+
+
+def _conntrack_cells(flow: Flow) -> tuple[str, ...]:
+    traffic = flow.traffic
+    if traffic is None or traffic.packets_sent is None:
+        return ("",) * len(CONNTRACK_HEADERS)
+    return tuple(str(value) for value in (traffic.packets_sent, traffic.packets_received,
+                                          traffic.ip_bytes_sent, traffic.ip_bytes_received))
 
 
 def _window_bytes_cells(flow: Flow) -> tuple[str, ...]:
@@ -115,6 +126,7 @@ def flow_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]]
     moved = any(flow.window is not None and flow.window.bytes_sent is not None for flow in graph.flows)
     periodic = any(flow.period is not None for flow in graph.flows)
     measured = any(flow.traffic is not None for flow in graph.flows)
+    counted = any(flow.traffic is not None and flow.traffic.packets_sent is not None for flow in graph.flows)
     rows = []
     for flow in graph.flows:
         row = (*_end(nodes[flow.client], flow.client_pids), *_end(nodes[flow.server], flow.server_pids),
@@ -126,10 +138,12 @@ def flow_rows(graph: FlowGraph) -> tuple[tuple[str, ...], list[tuple[str, ...]]]
             row += _window_bytes_cells(flow)
         if periodic:
             row += _period_cells(flow)
-        rows.append(row + _traffic_cells(flow) if measured else row)
+        if measured:
+            row += _traffic_cells(flow)
+        rows.append(row + _conntrack_cells(flow) if counted else row)
     headers = (HEADERS + (WINDOW_HEADERS if windowed else ()) + (WINDOW_BYTES_HEADERS if moved else ())
                + (PERIOD_HEADERS if periodic else ())
-               + (TRAFFIC_HEADERS if measured else ()))
+               + (TRAFFIC_HEADERS if measured else ()) + (CONNTRACK_HEADERS if counted else ()))
     return headers, rows
 
 

@@ -174,7 +174,9 @@ def edge_label(flow: Flow) -> str:
     if not flow.directed:
         text += " (no listener)"
     if flow.traffic is not None:
-        text += f" {flow.traffic.bytes_text()}, rtt {flow.traffic.rtt_median_ms:.3g} ms"
+        text += f" {flow.traffic.bytes_text()}"
+        if flow.traffic.rtts:
+            text += f", rtt {flow.traffic.rtt_median_ms:.3g} ms"
     if flow.window is not None and flow.window.bytes_rate_text() is not None:
         text += f" {flow.window.bytes_rate_text()}"
     text += flow_words(flow)  # a diff's or a period's words

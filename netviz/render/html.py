@@ -305,7 +305,10 @@ def _flow_rows(graph_doc: dict[str, Any], host_count: int, node_host: dict[str, 
         edge[5] += 1
         edge[6] += 1 if flow.get("persistent") is False else 0
         traffic = flow.get("traffic") or {}
-        edge[7] += int(traffic.get("bytes_sent") or 0) + int(traffic.get("bytes_received") or 0)
+        if traffic.get("bytes_sent") is None and traffic.get("bytes_received") is None:  # conntrack's IP bytes
+            edge[7] += int(traffic.get("ip_bytes_sent") or 0) + int(traffic.get("ip_bytes_received") or 0)
+        else:
+            edge[7] += int(traffic.get("bytes_sent") or 0) + int(traffic.get("bytes_received") or 0)
         port = flow.get("server_port")
         service = str(flow.get("proto") or "") + ("" if port is None else f" {port}")
         edge[8][service] = edge[8].get(service, 0) + count

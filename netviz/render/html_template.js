@@ -277,7 +277,11 @@
   // on the log scale of the DOT renderer (netviz/render/dot.py traffic_width).
   function flowBytes(flow) {
     var traffic = flow.traffic;
-    return traffic ? (Number(traffic.bytes_sent) || 0) + (Number(traffic.bytes_received) || 0) : 0;
+    if (!traffic) return 0;
+    if (traffic.bytes_sent == null && traffic.bytes_received == null) {  // counted by conntrack only: IP bytes
+      return (Number(traffic.ip_bytes_sent) || 0) + (Number(traffic.ip_bytes_received) || 0);
+    }
+    return (Number(traffic.bytes_sent) || 0) + (Number(traffic.bytes_received) || 0);
   }
   function trafficWidth(bytes) {
     return Math.max(1, Math.min(1 + (Math.log10(Math.max(bytes, 1)) - 3) * 0.7, 6));
@@ -293,6 +297,10 @@
   }
   function trafficText(traffic) {
     if (!traffic) return null;
+    if (traffic.bytes_sent == null && traffic.bytes_received == null && traffic.ip_bytes_sent != null) {
+      return humanBytes(traffic.ip_bytes_sent) + ' sent / ' + humanBytes(traffic.ip_bytes_received)
+        + ' received (IP packets, headers included; ' + traffic.packets_sent + ' / ' + traffic.packets_received + ' packets)';
+    }
     return humanBytes(traffic.bytes_sent) + ' sent / ' + humanBytes(traffic.bytes_received) + ' received';
   }
   function rttText(traffic) {

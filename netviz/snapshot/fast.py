@@ -52,6 +52,7 @@ class CheckedStrings:
 
 # What the plain shape allows: the eight keys every TCP/UDP record has and nothing else (an extra
 # key such as `protocol` needs its own check), and a kind whose inodes do not repeat (not SCTP).
+_U64 = (1 << 64) - 1
 _PLAIN_SOCKET_KEYS = frozenset({"proto", "inode", "local", "local_port", "remote", "remote_port",
                                 "state", "uid"})
 _PLAIN_PROTOS = {proto: proto for proto in KIND_NAMES - REPEATED_INODE_KINDS}  # one string object each
@@ -146,8 +147,14 @@ def _plain_conntrack(value: object, netns: int, strings: CheckedStrings) -> Opti
     if (not _is_text(proto, 64) or not (state is None or _is_text(state, 64))
             or original is None or reply is None):
         return None
+    counters = value.get("counters")
+    if counters is not None:
+        if (type(counters) is not list or len(counters) != 4
+                or not all(type(count) is int and 0 <= count <= _U64 for count in counters)):
+            return None
+        counters = tuple(counters)
     return _record(ConntrackEntry, {"proto": proto, "state": state, "original": original, "reply": reply,
-                                    "netns": netns})
+                                    "netns": netns, "counters": counters})
 
 
 _PLAIN_PROCESS_KEYS = ("pid", "ppid", "comm", "cmdline", "uid", "euid", "user", "context", "netns", "sockets")

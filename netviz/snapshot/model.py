@@ -60,6 +60,9 @@ class ConntrackEntry:
     original: ConntrackTuple
     reply: ConntrackTuple
     netns: int
+    # with nf_conntrack_acct: (original packets, original bytes, reply packets, reply bytes); bytes
+    # are whole IP packets, headers included
+    counters: Optional[tuple[int, int, int, int]] = None
 
 
 class TcpInfo(NamedTuple):

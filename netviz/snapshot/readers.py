@@ -7,6 +7,7 @@ They accept exactly the valid records and name what is wrong with the others; th
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 from netviz.kinds import KIND_NAMES
 from netviz.snapshot.fields import _HEX, _STATE, _Field, _show
@@ -96,8 +97,18 @@ def _conntrack(node: _Field, netns: int) -> ConntrackEntry:
     return ConntrackEntry(
         proto=node.key("proto").text(64), state=node.key("state").text(64, nullable=True),
         original=_conntrack_tuple(node.key("original")), reply=_conntrack_tuple(node.key("reply")),
-        netns=netns,
+        netns=netns, counters=_conntrack_counters(node.key("counters", required=False)),
     )
+
+
+def _conntrack_counters(node: _Field) -> Optional[tuple[int, int, int, int]]:
+    """[original packets, original bytes, reply packets, reply bytes], when the kernel counted."""
+    if node.missing or node.value is None:
+        return None
+    counts = node.entries(4)
+    if len(counts) != 4:
+        raise node.fail(f"expected 4 counters, got {len(counts)}")
+    return tuple(node.at(index).integer(0, (1 << 64) - 1) for index in range(4))  # type: ignore[return-value]
 
 
 def _unkeyed(node: _Field) -> dict[str, dict[str, int]]:

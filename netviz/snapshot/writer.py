@@ -67,7 +67,8 @@ def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
              "sockets": [sock(s) for s in ns.sockets],
              "unkeyed": {proto: dict(counts) for proto, counts in ns.unkeyed.items()},
              "conntrack": None if ns.conntrack is None else [
-                 {"proto": e.proto, "state": e.state, "original": ct(e.original), "reply": ct(e.reply)}
+                 {"proto": e.proto, "state": e.state, "original": ct(e.original), "reply": ct(e.reply),
+                  **({"counters": list(e.counters)} if e.counters is not None else {})}
                  for e in ns.conntrack],
              **({"name": ns.name} if ns.name else {})}
             for ns in snapshot.namespaces],

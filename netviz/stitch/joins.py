@@ -28,6 +28,9 @@ class Evidence(NamedTuple):
     inferred: bool = False  # no server socket seen: attached to a listener (TCP, SCTP), or seen in conntrack only
     via: Optional[str] = None  # the machine whose NAT translated the connection
     initiator: bool = False  # the first end is known to have opened the connection
+    # a datagram flow only conntrack shows: where it was tracked and its original tuple
+    # ((machine, netns), (kind, src, sport, dst, dport)), for its counters
+    track: Optional[tuple[tuple[int, int], tuple[str, str, int, str, int]]] = None
 
 
 EXACT = Evidence()  # two sockets whose four-tuples are each other's reversed

@@ -72,7 +72,8 @@ class Links:
         # a translated connection keeps the front its client dialled (the NAT machine's address and
         # port), which neither end's socket on the server side shows
         dialled = (end.remotes[0], end.remote_port) if evidence.via and client is end else None
-        self._add_link(client, server, server_address, directed, evidence.inferred, evidence.via, dialled)
+        self._add_link(client, server, server_address, directed, evidence.inferred, evidence.via, dialled,
+                       evidence.track)
 
     def add_unresolved(self, end: End, why: str) -> None:
         """A connection whose peer should be in the group but could not be told apart."""
@@ -174,7 +175,7 @@ class Links:
 
     def _add_link(
         self, client: End, server: End, server_address: Optional[str], directed: bool, inferred: bool, via: Optional[str],
-        dialled: Optional[tuple[str, int]] = None,
+        dialled: Optional[tuple[str, int]] = None, track: Optional[tuple] = None,
     ) -> None:
         client_machine = self.machines[client.machine]
         server_machine = self.machines[server.machine]
@@ -207,7 +208,7 @@ class Links:
         key = (client_key, server_key, server.kind, server_port, directed, inferred, via)
         self._accumulate(key, server_address, client_pids, server_pids, dialled)
         if self.traffic.any:
-            self.traffic.add_pair(key, client, server)
+            self.traffic.add_pair(key, client, server, track)
 
     def _accumulate(self, key: LinkKey, server_address: str, client_pids: Iterable[int], server_pids: Iterable[int],
                     dialled: Optional[tuple[str, int]] = None) -> None:

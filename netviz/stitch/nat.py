@@ -131,11 +131,12 @@ def join_tracked_datagrams(index: SocketIndex, connected: set[tuple[str, str, in
     leads from exactly one bound socket of the group (at its source address and port) to
     exactly one bound socket (at its destination), that is an `inferred` flow between them.
     Tuples of connected sockets (`connected`) are left to the other joins: they saw the socket."""
-    for (kind, src, sport, dst, dport), (machine, netns) in index.datagram_tracks.items():
-        if (kind, src, sport, dst, dport) in connected:
+    for track, (machine, netns) in index.datagram_tracks.items():
+        if track in connected:
             continue
+        kind, src, sport, dst, dport = track
         senders = index.listeners_for(machine, netns, src, sport, kind)
         receivers = index.listeners_for(machine, netns, dst, dport, kind)
         if not senders or not receivers or senders[0] is receivers[0]:
             continue  # not both ends in the group, or not told apart: nothing to draw
-        yield senders[0], receivers[0], dst, TRACKED
+        yield senders[0], receivers[0], dst, TRACKED._replace(track=((machine, netns), track))
