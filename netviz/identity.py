@@ -1,7 +1,8 @@
 """Who a process is, beyond its command: its systemd unit, its container and its Kubernetes pod.
 
 Read from what the snapshot already holds: the process's cgroup path (`/proc/PID/cgroup`) and the
-runtime state the payload found for the container ids in those paths (`runtime.containers`).
+runtime state the payload found for the container ids in those paths (`runtime.containers`) and
+the pod uids (`runtime.pods`).
 Each field is None when the path does not say it: never guessed.
 
 The cgroup layouts read (v2 unified paths and v1 `name=systemd` paths alike):
@@ -22,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from netviz.snapshot.model import Container
+from netviz.snapshot.model import Container, Pod
 
 _ID = r"([0-9a-f]{64})"
 _CONTAINER_PATTERNS = (
@@ -58,8 +59,9 @@ class Identity:
         return self.container_id[:12] if self.container_id else None
 
 
-def identify(cgroup: Optional[str], containers: dict[str, Container]) -> Identity:
-    """The identity a cgroup path gives, completed by the runtime state of its container."""
+def identify(cgroup: Optional[str], containers: dict[str, Container], pods: Optional[dict[str, Pod]] = None) -> Identity:
+    """The identity a cgroup path gives, completed by the runtime state of its container and
+    the kubelet's name for its pod."""
     if not cgroup:
         return Identity()
     path = cgroup.rstrip("/")
@@ -69,6 +71,8 @@ def identify(cgroup: Optional[str], containers: dict[str, Container]) -> Identit
     pod = None
     if state is not None and state.pod:
         pod = f"{state.pod_namespace}/{state.pod}" if state.pod_namespace else state.pod
+    elif pod_uid is not None and pods and pod_uid in pods:
+        pod = f"{pods[pod_uid].namespace}/{pods[pod_uid].name}"
     return Identity(
         unit=_unit(path, container_id),
         container_id=container_id,

@@ -21,7 +21,7 @@ from snapbuilder import Machine
 from netviz.filters import FilterSpec, apply_filters
 from netviz.identity import identify
 from netviz.payload import capture
-from netviz.snapshot import parse_snapshot
+from netviz.snapshot import parse_snapshot, snapshot_to_document
 from netviz.snapshot.model import Container
 from netviz.stitch import stitch
 
@@ -82,6 +82,74 @@ def test_runtime_state_is_read_for_the_containers_seen_only(tmp_path):
     assert runtime == {"containers": {CID: {"runtime": "docker", "name": "web-1", "image": "nginx:1.25",
                                             "pod": "web-7d9f", "pod_namespace": "shop", "container": "nginx"}}}
     assert capture.read_runtime([{"pid": 11, "cgroup": "/"}], root=str(tmp_path)) is None
+
+
+THIRD = "a" * 64
+OTHER_POD = "0f0e0d0c-0b0a-4908-8706-050403020100"
+ALONE_POD = "77777777-6666-4555-8444-333333333333"
+
+
+def test_containerd_and_cri_o_bundles_and_the_pod_directories_name_what_the_links_do_not(tmp_path):
+    """A Kubernetes node without /var/log/containers links (or with their logs rotated away):
+    containerd's and CRI-O's OCI bundles carry the CRI annotations, and /var/log/pods names a pod
+    by its uid even when nothing names its containers."""
+    bundle = tmp_path / "run/containerd/io.containerd.runtime.v2.task/k8s.io" / CID
+    bundle.mkdir(parents=True)
+    (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "annotations": {
+        "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.container-name": "nginx",
+        "io.kubernetes.cri.sandbox-name": "web-7d9f", "io.kubernetes.cri.sandbox-namespace": "shop",
+        "io.kubernetes.cri.image-name": "docker.io/library/nginx:1.25"}}))
+    userdata = tmp_path / "run/containers/storage/overlay-containers" / OTHER / "userdata"
+    userdata.mkdir(parents=True)
+    (userdata / "config.json").write_text(json.dumps({"annotations": {
+        "io.kubernetes.container.name": "redis", "io.kubernetes.pod.name": "cache-0",
+        "io.kubernetes.pod.namespace": "data", "io.kubernetes.cri-o.ImageName": "redis:7"}}))
+    logs = tmp_path / "var/log/pods"
+    for directory in (f"shop_web-7d9f_{POD_UID}", f"data_cache-0_{OTHER_POD}", f"ops_lonely-5c_{ALONE_POD}",
+                      "kube-system_not-here_11111111-2222-4333-8444-555555555555", "not-a-pod-dir"):
+        (logs / directory).mkdir(parents=True)
+    systemd_pod = ALONE_POD.replace("-", "_")
+    processes = [
+        {"pid": 10, "cgroup": f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_UID.replace('-', '_')}"
+                              f".slice/cri-containerd-{CID}.scope"},
+        {"pid": 11, "cgroup": f"/kubepods.slice/kubepods-pod{OTHER_POD.replace('-', '_')}.slice/crio-{OTHER}.scope"},
+        {"pid": 12, "cgroup": f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{systemd_pod}.slice/"
+                              f"cri-containerd-{THIRD}.scope"},
+    ]
+    runtime = capture.read_runtime(processes, root=str(tmp_path))
+    assert runtime == {
+        "containers": {
+            CID: {"runtime": "containerd", "container": "nginx", "pod": "web-7d9f", "pod_namespace": "shop",
+                  "image": "docker.io/library/nginx:1.25"},
+            OTHER: {"runtime": "cri-o", "container": "redis", "pod": "cache-0", "pod_namespace": "data",
+                    "image": "redis:7"}},
+        "pods": {POD_UID: {"name": "web-7d9f", "namespace": "shop"},
+                 OTHER_POD: {"name": "cache-0", "namespace": "data"},
+                 ALONE_POD: {"name": "lonely-5c", "namespace": "ops"}},
+    }
+    document = _document_with(runtime, processes)
+    snapshot = parse_snapshot(document, "node")
+    assert parse_snapshot(snapshot_to_document(snapshot), "node").pods == snapshot.pods  # written back whole
+    found = {process["pid"]: identify(process["cgroup"], snapshot.containers, snapshot.pods) for process in processes}
+    assert [(f.runtime, f.container, f.pod, f.k8s_container, f.image) for f in found.values()] == [
+        ("containerd", CID[:12], "shop/web-7d9f", "nginx", "docker.io/library/nginx:1.25"),
+        ("cri-o", OTHER[:12], "data/cache-0", "redis", "redis:7"),
+        ("containerd", THIRD[:12], "ops/lonely-5c", None, None),  # the pod named by its uid alone
+    ]
+    # and without the kubelet's directories, that last pod is not named: never guessed
+    assert identify(processes[2]["cgroup"], snapshot.containers, {}).pod is None
+
+
+def _document_with(runtime: dict, processes: list[dict]) -> dict:
+    """A machine's snapshot document (as the payload writes it) carrying `runtime`."""
+    machine = Machine("node", "10.0.0.9")
+    for process in processes:
+        machine.process(process["pid"], "app")
+    document = snapshot_to_document(machine.build())
+    for entry in document["processes"]:
+        entry["cgroup"] = next(p["cgroup"] for p in processes if p["pid"] == entry["pid"])
+    document["runtime"] = runtime
+    return document
 
 
 def test_a_fifo_or_a_broken_state_file_is_skipped_without_blocking(tmp_path):

@@ -809,6 +809,7 @@ def read_cgroup(base):
 
 # Container ids in cgroup paths (Docker, containerd, CRI-O, Podman): 64 hex digits.
 _CONTAINER_ID = None
+_POD_UID = None
 MAX_RUNTIME_FILE = 1 << 20  # bytes read of one runtime state file
 MAX_CONTAINERS_NAMED = 1024
 
@@ -886,31 +887,102 @@ def read_hosts_file(etc_root="/etc"):
     return [[address, names[address]] for address in order if names[address]]
 
 
+def pod_uids(processes):
+    """The Kubernetes pod uids that the processes' cgroup paths name (`pod<UID>`, `_` for `-`
+    under the systemd driver), sorted."""
+    global _POD_UID
+    if _POD_UID is None:
+        import re
+        _POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?![0-9a-f])")
+    found = set()
+    for process in processes:
+        found.update(uid.replace("_", "-") for uid in _POD_UID.findall(process.get("cgroup") or ""))
+    return sorted(found)
+
+
+# Where each runtime keeps a running container's state, and which of its keys say what.
+# containerd (Kubernetes through CRI): the OCI bundle of the task, its annotations set by CRI.
+CONTAINERD_TASKS = "run/containerd/io.containerd.runtime.v2.task"
+CONTAINERD_ANNOTATIONS = (("io.kubernetes.cri.container-name", "container"), ("io.kubernetes.cri.sandbox-name", "pod"),
+                          ("io.kubernetes.cri.sandbox-namespace", "pod_namespace"),
+                          ("io.kubernetes.cri.image-name", "image"))
+# CRI-O and Podman: containers/storage's userdata, run-time and persistent.
+STORAGE_CONTAINERS = ("run/containers/storage/overlay-containers", "var/lib/containers/storage/overlay-containers")
+CRIO_ANNOTATIONS = (("io.kubernetes.container.name", "container"), ("io.kubernetes.pod.name", "pod"),
+                    ("io.kubernetes.pod.namespace", "pod_namespace"), ("io.kubernetes.cri-o.ImageName", "image"))
+
+
+def _json_file(path):
+    """The object a small regular JSON file holds, else None."""
+    raw = _read_small_regular(path, MAX_RUNTIME_FILE)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _annotated(config, keys):
+    """The fields that an OCI config's annotations give (text only, cut to MAX_NAME)."""
+    annotations = config.get("annotations")
+    if not isinstance(annotations, dict):
+        return {}
+    found = {}
+    for key, field in keys:
+        value = annotations.get(key)
+        if isinstance(value, str) and value:
+            found[field] = value[:MAX_NAME]
+    return found
+
+
+def _listing(path, limit=65536):
+    try:
+        return sorted(os.listdir(path))[:limit]
+    except OSError:
+        return []
+
+
 def read_runtime(processes, root="/"):
     """What the machine's container runtimes and kubelet say about the containers the processes
-    run in, read-only from their state files: Docker's config.v2.json (name, image) per id, and
-    the kubelet's /var/log/containers links (pod, namespace, container name) per id."""
+    run in, read-only from their state files: Docker's config.v2.json (name, image), containerd's
+    and CRI-O's OCI bundles (Kubernetes container, pod and image), the kubelet's
+    /var/log/containers links (pod, namespace, container name) per id; and the kubelet's
+    /var/log/pods directories (pod name and namespace) per pod uid."""
     wanted = container_ids(processes)[:MAX_CONTAINERS_NAMED]
     containers = {}
+    task_namespaces = _listing(os.path.join(root, CONTAINERD_TASKS), 64) if wanted else []
     for cid in wanted:
-        raw = _read_small_regular(os.path.join(root, "var/lib/docker/containers", cid, "config.v2.json"),
-                                  MAX_RUNTIME_FILE)
-        if raw is None:
-            continue
-        try:
-            config = json.loads(raw.decode("utf-8", "replace"))
+        found = {}
+        config = _json_file(os.path.join(root, "var/lib/docker/containers", cid, "config.v2.json"))
+        if config is not None:
             name = config.get("Name") or ""
-            image = (config.get("Config") or {}).get("Image") or ""
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(name, str) and isinstance(image, str):
-            containers[cid] = {"runtime": "docker", "name": name.lstrip("/")[:MAX_NAME], "image": image[:MAX_NAME]}
+            image = (config.get("Config") if isinstance(config.get("Config"), dict) else {}).get("Image") or ""
+            if isinstance(name, str) and isinstance(image, str):
+                found = {"runtime": "docker", "name": name.lstrip("/")[:MAX_NAME], "image": image[:MAX_NAME]}
+        for namespace in task_namespaces:
+            config = _json_file(os.path.join(root, CONTAINERD_TASKS, namespace, cid, "config.json"))
+            if config is not None:
+                named = _annotated(config, CONTAINERD_ANNOTATIONS)
+                if named:
+                    found.setdefault("runtime", "containerd")
+                    for field, value in named.items():
+                        found.setdefault(field, value)
+                break
+        for base in STORAGE_CONTAINERS:
+            config = _json_file(os.path.join(root, base, cid, "userdata", "config.json"))
+            if config is not None:
+                named = _annotated(config, CRIO_ANNOTATIONS)
+                if named:
+                    found.setdefault("runtime", "cri-o")
+                    for field, value in named.items():
+                        found.setdefault(field, value)
+                break
+        if found:
+            containers[cid] = found
     wanted_set = set(wanted)
-    try:
-        logs = sorted(os.listdir(os.path.join(root, "var/log/containers")))[:65536]
-    except OSError:
-        logs = []
-    for entry in logs:
+    for entry in _listing(os.path.join(root, "var/log/containers")):
         # <pod>_<namespace>_<container>-<id>.log (kubelet's links to the pods' logs)
         if not entry.endswith(".log") or len(entry) < 70 or entry[-69] != "-":
             continue
@@ -924,7 +996,19 @@ def read_runtime(processes, root="/"):
         found = containers.setdefault(cid, {})
         found.update({"pod": pod[:MAX_NAME], "pod_namespace": namespace[:MAX_NAME],
                       "container": container[:MAX_NAME]})
-    return {"containers": containers} if containers else None
+    pods = {}
+    uids = set(pod_uids(processes)[:MAX_CONTAINERS_NAMED])
+    for entry in _listing(os.path.join(root, "var/log/pods")) if uids else ():
+        # <namespace>_<pod>_<uid>: names are DNS labels and subdomains, which hold no "_"
+        parts = entry.split("_")
+        if len(parts) == 3 and parts[2] in uids and parts[0] and parts[1]:
+            pods[parts[2]] = {"name": parts[1][:MAX_NAME], "namespace": parts[0][:MAX_NAME]}
+    runtime = {}
+    if containers:
+        runtime["containers"] = containers
+    if pods:
+        runtime["pods"] = pods
+    return runtime or None
 
 
 def read_context(base):

@@ -124,6 +124,14 @@ class Container:
 
 
 @dataclass(frozen=True)
+class Pod:
+    """What the kubelet's /var/log/pods directory names a pod uid."""
+
+    name: str
+    namespace: str
+
+
+@dataclass(frozen=True)
 class HostInfo:
     hostname: str
     machine_id: Optional[str]
@@ -171,6 +179,8 @@ class Snapshot:
     window: Optional["Window"] = None
     # Container ids (64 hex digits) -> what the runtimes' state files say (empty when nothing).
     containers: dict[str, Container] = field(default_factory=dict)
+    # Kubernetes pod uids -> their names, from the kubelet's directories (empty when nothing).
+    pods: dict[str, Pod] = field(default_factory=dict)
     # What the machine's /etc/hosts calls addresses (canonical address -> names, first first):
     # used only to name peers outside the group, never to resolve anything.
     hosts_names: dict[str, tuple[str, ...]] = field(default_factory=dict)

@@ -34,6 +34,7 @@ from netviz.snapshot.readers import (
     _socket_record,
     _unkeyed,
     read_containers,
+    read_pods,
     read_hosts_names,
 )
 from netviz.snapshot.traffic import read_tcp_info
@@ -127,13 +128,14 @@ def parse_snapshot(doc: object, source: str, name: Optional[str] = None, *,
 
     runtime = top.key("runtime", required=False)
     containers = {} if runtime.missing else read_containers(runtime)
+    pods = {} if runtime.missing else read_pods(runtime)
     hosts_file = top.key("hosts_file", required=False)
     hosts_names = {} if hosts_file.missing else read_hosts_names(hosts_file)
 
     machine = name or _default_name(host.hostname, source)
     return Snapshot(name=machine, source=source, host=host, coverage=coverage, namespaces=namespaces,
                     processes=tuple(processes), warnings=_coverage_warnings(machine, coverage),
-                    ssh_session_pids=session_pids, window=window, containers=containers,
+                    ssh_session_pids=session_pids, window=window, containers=containers, pods=pods,
                     hosts_names=hosts_names)
 
 

@@ -27,7 +27,8 @@ from netviz.snapshot.limits import (
     MAX_UNKEYED_STATES,
     UID_RANGE,
 )
-from netviz.snapshot.model import Address, ConntrackEntry, ConntrackTuple, Container, Coverage, HostInfo, Process, Socket
+from netviz.snapshot.model import (Address, ConntrackEntry, ConntrackTuple, Container, Coverage, HostInfo, Pod, Process,
+                                   Socket)
 
 
 def _host(node: _Field) -> HostInfo:
@@ -161,6 +162,7 @@ def _process(node: _Field) -> Process:
 
 
 _CONTAINER_ID = re.compile(r"^[0-9a-f]{64}$")
+_POD_UID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def read_hosts_names(node: _Field) -> dict[str, tuple[str, ...]]:
@@ -197,3 +199,21 @@ def read_containers(node: _Field) -> dict[str, Container]:
                   for name in ("runtime", "name", "image", "pod", "pod_namespace", "container")}
         containers[cid] = Container(**fields)
     return containers
+
+
+def read_pods(node: _Field) -> dict[str, Pod]:
+    """The snapshot's `runtime.pods`: pod uid -> Pod (docs/snapshot.md, "runtime")."""
+    pods: dict[str, Pod] = {}
+    entries = node.key("pods", required=False)
+    if entries.missing:
+        return pods
+    if not isinstance(entries.value, dict):
+        raise entries.fail(f"expected an object, got {type(entries.value).__name__}")
+    if len(entries.value) > MAX_CONTAINERS:
+        raise entries.fail(f"too many pods ({len(entries.value)} > {MAX_CONTAINERS})")
+    for uid in sorted(entries.value):
+        if not isinstance(uid, str) or not _POD_UID.match(uid):
+            raise entries.fail(f"not a pod uid: {uid[:80]!r}")
+        item = entries.key(uid)
+        pods[uid] = Pod(name=item.key("name").text(255), namespace=item.key("namespace").text(255))
+    return pods

@@ -87,6 +87,9 @@ def snapshot_to_document(snapshot: Snapshot) -> dict[str, Any]:
         document["runtime"] = {"containers": {
             cid: {key: value for key, value in vars(container).items() if value is not None}
             for cid, container in snapshot.containers.items()}}
+    if snapshot.pods:
+        document.setdefault("runtime", {})["pods"] = {
+            uid: {"name": pod.name, "namespace": pod.namespace} for uid, pod in snapshot.pods.items()}
     return document
 
 

@@ -58,7 +58,7 @@ class Machine:
         cgroup = self.process[pid].cgroup
         found = self._identities.get(cgroup)
         if found is None:
-            found = self._identities[cgroup] = identify(cgroup, self.snapshot.containers)
+            found = self._identities[cgroup] = identify(cgroup, self.snapshot.containers, self.snapshot.pods)
         return found
 
     def name(self, pid: Optional[int]) -> str:
