@@ -19,7 +19,7 @@ import sqlite3
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Sequence
+from typing import Iterator, Mapping, NamedTuple, Optional, Sequence
 
 from netviz.cache import Run, find_run, list_runs, read_run, run_inputs, trusted_cache_dir
 from netviz.errors import NetvizError
@@ -159,9 +159,10 @@ def open_history(cache_root: Path, *, create: bool = True) -> sqlite3.Connection
 # what one run saw, from a stitched graph
 
 
-@dataclass(frozen=True)
-class FlowSeen:
-    """A flow in one run, by natural key (flows sharing a key are added up)."""
+class FlowSeen(NamedTuple):
+    """A flow in one run, by natural key (flows sharing a key are added up). A named tuple: a run
+    of a large fleet makes tens of thousands, and a frozen dataclass costs several times more to
+    build."""
 
     key: str
     client: str  # node keys
@@ -283,17 +284,23 @@ def stitch_run_facts(run: Run, preloaded: Optional[Mapping[str, Snapshot]] = Non
 # round trip to Python for each id.
 _STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS staged_node (key TEXT, machine TEXT, comm TEXT, pids TEXT)",
-    "CREATE TEMP TABLE IF NOT EXISTS staged_flow (key TEXT, client TEXT, server TEXT, proto TEXT, port INTEGER, "
-    "via TEXT, count INTEGER, stale INTEGER, connections INTEGER, first_seen REAL, last_seen REAL)",
+    "CREATE TEMP TABLE IF NOT EXISTS staged_flow (key TEXT, count INTEGER, stale INTEGER, connections INTEGER, "
+    "first_seen REAL, last_seen REAL)",
+    "CREATE TEMP TABLE IF NOT EXISTS staged_new_flow (key TEXT, client TEXT, server TEXT, proto TEXT, port INTEGER, "
+    "via TEXT)",
     "CREATE TEMP TABLE IF NOT EXISTS staged_listener (key TEXT, machine TEXT, proto TEXT, address TEXT, "
     "port INTEGER, node TEXT)",
-    "DELETE FROM staged_node", "DELETE FROM staged_flow", "DELETE FROM staged_listener",
+    "DELETE FROM staged_node", "DELETE FROM staged_flow", "DELETE FROM staged_new_flow", "DELETE FROM staged_listener",
 )
-_INTERN = (  # ?1: the run's id; rows in id order land next to each other in the tables' B-trees
+_INTERN_NODES = (  # ?1: the run's id; rows in id order land next to each other in the tables' B-trees
     "INSERT OR IGNORE INTO node (key, machine, comm) SELECT key, machine, comm FROM staged_node",
     "INSERT INTO node_seen SELECT ?1, n.id, s.pids FROM staged_node s JOIN node n ON n.key = s.key ORDER BY n.id",
+)
+# Most flows of a run were seen before: only the new ones are staged with their identity.
+_NEW_FLOWS = "SELECT key FROM staged_flow s WHERE NOT EXISTS (SELECT 1 FROM flow WHERE key = s.key)"
+_INTERN_REST = (
     "INSERT OR IGNORE INTO flow (key, client, server, proto, port, via) SELECT s.key, c.id, v.id, s.proto, s.port, "
-    "s.via FROM staged_flow s JOIN node c ON c.key = s.client JOIN node v ON v.key = s.server",
+    "s.via FROM staged_new_flow s JOIN node c ON c.key = s.client JOIN node v ON v.key = s.server",
     "INSERT INTO flow_seen SELECT ?1, f.id, s.count, s.stale, s.connections, s.first_seen, s.last_seen "
     "FROM staged_flow s JOIN flow f ON f.key = s.key ORDER BY f.id",
     "INSERT OR IGNORE INTO listener (key, machine, proto, address, port) "
@@ -322,21 +329,43 @@ def record(connection: sqlite3.Connection, facts: RunFacts) -> bool:
         for statement in _STAGING:
             connection.execute(statement)
         connection.executemany("INSERT INTO staged_node VALUES (?, ?, ?, ?)", nodes)
-        connection.executemany("INSERT INTO staged_flow VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", flows)
+        _insert_rows(connection, "staged_flow", _STAGED_FLOW_ROW, flows)
         connection.executemany("INSERT INTO staged_listener VALUES (?, ?, ?, ?, ?, ?)", listeners)
-        for statement in _INTERN:
+        for statement in _INTERN_NODES:
+            connection.execute(statement, (run,) if "?1" in statement else ())
+        new = [facts.flows[key] for (key,) in connection.execute(_NEW_FLOWS)]
+        connection.executemany("INSERT INTO staged_new_flow VALUES (?, ?, ?, ?, ?, ?)",
+                               [(f.key, f.client, f.server, f.proto, f.port, f.via) for f in new])
+        for statement in _INTERN_REST:
             connection.execute(statement, (run,) if "?1" in statement else ())
         _summarise_around(connection, run)
     return True
+
+
+# Binding None is slow in the sqlite3 module (each one goes through its adaptation protocol, about
+# a microsecond): a flow's absent values travel as sentinels that SQL turns back into NULL.
+_STAGED_FLOW_ROW = "(?, ?, ?, NULLIF(?, -1), NULLIF(?, -1.0), NULLIF(?, -1.0))"
+ROWS_PER_INSERT = 256
+
+
+def _insert_rows(connection: sqlite3.Connection, table: str, row: str, rows: Sequence[tuple]) -> None:
+    """Insert `rows` into `table`, ROWS_PER_INSERT to a statement (`row`: one row's VALUES term):
+    half the time of one statement a row, which executemany pays for each."""
+    full = f"INSERT INTO {table} VALUES " + ",".join([row] * ROWS_PER_INSERT)
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        part = rows[start:start + ROWS_PER_INSERT]
+        statement = full if len(part) == ROWS_PER_INSERT else f"INSERT INTO {table} VALUES " + ",".join([row] * len(part))
+        connection.execute(statement, [value for one in part for value in one])
 
 
 def _staged_rows(facts: RunFacts) -> tuple[list[tuple], list[tuple], list[tuple]]:
     """The run's nodes, flows and listener holders as rows of the staging tables."""
     unreachable = facts.unreachable()
     nodes = [(key, machine, comm, " ".join(map(str, pids))) for key, (machine, comm, pids) in facts.nodes.items()]
-    flows = [(f.key, f.client, f.server, f.proto, f.port, f.via, f.count,
+    flows = [(f.key, f.count,
               int(bool(unreachable) and (f.client_machine in unreachable or f.server_machine in unreachable)),
-              f.connections, f.first_seen, f.last_seen) for f in facts.flows.values()]
+              -1 if f.connections is None else f.connections, -1.0 if f.first_seen is None else f.first_seen,
+              -1.0 if f.last_seen is None else f.last_seen) for f in facts.flows.values()]
     listeners = [(key, *facts.listener_places[key], node) for key, holders in facts.listeners.items()
                  for node in holders]
     return nodes, flows, listeners
