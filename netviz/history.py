@@ -62,6 +62,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX node_seen_by_node ON node_seen (node, run)",
         "CREATE INDEX run_by_time ON run (started_at)",
     ),
+    (  # 3: reference counts instead of the indexes by identity. Each run adds one entry per flow
+        # and node to those indexes, each inside its identity's range: a run dirtied pages all
+        # over them, and recording slowed with every run kept. A timeline probes the runs instead.
+        # (No foreign keys: an identity and its count go together, the count first consulted.)
+        "DROP INDEX flow_seen_by_flow",
+        "DROP INDEX node_seen_by_node",
+        "CREATE TABLE flow_refs (flow INTEGER PRIMARY KEY, runs INTEGER NOT NULL)",
+        "CREATE TABLE node_refs (node INTEGER PRIMARY KEY, runs INTEGER NOT NULL)",
+        "CREATE TABLE listener_refs (listener INTEGER PRIMARY KEY, runs INTEGER NOT NULL)",
+        "INSERT INTO flow_refs SELECT flow, count(*) FROM flow_seen GROUP BY flow",
+        "INSERT INTO node_refs SELECT node, count(*) FROM node_seen GROUP BY node",
+        "INSERT INTO listener_refs SELECT listener, count(*) FROM listener_seen GROUP BY listener",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 RUN_ORDER = "COALESCE(sequence, -1), started_at, run_id"  # the cache's order (netviz.cache._order)
@@ -303,10 +316,15 @@ _INTERN_REST = (
     "s.via FROM staged_new_flow s JOIN node c ON c.key = s.client JOIN node v ON v.key = s.server",
     "INSERT INTO flow_seen SELECT ?1, f.id, s.count, s.stale, s.connections, s.first_seen, s.last_seen "
     "FROM staged_flow s JOIN flow f ON f.key = s.key ORDER BY f.id",
+    # the rows that refer to each identity, counted: `forget` deletes an identity at zero
+    "INSERT INTO flow_refs SELECT flow, 1 FROM flow_seen WHERE run = ?1 ON CONFLICT (flow) DO UPDATE SET runs = runs + 1",
+    "INSERT INTO node_refs SELECT node, 1 FROM node_seen WHERE run = ?1 ON CONFLICT (node) DO UPDATE SET runs = runs + 1",
     "INSERT OR IGNORE INTO listener (key, machine, proto, address, port) "
     "SELECT DISTINCT key, machine, proto, address, port FROM staged_listener",
     "INSERT INTO listener_seen SELECT ?1, l.id, n.id FROM staged_listener s JOIN listener l ON l.key = s.key "
     "JOIN node n ON n.key = s.node ORDER BY l.id, n.id",
+    "INSERT INTO listener_refs SELECT listener, count(*) FROM listener_seen WHERE run = ?1 GROUP BY listener "
+    "ON CONFLICT (listener) DO UPDATE SET runs = runs + excluded.runs",
 )
 
 
@@ -404,23 +422,49 @@ def _only_in(connection: sqlite3.Connection, run: int, other: int) -> int:
         "WHERE c.machine NOT IN down AND v.machine NOT IN down", (run, other)).fetchone()[0]
 
 
+# What a deleted run referred to loses one reference per row (?1: the run's id)...
+_RELEASE = tuple(
+    f"UPDATE {table}_refs SET runs = runs - (SELECT count(*) FROM {table}_seen s WHERE s.run = ?1 "
+    f"AND s.{table} = {table}_refs.{table}) WHERE {table} IN (SELECT {table} FROM {table}_seen WHERE run = ?1)"
+    for table in ("flow", "node", "listener"))
+# ...and identities that nothing refers to any more go. A node no run saw is no flow's end and
+# holds no listener either (a run's flows and listener holders are among its nodes); the flow
+# check is kept for histories written by hand.
+_UNREFERENCED = (
+    "DELETE FROM listener WHERE id IN (SELECT listener FROM listener_refs WHERE runs <= 0)",
+    "DELETE FROM listener_refs WHERE runs <= 0",
+    "DELETE FROM flow WHERE id IN (SELECT flow FROM flow_refs WHERE runs <= 0)",
+    "DELETE FROM flow_refs WHERE runs <= 0",
+    "DELETE FROM node WHERE id IN (SELECT node FROM node_refs WHERE runs <= 0) "
+    "AND NOT EXISTS (SELECT 1 FROM flow f WHERE f.client = node.id OR f.server = node.id)",
+    "DELETE FROM node_refs WHERE runs <= 0 AND node NOT IN (SELECT id FROM node)",
+)
+
+
 def forget(connection: sqlite3.Connection, run_ids: Sequence[str]) -> None:
     """Delete runs (the cache pruned them), the identities no run sees any more, and mend the
     new/gone counts of the runs that followed them."""
     if not run_ids:
         return
     with _transaction(connection):
-        connection.executemany("DELETE FROM run WHERE run_id = ?", [(run_id,) for run_id in run_ids])
-        for table in ("listener", "flow", "node"):
-            column = table
-            connection.execute(f"DELETE FROM {table} WHERE NOT EXISTS "
-                               f"(SELECT 1 FROM {table}_seen s WHERE s.{column} = {table}.id)"
-                               + (" AND NOT EXISTS (SELECT 1 FROM flow f WHERE f.client = node.id OR "
-                                  "f.server = node.id) AND NOT EXISTS (SELECT 1 FROM listener_seen l "
-                                  "WHERE l.node = node.id)" if table == "node" else ""))
-        order = [ident for (ident,) in connection.execute(f"SELECT id FROM run ORDER BY {RUN_ORDER}")]
-        for index, run in enumerate(order):
-            _summarise(connection, run, order[index - 1] if index else None)
+        before = [ident for (ident,) in connection.execute(f"SELECT id FROM run ORDER BY {RUN_ORDER}")]
+        gone = {ident for (ident,) in connection.execute(
+            f"SELECT id FROM run WHERE run_id IN ({','.join('?' * len(run_ids))})", list(run_ids))}
+        for run in sorted(gone):
+            for statement in _RELEASE:
+                connection.execute(statement, (run,))
+            connection.execute("DELETE FROM run WHERE id = ?", (run,))  # its rows go with it (ON DELETE CASCADE)
+        for statement in _UNREFERENCED:
+            connection.execute(statement)
+        # a run's new and gone are against the run before it: only a run whose predecessor was
+        # deleted has them to mend (pruning the oldest run of thousands touches one run)
+        previous = None
+        for index, run in enumerate(before):
+            if run in gone:
+                continue
+            if index and before[index - 1] in gone:
+                _summarise(connection, run, previous)
+            previous = run
 
 
 def recorded_runs(connection: sqlite3.Connection) -> set[str]:
@@ -596,7 +640,10 @@ def timelines(connection: sqlite3.Connection, term: str, what: str = "flow", sin
     count = "s.count" if what == "flow" else "1"
     result = []
     for ident, key in matches:
-        seen = dict(connection.execute(f"SELECT s.run, {count} FROM {what}_seen s WHERE s.{what} = ?", (ident,)))
+        # one probe of the run's rows per run (CROSS JOIN keeps `run` the outer loop)
+        seen = dict(connection.execute(f"SELECT r.id, {count} FROM run r CROSS JOIN {what}_seen s "
+                                       f"ON s.run = r.id AND s.{what} = ? WHERE r.started_at >= ?",
+                                       (ident, since if since is not None else float("-inf"))))
         counts = tuple((run_id, when, seen.get(run)) for run, run_id, when in runs)
         times = [when for _, when, value in counts if value is not None]
         if not times:

@@ -22,6 +22,7 @@ from netviz.history import (
     MIGRATIONS,
     SCHEMA_VERSION,
     HistoryError,
+    forget,
     history_path,
     migrate,
     open_history,
@@ -96,6 +97,17 @@ def test_pruned_runs_leave_the_history_and_their_identities_with_them(cache):
     assert [line.flows_new for line in run_lines(connection)] == [None, 0]
 
 
+def test_forgetting_a_middle_run_mends_the_run_after_it(cache):
+    runs = [write_run(cache, lab()), write_run(cache, lab(old_flow=False)), write_run(cache, lab())]
+    connection = open_history(cache)
+    assert [(line.flows_new, line.flows_gone) for line in run_lines(connection)] == [(None, None), (0, 1), (1, 0)]
+    forget(connection, [runs[1].run_id])
+    # the third run is now compared with the first: the flow that came back never left
+    assert [(line.flows_new, line.flows_gone) for line in run_lines(connection)] == [(None, None), (0, 0)]
+    timeline, = timelines(connection, "|6000|", "flow")
+    assert (timeline.seen, timeline.taken) == (2, 2)
+
+
 def test_a_flow_timeline_counts_runs_seen_out_of_runs_taken(cache):
     for extra in (False, True, False, True):
         write_run(cache, lab(extra_flow=extra))
@@ -106,21 +118,32 @@ def test_a_flow_timeline_counts_runs_seen_out_of_runs_taken(cache):
 
 
 def test_an_older_schema_is_migrated_keeping_its_runs(cache):
-    path = history_path(cache)
-    old = sqlite3.connect(path, isolation_level=None)
-    migrate(old, target=1)
-    old.close()
-    run = write_run(cache, lab(), record=False)
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA foreign_keys = ON")
-    sync(connection, cache)  # a v1 database records (the same tables), as an older netviz did
-    assert connection.execute("SELECT version FROM schema_version").fetchone() == (1,)
+    """Runs recorded under schema 1 (the tables only, as the first netviz wrote them) are brought to
+    the current schema: their references counted, so that timelines read them and pruning one
+    leaves the identities the other still sees."""
+    runs = [write_run(cache, lab()), write_run(cache, lab(old_flow=False, extra_flow=True))]
+    connection = open_history(cache)
+    expected = {table: dict(connection.execute(f"SELECT {table}, runs FROM {table}_refs"))
+                for table in ("flow", "node", "listener")}
+    # back to what version 1 held: the same tables and rows, no index, no reference counts
+    for table in ("flow", "node", "listener"):
+        connection.execute(f"DROP TABLE {table}_refs")
+    connection.execute("DROP INDEX run_by_time")
+    connection.execute("UPDATE schema_version SET version = 1")
     connection.close()
     upgraded = open_history(cache)
     assert upgraded.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
     indexes = {name for (name,) in upgraded.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"flow_seen_by_flow", "node_seen_by_node", "run_by_time"} <= indexes
-    assert recorded_runs(upgraded) == {run.run_id}
+    assert "run_by_time" in indexes and not {"flow_seen_by_flow", "node_seen_by_node"} & indexes
+    assert {table: dict(upgraded.execute(f"SELECT {table}, runs FROM {table}_refs"))
+            for table in ("flow", "node", "listener")} == expected
+    assert max(expected["flow"].values()) == 2  # web -> db:5432, in both runs
+    assert recorded_runs(upgraded) == {run.run_id for run in runs}
+    timeline, = timelines(upgraded, "|5432|", "flow")
+    assert (timeline.seen, timeline.taken) == (2, 2)
+    forget(upgraded, [runs[0].run_id])
+    flows = {key for (key,) in upgraded.execute("SELECT key FROM flow")}
+    assert any("|5432|" in key for key in flows) and not any("|6000|" in key for key in flows)
 
 
 def test_a_newer_schema_is_refused_with_a_hint(cache):
