@@ -11,19 +11,18 @@ the same addresses as the first, and every flow to it would be unresolved.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
-import gc
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, TypeVar
 
 from netviz.errors import SnapshotError
+from netviz.gcpause import cyclic_gc_paused
 from netviz.snapshot import CheckedStrings, Snapshot, file_kind, read_snapshot_bytes, snapshot_from_bytes
 from netviz.stitch import address_claims
 
@@ -85,29 +84,6 @@ def _is_directory(path: Path) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a group loads.
-
-    Loading builds millions of objects (JSON trees, then records) and no reference cycle among
-    them, so the collector frees nothing; but it runs again and again as they pile up, each full
-    pass walking everything loaded so far (1.9 s of 7.1 s for 1,000 machines of 1,000 sockets). The
-    collector is process-wide: this is meant for the main thread of the command line.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if not gc.get_freeze_count():  # (unless the program keeps objects frozen on purpose)
-            # What was loaded is there to stay: put it in the oldest generation at once, rather
-            # than have the next collections walk it again generation by generation.
-            gc.freeze()
-            gc.unfreeze()
-        if enabled:
-            gc.enable()
-
-
 def load_group(paths: Sequence[Path], *, names: Optional[Mapping[Path, str]] = None,
                preloaded: Optional[Mapping[Path, Snapshot]] = None) -> LoadedGroup:
     """Load every snapshot under `paths` and give each machine a unique name.
@@ -128,7 +104,7 @@ def load_group(paths: Sequence[Path], *, names: Optional[Mapping[Path, str]] = N
     seen_digests: dict[bytes, Path] = {}
     loaded: list[tuple[Path, Snapshot]] = []
     refused: list[tuple[Path, str]] = []  # (file, why it is not a snapshot)
-    with _cyclic_gc_paused():
+    with cyclic_gc_paused(settle=True):
         for path in _expand(paths, preloaded):
             if path in preloaded:
                 warnings.extend(preloaded[path].warnings)

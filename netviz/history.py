@@ -23,6 +23,7 @@ from typing import Iterator, Mapping, NamedTuple, Optional, Sequence
 
 from netviz.cache import Run, find_run, list_runs, read_run, run_inputs, trusted_cache_dir
 from netviz.errors import NetvizError
+from netviz.gcpause import cyclic_gc_paused
 from netviz.graph import FlowGraph, listener_key
 from netviz.snapshot import Snapshot
 
@@ -226,6 +227,11 @@ class RunFacts:
 
 def facts_of(run: Run, graph: FlowGraph) -> RunFacts:
     """The facts of a run from its stitched graph (keys set by netviz.graph.with_natural_keys)."""
+    with cyclic_gc_paused():  # a tuple a flow, no cycle (netviz.gcpause)
+        return _facts_of(run, graph)
+
+
+def _facts_of(run: Run, graph: FlowGraph) -> RunFacts:
     captured = {host.name: host.captured_at for host in graph.hosts}
     stale = {host.name for host in graph.hosts if host.stale}
     facts = RunFacts(run.run_id, run.started_at, run.finished_at, run.sequence, run.interrupted,
@@ -330,7 +336,12 @@ _INTERN_REST = (
 
 def record(connection: sqlite3.Connection, facts: RunFacts) -> bool:
     """Write one run in one transaction; False when the history already has it."""
-    nodes, flows, listeners = _staged_rows(facts)  # made before the write lock: another writer waits less
+    with cyclic_gc_paused():  # rows by the hundred thousand, no cycle (netviz.gcpause)
+        return _record(connection, facts)
+
+
+def _record(connection: sqlite3.Connection, facts: RunFacts) -> bool:
+    nodes, flows, flow_row, listeners = _staged_rows(facts)  # made before the write lock: another writer waits less
     with _transaction(connection):
         if connection.execute("SELECT 1 FROM run WHERE run_id = ?", (facts.run_id,)).fetchone():
             return False
@@ -347,7 +358,7 @@ def record(connection: sqlite3.Connection, facts: RunFacts) -> bool:
         for statement in _STAGING:
             connection.execute(statement)
         connection.executemany("INSERT INTO staged_node VALUES (?, ?, ?, ?)", nodes)
-        _insert_rows(connection, "staged_flow", _STAGED_FLOW_ROW, flows)
+        _insert_rows(connection, "staged_flow", flow_row, flows)
         connection.executemany("INSERT INTO staged_listener VALUES (?, ?, ?, ?, ?, ?)", listeners)
         for statement in _INTERN_NODES:
             connection.execute(statement, (run,) if "?1" in statement else ())
@@ -363,6 +374,8 @@ def record(connection: sqlite3.Connection, facts: RunFacts) -> bool:
 # Binding None is slow in the sqlite3 module (each one goes through its adaptation protocol, about
 # a microsecond): a flow's absent values travel as sentinels that SQL turns back into NULL.
 _STAGED_FLOW_ROW = "(?, ?, ?, NULLIF(?, -1), NULLIF(?, -1.0), NULLIF(?, -1.0))"
+# a run without a window and with every machine captured (the usual one): key and count only
+_PLAIN_FLOW_ROW = "(?, ?, 0, NULL, NULL, NULL)"
 ROWS_PER_INSERT = 256
 
 
@@ -376,17 +389,21 @@ def _insert_rows(connection: sqlite3.Connection, table: str, row: str, rows: Seq
         connection.execute(statement, [value for one in part for value in one])
 
 
-def _staged_rows(facts: RunFacts) -> tuple[list[tuple], list[tuple], list[tuple]]:
-    """The run's nodes, flows and listener holders as rows of the staging tables."""
+def _staged_rows(facts: RunFacts) -> tuple[list[tuple], list[tuple], str, list[tuple]]:
+    """The run's nodes, flows (with the VALUES term of a flow's row) and listener holders as rows
+    of the staging tables."""
     unreachable = facts.unreachable()
     nodes = [(key, machine, comm, " ".join(map(str, pids))) for key, (machine, comm, pids) in facts.nodes.items()]
+    listeners = [(key, *facts.listener_places[key], node) for key, holders in facts.listeners.items()
+                 for node in holders]
+    if not unreachable and all(f.connections is None and f.first_seen is None and f.last_seen is None
+                               for f in facts.flows.values()):
+        return nodes, [(f.key, f.count) for f in facts.flows.values()], _PLAIN_FLOW_ROW, listeners
     flows = [(f.key, f.count,
               int(bool(unreachable) and (f.client_machine in unreachable or f.server_machine in unreachable)),
               -1 if f.connections is None else f.connections, -1.0 if f.first_seen is None else f.first_seen,
               -1.0 if f.last_seen is None else f.last_seen) for f in facts.flows.values()]
-    listeners = [(key, *facts.listener_places[key], node) for key, holders in facts.listeners.items()
-                 for node in holders]
-    return nodes, flows, listeners
+    return nodes, flows, _STAGED_FLOW_ROW, listeners
 
 
 def _summarise_around(connection: sqlite3.Connection, run: int) -> None:
