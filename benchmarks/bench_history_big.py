@@ -24,22 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_history import facts
+from benchmarks.bench_history import facts, timed
 from netviz.history import _summarise, _transaction, forget, open_history, record, run_lines, timelines
 from netviz.history_diff import diff_recorded
 
 TARGET_SECONDS = 1.0
 COPIES_PER_TRANSACTION = 200
-
-
-def timed(what, *args, repeat: int = 3):
-    """The result and the median wall time of `repeat` calls."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = what(*args)
-        times.append(time.perf_counter() - started)
-    return result, statistics.median(times)
 
 
 def copy_runs(connection, base: int, runs: int) -> None:
@@ -91,11 +81,11 @@ def main() -> int:
         per_run_flows = connection.execute("SELECT avg(flows) FROM run").fetchone()[0]
         total = connection.execute("SELECT count(*) FROM run").fetchone()[0]
         first, last, before_last = "run000000", f"run{runs - 1:06d}", f"run{runs - 2:06d}"
-        _, diff_far = timed(diff_recorded, connection, first, last)
-        _, diff_near = timed(diff_recorded, connection, before_last, last)
-        lines, history_seconds = timed(run_lines, connection)
-        flow_lines, flow_timeline = timed(timelines, connection, "m0001|host|app3>", "flow", None, 1)
-        node_lines, node_timeline = timed(timelines, connection, "m0002|host|svc4", "node", None, 1)
+        _, diff_far = timed(diff_recorded, connection, first, last, repeat=3)
+        _, diff_near = timed(diff_recorded, connection, before_last, last, repeat=3)
+        lines, history_seconds = timed(run_lines, connection, repeat=3)
+        flow_lines, flow_timeline = timed(timelines, connection, "m0001|host|app3>", "flow", None, 1, repeat=3)
+        node_lines, node_timeline = timed(timelines, connection, "m0002|host|svc4", "node", None, 1, repeat=3)
         late = [timed(record, connection, facts(runs + extra, machines, flows, rng), repeat=1)[1] for extra in range(3)]
         _, prune_seconds = timed(forget, connection, [first], repeat=1)
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")

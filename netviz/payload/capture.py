@@ -937,6 +937,20 @@ def _annotated(config, keys):
     return found
 
 
+def _add_bundle(found, runtime, keys, paths):
+    """Complete `found` with what the first OCI bundle config among `paths` says (its
+    annotations named by `keys`); what `found` has already stays."""
+    for path in paths:
+        config = _json_file(path)
+        if config is not None:
+            named = _annotated(config, keys)
+            if named:
+                found.setdefault("runtime", runtime)
+                for field, value in named.items():
+                    found.setdefault(field, value)
+            return
+
+
 def _listing(path, limit=65536):
     try:
         return sorted(os.listdir(path))[:limit]
@@ -961,24 +975,10 @@ def read_runtime(processes, root="/"):
             image = (config.get("Config") if isinstance(config.get("Config"), dict) else {}).get("Image") or ""
             if isinstance(name, str) and isinstance(image, str):
                 found = {"runtime": "docker", "name": name.lstrip("/")[:MAX_NAME], "image": image[:MAX_NAME]}
-        for namespace in task_namespaces:
-            config = _json_file(os.path.join(root, CONTAINERD_TASKS, namespace, cid, "config.json"))
-            if config is not None:
-                named = _annotated(config, CONTAINERD_ANNOTATIONS)
-                if named:
-                    found.setdefault("runtime", "containerd")
-                    for field, value in named.items():
-                        found.setdefault(field, value)
-                break
-        for base in STORAGE_CONTAINERS:
-            config = _json_file(os.path.join(root, base, cid, "userdata", "config.json"))
-            if config is not None:
-                named = _annotated(config, CRIO_ANNOTATIONS)
-                if named:
-                    found.setdefault("runtime", "cri-o")
-                    for field, value in named.items():
-                        found.setdefault(field, value)
-                break
+        _add_bundle(found, "containerd", CONTAINERD_ANNOTATIONS,
+                    [os.path.join(root, CONTAINERD_TASKS, namespace, cid, "config.json") for namespace in task_namespaces])
+        _add_bundle(found, "cri-o", CRIO_ANNOTATIONS,
+                    [os.path.join(root, base, cid, "userdata", "config.json") for base in STORAGE_CONTAINERS])
         if found:
             containers[cid] = found
     wanted_set = set(wanted)
