@@ -32,30 +32,38 @@ SENDER = (
 TRACKING = "table inet netviz_test {\n  chain input {\n    type filter hook input priority 0;\n    ct state new counter\n  }\n}\n"
 
 
-def test_a_sendto_client_is_drawn_from_the_receivers_conntrack(lab_factory, tmp_path):
-    lab = lab_factory(2)
-    sender_machine, receiver_machine = lab.machines["m00"], lab.machines["m01"]
-    receiver_machine.exec(["nft", "-f", "-"], input=TRACKING, check=True)
-    receiver_machine.run(["python3", "-c", RECEIVER], log_name="receiver")
-    deadline = time.monotonic() + 20
-    while "0.0.0.0:8125" not in receiver_machine.exec(["ss", "-uanH"]).stdout:
-        assert time.monotonic() < deadline, "the receiver did not bind"
+def _wait(condition, deadline: float, failure: str) -> None:
+    while not condition():
+        assert time.monotonic() < deadline, failure
         time.sleep(0.05)
-    sender_machine.run(["python3", "-c", SENDER, receiver_machine.ipv4], log_name="sender")
-    while "dport=8125" not in receiver_machine.exec(["cat", "/proc/net/nf_conntrack"]).stdout:
-        assert time.monotonic() < deadline, "conntrack never saw the datagrams"
-        time.sleep(0.05)
-    # the oracle: /proc shows the sender's socket with no peer at all
-    sender_rows = [line for line in sender_machine.exec(["ss", "-uanpH"]).stdout.splitlines() if "udp-sender" in line]
-    assert len(sender_rows) == 1 and sender_rows[0].split()[4] == "0.0.0.0:*", sender_rows
 
+
+def _mapped(lab, tmp_path):
+    """`netviz run` over SSH on the lab: the JSON graph and its nodes by id."""
     inventory = lab.write_inventory(tmp_path / "hosts.yaml", connect_timeout=5, command_timeout=30)
     output = tmp_path / "map.json"
     result = CliRunner().invoke(app, ["run", "-i", str(inventory), "--cache", str(tmp_path / "cache"), "-o", str(output)],
                                 env={"COLUMNS": "200"}, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     graph = json.loads(output.read_text())
-    nodes = {node["id"]: node for node in graph["nodes"]}
+    return graph, {node["id"]: node for node in graph["nodes"]}
+
+
+def test_a_sendto_client_is_drawn_from_the_receivers_conntrack(lab_factory, tmp_path):
+    lab = lab_factory(2)
+    sender_machine, receiver_machine = lab.machines["m00"], lab.machines["m01"]
+    receiver_machine.exec(["nft", "-f", "-"], input=TRACKING, check=True)
+    receiver_machine.run(["python3", "-c", RECEIVER], log_name="receiver")
+    deadline = time.monotonic() + 20
+    _wait(lambda: "0.0.0.0:8125" in receiver_machine.exec(["ss", "-uanH"]).stdout, deadline, "the receiver did not bind")
+    sender_machine.run(["python3", "-c", SENDER, receiver_machine.ipv4], log_name="sender")
+    _wait(lambda: "dport=8125" in receiver_machine.exec(["cat", "/proc/net/nf_conntrack"]).stdout, deadline,
+          "conntrack never saw the datagrams")
+    # the oracle: /proc shows the sender's socket with no peer at all
+    sender_rows = [line for line in sender_machine.exec(["ss", "-uanpH"]).stdout.splitlines() if "udp-sender" in line]
+    assert len(sender_rows) == 1 and sender_rows[0].split()[4] == "0.0.0.0:*", sender_rows
+
+    graph, nodes = _mapped(lab, tmp_path)
     flows = [(nodes[f["client"]]["host"], nodes[f["client"]]["comm"], nodes[f["server"]]["host"],
               nodes[f["server"]]["comm"], f["proto"], f["server_port"], f["inferred"], f["directed"])
              for f in graph["flows"]]
@@ -101,22 +109,12 @@ def test_udp_flows_between_machines_weigh_what_the_receivers_conntrack_counted(l
     server_machine.exec(["sh", "-c", ACCOUNTING], check=True)
     server_machine.run(["python3", "-c", ECHO], log_name="echo")
     deadline = time.monotonic() + 20
-    while "0.0.0.0:9126" not in server_machine.exec(["ss", "-uanH"]).stdout:
-        assert time.monotonic() < deadline, "the echo server did not bind"
-        time.sleep(0.05)
+    _wait(lambda: "0.0.0.0:9126" in server_machine.exec(["ss", "-uanH"]).stdout, deadline, "the echo server did not bind")
     client_machine.run(["python3", "-c", CLIENTS, server_machine.ipv4], log_name="clients")
     log = client_machine.dir / "logs" / "clients.log"
-    while "done" not in (log.read_text() if log.exists() else ""):
-        assert time.monotonic() < deadline, "the clients did not finish"
-        time.sleep(0.05)
+    _wait(lambda: log.exists() and "done" in log.read_text(), deadline, "the clients did not finish")
 
-    inventory = lab.write_inventory(tmp_path / "hosts.yaml", connect_timeout=5, command_timeout=30)
-    output = tmp_path / "map.json"
-    result = CliRunner().invoke(app, ["run", "-i", str(inventory), "--cache", str(tmp_path / "cache"), "-o", str(output)],
-                                env={"COLUMNS": "200"}, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    graph = json.loads(output.read_text())
-    nodes = {node["id"]: node for node in graph["nodes"]}
+    graph, nodes = _mapped(lab, tmp_path)
     weights = {(nodes[f["client"]]["comm"], nodes[f["server"]]["comm"], f["server_port"], f["inferred"]):
                {name: f["traffic"].get(name) for name in ("packets_sent", "ip_bytes_sent", "packets_received",
                                                             "ip_bytes_received", "bytes_sent")}

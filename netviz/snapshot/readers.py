@@ -184,17 +184,7 @@ def read_hosts_names(node: _Field) -> dict[str, tuple[str, ...]]:
 def read_containers(node: _Field) -> dict[str, Container]:
     """The snapshot's `runtime.containers`: id -> Container (docs/snapshot.md, "runtime")."""
     containers: dict[str, Container] = {}
-    entries = node.key("containers", required=False)
-    if entries.missing:
-        return containers
-    if not isinstance(entries.value, dict):
-        raise entries.fail(f"expected an object, got {type(entries.value).__name__}")
-    if len(entries.value) > MAX_CONTAINERS:
-        raise entries.fail(f"too many containers ({len(entries.value)} > {MAX_CONTAINERS})")
-    for cid in sorted(entries.value):
-        if not isinstance(cid, str) or not _CONTAINER_ID.match(cid):
-            raise entries.fail(f"not a container id: {cid[:80]!r}")
-        item = entries.key(cid)
+    for cid, item in _keyed_entries(node.key("containers", required=False), _CONTAINER_ID, "container", "container id"):
         fields = {name: item.optional(name, lambda f: f.text(255, nullable=True), None)
                   for name in ("runtime", "name", "image", "pod", "pod_namespace", "container")}
         containers[cid] = Container(**fields)
@@ -203,10 +193,25 @@ def read_containers(node: _Field) -> dict[str, Container]:
 
 def read_pods(node: _Field) -> dict[str, Pod]:
     """The snapshot's `runtime.pods`: pod uid -> Pod (docs/snapshot.md, "runtime")."""
-    pods: dict[str, Pod] = {}
-    entries = node.key("pods", required=False)
+    return {uid: Pod(name=item.key("name").text(255), namespace=item.key("namespace").text(255))
+            for uid, item in _keyed_entries(node.key("pods", required=False), _POD_UID, "pod", "pod uid")}
+
+
+def _keyed_entries(entries: _Field, pattern: re.Pattern[str], noun: str, key_noun: str) -> list[tuple[str, _Field]]:
+    """The (key, entry) pairs of an optional object of at most MAX_CONTAINERS entries whose keys
+    match `pattern`, in key order; a missing object has none."""
     if entries.missing:
-        return pods
+        return []
+    if not isinstance(entries.value, dict):
+        raise entries.fail(f"expected an object, got {type(entries.value).__name__}")
+    if len(entries.value) > MAX_CONTAINERS:
+        raise entries.fail(f"too many {noun}s ({len(entries.value)} > {MAX_CONTAINERS})")
+    pairs = []
+    for key in sorted(entries.value):
+        if not isinstance(key, str) or not pattern.match(key):
+            raise entries.fail(f"not a {key_noun}: {key[:80]!r}")
+        pairs.append((key, entries.key(key)))
+    return pairs
     if not isinstance(entries.value, dict):
         raise entries.fail(f"expected an object, got {type(entries.value).__name__}")
     if len(entries.value) > MAX_CONTAINERS:
