@@ -86,20 +86,47 @@ def by_machine(graph: FlowGraph) -> FlowGraph:
     return view
 
 
-def _folded(graph: FlowGraph, kept_per_machine: int, *, fold_single: bool) -> tuple[list[Node], list[Flow]]:
+def _ranked_by_host(graph: FlowGraph) -> list[tuple[str, list[Node]]]:
+    """Each machine's nodes, busiest first (connections touching them; ties by node order)."""
     busy = graph.connections_by_node()
     by_host: dict[str, list[Node]] = {}
     for node in graph.nodes:
         if node.kind != KIND_OUTSIDE:
             by_host.setdefault(node.host, []).append(node)
     order = {node.id: index for index, node in enumerate(graph.nodes)}
+    return [(host, sorted(members, key=lambda node: (-busy.get(node.id, 0), order[node.id])))
+            for host, members in by_host.items()]
+
+
+def _folded_members(ranked: list[tuple[str, list[Node]]], kept_per_machine: int, *,
+                    fold_single: bool) -> list[tuple[str, list[Node]]]:
+    """The nodes each machine folds: all but its `kept_per_machine` busiest, when that is at
+    least two (folding one node only loses its detail) or `fold_single`."""
+    folding = []
+    for host, members in ranked:
+        rest = members[kept_per_machine:]
+        if rest and (len(rest) >= 2 or fold_single):
+            folding.append((host, rest))
+    return folding
+
+
+def _folded_size(graph: FlowGraph, ranked: list[tuple[str, list[Node]]], kept_per_machine: int) -> tuple[int, int]:
+    """The nodes and drawn edges of `fold(graph, kept_per_machine)`, counted without building it."""
+    stands_for: dict[str, tuple[str, str]] = {}
+    folded_away = 0
+    for host, rest in _folded_members(ranked, kept_per_machine, fold_single=False):
+        folded_away += len(rest) - 1
+        for node in rest:
+            stands_for[node.id] = ("folded", host)  # never equal to a node id (a string)
+    edges = {(stands_for.get(flow.client, flow.client), stands_for.get(flow.server, flow.server))
+             for flow in graph.flows}
+    return len(graph.nodes) - folded_away, len(edges)
+
+
+def _folded(graph: FlowGraph, kept_per_machine: int, *, fold_single: bool) -> tuple[list[Node], list[Flow]]:
     stands_for: dict[str, str] = {node.id: node.id for node in graph.nodes}
     folded_nodes: dict[str, Node] = {}
-    for host, members in by_host.items():
-        ranked = sorted(members, key=lambda node: (-busy.get(node.id, 0), order[node.id]))
-        rest = ranked[kept_per_machine:]
-        if not rest or (len(rest) < 2 and not fold_single):  # folding one node only loses its detail
-            continue
+    for host, rest in _folded_members(_ranked_by_host(graph), kept_per_machine, fold_single=fold_single):
         machine = _machine_node(f"{host}\0folded", host, rest)
         folded_nodes[machine.id] = machine
         for node in rest:
@@ -186,23 +213,25 @@ def _note(graph: FlowGraph, nodes: list[Node], kept: int, edges: int) -> str:
 
 
 def aggregate(graph: FlowGraph) -> StaticView:
-    """The most detailed folding that fits the budgets, folded level by level from the most
+    """The most detailed folding that fits the budgets, tried level by level from the most
     detailed and stopping at the first that fits. When none fits the edge budget (a dense
     fleet: every machine talks to dozens of others), the one with the fewest edges among those
     within the node budget, the more detailed among equals (keeping a machine's busiest client
-    apart often adds no edge at all)."""
-    best: tuple[int, FlowGraph] | None = None
+    apart often adds no edge at all). Each level is only counted (nodes, distinct edges); the
+    one chosen is the only one built."""
+    ranked = _ranked_by_host(graph)
+    best: tuple[int, int, int] | None = None  # (kept, nodes, edges)
     for kept in range(MOST_KEPT_PER_MACHINE, -1, -1):
-        view = fold(graph, kept)
-        edges = drawn_edges(view)
-        if len(view.nodes) <= NODE_BUDGET and edges <= EDGE_BUDGET:
-            return StaticView(view, view.notes[-1], kept)
+        nodes, edges = _folded_size(graph, ranked, kept)
+        if nodes <= NODE_BUDGET and edges <= EDGE_BUDGET:
+            best = (kept, nodes, edges)
+            break
         # strictly fewer edges wins, so that among equals the more detailed (earlier) stays
-        if best is None or (len(view.nodes) <= NODE_BUDGET and (edges < drawn_edges(best[1]) or len(best[1].nodes) > NODE_BUDGET)):
-            best = (kept, view)
+        if best is None or (nodes <= NODE_BUDGET and (edges < best[2] or best[1] > NODE_BUDGET)):
+            best = (kept, nodes, edges)
     assert best is not None
-    kept, view = best
-    return StaticView(view, view.notes[-1], kept)
+    view = fold(graph, best[0])
+    return StaticView(view, view.notes[-1], best[0])
 
 
 def needs_overview(graph: FlowGraph) -> bool:

@@ -227,9 +227,11 @@ def test_the_overview_draws_the_busiest_machine_pairs_only(monkeypatch):
     assert f"the 10 busiest of {len(pairs)} machine pairs drawn" in view.notice
 
 
-def test_aggregate_stops_at_the_first_fold_that_fits(monkeypatch):
-    """Folding is the costly part: levels past the first that fits are never built."""
-    graph = synthetic(60)
+@pytest.mark.parametrize("machines, sockets", [(60, 200), (200, 80)])
+def test_aggregate_builds_only_the_fold_it_draws(monkeypatch, machines, sockets):
+    """Folding is the costly part: each level is only counted, and the one chosen is the only one
+    built, whether a level fits (60 machines) or none does (200 machines)."""
+    graph = synthetic(machines, sockets)
     levels: list[int] = []
     real_fold = aggregate.fold
 
@@ -239,5 +241,13 @@ def test_aggregate_stops_at_the_first_fold_that_fits(monkeypatch):
 
     monkeypatch.setattr(aggregate, "fold", recording_fold)
     view = aggregate.aggregate(graph)
-    assert levels == list(range(aggregate.MOST_KEPT_PER_MACHINE, view.kept_per_machine - 1, -1))
-    assert view.kept_per_machine > 0  # a fit was found before the last level
+    assert levels == [view.kept_per_machine]
+
+
+@pytest.mark.parametrize("machines, sockets", [(3, 60), (8, 120), (60, 200)])
+def test_counting_a_fold_gives_the_nodes_and_edges_that_building_it_does(machines, sockets):
+    graph = synthetic(machines, sockets)
+    ranked = aggregate._ranked_by_host(graph)
+    for kept in range(aggregate.MOST_KEPT_PER_MACHINE + 2):
+        built = fold(graph, kept)
+        assert aggregate._folded_size(graph, ranked, kept) == (len(built.nodes), drawn_edges(built))
