@@ -213,16 +213,31 @@ class Links:
     def _accumulate(self, key: LinkKey, server_address: str, client_pids: Iterable[int], server_pids: Iterable[int],
                     dialled: Optional[tuple[str, int]] = None) -> None:
         """One more connection on the link: [count, lowest server address, client pids, server pids,
-        the fronts dialled through NAT]."""
+        the fronts dialled through NAT].
+
+        Most links see the same holders on every connection and no NAT front: the pids stay the
+        sequence first given (never changed here: it may be a Machine's own list) until another
+        one comes, when they become a set; the fronts stay an empty tuple until one comes. A link
+        costs a few hundred bytes less (a million links at 10,000 machines)."""
         link = self.links.get(key)
         if link is None:
-            self.links[key] = [1, server_address, set(client_pids), set(server_pids),
-                               {dialled} if dialled else set()]
+            self.links[key] = [1, server_address, client_pids, server_pids, {dialled} if dialled else ()]
             return
         link[0] += 1
         if server_address < link[1]:
             link[1] = server_address
-        link[2].update(client_pids)
-        link[3].update(server_pids)
+        pids = link[2]
+        if pids.__class__ is set:
+            pids.update(client_pids)
+        elif pids != client_pids:
+            link[2] = {*pids, *client_pids}
+        pids = link[3]
+        if pids.__class__ is set:
+            pids.update(server_pids)
+        elif pids != server_pids:
+            link[3] = {*pids, *server_pids}
         if dialled:
-            link[4].add(dialled)
+            if link[4]:
+                link[4].add(dialled)
+            else:
+                link[4] = {dialled}
