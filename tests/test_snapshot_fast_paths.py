@@ -1,5 +1,6 @@
 """The loader's fast paths accept exactly what its field-by-field readers accept, and build the
-same records; everything else they hand over to those readers, which name the fault.
+same records; everything else they hand over to those readers, which name the fault. The typed
+path (sockets decoded by msgspec, netviz/snapshot/typed.py) is held to the same readers.
 
 A record that the fast path let through with a wrong type (a bool as a port, a float as an
 inode), an unchecked address or an out-of-range number would reach the stitcher unvalidated: each
@@ -9,15 +10,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from typing import Any, Callable
 
+import msgspec
+import orjson
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from netviz.errors import SnapshotError
-from netviz.snapshot import parse_snapshot
-from netviz.snapshot.fast import CheckedStrings, _plain_conntrack, _plain_process, _plain_socket
+from netviz.snapshot import files, parse_snapshot
+from netviz.snapshot.fast import CheckedStrings, _plain_conntrack, _plain_process, _plain_socket, checked_typed_sockets
 from netviz.snapshot.fields import _Field
 from netviz.snapshot.readers import _conntrack, _process, _socket_record
+from netviz.snapshot.typed import _SOCKETS, NotTypedShape
 
 NETNS = 4026531840
 
@@ -69,8 +75,25 @@ def same_outcome(fast: Any, slow: Callable[[], Any]) -> None:
     if fast is None:
         return  # handed over to the full check, which accepts it: fine
     assert fast == expected
-    for field in dataclasses.fields(expected):  # 1 == True == 1.0: the types must match too
-        assert type(getattr(fast, field.name)) is type(getattr(expected, field.name)), field.name
+    names = getattr(type(expected), "__struct_fields__", None) or [field.name for field in dataclasses.fields(expected)]
+    for name in names:  # 1 == True == 1.0: the types must match too
+        assert type(getattr(fast, name)) is type(getattr(expected, name)), name
+
+
+def typed_outcome(value: Any) -> None:
+    """The typed path and the field-by-field reader agree on one socket, given as the JSON text a
+    machine may send (NaN written as such, lone surrogates escaped)."""
+    text = json.dumps([value])
+    try:
+        typed = checked_typed_sockets(_SOCKETS.decode(text), NETNS, CheckedStrings())[0]
+    except (msgspec.MsgspecError, NotTypedShape, RecursionError, ValueError):
+        typed = None
+    try:
+        parsed = orjson.loads(text)[0]
+    except orjson.JSONDecodeError:  # the ordinary reading refuses the whole document
+        assert typed is None, f"the typed path accepted what the JSON reader refuses: {text}"
+        return
+    same_outcome(typed, lambda: _socket_record(_Field("s", "", parsed), NETNS))
 
 
 def test_the_fast_paths_take_the_common_records():
@@ -91,6 +114,49 @@ def test_the_fast_paths_take_the_common_records():
 @given(damaged(SOCKET, list(SOCKET)))
 def test_socket_fast_path_agrees_with_the_full_check(value):
     same_outcome(_plain_socket(value, NETNS, CheckedStrings()), lambda: _socket_record(_Field("s", "", value), NETNS))
+
+
+PACKET = {"proto": "packet", "inode": 7001, "local": None, "local_port": 0, "remote": None, "remote_port": None,
+          "state": "CLOSE", "uid": 0, "protocol": 3, "interface": "eth0", "packet_type": "raw"}
+SCTP = {"proto": "sctp", "inode": 7002, "local": "10.0.0.1", "local_port": 36412, "remote": "10.0.0.2",
+        "remote_port": 36412, "state": "ESTABLISHED", "uid": 0, "sctp_state": "ESTABLISHED",
+        "local_all": ["10.0.0.1", "FD00::1"], "remote_all": ["10.0.0.2"]}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(damaged(SOCKET, list(SOCKET)), damaged(PACKET, list(PACKET)), damaged(SCTP, list(SCTP))))
+def test_typed_socket_path_agrees_with_the_full_check(value):
+    typed_outcome(value)
+
+
+@pytest.mark.parametrize("record", [SOCKET, PACKET, SCTP])
+def test_the_typed_path_takes_every_common_shape_and_shares_strings(record):
+    first, second = checked_typed_sockets(_SOCKETS.decode(json.dumps([record, dict(record, inode=9)])), NETNS,
+                                          CheckedStrings())
+    assert first == _socket_record(_Field("s", "", record), NETNS)
+    assert first.netns == NETNS and first.state is second.state and first.local is second.local
+
+
+def test_a_common_document_is_read_without_the_value_by_value_reading(monkeypatch):
+    """The typed path is really taken: with the ordinary reading made to fail, a valid document
+    still loads, and a faulty one is still refused by the ordinary reader's own words."""
+    from snapbuilder import Machine
+
+    from netviz.snapshot.writer import dump_snapshot
+
+    machine = Machine("web", "10.0.0.1")
+    machine.process(100, "nginx")
+    machine.listen(100, "tcp", "0.0.0.0:80")
+    machine.connect(100, "tcp", "10.0.0.1:80", "10.0.0.2:5000")
+    machine.socket(None, "packet", None, protocol=3, interface="eth0", packet_type="raw", state="CLOSE", local_port=0)
+    text = dump_snapshot(machine.build())
+    expected = files.read_document(text, "web.json")
+    monkeypatch.setattr(files, "loads_document", lambda *_: pytest.fail("read value by value"))
+    assert files.read_document(text, "web.json") == expected
+    monkeypatch.undo()
+    faulty = text.replace('"ESTABLISHED"', '"established"', 1)
+    with pytest.raises(SnapshotError, match=r"namespaces\[0\]\.sockets\[1\]\.state: "):
+        files.read_document(faulty, "web.json")
 
 
 @settings(max_examples=500, deadline=None)
@@ -146,9 +212,11 @@ def test_each_boundary_gives_the_same_outcome_on_both_paths():
                ("local_port", True), ("local_port", 65536), ("remote_port", -1), ("uid", -2), ("uid", 2**32),
                ("uid", -1), ("proto", "sctp"), ("proto", "TCP"), ("state", "A" * 33), ("state", "Listen"),
                ("local", "::FFFF:1.2.3.4"), ("local", "1.2.3.4\x00"), ("remote", None), ("local", 167772161)]
-    for key, value in sockets:
+    for key, value in sockets + [("protocol", None), ("interface", None), ("sctp_state", "x"), ("local_all", [None]),
+                                 ("local_all", ["10.1"]), ("local_all", []), ("netns", "x"), ("inode", 2**63)]:
         record = dict(SOCKET, **{key: value})
         same_outcome(_plain_socket(record, NETNS, CheckedStrings()), lambda: _socket_record(_Field("s", "", record), NETNS))
+        typed_outcome(record)
     processes = [("sockets", [1, 1]), ("sockets", [0]), ("sockets", [True]), ("sockets", [2**64]),
                  ("sockets", [3, 2, 1]), ("pid", 0), ("pid", 2**31), ("ppid", -1), ("netns", -1), ("netns", None),
                  ("comm", "x" * 4097), ("comm", "x" * 4096), ("comm", "a\udcff"), ("cmdline", ["a\ud800"]),

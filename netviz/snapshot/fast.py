@@ -15,8 +15,11 @@ from typing import Any, Callable, Optional
 from netviz.kinds import KIND_NAMES, REPEATED_INODE_KINDS
 from netviz.snapshot.fields import _MISSING, _STATE, T, _are_integers, _is_text
 from netviz.snapshot.format import canonical_address
-from netviz.snapshot.limits import MAX_ARG_TEXT, MAX_ARGS, MAX_CGROUP_TEXT, MAX_INODE, MAX_PID, MAX_SOCKETS, UID_RANGE
+from netviz.snapshot.limits import (
+    MAX_ADDRESSES, MAX_ARG_TEXT, MAX_ARGS, MAX_CGROUP_TEXT, MAX_INODE, MAX_PID, MAX_SOCKETS, UID_RANGE,
+)
 from netviz.snapshot.model import ConntrackEntry, ConntrackTuple, Process, Socket
+from netviz.snapshot.typed import NotTypedShape
 
 
 class _Checked(dict):  # type: ignore[type-arg]
@@ -64,20 +67,19 @@ def _record(cls: type[T], fields: dict[str, Any]) -> T:
 
     The __init__ of a frozen dataclass assigns each field through object.__setattr__, which costs
     more than all the checks of the record; the instance takes `fields` as its dictionary
-    instead. `fields` must name every field of `cls`. (Socket is slotted: see _plain_socket.)
+    instead. `fields` must name every field of `cls`. (Socket is a msgspec struct: see _plain_socket.)
     """
     record = object.__new__(cls)
     object.__setattr__(record, "__dict__", fields)
     return record
 
 
-# Socket is slotted: its frozen __init__ would assign each of the fifteen fields through
-# object.__setattr__; the slots' own setters do the same work at a fraction of the cost.
-_SOCKET_SLOTS = tuple(getattr(Socket, name).__set__ for name in Socket.__slots__)
-(_SET_PROTO, _SET_INODE, _SET_LOCAL, _SET_LOCAL_PORT, _SET_REMOTE, _SET_REMOTE_PORT, _SET_STATE, _SET_UID,
- _SET_NETNS, _SET_PROTOCOL, _SET_INTERFACE, _SET_PACKET_TYPE, _SET_LOCAL_ALL, _SET_REMOTE_ALL,
- _SET_SCTP_STATE) = _SOCKET_SLOTS
-_new = object.__new__
+# The fields' own setters (member descriptors, as on a slotted class): they finish a record
+# msgspec decoded (checked_typed_sockets) without building it again.
+(_SET_LOCAL, _SET_LOCAL_PORT, _SET_REMOTE, _SET_REMOTE_PORT, _SET_STATE, _SET_NETNS,
+ _SET_LOCAL_ALL, _SET_REMOTE_ALL, _SET_SCTP_STATE) = (
+    getattr(Socket, name).__set__ for name in ("local", "local_port", "remote", "remote_port", "state", "netns",
+                                               "local_all", "remote_all", "sctp_state"))
 
 # One int object per port number, shared by every socket (a JSON reader makes a new int object
 # for each number past 256: two per socket, 64 bytes, otherwise).
@@ -101,23 +103,64 @@ def _plain_socket(value: object, netns: int, strings: CheckedStrings) -> Optiona
             or type(remote_port) is not int or not 0 <= remote_port <= 65535
             or type(uid) is not int or not UID_RANGE[0] <= uid <= UID_RANGE[1]):
         return None
-    record = _new(Socket)
-    _SET_PROTO(record, proto)
-    _SET_INODE(record, inode)
-    _SET_LOCAL(record, local)
-    _SET_LOCAL_PORT(record, _PORTS[local_port])
-    _SET_REMOTE(record, remote)
-    _SET_REMOTE_PORT(record, _PORTS[remote_port])
-    _SET_STATE(record, state)
-    _SET_UID(record, uid)
-    _SET_NETNS(record, netns)
-    _SET_PROTOCOL(record, None)
-    _SET_INTERFACE(record, None)
-    _SET_PACKET_TYPE(record, None)
-    _SET_LOCAL_ALL(record, ())
-    _SET_REMOTE_ALL(record, ())
-    _SET_SCTP_STATE(record, None)
-    return record
+    # (the struct's own constructor, positional: cheaper than filling the fields one by one)
+    return Socket(proto, inode, local, _PORTS[local_port], remote, _PORTS[remote_port], state, uid, netns)
+
+
+def checked_typed_sockets(records: list[Socket], netns: int, strings: CheckedStrings) -> tuple[Socket, ...]:
+    """The socket records typed.py decoded, finished in place: checked for what msgspec could not
+    check while decoding, exactly as the field-by-field reader checks them (address syntax, state
+    names, the largest inode, text), given their namespace, and made to share the strings and port
+    numbers that recur (the protocol name is shared already: msgspec gives the model's own literal).
+    Raises NotTypedShape at the first record the reader would refuse (the document is then read
+    the ordinary way, which names the fault). This loop runs a million times: names are local."""
+    addresses, states, ports = strings.addresses, strings.states, _PORTS
+    set_local, set_remote, set_state, set_netns = _SET_LOCAL, _SET_REMOTE, _SET_STATE, _SET_NETNS
+    set_local_port, set_remote_port, highest_inode = _SET_LOCAL_PORT, _SET_REMOTE_PORT, MAX_INODE
+    for record in records:
+        local, remote, state = record.local, record.remote, states[record.state]
+        if local is not None:
+            local = addresses[local]
+            if local is None:
+                raise NotTypedShape
+            set_local(record, local)
+        if remote is not None:
+            remote = addresses[remote]
+            if remote is None:
+                raise NotTypedShape
+            set_remote(record, remote)
+        if state is None or record.inode > highest_inode:
+            raise NotTypedShape
+        set_state(record, state)
+        set_netns(record, netns)
+        port = record.local_port
+        if port is not None:
+            set_local_port(record, ports[port])
+        port = record.remote_port
+        if port is not None:
+            set_remote_port(record, ports[port])
+        if (record.interface is not None or record.packet_type is not None or record.sctp_state is not None
+                or record.local_all or record.remote_all):
+            _check_rare_fields(record, strings)
+    return tuple(records)
+
+
+def _check_rare_fields(record: Socket, strings: CheckedStrings) -> None:
+    """The fields of packet and SCTP sockets, checked and shared as the reader does."""
+    for text in (record.interface, record.packet_type):
+        if text is not None and not _is_text(text):
+            raise NotTypedShape
+    if record.sctp_state is not None:
+        sctp_state = strings.states[record.sctp_state]
+        if sctp_state is None:
+            raise NotTypedShape
+        _SET_SCTP_STATE(record, sctp_state)
+    for every, setter in ((record.local_all, _SET_LOCAL_ALL), (record.remote_all, _SET_REMOTE_ALL)):
+        if every:
+            canonical = tuple(strings.addresses[address] for address in every)
+            if len(canonical) > MAX_ADDRESSES or None in canonical:
+                raise NotTypedShape
+            setter(record, canonical)
 
 
 def _plain_port(value: object) -> bool:

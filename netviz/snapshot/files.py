@@ -19,6 +19,7 @@ from netviz.snapshot.format import FRAME_BEGIN
 from netviz.snapshot.limits import MAX_FILE_BYTES
 from netviz.snapshot.model import Snapshot
 from netviz.snapshot.parse import parse_any
+from netviz.snapshot.typed import NotTypedShape, typed_document
 
 _FRAME_BEGIN = FRAME_BEGIN.encode()
 
@@ -124,6 +125,21 @@ def snapshot_from_bytes(data: bytes, source: str, name: Optional[str] = None, *,
             text = data.decode("utf-8")
         except UnicodeDecodeError as error:
             raise SnapshotError(f"{source}: (top level): not UTF-8 text (byte {error.start})") from None
+    return read_document(text, source, name, strings=strings)
+
+
+def read_document(text: str, source: str, name: Optional[str] = None, *,
+                  strings: Optional[CheckedStrings] = None) -> Snapshot:
+    """Validate the JSON text of a snapshot. The common document is decoded with its sockets as
+    records straight away (typed.py); any other, and any document found faulty that way, is read
+    value by value, by the readers that name what is wrong."""
+    check_document_size(text, source)
+    document = typed_document(text)
+    if document is not None:
+        try:
+            return parse_any(document, source, name, strings=strings)
+        except (NotTypedShape, SnapshotError):
+            pass  # the ordinary reading refuses it too, and says where
     return parse_any(loads_document(text, source), source, name, strings=strings)
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 from netviz.errors import SnapshotError
 from netviz.kinds import REPEATED_INODE_KINDS
-from netviz.snapshot.fast import CheckedStrings, _plain_conntrack, _plain_process, _plain_socket
+from netviz.snapshot.fast import CheckedStrings, _plain_conntrack, _plain_process, _plain_socket, checked_typed_sockets
 from netviz.snapshot.fields import _Field, _show
 from netviz.snapshot.format import SCHEMA
 from netviz.snapshot.legacy import parse_legacy
@@ -60,8 +60,11 @@ def _namespace(node: _Field, budget: list[int], strings: CheckedStrings, seen: t
             for index, value in enumerate(conntrack_node.entries(MAX_CONNTRACK)))
     pids = node.key("pids").integer(high=MAX_PROCESSES)
     addresses = tuple(_address(item) for item in node.key("addresses").items(MAX_ADDRESSES))
-    sockets = tuple(_plain_socket(value, inode, strings) or _socket_record(sockets_node.at(index), inode)
-                    for index, value in enumerate(raw_sockets))
+    if raw_sockets and type(raw_sockets[0]) is Socket:  # decoded as records already (typed.py)
+        sockets = checked_typed_sockets(raw_sockets, inode, strings)
+    else:
+        sockets = tuple(_plain_socket(value, inode, strings) or _socket_record(sockets_node.at(index), inode)
+                        for index, value in enumerate(raw_sockets))
     # One-to-many SCTP sockets list each association under the socket's one inode.
     keyed = [sock.inode for sock in sockets if sock.proto not in REPEATED_INODE_KINDS]
     fresh = set(keyed)
