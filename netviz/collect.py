@@ -130,12 +130,20 @@ def validate_output(name: str, stdout: bytes) -> tuple[str, "Snapshot"]:
     """Decode the frame and validate the snapshot; any problem is a bad_output HostFailure."""
     from netviz.snapshot.framing import FrameError, decode_framed
     from netviz.snapshot import SnapshotTooLarge, loads_document, parse_snapshot
+    from netviz.snapshot.files import check_document_size, typed_snapshot
 
     try:
         text = decode_framed(stdout)
     except FrameError as error:
         shown = "no output at all" if not stdout.strip() else str(error)
         raise HostFailure(BAD_OUTPUT, f"no usable snapshot in the output ({shown})") from None
+    try:
+        check_document_size(text, name)
+    except SnapshotTooLarge as error:
+        raise HostFailure(BAD_OUTPUT, f"the snapshot is too large: {error}") from None
+    snapshot = typed_snapshot(text, name, name, parse=parse_snapshot)  # the common snapshot, sockets as records
+    if snapshot is not None:
+        return text, snapshot
     try:
         # The same strict reading as a cached file (no NaN, bounded nesting): what is accepted
         # here loads again later.

@@ -7,7 +7,7 @@ import os
 import re
 import stat as _stat
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import orjson
 
@@ -134,13 +134,24 @@ def read_document(text: str, source: str, name: Optional[str] = None, *,
     records straight away (typed.py); any other, and any document found faulty that way, is read
     value by value, by the readers that name what is wrong."""
     check_document_size(text, source)
-    document = typed_document(text)
-    if document is not None:
-        try:
-            return parse_any(document, source, name, strings=strings)
-        except (NotTypedShape, SnapshotError):
-            pass  # the ordinary reading refuses it too, and says where
+    snapshot = typed_snapshot(text, source, name, strings=strings)
+    if snapshot is not None:
+        return snapshot
     return parse_any(loads_document(text, source), source, name, strings=strings)
+
+
+def typed_snapshot(text: str, source: str, name: Optional[str] = None, *, strings: Optional[CheckedStrings] = None,
+                   parse: Callable[..., Snapshot] = parse_any) -> Optional[Snapshot]:
+    """The snapshot of `text` (within check_document_size) read the typed way, with `parse`
+    (parse_any or parse_snapshot); None when it is to be read value by value: not the common
+    document, or faulty (the ordinary reading then refuses it too, and says where)."""
+    document = typed_document(text)
+    if document is None:
+        return None
+    try:
+        return parse(document, source, name, strings=strings)
+    except (NotTypedShape, SnapshotError):
+        return None
 
 
 def load_snapshot(path: Path, name: Optional[str] = None) -> Snapshot:
