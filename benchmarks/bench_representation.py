@@ -14,8 +14,9 @@ which weighs on both variants alike):
   6-tuple key to a small slotted object per connected socket (as netviz.stitch.index does);
 - columns: the same JSON read into array-module columns (address strings interned to ids), then
   a dict from one packed int key to the row number;
-- (DuckDB, Polars: not installed here; issue 15 measured a DuckDB prototype at 0.55x the memory
-  and 1.9x less CPU than the object path, with JSON parsing its largest cost.)
+- (DuckDB: benchmarks/bench_decoders.py measures its JSON reading and its exact join when it is
+  installed; issue 15 measured a DuckDB prototype at 0.55x the memory and 1.9x less CPU than the
+  object path, with JSON parsing its largest cost.)
 
 It is a measurement of representations, not a second stitcher: it checks only that each variant
 pairs the same number of sockets.
