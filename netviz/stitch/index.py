@@ -17,6 +17,8 @@ import enum
 from collections.abc import Sequence
 from typing import Optional
 
+import msgspec
+
 from netviz.graph import Ingress
 from netviz.kinds import DATAGRAM_PROTOCOLS, INGRESS_KINDS, JOIN_PROTOCOL, RAW_KINDS
 from netviz.stitch.addresses import AddressBook, Locality, Zone, normalize_address
@@ -39,38 +41,32 @@ class EndState(enum.Enum):
 _OPEN = EndState.OPEN
 
 
-class End:
+class End(msgspec.Struct, gc=False, eq=False):
     """One socket of one machine, reduced to what the joins need.
 
     `locals_`/`remotes` hold every address of the end (one for TCP/UDP, all of an SCTP
     association), canonical. A `listener` is a LISTEN socket or a bound unconnected datagram
     socket. `zone` is the zone of its first (local, remote) pair (see AddressBook.zone);
     `collector` marks the machine's end of netviz's own SSH session to it. Only `state` changes.
+
+    A msgspec struct, for its constructor in C (a million ends are made per million sockets):
+    compared and hashed by identity (`eq=False`, as a plain object), and not tracked by the
+    cyclic garbage collector (`gc=False`: it refers to no container that could lead back to it).
     """
 
-    __slots__ = (
-        "machine", "netns", "kind", "inode", "local_port", "remote_port", "locals_", "remotes", "owner",
-        "listener", "zone", "collector", "state",
-    )
-
-    def __init__(
-        self, machine: int, netns: int, kind: str, inode: int, local_port: int, remote_port: int,
-        locals_: tuple[str, ...], remotes: tuple[str, ...], owner: Optional[int], listener: bool,
-        zone: Zone = None, collector: bool = False,
-    ) -> None:
-        self.machine = machine
-        self.netns = netns
-        self.kind = kind
-        self.inode = inode
-        self.local_port = local_port
-        self.remote_port = remote_port
-        self.locals_ = locals_
-        self.remotes = remotes
-        self.owner = owner
-        self.listener = listener
-        self.zone = zone
-        self.collector = collector
-        self.state = _OPEN
+    machine: int
+    netns: int
+    kind: str
+    inode: int
+    local_port: int
+    remote_port: int
+    locals_: tuple[str, ...]
+    remotes: tuple[str, ...]
+    owner: Optional[int]
+    listener: bool
+    zone: Zone = None
+    collector: bool = False
+    state: EndState = _OPEN
 
 
 # Translation: (translating machine, its namespace, reply tuple (src, sport, dst, dport)).
