@@ -135,6 +135,9 @@ def test_the_typed_path_takes_every_common_shape_and_shares_strings(record):
                                           CheckedStrings())
     assert first == _socket_record(_Field("s", "", record), NETNS)
     assert first.netns == NETNS and first.state is second.state and first.local is second.local
+    postgres, again = checked_typed_sockets(_SOCKETS.decode(json.dumps([dict(record, uid=999), dict(record, uid=999)])),
+                                            NETNS, CheckedStrings())
+    assert postgres.uid == 999 and postgres.uid is again.uid
 
 
 def test_a_common_document_is_read_without_the_value_by_value_reading(monkeypatch):

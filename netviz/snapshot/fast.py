@@ -51,6 +51,8 @@ class CheckedStrings:
     def __init__(self) -> None:
         self.addresses = _Checked(lambda text: canonical_address(text) if len(text) <= 64 else None)
         self.states = _Checked(lambda text: text if _STATE.match(text) else None)
+        # the owners' uids, one int object each: a service's thousands of sockets share its uid
+        self.uids: dict[int, int] = {}
 
 
 # What the plain shape allows: the eight keys every TCP/UDP record has and nothing else (an extra
@@ -76,9 +78,9 @@ def _record(cls: type[T], fields: dict[str, Any]) -> T:
 
 # The fields' own setters (member descriptors, as on a slotted class): they finish a record
 # msgspec decoded (checked_typed_sockets) without building it again.
-(_SET_LOCAL, _SET_LOCAL_PORT, _SET_REMOTE, _SET_REMOTE_PORT, _SET_STATE, _SET_NETNS,
+(_SET_LOCAL, _SET_LOCAL_PORT, _SET_REMOTE, _SET_REMOTE_PORT, _SET_STATE, _SET_UID, _SET_NETNS,
  _SET_LOCAL_ALL, _SET_REMOTE_ALL, _SET_SCTP_STATE) = (
-    getattr(Socket, name).__set__ for name in ("local", "local_port", "remote", "remote_port", "state", "netns",
+    getattr(Socket, name).__set__ for name in ("local", "local_port", "remote", "remote_port", "state", "uid", "netns",
                                                "local_all", "remote_all", "sctp_state"))
 
 # One int object per port number, shared by every socket (a JSON reader makes a new int object
@@ -111,12 +113,14 @@ def checked_typed_sockets(records: list[Socket], netns: int, strings: CheckedStr
     """The socket records typed.py decoded, finished in place: checked for what msgspec could not
     check while decoding, exactly as the field-by-field reader checks them (address syntax, state
     names, the largest inode, text), given their namespace, and made to share the strings and port
-    numbers that recur (the protocol name is shared already: msgspec gives the model's own literal).
+    numbers and uids that recur (the protocol name is shared already: msgspec gives the model's own
+    literal).
     Raises NotTypedShape at the first record the reader would refuse (the document is then read
     the ordinary way, which names the fault). This loop runs a million times: names are local."""
     addresses, states, ports = strings.addresses, strings.states, _PORTS
     set_local, set_remote, set_state, set_netns = _SET_LOCAL, _SET_REMOTE, _SET_STATE, _SET_NETNS
     set_local_port, set_remote_port, highest_inode = _SET_LOCAL_PORT, _SET_REMOTE_PORT, MAX_INODE
+    uids, set_uid = strings.uids, _SET_UID
     for record in records:
         local, remote, state = record.local, record.remote, states[record.state]
         if local is not None:
@@ -133,6 +137,8 @@ def checked_typed_sockets(records: list[Socket], netns: int, strings: CheckedStr
             raise NotTypedShape
         set_state(record, state)
         set_netns(record, netns)
+        if record.uid > 256:  # (Python shares the smaller ints already)
+            set_uid(record, uids.setdefault(record.uid, record.uid))
         port = record.local_port
         if port is not None:
             set_local_port(record, ports[port])
