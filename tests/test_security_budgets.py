@@ -31,7 +31,9 @@ from netviz.errors import SnapshotError
 from netviz.snapshot.framing import BEGIN, END, FrameError, decode_framed, encode_framed
 from netviz.group import load_group
 from netviz.inventory import load_inventory
-from netviz.snapshot import SnapshotTooLarge, dump_snapshot, loads_document, parse_snapshot, read_snapshot_bytes
+from netviz.snapshot import (
+    SnapshotTooLarge, check_document_size, dump_snapshot, loads_document, parse_snapshot, read_snapshot_bytes,
+)
 from netviz.transport import KnownHosts, TransportOptions
 from tests.test_snapshot_loader import valid_doc
 
@@ -109,6 +111,23 @@ def test_a_parse_bomb_is_refused_before_it_is_parsed(monkeypatch: pytest.MonkeyP
     with pytest.raises(SnapshotTooLarge, match=r"^web-1: \(top level\): about 40,000,001 JSON values"):
         loads_document(parse_bomb().decode(), "web-1")
     assert parsed == []
+
+
+def test_a_text_shorter_than_the_value_limit_is_not_scanned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JSON text holds at most one value more than it has characters, so a text shorter than
+    MAX_JSON_VALUES cannot pass the limit: check_document_size skips the count (a scan of every
+    snapshot of a fleet otherwise)."""
+    import netviz.snapshot.files as snapshot_module
+
+    for text in ('{"a":[1,2,{"b":null}]}', "[" + ",".join(["{}"] * 1000) + "]", "[[[[]]]]", '{"":0}'):
+        assert json_values(text, limit=0) <= len(text) + 1  # the bound the shortcut relies on
+    counted = []
+    monkeypatch.setattr(snapshot_module, "json_values", lambda text, limit: counted.append(len(text)) or 0)
+    check_document_size("[" + ",".join(["0"] * 1000) + "]", "small")
+    assert counted == []
+    monkeypatch.setattr(snapshot_module, "MAX_JSON_VALUES", 100)
+    check_document_size("[" + ",".join(["0"] * 1000) + "]", "larger than the limit")
+    assert counted == [2001]
 
 
 def test_a_real_large_snapshot_is_within_the_budget() -> None:
