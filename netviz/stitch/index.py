@@ -1,7 +1,9 @@
 """The socket index: every socket of the group filed where the joins look for it.
 
 * connections: connected sockets (TCP, connected UDP, SCTP associations) by join key
-  (kind, local, local port, remote, remote port, zone); the exact join looks up the reversed key.
+  (kind, local, local port, remote, remote port, zone), a key and its reverse filed together
+  under the one of the two in canonical order (`canonical_key`): the two ends of a connection
+  meet in one entry, which the exact join reads without a lookup.
 * listeners: LISTEN sockets and bound unconnected datagram sockets by (machine, namespace, kind, port).
 * translations: conntrack entries that NAT changed, by their original tuple.
 * datagram tracks: untranslated datagram conntrack entries (a client sending with sendto).
@@ -69,6 +71,28 @@ class End(msgspec.Struct, gc=False, eq=False):
     state: EndState = _OPEN
 
 
+class Crowd:
+    """The ends filed under one canonical key when they are not one plain pair: `forward` holds
+    those whose own key is the canonical key, `backward` those whose key is its reverse (a key
+    that is its own reverse, a socket connected to itself, files its ends in `forward`)."""
+
+    __slots__ = ("forward", "backward")
+
+    def __init__(self) -> None:
+        self.forward: list[End] = []
+        self.backward: list[End] = []
+
+
+def canonical_key(key: tuple) -> tuple[tuple, bool]:
+    """The canonical one of a join key and its reverse, and whether it is `key` itself: the
+    side with the lower port first, the lower address on equal ports (a key equal to its
+    reverse is canonical)."""
+    kind, local, local_port, remote, remote_port, zone = key
+    if local_port < remote_port or (local_port == remote_port and local <= remote):
+        return key, True
+    return (kind, remote, remote_port, local, local_port, zone), False
+
+
 # Translation: (translating machine, its namespace, reply tuple (src, sport, dst, dport)).
 Translation = tuple[int, int, tuple[str, int, str, int]]
 
@@ -78,9 +102,12 @@ class SocketIndex:
 
     def __init__(self, machines: Sequence[Machine], book: AddressBook) -> None:
         self.book = book
-        # join key -> connected end, or a list of them when several share the key
+        # canonical join key -> the connected ends filed under it or its reverse: one End alone,
+        # a plain pair (End, End) of single-address ends keyed each other's reverse (the first
+        # filed first), else a Crowd
         self.connections: dict[tuple, object] = {}
         self.crowded: set[End] = set()  # the ends that share a join key with another end
+        self.in_crowds: set[End] = set()  # the ends filed in a Crowd (the exact join's slow path)
         self.listeners: dict[tuple[int, int, str, int], list[End]] = {}
         self.translations: dict[tuple, list[Translation]] = {}
         # (kind, src, sport, dst, dport) -> the first (machine, netns) that tracked it
@@ -137,12 +164,20 @@ class SocketIndex:
             end = End(index, netns, kind, inode, local_port, remote_port, locals_, remotes, owner_of(inode), False,
                       zone, inode in session_sockets)
             add_end(end)
-            key = (kind, local, local_port, remote, remote_port, zone)
-            bucket = connections.get(key)
-            if bucket is None:
+            if local_port < remote_port or (local_port == remote_port and local < remote):
+                key, forward = (kind, local, local_port, remote, remote_port, zone), True
+            elif local_port != remote_port or local != remote:
+                key, forward = (kind, remote, remote_port, local, local_port, zone), False
+            else:  # connected to itself: its key is its own reverse
+                self._file_in_crowd((kind, local, local_port, remote, remote_port, zone), True, end)
+                continue
+            entry = connections.get(key)
+            if entry is None:
                 connections[key] = end  # a lone end is stored bare: most tuples are unique
+            elif entry.__class__ is End and not (entry.local_port == local_port and entry.locals_[0] == local):
+                connections[key] = (entry, end)  # the other end of the connection: the common pair
             else:
-                self._share_key(key, bucket, end)
+                self._file_in_crowd(key, forward, end)
 
     def _add_listener(self, machine: Machine, netns: int, kind: str, socket) -> None:
         end = End(machine.index, netns, kind, socket.inode, socket.local_port, 0,
@@ -159,19 +194,40 @@ class SocketIndex:
                   machine.owner.get(socket.inode), False, pairs[0][2] if pairs else None)
         self.ends.append(end)
         for local, far, zone in pairs:
-            key = (kind, local, end.local_port, far, end.remote_port, zone)
-            bucket = self.connections.get(key)
-            if bucket is None:
-                self.connections[key] = end
-            else:
-                self._share_key(key, bucket, end)
+            key, forward = canonical_key((kind, local, end.local_port, far, end.remote_port, zone))
+            self._file_in_crowd(key, forward, end)
 
-    def _share_key(self, key: tuple, bucket: object, end: End) -> None:
-        """A second socket with the same join key: keep a list and mark them all crowded."""
-        if bucket.__class__ is not list:
-            bucket = self.connections[key] = [bucket]
-        bucket.append(end)
-        self.crowded.update(bucket)
+    def _crowd(self, key: tuple) -> Crowd:
+        """The Crowd under canonical `key`, made from what is filed there (a lone end or a pair)."""
+        entry = self.connections.get(key)
+        if entry.__class__ is Crowd:
+            return entry
+        crowd = self.connections[key] = Crowd()
+        for filed in (() if entry is None else entry if entry.__class__ is tuple else (entry,)):
+            # (only single-address ends are filed bare or in pairs)
+            (crowd.forward if self._is_forward(filed, key) else crowd.backward).append(filed)
+            self.in_crowds.add(filed)
+        return crowd
+
+    def _file_in_crowd(self, key: tuple, forward: bool, end: End) -> None:
+        """File `end` under canonical `key` in a Crowd: `forward` when its own key is `key`."""
+        crowd = self._crowd(key)
+        ends = crowd.forward if forward or key == _reversed(key) else crowd.backward
+        ends.append(end)
+        self.in_crowds.add(end)
+        self._mark_crowded(ends)
+
+    def _mark_crowded(self, ends: list[End]) -> None:
+        """The ends of one key are crowded once there are two (each end added once: linear)."""
+        if len(ends) == 2:
+            self.crowded.update(ends)
+        elif len(ends) > 2:
+            self.crowded.add(ends[-1])
+
+    @staticmethod
+    def _is_forward(end: End, key: tuple) -> bool:
+        """Is a single-address end's own key the canonical `key` (not its reverse)?"""
+        return end.local_port == key[2] and end.locals_[0] == key[1]
 
     def _add_translation(self, machine: int, netns: int, entry) -> None:
         original, reply = entry.original, entry.reply
@@ -202,11 +258,17 @@ class SocketIndex:
     # ----------------------------------------------------------------- lookups
 
     def bucket(self, key: tuple) -> Sequence[End]:
-        """The connected ends stored under a join key."""
-        bucket = self.connections.get(key)
-        if bucket is None:
+        """The connected ends filed under a join key, in the order they were filed."""
+        canonical, forward = canonical_key(key)
+        entry = self.connections.get(canonical)
+        if entry is None:
             return ()
-        return bucket if bucket.__class__ is list else (bucket,)
+        if entry.__class__ is Crowd:
+            return entry.forward if forward or canonical == _reversed(canonical) else entry.backward
+        if entry.__class__ is End:
+            return (entry,) if self._is_forward(entry, canonical) is forward else ()
+        first, second = entry
+        return (first,) if self._is_forward(first, canonical) is forward else (second,)
 
     def listeners_for(self, machine: int, netns: int, address: str, port: int, kind: str) -> Optional[list[End]]:
         """The listening socket that accepts `address`:`port` seen from (machine, netns).
@@ -248,3 +310,8 @@ class SocketIndex:
                 ):
                     return True
         return False
+
+
+def _reversed(key: tuple) -> tuple:
+    kind, local, local_port, remote, remote_port, zone = key
+    return (kind, remote, remote_port, local, local_port, zone)

@@ -62,26 +62,23 @@ def join_exact(index: SocketIndex) -> Iterator[Pair]:
 
     An end with several candidates, or whose candidate has several, is ambiguous: never guessed.
     """
-    crowded, connections, reachable = index.crowded, index.connections, index.book.reachable
+    reachable = index.book.reachable
+    # the common case, a million times: the index filed the two ends of a connection together as
+    # a plain pair (one address each side, keys nobody else has); they are each other's only candidates
+    for entry in index.connections.values():
+        if entry.__class__ is tuple:
+            end, other = entry
+            if (
+                reachable(end.machine, end.netns, end.remotes[0], other.machine, other.netns)
+                and reachable(other.machine, other.netns, end.locals_[0], end.machine, end.netns)
+            ):
+                end.state = other.state = PAIRED
+                yield end, other, None, EXACT
+    # the rest, in the order of the snapshots: only ends filed in a Crowd can have a candidate
+    crowded, in_crowds = index.crowded, index.in_crowds
     for end in index.ends:
-        if end.state is not OPEN:
+        if end.state is not OPEN or end not in in_crowds:
             continue
-        if end not in crowded and len(end.locals_) == 1 and len(end.remotes) == 1:
-            # the common case, a million times: one address each side, a key nobody else has
-            local, far = end.locals_[0], end.remotes[0]
-            other = connections.get((end.kind, far, end.remote_port, local, end.local_port, end.zone))
-            if other is None:
-                continue
-            if other.__class__ is not list:
-                if (
-                    other is not end
-                    and other.state is not PAIRED
-                    and reachable(end.machine, end.netns, far, other.machine, other.netns)
-                    and reachable(other.machine, other.netns, local, end.machine, end.netns)
-                ):
-                    end.state = other.state = PAIRED
-                    yield end, other, None, EXACT
-                continue
         found = exact_candidates(index, end)
         if len(found) == 1:
             other = found[0]

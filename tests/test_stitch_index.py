@@ -1,0 +1,72 @@
+"""The socket index files a join key and its reverse together (SocketIndex.connections); what a
+join reads from it must be what filing each end under its own key would give."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from benchmarks.synth import make_fleet
+from netviz.snapshot import Socket, parse_snapshot
+from netviz.stitch.addresses import AddressBook
+from netviz.stitch.index import Crowd, End, SocketIndex, canonical_key
+from netviz.stitch.machines import Machine
+
+
+def with_extra_sockets(snapshot, sockets):
+    first, *others = snapshot.namespaces
+    placed = tuple(Socket(socket.proto, socket.inode, socket.local, socket.local_port, socket.remote, socket.remote_port,
+                          socket.state, socket.uid, first.inode, local_all=socket.local_all,
+                          remote_all=socket.remote_all) for socket in sockets)
+    first = dataclasses.replace(first, sockets=first.sockets + placed)
+    return dataclasses.replace(snapshot, namespaces=(first, *others))
+
+
+def group():
+    """Synthetic machines, two clones (every tuple of theirs shared), sockets connected to
+    themselves and SCTP associations over several addresses."""
+    snapshots = [parse_snapshot(document, document["host"]["hostname"]) for document in make_fleet(4, 200, seed=3)]
+    snapshots += [dataclasses.replace(snapshots[0], name="clone-a"), dataclasses.replace(snapshots[0], name="clone-b")]
+    extra = [
+        Socket("tcp", 9_000_001, "127.0.0.1", 5000, "127.0.0.1", 5000, "ESTABLISHED", 0),  # connected to itself
+        Socket("tcp", 9_000_002, "127.0.0.1", 5000, "127.0.0.1", 5000, "ESTABLISHED", 0),  # and another one
+        Socket("sctp", 9_000_003, "10.9.0.1", 3868, "10.9.0.2", 40000, "ESTABLISHED", 0,
+               local_all=("10.9.0.1", "10.9.1.1"), remote_all=("10.9.0.2", "10.9.1.2")),
+        Socket("sctp", 9_000_004, "10.9.0.2", 40000, "10.9.0.1", 3868, "ESTABLISHED", 0,
+               local_all=("10.9.0.2", "10.9.1.2"), remote_all=("10.9.0.1", "10.9.1.1")),
+        Socket("tcp", 9_000_005, "10.9.0.2", 40000, "10.9.0.1", 3868, "ESTABLISHED", 0),  # a key the SCTP end has too
+    ]
+    snapshots[1] = with_extra_sockets(snapshots[1], extra)
+    return snapshots
+
+
+def own_keys(index: SocketIndex, end: End) -> list[tuple]:
+    single = len(end.locals_) == 1 and len(end.remotes) == 1
+    return [(end.kind, local, end.local_port, far, end.remote_port,
+             end.zone if single else index.book.zone(end.machine, end.netns, local, far))
+            for local in end.locals_ for far in end.remotes]
+
+
+def test_a_key_reads_back_the_ends_filed_under_it_in_filing_order() -> None:
+    snapshots = group()
+    machines = [Machine(number, snapshot, "process") for number, snapshot in enumerate(snapshots)]
+    index = SocketIndex(machines, AddressBook(snapshots))
+    expected: dict[tuple, list[End]] = {}
+    for end in index.ends:
+        for key in own_keys(index, end):
+            expected.setdefault(key, []).append(end)
+    for key, ends in expected.items():
+        for asked in (key, canonical_key(key)[0], (key[0], key[3], key[4], key[1], key[2], key[5])):
+            assert list(index.bucket(asked)) == expected.get(asked, []), asked
+    assert index.crowded == {end for ends in expected.values() if len(ends) > 1 for end in ends}
+    # the clones share every tuple: crowded; the SCTP ends and the sockets connected to
+    # themselves are in crowds; most connections are a plain pair, filed as one entry
+    assert len(index.crowded) > 100
+    kinds = [entry.__class__ for entry in index.connections.values()]
+    assert kinds.count(tuple) > 100 and Crowd in kinds and End in kinds
+    assert {9_000_001, 9_000_002, 9_000_003, 9_000_004} <= {end.inode for end in index.in_crowds}
+    for entry in index.connections.values():
+        if entry.__class__ is tuple:  # a plain pair: keyed each other's reverse, one address a side
+            first, second = entry
+            (key,) = own_keys(index, first)
+            assert own_keys(index, second) == [(key[0], key[3], key[4], key[1], key[2], key[5])]
+            assert index.ends.index(first) < index.ends.index(second)
