@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import resource
 import time
 from datetime import timedelta
@@ -298,6 +299,28 @@ def test_file_size_is_bounded_before_parsing(tmp_path, monkeypatch) -> None:
     with pytest.raises(SnapshotError, match=rf"^{path}: \(top level\): file larger than {1 << 20} bytes$"):
         load_snapshot(path)
     assert parsed == []
+
+
+def test_a_file_that_grew_since_it_was_measured_is_read_whole_within_the_limit(tmp_path, monkeypatch) -> None:
+    """The file is read for the size fstat gave, plus one byte to see whether it grew since:
+    then the rest is read too, up to the size limit and no further."""
+    text = json.dumps(REAL)
+    path = _write(tmp_path, text)
+    real_fstat = os.fstat
+
+    def measured_early(descriptor: int) -> os.stat_result:
+        status = real_fstat(descriptor)
+        if status.st_size != len(text):
+            return status
+        fields = list(status)
+        fields[6] = 10  # st_size: the file had 10 bytes when it was measured
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(snapshot_files.os, "fstat", measured_early)
+    assert snapshot_files.read_snapshot_bytes(path) == text.encode()
+    monkeypatch.setattr(snapshot_files, "MAX_FILE_BYTES", 100)
+    with pytest.raises(SnapshotError, match=rf"^{path}: \(top level\): file larger than 100 bytes$"):
+        snapshot_files.read_snapshot_bytes(path)
 
 
 def test_hostile_keys_do_not_break_the_one_line_message() -> None:

@@ -103,7 +103,11 @@ def read_snapshot_bytes(path: Path) -> bytes:
         if status.st_size > MAX_FILE_BYTES:
             raise SnapshotError(f"{path}: (top level): file larger than {MAX_FILE_BYTES} bytes")
         try:
-            data = handle.read(MAX_FILE_BYTES + 1)  # it may have grown since fstat
+            # as many bytes as fstat said, and one more to see whether it grew since (a buffer of
+            # the largest size for every file cost four times the reading itself)
+            data = handle.read(status.st_size + 1)
+            if len(data) > status.st_size:
+                data += handle.read(MAX_FILE_BYTES + 1 - len(data))
         except OSError as error:
             raise SnapshotError(f"{path}: cannot read: {error.strerror or error}") from None
     if len(data) > MAX_FILE_BYTES:
