@@ -164,13 +164,14 @@ class SocketIndex:
             end = End(index, netns, kind, inode, local_port, remote_port, locals_, remotes, owner_of(inode), False,
                       zone, inode in session_sockets)
             add_end(end)
-            if local_port < remote_port or (local_port == remote_port and local < remote):
-                key, forward = (kind, local, local_port, remote, remote_port, zone), True
-            elif local_port != remote_port or local != remote:
-                key, forward = (kind, remote, remote_port, local, local_port, zone), False
-            else:  # connected to itself: its key is its own reverse
+            if local_port == remote_port and local == remote:  # connected to itself: its key is its own reverse
                 self._file_in_crowd((kind, local, local_port, remote, remote_port, zone), True, end)
                 continue
+            # (canonical_key, inlined)
+            if local_port < remote_port or (local_port == remote_port and local < remote):
+                key, forward = (kind, local, local_port, remote, remote_port, zone), True
+            else:
+                key, forward = (kind, remote, remote_port, local, local_port, zone), False
             entry = connections.get(key)
             if entry is None:
                 connections[key] = end  # a lone end is stored bare: most tuples are unique
@@ -212,7 +213,7 @@ class SocketIndex:
     def _file_in_crowd(self, key: tuple, forward: bool, end: End) -> None:
         """File `end` under canonical `key` in a Crowd: `forward` when its own key is `key`."""
         crowd = self._crowd(key)
-        ends = crowd.forward if forward or key == _reversed(key) else crowd.backward
+        ends = crowd.forward if forward else crowd.backward
         ends.append(end)
         self.in_crowds.add(end)
         self._mark_crowded(ends)
@@ -264,7 +265,7 @@ class SocketIndex:
         if entry is None:
             return ()
         if entry.__class__ is Crowd:
-            return entry.forward if forward or canonical == _reversed(canonical) else entry.backward
+            return entry.forward if forward else entry.backward
         if entry.__class__ is End:
             return (entry,) if self._is_forward(entry, canonical) is forward else ()
         first, second = entry
@@ -310,8 +311,3 @@ class SocketIndex:
                 ):
                     return True
         return False
-
-
-def _reversed(key: tuple) -> tuple:
-    kind, local, local_port, remote, remote_port, zone = key
-    return (kind, remote, remote_port, local, local_port, zone)
