@@ -105,6 +105,7 @@ def _stitch(snapshots: list[Snapshot], group_by: str, show_external: bool, stale
     paired = EndState.PAIRED
     rest = [end for end in index.ends if end.state is not paired]
     counts["through NAT"] = _draw(join_translated(index, rest, [snapshot.name for snapshot in snapshots]), links)
+    index.forget_connections()  # the joins after NAT need listeners only: the graph reuses that memory
     counts["to listeners"] = _draw(join_listeners(index, rest), links)
     counts["datagram flows from conntrack"] = _draw(join_tracked_datagrams(index, connected), links)
 

@@ -256,6 +256,15 @@ class SocketIndex:
         item = Ingress(kind=socket.proto, protocol=protocol, interface=socket.interface)
         self.ingress.setdefault((machine.index, machine.owner.get(socket.inode)), set()).add(item)
 
+    def forget_connections(self) -> None:
+        """Let the connected ends go once the joins that look them up are done (the exact and NAT
+        joins): the ends still open are the caller's, the paired ones are in the links already,
+        and the graph is then built in the memory they held."""
+        self.connections = {}
+        self.crowded = set()
+        self.in_crowds = set()
+        self.ends = []
+
     # ----------------------------------------------------------------- lookups
 
     def bucket(self, key: tuple) -> Sequence[End]:
