@@ -99,30 +99,36 @@ def _stitch(snapshots: list[Snapshot], group_by: str, show_external: bool, stale
     book = AddressBook(snapshots)
     index = SocketIndex(machines, book)
     links = Links(machines, index, group_by, show_external)
-    counts = {"exact pairs": _draw(join_exact(index), links)}
-    connected = connected_datagram_tuples(index.ends) if index.datagram_tracks else set()
-    # the later joins only look at what the exact join left (a few percent of the sockets)
-    paired = EndState.PAIRED
-    rest = [end for end in index.ends if end.state is not paired]
-    counts["through NAT"] = _draw(join_translated(index, rest, [snapshot.name for snapshot in snapshots]), links)
-    index.forget_connections()  # the joins after NAT need listeners only: the graph reuses that memory
-    counts["to listeners"] = _draw(join_listeners(index, rest), links)
-    counts["datagram flows from conntrack"] = _draw(join_tracked_datagrams(index, connected), links)
-
-    unmatched = 0
-    for end, why in leftovers(rest, book):
-        unmatched += 1
-        if why is None:
-            links.add_outside(end)
-        else:
-            links.add_unresolved(end, why)
-    log.debug("stitch: %s, %d left unmatched", ", ".join(f"{n} {phase}" for phase, n in counts.items()), unmatched)
+    _join(index, links, [snapshot.name for snapshot in snapshots])  # (the ends are let go on return)
     # the window phase only when a machine was observed over a window: instant graphs stay as they were
     links.draw_outside()
     window = join_windows(machines, book, index, group_by) if any(s.window for s in snapshots) else None
     if window is not None:
         settle_link_local(links, window)
     return build_graph(machines, index, links, stale, window)
+
+
+def _join(index: SocketIndex, links: Links, names: list[str]) -> None:
+    """The joins in order, their pairs and leftovers folded into `links`. The connected ends live
+    only as long as this call: the graph is built in the memory they held."""
+    counts = {"exact pairs": _draw(join_exact(index), links)}
+    connected = connected_datagram_tuples(index.ends) if index.datagram_tracks else set()
+    # the later joins only look at what the exact join left (a few percent of the sockets)
+    paired = EndState.PAIRED
+    rest = [end for end in index.ends if end.state is not paired]
+    counts["through NAT"] = _draw(join_translated(index, rest, names), links)
+    index.forget_connections()  # the joins after NAT need listeners only
+    counts["to listeners"] = _draw(join_listeners(index, rest), links)
+    counts["datagram flows from conntrack"] = _draw(join_tracked_datagrams(index, connected), links)
+
+    unmatched = 0
+    for end, why in leftovers(rest, index.book):
+        unmatched += 1
+        if why is None:
+            links.add_outside(end)
+        else:
+            links.add_unresolved(end, why)
+    log.debug("stitch: %s, %d left unmatched", ", ".join(f"{n} {phase}" for phase, n in counts.items()), unmatched)
 
 
 def _draw(pairs: Iterable[Pair], links: Links) -> int:
