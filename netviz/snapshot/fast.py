@@ -209,9 +209,11 @@ def _plain_conntrack(value: object, netns: int, strings: CheckedStrings) -> Opti
 _PLAIN_PROCESS_KEYS = ("pid", "ppid", "comm", "cmdline", "uid", "euid", "user", "context", "netns", "sockets")
 
 
-def _plain_process(value: object) -> Optional[Process]:
+def _plain_process(value: object, inodes: Optional[dict[int, int]] = None) -> Optional[Process]:
     """A process record with exactly the ten keys of the common case (no `fd_denied`, `*_hex` or
-    `cmdline_truncated`), else None (for the field-by-field reader)."""
+    `cmdline_truncated`), else None (for the field-by-field reader). `inodes` maps the inodes of
+    the document's sockets to their records' own int objects: the process's list shares them
+    (32 bytes a socket otherwise)."""
     if type(value) is not dict:
         return None
     cgroup = value.get("cgroup")  # the one optional key of the common case
@@ -233,4 +235,5 @@ def _plain_process(value: object) -> Optional[Process]:
             and len(set(sockets)) == len(sockets)):
         return None
     return Process(pid=pid, ppid=ppid, comm=comm, cmdline=tuple(cmdline), uid=uid, euid=euid, user=user,
-                   context=context, netns=netns, sockets=tuple(sorted(sockets)), cgroup=cgroup)
+                   context=context, netns=netns, cgroup=cgroup,
+                   sockets=tuple(sorted(sockets if inodes is None else map(inodes.get, sockets, sockets))))

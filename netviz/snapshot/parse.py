@@ -116,8 +116,9 @@ def parse_snapshot(doc: object, source: str, name: Optional[str] = None, *,
     processes: list[Process] = []
     seen_pids: set[int] = set()
     processes_node = top.key("processes")
+    inodes = {socket.inode: socket.inode for namespace in namespaces for socket in namespace.sockets}
     for index, value in enumerate(processes_node.entries(MAX_PROCESSES)):
-        process = _plain_process(value) or _process(processes_node.at(index))
+        process = _plain_process(value, inodes) or _process(processes_node.at(index))
         if process.pid in seen_pids:
             raise processes_node.at(index).key("pid").fail(f"duplicate pid {process.pid}")
         seen_pids.add(process.pid)
