@@ -108,6 +108,11 @@ def test_the_fast_paths_take_the_common_records():
     counted = dict(CONNTRACK, counters=COUNTERS)
     assert _plain_conntrack(counted, NETNS, strings).counters == tuple(COUNTERS)
     assert _plain_conntrack(counted, NETNS, strings) == _conntrack(_Field("s", "", counted), NETNS)
+    # a conntrack table repeats its protocol and state names, addresses and ports: one object each
+    first, second = (_plain_conntrack(orjson.loads(orjson.dumps(counted)), NETNS, strings) for _ in range(2))
+    assert first == second and first.original.dport > 256
+    assert all(getattr(first, name) is getattr(second, name) for name in ("proto", "state"))
+    assert all(getattr(first.original, name) is getattr(second.original, name) for name in ("src", "dst", "sport", "dport"))
 
 
 @settings(max_examples=500, deadline=None)

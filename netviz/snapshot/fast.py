@@ -10,10 +10,10 @@ accept exactly the same records and name what is wrong with the others
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from netviz.kinds import KIND_NAMES, REPEATED_INODE_KINDS
-from netviz.snapshot.fields import _MISSING, _STATE, T, _are_integers, _is_text
+from netviz.snapshot.fields import _MISSING, _STATE, _are_integers, _is_text
 from netviz.snapshot.format import canonical_address
 from netviz.snapshot.limits import (
     MAX_ADDRESSES, MAX_ARG_TEXT, MAX_ARGS, MAX_CGROUP_TEXT, MAX_INODE, MAX_PID, MAX_SOCKETS, UID_RANGE,
@@ -51,6 +51,8 @@ class CheckedStrings:
     def __init__(self) -> None:
         self.addresses = _Checked(lambda text: canonical_address(text) if len(text) <= 64 else None)
         self.states = _Checked(lambda text: text if _STATE.match(text) else None)
+        # short labels such as conntrack's protocol and state names, any text up to 64 characters
+        self.labels = _Checked(lambda text: text if _is_text(text, 64) else None)
         # the owners' uids, one int object each: a service's thousands of sockets share its uid
         self.uids: dict[int, int] = {}
 
@@ -61,19 +63,6 @@ _U64 = (1 << 64) - 1
 _PLAIN_SOCKET_KEYS = frozenset({"proto", "inode", "local", "local_port", "remote", "remote_port",
                                 "state", "uid"})
 _PLAIN_PROTOS = {proto: proto for proto in KIND_NAMES - REPEATED_INODE_KINDS}  # one string object each
-
-
-def _record(cls: type[T], fields: dict[str, Any]) -> T:
-    """An instance of a frozen dataclass (with an instance dictionary) from its complete, already
-    checked fields.
-
-    The __init__ of a frozen dataclass assigns each field through object.__setattr__, which costs
-    more than all the checks of the record; the instance takes `fields` as its dictionary
-    instead. `fields` must name every field of `cls`. (Socket is a msgspec struct: see _plain_socket.)
-    """
-    record = object.__new__(cls)
-    object.__setattr__(record, "__dict__", fields)
-    return record
 
 
 # The fields' own setters (member descriptors, as on a slotted class): they finish a record
@@ -183,18 +172,25 @@ def _plain_conntrack_tuple(value: object, strings: CheckedStrings) -> Optional[C
     sport, dport = value.get("sport", _MISSING), value.get("dport", _MISSING)
     if src is None or dst is None or not _plain_port(sport) or not _plain_port(dport):
         return None
-    return _record(ConntrackTuple, {"src": src, "dst": dst, "sport": sport, "dport": dport})
+    return ConntrackTuple(src, dst, sport if sport is None else _PORTS[sport], dport if dport is None else _PORTS[dport])
 
 
 def _plain_conntrack(value: object, netns: int, strings: CheckedStrings) -> Optional[ConntrackEntry]:
     """A conntrack entry whose fields all check out, else None (for the field-by-field reader)."""
     if type(value) is not dict:
         return None
-    proto, state = value.get("proto"), value.get("state", _MISSING)
+    labels = strings.labels
+    try:
+        proto, state = labels[value.get("proto")], value.get("state", _MISSING)
+        if state is not None:  # (a missing state is not text either: refused)
+            state = labels[state]
+            if state is None:
+                return None
+    except TypeError:  # not a string, nor any value a dict key can be
+        return None
     original = _plain_conntrack_tuple(value.get("original"), strings)
     reply = _plain_conntrack_tuple(value.get("reply"), strings)
-    if (not _is_text(proto, 64) or not (state is None or _is_text(state, 64))
-            or original is None or reply is None):
+    if proto is None or original is None or reply is None:
         return None
     counters = value.get("counters")
     if counters is not None:
@@ -202,8 +198,7 @@ def _plain_conntrack(value: object, netns: int, strings: CheckedStrings) -> Opti
                 or not all(type(count) is int and 0 <= count <= _U64 for count in counters)):
             return None
         counters = tuple(counters)
-    return _record(ConntrackEntry, {"proto": proto, "state": state, "original": original, "reply": reply,
-                                    "netns": netns, "counters": counters})
+    return ConntrackEntry(proto, state, original, reply, netns, counters)
 
 
 _PLAIN_PROCESS_KEYS = ("pid", "ppid", "comm", "cmdline", "uid", "euid", "user", "context", "netns", "sockets")
