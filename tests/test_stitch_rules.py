@@ -271,6 +271,17 @@ def test_unattributed_sockets_without_a_listener_holder_show_as_unattributed():
     assert edges(stitch([web.build(), db.build()])) == {("web/app", "db/(unattributed)", "tcp", 2049, 1)}
 
 
+def test_the_unattributed_node_counts_the_sockets_no_process_holds():
+    web, db = web_and_db()
+    db.listen(None, "tcp", "0.0.0.0:2049")
+    db.listen(None, "udp", "0.0.0.0:111")
+    web.connect(100, "tcp", "10.0.0.1:800", "10.0.0.2:2049")
+    db.connect(None, "tcp", "10.0.0.2:2049", "10.0.0.1:800")
+    graph = stitch([web.build(), db.build()])
+    (node,) = [node for node in graph.nodes if node.host == "db" and node.comm == "(unattributed)"]
+    assert node.sockets == 3
+
+
 # ---------------------------------------------------------------- rule 5: direction
 
 

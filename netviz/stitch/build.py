@@ -192,11 +192,9 @@ def _node(machines: Sequence[Machine], group_by: str, key: NodeKey, node_id: str
         assert window is not None
         return _short_lived_node(machine, node_id, window.short_lived[key])
     if rank == RANK_UNATTRIBUTED:
-        held = set(machine.owner)
-        count = sum(1 for ns in machine.snapshot.namespaces for s in ns.sockets if s.inode not in held)
         return Node(
             id=node_id, host=host, kind=KIND_PROCESS, comm=UNATTRIBUTED,
-            listening=tuple(sorted(listening)), ingress=tuple(sorted(ingress)), sockets=count,
+            listening=tuple(sorted(listening)), ingress=tuple(sorted(ingress)), sockets=machine.unattributed,
         )
     processes = sorted(processes, key=lambda process: process.pid)
     inodes: set[int] = set()

@@ -115,17 +115,19 @@ class SocketIndex:
         self.ends: list[End] = []  # the connected ends, in the order of the snapshots
         self.ingress: dict[tuple[int, Optional[int]], set[Ingress]] = {}
         for machine in machines:
+            owner = machine.owners()  # (one machine's at a time)
             for namespace in machine.snapshot.namespaces:
                 for entry in namespace.conntrack or ():
                     self._add_translation(machine.index, namespace.inode, entry)
-                self._add_sockets(machine, namespace.inode, namespace.sockets)
+                self._add_sockets(machine, owner, namespace.inode, namespace.sockets)
 
     # ----------------------------------------------------------------- filing
 
-    def _add_sockets(self, machine: Machine, netns: int, sockets: Sequence) -> None:
-        """File one namespace's sockets. This loop runs a million times: the TCP/UDP case is inlined."""
+    def _add_sockets(self, machine: Machine, owner: dict[int, int], netns: int, sockets: Sequence) -> None:
+        """File one namespace's sockets (`owner`: Machine.owners). This loop runs a million times:
+        the TCP/UDP case is inlined."""
         index = machine.index
-        owner_of = machine.owner.get
+        owner_of = owner.get
         session_sockets = machine.session_sockets
         connections = self.connections
         add_end = self.ends.append
@@ -135,7 +137,7 @@ class SocketIndex:
             kind = JOIN_PROTOCOL.get(socket.proto)
             if kind is None:
                 if socket.proto in INGRESS_KINDS:
-                    self._add_ingress(machine, socket)
+                    self._add_ingress(machine, owner_of(socket.inode), socket)
                 continue
             local_port = socket.local_port
             if not local_port:
@@ -144,12 +146,12 @@ class SocketIndex:
             remote_port = socket.remote_port
             unconnected = not remote_port or remote is None or remote in WILDCARDS
             if socket.state == "LISTEN" or (unconnected and kind in DATAGRAM_PROTOCOLS):
-                self._add_listener(machine, netns, kind, socket)
+                self._add_listener(machine, owner_of(socket.inode), netns, kind, socket)
                 continue
             if unconnected:
                 continue  # bound but neither listening nor connected: no flow
             if socket.local_all or socket.remote_all:  # SCTP: every address of the association
-                self._add_multihomed(machine, netns, kind, socket)
+                self._add_multihomed(machine, owner_of(socket.inode), netns, kind, socket)
                 continue
             local = socket.local
             if local is None:
@@ -180,19 +182,19 @@ class SocketIndex:
             else:
                 self._file_in_crowd(key, forward, end)
 
-    def _add_listener(self, machine: Machine, netns: int, kind: str, socket) -> None:
+    def _add_listener(self, machine: Machine, owner: Optional[int], netns: int, kind: str, socket) -> None:
         end = End(machine.index, netns, kind, socket.inode, socket.local_port, 0,
-                  self.book.addresses(socket.local, socket.local_all), (), machine.owner.get(socket.inode), True)
+                  self.book.addresses(socket.local, socket.local_all), (), owner, True)
         self.listeners.setdefault((machine.index, netns, kind, socket.local_port), []).append(end)
 
-    def _add_multihomed(self, machine: Machine, netns: int, kind: str, socket) -> None:
+    def _add_multihomed(self, machine: Machine, owner: Optional[int], netns: int, kind: str, socket) -> None:
         """A socket with several addresses a side (SCTP): filed under every (local, remote) pair."""
         book = self.book
         locals_ = book.addresses(socket.local, socket.local_all)
         remotes = book.addresses(socket.remote, socket.remote_all)
         pairs = [(local, far, book.zone(machine.index, netns, local, far)) for local in locals_ for far in remotes]
         end = End(machine.index, netns, kind, socket.inode, socket.local_port, socket.remote_port, locals_, remotes,
-                  machine.owner.get(socket.inode), False, pairs[0][2] if pairs else None)
+                  owner, False, pairs[0][2] if pairs else None)
         self.ends.append(end)
         for local, far, zone in pairs:
             key, forward = canonical_key((kind, local, end.local_port, far, end.remote_port, zone))
@@ -249,12 +251,12 @@ class SocketIndex:
         key = (kind, src, original.sport, dst, original.dport, zone)
         self.translations.setdefault(key, []).append((machine, netns, (reply_src, reply.sport, reply_dst, reply.dport)))
 
-    def _add_ingress(self, machine: Machine, socket) -> None:
+    def _add_ingress(self, machine: Machine, owner: Optional[int], socket) -> None:
         protocol = socket.protocol
         if protocol is None and socket.proto in RAW_KINDS:
             protocol = socket.local_port  # the format keeps a raw socket's IP protocol there
         item = Ingress(kind=socket.proto, protocol=protocol, interface=socket.interface)
-        self.ingress.setdefault((machine.index, machine.owner.get(socket.inode)), set()).add(item)
+        self.ingress.setdefault((machine.index, owner), set()).add(item)
 
     def forget_connections(self) -> None:
         """Let the connected ends go once the joins that look them up are done (the exact and NAT
