@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import Optional
+from typing import ClassVar, Optional
 
 import msgspec
 
@@ -47,9 +47,10 @@ class End(msgspec.Struct, gc=False, eq=False):
     """One socket of one machine, reduced to what the joins need.
 
     `locals_`/`remotes` hold every address of the end (one for TCP/UDP, all of an SCTP
-    association), canonical. A `listener` is a LISTEN socket or a bound unconnected datagram
-    socket. `zone` is the zone of its first (local, remote) pair (see AddressBook.zone);
-    `collector` marks the machine's end of netviz's own SSH session to it. Only `state` changes.
+    association), canonical. `listener` is true for a ListeningEnd (a LISTEN socket or a bound
+    unconnected datagram socket), `collector` for a SessionEnd (the machine's end of netviz's own
+    SSH session to it). `zone` is the zone of its first (local, remote) pair (see
+    AddressBook.zone). Only `state` changes.
 
     A msgspec struct, for its constructor in C (a million ends are made per million sockets):
     compared and hashed by identity (`eq=False`, as a plain object), and not tracked by the
@@ -65,10 +66,23 @@ class End(msgspec.Struct, gc=False, eq=False):
     locals_: tuple[str, ...]
     remotes: tuple[str, ...]
     owner: Optional[int]
-    listener: bool
     zone: Zone = None
-    collector: bool = False
     state: EndState = _OPEN
+    # what a few ends are, told by their class (no slot in each of millions of ends)
+    listener: ClassVar[bool] = False
+    collector: ClassVar[bool] = False
+
+
+class ListeningEnd(End):
+    """A listener: a LISTEN socket, or a bound unconnected datagram socket."""
+
+    listener: ClassVar[bool] = True
+
+
+class SessionEnd(End):
+    """The machine's end of netviz's own SSH session to it."""
+
+    collector: ClassVar[bool] = True
 
 
 class Crowd:
@@ -163,8 +177,8 @@ class SocketIndex:
             zone = None if locality[local] is anywhere and locality[remote] is anywhere \
                 else zone_of(index, netns, local, remote)
             inode = socket.inode
-            end = End(index, netns, kind, inode, local_port, remote_port, locals_, remotes, owner_of(inode), False,
-                      zone, inode in session_sockets)
+            end = (End if inode not in session_sockets else SessionEnd)(
+                index, netns, kind, inode, local_port, remote_port, locals_, remotes, owner_of(inode), zone)
             add_end(end)
             if local_port == remote_port and local == remote:  # connected to itself: its key is its own reverse
                 self._file_in_crowd((kind, local, local_port, remote, remote_port, zone), True, end)
@@ -177,14 +191,15 @@ class SocketIndex:
             entry = connections.get(key)
             if entry is None:
                 connections[key] = end  # a lone end is stored bare: most tuples are unique
-            elif entry.__class__ is End and not (entry.local_port == local_port and entry.locals_[0] == local):
+            elif entry.__class__ is not tuple and entry.__class__ is not Crowd \
+                    and not (entry.local_port == local_port and entry.locals_[0] == local):
                 connections[key] = (entry, end)  # the other end of the connection: the common pair
             else:
                 self._file_in_crowd(key, forward, end)
 
     def _add_listener(self, machine: Machine, owner: Optional[int], netns: int, kind: str, socket) -> None:
-        end = End(machine.index, netns, kind, socket.inode, socket.local_port, 0,
-                  self.book.addresses(socket.local, socket.local_all), (), owner, True)
+        end = ListeningEnd(machine.index, netns, kind, socket.inode, socket.local_port, 0,
+                           self.book.addresses(socket.local, socket.local_all), (), owner)
         self.listeners.setdefault((machine.index, netns, kind, socket.local_port), []).append(end)
 
     def _add_multihomed(self, machine: Machine, owner: Optional[int], netns: int, kind: str, socket) -> None:
@@ -194,7 +209,7 @@ class SocketIndex:
         remotes = book.addresses(socket.remote, socket.remote_all)
         pairs = [(local, far, book.zone(machine.index, netns, local, far)) for local in locals_ for far in remotes]
         end = End(machine.index, netns, kind, socket.inode, socket.local_port, socket.remote_port, locals_, remotes,
-                  owner, False, pairs[0][2] if pairs else None)
+                  owner, pairs[0][2] if pairs else None)
         self.ends.append(end)
         for local, far, zone in pairs:
             key, forward = canonical_key((kind, local, end.local_port, far, end.remote_port, zone))
@@ -277,10 +292,10 @@ class SocketIndex:
             return ()
         if entry.__class__ is Crowd:
             return entry.forward if forward else entry.backward
-        if entry.__class__ is End:
-            return (entry,) if self._is_forward(entry, canonical) is forward else ()
-        first, second = entry
-        return (first,) if self._is_forward(first, canonical) is forward else (second,)
+        if entry.__class__ is tuple:
+            first, second = entry
+            return (first,) if self._is_forward(first, canonical) is forward else (second,)
+        return (entry,) if self._is_forward(entry, canonical) is forward else ()
 
     def listeners_for(self, machine: int, netns: int, address: str, port: int, kind: str) -> Optional[list[End]]:
         """The listening socket that accepts `address`:`port` seen from (machine, netns).
