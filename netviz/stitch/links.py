@@ -217,8 +217,8 @@ class Links:
 
         Most links see the same holders on every connection and no NAT front: the pids stay the
         sequence first given (never changed here: it may be a Machine's own list) until another
-        one comes, when they become a set; the fronts stay an empty tuple until one comes. A link
-        costs a few hundred bytes less (730,000 links for 10,000 synthetic machines)."""
+        one comes (see _merged); the fronts stay an empty tuple until one comes. A link costs a
+        few hundred bytes less (730,000 links for 10,000 synthetic machines)."""
         link = self.links.get(key)
         if link is None:
             self.links[key] = [1, server_address, client_pids, server_pids, {dialled} if dialled else ()]
@@ -230,14 +230,30 @@ class Links:
         if pids.__class__ is set:
             pids.update(client_pids)
         elif pids != client_pids:
-            link[2] = {*pids, *client_pids}
+            link[2] = _merged(pids, client_pids)
         pids = link[3]
         if pids.__class__ is set:
             pids.update(server_pids)
         elif pids != server_pids:
-            link[3] = {*pids, *server_pids}
+            link[3] = _merged(pids, server_pids)
         if dialled:
             if link[4]:
                 link[4].add(dialled)
             else:
                 link[4] = {dialled}
+
+
+# Holders of one link kept as a tuple up to this many: a pre-fork server's workers
+MAX_TUPLE_PIDS = 16
+
+
+def _merged(pids: Iterable[int], more: Iterable[int]) -> Iterable[int]:
+    """The holders `pids` of a link with `more` added: a new tuple while there are few (40 + 8n
+    bytes, where a set takes 216 bytes up to 4 and 728 up to 18), a set past MAX_TUPLE_PIDS.
+    `pids` itself is never changed (it may be a Machine's own list)."""
+    new = [pid for pid in more if pid not in pids]
+    if not new:
+        return pids
+    if len(pids) + len(new) > MAX_TUPLE_PIDS:
+        return {*pids, *new}
+    return (*pids, *new)
