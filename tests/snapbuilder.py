@@ -140,7 +140,7 @@ class Machine:
             remote_port = 0
         ns = self._namespaces.setdefault(netns, _Ns(netns))
         ns.sockets.append(
-            Socket(
+            Socket.of(
                 proto=proto, inode=inode, local=local_address, local_port=port, remote=remote_address,
                 remote_port=remote_port, state=state, uid=0, netns=netns, protocol=protocol,
                 interface=interface, packet_type=packet_type, local_all=tuple(local_all),

@@ -14,7 +14,7 @@ from netviz.stitch.machines import Machine
 
 def with_extra_sockets(snapshot, sockets):
     first, *others = snapshot.namespaces
-    placed = tuple(Socket(socket.proto, socket.inode, socket.local, socket.local_port, socket.remote, socket.remote_port,
+    placed = tuple(Socket.of(socket.proto, socket.inode, socket.local, socket.local_port, socket.remote, socket.remote_port,
                           socket.state, socket.uid, first.inode, local_all=socket.local_all,
                           remote_all=socket.remote_all) for socket in sockets)
     first = dataclasses.replace(first, sockets=first.sockets + placed)
@@ -29,9 +29,9 @@ def group():
     extra = [
         Socket("tcp", 9_000_001, "127.0.0.1", 5000, "127.0.0.1", 5000, "ESTABLISHED", 0),  # connected to itself
         Socket("tcp", 9_000_002, "127.0.0.1", 5000, "127.0.0.1", 5000, "ESTABLISHED", 0),  # and another one
-        Socket("sctp", 9_000_003, "10.9.0.1", 3868, "10.9.0.2", 40000, "ESTABLISHED", 0,
+        Socket.of("sctp", 9_000_003, "10.9.0.1", 3868, "10.9.0.2", 40000, "ESTABLISHED", 0,
                local_all=("10.9.0.1", "10.9.1.1"), remote_all=("10.9.0.2", "10.9.1.2")),
-        Socket("sctp", 9_000_004, "10.9.0.2", 40000, "10.9.0.1", 3868, "ESTABLISHED", 0,
+        Socket.of("sctp", 9_000_004, "10.9.0.2", 40000, "10.9.0.1", 3868, "ESTABLISHED", 0,
                local_all=("10.9.0.2", "10.9.1.2"), remote_all=("10.9.0.1", "10.9.1.1")),
         Socket("tcp", 9_000_005, "10.9.0.2", 40000, "10.9.0.1", 3868, "ESTABLISHED", 0),  # a key the SCTP end has too
     ]

@@ -57,6 +57,7 @@ from netviz.snapshot.model import (
     Process,
     Snapshot,
     Socket,
+    SocketExtra,
 )
 from netviz.snapshot.parse import parse_any, parse_snapshot
 from netviz.snapshot.window import Window, WindowFlow, WindowHolder, WindowProcess, WindowSource
@@ -69,7 +70,7 @@ __all__ = [
     "MAX_ARG_TEXT", "MAX_CONNTRACK", "MAX_FILE_BYTES", "MAX_NAMESPACES", "MAX_NOTES", "MAX_PROCESSES",
     "MAX_SESSION_PIDS", "MAX_SOCKETS", "MAX_TEXT", "MAX_UNKEYED_STATES", "PROTOS", "SCHEMA", "Address",
     "CheckedStrings", "ConntrackEntry", "ConntrackTuple", "Coverage", "HostInfo", "Namespace", "Process",
-    "Snapshot", "SnapshotTooLarge", "Socket", "canonical_address", "check_document_size", "dump_snapshot",
+    "Snapshot", "SnapshotTooLarge", "Socket", "SocketExtra", "canonical_address", "check_document_size", "dump_snapshot",
     "file_kind", "load_snapshot", "loads_document", "parse_any", "parse_legacy", "parse_snapshot",
     "read_snapshot_bytes", "snapshot_from_bytes", "snapshot_to_document", "Window", "WindowFlow",
     "WindowHolder", "WindowProcess", "WindowSource",

@@ -18,8 +18,8 @@ from netviz.snapshot.format import canonical_address
 from netviz.snapshot.limits import (
     MAX_ADDRESSES, MAX_ARG_TEXT, MAX_ARGS, MAX_CGROUP_TEXT, MAX_INODE, MAX_PID, MAX_SOCKETS, UID_RANGE,
 )
-from netviz.snapshot.model import ConntrackEntry, ConntrackTuple, Process, Socket
-from netviz.snapshot.typed import NotTypedShape
+from netviz.snapshot.model import ConntrackEntry, ConntrackTuple, Process, Socket, SocketExtra
+from netviz.snapshot.typed import DecodedSocket, NotTypedShape
 
 
 class _Checked(dict):  # type: ignore[type-arg]
@@ -65,13 +65,6 @@ _PLAIN_SOCKET_KEYS = frozenset({"proto", "inode", "local", "local_port", "remote
 _PLAIN_PROTOS = {proto: proto for proto in KIND_NAMES - REPEATED_INODE_KINDS}  # one string object each
 
 
-# The fields' own setters (member descriptors, as on a slotted class): they finish a record
-# msgspec decoded (checked_typed_sockets) without building it again.
-(_SET_LOCAL, _SET_LOCAL_PORT, _SET_REMOTE, _SET_REMOTE_PORT, _SET_STATE, _SET_UID, _SET_NETNS,
- _SET_LOCAL_ALL, _SET_REMOTE_ALL, _SET_SCTP_STATE) = (
-    getattr(Socket, name).__set__ for name in ("local", "local_port", "remote", "remote_port", "state", "uid", "netns",
-                                               "local_all", "remote_all", "sctp_state"))
-
 # One int object per port number, shared by every socket (a JSON reader makes a new int object
 # for each number past 256: two per socket, 64 bytes, otherwise).
 _PORTS = tuple(range(65536))
@@ -98,64 +91,60 @@ def _plain_socket(value: object, netns: int, strings: CheckedStrings) -> Optiona
     return Socket(proto, inode, local, _PORTS[local_port], remote, _PORTS[remote_port], state, uid, netns)
 
 
-def checked_typed_sockets(records: list[Socket], netns: int, strings: CheckedStrings) -> tuple[Socket, ...]:
-    """The socket records typed.py decoded, finished in place: checked for what msgspec could not
-    check while decoding, exactly as the field-by-field reader checks them (address syntax, state
-    names, the largest inode, text), given their namespace, and made to share the strings and port
-    numbers and uids that recur (the protocol name is shared already: msgspec gives the model's own
-    literal).
+def checked_typed_sockets(records: list[DecodedSocket], netns: int, strings: CheckedStrings) -> tuple[Socket, ...]:
+    """The Socket records of the socket records typed.py decoded: checked for what msgspec could
+    not check while decoding, exactly as the field-by-field reader checks them (address syntax,
+    state names, the largest inode, text), placed in their namespace, and made to share the
+    strings, port numbers and uids that recur (the protocol name is shared already: msgspec gives
+    the literal's own string).
     Raises NotTypedShape at the first record the reader would refuse (the document is then read
     the ordinary way, which names the fault). This loop runs a million times: names are local."""
-    addresses, states, ports = strings.addresses, strings.states, _PORTS
-    set_local, set_remote, set_state, set_netns = _SET_LOCAL, _SET_REMOTE, _SET_STATE, _SET_NETNS
-    set_local_port, set_remote_port, highest_inode = _SET_LOCAL_PORT, _SET_REMOTE_PORT, MAX_INODE
-    uids, set_uid = strings.uids, _SET_UID
+    addresses, states, ports, uids, highest_inode = strings.addresses, strings.states, _PORTS, strings.uids, MAX_INODE
+    sockets = []
+    add = sockets.append
     for record in records:
         local, remote, state = record.local, record.remote, states[record.state]
         if local is not None:
             local = addresses[local]
             if local is None:
                 raise NotTypedShape
-            set_local(record, local)
         if remote is not None:
             remote = addresses[remote]
             if remote is None:
                 raise NotTypedShape
-            set_remote(record, remote)
         if state is None or record.inode > highest_inode:
             raise NotTypedShape
-        set_state(record, state)
-        set_netns(record, netns)
-        if record.uid > 256:  # (Python shares the smaller ints already)
-            set_uid(record, uids.setdefault(record.uid, record.uid))
-        port = record.local_port
-        if port is not None:
-            set_local_port(record, ports[port])
-        port = record.remote_port
-        if port is not None:
-            set_remote_port(record, ports[port])
+        uid = record.uid
+        if uid > 256:  # (Python shares the smaller ints already)
+            uid = uids.setdefault(uid, uid)
+        local_port, remote_port = record.local_port, record.remote_port
         if (record.interface is not None or record.packet_type is not None or record.sctp_state is not None
-                or record.local_all or record.remote_all):
-            _check_rare_fields(record, strings)
-    return tuple(records)
+                or record.protocol is not None or record.local_all or record.remote_all):
+            extra = _rare_fields(record, strings)
+        else:
+            extra = None
+        add(Socket(record.proto, record.inode, local, local_port if local_port is None else ports[local_port],
+                   remote, remote_port if remote_port is None else ports[remote_port], state, uid, netns, extra))
+    return tuple(sockets)
 
 
-def _check_rare_fields(record: Socket, strings: CheckedStrings) -> None:
-    """The fields of packet and SCTP sockets, checked and shared as the reader does."""
+def _rare_fields(record: DecodedSocket, strings: CheckedStrings) -> SocketExtra:
+    """The fields of raw, packet and SCTP sockets, checked and shared as the reader does."""
     for text in (record.interface, record.packet_type):
         if text is not None and not _is_text(text):
             raise NotTypedShape
-    if record.sctp_state is not None:
-        sctp_state = strings.states[record.sctp_state]
+    sctp_state = record.sctp_state
+    if sctp_state is not None:
+        sctp_state = strings.states[sctp_state]
         if sctp_state is None:
             raise NotTypedShape
-        _SET_SCTP_STATE(record, sctp_state)
-    for every, setter in ((record.local_all, _SET_LOCAL_ALL), (record.remote_all, _SET_REMOTE_ALL)):
-        if every:
-            canonical = tuple(strings.addresses[address] for address in every)
-            if len(canonical) > MAX_ADDRESSES or None in canonical:
-                raise NotTypedShape
-            setter(record, canonical)
+    every = []
+    for addresses in (record.local_all, record.remote_all):
+        canonical = tuple(strings.addresses[address] for address in addresses)
+        if len(canonical) > MAX_ADDRESSES or None in canonical:
+            raise NotTypedShape
+        every.append(canonical)
+    return SocketExtra(record.protocol, record.interface, record.packet_type, every[0], every[1], sctp_state)
 
 
 def _plain_port(value: object) -> bool:

@@ -56,14 +56,14 @@ def _legacy_socket(node: _Field, inode: int) -> Optional[Socket]:
             state = "LISTEN" if unconnected else "ESTABLISHED"
         else:
             state = "CLOSE" if unconnected else "ESTABLISHED"
-        return Socket(proto=kind, inode=inode, local=local, local_port=local_port, remote=remote,
+        return Socket.of(proto=kind, inode=inode, local=local, local_port=local_port, remote=remote,
                       remote_port=remote_port, state=state, uid=-1, netns=0)
     if kind in ("raw", "raw6"):
         protocol = node.key("local").integer(0, 65535)
-        return Socket(proto=kind, inode=inode, local=None, local_port=protocol, remote=None,
+        return Socket.of(proto=kind, inode=inode, local=None, local_port=protocol, remote=None,
                       remote_port=None, state="CLOSE", uid=-1, netns=0, protocol=protocol)
     if kind == "packet":
-        return Socket(proto="packet", inode=inode, local=None, local_port=None, remote=None,
+        return Socket.of(proto="packet", inode=inode, local=None, local_port=None, remote=None,
                       remote_port=None, state="CLOSE", uid=-1, netns=0)
     if kind == "sctp":
         local = node.key("local").items(2)
@@ -73,7 +73,7 @@ def _legacy_socket(node: _Field, inode: int) -> Optional[Socket]:
         remote = node.key("remote").items(1)
         if len(remote) != 1:
             raise node.key("remote").fail("expected [port]")
-        return Socket(proto="sctp", inode=inode, local=addresses[0] if addresses else None,
+        return Socket.of(proto="sctp", inode=inode, local=addresses[0] if addresses else None,
                       local_port=local[1].integer(0, 65535), remote=None,
                       remote_port=remote[0].integer(0, 65535), state="ESTABLISHED", uid=-1,
                       netns=0, local_all=addresses)

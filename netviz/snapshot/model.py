@@ -8,12 +8,10 @@ docs/snapshot.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import msgspec
 
-from netviz.kinds import KIND_NAMES
-from netviz.snapshot.limits import UID_RANGE
 
 if TYPE_CHECKING:
     from netviz.snapshot.window import Window
@@ -27,37 +25,71 @@ class Address:
     prefix: int
 
 
-# The bounds a JSON reader can check as it decodes (netviz/snapshot/typed.py); the others
-# (address syntax, state names, the largest inode) are checked after it, as every reader does.
-_Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
-_Kind = Literal[tuple(sorted(KIND_NAMES))]  # type: ignore[valid-type]  # (decoded as the literal's own string)
-_Uid = Annotated[int, msgspec.Meta(ge=UID_RANGE[0], le=UID_RANGE[1])]
+class SocketExtra(msgspec.Struct, frozen=True, gc=False):
+    """What few sockets have: a raw or packet socket's IP protocol, a packet socket's interface
+    and packet type, an SCTP association's every address and its SCTP state."""
+
+    protocol: Optional[int] = None
+    interface: Optional[str] = None
+    packet_type: Optional[str] = None
+    local_all: tuple[str, ...] = ()
+    remote_all: tuple[str, ...] = ()
+    sctp_state: Optional[str] = None  # SCTP associations: the SCTP state name
 
 
 class Socket(msgspec.Struct, frozen=True, gc=False):
-    """One socket of a namespace. A msgspec struct: a fleet holds millions of them, decoded
-    straight from the JSON (netviz/snapshot/typed.py); the fifteen fields take 136 bytes, against
-    160 as a slotted dataclass and 520 with an instance dictionary (docs/scale.md). No cycle can
-    go through one, so the cyclic garbage collector does not track them.
+    """One socket of a namespace. A msgspec struct: a fleet holds millions of them. Its ten
+    fields take 96 bytes (docs/scale.md); the fields only raw, packet and SCTP sockets have are
+    in `extra` (None for the others), read through properties of the same names. No cycle can
+    go through one, so the cyclic garbage collector does not track them. Build one with
+    `Socket.of` when it may have any of those fields."""
 
-    The optional fields' annotations are not Optional on purpose: the JSON may leave them out
-    (None, or ()), but a null written there is refused, as the field-by-field reader does."""
-
-    proto: _Kind
-    inode: Annotated[int, msgspec.Meta(ge=1)]
+    proto: str
+    inode: int
     local: Optional[str]
-    local_port: Optional[_Port]
+    local_port: Optional[int]
     remote: Optional[str]
-    remote_port: Optional[_Port]
+    remote_port: Optional[int]
     state: str
-    uid: _Uid
+    uid: int
     netns: int = 0  # inode of the namespace the socket lives in (set by the reader, never from the JSON)
-    protocol: _Port = None  # type: ignore[assignment]
-    interface: str = None  # type: ignore[assignment]
-    packet_type: str = None  # type: ignore[assignment]
-    local_all: tuple[str, ...] = ()
-    remote_all: tuple[str, ...] = ()
-    sctp_state: str = None  # type: ignore[assignment]  # SCTP associations: the SCTP state name
+    extra: Optional[SocketExtra] = None
+
+    @classmethod
+    def of(cls, proto: str, inode: int, local: Optional[str], local_port: Optional[int], remote: Optional[str],
+           remote_port: Optional[int], state: str, uid: int, netns: int = 0, *, protocol: Optional[int] = None,
+           interface: Optional[str] = None, packet_type: Optional[str] = None, local_all: tuple[str, ...] = (),
+           remote_all: tuple[str, ...] = (), sctp_state: Optional[str] = None) -> "Socket":
+        """A socket from all its fields, `extra` only when one of the rare ones is set."""
+        extra = None
+        if (protocol is not None or interface is not None or packet_type is not None or local_all or remote_all
+                or sctp_state is not None):
+            extra = SocketExtra(protocol, interface, packet_type, tuple(local_all), tuple(remote_all), sctp_state)
+        return cls(proto, inode, local, local_port, remote, remote_port, state, uid, netns, extra)
+
+    @property
+    def protocol(self) -> Optional[int]:
+        return None if self.extra is None else self.extra.protocol
+
+    @property
+    def interface(self) -> Optional[str]:
+        return None if self.extra is None else self.extra.interface
+
+    @property
+    def packet_type(self) -> Optional[str]:
+        return None if self.extra is None else self.extra.packet_type
+
+    @property
+    def local_all(self) -> tuple[str, ...]:
+        return () if self.extra is None else self.extra.local_all
+
+    @property
+    def remote_all(self) -> tuple[str, ...]:
+        return () if self.extra is None else self.extra.remote_all
+
+    @property
+    def sctp_state(self) -> Optional[str]:
+        return None if self.extra is None else self.extra.sctp_state
 
 
 class ConntrackTuple(msgspec.Struct, frozen=True, gc=False):

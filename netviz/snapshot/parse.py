@@ -25,6 +25,7 @@ from netviz.snapshot.limits import (
     MAX_SOCKETS,
 )
 from netviz.snapshot.model import Coverage, Namespace, Process, Snapshot, Socket
+from netviz.snapshot.typed import DecodedSocket
 from netviz.snapshot.readers import (
     _address,
     _conntrack,
@@ -60,7 +61,7 @@ def _namespace(node: _Field, budget: list[int], strings: CheckedStrings, seen: t
             for index, value in enumerate(conntrack_node.entries(MAX_CONNTRACK)))
     pids = node.key("pids").integer(high=MAX_PROCESSES)
     addresses = tuple(_address(item) for item in node.key("addresses").items(MAX_ADDRESSES))
-    if raw_sockets and type(raw_sockets[0]) is Socket:  # decoded as records already (typed.py)
+    if raw_sockets and type(raw_sockets[0]) is DecodedSocket:  # decoded as records already (typed.py)
         sockets = checked_typed_sockets(raw_sockets, inode, strings)
     else:
         sockets = tuple(_plain_socket(value, inode, strings) or _socket_record(sockets_node.at(index), inode)

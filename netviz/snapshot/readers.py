@@ -67,7 +67,7 @@ def _socket_record(node: _Field, netns: int) -> Socket:
     if proto not in KIND_NAMES:
         raise node.key("proto").fail(f"unknown protocol {_show(proto)}")
     addresses = lambda child: tuple(item.address() for item in child.items(MAX_ADDRESSES))  # noqa: E731
-    return Socket(
+    return Socket.of(
         proto=proto,
         inode=node.key("inode").integer(1),
         local=node.key("local").address(nullable=True),

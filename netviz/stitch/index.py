@@ -164,7 +164,7 @@ class SocketIndex:
                 continue
             if unconnected:
                 continue  # bound but neither listening nor connected: no flow
-            if socket.local_all or socket.remote_all:  # SCTP: every address of the association
+            if socket.extra is not None and (socket.local_all or socket.remote_all):  # SCTP: every address
                 self._add_multihomed(machine, owner_of(socket.inode), netns, kind, socket)
                 continue
             local = socket.local
