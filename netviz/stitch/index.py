@@ -3,7 +3,9 @@
 * connections: connected sockets (TCP, connected UDP, SCTP associations) by join key
   (kind, local, local port, remote, remote port, zone), a key and its reverse filed together
   under the one of the two in canonical order (`canonical_key`): the two ends of a connection
-  meet in one entry, which the exact join reads without a lookup.
+  meet in one entry, which the exact join reads without a lookup. The dict is keyed by the
+  key's hash, an int a third the size of the key; the entry's own ends say which key it is
+  (`_entry_key`), and a key whose hash another key took goes to `collided`.
 * listeners: LISTEN sockets and bound unconnected datagram sockets by (machine, namespace, kind, port).
 * translations: conntrack entries that NAT changed, by their original tuple.
 * datagram tracks: untranslated datagram conntrack entries (a client sending with sendto).
@@ -90,9 +92,10 @@ class Crowd:
     those whose own key is the canonical key, `backward` those whose key is its reverse (a key
     that is its own reverse, a socket connected to itself, files its ends in `forward`)."""
 
-    __slots__ = ("forward", "backward")
+    __slots__ = ("key", "forward", "backward")
 
-    def __init__(self) -> None:
+    def __init__(self, key: tuple) -> None:
+        self.key = key  # the canonical key
         self.forward: list[End] = []
         self.backward: list[End] = []
 
@@ -107,6 +110,14 @@ def canonical_key(key: tuple) -> tuple[tuple, bool]:
     return (kind, remote, remote_port, local, local_port, zone), False
 
 
+def _entry_key(entry: object) -> tuple:
+    """The canonical key an entry of SocketIndex.connections is filed under."""
+    if entry.__class__ is Crowd:
+        return entry.key
+    end = entry[0] if entry.__class__ is tuple else entry  # (single-address ends only)
+    return canonical_key((end.kind, end.locals_[0], end.local_port, end.remotes[0], end.remote_port, end.zone))[0]
+
+
 # Translation: (translating machine, its namespace, reply tuple (src, sport, dst, dport)).
 Translation = tuple[int, int, tuple[str, int, str, int]]
 
@@ -114,12 +125,15 @@ Translation = tuple[int, int, tuple[str, int, str, int]]
 class SocketIndex:
     """The group's sockets filed by join key; see the module docstring."""
 
+    key_hash = staticmethod(hash)  # what `connections` is keyed by (tests make keys collide)
+
     def __init__(self, machines: Sequence[Machine], book: AddressBook) -> None:
         self.book = book
-        # canonical join key -> the connected ends filed under it or its reverse: one End alone,
-        # a plain pair (End, End) of single-address ends keyed each other's reverse (the first
-        # filed first), else a Crowd
-        self.connections: dict[tuple, object] = {}
+        # hash of a canonical join key -> the connected ends filed under it or its reverse: one
+        # End alone, a plain pair (End, End) of single-address ends keyed each other's reverse
+        # (the first filed first), else a Crowd
+        self.connections: dict[int, object] = {}
+        self.collided: dict[tuple, Crowd] = {}  # canonical key -> its ends, when another key has its hash
         self.crowded: set[End] = set()  # the ends that share a join key with another end
         self.in_crowds: set[End] = set()  # the ends filed in a Crowd (the exact join's slow path)
         self.listeners: dict[tuple[int, int, str, int], list[End]] = {}
@@ -143,7 +157,7 @@ class SocketIndex:
         index = machine.index
         owner_of = owner.get
         session_sockets = machine.session_sockets
-        connections = self.connections
+        connections, key_hash = self.connections, self.key_hash
         add_end = self.ends.append
         book = self.book
         singles, locality, zone_of, anywhere = book.singles, book.locality, book.zone, Locality.GLOBAL
@@ -188,13 +202,16 @@ class SocketIndex:
                 key, forward = (kind, local, local_port, remote, remote_port, zone), True
             else:
                 key, forward = (kind, remote, remote_port, local, local_port, zone), False
-            entry = connections.get(key)
+            hashed = key_hash(key)
+            entry = connections.get(hashed)
             if entry is None:
-                connections[key] = end  # a lone end is stored bare: most tuples are unique
-            elif entry.__class__ is not tuple and entry.__class__ is not Crowd \
-                    and not (entry.local_port == local_port and entry.locals_[0] == local):
-                connections[key] = (entry, end)  # the other end of the connection: the common pair
-            else:
+                connections[hashed] = end  # a lone end is stored bare: most tuples are unique
+            elif (entry.__class__ is not tuple and entry.__class__ is not Crowd
+                  and entry.local_port == remote_port and entry.remote_port == local_port
+                  and entry.locals_[0] == remote and entry.remotes[0] == local
+                  and entry.kind == kind and entry.zone == zone):
+                connections[hashed] = (entry, end)  # the other end of the connection: the common pair
+            else:  # an end with the same key, or another key with the same hash: sorted out there
                 self._file_in_crowd(key, forward, end)
 
     def _add_listener(self, machine: Machine, owner: Optional[int], netns: int, kind: str, socket) -> None:
@@ -217,10 +234,16 @@ class SocketIndex:
 
     def _crowd(self, key: tuple) -> Crowd:
         """The Crowd under canonical `key`, made from what is filed there (a lone end or a pair)."""
-        entry = self.connections.get(key)
+        hashed = self.key_hash(key)
+        entry = self.connections.get(hashed)
+        if entry is not None and _entry_key(entry) != key:  # another key has its hash
+            crowd = self.collided.get(key)
+            if crowd is None:
+                crowd = self.collided[key] = Crowd(key)
+            return crowd
         if entry.__class__ is Crowd:
             return entry
-        crowd = self.connections[key] = Crowd()
+        crowd = self.connections[hashed] = Crowd(key)
         for filed in (() if entry is None else entry if entry.__class__ is tuple else (entry,)):
             # (only single-address ends are filed bare or in pairs)
             (crowd.forward if self._is_forward(filed, key) else crowd.backward).append(filed)
@@ -278,6 +301,7 @@ class SocketIndex:
         joins): the ends still open are the caller's, the paired ones are in the links already,
         and the graph is then built in the memory they held."""
         self.connections = {}
+        self.collided = {}
         self.crowded = set()
         self.in_crowds = set()
         self.ends = []
@@ -287,7 +311,9 @@ class SocketIndex:
     def bucket(self, key: tuple) -> Sequence[End]:
         """The connected ends filed under a join key, in the order they were filed."""
         canonical, forward = canonical_key(key)
-        entry = self.connections.get(canonical)
+        entry = self.connections.get(self.key_hash(canonical))
+        if entry is not None and _entry_key(entry) != canonical:
+            entry = self.collided.get(canonical)
         if entry is None:
             return ()
         if entry.__class__ is Crowd:
