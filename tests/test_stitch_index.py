@@ -78,14 +78,18 @@ def test_a_key_reads_back_the_ends_filed_under_it_in_filing_order(key_hash, monk
     # themselves are in crowds; most connections are a plain pair, filed as one entry
     assert len(index.crowded) > 100
     if key_hash is hash:
-        kinds = [entry.__class__ for entry in index.connections.values()]
-        assert kinds.count(tuple) > 100 and Crowd in kinds and End in kinds and not index.collided
+        entries = list(index.connections.values())
+        pairs = [entry for entry in entries if entry.__class__ is not Crowd and entry.peer is not None]
+        assert len(pairs) > 100 and any(entry.__class__ is Crowd for entry in entries) and not index.collided
+        assert any(entry.__class__ is End and entry.peer is None for entry in entries)
     else:
         assert len(index.collided) >= 2  # (the keys told apart by their kind or zone alone, at least)
     assert {9_000_001, 9_000_002, 9_000_003, 9_000_004} <= {end.inode for end in index.in_crowds}
-    for entry in index.connections.values():
-        if entry.__class__ is tuple:  # a plain pair: keyed each other's reverse, one address a side
-            first, second = entry
+    assert all(end.peer is None for end in index.in_crowds)  # a pair turned crowd is no pair
+    for first in index.connections.values():
+        if first.__class__ is not Crowd and first.peer is not None:  # a plain pair: keyed each other's reverse
+            second = first.peer
+            assert second.peer is None
             (key,) = own_keys(index, first)
             assert own_keys(index, second) == [(key[0], key[3], key[4], key[1], key[2], key[5])]
             assert index.ends.index(first) < index.ends.index(second)

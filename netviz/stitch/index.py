@@ -70,6 +70,8 @@ class End(msgspec.Struct, gc=False, eq=False):
     owner: Optional[int]
     zone: Zone = None
     state: EndState = _OPEN
+    # the other end of a plain pair, on the pair's first end (see SocketIndex.connections)
+    peer: Optional[End] = None
     # what a few ends are, told by their class (no slot in each of millions of ends)
     listener: ClassVar[bool] = False
     collector: ClassVar[bool] = False
@@ -114,7 +116,7 @@ def _entry_key(entry: object) -> tuple:
     """The canonical key an entry of SocketIndex.connections is filed under."""
     if entry.__class__ is Crowd:
         return entry.key
-    end = entry[0] if entry.__class__ is tuple else entry  # (single-address ends only)
+    end = entry  # (a single-address end, alone or with its peer)
     return canonical_key((end.kind, end.locals_[0], end.local_port, end.remotes[0], end.remote_port, end.zone))[0]
 
 
@@ -130,8 +132,8 @@ class SocketIndex:
     def __init__(self, machines: Sequence[Machine], book: AddressBook) -> None:
         self.book = book
         # hash of a canonical join key -> the connected ends filed under it or its reverse: one
-        # End alone, a plain pair (End, End) of single-address ends keyed each other's reverse
-        # (the first filed first), else a Crowd
+        # End alone; a plain pair of single-address ends keyed each other's reverse, as the first
+        # one filed with the other as its `peer`; else a Crowd
         self.connections: dict[int, object] = {}
         self.collided: dict[tuple, Crowd] = {}  # canonical key -> its ends, when another key has its hash
         self.crowded: set[End] = set()  # the ends that share a join key with another end
@@ -206,11 +208,11 @@ class SocketIndex:
             entry = connections.get(hashed)
             if entry is None:
                 connections[hashed] = end  # a lone end is stored bare: most tuples are unique
-            elif (entry.__class__ is not tuple and entry.__class__ is not Crowd
+            elif (entry.__class__ is not Crowd and entry.peer is None
                   and entry.local_port == remote_port and entry.remote_port == local_port
                   and entry.locals_[0] == remote and entry.remotes[0] == local
                   and entry.kind == kind and entry.zone == zone):
-                connections[hashed] = (entry, end)  # the other end of the connection: the common pair
+                entry.peer = end  # the other end of the connection: the common pair
             else:  # an end with the same key, or another key with the same hash: sorted out there
                 self._file_in_crowd(key, forward, end)
 
@@ -244,10 +246,12 @@ class SocketIndex:
         if entry.__class__ is Crowd:
             return entry
         crowd = self.connections[hashed] = Crowd(key)
-        for filed in (() if entry is None else entry if entry.__class__ is tuple else (entry,)):
-            # (only single-address ends are filed bare or in pairs)
+        for filed in (() if entry is None else (entry,) if entry.peer is None else (entry, entry.peer)):
+            # (only single-address ends are filed alone or in pairs)
             (crowd.forward if self._is_forward(filed, key) else crowd.backward).append(filed)
             self.in_crowds.add(filed)
+        if entry is not None:
+            entry.peer = None
         return crowd
 
     def _file_in_crowd(self, key: tuple, forward: bool, end: End) -> None:
@@ -318,9 +322,8 @@ class SocketIndex:
             return ()
         if entry.__class__ is Crowd:
             return entry.forward if forward else entry.backward
-        if entry.__class__ is tuple:
-            first, second = entry
-            return (first,) if self._is_forward(first, canonical) is forward else (second,)
+        if entry.peer is not None:
+            return (entry,) if self._is_forward(entry, canonical) is forward else (entry.peer,)
         return (entry,) if self._is_forward(entry, canonical) is forward else ()
 
     def listeners_for(self, machine: int, netns: int, address: str, port: int, kind: str) -> Optional[list[End]]:

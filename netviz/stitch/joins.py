@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional
 
 from netviz.kinds import DATAGRAM_PROTOCOLS
 from netviz.stitch.addresses import AddressBook, Scope, scope
-from netviz.stitch.index import End, EndState, SocketIndex
+from netviz.stitch.index import Crowd, End, EndState, SocketIndex
 
 # Members as module constants: looking a member up on its Enum class is slow in a hot loop.
 OPEN, PAIRED, AMBIGUOUS = EndState.OPEN, EndState.PAIRED, EndState.AMBIGUOUS
@@ -65,9 +65,9 @@ def join_exact(index: SocketIndex) -> Iterator[Pair]:
     reachable = index.book.reachable
     # the common case, a million times: the index filed the two ends of a connection together as
     # a plain pair (one address each side, keys nobody else has); they are each other's only candidates
-    for entry in index.connections.values():
-        if entry.__class__ is tuple:
-            end, other = entry
+    for end in index.connections.values():
+        other = end.peer if end.__class__ is not Crowd else None
+        if other is not None:
             if (
                 reachable(end.machine, end.netns, end.remotes[0], other.machine, other.netns)
                 and reachable(other.machine, other.netns, end.locals_[0], end.machine, end.netns)
