@@ -9,7 +9,7 @@ machine only adds time), and prints its wall and CPU time, the sockets it read a
 - orjson: every file parsed into dictionaries and lists, nothing checked (what the ordinary
   reading starts from: netviz.snapshot.files.loads_document);
 - typed: every file through netviz.snapshot.typed.typed_document (msgspec decodes the sockets
-  into Socket records, orjson the rest), nothing else checked;
+  into DecodedSocket records, orjson the rest), nothing else checked;
 - netviz: netviz.group.load_group, what `netviz stitch` does before stitching (read, count the
   values, decode, check every field, build the Snapshot records);
 - duckdb (when the duckdb module is installed; netviz does not depend on it): read_json over the
