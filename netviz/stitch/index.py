@@ -52,7 +52,7 @@ class End(msgspec.Struct, gc=False, eq=False):
     association), canonical. `listener` is true for a ListeningEnd (a LISTEN socket or a bound
     unconnected datagram socket), `collector` for a SessionEnd (the machine's end of netviz's own
     SSH session to it). `zone` is the zone of its first (local, remote) pair (see
-    AddressBook.zone). Only `state` changes.
+    AddressBook.zone). Only `state` changes (and `peer`, while the sockets are filed).
 
     A msgspec struct, for its constructor in C (a million ends are made per million sockets):
     compared and hashed by identity (`eq=False`, as a plain object), and not tracked by the
@@ -116,8 +116,9 @@ def _entry_key(entry: object) -> tuple:
     """The canonical key an entry of SocketIndex.connections is filed under."""
     if entry.__class__ is Crowd:
         return entry.key
-    end = entry  # (a single-address end, alone or with its peer)
-    return canonical_key((end.kind, end.locals_[0], end.local_port, end.remotes[0], end.remote_port, end.zone))[0]
+    # a single-address end, alone or with its peer
+    return canonical_key((entry.kind, entry.locals_[0], entry.local_port, entry.remotes[0], entry.remote_port,
+                          entry.zone))[0]
 
 
 # Translation: (translating machine, its namespace, reply tuple (src, sport, dst, dport)).
