@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from netviz.render.html import render_html
-from tests.browser.chromium import PageLog, browser, missing_reason, open_page
+from tests.browser.chromium import PageLog, browser, missing_reason, next_frame, open_page, tap
 from tests.browser.geometry import GEOMETRY, crossings
 from tests.browser.graphs import HOSTILE_COMMS, GraphBuilder, lab_like_graph
 
@@ -53,11 +53,6 @@ def lab_page(tmp_path: Path, lab_doc: dict[str, Any]) -> Iterator[tuple[Any, Pag
         assert log.page_errors == [] and log.console_errors == []
         assert page.evaluate("window.__cspViolations") == []
         assert page.evaluate("typeof window.__pwned") == "undefined"
-
-
-def next_frame(page: Any) -> None:
-    """Wait until the page has drawn a frame (Cytoscape applies style changes by frame)."""
-    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
 
 def node_id(doc: dict[str, Any], comm: str, host: str | None = None) -> str:
@@ -337,7 +332,7 @@ def test_clicking_a_machine_lists_its_unresolved_examples(tmp_path: Path) -> Non
     html_path.write_text(render_html(document), encoding="utf-8")
     with open_page(html_path) as (page, log):
         box = page.evaluate("() => window.netviz.cy.nodes('.machine').filter(n => n.data('machine') === 'web')[0].id()")
-        page.evaluate("(id) => window.netviz.cy.getElementById(id).emit('tap')", box)
+        tap(page, box)
         page.wait_for_function("() => document.getElementById('details-title').textContent === 'web'")
         items = page.evaluate("() => Array.from(document.querySelectorAll('#details li'), li => li.textContent)")
         assert ("tcp 10.0.0.1:40000 \u2192 10.0.0.2:6000 pid 100: its peer machine is in the group, but has no such "
@@ -349,6 +344,12 @@ def test_clicking_a_machine_lists_its_unresolved_examples(tmp_path: Path) -> Non
 
 VISIBLE_NODES = """() => window.netviz.cy.nodes().filter(n => n.visible() && !n.hasClass('machine')
                          && !n.hasClass('ingress-mark')).map(n => n.id()).sort()"""
+
+
+def visible_nodes(page: Any) -> list[str]:
+    """The ids of the nodes drawn, once the page has drawn its last change."""
+    next_frame(page)
+    return page.evaluate(VISIBLE_NODES)
 
 
 def neighbourhood(doc: dict[str, Any], start: str, hops: int) -> set[str]:
@@ -380,23 +381,23 @@ def test_legend_says_what_the_marks_mean_and_root_is_an_outline(lab_page: Any, l
 
 def test_focus_shows_the_n_hop_neighbourhood_and_esc_clears_everything(lab_page: Any, lab_doc: dict[str, Any]) -> None:
     page, _, _ = lab_page
-    everything = page.evaluate(VISIBLE_NODES)
+    everything = visible_nodes(page)
     postgres = node_id(lab_doc, "postgres")
     click_node(page, postgres)
     page.wait_for_function("(id) => window.netviz.selected === id", arg=postgres)
     page.click("#focus")
     page.wait_for_function("(id) => window.netviz.focused === id", arg=postgres)
-    assert set(page.evaluate(VISIBLE_NODES)) == neighbourhood(lab_doc, postgres, 1)
+    assert set(visible_nodes(page)) == neighbourhood(lab_doc, postgres, 1)
     page.select_option("#hops", "2")
     page.wait_for_function("() => window.location.hash.includes('hops=2')")
-    assert set(page.evaluate(VISIBLE_NODES)) == neighbourhood(lab_doc, postgres, 2)
+    assert set(visible_nodes(page)) == neighbourhood(lab_doc, postgres, 2)
     assert len(neighbourhood(lab_doc, postgres, 2)) > len(neighbourhood(lab_doc, postgres, 1))
     assert page.is_visible("#unfocus")
 
     search(page, "redis")
     page.keyboard.press("Escape")
     page.wait_for_function("() => window.netviz.focused === null && window.netviz.selected === null")
-    assert page.evaluate(VISIBLE_NODES) == everything
+    assert visible_nodes(page) == everything
     assert page.input_value("#search") == "" and page.evaluate("window.netviz.lastSearch.query") == ""
     assert page.evaluate("() => window.netviz.cy.elements('.faded, .match, .highlight').length") == 0
     assert page.text_content("#details-title") == "Details"
@@ -422,17 +423,17 @@ def test_host_view_opens_a_host_on_click_and_keeps_direct_and_nat_apart(tmp_path
         assert abs(bends[0]["x"] - bends[1]["x"]) + abs(bends[0]["y"] - bends[1]["y"]) > 5
 
         host_b = page.evaluate("() => window.netviz.cy.nodes('.machine-node').filter(n => n.data('machine') === 'b')[0].id()")
-        before = len(page.evaluate(VISIBLE_NODES))
+        before = len(visible_nodes(page))
         click_node(page, host_b)
         page.wait_for_function("() => window.location.hash.includes('open=b')")
-        after = page.evaluate(VISIBLE_NODES)
+        after = visible_nodes(page)
         assert nginx in after and len(after) == before - 1 + 2  # b gives way to its two processes
         assert page.evaluate(edges) == [["a", "b", "tcp 80 \u00d72"], ["a", "b", "tcp 80 \u00d75 via gw"]]
         assert page.evaluate("() => window.netviz.cy.edges().map(e => e.target().id())") == [nginx, nginx]
         assert page.is_visible("#collapse")
         page.click("#collapse")
         page.wait_for_function("() => !window.location.hash.includes('open=')")
-        assert len(page.evaluate(VISIBLE_NODES)) == before
+        assert len(visible_nodes(page)) == before
         assert log.page_errors == []
 
 
@@ -449,7 +450,7 @@ def test_the_url_fragment_reopens_the_view(tmp_path: Path, lab_doc: dict[str, An
         gunicorn = node_id(lab_doc, "gunicorn")
         page.evaluate("(id) => window.netviz.focus(id, 2)", gunicorn)
         fragment = page.evaluate("window.location.hash").lstrip("#")
-        shown = page.evaluate(VISIBLE_NODES)
+        shown = visible_nodes(page)
     for part in ("view=host", "q=postgres", "external=0", "open=app1", f"focus={gunicorn}", "hops=2"):
         assert part in fragment, (part, fragment)
     with open_page(html_path, fragment=fragment) as (page, log):
@@ -457,7 +458,7 @@ def test_the_url_fragment_reopens_the_view(tmp_path: Path, lab_doc: dict[str, An
         assert page.input_value("#search") == "postgres" and page.evaluate("window.netviz.lastSearch.query") == "postgres"
         assert page.is_checked("#show-external") is False
         assert page.evaluate("window.netviz.focused") == gunicorn and page.input_value("#hops") == "2"
-        assert page.evaluate(VISIBLE_NODES) == shown
+        assert visible_nodes(page) == shown
         assert log.page_errors == []
 
 

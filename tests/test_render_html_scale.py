@@ -16,7 +16,7 @@ import pytest
 
 from netviz.render import html as html_module
 from netviz.render.html import compact_data, host_groups, is_compact, render_html
-from tests.browser.chromium import missing_reason, open_page
+from tests.browser.chromium import missing_reason, open_page, tap
 from tests.browser.graphs import HOSTILE_COMMS, GraphBuilder, lab_like_graph, synthetic_graph
 from tests.test_render_html import parse
 
@@ -167,7 +167,7 @@ def test_traffic_widens_edges_and_shows_in_details(tmp_path: Path) -> None:
                                [busy, idle, none])
         assert widths[0] == pytest.approx(1 + (7.716 - 3) * 0.7, abs=0.05)  # 52 MB, as DOT draws it
         assert widths[1] == pytest.approx(1.0) and widths[0] > widths[2]
-        page.evaluate("(id) => window.netviz.cy.getElementById(id).emit('tap')", busy)
+        tap(page, busy)
         details = page.inner_text("#details-body")
         assert "50.0 MB sent / 2.0 MB received" in details
         assert "0.412 ms median, 0.824 ms max" in details and "retransmits" in details
@@ -195,7 +195,7 @@ def test_a_flow_only_conntrack_counted_weighs_its_ip_bytes(tmp_path: Path) -> No
     with open_page(path, fragment="view=process") as (page, log):
         width = page.evaluate("(id) => parseFloat(window.netviz.cy.getElementById(id).style('width'))", counted)
         assert width == pytest.approx(1 + (6.246 - 3) * 0.7, abs=0.05)  # 1.76 MB, on DOT's scale
-        page.evaluate("(id) => window.netviz.cy.getElementById(id).emit('tap')", counted)
+        tap(page, counted)
         details = page.inner_text("#details-body")
         assert "1.8 MB sent / 0 B received (IP packets, headers included; 20000 / 0 packets)" in details
         assert "RTT" not in details.replace("retransmits", "")
@@ -234,7 +234,7 @@ def test_two_thousand_hosts_draw_an_overview_and_open_a_host(big_page: Path) -> 
         assert edges > 0
         # A process's details list its flows, decoded on demand.
         busiest = page.evaluate("(ids) => ids.map(id => window.netviz.cy.getElementById(id)).sort((a, b) => b.degree() - a.degree())[0].id()", shown)
-        page.evaluate("(id) => window.netviz.cy.getElementById(id).emit('tap')", busiest)
+        tap(page, busiest)
         assert "Flows" in page.inner_text("#details-body")
         # Search reaches hosts in closed groups through their group.
         page.evaluate("window.netviz.collapseAll()")

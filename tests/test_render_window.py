@@ -120,7 +120,7 @@ def _browser_missing() -> Any:
 @pytest.mark.browser
 @pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
 def test_the_html_toggle_hides_short_lived_flows(tmp_path: Path):
-    from tests.browser.chromium import open_page
+    from tests.browser.chromium import next_frame, open_page
 
     path = tmp_path / "map.html"
     path.write_text(render_html_graph(window_graph()), encoding="utf-8")
@@ -135,12 +135,12 @@ def test_the_html_toggle_hides_short_lived_flows(tmp_path: Path):
         assert len(labels) == 2 and any("~600 per minute" in label for label in labels), edges
         assert {edge["style"] for edge in edges if "per minute" in edge["label"]} == {"dashed"}
         page.uncheck("#show-short-lived")
-        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        next_frame(page)
         edges = page.evaluate(shown)
         assert [edge["label"] for edge in edges] == ["tcp 8080"], edges
         assert not page.evaluate(
             "() => window.netviz.cy.nodes('.short-lived').some(n => n.visible())")
         page.check("#show-short-lived")
-        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        next_frame(page)
         assert len(page.evaluate(shown)) == 2
         assert log.page_errors == [] and log.console_errors == []
