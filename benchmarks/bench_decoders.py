@@ -17,9 +17,10 @@ machine only adds time), and prints its wall and CPU time, the sockets it read a
   join of rule 4 on that table (the reversed four-tuple, keys held by one socket only), timed on
   its own;
 - polars (when the polars module is installed; netviz does not depend on it): each file read by
-  `polars.read_json` with the socket schema (strings as categoricals), one file per task on a thread pool as wide as the
-  machine's CPUs (polars parses outside the GIL), the sockets exploded into one row each; then the
-  same exact join, timed on its own.
+  `polars.read_json` with the socket and process schema (strings as categoricals), one file per
+  task on a thread pool as wide as the machine's CPUs (polars parses outside the GIL), the
+  sockets flattened into one row each; then the same exact join, timed on its own
+  (benchmarks/bench_columnar.py goes on to the holders, direction and links).
 
 It measures readers, not a second loader: only `netviz` checks what it reads.
 """
@@ -99,27 +100,41 @@ def _duckdb(directory: Path) -> tuple[int, dict]:
                      "pairs": pairs}
 
 
-def _polars(directory: Path) -> tuple[int, dict]:
+def polars_tables(directory: Path) -> tuple[object, object]:
+    """The fleet's sockets, one row each (machine, netns, proto, inode, local, local_port, remote,
+    remote_port, state), and its processes' sockets ((machine, inode) -> owner, the lowest pid),
+    as polars frames: each file read by `polars.read_json` on a thread pool as wide as the CPUs."""
     from concurrent.futures import ThreadPoolExecutor
 
     import polars as pl
 
     # strings as categoricals (one dictionary for the process): 39 bytes a socket, not about 100
     text = pl.Categorical
-    schema = {"namespaces": pl.List(pl.Struct({"inode": pl.UInt64, "sockets": pl.List(pl.Struct({
-        "proto": text, "inode": pl.UInt64, "local": text, "local_port": pl.UInt16, "remote": text,
-        "remote_port": pl.UInt16, "state": text}))}))}
+    schema = {
+        "namespaces": pl.List(pl.Struct({"inode": pl.UInt64, "sockets": pl.List(pl.Struct({
+            "proto": text, "inode": pl.UInt64, "local": text, "local_port": pl.UInt16, "remote": text,
+            "remote_port": pl.UInt16, "state": text}))})),
+        "processes": pl.List(pl.Struct({"pid": pl.UInt32, "sockets": pl.List(pl.UInt64)})),
+    }
 
     def read(numbered: tuple[int, Path]) -> pl.DataFrame:
         machine, path = numbered
         return pl.read_json(path, schema=schema).with_columns(machine=pl.lit(machine, pl.UInt32))
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        frames = list(pool.map(read, enumerate(_files(directory))))
+        files = pl.concat(list(pool.map(read, enumerate(_files(directory)))))
     # (flattened once, all files together: flattening each file in its task took 1.6-1.8 s, not 1.1)
-    sockets = (pl.concat(frames).explode("namespaces").unnest("namespaces").rename({"inode": "netns"})
-               .explode("sockets").unnest("sockets"))
-    del frames
+    sockets = (files.select("machine", "namespaces").explode("namespaces").unnest("namespaces")
+               .rename({"inode": "netns"}).explode("sockets").unnest("sockets"))
+    owners = (files.select("machine", "processes").explode("processes").unnest("processes").explode("sockets")
+              .rename({"sockets": "inode"}).drop_nulls("inode").group_by("machine", "inode").agg(owner=pl.col("pid").min()))
+    return sockets, owners
+
+
+def _polars(directory: Path) -> tuple[int, dict]:
+    import polars as pl
+
+    sockets, _ = polars_tables(directory)
     clock = (time.perf_counter(), time.process_time())
     key = ["proto", "local", "local_port", "remote", "remote_port"]
     connected = (sockets.filter((pl.col("state") != "LISTEN") & (pl.col("remote_port") != 0)
