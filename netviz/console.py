@@ -313,7 +313,7 @@ def _machine_line(name: str, category: str, message: str, style: str) -> Text:
 
 def _print_totals(results, partial: dict[str, str]) -> None:
     """`2 of 5 machines failed (1 refused, 1 timeout)`, `1 of 5 machines gave a partial capture`,
-    or `all 5 machines ok`."""
+    or `all 5 machines ok` (`1 machine ok`)."""
     failed = [result for result in results if not result.ok]
     if failed:
         kinds: dict[str, int] = {}
@@ -329,7 +329,7 @@ def _print_totals(results, partial: dict[str, str]) -> None:
                                    "could not be read (--require-complete makes that a failure)"))
         err_console.print(line, soft_wrap=True)
     if not failed and not partial:
-        err_console.print(f"[green]all {len(results)} machines ok[/]")
+        err_console.print(f"[green]all {len(results)} machines ok[/]" if len(results) != 1 else "[green]1 machine ok[/]")
 
 
 def _failed_as_partial(result, reason: str):

@@ -132,7 +132,7 @@ def test_a_partial_capture_is_said_on_stderr(tmp_path):
     path.write_text(json.dumps(document))
     result = CliRunner().invoke(app, ["stitch", str(path), "-f", "json"], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert "partial capture (payload ran as uid 1000): 7 processes and 1 network namespaces" in result.stderr
+    assert "partial capture (payload ran as uid 1000): 7 processes and 1 network namespace could not be read" in result.stderr
 
 
 def test_unresolved_connections_are_shown_with_their_reason(tmp_path):
@@ -187,3 +187,18 @@ def test_a_terminal_sees_what_is_being_done_and_a_pipe_does_not(tmp_path):
     assert b"loading snapshots" in seen and b"stitching 3 snapshots" in seen and b"drawing json" in seen
     piped = subprocess.run(command, capture_output=True, env=environment, timeout=60)
     assert piped.returncode == 0 and b"stitching" not in piped.stderr and b"3 machines" in piped.stderr
+
+
+@pytest.mark.parametrize(("processes", "namespaces", "said"), [
+    (1, 0, "1 process could not be read"),
+    (0, 2, "2 network namespaces could not be read"),
+    (0, 0, "part of the machine could not be read"),
+])
+def test_a_partial_capture_counts_what_it_could_not_read(processes, namespaces, said):
+    from netviz.payload import capture
+    from netviz.snapshot.parse import parse_snapshot
+
+    document = capture.collect()
+    document["coverage"].update(complete=False, euid=0, processes_denied=processes, namespaces_denied=namespaces)
+    warning, = parse_snapshot(document, "here").warnings
+    assert f"partial capture (payload ran as uid 0): {said}; their flows are missing" in warning

@@ -150,9 +150,12 @@ def _coverage_warnings(machine: str, coverage: Coverage) -> tuple[str, ...]:
     if coverage.complete:
         return ()
     advice = "run as root, or sudo: true" if coverage.euid != 0 else "root was refused: see the snapshot's coverage notes"
+    unread = [f"{count} {noun if count == 1 else nouns}" for count, noun, nouns in (
+        (coverage.processes_denied, "process", "processes"),
+        (coverage.namespaces_denied, "network namespace", "network namespaces")) if count]
     return (f"{machine}: partial capture (payload ran as uid {coverage.euid}): "
-            f"{coverage.processes_denied} processes and {coverage.namespaces_denied} network namespaces "
-            f"could not be read; their flows are missing or counted as unresolved ({advice})",)
+            f"{' and '.join(unread) or 'part of the machine'} could not be read; their flows are missing "
+            f"or counted as unresolved ({advice})",)
 
 
 def parse_any(doc: object, source: str, name: Optional[str] = None, *,
