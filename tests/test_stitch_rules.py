@@ -423,6 +423,44 @@ def test_nat_on_a_gateway_machine_with_masquerade():
     assert flow.to_json()["dialled"] == [{"address": "10.0.0.254", "port": 15432}]
 
 
+def _gateways_tracking_one_tuple(servers_reached: tuple[str, ...]) -> list:
+    """A client dialling a front that several gateways all track (an HA group whose conntrack is
+    replicated): gateway N's entry sends the connection to server `servers_reached[N - 1]`; every
+    server holds a socket with the translated tuple."""
+    client = Machine("client", "10.0.0.1")
+    client.process(1, "psql")
+    client.connect(1, "tcp", "10.0.0.1:40000", "10.0.0.254:15432")
+    machines = [client]
+    for number, server_address in enumerate(sorted(set(servers_reached)), 1):
+        server = Machine(f"server{number}", server_address)
+        server.process(2, "postgres")
+        server.listen(2, "tcp", "0.0.0.0:5432")
+        server.connect(2, "tcp", f"{server_address}:5432", "192.168.1.254:61000")
+        machines.append(server)
+    for number, server_address in enumerate(servers_reached, 1):
+        gateway = Machine(f"gw{number}", f"10.0.0.{255 - number}", f"192.168.1.{255 - number}")
+        gateway.conntrack("tcp", ("10.0.0.1:40000", "10.0.0.254:15432"), (f"{server_address}:5432", "192.168.1.254:61000"))
+        machines.append(gateway)
+    return [machine.build() for machine in machines]
+
+
+def test_a_tuple_gateways_translate_alike_is_one_flow_via_the_first():
+    graph = stitch(_gateways_tracking_one_tuple(("192.168.1.10",) * 3))
+    assert edges(graph) == {("client/psql", "server1/postgres", "tcp", 5432, 1, "via=gw1")}
+    assert graph.unresolved == 0
+
+
+@pytest.mark.parametrize("servers_reached", [
+    ("192.168.1.10", "192.168.1.11"),
+    ("192.168.1.10", "192.168.1.10", "192.168.1.11"),  # the third entry alone disagrees
+])
+def test_a_tuple_gateways_translate_to_different_servers_is_never_guessed(servers_reached):
+    graph = stitch(_gateways_tracking_one_tuple(servers_reached))
+    assert not any(edge[0] == "client/psql" for edge in edges(graph)), edges(graph)
+    (example,) = host(graph, "client").unresolved_examples
+    assert (example.remote, example.why) == ("10.0.0.254", "several sockets or namespaces could be its peer")
+
+
 def test_a_translated_flow_is_found_by_its_front_and_its_translating_machine():
     """`--only 15432`, `--only 10.0.0.254` and `--only gw` find the flow the gateway translated,
     though neither end is on gw nor serves 15432; an untranslated flow keeps no front."""

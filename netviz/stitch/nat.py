@@ -53,7 +53,7 @@ def join_translated(index: SocketIndex, ends: Iterable[End], names: Sequence[str
             end.state = EndState.TRANSLATED_OUT if leaves_group else EndState.TRANSLATED
 
 
-def _follow_translations(index: SocketIndex, end: End, entries: list[Translation], found: Found) -> bool:
+def _follow_translations(index: SocketIndex, end: End, entries: Sequence[Translation], found: Found) -> bool:
     """Collect into `found` the server sockets that `entries` (translations of `end`'s tuple) lead
     to; return True when they lead nowhere in the group (every last translation sends the
     connection to an address that no machine of the group owns).
@@ -70,14 +70,15 @@ def _follow_translations(index: SocketIndex, end: End, entries: list[Translation
     outside = True
     for _hop in range(MAX_TRANSLATION_HOPS):
         following: list[Translation] = []
-        for nat_machine, nat_netns, reply in pending:
-            if (nat_machine, reply) in seen:
+        for translation in pending:
+            nat_machine, nat_netns, server, server_port, client, client_port = translation
+            reply = (nat_machine, server, server_port, client, client_port)  # (once per machine)
+            if reply in seen:
                 continue
-            seen.add((nat_machine, reply))
-            targets = _translated_targets(index, end, nat_machine, nat_netns, reply)
+            seen.add(reply)
+            targets = _translated_targets(index, end, translation)
             if not targets:
                 # on the wire after this machine: from the reply's destination to its source
-                server, server_port, client, client_port = reply
                 zone = book.translation_zone(nat_machine, nat_netns, client, server)
                 further = index.translations.get((end.kind, client, client_port, server, server_port, zone))
                 if further:
@@ -91,17 +92,16 @@ def _follow_translations(index: SocketIndex, end: End, entries: list[Translation
             else:
                 outside = False
             for target in targets:
-                found.setdefault(id(target), (target, nat_machine, reply[0]))
+                found.setdefault(id(target), (target, nat_machine, server))
         if not following:
             return outside and not found
         pending = following
     return False
 
 
-def _translated_targets(index: SocketIndex, end: End, machine: int, netns: int,
-                        reply: tuple[str, int, str, int]) -> list[End]:
+def _translated_targets(index: SocketIndex, end: End, translation: Translation) -> list[End]:
     """The server side of a translated connection, resolved from the translating namespace."""
-    server, server_port, client, client_port = reply
+    machine, netns, server, server_port, client, client_port = translation
     # the server socket's own zone, computed from the translating machine's point of view
     zone = index.book.zone(machine, netns, server, client)
     reachable = index.book.reachable

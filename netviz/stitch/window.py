@@ -205,8 +205,8 @@ def _translated(index: SocketIndex) -> Translated:
     short-lived connection's entry outlives it (conntrack keeps it in TIME_WAIT)."""
     found: Translated = {}
     for (kind, src, _sport, dst, dport, zone), entries in index.translations.items():
-        for machine, netns, reply in entries:
-            found.setdefault((kind, src, dst, dport), []).append((zone, machine, netns, reply))
+        for machine, netns, *reply in entries:
+            found.setdefault((kind, src, dst, dport), []).append((zone, machine, netns, tuple(reply)))
     return found
 
 
