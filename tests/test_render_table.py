@@ -31,3 +31,15 @@ def test_escape_sequences_in_names_are_shown_not_run():
     assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
     assert "evil\\x1b]0;pwned\\x07\\u202e" in text
     assert "1 outside" not in text and "0 unresolved" in text
+
+
+def test_the_footer_counts_in_the_singular_and_separates_thousands():
+    from netviz.render.table import table_footer
+
+    graph = graph_with("dig")  # 2 machines, 1 flow of 2 connections
+    assert table_footer(graph).startswith("2 machines, 1 flow (2 connections); not drawn: 0 outside")
+    one = Machine("solo", "10.0.0.9")
+    one.process(1, "web")
+    for port in range(40000, 41234):  # 1,234 connections to servers outside the group
+        one.connect(1, "tcp", f"10.0.0.9:{port}", "192.0.2.1:443")
+    assert table_footer(stitch([one.build()])) == "1 machine, 0 flows (0 connections); not drawn: 1,234 outside, 0 unresolved"

@@ -186,13 +186,20 @@ def _address_port(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+def _counted(count: int, noun: str) -> str:
+    """`1 machine`, `73,000 flows`: thousands separated, a plural past one."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def table_footer(graph: FlowGraph) -> str:
     """One line: what is drawn, and what is not (the notes of a filtered view are said apart)."""
     summary = graph.summary()
-    drawn = f"{summary['hosts']} machines, {summary['flows']} flows ({summary['connections']} connections); "
+    drawn = (f"{_counted(summary['hosts'], 'machine')}, {_counted(summary['flows'], 'flow')} "
+             f"({_counted(summary['connections'], 'connection')}); ")
+    outside, unresolved = f"{summary['outside']:,} outside", f"{summary['unresolved']:,} unresolved"
     if any(node.kind == KIND_OUTSIDE for node in graph.nodes):  # --show-external draws them
-        return drawn + f"{summary['outside']} outside (drawn); not drawn: {summary['unresolved']} unresolved"
-    return drawn + f"not drawn: {summary['outside']} outside, {summary['unresolved']} unresolved"
+        return drawn + f"{outside} (drawn); not drawn: {unresolved}"
+    return drawn + f"not drawn: {outside}, {unresolved}"
 
 
 def _aligned(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
