@@ -528,7 +528,7 @@ def draw(
 
     options = options.knowing_groups(groups)
     render_options = render_options.knowing_groups(groups)  # a large HTML map's overview is by group
-    with working(f"stitching {len(group.snapshots)} snapshots"):
+    with working(f"stitching {len(group.snapshots):,} snapshot{'' if len(group.snapshots) == 1 else 's'}"):
         graph, notices = stitch_filtered(group.snapshots, group_by=options.group_by.value,
                                          show_external=options.show_external, stale=stale, filters=options.filters)
     if on_stitched is not None:
