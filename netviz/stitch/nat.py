@@ -72,10 +72,10 @@ def _follow_translations(index: SocketIndex, end: End, entries: Sequence[Transla
         following: list[Translation] = []
         for translation in pending:
             nat_machine, nat_netns, server, server_port, client, client_port = translation
-            reply = (nat_machine, server, server_port, client, client_port)  # (once per machine)
-            if reply in seen:
+            followed = (nat_machine, server, server_port, client, client_port)  # a reply once per machine
+            if followed in seen:
                 continue
-            seen.add(reply)
+            seen.add(followed)
             targets = _translated_targets(index, end, translation)
             if not targets:
                 # on the wire after this machine: from the reply's destination to its source
