@@ -17,6 +17,7 @@ from rich.logging import RichHandler
 from rich.table import Column, Table
 from rich.text import Text
 
+from netviz.snapshot.model import unread_text
 from netviz.textsafe import for_terminal
 
 # Diagnostics go to stderr so that stdout stays clean for DOT/JSON piped to other tools.
@@ -220,9 +221,7 @@ def partial_capture(coverage) -> Optional[str]:
     value = coverage.get if isinstance(coverage, dict) else (lambda key: getattr(coverage, key))
     if value("complete"):
         return None
-    counts = [(value("processes_denied"), "process", "processes"),
-              (value("namespaces_denied"), "network namespace", "network namespaces")]
-    unread = " and ".join(f"{count} {one if count == 1 else many}" for count, one, many in counts if count)
+    unread = unread_text(value("processes_denied"), value("namespaces_denied"))
     if value("euid") != 0:
         what = f": {unread} could not be read" if unread else ""
         return f"ran as uid {value('euid')}, not root{what} (run as root, or sudo: true)"

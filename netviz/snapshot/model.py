@@ -202,6 +202,17 @@ class Coverage:
     unattributed_sockets: int
     notes: tuple[str, ...] = ()
 
+    def unread(self) -> str:
+        """What could not be read, counted: `1 process and 2 network namespaces`; '' for nothing."""
+        return unread_text(self.processes_denied, self.namespaces_denied)
+
+
+def unread_text(processes_denied: int, namespaces_denied: int) -> str:
+    """`1 process and 2 network namespaces`: the non-zero counts of what a capture could not read."""
+    counts = ((processes_denied, "process", "processes"),
+              (namespaces_denied, "network namespace", "network namespaces"))
+    return " and ".join(f"{count} {one if count == 1 else many}" for count, one, many in counts if count)
+
 
 @dataclass(frozen=True)
 class Snapshot:

@@ -150,11 +150,8 @@ def _coverage_warnings(machine: str, coverage: Coverage) -> tuple[str, ...]:
     if coverage.complete:
         return ()
     advice = "run as root, or sudo: true" if coverage.euid != 0 else "root was refused: see the snapshot's coverage notes"
-    unread = [f"{count} {noun if count == 1 else nouns}" for count, noun, nouns in (
-        (coverage.processes_denied, "process", "processes"),
-        (coverage.namespaces_denied, "network namespace", "network namespaces")) if count]
     return (f"{machine}: partial capture (payload ran as uid {coverage.euid}): "
-            f"{' and '.join(unread) or 'part of the machine'} could not be read; their flows are missing "
+            f"{coverage.unread() or 'part of the machine'} could not be read; their flows are missing "
             f"or counted as unresolved ({advice})",)
 
 
