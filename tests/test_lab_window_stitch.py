@@ -342,9 +342,32 @@ def test_a_proxy_recycling_its_pooled_connection_is_drawn_from_the_proxy(lab, do
 
 
 def test_the_link_local_connection_is_counted_drawn_not_unresolved(lab, document):
-    """The instant alone counts the live link-local connection unresolved at both ends; once the
-    window joins it, it is drawn with its count and neither machine counts it unresolved."""
+    """The live link-local connection is drawn with its count (the instant joins it: each of its
+    two addresses has one owner), and neither machine counts it unresolved."""
     flow = next(f for f in document["flows"] if (f["proto"], f["server_port"]) == ("tcp", LL_PORT))
     assert flow["count"] == 1, flow
+    for host in document["hosts"]:
+        assert not [u for u in host.get("unresolved_examples", []) if LL_PORT in (u["local_port"], u["remote_port"])], host
+
+
+def test_without_a_window_the_link_local_connection_is_drawn_and_matches_ss(lab, tmp_path):
+    """The instant map alone joins the two machines' link-local sockets (each address has one
+    owner in the group): the flow holds the connections `ss` shows on the client, no more."""
+    inventory = lab.write_inventory(tmp_path / "hosts.yaml")
+    output = tmp_path / "map.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "netviz", "run", "-i", str(inventory), "--cache", str(tmp_path / "cache"),
+         "-f", "json", "-o", str(output)], cwd=REPO, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    document = json.loads(output.read_text())
+    link_local = _link_local(lab.machines["m01"])
+    established = [line for line in lab.machines["m00"].exec(["ss", "-tnH", "state", "established"]).stdout.splitlines()
+                   if f"[{link_local}]:{LL_PORT}" in line or f"{link_local}%eth0]:{LL_PORT}" in line]
+    assert len(established) == 1, established  # the oracle: the one connection the client holds
+    nodes = {node["id"]: node for node in document["nodes"]}
+    flows = [flow for flow in document["flows"] if (flow["proto"], flow["server_port"]) == ("tcp", LL_PORT)]
+    assert [(nodes[f["client"]]["host"], nodes[f["client"]]["comm"], nodes[f["server"]]["host"],
+             nodes[f["server"]]["comm"], f["count"], f["directed"], f["server_address"]) for f in flows] \
+        == [("m00", "ll-client", "m01", "ll-server", 1, True, link_local)], flows
     for host in document["hosts"]:
         assert not [u for u in host.get("unresolved_examples", []) if LL_PORT in (u["local_port"], u["remote_port"])], host

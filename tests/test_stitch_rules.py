@@ -172,18 +172,48 @@ def test_address_owned_by_two_machines_is_unresolved_from_a_third():
     assert graph.outside == 0
 
 
-def test_link_local_resolves_only_inside_the_same_machine():
+def _link_local_session(*claimed_by_c: str) -> tuple[Machine, Machine, Machine]:
+    """a (fe80::1) dials b (fe80::2) on one link; c claims `claimed_by_c` too."""
     a = Machine("a", "10.0.0.1", "fe80::1")
     b = Machine("b", "10.0.0.2", "fe80::2")
-    a.process(1, "ll-client")
-    b.process(2, "ll-server")
-    b.listen(2, "tcp6", "[::]:9000")
-    a.connect(1, "tcp6", "[fe80::1]:40000", "[fe80::2]:9000")
-    b.connect(2, "tcp6", "[fe80::2]:9000", "[fe80::1]:40000")
-    graph = stitch([a.build(), b.build()])
+    c = Machine("c", "10.0.0.3", *claimed_by_c)
+    a.process(1, "bgpd")
+    b.process(2, "bgpd")
+    b.listen(2, "tcp6", "[::]:179")
+    a.connect(1, "tcp6", "[fe80::1]:40000", "[fe80::2]:179")
+    b.connect(2, "tcp6", "[fe80::2]:179", "[fe80::1]:40000")
+    return a, b, c
+
+
+def test_link_local_joins_across_machines_only_between_the_single_owners_of_its_two_addresses():
+    # two routers of the group on one link: a BGP session between their link-local addresses
+    a, b, c = _link_local_session()
+    graph = stitch([a.build(), b.build(), c.build()])
+    assert edges(graph) == {("a/bgpd", "b/bgpd", "tcp", 179, 1)}
+    assert graph.flows[0].server_address == "fe80::2"
+    assert host(graph, "a").unresolved == host(graph, "b").unresolved == 0
+
+    # the kernel may choose a's global address as the source for b's link-local one
+    a, b, c = Machine("a", "fd00::1", "fe80::1"), Machine("b", "fd00::2", "fe80::2"), Machine("c", "fd00::3")
+    a.process(1, "ssh")
+    b.listen(b.process(2, "sshd"), "tcp6", "[::]:22")
+    a.connect(1, "tcp6", "[fd00::1]:40000", "[fe80::2]:22")
+    b.connect(2, "tcp6", "[fe80::2]:22", "[fd00::1]:40000")
+    assert edges(stitch([a.build(), b.build(), c.build()])) == {("a/ssh", "b/sshd", "tcp", 22, 1)}
+    c.namespace(7001, "fd00::1")  # a's global address claimed elsewhere too: not told apart
+    graph = stitch([a.build(), b.build(), c.build()])
+    assert edges(graph) == set() and host(graph, "a").unresolved == host(graph, "b").unresolved == 1
+
+    # fe80::2 is also c's (the same gateway address on many links): which machine a reached is
+    # not known, so nothing is drawn, and a's socket is never attached to b's listener
+    a, b, c = _link_local_session("fe80::2")
+    graph = stitch([a.build(), b.build(), c.build()])
     assert edges(graph) == set()
     assert host(graph, "a").unresolved == 1 and host(graph, "b").unresolved == 1
+    assert "link-local" in host(graph, "a").unresolved_examples[0].why
 
+
+def test_link_local_resolves_inside_the_same_machine():
     same = Machine("s", "10.0.0.9", "fe80::9")
     same.namespace(7001, "fe80::10")
     same.process(1, "ll-client")
@@ -192,6 +222,25 @@ def test_link_local_resolves_only_inside_the_same_machine():
     same.connect(1, "tcp6", "[fe80::9]:40000", "[fe80::10]:9000")
     same.connect(2, "tcp6", "[fe80::10]:9000", "[fe80::9]:40000", netns=7001)
     assert edges(stitch([same.build()])) == {("s/ll-client", "s/ll-server", "tcp", 9000, 1)}
+
+
+def test_a_link_local_peer_no_machine_owns_is_outside_unless_the_capture_missed_a_namespace():
+    # a host's BGP session to its top-of-rack switch, which is not in the group
+    def host_to_switch() -> Machine:
+        machine = Machine("h", "10.0.0.1", "fe80::1")
+        machine.process(1, "bgpd")
+        machine.connect(1, "tcp6", "[fe80::1]:40000", "[fe80::ff]:179")
+        return machine
+
+    graph = stitch([host_to_switch().build()])
+    assert (host(graph, "h").outside_outbound, host(graph, "h").unresolved) == (1, 0)
+
+    # the capture could not read a namespace: the peer may be its end of a veth pair
+    partial = host_to_switch().build()
+    partial = dataclasses.replace(partial, coverage=dataclasses.replace(partial.coverage, namespaces_denied=1))
+    graph = stitch([partial])
+    assert (host(graph, "h").outside_outbound, host(graph, "h").unresolved) == (0, 1)
+    assert host(graph, "h").unresolved_examples[0].why == "no socket of its own machine has the reversed address and port"
 
 
 # ---------------------------------------------------------------- rule 3: IPv4-mapped IPv6

@@ -308,21 +308,28 @@ def test_link_local_keys_join_across_machines_when_one_server_key_of_the_group_m
 
 
 def test_a_live_link_local_connection_the_window_joins_is_drawn_with_its_count_not_unresolved():
-    """The instant counts a live link-local connection unresolved at both ends (rule 2); once the
-    window joins it between the two machines, it is drawn with its count and counted nowhere else."""
+    """The instant counts a live link-local connection unresolved at both ends when another
+    machine claims the server's address too (rule 2); once the window joins it between the two
+    machines (one server key in the group), it is drawn with its count and counted nowhere else."""
     a, b = Machine("a", "10.0.0.1", "fe80::1"), Machine("b", "10.0.0.2", "fe80::2")
     ssh, sshd = a.process(7, "ssh"), b.process(22, "sshd")
     b.listen(sshd, "tcp", "[::]:22")
     a.connect(ssh, "tcp", "[fe80::1]:40000", "[fe80::2]:22")
     b.connect(sshd, "tcp", "[fe80::2]:22", "[fe80::1]:40000")
+    c = Machine("c", "10.0.0.3", "fe80::2")  # the same link-local address on another link
+    instant = stitch([a.build(), b.build(), c.build()])
+    assert [host.unresolved for host in instant.hosts] == [1, 1, 0]  # the instant alone
+    # with one owner to each address, the instant joins it itself, and the window agrees
     instant = stitch([a.build(), b.build()])
-    assert [host.unresolved for host in instant.hosts] == [1, 1]  # the instant alone: as before
+    assert edges(instant) == {("a/ssh", "b/sshd", "tcp", 22, 1)}
+    assert [host.unresolved for host in instant.hosts] == [0, 0]
     client = key("client", "fe80::1", "fe80::2", 22, holders=[(7, "ssh", "socket")], persistent=True)
     server = key("server", "fe80::2", "fe80::1", 22, holders=[(22, "sshd", "socket")], persistent=True)
-    graph = stitch([observed(a.build(), [client]), observed(b.build(), [server])])
-    assert edges(graph) == {("a/ssh", "b/sshd", "tcp", 22, 1)}
-    assert [(host.unresolved, host.unresolved_examples) for host in graph.hosts] == [(0, ()), (0, ())]
-    assert graph.flows[0].window is not None and graph.flows[0].window.persistent
+    for others in ([c.build()], []):
+        graph = stitch([observed(a.build(), [client]), observed(b.build(), [server]), *others])
+        assert edges(graph) == {("a/ssh", "b/sshd", "tcp", 22, 1)}
+        assert [(host.unresolved, host.unresolved_examples) for host in graph.hosts][:2] == [(0, ()), (0, ())]
+        assert graph.flows[0].window is not None and graph.flows[0].window.persistent
 
 
 # ------------------------------------------------------------------ instant mode unchanged

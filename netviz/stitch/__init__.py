@@ -12,7 +12,9 @@ The rules, each with its own tests (tests/test_stitch_*.py):
   same machine, except that a connection pairing an address several machines claim with an
   address of exactly one other machine joins across machines by its exact four-tuple (a machine
   claiming another's address must not hide that machine's flows; `address_claims` warns).
-  `::ffff:a.b.c.d` is `a.b.c.d`.
+  A link-local connection between two machines joins the same way when each of its two
+  addresses has exactly one owner (machines on one link); a link-local peer no machine owns is
+  outside, unless the machine's capture missed a namespace. `::ffff:a.b.c.d` is `a.b.c.d`.
 * Connected sockets (TCP, connected UDP, SCTP associations over all their addresses) are matched
   by a hash join on the reversed four-tuple: linear in the number of sockets. An address that no
   machine of the group claims (legacy snapshots carry no addresses) still joins when exactly one

@@ -2,8 +2,9 @@
 
 An address is owned by the machines (and namespaces) that list it in their snapshot. Its
 locality says how far a peer may be: loopback stays in its namespace, link-local in its
-machine, an address several machines own (docker0's 172.17.0.1) in each owner, and any other
-address may be anywhere in the group. The zone of a socket, computed from its two addresses,
+machine (or between the one owners of the two addresses, on one link), an address several
+machines own (docker0's 172.17.0.1) in each owner, and any other address may be anywhere in the
+group. The zone of a socket, computed from its two addresses,
 names that place; both ends of one connection compute the same zone, so the exact join can
 key sockets by it.
 """
@@ -74,7 +75,7 @@ class Locality(enum.IntEnum):
 
     GLOBAL = 0  # anywhere in the group (owned by one machine, or by none)
     SHARED = 1  # owned by several machines: the same machine, or anywhere (see AddressBook.shared_zone)
-    MACHINE = 2  # link-local: the same machine only
+    MACHINE = 2  # link-local: the same machine, or its one owner on the link (see AddressBook.link_zone)
     NETNS = 3  # loopback: the same namespace of the same machine only
 
 
@@ -93,6 +94,9 @@ class AddressBook:
         self.locality: dict[str, Locality] = {}  # filled as addresses are met, see locality_of
         # raw text -> a shared 1-tuple of its canonical form (see single)
         self.singles: dict[str, tuple[str]] = {}
+        # machines whose snapshot may lack some of their addresses: legacy, or a namespace unread
+        self.unlisted: set[int] = {index for index, snapshot in enumerate(snapshots)
+                                   if snapshot.legacy or snapshot.coverage.namespaces_denied}
         for index, snapshot in enumerate(snapshots):
             for namespace in snapshot.namespaces:
                 for address in namespace.addresses:
@@ -156,7 +160,9 @@ class AddressBook:
             return None
         if reach is _SHARED:
             return self.shared_zone(machine, local, remote)
-        return machine if reach is _MACHINE else (machine, netns)
+        if reach is _MACHINE:
+            return self.link_zone(machine, local, remote)
+        return machine, netns
 
     def shared_zone(self, machine: int, local: str, remote: str) -> Optional[int]:
         """The zone of a pair of addresses, one at least owned by several machines, neither
@@ -176,6 +182,23 @@ class AddressBook:
             return machine
         return None
 
+    def link_zone(self, machine: int, local: str, remote: str) -> Optional[int]:
+        """The zone of a pair of addresses, one at least link-local, neither loopback.
+
+        A link-local address is its machine's own (a container's veth and its host's), but two
+        addresses that each exactly one machine owns, two different machines, are machines on one
+        link (BGP sessions between routers; a client whose kernel chose its global source
+        address to reach a neighbour's link-local one): the zone is the whole group, where only
+        an exact reversed four-tuple joins it. An address owned by several machines (the same
+        fe80::1 on many gateways) or by none keeps the pair on its machine. Both ends compute
+        the same zone.
+        """
+        owners = self.machines.get(local)
+        far_owners = self.machines.get(remote)
+        if owners is None or far_owners is None or len(owners) != 1 or len(far_owners) != 1 or owners == far_owners:
+            return machine
+        return None
+
     def translation_zone(self, machine: int, netns: int, source: str, destination: str) -> Optional[int]:
         """Where a conntrack entry of `machine` applies: a machine-local client or destination can
         only have been translated on its own machine; anything else, anywhere."""
@@ -189,8 +212,10 @@ class AddressBook:
         if locality is _NETNS:
             return target_machine == machine and target_netns == netns
         owners = self.machines.get(address)
-        if locality is _MACHINE:  # link-local: any namespace of the machine
-            return target_machine == machine and (owners is None or machine in owners)
+        if locality is _MACHINE:  # link-local: any namespace of the machine, or its one owner on the link
+            if owners is None or machine in owners:
+                return target_machine == machine
+            return len(owners) == 1 and target_machine in owners
         if locality is _SHARED and machine in owners:  # docker0: the machine's own
             return target_machine == machine
         if owners is None:
@@ -215,9 +240,27 @@ class AddressBook:
             (owner,) = owners
         return [(owner, ns) for ns in sorted(self.namespaces[(owner, address)])]
 
-    def in_group(self, address: str) -> bool:
-        """Should a peer at `address` be in the group: a scoped address, or one a machine owns?"""
-        return scope(address) is not _ANYWHERE or address in self.machines
+    def local_to(self, address: str, machine: int) -> bool:
+        """Is a peer at `address` on `machine` itself: a loopback address, or a link-local one
+        that `machine` owns or that no machine of the group owns?"""
+        found = scope(address)
+        if found is _LINK:
+            owners = self.machines.get(address)
+            return owners is None or machine in owners
+        return found is _LOOPBACK
+
+    def in_group(self, address: str, machine: Optional[int] = None) -> bool:
+        """Should a peer at `address`, seen from `machine`, be in the group: a loopback address,
+        one a machine owns, or a link-local address when some address of `machine` may be
+        missing from its snapshot (a legacy one, or a namespace that could not be read, such as
+        a container's end of a veth pair). A link-local address that no machine of the group
+        owns is otherwise a neighbour on the link outside the group (a router, a switch)."""
+        if address in self.machines:
+            return True
+        found = scope(address)
+        if found is _LINK:
+            return machine is None or machine in self.unlisted
+        return found is _LOOPBACK
 
 
 def address_claims(snapshots: Sequence[Snapshot], shown: int = 5) -> list[str]:

@@ -18,7 +18,7 @@ from netviz.stitch.index import Crowd, End, EndState, SocketIndex
 # Members as module constants: looking a member up on its Enum class is slow in a hot loop.
 OPEN, PAIRED, AMBIGUOUS = EndState.OPEN, EndState.PAIRED, EndState.AMBIGUOUS
 TRANSLATED, TRANSLATED_OUT = EndState.TRANSLATED, EndState.TRANSLATED_OUT
-_ANYWHERE = Scope.GLOBAL
+_LINK = Scope.LINK
 
 
 class Evidence(NamedTuple):
@@ -165,9 +165,12 @@ def leftovers(ends: Iterable[End], book: AddressBook) -> Iterator[tuple[End, Opt
             yield end, "NAT in the group translated it, to no socket that was captured"
         elif state is TRANSLATED_OUT:
             yield end, None  # NAT decided where it went: outside
-        elif any(scope(far) is not _ANYWHERE for far in end.remotes):
-            yield end, "no socket of its own machine has the reversed address and port"
-        elif any(book.in_group(far) for far in end.remotes):
-            yield end, "its peer machine is in the group, but has no such socket nor a listener for it"
-        else:
+        elif not any(book.in_group(far, end.machine) for far in end.remotes):
             yield end, None
+        elif all(book.local_to(far, end.machine) for far in end.remotes):
+            yield end, "no socket of its own machine has the reversed address and port"
+        elif any(scope(far) is _LINK for far in end.remotes):
+            yield end, ("its link-local peer is another machine's: joined only when each address has one owner "
+                         "and that machine has the reversed address and port")
+        else:
+            yield end, "its peer machine is in the group, but has no such socket nor a listener for it"

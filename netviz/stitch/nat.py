@@ -87,7 +87,7 @@ def _follow_translations(index: SocketIndex, end: End, entries: Sequence[Transla
                 if end.kind in DATAGRAM_PROTOCOLS:
                     # the last translation: a connected UDP client reaches the bound socket there
                     targets = index.listeners_for(nat_machine, nat_netns, server, server_port, end.kind) or []
-                if not targets and book.in_group(server):
+                if not targets and book.in_group(server, nat_machine):
                     outside = False
             else:
                 outside = False
