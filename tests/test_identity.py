@@ -140,6 +140,66 @@ def test_containerd_and_cri_o_bundles_and_the_pod_directories_name_what_the_link
     assert identify(processes[2]["cgroup"], snapshot.containers, {}).pod is None
 
 
+def _storage_list(graphroot: Path, *entries: dict) -> None:
+    """A containers/storage containers.json as Podman and CRI-O write it (overlay driver)."""
+    directory = graphroot / "overlay-containers"
+    directory.mkdir(parents=True)
+    (directory / "containers.json").write_text(json.dumps([
+        {"id": entry["id"], "names": entry["names"], "image": "b" * 64, "layer": "c" * 64,
+         "metadata": json.dumps(entry["metadata"]), "created": "2026-12-01T10:00:00.000000000Z"}
+        for entry in entries]))
+
+
+def test_podman_names_its_containers_rootful_and_rootless_each_from_its_own_store(tmp_path):
+    """Podman keeps no per-container state file that names the container: containers/storage's
+    list does, in the system's store and in each rootless user's home. A user's list is their own
+    file, so it names only the containers running under that user."""
+    system, alice = tmp_path / "var/lib/containers/storage", tmp_path / "home/alice/.local/share/containers/storage"
+    fourth, cri_o = "4" * 64, "5" * 64
+    _storage_list(system,
+                  {"id": CID, "names": ["web"], "metadata": {"image-name": "docker.io/library/nginx:1.25",
+                                                             "image-id": "b" * 64, "name": "web", "created-at": 1}},
+                  {"id": OTHER, "names": ["not-running-here"], "metadata": {"name": "not-running-here"}},
+                  {"id": cri_o, "names": ["k8s_redis_cache-0_data_uid_0"],
+                   "metadata": {"pod-name": "cache-0", "pod-id": "d" * 64, "name": "k8s_redis_cache-0_data_uid_0"}})
+    _storage_list(alice,
+                  {"id": THIRD, "names": ["alice-app"], "metadata": {"image-name": "localhost/app:dev", "name": "alice-app"}},
+                  {"id": fourth, "names": ["prod-db"], "metadata": {"name": "prod-db"}})  # not hers: ignored
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n")
+    processes = [
+        {"pid": 10, "cgroup": f"/machine.slice/libpod-{CID}.scope/container"},
+        {"pid": 11, "cgroup": f"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{THIRD}.scope/container"},
+        {"pid": 12, "cgroup": f"/machine.slice/libpod-{fourth}.scope/container"},
+        {"pid": 13, "cgroup": f"/kubepods.slice/kubepods-besteffort.slice/crio-{cri_o}.scope"},
+    ]
+    runtime = capture.read_runtime(processes, root=str(tmp_path))
+    assert runtime == {"containers": {
+        CID: {"runtime": "podman", "name": "web", "image": "docker.io/library/nginx:1.25"},
+        THIRD: {"runtime": "podman", "name": "alice-app", "image": "localhost/app:dev"}}}
+    snapshot = parse_snapshot(_document_with(runtime, processes), "host")
+    found = [identify(process["cgroup"], snapshot.containers) for process in processes]
+    assert [(f.runtime, f.container, f.image) for f in found] == [
+        ("podman", "web", "docker.io/library/nginx:1.25"), ("podman", "alice-app", "localhost/app:dev"),
+        ("podman", fourth[:12], None), ("cri-o", cri_o[:12], None)]
+
+
+def test_a_broken_or_oversized_podman_list_names_nothing(tmp_path):
+    directory = tmp_path / "var/lib/containers/storage/overlay-containers"
+    directory.mkdir(parents=True)
+    processes = [{"pid": 10, "cgroup": f"/machine.slice/libpod-{CID}.scope/container"}]
+    entry = {"id": CID, "names": ["web"], "metadata": "{}"}
+    for text in ("[{not json", json.dumps({"id": CID}), json.dumps([entry, "x" * capture.MAX_STORAGE_LIST])):
+        (directory / "containers.json").write_text(text)
+        assert capture.read_runtime(processes, root=str(tmp_path)) is None, text[:40]
+    os.unlink(directory / "containers.json")
+    os.mkfifo(directory / "containers.json")  # opened blocking, this would hang the capture
+    assert capture.read_runtime(processes, root=str(tmp_path)) is None
+    os.unlink(directory / "containers.json")
+    (directory / "containers.json").write_text(json.dumps([entry]))
+    assert capture.read_runtime(processes, root=str(tmp_path)) == {"containers": {CID: {"runtime": "podman", "name": "web"}}}
+
+
 def _document_with(runtime: dict, processes: list[dict]) -> dict:
     """A machine's snapshot document (as the payload writes it) carrying `runtime`."""
     machine = Machine("node", "10.0.0.9")

@@ -912,16 +912,26 @@ CRIO_ANNOTATIONS = (("io.kubernetes.container.name", "container"), ("io.kubernet
                     ("io.kubernetes.pod.namespace", "pod_namespace"), ("io.kubernetes.cri-o.ImageName", "image"))
 
 
-def _json_file(path):
-    """The object a small regular JSON file holds, else None."""
-    raw = _read_small_regular(path, MAX_RUNTIME_FILE)
+# Podman: containers/storage lists its containers, named, in <graph root>/<driver>-containers/
+# containers.json: the system's store, and the store in the home of each user whose user@UID.service
+# runs containers (rootless Podman). CRI-O shares the format; its containers are named above.
+STORAGE_GRAPHROOT = "var/lib/containers/storage"
+STORAGE_USER_GRAPHROOT = ".local/share/containers/storage"
+MAX_STORAGE_LIST = 4 << 20  # bytes read of one containers.json (about 1 KB a container)
+MAX_STORAGE_USERS = 64
+_USER_SERVICE = None
+
+
+def _json_file(path, kind=dict, limit=MAX_RUNTIME_FILE):
+    """The `kind` of value (an object, or a list) a small regular JSON file holds, else None."""
+    raw = _read_small_regular(path, limit)
     if raw is None:
         return None
     try:
         value = json.loads(raw.decode("utf-8", "replace"))
     except ValueError:
         return None
-    return value if isinstance(value, dict) else None
+    return value if isinstance(value, kind) else None
 
 
 def _annotated(config, keys):
@@ -958,10 +968,85 @@ def _listing(path, limit=65536):
         return []
 
 
+def _container_users(processes, wanted):
+    """cid -> the uid of the user@UID.service its processes run under (rootless Podman), else
+    None (the system's containers)."""
+    global _USER_SERVICE
+    if _USER_SERVICE is None:
+        import re
+        _USER_SERVICE = re.compile(r"/user@([0-9]{1,10})[.]service/")
+    container_ids(())  # (compiles _CONTAINER_ID)
+    users = {}
+    for process in processes:
+        cgroup = process.get("cgroup") or ""
+        for cid in _CONTAINER_ID.findall(cgroup):
+            if cid in wanted:
+                found = _USER_SERVICE.search(cgroup)
+                users[cid] = int(found.group(1)) if found else None
+    return users
+
+
+def _storage_graphroots(uids, root):
+    """uid (None: the system) -> the containers/storage graph root of its containers: the
+    system's, and each rootless user's under their home (from passwd)."""
+    roots = {None: os.path.join(root, STORAGE_GRAPHROOT)} if None in uids else {}
+    wanted = {uid for uid in uids if uid is not None}
+    if not wanted:
+        return roots
+    try:
+        with _open_text(os.path.join(root, "etc/passwd")) as handle:
+            for line in _lines(handle):
+                fields = line.split(":")
+                if len(fields) >= 6 and fields[2].isdigit() and int(fields[2]) in wanted and fields[5].startswith("/"):
+                    wanted.discard(int(fields[2]))  # (first entry wins, like getpwuid)
+                    roots[int(fields[2])] = os.path.join(root, fields[5].lstrip("/"), STORAGE_USER_GRAPHROOT)
+                    if len(roots) > MAX_STORAGE_USERS:
+                        break
+    except OSError:
+        pass
+    return roots
+
+
+def _podman_names(processes, wanted, root):
+    """cid -> {"runtime": "podman", "name", "image"} for the `wanted` containers that a
+    containers/storage list names. A rootless user's list is their own file: it names only the
+    containers that run under that user. Entries with a Kubernetes pod id are CRI-O's: left out."""
+    users = _container_users(processes, wanted)
+    found = {}
+    for uid, graphroot in _storage_graphroots(set(users.values()), root).items():
+        mine = {cid for cid, user in users.items() if user == uid}
+        for entry in _listing(graphroot, 64):
+            if not entry.endswith("-containers"):
+                continue
+            listed = _json_file(os.path.join(graphroot, entry, "containers.json"), list, MAX_STORAGE_LIST) or ()
+            for item in listed:
+                cid = item.get("id") if isinstance(item, dict) else None
+                if cid not in mine or cid in found:
+                    continue
+                names = item.get("names")
+                name = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else None
+                try:
+                    metadata = json.loads(item.get("metadata") or "{}")
+                except (TypeError, ValueError):
+                    metadata = {}
+                if not isinstance(metadata, dict) or metadata.get("pod-id"):
+                    continue
+                image = metadata.get("image-name")
+                named = {"runtime": "podman"}
+                if name:
+                    named["name"] = name[:MAX_NAME]
+                if isinstance(image, str) and image:
+                    named["image"] = image[:MAX_NAME]
+                if len(named) > 1:
+                    found[cid] = named
+    return found
+
+
 def read_runtime(processes, root="/"):
     """What the machine's container runtimes and kubelet say about the containers the processes
     run in, read-only from their state files: Docker's config.v2.json (name, image), containerd's
-    and CRI-O's OCI bundles (Kubernetes container, pod and image), the kubelet's
+    and CRI-O's OCI bundles (Kubernetes container, pod and image), Podman's containers/storage
+    lists (name, image; rootful and rootless) for what those did not name, the kubelet's
     /var/log/containers links (pod, namespace, container name) per id; and the kubelet's
     /var/log/pods directories (pod name and namespace) per pod uid."""
     wanted = container_ids(processes)[:MAX_CONTAINERS_NAMED]
@@ -981,6 +1066,10 @@ def read_runtime(processes, root="/"):
                     [os.path.join(root, base, cid, "userdata", "config.json") for base in STORAGE_CONTAINERS])
         if found:
             containers[cid] = found
+    unnamed = {cid for cid in wanted if "name" not in containers.get(cid, {}) and "container" not in containers.get(cid, {})}
+    if unnamed:
+        for cid, named in _podman_names(processes, unnamed, root).items():
+            containers.setdefault(cid, {}).update(named)
     wanted_set = set(wanted)
     for entry in _listing(os.path.join(root, "var/log/containers")):
         # <pod>_<namespace>_<container>-<id>.log (kubelet's links to the pods' logs)
