@@ -15,8 +15,12 @@ Matching, as OpenSSH does it:
 - a key is the machine's when any line that applies lists it; a line that applies with another
   key makes it a changed key.
 
+A machine may prove itself with a host certificate instead: when `@cert-authority` lines apply to
+its name, the certificate it offers is judged as ssh judges it (netviz/host_certificates.py).
+
 One deliberate difference: a key under `@revoked` is refused for every host, whatever the
-line's host patterns (OpenSSH applies it only to the names the patterns match).
+line's host patterns (OpenSSH applies it only to the names the patterns match); so is a
+certificate whose authority is revoked.
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ import os
 import re
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
 import paramiko
+
+from netviz import host_certificates
 
 CERT_AUTHORITY = "@cert-authority"
 REVOKED = "@revoked"
@@ -45,6 +52,7 @@ KEY_KNOWN = "known"
 KEY_REVOKED = "revoked"
 KEY_CHANGED = "changed"
 KEY_UNKNOWN = "unknown"
+KEY_CERTIFICATE_REFUSED = "certificate refused"  # a certificate that no trusted authority vouches for
 
 # The SSH host key algorithms that prove each key type (an RSA key signs with SHA-2 today).
 _ALGORITHMS_BY_KEY_TYPE = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
@@ -114,9 +122,10 @@ class Entry:
 class Verdict:
     """What known_hosts says about the key a machine offers under one name."""
 
-    status: str  # KEY_KNOWN, KEY_REVOKED, KEY_CHANGED or KEY_UNKNOWN
+    status: str  # KEY_KNOWN, KEY_REVOKED, KEY_CHANGED, KEY_UNKNOWN or KEY_CERTIFICATE_REFUSED
     recorded: Optional[Entry] = None  # KEY_CHANGED: the line whose key the machine should have had
     certificate_authority: Optional[Entry] = None  # a @cert-authority line that applies to the name
+    reason: str = ""  # KEY_CERTIFICATE_REFUSED and KEY_REVOKED: why
 
 
 class KnownHosts:
@@ -186,9 +195,9 @@ class KnownHosts:
         else:
             self._patterned.append(entry)
 
-    def entries(self, name: str) -> list[Entry]:
+    def entries(self, name: str, revoked: bool = False) -> list[Entry]:
         """Every host key and @cert-authority line that applies to `name` (`host` or
-        `[host]:port`), in file order; keys revoked anywhere are left out."""
+        `[host]:port`), in file order; keys revoked anywhere are left out unless `revoked`."""
         wanted = name.lower()
         with self._lock:
             found = self._found.get(wanted)
@@ -196,9 +205,8 @@ class KnownHosts:
                 found = list(self._by_name.get(wanted, ()))
                 found += [entry for entry in self._patterned if entry.hosts.matches(wanted)]
                 found.sort(key=lambda entry: entry.order)
-                found = [entry for entry in found if entry.key.asbytes() not in self._revoked]
                 self._found[wanted] = found
-            return list(found)
+            return [entry for entry in found if revoked or entry.key.asbytes() not in self._revoked]
 
     def host_keys(self, name: str) -> list[paramiko.PKey]:
         """The keys known_hosts lists for `name`, in file order (revoked ones left out)."""
@@ -208,12 +216,29 @@ class KnownHosts:
         with self._lock:
             return key.asbytes() in self._revoked
 
-    def check(self, name: str, key: paramiko.PKey) -> Verdict:
-        """Judge the key a machine offers under `name`, as OpenSSH would (see the module notes)."""
+    def check(self, name: str, key: paramiko.PKey, now: Optional[float] = None) -> Verdict:
+        """Judge the key a machine offers under `name`, as OpenSSH would (see the module notes);
+        a certificate is judged at `now` (default: the current time)."""
         if self.is_revoked(key):
             return Verdict(KEY_REVOKED)
         entries = self.entries(name)
-        authority = next((entry for entry in entries if entry.marker == CERT_AUTHORITY), None)
+        authorities = [entry for entry in entries if entry.marker == CERT_AUTHORITY]
+        if host_certificates.is_certificate(key):
+            try:
+                signer = host_certificates.parse(key.public_blob.key_blob).authority
+            except ValueError:
+                signer = b""
+            with self._lock:
+                if signer in self._revoked or key.public_blob.key_blob in self._revoked:
+                    return Verdict(KEY_REVOKED, reason="its certificate or the authority that signed it is revoked")
+            if authorities:
+                reason = host_certificates.problem(key, _host_of(name), [entry.key for entry in authorities],
+                                                   time.time() if now is None else now)
+                if reason is None:
+                    return Verdict(KEY_KNOWN)
+                return Verdict(KEY_CERTIFICATE_REFUSED, certificate_authority=authorities[0], reason=reason)
+            # no authority for the name: the certified key is judged as a plain key, as ssh does
+        authority = authorities[0] if authorities else None
         listed = [entry for entry in entries if not entry.marker]
         offered = key.asbytes()
         if any(entry.key.asbytes() == offered for entry in listed):
@@ -235,6 +260,13 @@ class KnownHosts:
             entry = Entry(HostPatterns(name), key, "", f"{target}", self._count)
             self._by_name.setdefault(name, []).append(entry)
             self._found.clear()
+
+
+def _host_of(name: str) -> str:
+    """The host of a known_hosts name: `[host]:port` gives host."""
+    if name.startswith("[") and "]:" in name:
+        return name[1:].rpartition("]:")[0]
+    return name
 
 
 def append_line(path: Path, line: str) -> None:
@@ -308,6 +340,7 @@ def _compile(patterns: list[str]) -> Optional[re.Pattern[str]]:
 
 __all__ = [
     "CERT_AUTHORITY",
+    "KEY_CERTIFICATE_REFUSED",
     "KEY_CHANGED",
     "KEY_KNOWN",
     "KEY_REVOKED",

@@ -6,8 +6,10 @@ lines still loads, and a revoked key is refused even where a plain line lists it
 Host patterns (`*`, `?`, `!`, `[host]:port`, mixed case) are judged by the real `ssh` client as
 the oracle: for each known_hosts file, `ssh ... true` and `netviz collect` must accept and refuse
 the same machines, reached by DNS names (an /etc/hosts of the test's own, bind-mounted in a
-private mount namespace) and by IP addresses. A machine that proves itself with a host
-certificate is the one place they differ by design: ssh accepts it, netviz refuses and says why.
+private mount namespace) and by IP addresses. So are host certificates (`ssh-keygen -s CA -h`)
+under `@cert-authority` lines: valid, for another host, expired, not yet valid, signed by an
+authority known_hosts does not trust or revokes, with wildcard or no principals, RSA authorities
+with SHA-2 and SHA-1 signatures.
 (test_known_hosts.py checks the matching without a server; test_lab_collect.py has basic cases.)"""
 
 from __future__ import annotations
@@ -350,19 +352,55 @@ def wait_for_banner(address: str, port: int, timeout: float = 15) -> None:
     raise AssertionError(f"no sshd at {address}:{port}")
 
 
+@dataclass(frozen=True)
+class CertificateCase:
+    """A host certificate for alt.lab.example as `ssh-keygen -s` makes it, and what ssh says of it."""
+
+    name: str
+    principals: str = "alt.lab.example"  # -n ("" for none)
+    validity: str = "-5m:+1h"  # -V
+    authority: str = "ed25519"  # the CA's key type
+    signature: str = ""  # -t: the CA's signature algorithm (RSA), default ssh-keygen's
+    trusted: bool = True  # known_hosts trusts the CA that signed it (else another one)
+    revoked: bool = False  # known_hosts revokes that CA
+    ssh_accepts: bool = True  # what the real ssh decides (checked too)
+    reason: str = ""  # in netviz's refusal
+
+
+CERTIFICATE_CASES = [
+    CertificateCase("valid"),
+    CertificateCase("wildcard principal", principals="*.lab.example", ssh_accepts=False,
+                    reason="not valid for alt.lab.example"),  # OpenSSH 9.2 compares principals literally
+    CertificateCase("no principals: any host", principals=""),
+    CertificateCase("rsa authority with sha-2", authority="rsa", signature="rsa-sha2-512"),
+    CertificateCase("another host's", principals="db.lab.example", ssh_accepts=False,
+                    reason="not valid for alt.lab.example (it names db.lab.example)"),
+    CertificateCase("expired", validity="-2h:-1h", ssh_accepts=False, reason="has expired"),
+    CertificateCase("not valid yet", validity="+1h:+2h", ssh_accepts=False, reason="not valid yet"),
+    CertificateCase("untrusted authority", trusted=False, ssh_accepts=False, reason="does not trust"),
+    CertificateCase("revoked authority", revoked=True, ssh_accepts=False, reason="revoked"),
+    CertificateCase("rsa authority with sha-1", authority="rsa", signature="ssh-rsa", ssh_accepts=False,
+                    reason="SHA-1"),
+]
+
+
 @pytest.fixture
-def certified_sshd(lab):
-    """A second sshd on altport (port 2223) that also presents a host certificate for
-    alt.lab.example, signed by a CA of the test's own. Yields (target, CA public key line)."""
+def certified_sshd(lab, request):
+    """A second sshd on altport (port 2223) that also presents the host certificate of the test's
+    CertificateCase, signed by a CA of the test's own. Yields (target, known_hosts text)."""
+    case: CertificateCase = request.param
     machine = lab.machines["altport"]
     directory = lab.root_dir / "hostcert"  # under the lab directory: the machine sees it too
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir()
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(directory / "ca")], check=True)
+    for name in ("ca", "other-ca"):
+        subprocess.run(["ssh-keygen", "-q", "-t", case.authority, "-N", "", "-f", str(directory / name)], check=True)
     public = directory / "host.pub"
     shutil.copy(machine.host_key_path.with_name(machine.host_key_path.name + ".pub"), public)
-    subprocess.run(["ssh-keygen", "-q", "-s", str(directory / "ca"), "-I", "alt", "-h", "-n", "alt.lab.example",
-                    "-V", "-5m:+1h", str(public)], check=True, capture_output=True)
+    signing = ["ssh-keygen", "-q", "-s", str(directory / "ca"), "-I", "alt", "-h", "-V", case.validity]
+    signing += ["-n", case.principals] if case.principals else []
+    signing += ["-t", case.signature] if case.signature else []
+    subprocess.run([*signing, str(public)], check=True, capture_output=True)
     port = 2223
     config = [line for line in (machine.dir / "sshd_config").read_text().splitlines()
               if not line.startswith(("Port ", "ListenAddress ", "PidFile "))]
@@ -371,9 +409,13 @@ def certified_sshd(lab):
     (directory / "sshd_config").write_text("\n".join(config) + "\n")
     pid = machine.run(["/usr/sbin/sshd", "-D", "-f", str(directory / "sshd_config"), "-E", str(directory / "sshd.log")],
                       log_name="sshd-hostcert")
+    ca = " ".join((directory / ("ca.pub" if case.trusted else "other-ca.pub")).read_text().split()[:2])
+    known = f"@cert-authority *.lab.example,[*.lab.example]:* {ca}\n"
+    if case.revoked:
+        known += f"@revoked * {ca}\n"
     try:
         wait_for_banner(machine.ipv4, port)
-        yield Target("alt-cert", "altport", "alt.lab.example", port), " ".join((directory / "ca.pub").read_text().split()[:2])
+        yield Target("alt-cert", "altport", "alt.lab.example", port), known
     finally:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
@@ -383,21 +425,41 @@ def certified_sshd(lab):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_a_host_certificate_ssh_accepts_is_refused_by_netviz_saying_what_to_do(lab, tmp_path, certified_sshd):
-    target, ca = certified_sshd
+@pytest.mark.parametrize("certified_sshd", CERTIFICATE_CASES, ids=[case.name for case in CERTIFICATE_CASES],
+                         indirect=True)
+def test_a_host_certificate_is_accepted_or_refused_as_ssh_does(lab, tmp_path, certified_sshd, request):
+    case = request.node.callspec.params["certified_sshd"]
+    target, known_text = certified_sshd
     hosts_file = lab_hosts_file(lab, tmp_path)
     known = tmp_path / "known_hosts"
-    known.write_text(f"@cert-authority *.lab.example,[*.lab.example]:* {ca}\n")
-    assert ssh_accepts(lab, target, known, hosts_file)  # ssh checks the certificate
+    known.write_text(known_text)  # no plain key of the machine: only the certificate can vouch for it
+    assert ssh_accepts(lab, target, known, hosts_file) is case.ssh_accepts  # the oracle
+    entry = netviz_collect(lab, [target], known, hosts_file, tmp_path / "collect")[target.host]
+    assert netviz_accepts(entry) is case.ssh_accepts, entry
+    if not case.ssh_accepts:
+        assert case.reason in entry["message"], entry
+        assert fingerprint_of(lab.machines["altport"].host_public_key, tmp_path) in entry["message"]
+
+
+@pytest.mark.parametrize("certified_sshd", CERTIFICATE_CASES[:1], ids=["valid"], indirect=True)
+def test_a_plain_key_under_a_certificate_authority_says_what_to_do(lab, tmp_path, certified_sshd):
+    """The machine's main sshd (port 2222) has no certificate: refused by both, with the advice,
+    which works."""
+    _, known_text = certified_sshd
+    target = Target("alt", "altport", "alt.lab.example", lab.machines["altport"].port)
+    hosts_file = lab_hosts_file(lab, tmp_path)
+    known = tmp_path / "known_hosts"
+    known.write_text(known_text)
+    assert not ssh_accepts(lab, target, known, hosts_file)
     entry = netviz_collect(lab, [target], known, hosts_file, tmp_path / "ca-only")[target.host]
     assert entry["category"] == "host_key", entry
     message = entry["message"]
-    assert "unknown host key for [alt.lab.example]:2223" in message
-    assert "trusts a certificate authority for [alt.lab.example]:2223" in message and "plain host keys only" in message
-    assert "ssh-keyscan -p 2223 alt.lab.example" in message and "--accept-new-host-keys" in message
+    assert f"unknown host key for [alt.lab.example]:{target.port}" in message
+    assert f"trusts a certificate authority for [alt.lab.example]:{target.port}" in message
+    assert "offered a plain host key, no certificate" in message
+    assert f"ssh-keyscan -p {target.port} alt.lab.example" in message and "--accept-new-host-keys" in message
     assert fingerprint_of(lab.machines["altport"].host_public_key, tmp_path) in message
-    # The advice works: with the machine's own key added, both accept.
-    known.write_text(known.read_text() + f"[alt.lab.example]:2223 {key_line(lab, 'altport')}\n")
+    known.write_text(known.read_text() + f"[alt.lab.example]:{target.port} {key_line(lab, 'altport')}\n")
     assert ssh_accepts(lab, target, known, hosts_file)
     entry = netviz_collect(lab, [target], known, hosts_file, tmp_path / "with-key")[target.host]
     assert entry["status"] == "ok", entry

@@ -108,7 +108,7 @@ def test_unknown_key_under_a_certificate_authority_says_so_and_what_to_do(tmp_pa
     assert f"unknown host key for [web.lab.example]:2222: {key.get_name()} {fingerprint(key)}" in message
     assert "trusts a certificate authority for [web.lab.example]:2222" in message
     assert f"@cert-authority, {tmp_path / 'known_hosts'}:1" in message
-    assert "plain host keys only" in message
+    assert "offered a plain host key, no certificate" in message and "HostCertificate" in message
     assert "ssh-keyscan -p 2222 web.lab.example" in message and "--accept-new-host-keys" in message
     # Without such a line for the host, the message is the plain one.
     plain = refusal(policy, "db.other.example", key).message

@@ -32,7 +32,10 @@ import fabric
 import paramiko
 
 from netviz.inventory import GLOBAL_KNOWN_HOSTS, SUDO_PASSWORD, HostSpec
+from netviz import host_certificates
 from netviz.known_hosts import (
+    CERT_AUTHORITY,
+    KEY_CERTIFICATE_REFUSED,
     KEY_CHANGED,
     KEY_KNOWN,
     KEY_REVOKED,
@@ -130,7 +133,15 @@ class _VerifyingPolicy(paramiko.RejectPolicy):
             return
         offered = f"{key.get_name()} {fingerprint(key)}"
         if verdict.status == KEY_REVOKED:
-            raise HostFailure(HOST_KEY, f"host key {offered} of {hostname} is revoked")
+            raise HostFailure(HOST_KEY, f"host key {offered} of {hostname} is revoked"
+                              + (f": {verdict.reason}" if verdict.reason else ""))
+        if verdict.status == KEY_CERTIFICATE_REFUSED:
+            where = verdict.certificate_authority.where if verdict.certificate_authority else "known_hosts"
+            raise HostFailure(
+                HOST_KEY,
+                f"host certificate of {hostname} refused: {verdict.reason} (certified key {offered}; the authorities "
+                f"known_hosts trusts for it start at {where}); refusing (possible man-in-the-middle)",
+            )
         authority = _certificate_authority_note(hostname, verdict)
         if verdict.status == KEY_CHANGED and verdict.recorded is not None:
             recorded = verdict.recorded
@@ -158,14 +169,15 @@ class _VerifyingPolicy(paramiko.RejectPolicy):
 
 
 def _certificate_authority_note(hostname: str, verdict: Verdict) -> str:
-    """What to do when known_hosts trusts a CA for the machine: netviz cannot check certificates."""
+    """What to do when known_hosts trusts a CA for the machine but it offered a plain key."""
     line = verdict.certificate_authority
     if line is None:
         return ""
     return (
-        f"known_hosts trusts a certificate authority for {hostname} (@cert-authority, {line.where}), but netviz "
-        f"checks plain host keys only, not host certificates: add the machine's own key to known_hosts after "
-        f"verifying it (for example from `{_keyscan_command(hostname)}`), or rerun with --accept-new-host-keys"
+        f"known_hosts trusts a certificate authority for {hostname} (@cert-authority, {line.where}), but the "
+        f"machine offered a plain host key, no certificate: give it a host certificate (sshd's HostCertificate), "
+        f"or add its own key to known_hosts after verifying it (for example from `{_keyscan_command(hostname)}`), "
+        f"or rerun with --accept-new-host-keys"
     )
 
 
@@ -177,17 +189,20 @@ def _keyscan_command(hostname: str) -> str:
     return f"ssh-keyscan {hostname}"
 
 
-def _transport_preferring(key_types: list[str]) -> Callable[..., paramiko.Transport]:
+def _transport_preferring(key_types: list[str], certificates: bool = False) -> Callable[..., paramiko.Transport]:
     """A paramiko transport factory that asks first for the host key types known_hosts lists
     for the machine (as `ssh` orders its HostKeyAlgorithms), so that a machine with several keys
-    shows the one we can check, rather than a type we know nothing about."""
+    shows the one we can check, rather than a type we know nothing about. With `certificates`
+    (known_hosts trusts a certificate authority for the machine), certificates come before all."""
     wanted = [algorithm for key_type in key_types for algorithm in host_algorithms(key_type)]
 
     def make(sock: object, **kwargs: object) -> paramiko.Transport:
         transport = paramiko.Transport(sock, **kwargs)  # type: ignore[arg-type]
         options = transport.get_security_options()
         available = list(options.key_types)
-        first = [algorithm for algorithm in available if algorithm in wanted]
+        first = [host_certificates.ALGORITHMS[algorithm] for algorithm in available
+                 if certificates and algorithm in host_certificates.ALGORITHMS]
+        first += [algorithm for algorithm in available if algorithm in wanted]
         options.key_types = first + [algorithm for algorithm in available if algorithm not in first]
         return transport
 
@@ -333,10 +348,13 @@ def _connection(
         identities = usable_identities(spec)[0]
     options.known_hosts.load(spec.known_hosts)
     options.known_hosts.load(GLOBAL_KNOWN_HOSTS)
-    known_types = [key.get_name() for key in options.known_hosts.host_keys(spec.known_hosts_key)]
+    known = options.known_hosts.entries(spec.known_hosts_key, revoked=True)
+    known_types = [entry.key.get_name() for entry in known if not entry.marker]
+    # (a revoked authority too: the certificate it signed is then refused, saying so)
+    certified = any(entry.marker == CERT_AUTHORITY for entry in known)
     connect_kwargs = {
         "sock": sock,
-        "transport_factory": _transport_preferring(known_types),
+        "transport_factory": _transport_preferring(known_types, certified),
         # paramiko's `timeout` bounds banner + key exchange and, when it runs out first, is
         # silently ignored (the failure shows up later as "No existing session"): keep it
         # above the banner timeout so a mute server is reported as such.
