@@ -387,7 +387,8 @@ CERTIFICATE_CASES = [
 @pytest.fixture
 def certified_sshd(lab, request):
     """A second sshd on altport (port 2223) that also presents the host certificate of the test's
-    CertificateCase, signed by a CA of the test's own. Yields (target, known_hosts text)."""
+    CertificateCase, signed by a CA of the test's own, which it also trusts for user certificates.
+    Yields (target, known_hosts text, the directory holding the CA's key `ca`)."""
     case: CertificateCase = request.param
     machine = lab.machines["altport"]
     directory = lab.root_dir / "hostcert"  # under the lab directory: the machine sees it too
@@ -405,7 +406,7 @@ def certified_sshd(lab, request):
     config = [line for line in (machine.dir / "sshd_config").read_text().splitlines()
               if not line.startswith(("Port ", "ListenAddress ", "PidFile "))]
     config += [f"Port {port}", f"ListenAddress {machine.ipv4}:{port}", "PidFile /run/sshd-hostcert.pid",
-               f"HostCertificate {directory / 'host-cert.pub'}"]
+               f"HostCertificate {directory / 'host-cert.pub'}", f"TrustedUserCAKeys {directory / 'ca.pub'}"]
     (directory / "sshd_config").write_text("\n".join(config) + "\n")
     pid = machine.run(["/usr/sbin/sshd", "-D", "-f", str(directory / "sshd_config"), "-E", str(directory / "sshd.log")],
                       log_name="sshd-hostcert")
@@ -415,7 +416,7 @@ def certified_sshd(lab, request):
         known += f"@revoked * {ca}\n"
     try:
         wait_for_banner(machine.ipv4, port)
-        yield Target("alt-cert", "altport", "alt.lab.example", port), known
+        yield Target("alt-cert", "altport", "alt.lab.example", port), known, directory
     finally:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
@@ -429,7 +430,7 @@ def certified_sshd(lab, request):
                          indirect=True)
 def test_a_host_certificate_is_accepted_or_refused_as_ssh_does(lab, tmp_path, certified_sshd, request):
     case = request.node.callspec.params["certified_sshd"]
-    target, known_text = certified_sshd
+    target, known_text, _ = certified_sshd
     hosts_file = lab_hosts_file(lab, tmp_path)
     known = tmp_path / "known_hosts"
     known.write_text(known_text)  # no plain key of the machine: only the certificate can vouch for it
@@ -445,7 +446,7 @@ def test_a_host_certificate_is_accepted_or_refused_as_ssh_does(lab, tmp_path, ce
 def test_a_plain_key_under_a_certificate_authority_says_what_to_do(lab, tmp_path, certified_sshd):
     """The machine's main sshd (port 2222) has no certificate: refused by both, with the advice,
     which works."""
-    _, known_text = certified_sshd
+    _, known_text, _ = certified_sshd
     target = Target("alt", "altport", "alt.lab.example", lab.machines["altport"].port)
     hosts_file = lab_hosts_file(lab, tmp_path)
     known = tmp_path / "known_hosts"
@@ -463,3 +464,38 @@ def test_a_plain_key_under_a_certificate_authority_says_what_to_do(lab, tmp_path
     assert ssh_accepts(lab, target, known, hosts_file)
     entry = netviz_collect(lab, [target], known, hosts_file, tmp_path / "with-key")[target.host]
     assert entry["status"] == "ok", entry
+
+
+@pytest.mark.parametrize("certified_sshd", CERTIFICATE_CASES[:1], ids=["valid"], indirect=True)
+def test_a_user_certificate_logs_in_where_its_key_alone_is_not_authorized(lab, tmp_path, certified_sshd):
+    """Fleets with a host CA often log in with user certificates too: the identity file's
+    `-cert.pub` beside it is offered, as ssh offers it."""
+    target, known_text, directory = certified_sshd
+    hosts_file = lab_hosts_file(lab, tmp_path)
+    known = tmp_path / "known_hosts"
+    known.write_text(known_text)
+    identity = tmp_path / "id_alice"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(identity)], check=True)
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(yaml.safe_dump({
+        "defaults": {"user": "root", "identity_file": str(identity), "known_hosts": str(known), "connect_timeout": 5},
+        "hosts": {target.host: {"address": target.address, "port": target.port}}}))
+
+    def collected(name: str) -> dict:
+        cache = tmp_path / name
+        argv = [sys.executable, "-m", "netviz", "collect", "-i", str(inventory), "--cache", str(cache)]
+        subprocess.run(with_lab_names(argv, hosts_file), capture_output=True, text=True, timeout=180, cwd=REPO,
+                       env=clean_env(), stdin=subprocess.DEVNULL)
+        return json.loads(max(cache.glob("2*/manifest.json")).read_text())["hosts"][0]
+
+    entry = collected("without-certificate")
+    assert entry["category"] == "auth", entry  # the key alone is in no authorized_keys
+    subprocess.run(["ssh-keygen", "-q", "-s", str(directory / "ca"), "-I", "alice", "-n", "root", "-V", "-5m:+1h",
+                    f"{identity}.pub"], check=True, capture_output=True)
+    argv = ["ssh", "-F", "/dev/null", "-i", str(identity), "-p", str(target.port), "-o", "IdentitiesOnly=yes",
+            "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=yes", f"root@{target.address}", "true"]
+    assert subprocess.run(with_lab_names(argv, hosts_file), capture_output=True, timeout=60, env=clean_env(),
+                          stdin=subprocess.DEVNULL).returncode == 0  # the oracle logs in with the certificate
+    entry = collected("with-certificate")
+    assert entry["status"] in ("ok", "partial"), entry
