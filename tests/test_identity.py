@@ -189,7 +189,9 @@ def test_a_broken_or_oversized_podman_list_names_nothing(tmp_path):
     directory.mkdir(parents=True)
     processes = [{"pid": 10, "cgroup": f"/machine.slice/libpod-{CID}.scope/container"}]
     entry = {"id": CID, "names": ["web"], "metadata": "{}"}
-    for text in ("[{not json", json.dumps({"id": CID}), json.dumps([entry, "x" * capture.MAX_STORAGE_LIST])):
+    deep = "[" * 200_000 + "]" * 200_000  # a rootless user's own file can be anything
+    for text in ("[{not json", json.dumps({"id": CID}), json.dumps([entry, "x" * capture.MAX_STORAGE_LIST]), deep,
+                 json.dumps([{**entry, "names": [], "metadata": "[" * 100_000}])):
         (directory / "containers.json").write_text(text)
         assert capture.read_runtime(processes, root=str(tmp_path)) is None, text[:40]
     os.unlink(directory / "containers.json")

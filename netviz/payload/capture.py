@@ -841,15 +841,20 @@ def _read_small_regular(path, limit):
         os.close(fd)
 
 
-def container_ids(processes):
-    """The container ids that the processes' cgroup paths name (64 hex digits), sorted."""
+def _ids_in(cgroup):
+    """The container ids (64 hex digits) a cgroup path names (the pattern compiled when first needed)."""
     global _CONTAINER_ID
     if _CONTAINER_ID is None:
         import re
         _CONTAINER_ID = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
+    return _CONTAINER_ID.findall(cgroup or "")
+
+
+def container_ids(processes):
+    """The container ids that the processes' cgroup paths name (64 hex digits), sorted."""
     found = set()
     for process in processes:
-        found.update(_CONTAINER_ID.findall(process.get("cgroup") or ""))
+        found.update(_ids_in(process.get("cgroup")))
     return sorted(found)
 
 
@@ -929,7 +934,7 @@ def _json_file(path, kind=dict, limit=MAX_RUNTIME_FILE):
         return None
     try:
         value = json.loads(raw.decode("utf-8", "replace"))
-    except ValueError:
+    except (ValueError, RecursionError):  # (a user's own file may nest without end)
         return None
     return value if isinstance(value, kind) else None
 
@@ -975,11 +980,10 @@ def _container_users(processes, wanted):
     if _USER_SERVICE is None:
         import re
         _USER_SERVICE = re.compile(r"/user@([0-9]{1,10})[.]service/")
-    container_ids(())  # (compiles _CONTAINER_ID)
     users = {}
     for process in processes:
         cgroup = process.get("cgroup") or ""
-        for cid in _CONTAINER_ID.findall(cgroup):
+        for cid in _ids_in(cgroup):
             if cid in wanted:
                 found = _USER_SERVICE.search(cgroup)
                 users[cid] = int(found.group(1)) if found else None
@@ -1027,7 +1031,7 @@ def _podman_names(processes, wanted, root):
                 name = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else None
                 try:
                     metadata = json.loads(item.get("metadata") or "{}")
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, RecursionError):
                     metadata = {}
                 if not isinstance(metadata, dict) or metadata.get("pod-id"):
                     continue
