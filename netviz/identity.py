@@ -61,13 +61,20 @@ class Identity:
 
 def identify(cgroup: Optional[str], containers: dict[str, Container], pods: Optional[dict[str, Pod]] = None) -> Identity:
     """The identity a cgroup path gives, completed by the runtime state of its container and
-    the kubelet's name for its pod."""
+    the kubelet's name for its pod.
+
+    Any user may name cgroups of their own (under `user@UID.service`) after another container's
+    id: the state of a container is taken only for a process under the user whose store named it
+    (the machine's runtimes: no user), so such a process is never given that container's name,
+    image or pod."""
     if not cgroup:
         return Identity()
     path = cgroup.rstrip("/")
     runtime, container_id = _container(path)
     pod_uid = _pod_uid(path)
     state = containers.get(container_id) if container_id else None
+    if state is not None and state.user != _delegated_to(path):
+        state = None
     pod = None
     if state is not None and state.pod:
         pod = f"{state.pod_namespace}/{state.pod}" if state.pod_namespace else state.pod
@@ -98,6 +105,15 @@ def _container(path: str) -> tuple[Optional[str], Optional[str]]:
         if found:
             return None, found.group(1)
     return None, None
+
+
+_USER_SERVICE = re.compile(r"/user@([0-9]+)[.]service(?:/|$)")
+
+
+def _delegated_to(path: str) -> Optional[int]:
+    """The uid whose systemd user manager owns the cgroup (`user@UID.service`), else None."""
+    found = _USER_SERVICE.search(path)
+    return int(found.group(1)) if found else None
 
 
 def _pod_uid(path: str) -> Optional[str]:

@@ -57,6 +57,15 @@ def test_each_layout_names_what_it_says_and_nothing_else(path, unit, runtime, co
     assert found.container == (container_id[:12] if container_id else None)
 
 
+def test_a_process_in_a_users_own_cgroup_never_takes_a_system_containers_name():
+    """Any user can create cgroups under their user@UID.service and name them after a running
+    container's id: the runtimes' state is not theirs, so it names nothing there."""
+    state = {CID: Container(runtime="docker", name="postgres-prod", image="postgres:16")}
+    assert identify(f"/system.slice/docker-{CID}.scope", state).container == "postgres-prod"
+    spoof = identify(f"/user.slice/user-1000.slice/user@1000.service/app.slice/docker-{CID}.scope", state)
+    assert (spoof.container, spoof.image) == (CID[:12], None)
+
+
 def test_runtime_state_names_the_container_and_the_pod():
     state = {CID: Container(runtime="docker", name="web-1", image="nginx:1.25", pod="web-7d9f", pod_namespace="shop",
                             container="nginx")}
@@ -176,12 +185,17 @@ def test_podman_names_its_containers_rootful_and_rootless_each_from_its_own_stor
     runtime = capture.read_runtime(processes, root=str(tmp_path))
     assert runtime == {"containers": {
         CID: {"runtime": "podman", "name": "web", "image": "docker.io/library/nginx:1.25"},
-        THIRD: {"runtime": "podman", "name": "alice-app", "image": "localhost/app:dev"}}}
+        THIRD: {"runtime": "podman", "name": "alice-app", "image": "localhost/app:dev", "user": 1000}}}
+    # alice names a cgroup of her own after the system's container, and one after her own
+    processes.append({"pid": 14, "cgroup": f"/user.slice/user-1000.slice/user@1000.service/app.slice/libpod-{CID}.scope"})
+    processes.append({"pid": 15, "cgroup": f"/user.slice/user-1001.slice/user@1001.service/libpod-{THIRD}.scope"})
     snapshot = parse_snapshot(_document_with(runtime, processes), "host")
+    assert snapshot_to_document(snapshot)["runtime"] == runtime  # written back whole, `user` included
     found = [identify(process["cgroup"], snapshot.containers) for process in processes]
     assert [(f.runtime, f.container, f.image) for f in found] == [
         ("podman", "web", "docker.io/library/nginx:1.25"), ("podman", "alice-app", "localhost/app:dev"),
-        ("podman", fourth[:12], None), ("cri-o", cri_o[:12], None)]
+        ("podman", fourth[:12], None), ("cri-o", cri_o[:12], None),
+        ("podman", CID[:12], None), ("podman", THIRD[:12], None)]  # never the names of another's containers
 
 
 def test_a_broken_or_oversized_podman_list_names_nothing(tmp_path):

@@ -1014,7 +1014,8 @@ def _storage_graphroots(uids, root):
 def _podman_names(processes, wanted, root):
     """cid -> {"runtime": "podman", "name", "image"} for the `wanted` containers that a
     containers/storage list names. A rootless user's list is their own file: it names only the
-    containers that run under that user. Entries with a Kubernetes pod id are CRI-O's: left out."""
+    containers that run under that user, and says which user (`user`). Entries with a
+    Kubernetes pod id are CRI-O's: left out."""
     users = _container_users(processes, wanted)
     found = {}
     for uid, graphroot in _storage_graphroots(set(users.values()), root).items():
@@ -1036,12 +1037,15 @@ def _podman_names(processes, wanted, root):
                 if not isinstance(metadata, dict) or metadata.get("pod-id"):
                     continue
                 image = metadata.get("image-name")
-                named = {"runtime": "podman"}
+                named = {}
                 if name:
                     named["name"] = name[:MAX_NAME]
                 if isinstance(image, str) and image:
                     named["image"] = image[:MAX_NAME]
-                if len(named) > 1:
+                if named:
+                    named["runtime"] = "podman"
+                    if uid is not None:
+                        named["user"] = uid  # (its processes must run under that user to take these names)
                     found[cid] = named
     return found
 

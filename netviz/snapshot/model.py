@@ -171,6 +171,8 @@ class Container:
     pod: Optional[str] = None  # Kubernetes: the pod, its namespace, the container's name in it
     pod_namespace: Optional[str] = None
     container: Optional[str] = None
+    # the uid whose own store named it (rootless Podman); None: the machine's runtimes
+    user: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,8 @@ def read_containers(node: _Field) -> dict[str, Container]:
     for cid, item in _keyed_entries(node.key("containers", required=False), _CONTAINER_ID, "container", "container id"):
         fields = {name: item.optional(name, lambda f: f.text(255, nullable=True), None)
                   for name in ("runtime", "name", "image", "pod", "pod_namespace", "container")}
-        containers[cid] = Container(**fields)
+        user = item.optional("user", lambda f: f.integer(0, UID_RANGE[1]), None)
+        containers[cid] = Container(**fields, user=user)
     return containers
 
 
