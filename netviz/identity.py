@@ -73,12 +73,13 @@ def identify(cgroup: Optional[str], containers: dict[str, Container], pods: Opti
     runtime, container_id = _container(path)
     pod_uid = _pod_uid(path)
     state = containers.get(container_id) if container_id else None
-    if state is not None and state.user != _delegated_to(path):
+    user = _delegated_to(path)
+    if state is not None and state.user != user:
         state = None
     pod = None
     if state is not None and state.pod:
         pod = f"{state.pod_namespace}/{state.pod}" if state.pod_namespace else state.pod
-    elif pod_uid is not None and pods and pod_uid in pods:
+    elif pod_uid is not None and pods and pod_uid in pods and user is None:  # (the kubelet's pods are the machine's)
         pod = f"{pods[pod_uid].namespace}/{pods[pod_uid].name}"
     return Identity(
         unit=_unit(path, container_id),

@@ -22,7 +22,7 @@ from netviz.filters import FilterSpec, apply_filters
 from netviz.identity import identify
 from netviz.payload import capture
 from netviz.snapshot import parse_snapshot, snapshot_to_document
-from netviz.snapshot.model import Container
+from netviz.snapshot.model import Container, Pod
 from netviz.stitch import stitch
 
 CID = "3f2a" + "0" * 56 + "beef"
@@ -64,6 +64,10 @@ def test_a_process_in_a_users_own_cgroup_never_takes_a_system_containers_name():
     assert identify(f"/system.slice/docker-{CID}.scope", state).container == "postgres-prod"
     spoof = identify(f"/user.slice/user-1000.slice/user@1000.service/app.slice/docker-{CID}.scope", state)
     assert (spoof.container, spoof.image) == (CID[:12], None)
+    pods = {POD_UID: Pod(name="web-7d9f", namespace="shop")}
+    pod_path = f"kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_UID.replace('-', '_')}.slice"
+    assert identify(f"/{pod_path}/cri-containerd-{OTHER}.scope", {}, pods).pod == "shop/web-7d9f"
+    assert identify(f"/user.slice/user-1000.slice/user@1000.service/{pod_path}/x.scope", {}, pods).pod is None
 
 
 def test_runtime_state_names_the_container_and_the_pod():
