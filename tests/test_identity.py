@@ -163,7 +163,7 @@ def _storage_list(graphroot: Path, *entries: dict) -> None:
         for entry in entries]))
 
 
-def test_podman_names_its_containers_rootful_and_rootless_each_from_its_own_store(tmp_path):
+def test_podman_and_rootless_docker_name_containers_each_from_its_own_users_store(tmp_path):
     """Podman keeps no per-container state file that names the container: containers/storage's
     list does, in the system's store and in each rootless user's home. A user's list is their own
     file, so it names only the containers running under that user."""
@@ -178,6 +178,14 @@ def test_podman_names_its_containers_rootful_and_rootless_each_from_its_own_stor
     _storage_list(alice,
                   {"id": THIRD, "names": ["alice-app"], "metadata": {"image-name": "localhost/app:dev", "name": "alice-app"}},
                   {"id": fourth, "names": ["prod-db"], "metadata": {"name": "prod-db"}})  # not hers: ignored
+    # rootless Docker keeps its state in the user's home; the system's state is never read for her
+    rootless_docker, system_only = "6" * 64, "7" * 64
+    for where, cid, name in (("home/alice/.local/share/docker/containers", rootless_docker, "/alice-docker"),
+                             ("var/lib/docker/containers", system_only, "/system-web")):
+        (tmp_path / where / cid).mkdir(parents=True)
+        (tmp_path / where / cid / "config.v2.json").write_text(json.dumps({"Name": name, "Config": {"Image": "busybox"}}))
+    (tmp_path / "var/log/containers").mkdir(parents=True)
+    (tmp_path / f"var/log/containers/web-7d9f_shop_nginx-{rootless_docker}.log").write_text("")  # the kubelet's: not hers
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n")
     processes = [
@@ -185,12 +193,15 @@ def test_podman_names_its_containers_rootful_and_rootless_each_from_its_own_stor
         {"pid": 11, "cgroup": f"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{THIRD}.scope/container"},
         {"pid": 12, "cgroup": f"/machine.slice/libpod-{fourth}.scope/container"},
         {"pid": 13, "cgroup": f"/kubepods.slice/kubepods-besteffort.slice/crio-{cri_o}.scope"},
+        {"pid": 16, "cgroup": f"/user.slice/user-1000.slice/user@1000.service/user.slice/docker-{rootless_docker}.scope"},
+        {"pid": 17, "cgroup": f"/user.slice/user-1000.slice/user@1000.service/app.slice/docker-{system_only}.scope"},
     ]
     runtime = capture.read_runtime(processes, root=str(tmp_path))
     assert runtime == {"containers": {
         CID: {"runtime": "podman", "name": "web", "image": "docker.io/library/nginx:1.25"},
-        THIRD: {"runtime": "podman", "name": "alice-app", "image": "localhost/app:dev", "user": 1000}}}
-    # alice names a cgroup of her own after the system's container, and one after her own
+        THIRD: {"runtime": "podman", "name": "alice-app", "image": "localhost/app:dev", "user": 1000},
+        rootless_docker: {"runtime": "docker", "name": "alice-docker", "image": "busybox", "user": 1000}}}
+    # alice names a cgroup of her own after the system's container, and bob one after hers
     processes.append({"pid": 14, "cgroup": f"/user.slice/user-1000.slice/user@1000.service/app.slice/libpod-{CID}.scope"})
     processes.append({"pid": 15, "cgroup": f"/user.slice/user-1001.slice/user@1001.service/libpod-{THIRD}.scope"})
     snapshot = parse_snapshot(_document_with(runtime, processes), "host")
@@ -199,6 +210,7 @@ def test_podman_names_its_containers_rootful_and_rootless_each_from_its_own_stor
     assert [(f.runtime, f.container, f.image) for f in found] == [
         ("podman", "web", "docker.io/library/nginx:1.25"), ("podman", "alice-app", "localhost/app:dev"),
         ("podman", fourth[:12], None), ("cri-o", cri_o[:12], None),
+        ("docker", "alice-docker", "busybox"), ("docker", system_only[:12], None),
         ("podman", CID[:12], None), ("podman", THIRD[:12], None)]  # never the names of another's containers
 
 

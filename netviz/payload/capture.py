@@ -922,6 +922,7 @@ CRIO_ANNOTATIONS = (("io.kubernetes.container.name", "container"), ("io.kubernet
 # runs containers (rootless Podman). CRI-O shares the format; its containers are named above.
 STORAGE_GRAPHROOT = "var/lib/containers/storage"
 STORAGE_USER_GRAPHROOT = ".local/share/containers/storage"
+ROOTLESS_DOCKER_CONTAINERS = ".local/share/docker/containers"  # rootless Docker's default data root, in the home
 MAX_STORAGE_LIST = 4 << 20  # bytes read of one containers.json (about 1 KB a container)
 MAX_STORAGE_USERS = 64
 _USER_SERVICE = None
@@ -974,8 +975,8 @@ def _listing(path, limit=65536):
 
 
 def _container_users(processes, wanted):
-    """cid -> the uid of the user@UID.service its processes run under (rootless Podman), else
-    None (the system's containers)."""
+    """cid -> the users whose processes run in it: the uid of the user@UID.service above it in
+    the cgroup path (rootless Docker and Podman), None for the machine's own runtimes."""
     global _USER_SERVICE
     if _USER_SERVICE is None:
         import re
@@ -986,40 +987,54 @@ def _container_users(processes, wanted):
         for cid in _ids_in(cgroup):
             if cid in wanted:
                 found = _USER_SERVICE.search(cgroup)
-                users[cid] = int(found.group(1)) if found else None
+                users.setdefault(cid, set()).add(int(found.group(1)) if found else None)
     return users
 
 
-def _storage_graphroots(uids, root):
-    """uid (None: the system) -> the containers/storage graph root of its containers: the
-    system's, and each rootless user's under their home (from passwd)."""
-    roots = {None: os.path.join(root, STORAGE_GRAPHROOT)} if None in uids else {}
-    wanted = {uid for uid in uids if uid is not None}
+def _homes(uids, root):
+    """uid -> the home directory passwd gives it (under `root`), for the uids wanted."""
+    homes = {}
+    wanted = set(uids)
     if not wanted:
-        return roots
+        return homes
     try:
         with _open_text(os.path.join(root, "etc/passwd")) as handle:
             for line in _lines(handle):
                 fields = line.split(":")
                 if len(fields) >= 6 and fields[2].isdigit() and int(fields[2]) in wanted and fields[5].startswith("/"):
                     wanted.discard(int(fields[2]))  # (first entry wins, like getpwuid)
-                    roots[int(fields[2])] = os.path.join(root, fields[5].lstrip("/"), STORAGE_USER_GRAPHROOT)
-                    if len(roots) > MAX_STORAGE_USERS:
+                    homes[int(fields[2])] = os.path.join(root, fields[5].lstrip("/"))
+                    if len(homes) >= MAX_STORAGE_USERS:
                         break
     except OSError:
         pass
-    return roots
+    return homes
 
 
-def _podman_names(processes, wanted, root):
+def _docker_state(path):
+    """{"runtime": "docker", "name", "image"} from a Docker config.v2.json, else {}."""
+    config = _json_file(path)
+    if config is None:
+        return {}
+    name = config.get("Name") or ""
+    image = (config.get("Config") if isinstance(config.get("Config"), dict) else {}).get("Image") or ""
+    if not isinstance(name, str) or not isinstance(image, str):
+        return {}
+    return {"runtime": "docker", "name": name.lstrip("/")[:MAX_NAME], "image": image[:MAX_NAME]}
+
+
+def _podman_names(users, homes, wanted, root):
     """cid -> {"runtime": "podman", "name", "image"} for the `wanted` containers that a
-    containers/storage list names. A rootless user's list is their own file: it names only the
-    containers that run under that user, and says which user (`user`). Entries with a
-    Kubernetes pod id are CRI-O's: left out."""
-    users = _container_users(processes, wanted)
+    containers/storage list names: the system's list for the machine's containers, a user's own
+    list (a file they write) only for the containers running under that user, and then says which
+    user (`user`). Entries with a Kubernetes pod id are CRI-O's: left out."""
+    stores = [(None, os.path.join(root, STORAGE_GRAPHROOT))]
+    stores += [(uid, os.path.join(home, STORAGE_USER_GRAPHROOT)) for uid, home in sorted(homes.items())]
     found = {}
-    for uid, graphroot in _storage_graphroots(set(users.values()), root).items():
-        mine = {cid for cid, user in users.items() if user == uid}
+    for uid, graphroot in stores:
+        mine = {cid for cid in wanted if uid in users.get(cid, ())}
+        if not mine:
+            continue
         for entry in _listing(graphroot, 64):
             if not entry.endswith("-containers"):
                 continue
@@ -1054,29 +1069,36 @@ def read_runtime(processes, root="/"):
     """What the machine's container runtimes and kubelet say about the containers the processes
     run in, read-only from their state files: Docker's config.v2.json (name, image), containerd's
     and CRI-O's OCI bundles (Kubernetes container, pod and image), Podman's containers/storage
-    lists (name, image; rootful and rootless) for what those did not name, the kubelet's
-    /var/log/containers links (pod, namespace, container name) per id; and the kubelet's
-    /var/log/pods directories (pod name and namespace) per pod uid."""
+    lists (name, image) for what those did not name, the kubelet's /var/log/containers links
+    (pod, namespace, container name) per id; and the kubelet's /var/log/pods directories (pod
+    name and namespace) per pod uid. A container running under a user's own systemd manager
+    (rootless Docker or Podman) is named only from that user's own files, which say so (`user`)."""
     wanted = container_ids(processes)[:MAX_CONTAINERS_NAMED]
+    users = _container_users(processes, set(wanted))
+    homes = _homes({uid for owners in users.values() for uid in owners if uid is not None}, root)
     containers = {}
     task_namespaces = _listing(os.path.join(root, CONTAINERD_TASKS), 64) if wanted else []
     for cid in wanted:
+        owners = users.get(cid, {None})
         found = {}
-        config = _json_file(os.path.join(root, "var/lib/docker/containers", cid, "config.v2.json"))
-        if config is not None:
-            name = config.get("Name") or ""
-            image = (config.get("Config") if isinstance(config.get("Config"), dict) else {}).get("Image") or ""
-            if isinstance(name, str) and isinstance(image, str):
-                found = {"runtime": "docker", "name": name.lstrip("/")[:MAX_NAME], "image": image[:MAX_NAME]}
-        _add_bundle(found, "containerd", CONTAINERD_ANNOTATIONS,
-                    [os.path.join(root, CONTAINERD_TASKS, namespace, cid, "config.json") for namespace in task_namespaces])
-        _add_bundle(found, "cri-o", CRIO_ANNOTATIONS,
-                    [os.path.join(root, base, cid, "userdata", "config.json") for base in STORAGE_CONTAINERS])
+        if None in owners:  # the machine's own runtimes
+            found = _docker_state(os.path.join(root, "var/lib/docker/containers", cid, "config.v2.json"))
+            _add_bundle(found, "containerd", CONTAINERD_ANNOTATIONS,
+                        [os.path.join(root, CONTAINERD_TASKS, namespace, cid, "config.json") for namespace in task_namespaces])
+            _add_bundle(found, "cri-o", CRIO_ANNOTATIONS,
+                        [os.path.join(root, base, cid, "userdata", "config.json") for base in STORAGE_CONTAINERS])
+        else:  # rootless Docker: the user's own data root
+            for uid in sorted(owners):
+                if uid in homes:
+                    found = _docker_state(os.path.join(homes[uid], ROOTLESS_DOCKER_CONTAINERS, cid, "config.v2.json"))
+                    if found:
+                        found["user"] = uid
+                        break
         if found:
             containers[cid] = found
     unnamed = {cid for cid in wanted if "name" not in containers.get(cid, {}) and "container" not in containers.get(cid, {})}
     if unnamed:
-        for cid, named in _podman_names(processes, unnamed, root).items():
+        for cid, named in _podman_names(users, homes, unnamed, root).items():
             containers.setdefault(cid, {}).update(named)
     wanted_set = set(wanted)
     for entry in _listing(os.path.join(root, "var/log/containers")):
@@ -1084,8 +1106,8 @@ def read_runtime(processes, root="/"):
         if not entry.endswith(".log") or len(entry) < 70 or entry[-69] != "-":
             continue
         cid = entry[-68:-4]
-        if cid not in wanted_set:
-            continue
+        if cid not in wanted_set or None not in users.get(cid, {None}):
+            continue  # (the kubelet's containers are the machine's)
         parts = entry[:-69].split("_")
         if len(parts) != 3:
             continue
