@@ -388,6 +388,41 @@ def test_capture_reads_conntrack_over_netlink_when_the_proc_file_is_absent(track
     assert not [note for note in document["coverage"]["notes"] if "conntrack" in note]
 
 
+# The payload, on the live /proc, told that the conntrack text has other names (so it finds
+# none, as on a kernel built without CONFIG_NF_CONNTRACK_PROCFS); its snapshot on stdout.
+WITHOUT_TEXT_ANYWHERE = r"""
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("capture", sys.argv[1])
+capture = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(capture)
+capture.CONNTRACK_FILES = ("netviz-no-such-conntrack-file",)
+print(json.dumps(capture.collect()))
+"""
+
+
+@needs_lab
+@pytest.mark.parametrize("python", ["this", "3.6"])
+def test_other_namespaces_conntrack_is_dumped_by_the_child_that_enters_them(tracked: Namespace, python: str) -> None:
+    """Without the text, the payload runs in the machine's namespace, and the traffic in another:
+    the child that enters that namespace for its sockets dumps its conntrack table too."""
+    interpreter = sys.executable if python == "this" else _oldest_python()
+    if interpreter is None:
+        pytest.skip("no Python 3.6 installed (the payload's oldest target)")
+    inode = os.stat(f"/run/netns/{tracked.name}").st_ino
+    expected = tracked.refresh()
+    before = tracked.python(READ, str(REPO), "fast", "proc")["before"]
+    result = subprocess.run([interpreter, "-c", WITHOUT_TEXT_ANYWHERE, str(PAYLOAD)], capture_output=True, text=True,
+                            timeout=120, check=True)
+    document = json.loads(result.stdout)
+    after = tracked.python(READ, str(REPO), "fast", "proc")["before"]
+    (namespace,) = [ns for ns in document["namespaces"] if ns["inode"] == inode]
+    notes = document["coverage"]["notes"]
+    assert namespace["conntrack"] is not None, notes
+    assert_read_between(namespace["conntrack"], before, after)
+    assert_expected(namespace["conntrack"], expected)
+    assert not [note for note in notes if "conntrack unknown" in note], notes
+
+
 @needs_lab
 def test_capture_without_netlink_says_conntrack_is_unknown(tracked: Namespace) -> None:
     document = _payload_without_proc_file(tracked, "--no-netlink")

@@ -1439,9 +1439,18 @@ class NamespaceEntry(object):
 def netlink_tables(tables, counters=None):
     """The netlink dumps of `tables` ((filename, proto) pairs of NETLINK_TABLES) in the current
     namespace: {filename: (records, unkeyed), or None when that dump failed (no diag module:
-    the caller reads the text)}. tcp and tcp6 together come from one dump (netlink_tcp_sockets)."""
+    the caller reads the text)}. tcp and tcp6 together come from one dump (netlink_tcp_sockets).
+    A ("conntrack", None) pair asks for the conntrack table too: ("ok", entries, truncated), or
+    ("failed", errno, message)."""
     out = {}
     wanted = set(filename for filename, _ in tables)
+    if "conntrack" in wanted:  # (a kernel without the table's text, see conntrack_in_children)
+        try:
+            entries, truncated = netlink_conntrack()
+            out["conntrack"] = ("ok", entries, truncated)
+        except OSError as error:
+            out["conntrack"] = ("failed", error.errno, str(error.strerror or error))
+        tables = [table for table in tables if table[0] != "conntrack"]
     if "tcp" in wanted and "tcp6" in wanted:
         try:
             out.update(netlink_tcp_sockets(counters))
@@ -2254,13 +2263,11 @@ def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc", dump
     # Like the socket tables, each namespace's conntrack text walks the machine's whole table
     # (every bucket); the namespace's own count says when there is nothing to find.
     entries = conntrack_count(net_dir)
-    for name in ("nf_conntrack", "ip_conntrack"):
+    if entries == 0:  # (its statistics exist: the kernel tracks, and the table is empty; not walked)
+        conntrack = []
+        absent = False
+    for name in CONNTRACK_FILES if entries != 0 else ():
         try:
-            if entries == 0 and name == "nf_conntrack":
-                os.stat(os.path.join(net_dir, name))  # the table exists: empty, not walked
-                conntrack = []
-                absent = False
-                break
             with _open_text(os.path.join(net_dir, name)) as handle:
                 conntrack, truncated = parse_nf_conntrack(handle)
             if truncated:
@@ -2269,7 +2276,9 @@ def read_namespace(net_dir, coverage, use_netlink=False, proc_root="/proc", dump
             break
         except OSError as error:
             absent = absent and error.errno == errno.ENOENT
-    if absent:
+    if absent and "conntrack" in dumped:  # dumped over ctnetlink by the child in the namespace
+        conntrack = _dumped_conntrack(dumped["conntrack"], coverage)
+    elif absent:
         conntrack = conntrack_without_procfs(proc_root, coverage, use_netlink)
 
     return {"addresses": addresses, "sockets": sockets, "unkeyed": unkeyed, "conntrack": conntrack,
@@ -2304,28 +2313,26 @@ def _read_small_text(path, limit=1 << 20):
         raise
 
 
-def conntrack_without_procfs(proc_root, coverage, use_netlink):
-    """The conntrack entries of a namespace whose /proc/PID/net has no nf_conntrack file.
+# The conntrack table's text in /proc/PID/net (CONFIG_NF_CONNTRACK_PROCFS, which newer kernels
+# leave out: the table is then dumped over ctnetlink, see conntrack_without_procfs).
+CONNTRACK_FILES = ("nf_conntrack", "ip_conntrack")
 
-    Silent None when the kernel tracks no connections (no nf_conntrack_count sysctl, no
-    nf_conntrack module). Otherwise the kernel lacks CONFIG_NF_CONNTRACK_PROCFS: the table is
-    dumped over ctnetlink when `use_netlink` (the payload's own namespace, live proc root) and
-    doing so loads no kernel module. Every other outcome is None with a coverage note saying why.
-    """
+
+def _conntrack_netlink_state(proc_root, coverage=None):
+    """(tracking, obstacle): whether the kernel tracks connections at all (an nf_conntrack_count
+    sysctl, or the nf_conntrack module), and why dumping the table over ctnetlink could load a
+    kernel module (None: it cannot). A /proc/modules that cannot be read is noted in `coverage`."""
     try:
         modules = _read_small_text(os.path.join(proc_root, "modules"))
     except OSError as error:
         modules = ""  # present but unreadable: a module list we cannot see
-        coverage.note("cannot read /proc/modules: %s" % os.strerror(error.errno or 0))
+        if coverage is not None:
+            coverage.note("cannot read /proc/modules: %s" % os.strerror(error.errno or 0))
     tracking = os.path.exists(os.path.join(proc_root, "sys/net/netfilter/nf_conntrack_count"))
     if not tracking and modules:
         tracking = any(line.split(" ", 1)[0] == "nf_conntrack" for line in modules.split("\n"))
     if not tracking:
-        return None
-    if not use_netlink:
-        coverage.note("conntrack unknown where netlink cannot be used (other namespaces, "
-                      "--no-netlink): this kernel has no /proc/net/nf_conntrack")
-        return None
+        return False, None
     builtin = None
     release = _read_text_or_none(os.path.join(proc_root, "sys/kernel/osrelease"))
     if modules is not None and release:
@@ -2336,7 +2343,51 @@ def conntrack_without_procfs(proc_root, coverage, use_netlink):
                 builtin = None
             if builtin is not None:
                 break
-    obstacle = conntrack_netlink_obstacle(modules, builtin)
+    return True, conntrack_netlink_obstacle(modules, builtin)
+
+
+def conntrack_in_children(proc_root):
+    """Whether the children that enter other namespaces must dump their conntrack tables over
+    ctnetlink: the kernel tracks connections, has no conntrack text in /proc, and the dump
+    loads no module."""
+    own = os.path.join(proc_root, "self", "net")
+    if any(os.path.exists(os.path.join(own, name)) for name in CONNTRACK_FILES):
+        return False
+    tracking, obstacle = _conntrack_netlink_state(proc_root)
+    return tracking and obstacle is None
+
+
+def _dumped_conntrack(dumped, coverage):
+    """The entries a child dumped over ctnetlink in its namespace ((entries, truncated), or the
+    errno and message of its failure), noting what is missing."""
+    if dumped is not None and dumped[0] == "ok":
+        entries, truncated = dumped[1], dumped[2]
+        if truncated:
+            coverage.note("conntrack table cut at %d entries" % MAX_CONNTRACK_ENTRIES)
+        return entries
+    reason = (dumped[2] or os.strerror(dumped[1] or 0)) if dumped is not None else "no reply"
+    coverage.note("conntrack unknown in a namespace: no /proc/net/nf_conntrack and its netlink dump failed: %s"
+                  % reason)
+    return None
+
+
+def conntrack_without_procfs(proc_root, coverage, use_netlink):
+    """The conntrack entries of a namespace whose /proc/PID/net has no nf_conntrack file.
+
+    Silent None when the kernel tracks no connections (no nf_conntrack_count sysctl, no
+    nf_conntrack module). Otherwise the kernel lacks CONFIG_NF_CONNTRACK_PROCFS: the table is
+    dumped over ctnetlink when `use_netlink` (the payload's own namespace, live proc root) and
+    doing so loads no kernel module (the other namespaces' tables come from the children that
+    enter them, see conntrack_in_children). Every other outcome is None with a coverage note
+    saying why.
+    """
+    tracking, obstacle = _conntrack_netlink_state(proc_root, coverage)
+    if not tracking:
+        return None
+    if not use_netlink:
+        coverage.note("conntrack unknown where netlink cannot be used (other namespaces, "
+                      "--no-netlink): this kernel has no /proc/net/nf_conntrack")
+        return None
     if obstacle is not None:
         coverage.note("conntrack unknown: no /proc/net/nf_conntrack and %s" % obstacle)
         return None
@@ -2559,8 +2610,10 @@ def collect(proc_root="/proc", etc_root="/etc", use_netlink=True, compact=False,
 
 def _start_dumps(proc_root, pids, own_pid, own_netns, dumps):
     """Give every network namespace of `pids` but our own to the children (NamespaceDumps.add),
-    with the tables its sockstat says are worth a dump. The children open the ns/net files
+    with the tables its sockstat says are worth a dump, and its conntrack table when the kernel
+    shows no text of it (conntrack_in_children). The children open the ns/net files
     themselves, one at a time: the parent holds no fd per namespace (a host may have thousands)."""
+    conntrack = conntrack_in_children(proc_root)
     seen = set([own_netns])
     jobs = []
     for pid in pids:
@@ -2575,6 +2628,8 @@ def _start_dumps(proc_root, pids, own_pid, own_netns, dumps):
             continue
         seen.add(key)
         wanted = netlink_wanted(read_sockstat(base + "/net"))
+        if conntrack and conntrack_count(base + "/net") != 0:
+            wanted.append(("conntrack", None))
         if wanted:
             jobs.append((key[1], base + "/ns/net", key, wanted))
     for job in sorted(jobs, key=operator.itemgetter(0)):  # the order they are read in
