@@ -974,6 +974,22 @@ def _listing(path, limit=65536):
         return []
 
 
+def _names_ending(path, suffix, limit=8, scanned=4096):
+    """Up to `limit` names ending with `suffix` among the first `scanned` entries of a directory
+    (a user's own directory may hold millions), sorted."""
+    found = []
+    try:
+        with os.scandir(path) as entries:
+            for count, entry in enumerate(entries):
+                if count >= scanned or len(found) >= limit:
+                    break
+                if entry.name.endswith(suffix):
+                    found.append(entry.name)
+    except OSError:
+        pass
+    return sorted(found)
+
+
 def _container_users(processes, wanted):
     """cid -> the users whose processes run in it: the uid of the user@UID.service above it in
     the cgroup path (rootless Docker and Podman), None for the machine's own runtimes."""
@@ -1035,9 +1051,7 @@ def _podman_names(users, homes, wanted, root):
         mine = {cid for cid in wanted if uid in users.get(cid, ())}
         if not mine:
             continue
-        for entry in _listing(graphroot, 64):
-            if not entry.endswith("-containers"):
-                continue
+        for entry in _names_ending(graphroot, "-containers"):
             listed = _json_file(os.path.join(graphroot, entry, "containers.json"), list, MAX_STORAGE_LIST) or ()
             for item in listed:
                 cid = item.get("id") if isinstance(item, dict) else None
