@@ -12,7 +12,11 @@ The cgroup layouts read (v2 unified paths and v1 `name=systemd` paths alike):
   container's (`session-3.scope`).
 - containers, by runtime: `docker-ID.scope` and `/docker/ID` (Docker), `cri-containerd-ID.scope`
   (containerd), `crio-ID.scope` (CRI-O), `libpod-ID.scope` and `/libpod_parent/libpod-ID` (Podman),
-  and a bare 64-hex component under `kubepods` (the cgroupfs driver).
+  and a bare 64-hex component under `kubepods` (the cgroupfs driver); containers the path names
+  by name: `lxc.payload.NAME` and `/lxc/NAME` (LXC, LXD, Incus), `systemd-nspawn@NAME.service` and
+  `machine-NAME.scope` (machines registered with systemd-machined: nspawn containers, libvirt
+  VMs' qemu), systemd's `\x2d` escapes undone. A name under a user's own systemd manager
+  (`user@UID.service`: any user may create such cgroups) is marked `(user UID)`.
 - Kubernetes pods: `kubepods-<qos>-pod<UID>.slice` (systemd driver, `_` for `-` in the uid) and
   `/kubepods/<qos>/pod<UID>/` (cgroupfs driver).
 """
@@ -34,6 +38,14 @@ _CONTAINER_PATTERNS = (
     ("podman", re.compile(rf"(?:^|/)libpod-{_ID}(?:\.scope)?$")),
 )
 _KUBEPODS_CONTAINER = re.compile(rf"(?:^|/)kubepods[^ ]*/{_ID}$")
+# containers a cgroup path names by name (runtime, pattern): the innermost one wins
+_NAMED_CONTAINER_PATTERNS = (
+    ("lxc", re.compile(r"(?:^|/)lxc\.payload\.([^/]+)$")),
+    ("lxc", re.compile(r"^/lxc/([^/]+)$")),
+    ("systemd-nspawn", re.compile(r"(?:^|/)systemd-nspawn@([^/]+)\.service$")),
+    ("systemd-machined", re.compile(r"(?:^|/)machine\.slice/machine-([^/]+)\.scope$")),
+)
+_SYSTEMD_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
 _POD_SYSTEMD = re.compile(r"kubepods(?:-[a-z]+)?-pod([0-9a-f_]{36})\.slice")
 _POD_CGROUPFS = re.compile(r"/kubepods/(?:[a-z]+/)?pod([0-9a-f-]{36})(?:/|$)")
 
@@ -81,11 +93,16 @@ def identify(cgroup: Optional[str], containers: dict[str, Container], pods: Opti
         pod = f"{state.pod_namespace}/{state.pod}" if state.pod_namespace else state.pod
     elif pod_uid is not None and pods and pod_uid in pods and user is None:  # (the kubelet's pods are the machine's)
         pod = f"{pods[pod_uid].namespace}/{pods[pod_uid].name}"
+    container_name = state.name if state is not None else None
+    if container_id is None:
+        runtime, container_name = _named_container(path)
+        if container_name is not None and user is not None:
+            container_name = f"{container_name} (user {user})"
     return Identity(
         unit=_unit(path, container_id),
         container_id=container_id,
         runtime=(state.runtime if state is not None and state.runtime else runtime),
-        container_name=state.name if state is not None else None,
+        container_name=container_name,
         image=state.image if state is not None else None,
         pod_uid=pod_uid,
         pod=pod,
@@ -105,6 +122,19 @@ def _container(path: str) -> tuple[Optional[str], Optional[str]]:
         found = _KUBEPODS_CONTAINER.search(prefix)
         if found:
             return None, found.group(1)
+    return None, None
+
+
+def _named_container(path: str) -> tuple[Optional[str], Optional[str]]:
+    """(runtime, name) of the innermost component naming a container by its name."""
+    components = path.split("/")
+    for end in range(len(components), 0, -1):
+        prefix = "/".join(components[:end])
+        for runtime, pattern in _NAMED_CONTAINER_PATTERNS:
+            found = pattern.search(prefix)
+            if found:
+                name = _SYSTEMD_ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), found.group(1))
+                return runtime, name
     return None, None
 
 

@@ -57,6 +57,45 @@ def test_each_layout_names_what_it_says_and_nothing_else(path, unit, runtime, co
     assert found.container == (container_id[:12] if container_id else None)
 
 
+@pytest.mark.parametrize("path, runtime, name, unit", [
+    ("/lxc.payload.web1/system.slice/nginx.service", "lxc", "web1", "nginx.service"),  # LXD, Incus, LXC 4+
+    ("/lxc.payload.web1/init.scope", "lxc", "web1", "init.scope"),
+    ("/lxc/db2/system.slice/postgresql.service", "lxc", "db2", "postgresql.service"),  # older LXC
+    ("/machine.slice/systemd-nspawn@build\\x2dbox.service/payload/system.slice/sshd.service", "systemd-nspawn",
+     "build-box", "sshd.service"),
+    ("/machine.slice/machine-qemu\\x2d1\\x2dfedora.scope/libvirt/emulator", "systemd-machined", "qemu-1-fedora",
+     "machine-qemu\\x2d1\\x2dfedora.scope"),
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/lxc.payload.prod-db/init.scope", "lxc",
+     "prod-db (user 1000)", "user@1000.service"),  # a user's own: never taken for the system's prod-db
+    ("/lxc.monitor.web1", None, None, None),  # LXD's monitor of the container is not in it
+    ("/system.slice/lxc.service", None, None, "lxc.service"),
+])
+def test_containers_named_by_their_cgroup_path(path, runtime, name, unit):
+    found = identify(path, {})
+    assert (found.runtime, found.container, found.unit, found.container_id) == (runtime, name, unit, None)
+
+
+def test_group_by_container_tells_lxd_containers_apart_on_one_host():
+    host = Machine("host", "10.0.0.1")
+    for pid, netns, address in ((10, 7001, "10.0.3.10"), (11, 7002, "10.0.3.11")):
+        host.namespace(netns, address)
+        host.process(pid, "nginx", netns=netns)
+        host.listen(pid, "tcp", "0.0.0.0:80", netns=netns)
+        host.connect(pid, "tcp", f"{address}:80", "10.0.0.2:40000" if pid == 10 else "10.0.0.2:40001", netns=netns)
+    client = Machine("client", "10.0.0.2")
+    client.process(20, "curl")
+    client.connect(20, "tcp", "10.0.0.2:40000", "10.0.3.10:80")
+    client.connect(20, "tcp", "10.0.0.2:40001", "10.0.3.11:80")
+    built = host.build()
+    cgroups = {10: "/lxc.payload.web1/system.slice/nginx.service", 11: "/lxc.payload.web2/system.slice/nginx.service"}
+    built = dataclasses.replace(
+        built, processes=tuple(dataclasses.replace(p, cgroup=cgroups.get(p.pid)) for p in built.processes))
+    graph = stitch([built, client.build()], group_by="container")
+    nodes = graph.nodes_by_id()
+    assert sorted((nodes[flow.server].comm, nodes[flow.server].container) for flow in graph.flows) == [
+        ("web1", "web1"), ("web2", "web2")]
+
+
 def test_a_process_in_a_users_own_cgroup_never_takes_a_system_containers_name():
     """Any user can create cgroups under their user@UID.service and name them after a running
     container's id: the runtimes' state is not theirs, so it names nothing there."""
