@@ -343,12 +343,14 @@ def _start_in(cgroup_root, path: str, comm: str) -> int:
     return process.pid
 
 
-def test_live_processes_in_docker_and_kubernetes_cgroups_are_named_and_grouped(cgroup_root):
+def test_live_processes_in_container_cgroups_are_named_and_grouped(cgroup_root):
     root, _ = cgroup_root
     docker = _start_in(cgroup_root, f"/system.slice/docker-{CID}.scope", "web")
     pod_path = (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_UID.replace('-', '_')}.slice/"
                 f"cri-containerd-{OTHER}.scope")
     kube = _start_in(cgroup_root, pod_path, "api")
+    lxd = _start_in(cgroup_root, "/lxc.payload.web1/system.slice/nginx.service", "nginx")
+    nspawn = _start_in(cgroup_root, "/machine.slice/systemd-nspawn@build\\x2dbox.service/payload", "sshd")
     with open(capture.__file__, "rb") as source:
         result = subprocess.run([sys.executable, "-"], stdin=source, capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr.decode()
@@ -362,6 +364,8 @@ def test_live_processes_in_docker_and_kubernetes_cgroups_are_named_and_grouped(c
     assert identify(by_pid[docker].cgroup, {}).container_id == CID
     found = identify(by_pid[kube].cgroup, {})
     assert (found.container_id, found.pod_uid, found.runtime) == (OTHER, POD_UID, "containerd")
+    assert [(identify(by_pid[pid].cgroup, {}).runtime, identify(by_pid[pid].cgroup, {}).container)
+            for pid in (lxd, nspawn)] == [("lxc", "web1"), ("systemd-nspawn", "build-box")]
 
 
 # ------------------------------------------------------------------ the stitch: nodes, group-by, filters
