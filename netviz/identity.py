@@ -9,7 +9,8 @@ The cgroup layouts read (v2 unified paths and v1 `name=systemd` paths alike):
 
 - systemd units: the innermost `*.service` component (`/system.slice/nginx.service`,
   `/user.slice/user-1000.slice/user@1000.service`), else the innermost `*.scope` that is not a
-  container's (`session-3.scope`).
+  container's (`session-3.scope`); a unit of a user's own systemd manager is marked
+  `(user UID)`, so that it is never one node with the system's unit of the same name.
 - containers, by runtime: `docker-ID.scope` and `/docker/ID` (Docker), `cri-containerd-ID.scope`
   (containerd), `crio-ID.scope` (CRI-O), `libpod-ID.scope` and `/libpod_parent/libpod-ID` (Podman),
   and a bare 64-hex component under `kubepods` (the cgroupfs driver); containers the path names
@@ -99,7 +100,7 @@ def identify(cgroup: Optional[str], containers: dict[str, Container], pods: Opti
         if container_name is not None and user is not None:
             container_name = f"{container_name} (user {user})"
     return Identity(
-        unit=_unit(path, container_id),
+        unit=_users_unit(_unit(path, container_id), user),
         container_id=container_id,
         runtime=(state.runtime if state is not None and state.runtime else runtime),
         container_name=container_name,
@@ -153,6 +154,14 @@ def _pod_uid(path: str) -> Optional[str]:
         return found.group(1).replace("_", "-")
     found = _POD_CGROUPFS.search(path + "/")
     return found.group(1) if found else None
+
+
+def _users_unit(unit: Optional[str], user: Optional[int]) -> Optional[str]:
+    """A unit of a user's own systemd manager is that user's: `app.service (user 1000)`, never the
+    system's app.service, nor another user's (the manager itself is named as it is)."""
+    if unit is None or user is None or unit == f"user@{user}.service":
+        return unit
+    return f"{unit} (user {user})"
 
 
 def _unit(path: str, container_id: Optional[str]) -> Optional[str]:

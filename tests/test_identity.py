@@ -35,7 +35,8 @@ SYSTEMD_V1 = Path("/sys/fs/cgroup/systemd")
 
 @pytest.mark.parametrize("path, unit, runtime, container_id, pod_uid", [
     ("/system.slice/nginx.service", "nginx.service", None, None, None),
-    ("/user.slice/user-1000.slice/user@1000.service/app.slice/app-foo.service", "app-foo.service", None, None, None),
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/app-foo.service", "app-foo.service (user 1000)",
+     None, None, None),
     ("/user.slice/user-1000.slice/user@1000.service", "user@1000.service", None, None, None),
     ("/user.slice/user-0.slice/session-3.scope", "session-3.scope", None, None, None),
     (f"/system.slice/docker-{CID}.scope", None, "docker", CID, None),
@@ -67,6 +68,8 @@ def test_each_layout_names_what_it_says_and_nothing_else(path, unit, runtime, co
      "machine-qemu\\x2d1\\x2dfedora.scope"),
     ("/user.slice/user-1000.slice/user@1000.service/app.slice/lxc.payload.prod-db/init.scope", "lxc",
      "prod-db (user 1000)", "user@1000.service"),  # a user's own: never taken for the system's prod-db
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/container-web.service/lxc.payload.web/init.scope",
+     "lxc", "web (user 1000)", "container-web.service (user 1000)"),
     ("/lxc.monitor.web1", None, None, None),  # LXD's monitor of the container is not in it
     ("/system.slice/lxc.service", None, None, "lxc.service"),
 ])
