@@ -274,6 +274,17 @@ def test_a_broken_or_oversized_podman_list_names_nothing(tmp_path):
     assert capture.read_runtime(processes, root=str(tmp_path)) == {"containers": {CID: {"runtime": "podman", "name": "web"}}}
 
 
+def test_a_users_storage_directory_is_scanned_a_bounded_number_of_entries(tmp_path):
+    """A user's own directory may hold millions of entries: a bounded scan, never a full listing."""
+    for number in range(50):
+        (tmp_path / f"d{number:02}-containers").mkdir()
+        (tmp_path / f"other{number}").mkdir()
+    found = capture._names_ending(str(tmp_path), "-containers", limit=8, scanned=4096)
+    assert len(found) == 8 and found == sorted(found) and all(name.endswith("-containers") for name in found)
+    assert len(capture._names_ending(str(tmp_path), "-containers", limit=100, scanned=10)) <= 10
+    assert capture._names_ending(str(tmp_path / "missing"), "-containers") == []
+
+
 def _document_with(runtime: dict, processes: list[dict]) -> dict:
     """A machine's snapshot document (as the payload writes it) carrying `runtime`."""
     machine = Machine("node", "10.0.0.9")
