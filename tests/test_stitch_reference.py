@@ -9,7 +9,9 @@ or unresolved.
 
 The random groups (hypothesis) cover what these joins decide: TCP and UDP, IPv4 and
 IPv4-mapped IPv6 spellings of one address, loopback in several namespaces of several machines
-(the same 127.0.0.1 tuple everywhere), an address owned by two namespaces of one machine,
+(the same 127.0.0.1 tuple everywhere), link-local addresses (one machine's own, or one several
+machines hold; between machines, to one outside, from a global source address), an address
+owned by two namespaces of one machine,
 listeners bound to a wildcard, to loopback or to one address, clients whose peer socket is
 missing, peers outside the group, and tuples that several sockets share (ambiguous: never
 guessed). Every socket has a holder; NAT, SCTP and shared addresses have their own tests
@@ -33,6 +35,11 @@ SERVER_PORTS = (80, 80, 53)  # few, port 80 most: listeners compete for the same
 CLIENT_PORTS = (40000, 40001, 53)  # few: identical tuples happen; 53: a service talking to a service
 OUTSIDE = "203.0.113.7"
 LOOPBACKS = ("127.0.0.1", "::1")
+OUTSIDE_LINK = "fe80::ff"  # a neighbour on the link outside the group (a switch, a router)
+
+
+def link_local(address: Optional[str]) -> bool:
+    return address is not None and address.startswith("fe80:")
 
 
 # ---------------------------------------------------------------------------- the reference
@@ -93,6 +100,12 @@ def may_pair(a: Sock, b: Sock, owners) -> bool:
         return False
     if a.local in LOOPBACKS or a.remote in LOOPBACKS:
         return (a.host, a.netns) == (b.host, b.netns)  # every namespace has its own loopback
+    if link_local(a.local) or link_local(a.remote):
+        # its machine's own, unless each address has one owner, two machines: machines on one link
+        local_owners, remote_owners = owning_hosts(owners, a.local), owning_hosts(owners, a.remote)
+        if len(local_owners) == 1 and len(remote_owners) == 1 and local_owners != remote_owners:
+            return local_owners == {a.host} and remote_owners == {b.host}
+        return a.host == b.host
     return b.host in owning_hosts(owners, a.remote) and a.host in owning_hosts(owners, b.remote)
 
 
@@ -113,6 +126,8 @@ def listener_for(sock: Sock, listening, owners):
     """(listener, ambiguous): the listener that accepts the socket's remote address and port."""
     if sock.remote in LOOPBACKS:
         places = {(sock.host, sock.netns)}
+    elif link_local(sock.remote):  # a listener of its own machine only
+        places = {(host, netns) for host, netns in owners.get(sock.remote, set()) if host == sock.host}
     else:
         places = owners.get(sock.remote, set())
     serving = [other for other in listening if (other.host, other.netns) in places
@@ -146,7 +161,7 @@ def reference(snapshots):
         if listener is not None:
             flows[directed(sock, listener, inferred=sock.kind == "tcp")] += 1
         elif ambiguous or sock.remote in LOOPBACKS or sock.remote in owners:
-            counts[sock.host][2] += 1  # its peer should be in the group
+            counts[sock.host][2] += 1  # its peer should be in the group (a link-local one unowned: outside)
         else:
             counts[sock.host][0 if listens(sock, listening) else 1] += 1
     return flows, {host: tuple(values) for host, values in counts.items()}
@@ -221,8 +236,11 @@ def groups(draw, sides=SIDES, shared_containers: bool = False):
     machines, places = [], []
     for number in range(1, draw(st.integers(1, 3)) + 1):
         own = f"10.0.0.{number}"
-        machine = Machine(f"m{number}", own)
-        layout = [(HOST_NETNS, (own,))]
+        # its link-local address: its own, or one that another machine holds too (the same fe80::1
+        # on gateways of several links)
+        link = draw(st.sampled_from([f"fe80::{number}", "fe80::1"]))
+        machine = Machine(f"m{number}", own, link)
+        layout = [(HOST_NETNS, (own, link))]
         if shared_containers or draw(st.booleans()):
             # a container: its own address, or (a misconfiguration) the host's too
             container = draw(st.sampled_from([(own,), (f"10.0.1.{number}", own)] if shared_containers else
@@ -270,9 +288,19 @@ def add_connection(draw, places: list[Place], sides) -> None:
     """A connection seen from both ends, from one end only, or with a peer outside the group."""
     proto = draw(st.sampled_from(["tcp", "udp"]))
     client = draw(st.sampled_from(places))
-    target = draw(st.sampled_from(["loopback", "group", "outside"]))
+    target = draw(st.sampled_from(["loopback", "group", "outside", "link", "link outside"]))
     client_port, server_port = draw(PORTS)
-    if target == "loopback":
+    if target == "link":  # to a link-local address, from the client's link-local or global one
+        server = draw(st.sampled_from(places))
+        server_links = [address for address in server.addresses if link_local(address)]
+        if server_links:
+            add_sides(draw, sides, proto, client, server, (draw(st.sampled_from(client.addresses)), client_port),
+                      (draw(st.sampled_from(server_links)), server_port))
+    elif target == "link outside":
+        links = [address for address in client.addresses if link_local(address)]
+        if links:
+            add_socket(draw, client, proto, (draw(st.sampled_from(links)), client_port), (OUTSIDE_LINK, server_port))
+    elif target == "loopback":
         address = draw(st.sampled_from(LOOPBACKS))
         add_sides(draw, sides, proto, client, client, (address, client_port), (address, server_port))
     elif target == "group":
