@@ -362,3 +362,27 @@ def test_stitch_and_run_warn_about_a_claimed_address_naming_both_machines(tmp_pa
     claims = [line for line in claimed.stderr.splitlines() if "is claimed by 2 machines (m0001, claimant)" in line]
     assert claims, claimed.stderr
     assert "claimed by" not in honest.stderr
+
+
+# ------------------------------------------------------------------ a snapshot cannot make the stitch hang
+
+
+def test_a_tuple_repeated_thousands_of_times_is_ambiguous_at_linear_cost(mocker):
+    """A compromised machine may tell one four-tuple thousands of times (and its peer the
+    reverse): every such socket is ambiguous, never guessed, and the exact join looks at a few
+    candidates of each, not at all of them (2,000 such sockets took 51 s, growing with the cube)."""
+    from netviz.stitch.addresses import AddressBook
+    from tests.snapbuilder import Machine
+    from netviz.stitch import stitch
+
+    repeated = 2000
+    a, b = Machine("a", "10.0.0.1"), Machine("b", "10.0.0.2")
+    a.process(1, "client")
+    b.process(2, "server")
+    for _ in range(repeated):
+        a.connect(1, "tcp", "10.0.0.1:40000", "10.0.0.2:80")
+        b.connect(2, "tcp", "10.0.0.2:80", "10.0.0.1:40000")
+    checks = mocker.spy(AddressBook, "reachable")
+    graph = stitch([a.build(), b.build()])
+    assert graph.flows == [] and [host.unresolved for host in graph.hosts] == [repeated, repeated]
+    assert checks.call_count < 10 * 2 * repeated, checks.call_count  # all pairs: 8,000,000

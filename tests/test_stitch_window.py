@@ -332,6 +332,25 @@ def test_a_live_link_local_connection_the_window_joins_is_drawn_with_its_count_n
         assert graph.flows[0].window is not None and graph.flows[0].window.persistent
 
 
+def test_a_window_settles_a_live_link_local_connection_only_between_one_client_end_and_one_server_end():
+    """Two client sockets of one machine with the same tuple (two namespaces holding one
+    link-local address) facing one server socket: which one it serves is not known, so both stay
+    unresolved (a tuple told twice used to stop the stitch)."""
+    a, b = Machine("a", "10.0.0.1", "fe80::1"), Machine("b", "10.0.0.2", "fe80::2")
+    a.namespace(7001, "fe80::1")
+    ssh, sshd = a.process(7, "ssh"), b.process(22, "sshd")
+    b.listen(sshd, "tcp", "[::]:22")
+    a.connect(ssh, "tcp", "[fe80::1]:40000", "[fe80::2]:22")
+    a.connect(ssh, "tcp", "[fe80::1]:40000", "[fe80::2]:22", netns=7001)  # (a socket made in the other namespace)
+    b.connect(sshd, "tcp", "[fe80::2]:22", "[fe80::1]:40000")
+    c = Machine("c", "10.0.0.3", "fe80::2")  # the instant does not join it (fe80::2 has two owners)
+    client = key("client", "fe80::1", "fe80::2", 22, holders=[(7, "ssh", "socket")], persistent=True)
+    server = key("server", "fe80::2", "fe80::1", 22, holders=[(22, "sshd", "socket")], persistent=True)
+    graph = stitch([observed(a.build(), [client]), observed(b.build(), [server]), c.build()])
+    assert [host.unresolved for host in graph.hosts] == [2, 1, 0]
+    assert all(flow.count == 0 for flow in graph.flows)
+
+
 # ------------------------------------------------------------------ instant mode unchanged
 
 def test_without_a_window_the_document_has_no_window_keys():

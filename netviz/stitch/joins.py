@@ -89,11 +89,15 @@ def join_exact(index: SocketIndex) -> Iterator[Pair]:
             settle(end, other)
             yield end, other, None, EXACT
         elif found:
+            # (its other candidates, found in their own turn, have it among theirs: ambiguous too)
             mark_ambiguous((end, *found))
 
 
 def exact_candidates(index: SocketIndex, end: End) -> list[End]:
-    """Unpaired sockets whose four-tuple is `end`'s reversed and that each end can reach."""
+    """Unpaired sockets whose four-tuple is `end`'s reversed and that each end can reach: the
+    first two found, which is all the joins need to know (one, or several). A snapshot may repeat
+    one tuple thousands of times (nothing stops a compromised machine): listing every candidate
+    of every such end would take cubic time."""
     reachable = index.book.reachable
     single = len(end.locals_) == 1 and len(end.remotes) == 1
     found: list[End] = []
@@ -109,6 +113,8 @@ def exact_candidates(index: SocketIndex, end: End) -> list[End]:
                     and reachable(candidate.machine, candidate.netns, local, end.machine, end.netns)
                 ):
                     found.append(candidate)
+                    if len(found) == 2:
+                        return found
     return found
 
 

@@ -135,18 +135,26 @@ class Links:
         clients = [u for u in client_tally.unresolved_examples
                    if (u.proto, u.remote, u.remote_port) == (proto, server_address, port)
                    and (u.pid in client_pids if client_pids else u.pid is None)]
-        settled = []
+        # the server's ends by the client end they face (in one pass: a machine may count
+        # thousands of unresolved connections)
+        servers: dict[tuple, list[UnresolvedConnection]] = {}
+        for u in server_tally.unresolved_examples:
+            if (u.proto, u.local, u.local_port) == (proto, server_address, port):
+                servers.setdefault((u.remote, u.remote_port), []).append(u)
+        facing: dict[tuple, int] = {}
         for client in clients:
-            servers = [u for u in server_tally.unresolved_examples
-                       if (u.proto, u.local, u.local_port, u.remote, u.remote_port)
-                       == (proto, server_address, port, client.local, client.local_port)]
-            if len(servers) == 1:
-                settled.append((client, servers[0]))
+            facing[(client.local, client.local_port)] = facing.get((client.local, client.local_port), 0) + 1
+        # one client end and one server end for the tuple: anything else is never guessed
+        settled = [(client, servers[(client.local, client.local_port)][0]) for client in clients
+                   if len(servers.get((client.local, client.local_port), ())) == 1
+                   and facing[(client.local, client.local_port)] == 1]
+        if settled:
+            gone = {id(end) for pair in settled for end in pair}
+            for tally in {id(client_tally): client_tally, id(server_tally): server_tally}.values():
+                tally.unresolved_examples[:] = [u for u in tally.unresolved_examples if id(u) not in gone]
+            client_tally.unresolved -= len(settled)
+            server_tally.unresolved -= len(settled)
         for client, server in settled:
-            client_tally.unresolved_examples.remove(client)
-            server_tally.unresolved_examples.remove(server)
-            client_tally.unresolved -= 1
-            server_tally.unresolved -= 1
             pids = () if client.pid is None else (client.pid,)
             server_pids = () if server.pid is None else (server.pid,)
             self._accumulate((client_key, server_key, proto, port, True, inferred, via), server_address, pids,
