@@ -386,3 +386,27 @@ def test_a_tuple_repeated_thousands_of_times_is_ambiguous_at_linear_cost(mocker)
     graph = stitch([a.build(), b.build()])
     assert graph.flows == [] and [host.unresolved for host in graph.hosts] == [repeated, repeated]
     assert checks.call_count < 10 * 2 * repeated, checks.call_count  # all pairs: 8,000,000
+
+
+def test_a_translation_listed_thousands_of_times_is_not_followed_for_every_connection(mocker):
+    """A compromised gateway may list thousands of translations of one tuple, which every
+    connection it translates leads to: each connection follows a bounded number of them (it is
+    then ambiguous, never guessed), instead of all of them (2,000 x 2,000 took 5.9 s, growing
+    with the square)."""
+    from netviz.stitch import nat, stitch
+    from tests.snapbuilder import Machine
+
+    connections, hub = 300, 3000
+    client, gateway = Machine("client", "10.0.0.1"), Machine("gateway", "10.0.0.9")
+    client.process(1, "app")
+    for number in range(connections):
+        client.connect(1, "tcp", f"10.0.0.1:{20000 + number}", "10.0.0.50:80")
+        gateway.conntrack("tcp", (f"10.0.0.1:{20000 + number}", "10.0.0.50:80"), ("10.0.0.60:80", "10.0.0.9:1"))
+    for number in range(hub):  # the tuple each of them leaves the gateway with, translated again and again
+        gateway.conntrack("tcp", ("10.0.0.9:1", "10.0.0.60:80"), (f"10.0.1.{number % 250}:{1000 + number}", "10.0.0.9:1"))
+    looked_up = mocker.spy(nat, "_translated_targets")
+    graph = stitch([client.build(), gateway.build()])
+    host = next(entry for entry in graph.hosts if entry.name == "client")
+    assert host.unresolved == connections and graph.flows == []
+    assert {example.why for example in host.unresolved_examples} == {"several sockets or namespaces could be its peer"}
+    assert looked_up.call_count <= connections * (nat.MAX_TRANSLATIONS_FOLLOWED + 1), looked_up.call_count

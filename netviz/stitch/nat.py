@@ -7,6 +7,7 @@ Like netviz.stitch.joins, each join replaces the state of the ends it settles an
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Optional
 
 from netviz.kinds import DATAGRAM_PROTOCOLS
 from netviz.stitch.index import End, EndState, SocketIndex, Translation
@@ -14,6 +15,9 @@ from netviz.stitch.joins import AMBIGUOUS, OPEN, PAIRED, TRACKED, Evidence, Pair
 
 # Translations followed one after another for one connection (masquerade, then DNAT, ...).
 MAX_TRANSLATION_HOPS = 4
+# Translations looked at for one connection, all hops together: a real one has a few (HA
+# gateways tracking it alike); a snapshot listing thousands is not followed (never guessed)
+MAX_TRANSLATIONS_FOLLOWED = 64
 
 # what a translation led to: id(server end) -> (server end, translating machine, address reached)
 Found = dict[int, tuple[End, int, str]]
@@ -36,27 +40,31 @@ def join_translated(index: SocketIndex, ends: Iterable[End], names: Sequence[str
         found: Found = {}
         translated = False
         leaves_group = True
+        too_many = False
         for local in end.locals_:
             for far in end.remotes:
                 zone = book.translation_zone(end.machine, end.netns, local, far)
                 entries = index.translations.get((end.kind, local, end.local_port, far, end.remote_port, zone))
                 if entries:
                     translated = True
-                    leaves_group = _follow_translations(index, end, entries, found) and leaves_group
-        if len(found) == 1:
+                    outside = _follow_translations(index, end, entries, found)
+                    too_many = too_many or outside is None
+                    leaves_group = bool(outside) and leaves_group
+        if len(found) == 1 and not too_many:
             ((target, nat_machine, address),) = found.values()
             settle(end, target)
             yield end, target, address, through[nat_machine]
-        elif found:
+        elif found or too_many:
             end.state = AMBIGUOUS
         elif translated:
             end.state = EndState.TRANSLATED_OUT if leaves_group else EndState.TRANSLATED
 
 
-def _follow_translations(index: SocketIndex, end: End, entries: Sequence[Translation], found: Found) -> bool:
+def _follow_translations(index: SocketIndex, end: End, entries: Sequence[Translation], found: Found) -> Optional[bool]:
     """Collect into `found` the server sockets that `entries` (translations of `end`'s tuple) lead
-    to; return True when they lead nowhere in the group (every last translation sends the
-    connection to an address that no machine of the group owns).
+    to, two at most (one, or several: all the caller needs); return True when they lead nowhere
+    in the group (every last translation sends the connection to an address that no machine of
+    the group owns), None when there were more than MAX_TRANSLATIONS_FOLLOWED to follow.
 
     A connection can be translated more than once: a container's call to a port published on
     another Docker host is masqueraded by its own host, then DNATed by the other one. When no
@@ -75,6 +83,8 @@ def _follow_translations(index: SocketIndex, end: End, entries: Sequence[Transla
             followed = (nat_machine, server, server_port, client, client_port)  # a reply once per machine
             if followed in seen:
                 continue
+            if len(seen) >= MAX_TRANSLATIONS_FOLLOWED:
+                return None
             seen.add(followed)
             targets = _translated_targets(index, end, translation)
             if not targets:
@@ -93,6 +103,8 @@ def _follow_translations(index: SocketIndex, end: End, entries: Sequence[Transla
                 outside = False
             for target in targets:
                 found.setdefault(id(target), (target, nat_machine, server))
+            if len(found) > 1:
+                return False  # several: the caller never guesses among them
         if not following:
             return outside and not found
         pending = following
@@ -105,12 +117,14 @@ def _translated_targets(index: SocketIndex, end: End, translation: Translation) 
     # the server socket's own zone, computed from the translating machine's point of view
     zone = index.book.zone(machine, netns, server, client)
     reachable = index.book.reachable
-    return [
-        candidate
-        for candidate in index.bucket((end.kind, server, server_port, client, client_port, zone))
-        if candidate is not end and candidate.state is not PAIRED
-        and reachable(machine, netns, server, candidate.machine, candidate.netns)
-    ]
+    targets: list[End] = []
+    for candidate in index.bucket((end.kind, server, server_port, client, client_port, zone)):
+        if candidate is not end and candidate.state is not PAIRED \
+                and reachable(machine, netns, server, candidate.machine, candidate.netns):
+            targets.append(candidate)
+            if len(targets) == 2:
+                break  # (one, or several: a crowd of thousands is not listed)
+    return targets
 
 
 def connected_datagram_tuples(ends: Iterable[End]) -> set[tuple[str, str, int, str, int]]:

@@ -214,18 +214,20 @@ def join_windows(machines: Sequence[Machine], book: AddressBook, index: SocketIn
     """Join every client key of the group to its server key (or listener); see the module docstring."""
     result = WindowLinks()
     ends = _Ends(machines, group_by, result)
+    # server keys by where they are and the client address they face (looked up, never scanned:
+    # a machine may report thousands of keys of one service)
     servers: dict[tuple, list[tuple[Machine, WindowFlow]]] = {}
-    by_tuple: dict[tuple, list[tuple[Machine, WindowFlow]]] = {}  # (proto, local, port): link-local joins
+    by_tuple: dict[tuple, list[tuple[Machine, WindowFlow]]] = {}  # (proto, local, port, remote): link-local joins
     for machine in machines:
         window = machine.snapshot.window
         if window is None:
             continue
         for flow in window.flows:
             if flow.role == "server":
-                local = normalize_address(flow.local)
-                servers.setdefault((machine.index, flow.netns, flow.proto, local, flow.local_port), []).append(
+                local, remote = normalize_address(flow.local), normalize_address(flow.remote)
+                servers.setdefault((machine.index, flow.netns, flow.proto, local, flow.local_port, remote), []).append(
                     (machine, flow))
-                by_tuple.setdefault((flow.proto, local, flow.local_port), []).append((machine, flow))
+                by_tuple.setdefault((flow.proto, local, flow.local_port, remote), []).append((machine, flow))
     translated = _translated(index) if index.translations else {}
     found: list[tuple[Machine, Window, WindowFlow, _Target, Optional[tuple[Machine, WindowFlow]]]] = []
     uses: dict[int, int] = {}  # id of a server key -> client keys that reached it
@@ -280,16 +282,12 @@ def _server_key(book: AddressBook, servers: dict, by_tuple: dict, target: _Targe
     group holding the reversed tuple joins it."""
     locations = book.locations(target.machine, target.netns, target.address)
     matches = [
-        (candidate_machine, candidate)
+        match
         for server_machine, server_netns in locations or ()
-        for candidate_machine, candidate in servers.get((server_machine, server_netns, proto, target.address,
-                                                          target.port), ())
-        if normalize_address(candidate.remote) == target.client
+        for match in servers.get((server_machine, server_netns, proto, target.address, target.port, target.client), ())
     ]
     if not matches and scope(target.address) is Scope.LINK:
-        matches = [(candidate_machine, candidate)
-                   for candidate_machine, candidate in by_tuple.get((proto, target.address, target.port), ())
-                   if normalize_address(candidate.remote) == target.client]
+        matches = by_tuple.get((proto, target.address, target.port, target.client), [])
         return matches[0] if len(matches) == 1 else False
     if len(matches) > 1 or (not matches and not locations):
         return False  # two namespaces claim the tuple; outside the group; claimed by several others
