@@ -410,3 +410,24 @@ def test_a_translation_listed_thousands_of_times_is_not_followed_for_every_conne
     assert host.unresolved == connections and graph.flows == []
     assert {example.why for example in host.unresolved_examples} == {"several sockets or namespaces could be its peer"}
     assert looked_up.call_count <= connections * (nat.MAX_TRANSLATIONS_FOLLOWED + 1), looked_up.call_count
+
+
+def test_thousands_of_listeners_on_one_port_are_looked_through_once_per_service(mocker):
+    """A machine may hold thousands of listening sockets on one port (SO_REUSEPORT, or a
+    compromised machine's say-so): the clients of that service find their listener once, not
+    each by going through all of them."""
+    from netviz.stitch import stitch
+    from netviz.stitch.index import SocketIndex
+    from tests.snapbuilder import Machine
+
+    client, server = Machine("client", "10.0.0.1"), Machine("server", "10.0.0.2")
+    client.process(1, "app")
+    server.process(2, "web")
+    for _ in range(4000):
+        server.listen(2, "tcp", "0.0.0.0:80")
+    for number in range(1000):  # their peer sockets were not captured: each goes to the listener
+        client.connect(1, "tcp", f"10.0.0.1:{20000 + number}", "10.0.0.2:80")
+    looked_through = mocker.spy(SocketIndex, "_listeners_for")
+    (flow,) = stitch([client.build(), server.build()]).flows
+    assert (flow.count, flow.inferred, flow.server_port) == (1000, True, 80)
+    assert looked_through.call_count <= 2, looked_through.call_count

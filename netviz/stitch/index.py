@@ -29,6 +29,7 @@ from netviz.stitch.addresses import AddressBook, Locality, Zone, normalize_addre
 from netviz.stitch.machines import Machine
 
 WILDCARDS = frozenset({"0.0.0.0", "::"})
+MAX_ANSWERS_KEPT = 65536  # listeners_for's answers kept at once
 
 
 class EndState(enum.Enum):
@@ -141,6 +142,7 @@ class SocketIndex:
         self.crowded: set[End] = set()  # the ends that share a join key with another end
         self.in_crowds: set[End] = set()  # the ends filed in a Crowd (the exact join's slow path)
         self.listeners: dict[tuple[int, int, str, int], list[End]] = {}
+        self._accepting: dict[tuple, object] = {}  # listeners_for's answers
         # original tuple -> its translations: nearly always one, in a 1-tuple (40 bytes less than a list)
         self.translations: dict[tuple, Sequence[Translation]] = {}
         # (kind, src, sport, dst, dport) -> the first (machine, netns) that tracked it
@@ -341,8 +343,18 @@ class SocketIndex:
 
         The kernel prefers a socket bound to the exact address over a wildcard one. Several
         sockets in one namespace (SO_REUSEPORT workers) are one service: the lowest owner pid
-        wins. Candidates in several namespaces are ambiguous: None.
+        wins. Candidates in several namespaces are ambiguous: None. Memoised: every client of a
+        service asks the same (and a machine may hold thousands of listeners on one port).
         """
+        asked = (machine, netns, address, port, kind)
+        answer = self._accepting.get(asked, self)  # (self: not asked yet)
+        if answer is self:
+            if len(self._accepting) >= MAX_ANSWERS_KEPT:
+                self._accepting.clear()  # (bounded memory: a fleet asks hundreds of thousands)
+            answer = self._accepting[asked] = self._listeners_for(machine, netns, address, port, kind)
+        return answer
+
+    def _listeners_for(self, machine: int, netns: int, address: str, port: int, kind: str) -> Optional[list[End]]:
         locations = self.book.locations(machine, netns, address)
         if locations is None:
             return None
