@@ -30,6 +30,7 @@ from netviz.stitch.machines import Machine
 
 WILDCARDS = frozenset({"0.0.0.0", "::"})
 MAX_ANSWERS_KEPT = 65536  # listeners_for's answers kept at once
+MANY_LISTENERS = 16  # an answer that looked at more listeners than this is kept
 
 
 class EndState(enum.Enum):
@@ -343,36 +344,44 @@ class SocketIndex:
 
         The kernel prefers a socket bound to the exact address over a wildcard one. Several
         sockets in one namespace (SO_REUSEPORT workers) are one service: the lowest owner pid
-        wins. Candidates in several namespaces are ambiguous: None. Memoised: every client of a
-        service asks the same (and a machine may hold thousands of listeners on one port).
+        wins. Candidates in several namespaces are ambiguous: None. An answer that took going
+        through many listeners is kept: every client of the service asks the same (and a machine
+        may hold thousands of listeners on one port).
         """
         asked = (machine, netns, address, port, kind)
-        answer = self._accepting.get(asked, self)  # (self: not asked yet)
+        answer = self._accepting.get(asked, self)  # (self: not kept)
         if answer is self:
-            if len(self._accepting) >= MAX_ANSWERS_KEPT:
-                self._accepting.clear()  # (bounded memory: a fleet asks hundreds of thousands)
-            answer = self._accepting[asked] = self._listeners_for(machine, netns, address, port, kind)
+            answer, looked_at = self._listeners_for(machine, netns, address, port, kind)
+            if looked_at > MANY_LISTENERS:
+                if len(self._accepting) >= MAX_ANSWERS_KEPT:
+                    self._accepting.clear()  # (bounded memory)
+                self._accepting[asked] = answer
         return answer
 
-    def _listeners_for(self, machine: int, netns: int, address: str, port: int, kind: str) -> Optional[list[End]]:
+    def _listeners_for(self, machine: int, netns: int, address: str, port: int,
+                       kind: str) -> tuple[Optional[list[End]], int]:
+        """listeners_for's answer, and how many listeners it looked at."""
         locations = self.book.locations(machine, netns, address)
         if locations is None:
-            return None
+            return None, 0
         exact: list[End] = []
         wildcard: list[End] = []
         ipv6 = ":" in address
+        looked_at = 0
         for owner_machine, ns in locations:
-            for listener in self.listeners.get((owner_machine, ns, kind, port), ()):
+            serving = self.listeners.get((owner_machine, ns, kind, port), ())
+            looked_at += len(serving)
+            for listener in serving:
                 if address in listener.locals_:
                     exact.append(listener)
                 elif "::" in listener.locals_ or ("0.0.0.0" in listener.locals_ and not ipv6):
                     wildcard.append(listener)
         found = exact or wildcard
         if not found:
-            return []
+            return [], looked_at
         if len({(end.machine, end.netns) for end in found}) > 1:
-            return None
-        return [min(found, key=lambda end: (end.owner is None, end.owner or 0, end.inode))]
+            return None, looked_at
+        return [min(found, key=lambda end: (end.owner is None, end.owner or 0, end.inode))], looked_at
 
     def listens(self, end: End) -> bool:
         """Does a listening socket in the end's namespace accept the end's local address and port?"""
