@@ -43,3 +43,10 @@ def test_the_footer_counts_in_the_singular_and_separates_thousands():
     for port in range(40000, 41234):  # 1,234 connections to servers outside the group
         one.connect(1, "tcp", f"10.0.0.9:{port}", "192.0.2.1:443")
     assert table_footer(stitch([one.build()])) == "1 machine, 0 flows (0 connections); not drawn: 1,234 outside, 0 unresolved"
+
+
+def test_the_busiest_machines_line_counts_in_the_singular():
+    from netviz.render.table import busiest_lines
+
+    machines, _ = busiest_lines(graph_with("dig"))  # 2 machines, 1 flow of 2 connections
+    assert "(2 connections, 1 flow)" in machines and "1 flows" not in machines

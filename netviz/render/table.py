@@ -150,7 +150,7 @@ def busiest_lines(graph: FlowGraph, limit: int = BUSIEST_SHOWN) -> list[str]:
         return []
     nodes = graph.nodes_by_id()
     machines = ", ".join(
-        f"{for_terminal(load.name, limit=60)} ({load.connections} connections, {load.flows} flows)"
+        f"{for_terminal(load.name, limit=60)} ({_counted(load.connections, 'connection')}, {_counted(load.flows, 'flow')})"
         for load in machine_loads(graph)[:limit] if load.connections
     )
     flows = ", ".join(
