@@ -231,6 +231,7 @@ def join_windows(machines: Sequence[Machine], book: AddressBook, index: SocketIn
     translated = _translated(index) if index.translations else {}
     found: list[tuple[Machine, Window, WindowFlow, _Target, Optional[tuple[Machine, WindowFlow]]]] = []
     uses: dict[int, int] = {}  # id of a server key -> client keys that reached it
+    through: dict[tuple, object] = {}  # see _target
     for machine in machines:
         window = machine.snapshot.window
         if window is None:
@@ -238,7 +239,7 @@ def join_windows(machines: Sequence[Machine], book: AddressBook, index: SocketIn
         for flow in window.flows:
             if flow.role != "client":
                 continue
-            target = _target(machines, translated, machine, flow)
+            target = _target(machines, translated, machine, flow, through)
             if target is None:
                 continue  # translated to several places: never guessed
             server = _server_key(book, servers, by_tuple, target, flow.proto)
@@ -254,16 +255,31 @@ def join_windows(machines: Sequence[Machine], book: AddressBook, index: SocketIn
     return result
 
 
-def _target(machines: Sequence[Machine], translated: Translated, machine: Machine, flow: WindowFlow) -> Optional[_Target]:
+def _target(machines: Sequence[Machine], translated: Translated, machine: Machine, flow: WindowFlow,
+            through: dict) -> Optional[_Target]:
     """Where the key's connections arrive: through the one translation conntrack shows for its
-    tuple (DNAT, SNAT), else at the address dialled. None: translated to several places."""
+    tuple (DNAT, SNAT), else at the address dialled. None: translated to several places.
+    `through` keeps what the translations of a tuple say, per machine: the keys of one service
+    in many namespaces share them (and a gateway may list thousands)."""
     local, remote, port = normalize_address(flow.local), normalize_address(flow.remote), flow.remote_port
     assert port is not None
     netns = flow.netns if flow.netns is not None else 0
-    entries = [entry for entry in translated.get((flow.proto, local, remote, port), ())
+    asked = (machine.index, flow.proto, local, remote, port)
+    found = through.get(asked, through)  # (through: not asked yet)
+    if found is through:
+        found = through[asked] = _translation_target(machines, translated, machine, flow.proto, local, remote, port)
+    if found is False:
+        return _Target(machine.index, netns, local, remote, port, None)
+    return found
+
+
+def _translation_target(machines: Sequence[Machine], translated: Translated, machine: Machine, proto: str,
+                        local: str, remote: str, port: int):
+    """The _Target of the one translation of a tuple, None for several, False for none."""
+    entries = [entry for entry in translated.get((proto, local, remote, port), ())
                if entry[0] is None or entry[0] == machine.index]
     if not entries:
-        return _Target(machine.index, netns, local, remote, port, None)
+        return False
     replies = {(reply[0], reply[1], reply[2]) for _, _, _, reply in entries}
     if len(replies) != 1:
         return None
