@@ -113,6 +113,9 @@ class _Ends:
         self.machines = machines
         self.group_by = group_by
         self.result = result
+        # (machine, namespace, uid) -> its one exec group's command (a window has thousands of
+        # keys and of exec groups: each looked through once)
+        self.commands: dict[tuple[int, Optional[int], Optional[int]], Optional[str]] = {}
 
     def holder_node(self, machine: Machine, holders: Sequence[WindowHolder],
                     netns: Optional[int]) -> tuple[Optional[NodeKey], set[int]]:
@@ -143,7 +146,10 @@ class _Ends:
         key: NodeKey = (machine.index, RANK_SHORT_LIVED, identity)  # type: ignore[assignment]
         entry = self.result.short_lived.setdefault(key, ShortLived())
         entry.uids.update(flow.uids)
-        command = _exec_command(window, flow.netns, uid)
+        asked = (machine.index, flow.netns, uid)
+        if asked not in self.commands:
+            self.commands[asked] = _exec_command(window, flow.netns, uid)
+        command = self.commands[asked]
         if command is None:
             entry.unknown_command = True
         else:
