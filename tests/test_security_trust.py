@@ -453,3 +453,21 @@ def test_window_keys_of_one_tuple_in_many_namespaces_look_at_its_translations_on
     graph = stitch([observed(client.build(), keys), gateway.build()])
     assert graph.flows == []  # translated to 250 servers: never guessed
     assert worked_out.call_count == 1
+
+
+def test_short_lived_window_keys_look_through_the_exec_groups_once_per_namespace_and_uid(mocker):
+    """Hundreds of keys without a holder, on a window with hundreds of exec groups: the command
+    of a namespace's and uid's one exec group is looked up once, not for every key."""
+    from netviz.stitch import stitch, window
+    from tests.snapbuilder import Machine
+    from tests.test_stitch_window import execs, key, observed, server_machine
+
+    addresses = [f"10.0.2.{number}" for number in range(1, 201)]
+    web = Machine("web", "10.0.0.1", *addresses)
+    keys = [key("client", address, "10.0.0.2", 8080, uids=(1000,)) for address in addresses]
+    groups = [execs(1000, "worker")] + [execs(2000 + number, f"other{number}") for number in range(200)]
+    looked_through = mocker.spy(window, "_exec_command")
+    graph = stitch([observed(web.build(), keys, groups), server_machine().build()])
+    (client,) = [node for node in graph.nodes if node.short_lived]
+    assert client.cmdline == "worker"
+    assert looked_through.call_count == 1
