@@ -471,3 +471,23 @@ def test_short_lived_window_keys_look_through_the_exec_groups_once_per_namespace
     (client,) = [node for node in graph.nodes if node.short_lived]
     assert client.cmdline == "worker"
     assert looked_through.call_count == 1
+
+
+def test_thousands_of_listeners_bound_elsewhere_are_looked_through_once_per_address(mocker):
+    """Whether a connection's own port listens is asked twice for each pair: with thousands of
+    listeners on the port, bound to another address, each address is looked through once."""
+    from netviz.stitch import index, stitch
+    from tests.snapbuilder import Machine
+
+    client, server = Machine("client", "10.0.0.1"), Machine("server", "10.0.0.2", "10.0.0.99")
+    client.process(1, "app")
+    server.process(2, "web")
+    for _ in range(2000):
+        server.listen(2, "tcp", "10.0.0.99:80")
+    for number in range(1000):
+        client.connect(1, "tcp", f"10.0.0.1:{20000 + number}", "10.0.0.2:80")
+        server.connect(2, "tcp", "10.0.0.2:80", f"10.0.0.1:{20000 + number}")
+    looked_through = mocker.spy(index, "_accepts_any")
+    (flow,) = stitch([client.build(), server.build()]).flows
+    assert flow.count == 1000 and not flow.directed  # nothing listens on 10.0.0.2:80
+    assert looked_through.call_count <= 4, looked_through.call_count

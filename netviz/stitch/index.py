@@ -104,6 +104,17 @@ class Crowd:
         self.backward: list[End] = []
 
 
+def _accepts_any(listeners: Sequence[End], addresses: Sequence[str]) -> bool:
+    """Does one of `listeners` accept one of `addresses` (its own address, or a wildcard)?"""
+    for listener in listeners:
+        for local in addresses:
+            if local in listener.locals_ or "::" in listener.locals_ or (
+                "0.0.0.0" in listener.locals_ and ":" not in local
+            ):
+                return True
+    return False
+
+
 def canonical_key(key: tuple) -> tuple[tuple, bool]:
     """The canonical one of a join key and its reverse, and whether it is `key` itself: the
     side with the lower port first, the lower address on equal ports (a key equal to its
@@ -143,7 +154,8 @@ class SocketIndex:
         self.crowded: set[End] = set()  # the ends that share a join key with another end
         self.in_crowds: set[End] = set()  # the ends filed in a Crowd (the exact join's slow path)
         self.listeners: dict[tuple[int, int, str, int], list[End]] = {}
-        self._accepting: dict[tuple, object] = {}  # listeners_for's answers
+        self._accepting: dict[tuple, object] = {}  # listeners_for's answers (see MANY_LISTENERS)
+        self._listening: dict[tuple, bool] = {}  # listens' answers, likewise
         # original tuple -> its translations: nearly always one, in a 1-tuple (40 bytes less than a list)
         self.translations: dict[tuple, Sequence[Translation]] = {}
         # (kind, src, sport, dst, dport) -> the first (machine, netns) that tracked it
@@ -390,10 +402,23 @@ class SocketIndex:
         bucket = self.listeners.get((end.machine, end.netns, end.kind, end.local_port))
         if not bucket:
             return False
-        for listener in bucket:
+        if len(bucket) > MANY_LISTENERS:
+            return self._listens_among_many(end, bucket)
+        for listener in bucket:  # (inlined: asked twice for each of a million pairs)
             for local in end.locals_:
                 if local in listener.locals_ or "::" in listener.locals_ or (
                     "0.0.0.0" in listener.locals_ and ":" not in local
                 ):
                     return True
         return False
+
+    def _listens_among_many(self, end: End, bucket: Sequence[End]) -> bool:
+        """listens, for a port with thousands of listeners: each address asked about is looked
+        through once."""
+        asked = (end.machine, end.netns, end.kind, end.local_port, end.locals_)
+        answer = self._listening.get(asked)
+        if answer is None:
+            if len(self._listening) >= MAX_ANSWERS_KEPT:
+                self._listening.clear()
+            answer = self._listening[asked] = _accepts_any(bucket, end.locals_)
+        return answer
