@@ -97,8 +97,8 @@ def identify(cgroup: Optional[str], containers: dict[str, Container], pods: Opti
     container_name = state.name if state is not None else None
     if container_id is None:
         runtime, container_name = _named_container(path)
-        if container_name is not None and user is not None:
-            container_name = f"{container_name} (user {user})"
+    if container_name is not None and user is not None:  # a user's own: never the system's of that name
+        container_name = f"{container_name} (user {user})"
     return Identity(
         unit=_users_unit(_unit(path, container_id), user),
         container_id=container_id,

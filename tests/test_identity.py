@@ -250,9 +250,9 @@ def test_podman_and_rootless_docker_name_containers_each_from_its_own_users_stor
     assert snapshot_to_document(snapshot)["runtime"] == runtime  # written back whole, `user` included
     found = [identify(process["cgroup"], snapshot.containers) for process in processes]
     assert [(f.runtime, f.container, f.image) for f in found] == [
-        ("podman", "web", "docker.io/library/nginx:1.25"), ("podman", "alice-app", "localhost/app:dev"),
+        ("podman", "web", "docker.io/library/nginx:1.25"), ("podman", "alice-app (user 1000)", "localhost/app:dev"),
         ("podman", fourth[:12], None), ("cri-o", cri_o[:12], None),
-        ("docker", "alice-docker", "busybox"), ("docker", system_only[:12], None),
+        ("docker", "alice-docker (user 1000)", "busybox"), ("docker", system_only[:12], None),
         ("podman", CID[:12], None), ("podman", THIRD[:12], None)]  # never the names of another's containers
 
 
