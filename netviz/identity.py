@@ -39,6 +39,7 @@ _CONTAINER_PATTERNS = (
     ("podman", re.compile(rf"(?:^|/)libpod-{_ID}(?:\.scope)?$")),
 )
 _KUBEPODS_CONTAINER = re.compile(rf"(?:^|/)kubepods[^ ]*/{_ID}$")
+_ID_PATTERNS = (*_CONTAINER_PATTERNS, (None, _KUBEPODS_CONTAINER))  # the runtimes' own first
 # containers a cgroup path names by name (runtime, pattern): the innermost one wins
 _NAMED_CONTAINER_PATTERNS = (
     ("lxc", re.compile(r"(?:^|/)lxc\.payload\.([^/]+)$")),
@@ -112,30 +113,28 @@ def identify(cgroup: Optional[str], containers: dict[str, Container], pods: Opti
 
 
 def _container(path: str) -> tuple[Optional[str], Optional[str]]:
-    """(runtime, id) of the innermost component naming a container."""
-    components = path.split("/")
-    for end in range(len(components), 0, -1):
-        prefix = "/".join(components[:end])
-        for runtime, pattern in _CONTAINER_PATTERNS:
-            found = pattern.search(prefix)
-            if found:
-                return runtime, found.group(1)
-        found = _KUBEPODS_CONTAINER.search(prefix)
-        if found:
-            return None, found.group(1)
-    return None, None
+    """(runtime, id) of the innermost component naming a container by its id."""
+    return _innermost(path, _ID_PATTERNS)
 
 
 def _named_container(path: str) -> tuple[Optional[str], Optional[str]]:
     """(runtime, name) of the innermost component naming a container by its name."""
+    runtime, name = _innermost(path, _NAMED_CONTAINER_PATTERNS)
+    if name is not None:
+        name = _SYSTEMD_ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), name)
+    return runtime, name
+
+
+def _innermost(path: str, patterns: tuple[tuple[Optional[str], re.Pattern[str]], ...]) -> tuple[Optional[str], Optional[str]]:
+    """(runtime, what it matched) for the innermost prefix of `path` that one of `patterns`
+    (runtime, pattern) matches, the first pattern first."""
     components = path.split("/")
     for end in range(len(components), 0, -1):
         prefix = "/".join(components[:end])
-        for runtime, pattern in _NAMED_CONTAINER_PATTERNS:
+        for runtime, pattern in patterns:
             found = pattern.search(prefix)
             if found:
-                name = _SYSTEMD_ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), found.group(1))
-                return runtime, name
+                return runtime, found.group(1)
     return None, None
 
 
