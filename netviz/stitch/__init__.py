@@ -18,7 +18,9 @@ The rules, each with its own tests (tests/test_stitch_*.py):
 * Connected sockets (TCP, connected UDP, SCTP associations over all their addresses) are matched
   by a hash join on the reversed four-tuple: linear in the number of sockets. An address that no
   machine of the group claims (legacy snapshots carry no addresses) still joins when exactly one
-  socket of the group has the reversed tuple: both ends saw the same four numbers.
+  socket of the group has the reversed tuple: both ends saw the same four numbers. So does a
+  socket holding another machine's address (a transparent proxy) with the socket of its own
+  namespace that has its reversed tuple.
 * What is left is tried, in order, against conntrack translations of any machine (NAT: the flow
   records the translating machine in `via`; a connection translated several times, such as a
   container's call masqueraded by its host then DNATed by another, is followed from one

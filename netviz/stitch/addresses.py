@@ -220,7 +220,10 @@ class AddressBook:
             return target_machine == machine
         if owners is None:
             return True  # no machine claims it: the exact tuple is the only evidence
-        return target_machine in owners
+        # another machine's address, held by a socket of this very namespace: a transparent proxy
+        # (IP_TRANSPARENT: an Envoy or HAProxy that connects to the local server from its client's
+        # address), whose two sockets are each other's reversed tuple
+        return target_machine in owners or (target_machine == machine and target_netns == netns)
 
     def locations(self, machine: int, netns: int, address: str) -> Optional[list[tuple[int, int]]]:
         """The namespaces where `address`, seen from (machine, netns), lives; None when ambiguous."""
