@@ -88,3 +88,71 @@ def test_live_loopback_flows_match_ss(processes):
             capture_output=True, text=True, check=True,
         )
         assert len(oracle.stdout.splitlines()) == 4
+
+
+# A transparent proxy's upstream leg, for real: a socket with IP_TRANSPARENT bound to an address
+# its namespace does not have (the client machine's), connected to the server of its namespace.
+TRANSPARENT = r"""
+import socket, sys
+open("/proc/self/comm", "w").write(sys.argv[1])
+if sys.argv[1] == "upstream":
+    s = socket.socket()
+    s.setsockopt(socket.SOL_IP, 19, 1)  # IP_TRANSPARENT
+    s.bind(("10.0.0.1", 51000))
+    s.connect(("10.0.0.2", 5432))
+    held = [s]
+else:
+    server = socket.create_server(("0.0.0.0", 5432))
+    print("listening", flush=True)
+    held = [server.accept()[0]]
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_real_transparent_socket_joins_the_server_of_its_namespace(tmp_path):
+    """In a namespace of its own: a server on 10.0.0.2:5432 and an IP_TRANSPARENT socket bound
+    to 10.0.0.1, an address of another machine of the group (only a local route leads it back).
+    Captured by the real payload and stitched with that machine: one exact flow, nothing
+    inferred or unresolved; `ss` in the namespace shows the same one connection."""
+    import os
+    import uuid
+
+    from tests.snapbuilder import Machine
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and ip (iproute2) for a network namespace")
+    name = "nvtp-" + uuid.uuid4().hex[:8]
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    started: list[subprocess.Popen] = []
+    try:
+        inside = ["ip", "netns", "exec", name]
+        for command in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", "10.0.0.2/32", "dev", "lo"],
+                        ["ip", "route", "add", "local", "10.0.0.1/32", "dev", "lo"]):
+            subprocess.run([*inside, *command], check=True)
+        for role in ("postgres", "upstream"):
+            process = subprocess.Popen([*inside, sys.executable, "-c", TRANSPARENT, role], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True)
+            started.append(process)
+            if role == "postgres":
+                assert process.stdout.readline() == "listening\n"
+        assert started[1].stdout.readline() == "ready\n" and started[0].stdout.readline() == "ready\n"
+        rows = subprocess.run([*inside, "ss", "-tnH", "state", "established"], capture_output=True, text=True,
+                              check=True).stdout.splitlines()
+        ends = sorted(tuple(row.split()[2:4]) for row in rows)
+        # the oracle: one connection, its two ends in the namespace
+        assert ends == [("10.0.0.1:51000", "10.0.0.2:5432"), ("10.0.0.2:5432", "10.0.0.1:51000")], rows
+        result = subprocess.run([*inside, sys.executable, str(PAYLOAD)], capture_output=True, timeout=120, check=True)
+        captured = parse_snapshot(json.loads(result.stdout), "db")
+        web = Machine("web", "10.0.0.1")  # the machine whose address the proxy holds
+        graph = stitch([captured, web.build()])
+        nodes = graph.nodes_by_id()
+        flows = [(nodes[f.client].comm, nodes[f.server].comm, f.server_port, f.count, f.inferred) for f in graph.flows
+                 if f.server_port == 5432]
+        assert flows == [("upstream", "postgres", 5432, 1, False)], flows
+        assert all(host.unresolved == 0 for host in graph.hosts)
+    finally:
+        for process in started:
+            process.kill()
+            process.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", name], check=True)
