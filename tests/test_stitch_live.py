@@ -128,7 +128,7 @@ def test_a_real_transparent_socket_joins_the_server_of_its_namespace(tmp_path):
     try:
         inside = ["ip", "netns", "exec", name]
         for command in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", "10.0.0.2/32", "dev", "lo"],
-                        ["ip", "route", "add", "local", "10.0.0.1/32", "dev", "lo"]):
+                        ["ip", "route", "add", "local", "10.0.0.0/24", "dev", "lo"]):
             subprocess.run([*inside, *command], check=True)
         for role in ("postgres", "upstream"):
             process = subprocess.Popen([*inside, sys.executable, "-c", TRANSPARENT, role], stdin=subprocess.PIPE,
@@ -144,6 +144,8 @@ def test_a_real_transparent_socket_joins_the_server_of_its_namespace(tmp_path):
         assert ends == [("10.0.0.1:51000", "10.0.0.2:5432"), ("10.0.0.2:5432", "10.0.0.1:51000")], rows
         result = subprocess.run([*inside, sys.executable, str(PAYLOAD)], capture_output=True, timeout=120, check=True)
         captured = parse_snapshot(json.loads(result.stdout), "db")
+        held = {address.address for namespace in captured.namespaces for address in namespace.addresses}
+        assert "10.0.0.2" in held and "10.0.0.1" not in held  # a route leads it back: not an address
         web = Machine("web", "10.0.0.1")  # the machine whose address the proxy holds
         graph = stitch([captured, web.build()])
         nodes = graph.nodes_by_id()
