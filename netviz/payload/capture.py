@@ -576,16 +576,23 @@ def parse_status(text):
     return out
 
 
+def _passwd_entries(text):
+    """(uid, fields) of each /etc/passwd line that has a decimal uid, in file order."""
+    for line in _lines(text):
+        fields = line.split(":")
+        if len(fields) >= 3:
+            try:
+                yield _decimal(fields[2]), fields
+            except ValueError:
+                continue
+
+
 def parse_passwd(text):
     """uid -> user name from an /etc/passwd text (first entry wins, like getpwuid)."""
     users = {}
-    for line in _lines(text):
-        fields = line.split(":")
-        if len(fields) >= 3 and len(fields[0]) <= MAX_NAME:
-            try:
-                users.setdefault(_decimal(fields[2]), fields[0])
-            except ValueError:
-                continue
+    for uid, fields in _passwd_entries(text):
+        if len(fields[0]) <= MAX_NAME:
+            users.setdefault(uid, fields[0])
     return users
 
 
@@ -1015,11 +1022,10 @@ def _homes(uids, root):
         return homes
     try:
         with _open_text(os.path.join(root, "etc/passwd")) as handle:
-            for line in _lines(handle):
-                fields = line.split(":")
-                if len(fields) >= 6 and fields[2].isdigit() and int(fields[2]) in wanted and fields[5].startswith("/"):
-                    wanted.discard(int(fields[2]))  # (first entry wins, like getpwuid)
-                    homes[int(fields[2])] = os.path.join(root, fields[5].lstrip("/"))
+            for uid, fields in _passwd_entries(handle):
+                if uid in wanted and len(fields) >= 6 and fields[5].startswith("/"):
+                    wanted.discard(uid)  # (first entry wins, like getpwuid)
+                    homes[uid] = os.path.join(root, fields[5].lstrip("/"))
                     if len(homes) >= MAX_STORAGE_USERS:
                         break
     except OSError:
