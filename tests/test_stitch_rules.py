@@ -243,24 +243,9 @@ def test_a_link_local_peer_no_machine_owns_is_outside_unless_the_capture_missed_
     assert host(graph, "h").unresolved_examples[0].why == "no socket of its own machine has the reversed address and port"
 
 
-def test_a_transparent_proxy_connecting_from_its_clients_address_is_joined_inside_its_namespace():
-    """A sidecar in TPROXY mode (IP_TRANSPARENT) accepts web's connection to db:5432 and connects
-    to the local postgres from web's own address: that socket's local address is another
-    machine's, and its peer, in the same namespace, holds the reversed tuple."""
-    web, db = Machine("web", "10.0.0.1"), Machine("db", "10.0.0.2")
-    web.process(100, "app")
-    db.process(200, "envoy")
-    db.process(300, "postgres")
-    db.listen(200, "tcp", "0.0.0.0:15006")
-    db.listen(300, "tcp", "0.0.0.0:5432")
-    web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:5432")
-    db.connect(200, "tcp", "10.0.0.2:5432", "10.0.0.1:40000")  # accepted by the proxy (TPROXY)
-    db.connect(200, "tcp", "10.0.0.1:40000", "10.0.0.2:5432")  # the proxy's upstream, from web's address
-    db.connect(300, "tcp", "10.0.0.2:5432", "10.0.0.1:40000")
-    graph = stitch([web.build(), db.build()])
-    # upstream from web's very port: the same tuple on two sockets of db, never guessed
-    assert host(graph, "web").unresolved == 1
-
+def _transparent_proxy(upstream_port: int) -> list:
+    """web dials db:5432; db's proxy accepts it (TPROXY) and connects to the local postgres from
+    web's address and `upstream_port`."""
     web, db = Machine("web", "10.0.0.1"), Machine("db", "10.0.0.2")
     web.process(100, "app")
     db.process(200, "envoy")
@@ -268,9 +253,20 @@ def test_a_transparent_proxy_connecting_from_its_clients_address_is_joined_insid
     db.listen(300, "tcp", "0.0.0.0:5432")
     web.connect(100, "tcp", "10.0.0.1:40000", "10.0.0.2:5432")
     db.connect(200, "tcp", "10.0.0.2:5432", "10.0.0.1:40000")  # accepted by the proxy
-    db.connect(200, "tcp", "10.0.0.1:51000", "10.0.0.2:5432")  # its upstream, from web's address, another port
-    db.connect(300, "tcp", "10.0.0.2:5432", "10.0.0.1:51000")
-    graph = stitch([web.build(), db.build()])
+    db.connect(200, "tcp", f"10.0.0.1:{upstream_port}", "10.0.0.2:5432")  # its upstream, from web's address
+    db.connect(300, "tcp", "10.0.0.2:5432", f"10.0.0.1:{upstream_port}")
+    return [web.build(), db.build()]
+
+
+def test_a_transparent_proxy_connecting_from_its_clients_address_is_joined_inside_its_namespace():
+    """A sidecar in TPROXY mode (IP_TRANSPARENT) accepts web's connection to db:5432 and connects
+    to the local postgres from web's own address: that socket's local address is another
+    machine's, and its peer, in the same namespace, holds the reversed tuple."""
+    graph = stitch(_transparent_proxy(40000))
+    # upstream from web's very port: the same tuple on two sockets of db, never guessed
+    assert host(graph, "web").unresolved == 1
+
+    graph = stitch(_transparent_proxy(51000))
     assert edges(graph) == {("web/app", "db/envoy", "tcp", 5432, 1), ("db/envoy", "db/postgres", "tcp", 5432, 1)}
     assert host(graph, "web").unresolved == host(graph, "db").unresolved == 0
 
