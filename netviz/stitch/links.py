@@ -150,7 +150,7 @@ class Links:
                    and facing[(client.local, client.local_port)] == 1]
         if settled:
             gone = {id(end) for pair in settled for end in pair}
-            for tally in {id(client_tally): client_tally, id(server_tally): server_tally}.values():
+            for tally in (client_tally, server_tally):
                 tally.unresolved_examples[:] = [u for u in tally.unresolved_examples if id(u) not in gone]
             client_tally.unresolved -= len(settled)
             server_tally.unresolved -= len(settled)
